@@ -1,0 +1,162 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
+
+	"github.com/imagefarm/imagefarm/storage"
+)
+
+// Errors about refs.
+var (
+	ErrNotFound      = errors.New("catalog: image not found")
+	ErrVersionExists = errors.New("catalog: version already exists")
+)
+
+// Catalog is the image catalog kept in one store.
+type Catalog struct {
+	store       storage.Store
+	codec       *codec
+	concurrency int
+}
+
+// New returns the catalog kept in store.
+func New(store storage.Store) (*Catalog, error) {
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	cd, err := newCodec(runtime.GOMAXPROCS(0))
+	if err != nil {
+		return nil, err
+	}
+	return &Catalog{store: store, codec: cd, concurrency: n}, nil
+}
+
+// Store is the store the catalog lives in.
+func (c *Catalog) Store() storage.Store { return c.store }
+
+// Resolve returns the digest ref names: a version, else a channel, else
+// the digest itself once its manifest is known to exist.
+func (c *Catalog) Resolve(ctx context.Context, ref Ref) (string, error) {
+	if ref.Digest != "" {
+		if _, err := c.store.Stat(ctx, manifestKey(ref.Digest)); err != nil {
+			return "", c.notFound(ref, err)
+		}
+		return ref.Digest, nil
+	}
+	d, err := c.readRef(ctx, versionKey(ref.Name, ref.Tag))
+	if errors.Is(err, storage.ErrNotFound) {
+		d, err = c.readRef(ctx, channelKey(ref.Name, ref.Tag))
+	}
+	if err != nil {
+		return "", c.notFound(ref, err)
+	}
+	return d, nil
+}
+
+func (c *Catalog) notFound(ref Ref, err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("%w: %s (list images with `imagefarm image ls`)", ErrNotFound, ref)
+	}
+	return fmt.Errorf("resolve %s: %w", ref, err)
+}
+
+// Manifest resolves ref and returns its manifest and digest.
+func (c *Catalog) Manifest(ctx context.Context, ref Ref) (*Manifest, string, error) {
+	d, err := c.Resolve(ctx, ref)
+	if err != nil {
+		return nil, "", err
+	}
+	m, err := c.ManifestByDigest(ctx, d)
+	return m, d, err
+}
+
+// ManifestByDigest reads, verifies and decodes the manifest named digest.
+func (c *Catalog) ManifestByDigest(ctx context.Context, digest string) (*Manifest, error) {
+	if err := CheckDigest(digest); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
+	}
+	data, err := c.readSmall(ctx, manifestKey(digest), maxManifestBytes)
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("%w: manifest %s", ErrNotFound, digest)
+		}
+		return nil, fmt.Errorf("read manifest %s: %w", digest, err)
+	}
+	return DecodeManifest(data, digest)
+}
+
+func (c *Catalog) readRef(ctx context.Context, key string) (string, error) {
+	data, err := c.readSmall(ctx, key, 128)
+	if err != nil {
+		return "", err
+	}
+	d := strings.TrimSpace(string(data))
+	if err := CheckDigest(d); err != nil {
+		return "", fmt.Errorf("ref %s: %w", key, err)
+	}
+	return d, nil
+}
+
+func (c *Catalog) readSmall(ctx context.Context, key string, limit int64) ([]byte, error) {
+	rc, err := c.store.Open(ctx, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err == nil && int64(len(data)) > limit {
+		err = fmt.Errorf("%s is larger than %d bytes", key, limit)
+	}
+	return data, err
+}
+
+func (c *Catalog) writeRef(ctx context.Context, key, digest string) error {
+	data := []byte(digest + "\n")
+	return c.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
+}
+
+// SetChannel points name:channel at digest, moving it if it exists. A
+// channel may not share its name with a version of the same image.
+func (c *Catalog) SetChannel(ctx context.Context, name, channel, digest string) error {
+	if err := checkIdent("channel", channel); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadRef, err)
+	}
+	if _, err := c.store.Stat(ctx, versionKey(name, channel)); err == nil {
+		return fmt.Errorf("%w: %s:%s is a version; a channel needs another name", ErrBadRef, name, channel)
+	}
+	if _, err := c.ManifestByDigest(ctx, digest); err != nil {
+		return err
+	}
+	return c.writeRef(ctx, channelKey(name, channel), digest)
+}
+
+// Remove deletes a version or channel ref, or with a digest every ref of
+// the name that points at it. It returns the refs removed. Chunks and
+// manifests are left for GC.
+func (c *Catalog) Remove(ctx context.Context, ref Ref) ([]string, error) {
+	images, err := c.List(ctx, ref.Name)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, img := range images {
+		for _, r := range img.refs() {
+			if ref.Digest == img.Digest || (ref.Digest == "" && r.tag == ref.Tag) {
+				if err := c.store.Delete(ctx, r.key); err != nil {
+					return removed, err
+				}
+				removed = append(removed, ref.Name+":"+r.tag)
+			}
+		}
+	}
+	if len(removed) == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
+	}
+	slices.Sort(removed)
+	return removed, nil
+}

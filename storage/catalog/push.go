@@ -1,0 +1,274 @@
+package catalog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imagefarm/imagefarm/storage"
+	"github.com/imagefarm/imagefarm/storage/wim"
+)
+
+// PushOptions describe the blob being pushed.
+type PushOptions struct {
+	Name, Version string
+	Kind          Kind // KindFile when empty
+	Models        []string
+	Labels        map[string]string
+	Channels      []string // channels to point at the new version
+	ChunkSize     int64    // DefaultChunkSize when 0
+	Source        string   // the file's base name, recorded in the manifest
+	// Progress, if set, is called with the number of bytes of the blob just
+	// processed. It is called from several goroutines.
+	Progress func(n int64)
+}
+
+// PushResult says what a push stored.
+type PushResult struct {
+	Digest     string
+	Manifest   *Manifest
+	Chunks     int   // chunks in the blob
+	ZeroChunks int   // all-zero chunks, not stored
+	NewChunks  int   // chunks uploaded by this push
+	NewBytes   int64 // compressed bytes uploaded by this push
+}
+
+// PushFile pushes the file at path. If the file changes size or time while
+// it is read, the push fails and no ref moves.
+func (c *Catalog) PushFile(ctx context.Context, path string, opts PushOptions) (*PushResult, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
+	defer f.Close()
+	before, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
+	if !before.Mode().IsRegular() {
+		return nil, fmt.Errorf("push %s: not a regular file", path)
+	}
+	if opts.Source == "" {
+		opts.Source = filepath.Base(path)
+	}
+	unchanged := func() error {
+		after, err := os.Stat(path)
+		if err != nil {
+			return fmt.Errorf("push %s: file vanished while it was read: %w", path, err)
+		}
+		if after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+			return fmt.Errorf("push %s: file changed while it was read; push it again when nothing writes it", path)
+		}
+		return nil
+	}
+	return c.push(ctx, f, before.Size(), opts, unchanged)
+}
+
+// Push chunks size bytes of src into the store, writes the manifest and
+// then points name:version and the channels at it. Chunks the store already
+// holds are not uploaded again. Nothing is pointed at a manifest until all
+// its chunks are stored.
+func (c *Catalog) Push(ctx context.Context, src io.ReaderAt, size int64, opts PushOptions) (*PushResult, error) {
+	return c.push(ctx, src, size, opts, nil)
+}
+
+func (c *Catalog) push(ctx context.Context, src io.ReaderAt, size int64, opts PushOptions, beforeCommit func() error) (*PushResult, error) {
+	m, err := c.newManifest(ctx, src, size, &opts)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.pushChunks(ctx, src, m, opts.Progress)
+	if err != nil {
+		return nil, fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
+	}
+	data, digest, err := m.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.store.Put(ctx, manifestKey(digest), bytes.NewReader(data), int64(len(data))); err != nil {
+		return nil, fmt.Errorf("push %s:%s: manifest: %w", m.Name, m.Version, err)
+	}
+	if beforeCommit != nil {
+		if err := beforeCommit(); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.writeRef(ctx, versionKey(m.Name, m.Version), digest); err != nil {
+		return nil, fmt.Errorf("push %s:%s: ref: %w", m.Name, m.Version, err)
+	}
+	for _, ch := range opts.Channels {
+		if err := c.SetChannel(ctx, m.Name, ch, digest); err != nil {
+			return nil, fmt.Errorf("push %s:%s: channel %s: %w", m.Name, m.Version, ch, err)
+		}
+	}
+	res.Digest, res.Manifest = digest, m
+	return res, nil
+}
+
+// newManifest checks everything that can be checked before a byte is
+// uploaded and returns the manifest without its chunks.
+func (c *Catalog) newManifest(ctx context.Context, src io.ReaderAt, size int64, opts *PushOptions) (*Manifest, error) {
+	m := &Manifest{
+		SchemaVersion: SchemaVersion, Name: opts.Name, Version: opts.Version, Kind: opts.Kind,
+		Size: size, ChunkSize: opts.ChunkSize, Created: time.Now().UTC(),
+		Models: opts.Models, Labels: opts.Labels, Source: opts.Source,
+	}
+	if m.Kind == "" {
+		m.Kind = KindFile
+	}
+	if m.ChunkSize == 0 {
+		m.ChunkSize = DefaultChunkSize
+	}
+	if err := c.checkNew(ctx, m, opts.Channels); err != nil {
+		return nil, err
+	}
+	if m.Kind == KindWIM {
+		info, err := wim.Read(src, size)
+		if err != nil {
+			return nil, fmt.Errorf("push %s:%s as wim: %w (push it with another --kind if it is not a WIM)", m.Name, m.Version, err)
+		}
+		m.WIM = info
+	}
+	return m, nil
+}
+
+func (c *Catalog) checkNew(ctx context.Context, m *Manifest, channels []string) error {
+	// Validate the header fields with a placeholder chunk list.
+	probe := *m
+	probe.Size, probe.Chunks = 0, nil
+	if err := probe.Validate(); err != nil {
+		return err
+	}
+	for _, ch := range channels {
+		if err := checkIdent("channel", ch); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadRef, err)
+		}
+		if ch == m.Version {
+			return fmt.Errorf("%w: channel %q has the same name as the version", ErrBadRef, ch)
+		}
+	}
+	if d, err := c.readRef(ctx, versionKey(m.Name, m.Version)); err == nil {
+		return fmt.Errorf("%w: %s:%s is %s; push a new version (versions never change, channels move)", ErrVersionExists, m.Name, m.Version, d)
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
+	}
+	return nil
+}
+
+// chunkPusher uploads the chunks of one push in parallel, each distinct
+// chunk once even when the blob repeats it.
+type chunkPusher struct {
+	c       *Catalog
+	bufs    sync.Pool
+	mu      sync.Mutex
+	pending map[string]*upload
+	res     PushResult
+	newN    atomic.Int64
+	newB    atomic.Int64
+}
+
+type upload struct {
+	done   chan struct{}
+	stored int64
+	err    error
+}
+
+func (c *Catalog) pushChunks(ctx context.Context, src io.ReaderAt, m *Manifest, progress func(int64)) (*PushResult, error) {
+	p := &chunkPusher{c: c, pending: map[string]*upload{}}
+	p.bufs.New = func() any { b := make([]byte, 2*m.ChunkSize+4096); return &b }
+	n := (m.Size + m.ChunkSize - 1) / m.ChunkSize
+	m.Chunks = make([]Chunk, n)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.concurrency)
+	for i := range m.Chunks {
+		off := int64(i) * m.ChunkSize
+		m.Chunks[i] = Chunk{Offset: off, Length: min(m.ChunkSize, m.Size-off)}
+		g.Go(func() error {
+			if err := p.one(ctx, src, &m.Chunks[i]); err != nil {
+				return fmt.Errorf("chunk %d at offset %d: %w", i, off, err)
+			}
+			if progress != nil {
+				progress(m.Chunks[i].Length)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	p.res.Chunks = len(m.Chunks)
+	p.res.NewChunks, p.res.NewBytes = int(p.newN.Load()), p.newB.Load()
+	for _, ch := range m.Chunks {
+		if ch.Zero {
+			p.res.ZeroChunks++
+		}
+	}
+	return &p.res, nil
+}
+
+func (p *chunkPusher) one(ctx context.Context, src io.ReaderAt, ch *Chunk) error {
+	bp := p.bufs.Get().(*[]byte)
+	defer p.bufs.Put(bp)
+	data, scratch := (*bp)[:ch.Length], (*bp)[ch.Length:]
+	if n, err := src.ReadAt(data, ch.Offset); n < len(data) {
+		return fmt.Errorf("read source: %w", cmpEOF(err))
+	}
+	if isZero(data) {
+		ch.Zero = true
+		return nil
+	}
+	ch.ID = chunkID(data)
+	p.mu.Lock()
+	u, seen := p.pending[ch.ID]
+	if !seen {
+		u = &upload{done: make(chan struct{})}
+		p.pending[ch.ID] = u
+	}
+	p.mu.Unlock()
+	if !seen {
+		var uploaded bool
+		u.stored, uploaded, u.err = p.c.putChunk(ctx, ch.ID, data, scratch)
+		if uploaded {
+			p.newN.Add(1)
+			p.newB.Add(u.stored)
+		}
+		close(u.done)
+	}
+	select {
+	case <-u.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	ch.Stored = u.stored
+	return u.err
+}
+
+// cmpEOF turns the io.EOF of a short ReadAt into the error it means here.
+func cmpEOF(err error) error {
+	if err == nil || errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+var zeroBlock [64 << 10]byte
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeroBlock))
+		if !bytes.Equal(b[:n], zeroBlock[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}

@@ -1,0 +1,186 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// tmpDir holds objects being written; it is not part of the key space.
+const tmpDir = ".tmp"
+
+// FileStore keeps objects as files below a root directory. It is the
+// embedded default of the dev farm and needs nothing but a file system.
+type FileStore struct {
+	root string
+}
+
+// NewFileStore returns a store rooted at dir, creating dir if needed.
+func NewFileStore(dir string) (*FileStore, error) {
+	if dir == "" || !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("%w: file store needs an absolute path, got %q", ErrBadURL, dir)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, tmpDir), 0o755); err != nil {
+		return nil, fmt.Errorf("file store %s: %w", dir, err)
+	}
+	return &FileStore{root: filepath.Clean(dir)}, nil
+}
+
+func (s *FileStore) String() string { return "file://" + s.root }
+
+func (s *FileStore) path(key string) (string, error) {
+	if err := CheckKey(key); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.root, filepath.FromSlash(key)), nil
+}
+
+// Open implements Store.
+func (s *FileStore) Open(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, s.fail("open", key, err)
+	}
+	if n < 0 {
+		n = 1<<63 - 1 - off
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.NewSectionReader(f, off, n), f}, nil
+}
+
+// Put implements Store: it writes a temporary file and renames it into place.
+func (s *FileStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Join(s.root, tmpDir), "put-")
+	if err != nil {
+		return s.fail("put", key, err)
+	}
+	defer os.Remove(tmp.Name())
+	n, err := io.Copy(tmp, r)
+	if err == nil && n != size {
+		err = fmt.Errorf("wrote %d bytes, want %d", n, size)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(p), 0o755)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), p)
+	}
+	return s.fail("put", key, err)
+}
+
+// Stat implements Store.
+func (s *FileStore) Stat(ctx context.Context, key string) (ObjectInfo, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return ObjectInfo{}, s.fail("stat", key, err)
+	}
+	return ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// Touch implements Store.
+func (s *FileStore) Touch(ctx context.Context, key string) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	return s.fail("touch", key, os.Chtimes(p, now, now))
+}
+
+// Delete implements Store.
+func (s *FileStore) Delete(ctx context.Context, key string) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return s.fail("delete", key, err)
+	}
+	return nil
+}
+
+// List implements Store.
+func (s *FileStore) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	if err := checkPrefix(prefix); err != nil {
+		return err
+	}
+	// Walk the deepest directory the prefix names in full.
+	dir := s.root
+	if i := strings.LastIndex(prefix, "/"); i >= 0 {
+		dir = filepath.Join(s.root, filepath.FromSlash(prefix[:i]))
+	}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(s.root, p)
+		key := filepath.ToSlash(rel)
+		if d.IsDir() {
+			if key == tmpDir {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasPrefix(key, prefix) {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil // removed while we walked
+		}
+		return fn(ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()})
+	})
+	return err
+}
+
+func (s *FileStore) fail(op, key string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s %s in %s: %w", op, key, s, ErrNotFound)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%s %s in %s: %w: %v", op, key, s, ErrAccessDenied, err)
+	}
+	return fmt.Errorf("%s %s in %s: %w", op, key, s, err)
+}
+
+// checkPrefix accepts "" or a key, optionally ending in "/".
+func checkPrefix(prefix string) error {
+	if p := strings.TrimSuffix(prefix, "/"); p != "" {
+		return CheckKey(p)
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// MinIO is a MinIO server process on 127.0.0.1 with a data folder of its own.
+type MinIO struct {
+	Endpoint  string // 127.0.0.1:PORT
+	AccessKey string
+	SecretKey string
+	// CredentialsFile is an AWS shared credentials file holding the keys,
+	// for store URLs (&credentials=FILE) that must not rely on the environment.
+	CredentialsFile string
+	Client          *minio.Client // an admin client, for setting up buckets
+	cmd             *exec.Cmd
+	dir             string
+}
+
+// MinIOBinary returns the path of the MinIO server binary, or an error
+// saying how to install it.
+func MinIOBinary() (string, error) {
+	if p := os.Getenv("IMAGEFARM_MINIO"); p != "" {
+		return p, nil
+	}
+	if root, err := RepoRoot(); err == nil {
+		p := filepath.Join(root, ".cache", "bin", "minio")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("minio"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("minio server binary not found: run scripts/test.sh (it builds MinIO into .cache/bin) or set IMAGEFARM_MINIO")
+}
+
+// RepoRoot is the folder holding go.mod, found from the working directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// StartMinIO starts a MinIO server with its data in dir and waits until it
+// answers. Stop it with Stop.
+func StartMinIO(dir string) (*MinIO, error) {
+	bin, err := MinIOBinary()
+	if err != nil {
+		return nil, err
+	}
+	port, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	m := &MinIO{
+		Endpoint:  fmt.Sprintf("127.0.0.1:%d", port),
+		AccessKey: "imagefarm-test",
+		SecretKey: "imagefarm-test-" + randomHex(8),
+		dir:       dir,
+	}
+	m.cmd = exec.Command(bin, "server", "--quiet", "--address", m.Endpoint,
+		"--console-address", "127.0.0.1:0", filepath.Join(dir, "data"))
+	m.cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+m.AccessKey, "MINIO_ROOT_PASSWORD="+m.SecretKey,
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
+	logf, err := os.Create(filepath.Join(dir, "minio.log"))
+	if err != nil {
+		return nil, err
+	}
+	m.cmd.Stdout, m.cmd.Stderr = logf, logf
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test
+	if err := m.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start minio %s: %w", bin, err)
+	}
+	if err := m.setup(); err != nil {
+		m.Stop()
+		log, _ := os.ReadFile(filepath.Join(dir, "minio.log"))
+		return nil, fmt.Errorf("minio at %s: %w\n%s", m.Endpoint, err, log)
+	}
+	return m, nil
+}
+
+func (m *MinIO) setup() error {
+	m.CredentialsFile = filepath.Join(m.dir, "credentials")
+	creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", m.AccessKey, m.SecretKey)
+	if err := os.WriteFile(m.CredentialsFile, []byte(creds), 0o600); err != nil {
+		return err
+	}
+	var err error
+	m.Client, err = minio.New(m.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(m.AccessKey, m.SecretKey, "")})
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + m.Endpoint + "/minio/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after 60s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stop kills the server and waits for it.
+func (m *MinIO) Stop() {
+	if m.cmd != nil && m.cmd.Process != nil {
+		m.cmd.Process.Kill()
+		m.cmd.Wait()
+	}
+}
+
+// NewBucket creates a bucket with a fresh name and returns the store URL of
+// a prefix in it, with credentials from m's credentials file.
+func (m *MinIO) NewBucket(t testing.TB) string {
+	t.Helper()
+	bucket := "t-" + randomHex(6)
+	if err := m.Client.MakeBucket(context.Background(), bucket, minio.MakeBucketOptions{}); err != nil {
+		t.Fatalf("make bucket %s: %v", bucket, err)
+	}
+	return m.URL(bucket, "catalog")
+}
+
+// URL is the store URL of prefix in bucket on this server.
+func (m *MinIO) URL(bucket, prefix string) string {
+	return fmt.Sprintf("s3://%s/%s?endpoint=%s&insecure=true&credentials=%s", bucket, prefix, m.Endpoint, m.CredentialsFile)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return strings.ToLower(hex.EncodeToString(b))
+}
