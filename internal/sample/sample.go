@@ -5,12 +5,14 @@ package sample
 
 import (
 	"bufio"
+	"encoding/binary"
 	"io"
 	"math/rand/v2"
 )
 
-// regionSize is the granularity at which the kind of data changes, smaller
-// than a chunk so that most chunks mix kinds as real disks do.
+// regionSize is the unit of an extent. An extent of one kind of data runs
+// for 1 to 16 regions, so some chunks mix kinds and many are all one kind
+// (a run of free space makes zero chunks), as on real disks.
 const regionSize = 1 << 20
 
 var words = []string{
@@ -25,9 +27,14 @@ func WriteDiskImage(w io.Writer, size int64, seed uint64) error {
 	bw := bufio.NewWriterSize(w, regionSize)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	buf := make([]byte, regionSize)
+	kind, left := 0, 0
 	for off := int64(0); off < size; off += regionSize {
+		if left == 0 {
+			kind, left = rng.IntN(12), 1+rng.IntN(16)
+		}
+		left--
 		region := buf[:min(regionSize, size-off)]
-		Fill(region, rng)
+		fill(region, kind, rng)
 		if _, err := bw.Write(region); err != nil {
 			return err
 		}
@@ -35,18 +42,17 @@ func WriteDiskImage(w io.Writer, size int64, seed uint64) error {
 	return bw.Flush()
 }
 
-// Fill fills b with one region's worth of disk-shaped data drawn from rng.
-func Fill(b []byte, rng *rand.Rand) {
-	switch p := rng.IntN(12); {
-	case p < 3: // a quarter random
+// fill fills b with data of a kind from 0 to 11: a quarter of the kinds are
+// random bytes, a third zeros and the rest text.
+func fill(b []byte, kind int, rng *rand.Rand) {
+	switch {
+	case kind < 3:
 		for i := 0; i+8 <= len(b); i += 8 {
-			v := rng.Uint64()
-			b[i], b[i+1], b[i+2], b[i+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
-			b[i+4], b[i+5], b[i+6], b[i+7] = byte(v>>32), byte(v>>40), byte(v>>48), byte(v>>56)
+			binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
 		}
-	case p < 7: // a third zeros
+	case kind < 7:
 		clear(b)
-	default: // the rest text
+	default:
 		fillText(b, rng)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/imagefarm/imagefarm/storage"
 )
@@ -24,6 +25,7 @@ type Catalog struct {
 	store       storage.Store
 	codec       *codec
 	concurrency int
+	compressed  sync.Pool // *[]byte download buffers for compressed chunks
 }
 
 // New returns the catalog kept in store.
@@ -33,7 +35,9 @@ func New(store storage.Store) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Catalog{store: store, codec: cd, concurrency: n}, nil
+	c := &Catalog{store: store, codec: cd, concurrency: n}
+	c.compressed.New = func() any { return new([]byte) }
+	return c, nil
 }
 
 // Store is the store the catalog lives in.

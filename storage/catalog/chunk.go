@@ -59,7 +59,8 @@ type codec struct {
 
 func newCodec(concurrency int) (*codec, error) {
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
-		zstd.WithEncoderConcurrency(concurrency), zstd.WithZeroFrames(true))
+		zstd.WithEncoderConcurrency(concurrency), zstd.WithZeroFrames(true),
+		zstd.WithEncoderCRC(false)) // the chunk's SHA-256 is checked instead
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
@@ -117,15 +118,23 @@ func (c *Catalog) fetchOnce(ctx context.Context, ch Chunk, buf []byte) ([]byte, 
 		return nil, err
 	}
 	defer rc.Close()
+	cp := c.compressed.Get().(*[]byte)
+	defer c.compressed.Put(cp)
+	if int64(cap(*cp)) < ch.Stored+1 {
+		*cp = make([]byte, ch.Stored+1)
+	}
 	// Read one byte more than the manifest promises, to catch a longer object.
-	compressed, err := io.ReadAll(io.LimitReader(rc, ch.Stored+1))
-	if err != nil {
+	compressed := (*cp)[:ch.Stored+1]
+	n, err := io.ReadFull(rc, compressed)
+	switch {
+	case err == nil:
+		return nil, fmt.Errorf("%w: stored object is longer than the %d bytes the manifest says", ErrCorruptChunk, ch.Stored)
+	case err == io.ErrUnexpectedEOF && int64(n) < ch.Stored:
+		return nil, fmt.Errorf("%w: stored object is %d bytes, manifest says %d", ErrCorruptChunk, n, ch.Stored)
+	case err != io.ErrUnexpectedEOF:
 		return nil, fmt.Errorf("download: %w", err)
 	}
-	if int64(len(compressed)) != ch.Stored {
-		return nil, fmt.Errorf("%w: stored object is %d bytes, manifest says %d", ErrCorruptChunk, len(compressed), ch.Stored)
-	}
-	data, err := c.codec.dec.DecodeAll(compressed, buf[:0])
+	data, err := c.codec.dec.DecodeAll(compressed[:n], buf[:0])
 	if err != nil {
 		return nil, fmt.Errorf("%w: zstd: %v", ErrCorruptChunk, err)
 	}

@@ -45,13 +45,18 @@ func put64(off int, v uint64) func([]byte) []byte {
 // constant returns data whatever the base WIM.
 func constant(data []byte) func([]byte) []byte { return func([]byte) []byte { return data } }
 
-// withXML returns a patch that appends doc as the WIM's XML resource,
-// UTF-16LE with a byte order mark, as Windows writes it.
+// withXML returns a patch that appends doc as the WIM's XML resource.
 func withXML(doc string) func([]byte) []byte {
+	return withUTF16(utf16.Encode([]rune(doc)))
+}
+
+// withUTF16 returns a patch that appends units as the WIM's XML resource,
+// UTF-16LE after a byte order mark, as Windows writes it.
+func withUTF16(units []uint16) func([]byte) []byte {
 	return patch(func(b []byte) []byte {
 		off := len(b)
 		b = append(b, 0xff, 0xfe)
-		for _, u := range utf16.Encode([]rune(doc)) {
+		for _, u := range units {
 			b = binary.LittleEndian.AppendUint16(b, u)
 		}
 		size := uint64(len(b) - off)
@@ -95,7 +100,7 @@ func TestReadNotWIM(t *testing.T) {
 		{"more images in xml", put32(offImageCount, 0), "xml has more images than the 0 in the header"},
 		{"boot index", put32(offBootIndex, 7), "boot index 7 is beyond the 1 images"},
 		{"unknown compression", put32(offFlags, 0x2), "compressed, but of no known type (flags 0x2)"},
-		{"huge xml", put64(offXML, 1<<40), "xml data is 1099511627776 bytes, more than the 67108864 allowed"},
+		{"huge xml", put64(offXML, 1<<40), "xml data is 1099511627776 bytes, more than the 8388608 allowed"},
 		{"xml beyond end", put64(offXML+8, 1<<20), "beyond the end of the"},
 		{"xml offset wraps", put64(offXML+8, 1<<64-2), "beyond the end of the"},
 		{"xml compressed", patch(func(b []byte) []byte { b[offXML+7] |= 0x04; return b }), "xml data is compressed"},
@@ -107,6 +112,7 @@ func TestReadNotWIM(t *testing.T) {
 		{"xml unterminated", withXML(`<WIM><IMAGE INDEX="1"><NAME>x</NAME>`), "unexpected EOF"},
 		{"xml index gap", withXML(`<WIM><IMAGE INDEX="2"/></WIM>`), "xml image indexes are not 1 to 1 (found 2)"},
 		{"xml index not a number", withXML(`<WIM><IMAGE INDEX="one"/></WIM>`), `xml image index "one"`},
+		{"xml nested deep", withXML("<WIM>" + strings.Repeat("<X>", 100_000)), "nested more than 100 deep"},
 		{"xml count not a number", withXML(`<WIM><IMAGE INDEX="1"><DIRCOUNT>many</DIRCOUNT></IMAGE></WIM>`), "xml IMAGE: strconv.ParseInt"},
 	}
 	for _, tt := range tests {

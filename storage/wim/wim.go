@@ -68,9 +68,11 @@ type Image struct {
 
 const (
 	headerSize = 208
-	// maxXMLSize bounds the XML resource so that a hostile header cannot
-	// make Read allocate gigabytes; real WIMs carry tens of KiB of XML.
-	maxXMLSize = 64 << 20
+	// maxXMLSize bounds the XML resource, which real WIMs keep to tens of
+	// KiB. encoding/xml can allocate some 15 times the size of hostile XML
+	// (an element with millions of attributes), so the bound keeps Read
+	// under about 128 MiB whatever the file says.
+	maxXMLSize = 8 << 20
 	// maxImages bounds the image count for the same reason; Windows media
 	// carry a dozen images at most.
 	maxImages = 10000

@@ -64,18 +64,44 @@ type xmlFiletime struct {
 // document cannot expand into a huge slice.
 func decodeXML(src io.Reader, maxImages int) (*xmlWIM, error) {
 	br := bufio.NewReader(src)
+	// A read error here shows again on the next read.
 	if bom, _ := br.Peek(2); bytes.Equal(bom, []byte{0xff, 0xfe}) {
 		br.Discard(2)
 	}
 	u := &utf16Reader{src: br}
-	dec := xml.NewDecoder(u)
+	raw := xml.NewDecoder(u)
 	// The decoder sees UTF-8 whatever the declaration says.
-	dec.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
-	doc, err := decodeWIM(dec, maxImages)
+	raw.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
+	doc, err := decodeWIM(xml.NewTokenDecoder(&shallow{dec: raw}), maxImages)
 	if u.err != nil {
 		return nil, fmt.Errorf("read xml: %w", u.err)
 	}
 	return doc, err
+}
+
+// maxDepth bounds how deep elements nest. WIM XML nests about five deep;
+// encoding/xml keeps a stack entry per open element and, when it skips an
+// element, does not bound the depth itself.
+const maxDepth = 100
+
+// shallow passes on the tokens of dec, failing past maxDepth.
+type shallow struct {
+	dec   *xml.Decoder
+	depth int
+}
+
+// Token returns the next token of dec.
+func (s *shallow) Token() (xml.Token, error) {
+	tok, err := s.dec.Token()
+	switch tok.(type) {
+	case xml.StartElement:
+		if s.depth++; s.depth > maxDepth {
+			return nil, fmt.Errorf("elements nested more than %d deep", maxDepth)
+		}
+	case xml.EndElement:
+		s.depth--
+	}
+	return tok, err
 }
 
 // decodeWIM decodes the root WIM element, keeping the children Read uses.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/imagefarm/imagefarm/storage/wim"
 )
@@ -47,6 +48,27 @@ func TestReadXML(t *testing.T) {
 	}
 	if got.TotalBytes != 1234 || !reflect.DeepEqual(got.Images, want) {
 		t.Errorf("Read = total bytes %d, images %s; want 1234, %s", got.TotalBytes, toJSON(t, got.Images), toJSON(t, want))
+	}
+}
+
+// TestReadLongName checks a name long enough that surrogate pairs straddle
+// the buffers of the UTF-16 decoder, with an unpaired surrogate at its end.
+func TestReadLongName(t *testing.T) {
+	base, err := os.ReadFile(tiny.build(t)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.Repeat("🪟a", 50_000)
+	doc := utf16.Encode([]rune(`<WIM><IMAGE INDEX="1"><NAME>` + name))
+	doc = append(doc, 0xd83d) // a high surrogate with no low one
+	doc = append(doc, utf16.Encode([]rune("</NAME></IMAGE></WIM>"))...)
+	data := withUTF16(doc)(base)
+	got, err := wim.Read(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatalf("Read = %v", err)
+	}
+	if want := name + "\uFFFD"; got.Images[0].Name != want {
+		t.Errorf("Read name = %d bytes, want %d bytes of 🪟a and U+FFFD", len(got.Images[0].Name), len(want))
 	}
 }
 

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imagefarm/imagefarm/storage"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+func newImageCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Push, list, inspect, pull and remove images in the catalog",
+	}
+	cmd.AddCommand(newImagePushCmd(g), newImageLsCmd(g), newImageInspectCmd(g), newImagePullCmd(g),
+		newImageTagCmd(g), newImageRmCmd(g), newImageGCCmd(g))
+	return cmd
+}
+
+func openCatalog(g *globals) (*catalog.Catalog, error) {
+	if g.store == "" {
+		return nil, fmt.Errorf("no image store: pass --store file:///PATH or --store s3://BUCKET/PREFIX?endpoint=HOST:PORT, or set IMAGEFARM_STORE")
+	}
+	s, err := storage.Open(g.store, storage.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return catalog.New(s)
+}
+
+func newImagePushCmd(g *globals) *cobra.Command {
+	var (
+		kind      string
+		models    []string
+		labels    map[string]string
+		channels  []string
+		chunkSize int64
+	)
+	cmd := &cobra.Command{
+		Use:   "push NAME:VERSION FILE",
+		Short: "Push a file as a new image version; chunks the store has already are not uploaded again",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := catalog.ParseRef(args[0])
+			if err != nil {
+				return err
+			}
+			if ref.Digest != "" {
+				return fmt.Errorf("push takes NAME:VERSION, not a digest")
+			}
+			if !slices.Contains(catalog.Kinds, catalog.Kind(kind)) {
+				return fmt.Errorf("--kind %q: want one of %v", kind, catalog.Kinds)
+			}
+			c, err := openCatalog(g)
+			if err != nil {
+				return err
+			}
+			fi, err := os.Stat(args[1])
+			if err != nil {
+				return fmt.Errorf("push: %w", err)
+			}
+			bar := newProgressBar("push", fi.Size())
+			start := time.Now()
+			res, err := c.PushFile(cmd.Context(), args[1], catalog.PushOptions{
+				Name: ref.Name, Version: ref.Tag, Kind: catalog.Kind(kind), Models: models,
+				Labels: labels, Channels: channels, ChunkSize: chunkSize, Progress: bar.Add,
+			})
+			bar.Done(err)
+			if err != nil {
+				return err
+			}
+			return printPush(cmd.OutOrStdout(), g, ref, res, time.Since(start))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kind, "kind", string(catalog.KindDisk), fmt.Sprintf("what the file is: %v", catalog.Kinds))
+	f.StringArrayVar(&models, "model", nil, "exact device model the image applies to (repeatable)")
+	f.StringToStringVar(&labels, "label", nil, "label key=value (repeatable)")
+	f.StringArrayVar(&channels, "channel", nil, "channel to point at this version, such as stable (repeatable)")
+	f.Int64Var(&chunkSize, "chunk-size", catalog.DefaultChunkSize, "chunk size in bytes (a multiple of 4096)")
+	f.BoolVar(&g.json, "json", false, "print the result as JSON")
+	return cmd
+}
+
+func printPush(w io.Writer, g *globals, ref catalog.Ref, res *catalog.PushResult, took time.Duration) error {
+	if g.json {
+		return printJSON(w, map[string]any{
+			"ref": ref.String(), "digest": res.Digest, "size": res.Manifest.Size, "chunks": res.Chunks,
+			"zero_chunks": res.ZeroChunks, "new_chunks": res.NewChunks, "new_bytes": res.NewBytes,
+			"stored_bytes": res.Manifest.StoredBytes(), "seconds": took.Seconds(),
+		})
+	}
+	fmt.Fprintf(w, "pushed %s %s\n", ref, res.Digest)
+	fmt.Fprintf(w, "  %s in %s (%d zero, not stored); %s stored, %s of it new in %s; %.1fs, %s/s\n",
+		bytesIEC(res.Manifest.Size), plural(res.Chunks, "chunk"), res.ZeroChunks,
+		bytesIEC(res.Manifest.StoredBytes()), bytesIEC(res.NewBytes), plural(res.NewChunks, "new chunk"),
+		took.Seconds(), bytesIEC(int64(float64(res.Manifest.Size)/max(took.Seconds(), 0.001))))
+	return nil
+}
+
+func newImageLsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ls [NAME]",
+		Short: "List images: every version and the channels pointing at it",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := openCatalog(g)
+			if err != nil {
+				return err
+			}
+			images, err := c.List(cmd.Context(), strings.Join(args, ""))
+			if err != nil {
+				return err
+			}
+			if g.json {
+				out := make([]imageJSON, 0, len(images))
+				for _, img := range images {
+					out = append(out, newImageJSON(img, false))
+				}
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			tw := table(cmd.OutOrStdout())
+			fmt.Fprintln(tw, "NAME\tVERSION\tCHANNELS\tKIND\tSIZE\tSTORED\tCREATED\tDIGEST")
+			for _, img := range images {
+				m := img.Manifest
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", img.Name, dash(img.Version), dash(strings.Join(img.Channels, ",")),
+					m.Kind, bytesIEC(m.Size), bytesIEC(m.StoredBytes()), m.Created.Local().Format("2006-01-02 15:04"), img.Digest[:19])
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&g.json, "json", false, "print as JSON")
+	return cmd
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// imageJSON is how images are printed with --json.
+type imageJSON struct {
+	Name        string            `json:"name"`
+	Version     string            `json:"version,omitempty"`
+	Channels    []string          `json:"channels,omitempty"`
+	Digest      string            `json:"digest"`
+	Kind        catalog.Kind      `json:"kind"`
+	Size        int64             `json:"size"`
+	StoredBytes int64             `json:"stored_bytes"`
+	Created     time.Time         `json:"created"`
+	Models      []string          `json:"models,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Manifest    *catalog.Manifest `json:"manifest,omitempty"`
+}
+
+func newImageJSON(img catalog.Image, withManifest bool) imageJSON {
+	m := img.Manifest
+	out := imageJSON{Name: img.Name, Version: img.Version, Channels: img.Channels, Digest: img.Digest, Kind: m.Kind,
+		Size: m.Size, StoredBytes: m.StoredBytes(), Created: m.Created, Models: m.Models, Labels: m.Labels}
+	if withManifest {
+		out.Manifest = m
+	}
+	return out
+}

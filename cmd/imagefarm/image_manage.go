@@ -1,0 +1,228 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+// findImage resolves ref and returns it with every ref that points at it.
+func findImage(cmd *cobra.Command, c *catalog.Catalog, arg string) (catalog.Image, error) {
+	ref, err := catalog.ParseRef(arg)
+	if err != nil {
+		return catalog.Image{}, err
+	}
+	m, digest, err := c.Manifest(cmd.Context(), ref)
+	if err != nil {
+		return catalog.Image{}, err
+	}
+	images, err := c.List(cmd.Context(), ref.Name)
+	if err != nil {
+		return catalog.Image{}, err
+	}
+	for _, img := range images {
+		if img.Digest == digest {
+			return img, nil
+		}
+	}
+	return catalog.Image{Name: ref.Name, Digest: digest, Manifest: m}, nil
+}
+
+func newImageInspectCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "inspect NAME:VERSION|NAME:CHANNEL|NAME@sha256:DIGEST",
+		Short: "Show an image's manifest; for a WIM, its images with names, editions and builds",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := openCatalog(g)
+			if err != nil {
+				return err
+			}
+			img, err := findImage(cmd, c, args[0])
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), newImageJSON(img, true))
+			}
+			return printInspect(cmd.OutOrStdout(), img)
+		},
+	}
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the image and its full manifest as JSON")
+	return cmd
+}
+
+func printInspect(w io.Writer, img catalog.Image) error {
+	m := img.Manifest
+	zero := 0
+	for _, ch := range m.Chunks {
+		if ch.Zero {
+			zero++
+		}
+	}
+	tw := table(w)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	row("Name", img.Name)
+	row("Version", dash(img.Version))
+	row("Channels", dash(strings.Join(img.Channels, ", ")))
+	row("Digest", img.Digest)
+	row("Kind", string(m.Kind))
+	row("Size", fmt.Sprintf("%s (%d bytes)", bytesIEC(m.Size), m.Size))
+	row("Stored", fmt.Sprintf("%s in %s of %s (%d zero)", bytesIEC(m.StoredBytes()), plural(len(m.Chunks), "chunk"), bytesIEC(m.ChunkSize), zero))
+	row("Created", m.Created.Format(time.RFC3339))
+	row("Models", dash(strings.Join(m.Models, ", ")))
+	var labels []string
+	for k, v := range m.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	row("Labels", dash(strings.Join(labels, ", ")))
+	row("Source", dash(m.Source))
+	if wi := m.WIM; wi != nil {
+		row("WIM", fmt.Sprintf("%s, part %d of %d, %s compression, boot index %d",
+			plural(wi.ImageCount, "image"), wi.Part, wi.TotalParts, wi.Compression, wi.BootIndex))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if m.WIM == nil || len(m.WIM.Images) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw = table(w)
+	fmt.Fprintln(tw, "INDEX\tNAME\tEDITION\tBUILD\tARCH\tSIZE\tFILES")
+	for _, im := range m.WIM.Images {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", im.Index, im.Name, dash(im.Edition), dash(im.Build), dash(im.Arch), bytesIEC(im.TotalBytes), im.FileCount)
+	}
+	return tw.Flush()
+}
+
+func newImagePullCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pull REF FILE|-",
+		Short: "Write an image's bytes to a file (zero chunks as holes) or to stdout, verifying every chunk",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := openCatalog(g)
+			if err != nil {
+				return err
+			}
+			ref, err := catalog.ParseRef(args[0])
+			if err != nil {
+				return err
+			}
+			m, digest, err := c.Manifest(cmd.Context(), ref)
+			if err != nil {
+				return err
+			}
+			bar := newProgressBar("pull", m.Size)
+			start := time.Now()
+			if args[1] == "-" {
+				err = c.Pull(cmd.Context(), m, os.Stdout, bar.Add)
+			} else {
+				err = c.PullFile(cmd.Context(), m, args[1], bar.Add)
+			}
+			bar.Done(err)
+			if err != nil {
+				return err
+			}
+			took := time.Since(start)
+			fmt.Fprintf(cmd.ErrOrStderr(), "pulled %s %s: %s verified in %.1fs, %s/s\n", ref, digest, bytesIEC(m.Size),
+				took.Seconds(), bytesIEC(int64(float64(m.Size)/max(took.Seconds(), 0.001))))
+			return nil
+		},
+	}
+	return cmd
+}
+
+func newImageTagCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "tag REF CHANNEL",
+		Short: "Point a channel (such as stable) of the image's name at REF, moving it if it exists",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := openCatalog(g)
+			if err != nil {
+				return err
+			}
+			ref, err := catalog.ParseRef(args[0])
+			if err != nil {
+				return err
+			}
+			digest, err := c.Resolve(cmd.Context(), ref)
+			if err != nil {
+				return err
+			}
+			if err := c.SetChannel(cmd.Context(), ref.Name, args[1], digest); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s:%s -> %s\n", ref.Name, args[1], digest)
+			return nil
+		},
+	}
+}
+
+func newImageRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm NAME:VERSION|NAME:CHANNEL|NAME@sha256:DIGEST",
+		Short: "Remove a ref (with a digest: every ref of the name pointing at it); image gc frees the space",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := openCatalog(g)
+			if err != nil {
+				return err
+			}
+			ref, err := catalog.ParseRef(args[0])
+			if err != nil {
+				return err
+			}
+			removed, err := c.Remove(cmd.Context(), ref)
+			for _, r := range removed {
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", r)
+			}
+			return err
+		},
+	}
+}
+
+func newImageGCCmd(g *globals) *cobra.Command {
+	var (
+		grace  time.Duration
+		dryRun bool
+	)
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Delete manifests no ref points at and chunks no manifest uses, once older than the grace period",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := openCatalog(g)
+			if err != nil {
+				return err
+			}
+			res, err := c.GC(cmd.Context(), grace, dryRun)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			verb := "deleted"
+			if dryRun {
+				verb = "would delete"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s and %s (%s); kept %s (%s) in use and %d younger than %s\n",
+				verb, plural(res.Manifests, "manifest"), plural(res.Chunks, "chunk"), bytesIEC(res.Bytes),
+				plural(res.LiveChunks, "chunk"), bytesIEC(res.LiveBytes), res.KeptYoung, grace)
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&grace, "grace", catalog.DefaultGrace, "keep unreferenced objects younger than this (protects pushes in flight)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only say what would be deleted")
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
+	return cmd
+}

@@ -1,0 +1,65 @@
+// Command imagefarm is the one binary of the imagefarm imaging farm: the
+// catalog client (image), and, as the farm grows, the controller, the imager
+// and the all-in-one dev farm.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCmd().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		var exit exitError
+		if !errors.As(err, &exit) {
+			fmt.Fprintln(os.Stderr, "imagefarm:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// exitError ends the program with status 1 without printing more: the
+// command has already said what went wrong.
+type exitError struct{ msg string }
+
+func (e exitError) Error() string { return e.msg }
+
+// globals are the flags every command shares.
+type globals struct {
+	store    string
+	logLevel string
+	json     bool
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "imagefarm",
+		Short:         "A distributed USB/PXE imaging farm",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+			return nil
+		},
+	}
+	root.PersistentFlags().StringVar(&g.store, "store", os.Getenv("IMAGEFARM_STORE"),
+		"image store: file:///PATH or s3://BUCKET/PREFIX?endpoint=HOST:PORT (env IMAGEFARM_STORE)")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.AddCommand(newImageCmd(g), newDevCmd(g))
+	return root
+}

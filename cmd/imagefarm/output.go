@@ -1,0 +1,64 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/dustin/go-humanize"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+)
+
+// printJSON writes v as indented JSON, the --json form of every listing.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// table writes aligned columns; call flush when done.
+func table(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+}
+
+func bytesIEC(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
+
+// progressBar shows one byte-counting bar on stderr when stderr is a
+// terminal. Add is safe from several goroutines; Done ends the bar.
+type progressBar struct {
+	p   *mpb.Progress
+	bar *mpb.Bar
+}
+
+func newProgressBar(name string, total int64) *progressBar {
+	out := io.Writer(os.Stderr)
+	if fi, err := os.Stderr.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		out = io.Discard // logs and pipes get the final summary line only
+	}
+	p := mpb.New(mpb.WithOutput(out), mpb.WithWidth(40))
+	bar := p.AddBar(total,
+		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
+		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name("  ETA "), decor.AverageETA(decor.ET_STYLE_GO)),
+	)
+	return &progressBar{p: p, bar: bar}
+}
+
+func (b *progressBar) Add(n int64) { b.bar.IncrInt64(n) }
+
+// Done completes the bar on success or drops it on failure.
+func (b *progressBar) Done(err error) {
+	if err != nil || !b.bar.Completed() {
+		b.bar.Abort(err != nil)
+	}
+	b.p.Wait()
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
