@@ -76,6 +76,7 @@ func runDemo(cmd *cobra.Command, g *globals, dataDir string, size int64) error {
 		sub := newRootCmd()
 		sub.SetArgs(append(args, "--store", g.store))
 		sub.SetOut(out)
+		sub.SetErr(out)
 		if err := sub.ExecuteContext(cmd.Context()); err != nil {
 			return err
 		}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# test.sh installs what the tests need and runs all of them. It is the
+# README's test command and what CI runs; on a fresh machine it needs only Go
+# (and root or sudo for Debian packages).
+#
+#   scripts/test.sh            install, check generated code, vet, test -race, fuzz briefly
+#   FUZZTIME=30s scripts/test.sh   fuzz each target longer
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c # MinIO server, built from the Go module proxy
+FUZZTIME=${FUZZTIME:-10s}
+
+say() { printf '\n== %s\n' "$*"; }
+
+install_debian() { # install_debian COMMAND PACKAGE
+	command -v "$1" >/dev/null && return
+	say "installing Debian package $2 (for $1)"
+	local sudo=""
+	[[ $(id -u) -eq 0 ]] || sudo=sudo
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+}
+
+install_minio() {
+	local bin=.cache/bin/minio stamp=.cache/bin/minio.version
+	if [[ -x $bin && "$(cat "$stamp" 2>/dev/null)" == "$MINIO_VERSION" ]]; then
+		return
+	fi
+	say "building MinIO $MINIO_VERSION into $bin (about 4 minutes the first time)"
+	GOBIN="$PWD/.cache/bin" GOFLAGS=-buildvcs=false go install "github.com/minio/minio@$MINIO_VERSION"
+	echo "$MINIO_VERSION" >"$stamp"
+}
+
+install_debian wimlib-imagex wimtools # WIM fixtures are written by wimlib
+install_debian zstd zstd              # benchmark baselines
+install_minio
+export IMAGEFARM_MINIO="$PWD/.cache/bin/minio"
+
+say "generated protobuf code is current and buf lint is clean"
+scripts/proto.sh check
+
+say "go vet"
+go vet ./...
+
+say "go test -race"
+go test -race -count=1 ./...
+
+say "fuzzing each target for $FUZZTIME"
+for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u); do
+	pkg=$(dirname "$(grep -rl --include='*_test.go' "^func $target(" . | head -1)")
+	echo "fuzz $target in $pkg"
+	go test -run='^$' -fuzz="^$target\$" -fuzztime="$FUZZTIME" "$pkg" >/tmp/imagefarm-fuzz.log 2>&1 || {
+		cat /tmp/imagefarm-fuzz.log
+		exit 1
+	}
+done
+say "all tests passed"
