@@ -12,7 +12,7 @@ import (
 // them without panicking, and what it accepts must be a valid manifest that
 // encodes again.
 func FuzzDecodeManifest(f *testing.F) {
-	f.Add([]byte(`{"schema_version":1,"name":"a","version":"1","kind":"disk","size":5,"chunk_size":65536,"created":"2026-01-01T00:00:00Z","chunks":[{"offset":0,"length":5,"id":"` + strings.Repeat("ab", 32) + `","stored":9}]}`))
+	f.Add([]byte(`{"schema_version":1,"name":"a","version":"1","kind":"disk","size":5,"chunk_size":65536,"created":"2026-01-01T00:00:00Z","chunks":[{"offset":0,"length":5,"id":"` + strings.Repeat("ab", 32) + `","b3":"` + strings.Repeat("cd", 32) + `","stored":9}]}`))
 	f.Add([]byte(`{"schema_version":1,"name":"a","version":"1","kind":"wim","size":0,"chunk_size":4194304,"created":"2026-01-01T00:00:00Z","chunks":[],"wim":{"images":[{"index":1}]}}`))
 	f.Add([]byte(`{"schema_version":1,"name":"a","version":"1","kind":"disk","size":131072,"chunk_size":65536,"created":"2026-01-01T00:00:00Z","chunks":[{"offset":0,"length":65536,"zero":true},{"offset":65536,"length":65536,"zero":true}]}`))
 	f.Add([]byte(`{}`))

@@ -67,7 +67,8 @@ type Manifest struct {
 type Chunk struct {
 	Offset int64  `json:"offset"`
 	Length int64  `json:"length"`
-	ID     string `json:"id,omitempty"`     // hex SHA-256 of the uncompressed bytes
+	ID     string `json:"id,omitempty"`     // hex SHA-256 of the uncompressed bytes: the chunk's name
+	Check  string `json:"b3,omitempty"`     // hex BLAKE3-256 of the uncompressed bytes: what reads verify
 	Stored int64  `json:"stored,omitempty"` // size of the compressed object
 	Zero   bool   `json:"zero,omitempty"`
 }
@@ -155,10 +156,10 @@ func (m *Manifest) validateChunks() error {
 			return fmt.Errorf("%w: chunk %d has length %d, want 1 to %d", ErrBadManifest, i, c.Length, m.ChunkSize)
 		case i < len(m.Chunks)-1 && c.Length != m.ChunkSize:
 			return fmt.Errorf("%w: chunk %d has length %d; only the last chunk may be short", ErrBadManifest, i, c.Length)
-		case c.Zero && (c.ID != "" || c.Stored != 0):
-			return fmt.Errorf("%w: zero chunk %d has an id or stored size", ErrBadManifest, i)
-		case !c.Zero && (!isHexID(c.ID) || c.Stored <= 0 || c.Stored > maxStored(c.Length)):
-			return fmt.Errorf("%w: chunk %d has id %q and stored size %d", ErrBadManifest, i, c.ID, c.Stored)
+		case c.Zero && (c.ID != "" || c.Check != "" || c.Stored != 0):
+			return fmt.Errorf("%w: zero chunk %d has an id, check hash or stored size", ErrBadManifest, i)
+		case !c.Zero && (!isHexID(c.ID) || !isHexID(c.Check) || c.Stored <= 0 || c.Stored > maxStored(c.Length)):
+			return fmt.Errorf("%w: chunk %d has id %q, check hash %q and stored size %d", ErrBadManifest, i, c.ID, c.Check, c.Stored)
 		}
 		off += c.Length
 	}

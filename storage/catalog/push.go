@@ -226,7 +226,7 @@ func (p *chunkPusher) one(ctx context.Context, src io.ReaderAt, ch *Chunk) error
 		ch.Zero = true
 		return nil
 	}
-	ch.ID = chunkID(data)
+	ch.ID, ch.Check = chunkID(data), CheckSum(data)
 	p.mu.Lock()
 	u, seen := p.pending[ch.ID]
 	if !seen {

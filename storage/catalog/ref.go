@@ -70,7 +70,7 @@ func CheckDigest(d string) error {
 	return nil
 }
 
-// isHexID reports whether s is a hex SHA-256 in lowercase.
+// isHexID reports whether s is a 256-bit hash in lowercase hex.
 func isHexID(s string) bool {
 	if len(s) != 64 || strings.ToLower(s) != s {
 		return false
