@@ -18,22 +18,7 @@ import (
 
 var minioServer *testenv.MinIO
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "storage-minio-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	minioServer, err = testenv.StartMinIO(dir)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "storage tests need MinIO:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	minioServer.Stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithMinIO(m, &minioServer) }
 
 // stores returns one fresh store of each backend; every conformance test
 // runs against all of them.

@@ -12,12 +12,18 @@ import (
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
-// findImage resolves ref and returns it with every ref that points at it.
-func findImage(cmd *cobra.Command, c *catalog.Catalog, arg string) (catalog.Image, error) {
+// openRef opens the catalog and parses the image reference arg.
+func openRef(g *globals, arg string) (*catalog.Catalog, catalog.Ref, error) {
 	ref, err := catalog.ParseRef(arg)
 	if err != nil {
-		return catalog.Image{}, err
+		return nil, ref, err
 	}
+	c, err := openCatalog(g)
+	return c, ref, err
+}
+
+// findImage resolves ref and returns it with every ref that points at it.
+func findImage(cmd *cobra.Command, c *catalog.Catalog, ref catalog.Ref) (catalog.Image, error) {
 	m, digest, err := c.Manifest(cmd.Context(), ref)
 	if err != nil {
 		return catalog.Image{}, err
@@ -40,11 +46,11 @@ func newImageInspectCmd(g *globals) *cobra.Command {
 		Short: "Show an image's manifest; for a WIM, its images with names, editions and builds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := openCatalog(g)
+			c, ref, err := openRef(g, args[0])
 			if err != nil {
 				return err
 			}
-			img, err := findImage(cmd, c, args[0])
+			img, err := findImage(cmd, c, ref)
 			if err != nil {
 				return err
 			}
@@ -108,11 +114,7 @@ func newImagePullCmd(g *globals) *cobra.Command {
 		Short: "Write an image's bytes to a file (zero chunks as holes) or to stdout, verifying every chunk",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := openCatalog(g)
-			if err != nil {
-				return err
-			}
-			ref, err := catalog.ParseRef(args[0])
+			c, ref, err := openRef(g, args[0])
 			if err != nil {
 				return err
 			}
@@ -146,11 +148,7 @@ func newImageTagCmd(g *globals) *cobra.Command {
 		Short: "Point a channel (such as stable) of the image's name at REF, moving it if it exists",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := openCatalog(g)
-			if err != nil {
-				return err
-			}
-			ref, err := catalog.ParseRef(args[0])
+			c, ref, err := openRef(g, args[0])
 			if err != nil {
 				return err
 			}
@@ -173,11 +171,7 @@ func newImageRmCmd(g *globals) *cobra.Command {
 		Short: "Remove a ref (with a digest: every ref of the name pointing at it); image gc frees the space",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := openCatalog(g)
-			if err != nil {
-				return err
-			}
-			ref, err := catalog.ParseRef(args[0])
+			c, ref, err := openRef(g, args[0])
 			if err != nil {
 				return err
 			}

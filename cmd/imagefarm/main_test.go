@@ -20,20 +20,7 @@ import (
 
 var minioServer *testenv.MinIO
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cli-minio-")
-	if err == nil {
-		minioServer, err = testenv.StartMinIO(dir)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "CLI tests need MinIO:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	minioServer.Stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithMinIO(m, &minioServer) }
 
 // run executes imagefarm in-process with args and returns what it printed
 // and its error.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -22,20 +21,7 @@ import (
 
 var minioServer *testenv.MinIO
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "catalog-minio-")
-	if err == nil {
-		minioServer, err = testenv.StartMinIO(dir)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "catalog tests need MinIO:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	minioServer.Stop()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithMinIO(m, &minioServer) }
 
 const testChunk = 256 << 10
 

@@ -172,3 +172,21 @@ func randomHex(n int) string {
 	rand.Read(b)
 	return strings.ToLower(hex.EncodeToString(b))
 }
+
+// MainWithMinIO is a TestMain body for packages whose tests use MinIO: it
+// starts one server for the package, stores it in *server, runs the tests,
+// stops the server and exits. Without MinIO the package fails, saying why.
+func MainWithMinIO(m *testing.M, server **MinIO) {
+	dir, err := os.MkdirTemp("", "imagefarm-minio-")
+	if err == nil {
+		*server, err = StartMinIO(dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "these tests need MinIO:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	(*server).Stop()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
