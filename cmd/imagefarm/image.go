@@ -32,7 +32,7 @@ func openCatalog(g *globals) (*catalog.Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return catalog.New(s)
+	return catalog.New(s, catalog.Options{})
 }
 
 func newImagePushCmd(g *globals) *cobra.Command {

@@ -35,7 +35,7 @@ func benchCatalog(b *testing.B) *catalog.Catalog {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := catalog.New(s)
+	c, err := catalog.New(s, catalog.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/imagefarm/imagefarm/storage"
 )
 
@@ -26,16 +28,25 @@ type Catalog struct {
 	codec       *codec
 	concurrency int
 	compressed  sync.Pool // *[]byte download buffers for compressed chunks
+	cache       *Cache    // nil: every chunk comes from the store
+	flight      singleflight.Group
+}
+
+// Options tune New. The zero value is ready to use.
+type Options struct {
+	// Cache, if set, keeps downloaded chunks on local disk for every stream
+	// of this catalog (an imager's node cache).
+	Cache *Cache
 }
 
 // New returns the catalog kept in store.
-func New(store storage.Store) (*Catalog, error) {
+func New(store storage.Store, opts Options) (*Catalog, error) {
 	n := max(4, 2*runtime.GOMAXPROCS(0))
 	cd, err := newCodec(runtime.GOMAXPROCS(0))
 	if err != nil {
 		return nil, err
 	}
-	c := &Catalog{store: store, codec: cd, concurrency: n}
+	c := &Catalog{store: store, codec: cd, concurrency: n, cache: opts.Cache}
 	c.compressed.New = func() any { return new([]byte) }
 	return c, nil
 }

@@ -34,7 +34,7 @@ func backends(t *testing.T) map[string]*catalog.Catalog {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := catalog.New(s)
+		c, err := catalog.New(s, catalog.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +50,7 @@ func fileCatalog(t *testing.T) (*catalog.Catalog, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := catalog.New(s)
+	c, err := catalog.New(s, catalog.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,13 +123,54 @@ func (c *Catalog) fetchChunk(ctx context.Context, index int, ch Chunk, buf []byt
 }
 
 func (c *Catalog) fetchOnce(ctx context.Context, ch Chunk, buf []byte) ([]byte, error) {
+	if c.cache == nil {
+		cp := c.compressed.Get().(*[]byte)
+		defer c.compressed.Put(cp)
+		compressed, err := c.download(ctx, ch, cp)
+		if err != nil {
+			return nil, err
+		}
+		return c.decode(ch, compressed, buf)
+	}
+	cp := c.compressed.Get().(*[]byte)
+	defer c.compressed.Put(cp)
+	if compressed, ok := c.cache.read(ch.ID, *cp); ok {
+		data, err := c.decode(ch, compressed, buf)
+		if err == nil {
+			return data, nil
+		}
+		c.cache.corrupt.Add(1)
+		c.cache.drop(ch.ID)
+	}
+	// One download per chunk however many streams want it at once.
+	var leader []byte
+	v, err, _ := c.flight.Do(ch.ID, func() (any, error) {
+		compressed, err := c.download(ctx, ch, new([]byte))
+		if err != nil {
+			return nil, err
+		}
+		if leader, err = c.decode(ch, compressed, buf); err != nil {
+			return nil, err
+		}
+		c.cache.put(ch.ID, compressed)
+		return compressed, nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case leader != nil:
+		return leader, nil
+	}
+	return c.decode(ch, v.([]byte), buf)
+}
+
+// download reads chunk ch's stored object into *cp, growing it if needed.
+func (c *Catalog) download(ctx context.Context, ch Chunk, cp *[]byte) ([]byte, error) {
 	rc, err := c.store.Open(ctx, chunkKey(ch.ID), 0, -1)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	cp := c.compressed.Get().(*[]byte)
-	defer c.compressed.Put(cp)
 	if int64(cap(*cp)) < ch.Stored+1 {
 		*cp = make([]byte, ch.Stored+1)
 	}
@@ -144,7 +185,12 @@ func (c *Catalog) fetchOnce(ctx context.Context, ch Chunk, buf []byte) ([]byte, 
 	case err != io.ErrUnexpectedEOF:
 		return nil, fmt.Errorf("download: %w", err)
 	}
-	data, err := c.codec.dec.DecodeAll(compressed[:n], buf[:0])
+	return compressed[:n], nil
+}
+
+// decode decompresses a chunk into buf and checks it.
+func (c *Catalog) decode(ch Chunk, compressed, buf []byte) ([]byte, error) {
+	data, err := c.codec.dec.DecodeAll(compressed, buf[:0])
 	if err != nil {
 		return nil, fmt.Errorf("%w: zstd: %v", ErrCorruptChunk, err)
 	}

@@ -2,148 +2,146 @@ package catalog
 
 import (
 	"context"
-	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sync/errgroup"
 )
 
+// Buffer holds one chunk's verified bytes, aligned for O_DIRECT writes.
+// StreamFrom hands each Buffer to its callback holding one reference, which
+// it drops when the callback returns; a holder that keeps the Buffer longer
+// calls Retain first and Release when done with it.
+type Buffer struct {
+	Data []byte
+	refs atomic.Int32
+	pool *bufferPool
+}
+
+// Retain adds a reference.
+func (b *Buffer) Retain() { b.refs.Add(1) }
+
+// Release drops a reference; the last one returns the buffer to its pool.
+func (b *Buffer) Release() {
+	if b.refs.Add(-1) == 0 {
+		b.pool.p.Put(b)
+	}
+}
+
+type bufferPool struct{ p sync.Pool }
+
+// Alignment of chunk buffers: enough for O_DIRECT on any block device.
+const Alignment = 4096
+
+func newBufferPool(size int64) *bufferPool {
+	bp := &bufferPool{}
+	bp.p.New = func() any { return &Buffer{Data: AlignedBytes(int(size)), pool: bp} }
+	return bp
+}
+
+func (bp *bufferPool) get() *Buffer {
+	b := bp.p.Get().(*Buffer)
+	b.refs.Store(1)
+	return b
+}
+
+// AlignedBytes returns n bytes whose first byte is aligned to Alignment.
+func AlignedBytes(n int) []byte {
+	b := make([]byte, n+Alignment)
+	skip := (Alignment - int(uintptr(unsafe.Pointer(&b[0]))%Alignment)) % Alignment
+	return b[skip : skip+n : skip+n]
+}
+
 // Stream reads the blob m describes in order and calls fn with every chunk
 // and its verified bytes; data is nil for a zero chunk and is valid only
-// until fn returns. Chunks are downloaded and decompressed in parallel a
-// bounded window ahead of fn, so memory stays a few chunks whatever the
-// blob's size. The first chunk that cannot be read ends the stream with a
-// ChunkError; fn never sees bytes that failed their hash.
+// until fn returns. See StreamFrom.
 func (c *Catalog) Stream(ctx context.Context, m *Manifest, fn func(ch Chunk, data []byte) error) error {
-	type result struct {
-		buf *[]byte
-		err error
-	}
-	var bufs sync.Pool
-	bufs.New = func() any { b := make([]byte, m.ChunkSize); return &b }
+	return c.StreamFrom(ctx, m, 0, func(_ int, ch Chunk, b *Buffer) error {
+		if b == nil {
+			return fn(ch, nil)
+		}
+		return fn(ch, b.Data)
+	})
+}
+
+// StreamFrom reads the chunks of m from index from on, in order, and calls
+// fn with each chunk's index, the chunk and its verified bytes (nil for a
+// zero chunk). Chunks are fetched and decompressed in parallel a bounded
+// window ahead of fn, so memory stays a few chunks whatever the blob's size.
+// The first chunk that cannot be read ends the stream with a ChunkError; fn
+// never sees bytes that failed their check.
+func (c *Catalog) StreamFrom(ctx context.Context, m *Manifest, from int, fn func(i int, ch Chunk, b *Buffer) error) error {
+	pool := newBufferPool(m.ChunkSize)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, ctx := errgroup.WithContext(ctx)
 	// futures holds one slot per chunk in flight; its capacity is the window.
-	futures := make(chan chan result, c.concurrency)
+	futures := make(chan chan fetched, c.concurrency)
 	g.Go(func() error {
 		defer close(futures)
-		for i, ch := range m.Chunks {
-			fut := make(chan result, 1)
+		for i := from; i < len(m.Chunks); i++ {
+			fut := make(chan fetched, 1)
 			select {
 			case futures <- fut:
 			case <-ctx.Done():
 				return nil
 			}
-			if ch.Zero {
-				fut <- result{}
+			if m.Chunks[i].Zero {
+				fut <- fetched{}
 				continue
 			}
 			g.Go(func() error {
-				buf := bufs.Get().(*[]byte)
-				data, err := c.fetchChunk(ctx, i, ch, *buf)
-				*buf = data
-				fut <- result{buf, err}
+				b := pool.get()
+				data, err := c.fetchChunk(ctx, i, m.Chunks[i], b.Data)
+				if err != nil {
+					b.Release()
+					b = nil
+				} else {
+					b.Data = data
+				}
+				fut <- fetched{b, err}
 				return nil
 			})
 		}
 		return nil
 	})
-	err := func() error {
-		i := 0
-		for fut := range futures {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			r := <-fut
-			if r.err != nil {
-				return r.err
-			}
-			var data []byte
-			if r.buf != nil {
-				data = *r.buf
-			}
-			if err := fn(m.Chunks[i], data); err != nil {
-				return err
-			}
-			if r.buf != nil {
-				bufs.Put(r.buf)
-			}
-			i++
-		}
-		return ctx.Err()
-	}()
+	err := consume(ctx, futures, from, m, fn)
 	cancel()
-	for range futures { // let the producer see the cancel and stop
+	for fut := range futures { // let the producer see the cancel and stop
+		if r := <-fut; r.buf != nil {
+			r.buf.Release()
+		}
 	}
 	g.Wait()
 	return err
 }
 
-// Pull writes the blob to w in order, zero chunks as zeros.
-func (c *Catalog) Pull(ctx context.Context, m *Manifest, w io.Writer, progress func(int64)) error {
-	return c.Stream(ctx, m, func(ch Chunk, data []byte) error {
-		var err error
-		if data != nil {
-			_, err = w.Write(data)
-		} else {
-			err = writeZeros(w, ch.Length)
-		}
-		if err == nil && progress != nil {
-			progress(ch.Length)
-		}
-		return err
-	})
+// fetched is one chunk of a stream, or why it could not be read.
+type fetched struct {
+	buf *Buffer
+	err error
 }
 
-func writeZeros(w io.Writer, n int64) error {
-	for n > 0 {
-		k := min(n, int64(len(zeroBlock)))
-		if _, err := w.Write(zeroBlock[:k]); err != nil {
+// consume calls fn for each fetched chunk in order until the first error.
+func consume(ctx context.Context, futures chan chan fetched, from int, m *Manifest, fn func(int, Chunk, *Buffer) error) error {
+	i := from
+	for fut := range futures {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n -= k
-	}
-	return nil
-}
-
-// PullFile writes the blob to a new file at path, leaving zero chunks as
-// holes. The file appears at path only once complete and synced.
-func (c *Catalog) PullFile(ctx context.Context, m *Manifest, path string, progress func(int64)) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".pull-")
-	if err != nil {
-		return fmt.Errorf("pull: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	err = c.Stream(ctx, m, func(ch Chunk, data []byte) error {
-		if data != nil {
-			if _, err := tmp.WriteAt(data, ch.Offset); err != nil {
-				return err
-			}
+		r := <-fut
+		if r.err != nil {
+			return r.err
 		}
-		if progress != nil {
-			progress(ch.Length)
+		err := fn(i, m.Chunks[i], r.buf)
+		if r.buf != nil {
+			r.buf.Release()
 		}
-		return nil
-	})
-	if err == nil {
-		err = tmp.Truncate(m.Size)
+		if err != nil {
+			return err
+		}
+		i++
 	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if err == nil {
-		err = tmp.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("pull to %s: %w", path, err)
-	}
-	return nil
+	return ctx.Err()
 }

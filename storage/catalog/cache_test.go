@@ -1,0 +1,137 @@
+package catalog_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/imagefarm/imagefarm/storage"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+// countingStore counts the chunk objects read from a real store.
+type countingStore struct {
+	storage.Store
+	opens atomic.Int64
+}
+
+func (s *countingStore) Open(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if filepath.Dir(filepath.Dir(key)) == "chunks" {
+		s.opens.Add(1)
+	}
+	return s.Store.Open(ctx, key, off, n)
+}
+
+func cachedCatalog(t *testing.T, maxBytes int64) (*catalog.Catalog, *catalog.Cache, *countingStore, *catalog.Manifest, []byte) {
+	t.Helper()
+	plain, _ := fileCatalog(t)
+	data := diskImage(t, 24*testChunk, 9)
+	for i := 0; i < len(data); i += 3 * testChunk {
+		data[i] = 1 // some stored chunks whatever the seed made
+	}
+	res := push(t, plain, "cached:1", data, catalog.PushOptions{})
+	cache, err := catalog.OpenCache(t.TempDir(), maxBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: plain.Store()}
+	c, err := catalog.New(cs, catalog.Options{Cache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, cache, cs, res.Manifest, data
+}
+
+// stored counts the distinct stored chunks of m.
+func stored(m *catalog.Manifest) int64 {
+	ids := map[string]bool{}
+	for _, ch := range m.Chunks {
+		if !ch.Zero {
+			ids[ch.ID] = true
+		}
+	}
+	return int64(len(ids))
+}
+
+func TestCacheFetchesEachChunkOnceForConcurrentStreams(t *testing.T) {
+	c, cache, cs, m, data := cachedCatalog(t, 1<<30)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			var out bytes.Buffer
+			if err := c.Pull(t.Context(), m, &out, nil); err != nil || !bytes.Equal(out.Bytes(), data) {
+				t.Errorf("Pull through the cache = %v (equal %v)", err, bytes.Equal(out.Bytes(), data))
+			}
+		})
+	}
+	wg.Wait()
+	if got, want := cs.opens.Load(), stored(m); got != want {
+		t.Errorf("store reads for 4 concurrent pulls = %d, want %d (one per distinct stored chunk)", got, want)
+	}
+	if st := cache.Stats(); st.Chunks != int(stored(m)) {
+		t.Errorf("cache holds %d chunks, want %d", st.Chunks, stored(m))
+	}
+}
+
+func TestCacheServesWithoutTheStore(t *testing.T) {
+	c, cache, cs, m, data := cachedCatalog(t, 1<<30)
+	if err := c.Pull(t.Context(), m, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	before := cs.opens.Load()
+	// A second cache over the same folder (a restarted imager) serves too.
+	again, err := catalog.OpenCache(cache.Dir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, _ := catalog.New(cs, catalog.Options{Cache: again})
+	var out bytes.Buffer
+	if err := c2.Pull(t.Context(), m, &out, nil); err != nil || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("Pull from a reopened cache = %v", err)
+	}
+	if cs.opens.Load() != before {
+		t.Errorf("reopened cache read %d chunks from the store, want 0", cs.opens.Load()-before)
+	}
+}
+
+func TestCorruptCacheCopyIsDetectedAndFetchedAgain(t *testing.T) {
+	c, cache, cs, m, data := cachedCatalog(t, 1<<30)
+	if err := c.Pull(t.Context(), m, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	var victim catalog.Chunk
+	for _, ch := range m.Chunks {
+		if !ch.Zero {
+			victim = ch
+			break
+		}
+	}
+	p := filepath.Join(cache.Dir(), victim.ID[:2], victim.ID)
+	b, _ := os.ReadFile(p)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(p, b, 0o644)
+	before := cs.opens.Load()
+	var out bytes.Buffer
+	if err := c.Pull(t.Context(), m, &out, nil); err != nil || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("Pull with a corrupt cache copy = %v", err)
+	}
+	if st := cache.Stats(); st.Corrupt < 1 || cs.opens.Load()-before != 1 { // chunks used twice may both see the bad copy
+		t.Errorf("corrupt copies seen %d, refetches %d; want at least 1 and exactly 1", st.Corrupt, cs.opens.Load()-before)
+	}
+}
+
+func TestCacheStaysWithinItsBound(t *testing.T) {
+	limit := int64(catalog.MaxChunkSize)
+	c, cache, _, m, _ := cachedCatalog(t, limit)
+	if err := c.Pull(t.Context(), m, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := cache.Stats(); st.Bytes > limit || st.Chunks == 0 {
+		t.Errorf("cache holds %d bytes in %d chunks, want at most %d", st.Bytes, st.Chunks, limit)
+	}
+}
