@@ -1,4 +1,10 @@
-// Package imager will own everything that happens on an imaging node: the
-// agent loop, drive discovery and the wrong-disk guards, the write pipeline
-// and read-back verification. It is built with issue 3.
+// Package imager owns everything that happens on an imaging node: the write
+// pipeline that puts one image on many drives at once and proves each copy
+// by reading it back from the device, and (in imager/drive) drive discovery
+// and the guards that keep it from ever writing the wrong disk.
+//
+// The pipeline decompresses each chunk once, from the node cache, and hands
+// the same aligned buffer to every drive that keeps pace; a drive that falls
+// a window behind the fastest reads on its own instead of holding the others
+// back. Drives fail alone.
 package imager

@@ -222,7 +222,7 @@ func (p *chunkPusher) one(ctx context.Context, src io.ReaderAt, ch *Chunk) error
 	if n, err := src.ReadAt(data, ch.Offset); n < len(data) {
 		return fmt.Errorf("read source: %w", cmpEOF(err))
 	}
-	if isZero(data) {
+	if IsZero(data) {
 		ch.Zero = true
 		return nil
 	}
@@ -262,7 +262,8 @@ func cmpEOF(err error) error {
 
 var zeroBlock [64 << 10]byte
 
-func isZero(b []byte) bool {
+// IsZero reports whether every byte of b is zero.
+func IsZero(b []byte) bool {
 	for len(b) > 0 {
 		n := min(len(b), len(zeroBlock))
 		if !bytes.Equal(b[:n], zeroBlock[:n]) {

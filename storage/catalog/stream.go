@@ -53,6 +53,11 @@ func AlignedBytes(n int) []byte {
 	return b[skip : skip+n : skip+n]
 }
 
+// IsAligned reports whether b starts at a multiple of Alignment.
+func IsAligned(b []byte) bool {
+	return cap(b) > 0 && uintptr(unsafe.Pointer(unsafe.SliceData(b)))%Alignment == 0
+}
+
 // Stream reads the blob m describes in order and calls fn with every chunk
 // and its verified bytes; data is nil for a zero chunk and is valid only
 // until fn returns. See StreamFrom.
@@ -144,4 +149,19 @@ func consume(ctx context.Context, futures chan chan fetched, from int, m *Manife
 		i++
 	}
 	return ctx.Err()
+}
+
+// ReadChunk reads chunk i of m into buf (grown if needed) and verifies it,
+// through the cache when the catalog has one. A zero chunk reads as zeros.
+func (c *Catalog) ReadChunk(ctx context.Context, m *Manifest, i int, buf []byte) ([]byte, error) {
+	ch := m.Chunks[i]
+	if int64(cap(buf)) < ch.Length {
+		buf = make([]byte, ch.Length)
+	}
+	if ch.Zero {
+		buf = buf[:ch.Length]
+		clear(buf)
+		return buf, nil
+	}
+	return c.fetchChunk(ctx, i, ch, buf)
 }

@@ -1,0 +1,259 @@
+package imager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+// Phase is where one drive's write is.
+type Phase string
+
+// The phases of a drive's write, in order; it ends verified, failed or canceled.
+const (
+	PhaseWriting   Phase = "writing"
+	PhaseSyncing   Phase = "syncing"
+	PhaseVerifying Phase = "verifying"
+	PhaseVerified  Phase = "verified"
+	PhaseFailed    Phase = "failed"
+	PhaseCanceled  Phase = "canceled"
+)
+
+// DefaultWindow is how many chunks a drive may fall behind the fastest one
+// before it stops sharing the decompressed stream and reads on its own.
+const DefaultWindow = 8
+
+// Target is one opened drive to write.
+type Target struct {
+	ID   string // the drive's id, for results and logs
+	Path string
+	Dev  Device
+}
+
+// WriteOptions tune Write.
+type WriteOptions struct {
+	// Discard zeroes each run of zero chunks with Device.Zero (BLKZEROOUT,
+	// or a punched hole) and then skips them, instead of writing zeros.
+	Discard bool
+	// Window is DefaultWindow when 0.
+	Window int
+	// Progress, if set, is called with a drive's index in targets, its
+	// phase and how many of the image's bytes that phase has done. It is
+	// called from several goroutines.
+	Progress func(target int, phase Phase, done, total int64)
+}
+
+// Result is what happened to one drive.
+type Result struct {
+	ID             string        `json:"id"`
+	Path           string        `json:"path"`
+	Phase          Phase         `json:"result"`
+	BytesWritten   int64         `json:"bytes_written"`
+	Write          time.Duration `json:"write_ns"`
+	Verify         time.Duration `json:"verify_ns"`
+	VerifiedDigest string        `json:"verified_digest,omitempty"`
+	ReadBack       string        `json:"read_back"`       // "direct" (O_DIRECT) or "buffered"
+	Zeros          string        `json:"zeros"`           // "written", or "zeroed" with --discard
+	OwnStream      bool          `json:"own_stream"`      // fell behind and decompressed on its own
+	Error          string        `json:"error,omitempty"` // why it failed
+	Err            error         `json:"-"`
+}
+
+// MBps is the write rate in MB/s (10^6 bytes a second).
+func (r Result) MBps() float64 {
+	if r.Write <= 0 {
+		return 0
+	}
+	return float64(r.BytesWritten) / r.Write.Seconds() / 1e6
+}
+
+// Writer writes images from a catalog to drives.
+type Writer struct {
+	cat *catalog.Catalog
+	log *slog.Logger
+}
+
+// NewWriter returns a Writer reading from cat (which should have a node
+// cache, so that drives that stream on their own do not download again).
+func NewWriter(cat *catalog.Catalog, log *slog.Logger) *Writer {
+	return &Writer{cat: cat, log: log}
+}
+
+// Write writes the image m (named digest) to every target at once, then
+// reads each back from the device and checks it. Each chunk is decompressed
+// once and written to every drive that keeps pace; a drive that falls more
+// than the window behind the fastest reads on its own. A drive that fails
+// fails alone. Write returns one Result per target, in order.
+func (w *Writer) Write(ctx context.Context, m *catalog.Manifest, digest string, targets []Target, opts WriteOptions) []Result {
+	if opts.Window <= 0 {
+		opts.Window = DefaultWindow
+	}
+	f := &fanout{w: w, m: m, opts: opts, wake: make(chan struct{}, 1), zeros: catalog.AlignedBytes(int(m.ChunkSize))}
+	for i, t := range targets {
+		r := &run{index: i, t: t, queue: make(chan item, opts.Window)}
+		r.detachedAt.Store(-1)
+		r.res = Result{ID: t.ID, Path: t.Path, Zeros: "written", ReadBack: "buffered"}
+		if t.Dev.Direct() {
+			r.res.ReadBack = "direct"
+		}
+		f.runs = append(f.runs, r)
+	}
+	var wg sync.WaitGroup
+	f.ready.Add(len(f.runs))
+	for _, r := range f.runs {
+		wg.Go(func() { f.drive(ctx, r, digest) })
+	}
+	f.ready.Wait() // every drive has zeroed what it will skip: they start level
+	f.produce(ctx)
+	wg.Wait()
+	results := make([]Result, len(f.runs))
+	for i, r := range f.runs {
+		results[i] = r.res
+	}
+	return results
+}
+
+// item is one chunk on its way to a drive; buf is nil for a zero chunk.
+type item struct {
+	index int
+	ch    catalog.Chunk
+	buf   *catalog.Buffer
+}
+
+// run is one drive's part of a Write.
+type run struct {
+	index      int
+	t          Target
+	queue      chan item
+	done       atomic.Int64 // chunks written, in order
+	detachedAt atomic.Int64 // -1 while sharing the stream, else the chunk to read on its own from
+	failed     atomic.Bool
+	streamErr  error // set before queue is closed when the shared stream failed
+	// behindSince is when r was last seen falling a window behind the
+	// fastest drive and not catching up; zero when it keeps pace.
+	behindSince time.Time
+	res         Result
+}
+
+func (r *run) attached() bool { return r.detachedAt.Load() < 0 && !r.failed.Load() }
+
+// fanout shares one decompressed stream among the drives.
+type fanout struct {
+	w     *Writer
+	m     *catalog.Manifest
+	opts  WriteOptions
+	runs  []*run
+	wake  chan struct{}  // a drive made progress
+	zeros []byte         // one chunk of zeros, aligned, shared read-only
+	ready sync.WaitGroup // drives done preparing
+}
+
+var errNoneAttached = errors.New("imager: no drive shares the stream")
+
+// produce streams the image once into the queues of the drives that keep
+// pace, then closes every queue.
+func (f *fanout) produce(ctx context.Context) {
+	err := f.w.cat.StreamFrom(ctx, f.m, 0, func(i int, ch catalog.Chunk, b *catalog.Buffer) error {
+		accepted := 0
+		for _, r := range f.runs {
+			if r.attached() && f.offer(ctx, r, item{i, ch, b}) {
+				accepted++
+			}
+		}
+		if accepted == 0 {
+			return errNoneAttached
+		}
+		return nil
+	})
+	for _, r := range f.runs {
+		if err != nil && !errors.Is(err, errNoneAttached) && r.detachedAt.Load() < 0 {
+			r.streamErr = err // seen by the drive once it finds its queue closed
+		}
+		close(r.queue)
+	}
+}
+
+// offer queues it for r, holding a reference to its buffer while queued.
+func (f *fanout) offer(ctx context.Context, r *run, it item) bool {
+	if it.buf != nil {
+		it.buf.Retain()
+	}
+	if f.enqueue(ctx, r, it) {
+		return true
+	}
+	if it.buf != nil {
+		it.buf.Release()
+	}
+	return false
+}
+
+// enqueue waits while r's queue is full, unless r stays a whole window
+// behind the fastest drive for lagGrace: then r is detached and reads the
+// rest on its own, so a slow drive holds nobody back for longer than that.
+// The grace keeps a drive that was merely descheduled for a moment (zero
+// chunks skipped with --discard go by in microseconds) on the shared stream.
+func (f *fanout) enqueue(ctx context.Context, r *run, it item) bool {
+	for {
+		select {
+		case r.queue <- it:
+			if f.leaderDone()-r.done.Load() < int64(f.opts.Window) {
+				r.behindSince = time.Time{} // caught up
+			}
+			return true
+		default:
+		}
+		if r.failed.Load() {
+			return false
+		}
+		wait := lagGrace
+		if f.leaderDone()-r.done.Load() < int64(f.opts.Window) {
+			r.behindSince = time.Time{}
+		} else if r.behindSince.IsZero() {
+			r.behindSince = time.Now()
+		} else if wait -= time.Since(r.behindSince); wait <= 0 {
+			r.detachedAt.Store(int64(it.index))
+			return false
+		}
+		select {
+		case <-f.wake:
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// lagGrace is how long a drive may stay a window behind before it is detached.
+const lagGrace = 250 * time.Millisecond
+
+func (f *fanout) leaderDone() int64 {
+	var most int64
+	for _, r := range f.runs {
+		if !r.failed.Load() {
+			most = max(most, r.done.Load())
+		}
+	}
+	return most
+}
+
+func (f *fanout) progress(r *run, phase Phase, done int64) {
+	if f.opts.Progress != nil {
+		f.opts.Progress(r.index, phase, done, f.m.Size)
+	}
+}
+
+func (f *fanout) signal() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// String names a run in logs.
+func (r *run) String() string { return fmt.Sprintf("%s (%s)", r.t.ID, r.t.Path) }

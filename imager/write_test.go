@@ -1,0 +1,299 @@
+package imager_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/imagefarm/imagefarm/imager"
+	"github.com/imagefarm/imagefarm/internal/sample"
+	"github.com/imagefarm/imagefarm/storage"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+const chunkSize = 256 << 10
+
+// bench is a catalog with one pushed image and a node cache.
+type bench struct {
+	cat    *catalog.Catalog
+	cache  *catalog.Cache
+	m      *catalog.Manifest
+	digest string
+	image  []byte
+}
+
+func newBench(t *testing.T, size int64) *bench {
+	t.Helper()
+	store, err := storage.NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := catalog.New(store, catalog.Options{})
+	var img bytes.Buffer
+	sample.WriteDiskImage(&img, size, 11)
+	data := img.Bytes()
+	for i := 0; i < len(data); i += 5 * chunkSize {
+		copy(data[i:], "stored chunk") // some stored chunks whatever the seed made
+	}
+	res, err := plain.Push(t.Context(), bytes.NewReader(data), size, catalog.PushOptions{Name: "img", Version: "1", Kind: catalog.KindDisk, ChunkSize: chunkSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := catalog.OpenCache(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, _ := catalog.New(store, catalog.Options{Cache: cache})
+	return &bench{cat: cat, cache: cache, m: res.Manifest, digest: res.Digest, image: data}
+}
+
+// virtualDrive is a file drive of size bytes filled with garbage, so that
+// nothing verifies by accident.
+func virtualDrive(t *testing.T, size int64) (string, imager.Device) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "drive.img")
+	if err := os.WriteFile(p, bytes.Repeat([]byte{0xEE}, int(size)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := imager.NewFileDevice(f, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	return p, dev
+}
+
+func prefixSHA(t *testing.T, path string, n int64) [32]byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	io.CopyN(h, f, n)
+	var sum [32]byte
+	copy(sum[:], h.Sum(nil))
+	return sum
+}
+
+func (b *bench) write(t *testing.T, ctx context.Context, targets []imager.Target, opts imager.WriteOptions) []imager.Result {
+	t.Helper()
+	w := imager.NewWriter(b.cat, slog.New(slog.DiscardHandler))
+	return w.Write(ctx, b.m, b.digest, targets, opts)
+}
+
+func targets(t *testing.T, n int, size int64, wrap func(i int, d imager.Device) imager.Device) ([]imager.Target, []string) {
+	var ts []imager.Target
+	var paths []string
+	for i := range n {
+		p, dev := virtualDrive(t, size)
+		if wrap != nil {
+			dev = wrap(i, dev)
+		}
+		ts = append(ts, imager.Target{ID: filepath.Base(filepath.Dir(p)), Path: p, Dev: dev})
+		paths = append(paths, p)
+	}
+	return ts, paths
+}
+
+func TestWriteManyDrivesAllVerified(t *testing.T) {
+	b := newBench(t, 40*chunkSize+4096)
+	ts, paths := targets(t, 4, 48*chunkSize, nil)
+	for _, discard := range []bool{false, true} {
+		results := b.write(t, t.Context(), ts, imager.WriteOptions{Discard: discard})
+		want := sha256.Sum256(b.image)
+		for i, r := range results {
+			if r.OwnStream {
+				t.Errorf("discard=%v drive %d read on its own; all drives keep pace here", discard, i)
+			}
+			if r.Phase != imager.PhaseVerified || r.VerifiedDigest != b.digest || r.BytesWritten != b.m.Size {
+				t.Errorf("discard=%v drive %d: %+v, want verified %s", discard, i, r, b.digest)
+			}
+			if got := prefixSHA(t, paths[i], b.m.Size); got != want {
+				t.Errorf("discard=%v drive %d: sha256 of the written bytes differs from the image's", discard, i)
+			}
+		}
+	}
+	// With every drive keeping pace, each write fetched and decompressed
+	// each stored chunk once, for all four drives.
+	if st, want := b.cache.Stats(), 2*(int64(len(b.m.Chunks))-zeroChunks(b.m)); st.Hits+st.Misses != want {
+		t.Errorf("chunk reads for two writes to 4 drives = %d, want %d (one per stored chunk per write)", st.Hits+st.Misses, want)
+	}
+}
+
+func zeroChunks(m *catalog.Manifest) int64 {
+	var n int64
+	for _, ch := range m.Chunks {
+		if ch.Zero {
+			n++
+		}
+	}
+	return n
+}
+
+// faultyDevice fails writes at or after failAt, like a pulled USB key.
+type faultyDevice struct {
+	imager.Device
+	failAt int64
+}
+
+func (d faultyDevice) WriteAt(p []byte, off int64) (int, error) {
+	if off >= d.failAt {
+		return 0, errors.New("input/output error")
+	}
+	return d.Device.WriteAt(p, off)
+}
+
+func TestFailedDriveFailsAlone(t *testing.T) {
+	b := newBench(t, 32*chunkSize)
+	ts, _ := targets(t, 3, 32*chunkSize, func(i int, d imager.Device) imager.Device {
+		if i == 1 {
+			return faultyDevice{d, 10 * chunkSize}
+		}
+		return d
+	})
+	results := b.write(t, t.Context(), ts, imager.WriteOptions{})
+	for i, r := range results {
+		switch {
+		case i == 1 && (r.Phase != imager.PhaseFailed || r.Error != "write at offset 2621440: input/output error"):
+			t.Errorf("faulty drive: %s %q, want failed with the offset and the I/O error", r.Phase, r.Error)
+		case i != 1 && r.Phase != imager.PhaseVerified:
+			t.Errorf("drive %d next to a faulty one: %s %q, want verified", i, r.Phase, r.Error)
+		}
+	}
+}
+
+// flippingDevice flips one byte on the medium after the write is flushed,
+// before read-back, as a bad flash cell would.
+type flippingDevice struct {
+	imager.Device
+	path string
+	at   int64
+}
+
+func (d flippingDevice) Sync() error {
+	if err := d.Device.Sync(); err != nil {
+		return err
+	}
+	f, _ := os.OpenFile(d.path, os.O_RDWR, 0)
+	defer f.Close()
+	var c [1]byte
+	f.ReadAt(c[:], d.at)
+	c[0] ^= 0x10
+	_, err := f.WriteAt(c[:], d.at)
+	return err
+}
+
+func TestFlippedByteIsCaughtWithItsOffset(t *testing.T) {
+	b := newBench(t, 16*chunkSize)
+	const at = 5*chunkSize + 1234
+	var ts []imager.Target
+	for _, flip := range []bool{false, true} {
+		p, dev := virtualDrive(t, 16*chunkSize)
+		if flip {
+			dev = flippingDevice{dev, p, at}
+		}
+		ts = append(ts, imager.Target{ID: p, Path: p, Dev: dev})
+	}
+	results := b.write(t, t.Context(), ts, imager.WriteOptions{})
+	var mm *imager.MismatchError
+	if !errors.As(results[1].Err, &mm) || mm.Offset != at || results[1].VerifiedDigest != "" {
+		t.Errorf("flipped drive: %v, want a mismatch at offset %d and no verified digest", results[1].Err, at)
+	}
+	if results[0].Phase != imager.PhaseVerified {
+		t.Errorf("healthy drive: %s %v", results[0].Phase, results[0].Err)
+	}
+}
+
+// slowDevice sleeps before every write, like a cheap USB key.
+type slowDevice struct {
+	imager.Device
+	delay  time.Duration
+	writes *atomic.Int64
+}
+
+func (d slowDevice) WriteAt(p []byte, off int64) (int, error) {
+	time.Sleep(d.delay)
+	if d.writes != nil {
+		d.writes.Add(1)
+	}
+	return d.Device.WriteAt(p, off)
+}
+
+func TestSlowDriveFallsBehindWithoutHoldingOthers(t *testing.T) {
+	b := newBench(t, 64*chunkSize)
+	ts, _ := targets(t, 3, 64*chunkSize, func(i int, d imager.Device) imager.Device {
+		if i == 2 {
+			return slowDevice{Device: d, delay: 20 * time.Millisecond}
+		}
+		return d
+	})
+	results := b.write(t, t.Context(), ts, imager.WriteOptions{})
+	for i, r := range results {
+		if r.Phase != imager.PhaseVerified {
+			t.Errorf("drive %d: %s %v, want verified", i, r.Phase, r.Err)
+		}
+		if slow := i == 2; r.OwnStream != slow {
+			t.Errorf("drive %d: own stream %v, want %v (only the slow drive leaves the shared stream)", i, r.OwnStream, slow)
+		}
+	}
+}
+
+func TestCancelStopsWithinASecond(t *testing.T) {
+	b := newBench(t, 64*chunkSize)
+	var writes atomic.Int64
+	ts, _ := targets(t, 2, 64*chunkSize, func(i int, d imager.Device) imager.Device {
+		return slowDevice{Device: d, delay: 50 * time.Millisecond, writes: &writes}
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	var canceledAt time.Time
+	go func() {
+		for writes.Load() < 6 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		canceledAt = time.Now()
+		cancel()
+	}()
+	results := b.write(t, ctx, ts, imager.WriteOptions{})
+	if took := time.Since(canceledAt); took > time.Second {
+		t.Errorf("Write returned %v after cancel, want within a second", took)
+	}
+	for i, r := range results {
+		if r.Phase != imager.PhaseCanceled || r.VerifiedDigest != "" {
+			t.Errorf("drive %d after cancel: %s, want canceled and unverified", i, r.Phase)
+		}
+	}
+}
+
+func TestCorruptStoreChunkFailsEveryDriveNamingIt(t *testing.T) {
+	b := newBench(t, 16*chunkSize)
+	var victim catalog.Chunk
+	for _, ch := range b.m.Chunks {
+		if !ch.Zero {
+			victim = ch
+			break
+		}
+	}
+	junk := bytes.Repeat([]byte{1}, int(victim.Stored))
+	b.cat.Store().Put(t.Context(), "chunks/"+victim.ID[:2]+"/"+victim.ID, bytes.NewReader(junk), int64(len(junk)))
+	ts, _ := targets(t, 2, 16*chunkSize, nil)
+	for i, r := range b.write(t, t.Context(), ts, imager.WriteOptions{}) {
+		var ce *catalog.ChunkError
+		if r.Phase != imager.PhaseFailed || !errors.As(r.Err, &ce) || ce.Offset != victim.Offset {
+			t.Errorf("drive %d with a corrupt chunk in the store: %s %v, want failed naming the chunk at %d", i, r.Phase, r.Err, victim.Offset)
+		}
+	}
+}
