@@ -48,7 +48,7 @@ func (f *fanout) drive(ctx context.Context, r *run, digest string) {
 		r.res.Error = r.res.Err.Error()
 	}
 	f.progress(r, r.res.Phase, f.m.Size)
-	f.w.log.Info("drive done", "drive", r.t.ID, "path", r.t.Path, "result", r.res.Phase,
+	f.w.log.Debug("drive done", "drive", r.t.ID, "path", r.t.Path, "result", r.res.Phase,
 		"mb_per_s", fmt.Sprintf("%.1f", r.res.MBps()), "own_stream", r.res.OwnStream, "error", r.res.Error)
 }
 

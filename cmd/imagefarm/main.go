@@ -60,6 +60,6 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.store, "store", os.Getenv("IMAGEFARM_STORE"),
 		"image store: file:///PATH or s3://BUCKET/PREFIX?endpoint=HOST:PORT (env IMAGEFARM_STORE)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newImageCmd(g), newDevCmd(g))
+	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g))
 	return root
 }

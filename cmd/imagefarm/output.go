@@ -33,12 +33,17 @@ type progressBar struct {
 	bar *mpb.Bar
 }
 
-func newProgressBar(name string, total int64) *progressBar {
-	out := io.Writer(os.Stderr)
+// progressOutput is stderr when it is a terminal; logs and pipes get the
+// final summary only.
+func progressOutput() io.Writer {
 	if fi, err := os.Stderr.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
-		out = io.Discard // logs and pipes get the final summary line only
+		return io.Discard
 	}
-	p := mpb.New(mpb.WithOutput(out), mpb.WithWidth(40))
+	return os.Stderr
+}
+
+func newProgressBar(name string, total int64) *progressBar {
+	p := mpb.New(mpb.WithOutput(progressOutput()), mpb.WithWidth(40))
 	bar := p.AddBar(total,
 		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f")),
 		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name("  ETA "), decor.AverageETA(decor.ET_STYLE_GO)),

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"sync"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/imagefarm/imagefarm/imager"
+)
+
+// driveBars shows one live bar per drive: its slot, phase, progress through
+// writing then verifying, speed and ETA.
+type driveBars struct {
+	p      *mpb.Progress
+	bars   []*mpb.Bar
+	mu     sync.Mutex
+	phases []imager.Phase
+	size   int64
+}
+
+func newDriveBars(plan []plannedDrive, targets []imager.Target, size int64) *driveBars {
+	b := &driveBars{p: mpb.New(mpb.WithOutput(progressOutput()), mpb.WithWidth(30)), size: size}
+	labels := map[string]string{}
+	for _, p := range plan {
+		labels[p.Drive.ID] = driveLabel(p.Drive)
+	}
+	for i, t := range targets {
+		b.phases = append(b.phases, imager.PhaseWriting)
+		b.bars = append(b.bars, b.p.AddBar(2*size,
+			mpb.PrependDecorators(
+				decor.Name(labels[t.ID], decor.WCSyncSpaceR),
+				decor.Any(func(decor.Statistics) string { return string(b.phase(i)) }, decor.WCSyncSpaceR),
+			),
+			mpb.AppendDecorators(decor.Percentage(decor.WCSyncSpace), decor.Name("  "),
+				decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name("  ETA "), decor.AverageETA(decor.ET_STYLE_GO)),
+		))
+	}
+	return b
+}
+
+func (b *driveBars) phase(i int) imager.Phase {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.phases[i]
+}
+
+// update is the imager's progress callback: writing fills the first half
+// of a bar, verifying the second.
+func (b *driveBars) update(i int, phase imager.Phase, done, total int64) {
+	b.mu.Lock()
+	b.phases[i] = phase
+	b.mu.Unlock()
+	switch phase {
+	case imager.PhaseWriting, imager.PhaseSyncing:
+		b.bars[i].SetCurrent(done)
+	case imager.PhaseVerifying, imager.PhaseVerified:
+		b.bars[i].SetCurrent(b.size + done)
+	default:
+		b.bars[i].Abort(false)
+	}
+}
+
+// wait ends every bar and waits for the last render.
+func (b *driveBars) wait() {
+	for _, bar := range b.bars {
+		if !bar.Completed() {
+			bar.Abort(false)
+		}
+	}
+	b.p.Wait()
+}

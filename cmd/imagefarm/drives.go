@@ -1,0 +1,117 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imagefarm/imagefarm/imager/drive"
+)
+
+// driveFlags say where a node's drives are and which it may write; drives
+// and write share them.
+type driveFlags struct {
+	virtualDir string
+	configPath string
+	allow      []string
+}
+
+func addDriveFlags(cmd *cobra.Command, f *driveFlags) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.virtualDir, "virtual-drives", "", "folder whose regular files are virtual drives (dev farm, tests)")
+	fl.StringVar(&f.configPath, "config", "", `node config JSON: {"slots": {"SLOT": "LABEL"}, "allow": ["ID|SLOT|PATH"]}`)
+	fl.StringArrayVar(&f.allow, "allow", nil, "admit a drive that is not removable or USB (a dock, a loop device) by id, slot or path (repeatable)")
+}
+
+// config is the drive.Config the flags describe: the node config file,
+// with the flags on top.
+func (f *driveFlags) config() (drive.Config, error) {
+	var cfg drive.Config
+	if f.configPath != "" {
+		var err error
+		if cfg, err = drive.LoadConfig(f.configPath); err != nil {
+			return drive.Config{}, err
+		}
+	}
+	if f.virtualDir != "" {
+		cfg.VirtualDir = f.virtualDir
+	}
+	cfg.Allow = append(cfg.Allow, f.allow...)
+	return cfg, nil
+}
+
+func newDrivesCmd(g *globals) *cobra.Command {
+	var df driveFlags
+	cmd := &cobra.Command{
+		Use:   "drives",
+		Short: "List the drives of this node, their slots, and whether the guards let them be written",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := df.config()
+			if err != nil {
+				return err
+			}
+			drives, err := drive.Discover(cfg)
+			if err != nil {
+				return err
+			}
+			rows := make([]driveJSON, len(drives))
+			for i, d := range drives {
+				vs := drive.Check(d, 0, cfg)
+				rows[i] = driveJSON{Drive: d, Writable: drive.Refusal(vs) == nil, Verdicts: vs}
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), rows)
+			}
+			return printDrives(cmd.OutOrStdout(), rows)
+		},
+	}
+	addDriveFlags(cmd, &df)
+	cmd.Flags().BoolVar(&g.json, "json", false, "print as JSON, with every guard's verdict")
+	return cmd
+}
+
+// driveJSON is how drives are printed with --json.
+type driveJSON struct {
+	drive.Drive
+	Writable bool            `json:"writable"`
+	Verdicts []drive.Verdict `json:"verdicts"`
+}
+
+func printDrives(w io.Writer, rows []driveJSON) error {
+	if len(rows) == 0 {
+		fmt.Fprintln(w, "no drives")
+		return nil
+	}
+	tw := table(w)
+	fmt.Fprintln(tw, "NAME\tID\tPATH\tSIZE\tTRANSPORT\tREMOVABLE\tMODEL\tSERIAL\tSLOT\tLABEL\tWRITE")
+	for _, r := range rows {
+		d := r.Drive
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.ID, d.Path, bytesIEC(d.Size), d.Transport,
+			yesNo(d.Removable), dash(d.Model), dash(d.Serial), dash(d.Slot), dash(d.SlotLabel), writeColumn(r.Verdicts))
+	}
+	return tw.Flush()
+}
+
+// writeColumn says "yes", or "no: " and every guard that refused.
+func writeColumn(vs []drive.Verdict) string {
+	var no []string
+	for _, v := range vs {
+		if !v.OK {
+			no = append(no, v.Guard+": "+v.Reason)
+		}
+	}
+	if len(no) == 0 {
+		return "yes"
+	}
+	return "no: " + strings.Join(no, "; ")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

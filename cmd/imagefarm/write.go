@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/imagefarm/imagefarm/imager"
+	"github.com/imagefarm/imagefarm/imager/drive"
+	"github.com/imagefarm/imagefarm/storage"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+// writeFlags are the flags of imagefarm write.
+type writeFlags struct {
+	drives    []string
+	discard   bool
+	dryRun    bool
+	cacheDir  string
+	cacheSize string
+	window    int
+	df        driveFlags
+}
+
+func newWriteCmd(g *globals) *cobra.Command {
+	var wf writeFlags
+	cmd := &cobra.Command{
+		Use:   "write REF --drive ID|PATH [--drive ID|PATH]...",
+		Short: "Write an image to drives on this node at once, read every drive back and verify it",
+		Long: `Write an image to one or more drives of this node, then read each back from the
+device (bypassing the page cache) and check it against the image. Before a drive is
+opened the guards refuse, with a reason and nothing written, a drive that holds the
+system, the node cache or a mounted file system, is not removable or USB (unless
+--allow or the node config admits it), is too small, read-only, changed identity
+or is busy. The exit code is 0 only if every drive verified.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runWrite(cmd, g, &wf, args[0])
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&wf.drives, "drive", nil, "drive to write, by id or device path (repeatable)")
+	f.BoolVar(&wf.discard, "discard", false, "zero runs of zero chunks with BLKZEROOUT (or punch holes) and skip them instead of writing zeros")
+	f.BoolVar(&wf.dryRun, "dry-run", false, "print the plan and what each guard said; write nothing")
+	cache, _ := os.UserCacheDir()
+	f.StringVar(&wf.cacheDir, "cache", filepath.Join(cache, "imagefarm", "node-cache"), "node cache folder (chunks downloaded once for all drives and jobs)")
+	f.StringVar(&wf.cacheSize, "cache-size", "20GiB", "node cache size bound")
+	f.IntVar(&wf.window, "window", imager.DefaultWindow, "chunks a drive may fall behind the fastest before it streams on its own")
+	f.BoolVar(&g.json, "json", false, "print the plan or the results as JSON")
+	addDriveFlags(cmd, &wf.df)
+	cmd.MarkFlagRequired("drive")
+	return cmd
+}
+
+// plannedDrive is one --drive: the drive, what the guards said, and why it
+// will not be written, if it will not.
+type plannedDrive struct {
+	Drive    drive.Drive     `json:"drive"`
+	Verdicts []drive.Verdict `json:"verdicts"`
+	Refused  string          `json:"refused,omitempty"`
+}
+
+func runWrite(cmd *cobra.Command, g *globals, wf *writeFlags, refArg string) error {
+	ctx := cmd.Context()
+	cat, m, digest, cfg, err := openForWrite(g, wf, refArg)
+	if err != nil {
+		return err
+	}
+	plan, err := planWrite(wf.drives, m.Size, cfg)
+	if err != nil {
+		return err
+	}
+	if wf.dryRun {
+		return printPlan(cmd.OutOrStdout(), g, refArg, digest, m, plan)
+	}
+	targets, closeAll := openTargets(plan, cfg)
+	defer closeAll()
+	bars := newDriveBars(plan, targets, m.Size)
+	w := imager.NewWriter(cat, slog.Default())
+	results := w.Write(ctx, m, digest, targets, imager.WriteOptions{Discard: wf.discard, Window: wf.window, Progress: bars.update})
+	bars.wait()
+	return printResults(cmd.OutOrStdout(), g, plan, results)
+}
+
+func openForWrite(g *globals, wf *writeFlags, refArg string) (*catalog.Catalog, *catalog.Manifest, string, drive.Config, error) {
+	fail := func(err error) (*catalog.Catalog, *catalog.Manifest, string, drive.Config, error) {
+		return nil, nil, "", drive.Config{}, err
+	}
+	ref, err := catalog.ParseRef(refArg)
+	if err != nil {
+		return fail(err)
+	}
+	cfg, err := wf.df.config()
+	if err != nil {
+		return fail(err)
+	}
+	if cfg.CacheDir == "" {
+		cfg.CacheDir = wf.cacheDir
+	}
+	size, err := humanize.ParseBytes(wf.cacheSize)
+	if err != nil {
+		return fail(fmt.Errorf("--cache-size %q: %w", wf.cacheSize, err))
+	}
+	cache, err := catalog.OpenCache(cfg.CacheDir, int64(size))
+	if err != nil {
+		return fail(err)
+	}
+	if g.store == "" {
+		return fail(errors.New("no image store: pass --store URL or set IMAGEFARM_STORE"))
+	}
+	s, err := storage.Open(g.store, storage.Options{})
+	if err != nil {
+		return fail(err)
+	}
+	cat, err := catalog.New(s, catalog.Options{Cache: cache})
+	if err != nil {
+		return fail(err)
+	}
+	m, digest, err := cat.Manifest(context.Background(), ref)
+	if err != nil {
+		return fail(err)
+	}
+	return cat, m, digest, cfg, nil
+}
+
+// planWrite finds every --drive and runs the passive guards on it.
+func planWrite(names []string, imageSize int64, cfg drive.Config) ([]plannedDrive, error) {
+	drives, err := drive.Discover(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var plan []plannedDrive
+	for _, name := range names {
+		d, err := drive.Find(drives, name)
+		if err != nil {
+			return nil, fmt.Errorf("--drive %s: %w (list drives with `imagefarm drives`)", name, err)
+		}
+		if slices.ContainsFunc(plan, func(p plannedDrive) bool { return p.Drive.ID == d.ID }) {
+			return nil, fmt.Errorf("--drive %s: drive %s is named twice", name, d.ID)
+		}
+		p := plannedDrive{Drive: d, Verdicts: drive.Check(d, imageSize, cfg)}
+		if err := drive.Refusal(p.Verdicts); err != nil {
+			p.Refused = err.Error()
+		}
+		plan = append(plan, p)
+	}
+	return plan, nil
+}
+
+// openTargets re-checks each admitted drive's identity and opens it
+// exclusively; a drive that fails either is marked refused, not written.
+func openTargets(plan []plannedDrive, cfg drive.Config) ([]imager.Target, func()) {
+	var targets []imager.Target
+	var devs []imager.Device
+	for i := range plan {
+		p := &plan[i]
+		if p.Refused != "" {
+			continue
+		}
+		dev, err := openTarget(p.Drive, cfg)
+		if err != nil {
+			p.Refused = err.Error()
+			slog.Warn("drive refused", "drive", p.Drive.ID, "path", p.Drive.Path, "reason", p.Refused)
+			continue
+		}
+		devs = append(devs, dev)
+		targets = append(targets, imager.Target{ID: p.Drive.ID, Path: p.Drive.Path, Dev: dev})
+	}
+	return targets, func() {
+		for _, d := range devs {
+			d.Close()
+		}
+	}
+}
+
+func openTarget(planned drive.Drive, cfg drive.Config) (imager.Device, error) {
+	if _, err := drive.Reverify(planned, cfg); err != nil {
+		return nil, err
+	}
+	f, direct, err := drive.OpenExclusive(planned)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := imager.NewFileDevice(f, direct)
+	if err != nil {
+		f.Close()
+	}
+	return dev, err
+}
+
+func driveLabel(d drive.Drive) string {
+	for _, s := range []string{d.SlotLabel, d.Slot} {
+		if s != "" {
+			return s
+		}
+	}
+	return d.Name
+}
+
+func printPlan(w io.Writer, g *globals, ref, digest string, m *catalog.Manifest, plan []plannedDrive) error {
+	refused := slices.ContainsFunc(plan, func(p plannedDrive) bool { return p.Refused != "" })
+	if g.json {
+		if err := printJSON(w, map[string]any{"ref": ref, "digest": digest, "size": m.Size, "drives": plan}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(w, "plan: write %s (%s, %s) to %s\n", ref, digest, bytesIEC(m.Size), plural(len(plan), "drive"))
+		for _, p := range plan {
+			d := p.Drive
+			verdict := "WRITE"
+			if p.Refused != "" {
+				verdict = "REFUSE"
+			}
+			fmt.Fprintf(w, "\n%s %s  %s  %s %s  %s  serial %s  slot %s\n", verdict, d.ID, d.Path, d.Vendor, d.Model, bytesIEC(d.Size), dash(d.Serial), dash(driveLabel(d)))
+			for _, v := range p.Verdicts {
+				mark := "ok  "
+				if !v.OK {
+					mark = "FAIL"
+				}
+				fmt.Fprintf(w, "  %s %-10s %s\n", mark, v.Guard, v.Reason)
+			}
+		}
+	}
+	if refused {
+		return exitError{"some drives would be refused"}
+	}
+	return nil
+}
+
+func printResults(w io.Writer, g *globals, plan []plannedDrive, results []imager.Result) error {
+	byID := map[string]imager.Result{}
+	for _, r := range results {
+		byID[r.ID] = r
+	}
+	type row struct {
+		Drive   drive.Drive    `json:"drive"`
+		Result  *imager.Result `json:"result,omitempty"`
+		Refused string         `json:"refused,omitempty"`
+	}
+	rows := make([]row, len(plan))
+	ok := true
+	for i, p := range plan {
+		rows[i] = row{Drive: p.Drive, Refused: p.Refused}
+		if r, found := byID[p.Drive.ID]; found && p.Refused == "" {
+			rows[i].Result = &r
+			ok = ok && r.Phase == imager.PhaseVerified
+		} else {
+			ok = false
+		}
+	}
+	if g.json {
+		if err := printJSON(w, rows); err != nil {
+			return err
+		}
+	} else {
+		tw := table(w)
+		fmt.Fprintln(tw, "SLOT\tDRIVE\tSERIAL\tRESULT\tMB/s\tVERIFIED DIGEST / REASON")
+		for _, r := range rows {
+			result, rate, detail := "refused", "-", r.Refused
+			if r.Result != nil {
+				result, rate = string(r.Result.Phase), fmt.Sprintf("%.1f", r.Result.MBps())
+				detail = r.Result.VerifiedDigest + r.Result.Error
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(driveLabel(r.Drive)), r.Drive.ID, dash(r.Drive.Serial), strings.ToUpper(result), rate, detail)
+		}
+		tw.Flush()
+	}
+	if !ok {
+		return exitError{"some drives were not verified"}
+	}
+	return nil
+}

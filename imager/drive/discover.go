@@ -1,0 +1,216 @@
+package drive
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// skipRe names block devices that are never imaging targets: RAM-backed
+// (zram, ram), stacked (dm, md, drbd, bcache), optical, floppy, network and
+// the eMMC boot and RPMB areas.
+var skipRe = regexp.MustCompile(`^(zram|ram|dm-|md|drbd|bcache|sr|fd|nbd|rbd|mmcblk\d+(boot|rpmb))`)
+
+// Discover lists the whole disks of the node and the virtual drives of
+// cfg.VirtualDir, sorted by kind then kernel name. Partitions, stacked
+// and RAM devices, empty card readers and unbound loop devices are left
+// out. A device that disappears while it is read is skipped.
+func Discover(cfg Config) ([]Drive, error) {
+	blockDir := filepath.Join(cfg.sysRoot(), "block")
+	ents, err := os.ReadDir(blockDir)
+	if err != nil {
+		return nil, fmt.Errorf("discover drives: %w", err)
+	}
+	slots := byPathSlots(cfg)
+	var drives []Drive
+	for _, e := range ents {
+		if skipRe.MatchString(e.Name()) {
+			continue
+		}
+		d, ok, err := readBlock(cfg, e.Name(), slots)
+		if err != nil {
+			return nil, fmt.Errorf("discover drives: %w", err)
+		}
+		if ok {
+			drives = append(drives, d)
+		}
+	}
+	virt, err := discoverVirtual(cfg.VirtualDir)
+	if err != nil {
+		return nil, err
+	}
+	drives = append(drives, virt...)
+	uniqueIDs(drives)
+	for i := range drives {
+		drives[i].SlotLabel = labelOf(drives[i], cfg)
+	}
+	slices.SortFunc(drives, compareDrives)
+	return drives, nil
+}
+
+// compareDrives puts block devices first, in kernel order (sdz before
+// sdaa), then virtual drives by file name.
+func compareDrives(a, b Drive) int {
+	if a.IsBlock() != b.IsBlock() {
+		if a.IsBlock() {
+			return -1
+		}
+		return 1
+	}
+	if a.IsBlock() {
+		return cmp.Or(cmp.Compare(len(a.Name), len(b.Name)), cmp.Compare(a.Name, b.Name))
+	}
+	return cmp.Compare(a.Name, b.Name)
+}
+
+// readBlock reads one disk from /sys/block; ok is false for a disk that
+// is no imaging target or that vanished while it was read. slots maps
+// kernel names to /dev/disk/by-path names where udev made them.
+func readBlock(cfg Config, name string, slots map[string]string) (d Drive, ok bool, err error) {
+	dir := filepath.Join(cfg.sysRoot(), "block", name)
+	devNum, err := os.ReadFile(filepath.Join(dir, "dev"))
+	if vanished(err) {
+		return Drive{}, false, nil
+	} else if err != nil {
+		return Drive{}, false, fmt.Errorf("read %s: %w", name, err)
+	}
+	devPath, err := filepath.EvalSymlinks(dir)
+	if vanished(err) || attr(dir, "hidden") == "1" || attrInt(dir, "size") == 0 {
+		return Drive{}, false, nil // hidden: an NVMe multipath leg, reached through its head
+	} else if err != nil {
+		return Drive{}, false, fmt.Errorf("read %s: %w", name, err)
+	}
+	d = Drive{
+		Path: "/dev/" + name, Name: name, DevNum: clean(string(devNum)),
+		Size:             attrInt(dir, "size") * 512, // sysfs counts 512-byte sectors whatever the block size
+		LogicalBlockSize: int(cmp.Or(attrInt(dir, "queue/logical_block_size"), 512)),
+		Removable:        attr(dir, "removable") == "1",
+		ReadOnly:         attr(dir, "ro") == "1",
+		Transport:        transportOf(name, devPath),
+	}
+	d.PhysicalBlockSize = int(cmp.Or(attrInt(dir, "queue/physical_block_size"), int64(d.LogicalBlockSize)))
+	if d.Transport == TransportLoop {
+		return d, readLoop(cfg, dir, &d), nil
+	}
+	readIdentity(dir, devPath, &d)
+	d.Slot = cmp.Or(slots[name], slotOf(name, devPath))
+	if d.Slot == "" && d.Transport == TransportNVMe {
+		d.Slot = nvmeControllerSlot(dir, name) // multipath head: the slot is its controller's
+	}
+	d.ID = blockID(d, scsiLUN(devPath))
+	return d, true, nil
+}
+
+// nvmeControllerSlot finds the slot of a native-multipath NVMe namespace,
+// whose sysfs path is under the virtual nvme-subsystem, through its first
+// controller.
+func nvmeControllerSlot(dir, name string) string {
+	ctrls, _ := filepath.Glob(filepath.Join(dir, "device", "nvme[0-9]*"))
+	for _, c := range ctrls {
+		if p, err := filepath.EvalSymlinks(c); err == nil {
+			return slotOf(name, p)
+		}
+	}
+	return ""
+}
+
+// readLoop fills what identifies a loop device: its backing file. An
+// unbound loop device has none and is not a drive.
+func readLoop(cfg Config, dir string, d *Drive) bool {
+	backing := attr(dir, "loop/backing_file")
+	if backing == "" {
+		return false
+	}
+	d.BackingFile = backing
+	d.Model = "loop"
+	// The inode tells a file replaced under the same name from the one
+	// the loop device still holds open; the kernel knows which it is.
+	dev, ino := loopInode(cfg, d.Path, backing)
+	d.ID = "loop-" + shortHash(fmt.Sprintf("%s\x00%d:%d", strings.TrimSuffix(backing, " (deleted)"), dev, ino))
+	return true
+}
+
+func loopInode(cfg Config, devPath, backing string) (dev, ino uint64) {
+	if cfg.realSys() {
+		if f, err := os.Open(devPath); err == nil {
+			info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
+			f.Close()
+			if err == nil {
+				return info.Device, info.Inode
+			}
+		}
+	}
+	var st unix.Stat_t
+	if unix.Stat(backing, &st) == nil {
+		return st.Dev, st.Ino
+	}
+	return 0, 0
+}
+
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:6])
+}
+
+// blockID builds the stable id of a disk the way udev's by-id names read:
+// transport, then vendor_model_serial. A bridge that reports no serial is
+// named by its WWN, else by its slot, else (unstable, but honest) by its
+// kernel name.
+func blockID(d Drive, lun int) string {
+	prefix := string(d.Transport)
+	if d.Transport == TransportSATA {
+		prefix = "ata"
+	}
+	switch {
+	case d.Serial != "":
+		id := prefix + "-" + sanitize(strings.Join(nonEmpty(d.Vendor, d.Model, d.Serial), "_"))
+		if d.Transport == TransportUSB && lun > 0 { // a card reader's LUNs share its serial
+			id += "-lun" + strconv.Itoa(lun)
+		}
+		return id
+	case d.WWN != "":
+		return "wwn-" + d.WWN
+	case d.Slot != "":
+		return "slot-" + sanitize(d.Slot)
+	}
+	return "dev-" + d.Name
+}
+
+func nonEmpty(ss ...string) []string {
+	return slices.DeleteFunc(ss, func(s string) bool { return s == "" })
+}
+
+var unsafeRe = regexp.MustCompile(`[^A-Za-z0-9._:-]+`)
+
+// sanitize makes s safe in an id: no spaces, slashes or shell characters.
+func sanitize(s string) string { return strings.Trim(unsafeRe.ReplaceAllString(s, "_"), "_") }
+
+// uniqueIDs suffixes ids that two drives share (cheap USB keys sometimes
+// carry the same serial), so that an id always names one drive.
+func uniqueIDs(drives []Drive) {
+	count := map[string]int{}
+	for _, d := range drives {
+		count[d.ID]++
+	}
+	for i, d := range drives {
+		if count[d.ID] > 1 {
+			drives[i].ID += "-" + sanitize(cmp.Or(d.Slot, d.Name))
+		}
+	}
+}
+
+func labelOf(d Drive, cfg Config) string {
+	if d.Slot != "" {
+		return cfg.SlotLabels[d.Slot]
+	}
+	return cfg.SlotLabels[d.ID]
+}

@@ -1,0 +1,193 @@
+package drive
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDiscoverLoop(t *testing.T) {
+	requireRoot(t)
+	plain := newLoop(t, 64<<20)
+	big := newLoop(t, 32<<20, "--sector-size", "4096")
+
+	d := discovered(t, Config{}, plain.Path)
+	if d.Size != 64<<20 || d.LogicalBlockSize != 512 || d.Transport != TransportLoop || d.Removable ||
+		d.BackingFile != plain.Backing || !strings.HasPrefix(d.ID, "loop-") || d.DevNum == "" || d.Slot != "" {
+		t.Errorf("Discover() found %+v, want a 64 MiB loop drive backed by %s", d, plain.Backing)
+	}
+	d4k := discovered(t, Config{}, big.Path)
+	if d4k.Size != 32<<20 || d4k.LogicalBlockSize != 4096 || d4k.PhysicalBlockSize != 4096 {
+		t.Errorf("Discover() found %+v, want 32 MiB with 4096-byte logical and physical blocks", d4k)
+	}
+	if d.ID == d4k.ID {
+		t.Errorf("two loop devices share id %s", d.ID)
+	}
+
+	// Find resolves /dev/disk/by-* style symlinks.
+	link := filepath.Join(t.TempDir(), "usb-Some_Key-0:0")
+	if err := os.Symlink(plain.Path, link); err != nil {
+		t.Fatal(err)
+	}
+	drives, _ := Discover(Config{})
+	if got, err := Find(drives, link); err != nil || got.Path != plain.Path {
+		t.Errorf("Find(%s) = %s, %v, want %s", link, got.Path, err, plain.Path)
+	}
+	if got, err := Find(drives, d.ID); err != nil || got.Path != plain.Path {
+		t.Errorf("Find(%s) = %s, %v, want %s", d.ID, got.Path, err, plain.Path)
+	}
+
+	// The id follows the backing file, not the loop number: detached and
+	// attached again (wherever losetup puts it), same id.
+	plain.Detach(t)
+	again := attachLoop(t, plain.Backing)
+	if got := discovered(t, Config{}, again.Path).ID; got != d.ID {
+		t.Errorf("id of %s attached again = %s, want %s", plain.Backing, got, d.ID)
+	}
+}
+
+func TestDiscoverSkipsUnboundLoops(t *testing.T) {
+	requireRoot(t)
+	l := newLoop(t, 8<<20)
+	name := filepath.Base(l.Path)
+	l.Detach(t)
+	drives, err := Discover(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range drives {
+		if d.Name == name {
+			t.Errorf("Discover() lists detached %s: %+v", name, d)
+		}
+	}
+}
+
+func TestDiscoverVirtual(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "key 1.img"), make([]byte, 4096), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "empty"), nil, 0o644)
+	os.WriteFile(filepath.Join(dir, ".hidden"), make([]byte, 4096), 0o644)
+	os.Mkdir(filepath.Join(dir, "sub"), 0o755)
+	os.Symlink("/dev/null", filepath.Join(dir, "link-to-a-device")) // must never pass as a virtual drive
+
+	drives, err := Discover(Config{SysRoot: t.TempDir() + "/none", VirtualDir: dir})
+	if err == nil {
+		t.Fatalf("Discover() with no sysfs = %v, want an error", drives)
+	}
+	virt, err := discoverVirtual(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(virt) != 1 {
+		t.Fatalf("discoverVirtual() = %+v, want only key 1.img", virt)
+	}
+	v := virt[0]
+	if v.ID != "virt-key_1.img" || v.Size != 4096 || v.Transport != TransportVirtual || v.Path != filepath.Join(dir, "key 1.img") || v.ReadOnly {
+		t.Errorf("discoverVirtual() = %+v", v)
+	}
+}
+
+func TestWatchSeesAttachAndDetach(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	events := make(chan Event, 64)
+	done := make(chan error, 1)
+	go func() { done <- Watch(ctx, Config{}, 0, func(ev Event) { events <- ev }) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Watch() = %v, want nil after cancel", err)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // let the first look list what is there already
+
+	l := newLoop(t, 16<<20)
+	attached := time.Now()
+	ev := waitEvent(t, events, Inserted, l.Path)
+	if took := time.Since(attached); took > 2*time.Second || ev.Drive.Size != 16<<20 {
+		t.Errorf("inserted %+v after %v, want the 16 MiB drive within 2s", ev.Drive, took)
+	}
+	l.Detach(t)
+	detached := time.Now()
+	waitEvent(t, events, Removed, l.Path)
+	if took := time.Since(detached); took > 2*time.Second {
+		t.Errorf("removal seen after %v, want within 2s", took)
+	}
+}
+
+// waitEvent waits up to 3 s for kind at path, passing over events about
+// other drives (other tests attach loop devices too).
+func waitEvent(t *testing.T, events <-chan Event, kind EventKind, path string) Event {
+	t.Helper()
+	deadline := time.After(3 * time.Second)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Kind == kind && ev.Drive.Path == path {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no %s event for %s within 3s", kind, path)
+		}
+	}
+}
+
+func TestDiff(t *testing.T) {
+	a := Drive{ID: "usb-A", Path: "/dev/sdb", DevNum: "8:16"}
+	b := Drive{ID: "usb-B", Path: "/dev/sdc", DevNum: "8:32"}
+	swapped := Drive{ID: "usb-C", Path: "/dev/sdb", DevNum: "8:16"}
+	known := map[string]Drive{}
+	steps := []struct {
+		drives []Drive
+		want   []string
+	}{
+		{[]Drive{a, b}, []string{"inserted usb-A", "inserted usb-B"}},
+		{[]Drive{a, b}, nil},
+		{[]Drive{b}, []string{"removed usb-A"}},
+		{[]Drive{a, b}, []string{"inserted usb-A"}},
+		{[]Drive{swapped, b}, []string{"removed usb-A", "inserted usb-C"}},
+		{nil, []string{"removed usb-C", "removed usb-B"}},
+	}
+	for i, s := range steps {
+		var got []string
+		for _, ev := range diff(known, s.drives) {
+			got = append(got, string(ev.Kind)+" "+ev.Drive.ID)
+		}
+		if strings.Join(got, ",") != strings.Join(s.want, ",") {
+			t.Errorf("step %d: diff() = %v, want %v", i, got, s.want)
+		}
+	}
+}
+
+func TestFind(t *testing.T) {
+	dir := t.TempDir()
+	drives := []Drive{
+		{ID: "usb-Kingston_DT_1", Path: "/dev/sdb", Name: "sdb", Slot: "pci-0000:00:14.0-usb-0:3:1.0-scsi-0:0:0:0"},
+		{ID: "ata-Samsung_SSD_S3Z", Path: "/dev/sda", Name: "sda"},
+		{ID: "virt-sda", Path: filepath.Join(dir, "sda"), Name: "sda", Transport: TransportVirtual},
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"usb-Kingston_DT_1", "/dev/sdb"},
+		{"/dev/sdb", "/dev/sdb"},
+		{"sdb", "/dev/sdb"},
+		{"pci-0000:00:14.0-usb-0:3:1.0-scsi-0:0:0:0", "/dev/sdb"},
+		{"virt-sda", filepath.Join(dir, "sda")},
+		{"/dev/sda", "/dev/sda"},
+	} {
+		if d, err := Find(drives, tc.in); err != nil || d.Path != tc.want {
+			t.Errorf("Find(%q) = %s, %v, want %s", tc.in, d.Path, err, tc.want)
+		}
+	}
+	if _, err := Find(drives, "sda"); err == nil || !strings.Contains(err.Error(), "ambiguous") {
+		t.Errorf("Find(sda) = %v, want ambiguous (a disk and a virtual drive)", err)
+	}
+	if _, err := Find(drives, "sdz"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Find(sdz) = %v, want ErrNotFound", err)
+	}
+}
