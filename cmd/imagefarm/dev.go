@@ -23,7 +23,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "dev --demo",
-		Short: "Run the embedded dev setup: a file store under one data folder; --demo pushes and pulls a sample disk image",
+		Short: "Run the embedded dev setup under one data folder; --demo pushes a sample disk image and writes it to virtual drives, verified",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := os.MkdirAll(dataDir, 0o755); err != nil {
@@ -34,7 +34,7 @@ func newDevCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "data folder: %s\nimage store: %s  (export IMAGEFARM_STORE=%s)\n", dataDir, g.store, g.store)
 			if !demo {
-				fmt.Fprintln(cmd.OutOrStdout(), "run with --demo to push a sample disk image and pull it back, verified")
+				fmt.Fprintln(cmd.OutOrStdout(), "run with --demo to push a sample disk image and write it to virtual drives, verified")
 				return nil
 			}
 			return runDemo(cmd, g, dataDir, size)
@@ -42,7 +42,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	}
 	cache, _ := os.UserCacheDir()
 	cmd.Flags().StringVar(&dataDir, "data", filepath.Join(cache, "imagefarm", "dev"), "data folder of the dev setup")
-	cmd.Flags().BoolVar(&demo, "demo", false, "push a sample disk image, pull it back and verify it")
+	cmd.Flags().BoolVar(&demo, "demo", false, "push a sample disk image and write it to 4 virtual drives, verified")
 	cmd.Flags().Int64Var(&size, "size", 256<<20, "size of the sample disk image in bytes")
 	return cmd
 }
@@ -65,11 +65,19 @@ func runDemo(cmd *cobra.Command, g *globals, dataDir string, size int64) error {
 		return fmt.Errorf("sample image: %w", err)
 	}
 	fmt.Fprintf(out, "made a %s sample disk image (random, zeros and text) at %s\n", bytesIEC(size), src)
+	drives, err := makeVirtualDrives(filepath.Join(dataDir, "drives"), 4, max(1<<30, size))
+	if err != nil {
+		return err
+	}
 	ref := "sample-disk:" + time.Now().UTC().Format("20060102.150405")
+	write := []string{"write", "sample-disk:demo", "--virtual-drives", filepath.Join(dataDir, "drives"), "--cache", filepath.Join(dataDir, "cache")}
+	for _, d := range drives {
+		write = append(write, "--drive", d)
+	}
 	steps := [][]string{
 		{"image", "push", ref, src, "--label", "source=demo", "--channel", "demo"},
 		{"image", "inspect", ref},
-		{"image", "pull", "sample-disk:demo", filepath.Join(dataDir, "pulled.img")},
+		write,
 	}
 	for _, args := range steps {
 		fmt.Fprintf(out, "\n$ imagefarm %s\n", joinArgs(args))
@@ -81,31 +89,62 @@ func runDemo(cmd *cobra.Command, g *globals, dataDir string, size int64) error {
 			return err
 		}
 	}
-	want, err := fileSHA256(src)
+	return checkDrives(out, src, drives, size)
+}
+
+// makeVirtualDrives creates n sparse files of size bytes in dir, the demo's
+// drives, and returns their paths.
+func makeVirtualDrives(dir string, n int, size int64) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var paths []string
+	for i := 1; i <= n; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("drive%d.img", i))
+		f, err := os.Create(p)
+		if err == nil {
+			err = f.Truncate(size)
+			f.Close()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("virtual drive: %w", err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+// checkDrives hashes the sample and the first size bytes of every drive
+// here, independently of the write pipeline's own verification.
+func checkDrives(out io.Writer, src string, drives []string, size int64) error {
+	want, err := fileSHA256(src, size)
 	if err != nil {
 		return err
 	}
-	got, err := fileSHA256(filepath.Join(dataDir, "pulled.img"))
-	if err != nil {
-		return err
+	for _, d := range drives {
+		got, err := fileSHA256(d, size)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("demo: %s has sha256 %s, the sample %s", d, got, want)
+		}
 	}
-	if got != want {
-		return fmt.Errorf("demo: pulled image sha256 %s, want %s", got, want)
-	}
-	fmt.Fprintf(out, "\nverified: the pulled image has the original's sha256 %s\n", want)
+	fmt.Fprintf(out, "\nchecked independently: all %d drives hold the sample's sha256 %s\n", len(drives), want)
 	return nil
 }
 
 func joinArgs(args []string) string { return strings.Join(args, " ") }
 
-func fileSHA256(path string) (string, error) {
+// fileSHA256 is the hex SHA-256 of the first n bytes of the file at path.
+func fileSHA256(path string, n int64) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.CopyN(h, f, n); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

@@ -13,8 +13,11 @@ import (
 // kernel name or a slot.
 func Find(drives []Drive, s string) (Drive, error) {
 	resolved := s
-	if strings.HasPrefix(s, "/") {
-		if r, err := filepath.EvalSymlinks(s); err == nil {
+	if strings.ContainsRune(s, '/') { // a path, maybe relative or a symlink
+		if r, err := filepath.Abs(s); err == nil {
+			resolved = r
+		}
+		if r, err := filepath.EvalSymlinks(resolved); err == nil {
 			resolved = r
 		}
 	}

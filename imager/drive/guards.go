@@ -32,8 +32,9 @@ type Verdict struct {
 
 // Check runs every passive guard on d for an image of imageSize bytes (0:
 // no size to check) and returns all verdicts, passed or not, so that a dry
-// run can show what each said. It reads sysfs and the mount table and
-// writes nothing. When it cannot tell (mount table unreadable, drive gone)
+// run can show what each said. d must come from Discover or Reverify on
+// this node. Check reads sysfs and the mount table and writes nothing.
+// When it cannot tell (mount table unreadable, drive gone or replaced)
 // the guards concerned refuse.
 func Check(d Drive, imageSize int64, cfg Config) []Verdict {
 	return append(placement(d, cfg), checkPolicy(d, cfg), checkSize(d, imageSize), checkReadOnly(d))

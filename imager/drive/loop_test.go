@@ -3,7 +3,6 @@ package drive
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -199,7 +198,3 @@ func wantPassed(t *testing.T, vs []Verdict, guard string) {
 		t.Errorf("guard %s = %+v, want passed", guard, v)
 	}
 }
-
-func sizeMiB(n int64) int64 { return n << 20 }
-
-func describe(d Drive) string { return fmt.Sprintf("%s (%s)", d.Path, d.ID) }
