@@ -99,7 +99,7 @@ func readBlock(cfg Config, name string, slots map[string]string) (d Drive, ok bo
 	}
 	d.PhysicalBlockSize = int(cmp.Or(attrInt(dir, "queue/physical_block_size"), int64(d.LogicalBlockSize)))
 	if d.Transport == TransportLoop {
-		return d, readLoop(cfg, dir, &d), nil
+		return d, readLoop(dir, &d), nil
 	}
 	readIdentity(dir, devPath, &d)
 	d.Slot = cmp.Or(slots[name], slotOf(name, devPath))
@@ -125,35 +125,23 @@ func nvmeControllerSlot(dir, name string) string {
 
 // readLoop fills what identifies a loop device: its backing file. An
 // unbound loop device has none and is not a drive.
-func readLoop(cfg Config, dir string, d *Drive) bool {
+func readLoop(dir string, d *Drive) bool {
 	backing := attr(dir, "loop/backing_file")
 	if backing == "" {
 		return false
 	}
 	d.BackingFile = backing
 	d.Model = "loop"
-	// The inode tells a file replaced under the same name from the one
-	// the loop device still holds open; the kernel knows which it is.
-	dev, ino := loopInode(cfg, d.Path, backing)
-	d.ID = "loop-" + shortHash(fmt.Sprintf("%s\x00%d:%d", strings.TrimSuffix(backing, " (deleted)"), dev, ino))
-	return true
-}
-
-func loopInode(cfg Config, devPath, backing string) (dev, ino uint64) {
-	if cfg.realSys() {
-		if f, err := os.Open(devPath); err == nil {
-			info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
-			f.Close()
-			if err == nil {
-				return info.Device, info.Inode
-			}
-		}
-	}
+	// The inode tells apart two files that had the same name in turn.
+	// Discovery stays passive: opening the device for LOOP_GET_STATUS64
+	// would know the inode for sure, but would also turn another
+	// process's detach into a deferred one while it is open.
 	var st unix.Stat_t
-	if unix.Stat(backing, &st) == nil {
-		return st.Dev, st.Ino
+	if unix.Stat(backing, &st) != nil {
+		st = unix.Stat_t{} // deleted, or not in this mount namespace: the path alone
 	}
-	return 0, 0
+	d.ID = "loop-" + shortHash(fmt.Sprintf("%s\x00%d:%d", backing, st.Dev, st.Ino))
+	return true
 }
 
 func shortHash(s string) string {

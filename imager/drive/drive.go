@@ -96,8 +96,8 @@ func (c Config) sysRoot() string {
 	return c.SysRoot
 }
 
-// realSys reports whether SysRoot is the live sysfs, so that /dev and
-// ioctls describe the same devices.
+// realSys reports whether SysRoot is the live sysfs, so that /dev
+// describes the same devices.
 func (c Config) realSys() bool { return c.sysRoot() == "/sys" }
 
 // fileConfig is the node config file.

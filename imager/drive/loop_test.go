@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -68,13 +69,28 @@ func attachLoop(t *testing.T, backing string, args ...string) *loopDev {
 }
 
 // Detach detaches the loop device once; cleanup calls it again harmlessly.
+// It waits until sysfs shows the file gone from the device: while another
+// process (udev's blkid, another test package) has the device open, the
+// kernel defers the detach to the last close.
 func (l *loopDev) Detach(t *testing.T) {
 	t.Helper()
 	l.detach.Do(func() {
 		if out, err := exec.Command("losetup", "-d", l.Path).CombinedOutput(); err != nil {
 			t.Errorf("losetup -d %s: %v\n%s", l.Path, err, out)
+			return
+		}
+		for deadline := time.Now().Add(5 * time.Second); l.bound(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("%s still backed by %s 5s after losetup -d", l.Path, l.Backing)
+				return
+			}
 		}
 	})
+}
+
+// bound reports whether the loop device still has this test's file.
+func (l *loopDev) bound() bool {
+	return attr(filepath.Join("/sys/block", filepath.Base(l.Path)), "loop/backing_file") == l.Backing
 }
 
 // addPartition adds partition 1 at [start, start+length) with the BLKPG

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // identityFields returns the fields an *IdentityError names, failing the
@@ -50,18 +52,22 @@ func TestReverifyResized(t *testing.T) {
 	}
 }
 
+// loopChangeFD is LOOP_CHANGE_FD from linux/loop.h: it swaps the file
+// behind a read-only loop device for another of the same size, without
+// releasing the device to another test meanwhile.
+const loopChangeFD = 0x4C06
+
 func TestReverifySwappedBackingFile(t *testing.T) {
 	requireRoot(t)
-	l := newLoop(t, 32<<20)
+	l := newLoop(t, 32<<20, "--read-only")
 	planned := discovered(t, Config{}, l.Path)
 
 	other := filepath.Join(t.TempDir(), "other.img")
 	if err := os.Truncate(makeFile(t, other), 32<<20); err != nil {
 		t.Fatal(err)
 	}
-	l.Detach(t)
-	command(t, "losetup", l.Path, other) // same device, same size, another file
-	t.Cleanup(func() { command(t, "losetup", "-d", l.Path) })
+	swapBacking(t, l.Path, other)
+	l.Backing = other // what cleanup waits to see detached
 
 	_, err := Reverify(planned, Config{})
 	fields := identityFields(t, err)
@@ -73,12 +79,35 @@ func TestReverifySwappedBackingFile(t *testing.T) {
 	}
 }
 
+func swapBacking(t *testing.T, dev, file string) {
+	t.Helper()
+	lf, err := os.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	ff, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ff.Close()
+	if err := unix.IoctlSetInt(int(lf.Fd()), loopChangeFD, int(ff.Fd())); err != nil {
+		t.Fatalf("LOOP_CHANGE_FD %s to %s: %v", dev, file, err)
+	}
+}
+
 func TestReverifyGone(t *testing.T) {
 	requireRoot(t)
 	l := newLoop(t, 8<<20)
 	planned := discovered(t, Config{}, l.Path)
 	l.Detach(t)
-	if _, err := Reverify(planned, Config{}); !errors.Is(err, ErrNotFound) {
+	_, err := Reverify(planned, Config{})
+	if b := attr(filepath.Join("/sys/block", filepath.Base(l.Path)), "loop/backing_file"); b != "" {
+		// Another test bound the freed number meanwhile: a different drive.
+		if !errors.Is(err, ErrIdentityChanged) {
+			t.Errorf("Reverify() of %s, now backed by %s = %v, want ErrIdentityChanged", l.Path, b, err)
+		}
+	} else if !errors.Is(err, ErrNotFound) {
 		t.Errorf("Reverify() of a detached loop device = %v, want ErrNotFound", err)
 	}
 }

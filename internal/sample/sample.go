@@ -22,19 +22,31 @@ var words = []string{
 	"firmware", "version", "build", "error", "warning", "info", "log", "time", "user",
 }
 
+// Shape is the share of each kind of data in an image, in percent; the
+// rest of 100 is text.
+type Shape struct{ Random, Zeros int }
+
+// DiskShape is the shape of a typical disk image.
+var DiskShape = Shape{Random: 25, Zeros: 33}
+
 // WriteDiskImage writes size bytes of disk-shaped data derived from seed.
 func WriteDiskImage(w io.Writer, size int64, seed uint64) error {
+	return WriteImage(w, size, seed, DiskShape)
+}
+
+// WriteImage writes size bytes of data of the given shape derived from seed.
+func WriteImage(w io.Writer, size int64, seed uint64, shape Shape) error {
 	bw := bufio.NewWriterSize(w, regionSize)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	buf := make([]byte, regionSize)
 	kind, left := 0, 0
 	for off := int64(0); off < size; off += regionSize {
 		if left == 0 {
-			kind, left = rng.IntN(12), 1+rng.IntN(16)
+			kind, left = rng.IntN(100), 1+rng.IntN(16)
 		}
 		left--
 		region := buf[:min(regionSize, size-off)]
-		fill(region, kind, rng)
+		fill(region, kind, shape, rng)
 		if _, err := bw.Write(region); err != nil {
 			return err
 		}
@@ -42,15 +54,15 @@ func WriteDiskImage(w io.Writer, size int64, seed uint64) error {
 	return bw.Flush()
 }
 
-// fill fills b with data of a kind from 0 to 11: a quarter of the kinds are
-// random bytes, a third zeros and the rest text.
-func fill(b []byte, kind int, rng *rand.Rand) {
+// fill fills b with data of a kind from 0 to 99: random bytes below
+// shape.Random, then zeros for shape.Zeros, then text.
+func fill(b []byte, kind int, shape Shape, rng *rand.Rand) {
 	switch {
-	case kind < 3:
+	case kind < shape.Random:
 		for i := 0; i+8 <= len(b); i += 8 {
 			binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
 		}
-	case kind < 7:
+	case kind < shape.Random+shape.Zeros:
 		clear(b)
 	default:
 		fillText(b, rng)

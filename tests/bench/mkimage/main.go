@@ -1,7 +1,7 @@
 // Command mkimage writes the disk-shaped test images the benchmarks use:
 // a quarter random, a third zeros, the rest compressible text.
 //
-//	go run ./tests/bench/mkimage -size 1GiB -seed 1 OUT
+//	go run ./tests/bench/mkimage -size 1GiB -seed 1 [-zeros 90] OUT
 //	go run ./tests/bench/mkimage -from IN -change 5 -seed 1 OUT   # copy IN, changing 5% of its 4 MiB chunks
 package main
 
@@ -22,18 +22,23 @@ func main() {
 	seed := flag.Uint64("seed", 1, "seed of the generated data")
 	from := flag.String("from", "", "copy this image instead of generating one")
 	change := flag.Int("change", 5, "with -from: percent of 4 MiB chunks to change")
+	zeros := flag.Int("zeros", sample.DiskShape.Zeros, "percent of the image that is zeros")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: mkimage [-size S -seed N | -from IN -change P] OUT")
 		os.Exit(2)
 	}
-	if err := run(flag.Arg(0), *size, *seed, *from, *change); err != nil {
+	shape := sample.DiskShape
+	if *zeros != shape.Zeros {
+		shape = sample.Shape{Random: (100 - *zeros) * 3 / 7, Zeros: *zeros} // random:text stays 3:4
+	}
+	if err := run(flag.Arg(0), *size, *seed, shape, *from, *change); err != nil {
 		fmt.Fprintln(os.Stderr, "mkimage:", err)
 		os.Exit(1)
 	}
 }
 
-func run(out, size string, seed uint64, from string, change int) error {
+func run(out, size string, seed uint64, shape sample.Shape, from string, change int) error {
 	f, err := os.Create(out)
 	if err != nil {
 		return err
@@ -44,7 +49,7 @@ func run(out, size string, seed uint64, from string, change int) error {
 		if err != nil {
 			return err
 		}
-		return sample.WriteDiskImage(f, int64(n), seed)
+		return sample.WriteImage(f, int64(n), seed, shape)
 	}
 	src, err := os.Open(from)
 	if err != nil {
