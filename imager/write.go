@@ -91,6 +91,9 @@ func NewWriter(cat *catalog.Catalog, log *slog.Logger) *Writer {
 // than the window behind the fastest reads on its own. A drive that fails
 // fails alone. Write returns one Result per target, in order.
 func (w *Writer) Write(ctx context.Context, m *catalog.Manifest, digest string, targets []Target, opts WriteOptions) []Result {
+	if len(targets) == 0 {
+		return nil
+	}
 	if opts.Window <= 0 {
 		opts.Window = DefaultWindow
 	}

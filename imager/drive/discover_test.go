@@ -108,31 +108,32 @@ func TestWatchSeesAttachAndDetach(t *testing.T) {
 
 	l := newLoop(t, 16<<20)
 	attached := time.Now()
-	ev := waitEvent(t, events, Inserted, l.Path)
+	ev := waitEvent(t, events, Inserted, l.Backing)
 	if took := time.Since(attached); took > 2*time.Second || ev.Drive.Size != 16<<20 {
 		t.Errorf("inserted %+v after %v, want the 16 MiB drive within 2s", ev.Drive, took)
 	}
 	l.Detach(t)
 	detached := time.Now()
-	waitEvent(t, events, Removed, l.Path)
+	waitEvent(t, events, Removed, l.Backing)
 	if took := time.Since(detached); took > 2*time.Second {
 		t.Errorf("removal seen after %v, want within 2s", took)
 	}
 }
 
-// waitEvent waits up to 3 s for kind at path, passing over events about
-// other drives (other tests attach loop devices too).
-func waitEvent(t *testing.T, events <-chan Event, kind EventKind, path string) Event {
+// waitEvent waits up to 3 s for kind about the loop device backed by
+// backing, passing over events about other drives: other tests attach
+// loop devices too, at the same numbers.
+func waitEvent(t *testing.T, events <-chan Event, kind EventKind, backing string) Event {
 	t.Helper()
 	deadline := time.After(3 * time.Second)
 	for {
 		select {
 		case ev := <-events:
-			if ev.Kind == kind && ev.Drive.Path == path {
+			if ev.Kind == kind && ev.Drive.BackingFile == backing {
 				return ev
 			}
 		case <-deadline:
-			t.Fatalf("no %s event for %s within 3s", kind, path)
+			t.Fatalf("no %s event for the loop device on %s within 3s", kind, backing)
 		}
 	}
 }

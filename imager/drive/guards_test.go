@@ -45,25 +45,25 @@ func TestMountedPartitionRefused(t *testing.T) {
 }
 
 // TestCacheDeviceRefused: the device holding the node cache is refused,
-// even before the cache folder exists; another device is not.
+// also when the cache folder is not made yet; another device is not.
 func TestCacheDeviceRefused(t *testing.T) {
 	requireRoot(t)
 	l := newLoop(t, 32<<20)
 	mnt := mountExt4(t, l.Path)
-	cacheDir := filepath.Join(mnt, "imagefarm", "cache")
-	other := newLoop(t, 32<<20)
-	before := sha256Device(t, l.Path)
-
-	cfg := Config{CacheDir: cacheDir, Allow: []string{l.Path, other.Path}}
-	d := discovered(t, cfg, l.Path)
-	wantRefused(t, Check(d, 0, cfg), GuardCache, "holds the node cache "+cacheDir+" (on "+l.Path+")")
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+	cacheDir := filepath.Join(mnt, "cache")
+	if err := os.Mkdir(cacheDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	vs := Check(d, 0, cfg)
-	wantRefused(t, vs, GuardCache, "holds the node cache")
-	wantRefused(t, vs, GuardMounted, l.Path+" is mounted on "+mnt)
-	wantPassed(t, Check(discovered(t, cfg, other.Path), 0, cfg), GuardCache)
+	other := newLoop(t, 32<<20)
+	before := sha256Device(t, l.Path) // after the test's own writes to the file system
+
+	for _, dir := range []string{cacheDir, filepath.Join(cacheDir, "not", "made", "yet")} {
+		cfg := Config{CacheDir: dir, Allow: []string{l.Path, other.Path}}
+		vs := Check(discovered(t, cfg, l.Path), 0, cfg)
+		wantRefused(t, vs, GuardCache, "holds the node cache "+dir+" (on "+l.Path+")")
+		wantRefused(t, vs, GuardMounted, l.Path+" is mounted on "+mnt)
+		wantPassed(t, Check(discovered(t, cfg, other.Path), 0, cfg), GuardCache)
+	}
 	if after := sha256Device(t, l.Path); after != before {
 		t.Errorf("device bytes changed: sha256 %s, want %s", after, before)
 	}

@@ -140,9 +140,10 @@ func mountExt4(t *testing.T, dev string) string {
 }
 
 // sha256Device hashes a device's bytes with O_DIRECT, so the hash is of
-// the device and not of pages this process cached.
+// the device and not of cached pages.
 func sha256Device(t *testing.T, path string) string {
 	t.Helper()
+	unix.Sync() // what a mounted file system holds dirty is part of "before"
 	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+// pushedImage pushes a disk-shaped image of size bytes into a new file
+// store and returns the store URL and the image's file.
+func pushedImage(t *testing.T, size int64) (string, string) {
+	t.Helper()
+	store := "file://" + t.TempDir()
+	img := writeDiskImage(t, size, 21)
+	mustRun(t, "--store", store, "image", "push", "disk:1", img, "--chunk-size", "1048576")
+	return store, img
+}
+
+// garbageLoop is a loop device full of 0xEE, so that a refused write can be
+// seen to have left it untouched.
+func garbageLoop(t *testing.T, size int64) *testenv.Loop {
+	t.Helper()
+	l := testenv.NewLoop(t, size)
+	f, err := os.OpenFile(l.Path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte(strings.Repeat("\xEE", int(size)))); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestWriteLoopDevicesMatchTheImage(t *testing.T) {
+	testenv.RequireRoot(t)
+	store, img := pushedImage(t, 12<<20+4096)
+	a, b := garbageLoop(t, 16<<20), garbageLoop(t, 16<<20)
+	out := mustRun(t, "--store", store, "write", "disk:1", "--cache", t.TempDir(), "--json",
+		"--drive", a.Path, "--allow", a.Path, "--drive", b.Path, "--allow", b.Path)
+	var rows []struct {
+		Result struct {
+			Phase    string `json:"result"`
+			ReadBack string `json:"read_back"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 2 {
+		t.Fatalf("write --json = %s (%v)", out, err)
+	}
+	want := testenv.SHA256(t, img, -1)
+	for i, l := range []*testenv.Loop{a, b} {
+		if rows[i].Result.Phase != "verified" || rows[i].Result.ReadBack != "direct" {
+			t.Errorf("%s: %+v, want verified, read back with O_DIRECT", l.Path, rows[i].Result)
+		}
+		if got := testenv.SHA256(t, l.Path, 12<<20+4096); got != want {
+			t.Errorf("%s holds sha256 %s, the image %s", l.Path, got, want)
+		}
+	}
+}
+
+func TestWriteRefusesAndLeavesDrivesUntouched(t *testing.T) {
+	testenv.RequireRoot(t)
+	store, _ := pushedImage(t, 4<<20)
+	plain := garbageLoop(t, 16<<20)
+	mounted := garbageLoop(t, 32<<20)
+	// No lazy init: ext4 would otherwise keep writing to the device after mount.
+	testenv.Command(t, "mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", mounted.Path)
+	mnt := t.TempDir()
+	testenv.Command(t, "mount", "-o", "noatime", mounted.Path, mnt) // reading the cache folder writes nothing
+	t.Cleanup(func() { testenv.Command(t, "umount", mnt) })
+	cacheDir := filepath.Join(mnt, "cache")
+	if err := os.Mkdir(cacheDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Command(t, "sync")
+	small := garbageLoop(t, 1<<20)
+	for _, tc := range []struct {
+		name  string
+		loop  *testenv.Loop
+		args  []string
+		wants []string
+	}{
+		{"not removable", plain, nil, []string{"policy: loop disk", "--allow"}},
+		{"mounted", mounted, []string{"--allow", mounted.Path}, []string{"mounted:", mnt}},
+		{"holds the cache", mounted, []string{"--allow", mounted.Path, "--cache", cacheDir}, []string{"cache:"}},
+		{"too small", small, []string{"--allow", small.Path}, []string{"size:"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := testenv.SHA256(t, tc.loop.Path, -1)
+			args := append([]string{"--store", store, "write", "disk:1", "--drive", tc.loop.Path}, tc.args...)
+			if !containsArg(args, "--cache") {
+				args = append(args, "--cache", t.TempDir())
+			}
+			out, err := run(t, args...)
+			for _, want := range tc.wants {
+				if err == nil || !strings.Contains(out, want) {
+					t.Errorf("write %s = %v, output lacks %q:\n%s", tc.name, err, want, out)
+				}
+			}
+			if after := testenv.SHA256(t, tc.loop.Path, -1); after != before {
+				t.Errorf("refused drive %s changed", tc.loop.Path)
+			}
+		})
+	}
+}
+
+func containsArg(args []string, a string) bool {
+	for _, x := range args {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+func TestWriteDryRunWritesNothing(t *testing.T) {
+	store, _ := pushedImage(t, 4<<20)
+	dir := t.TempDir()
+	drive := filepath.Join(dir, "key.img")
+	os.WriteFile(drive, []byte(strings.Repeat("\xEE", 8<<20)), 0o644)
+	out := mustRun(t, "--store", store, "write", "disk:1", "--virtual-drives", dir, "--drive", "virt-key.img", "--dry-run", "--cache", t.TempDir())
+	for _, want := range []string{"plan: write disk:1", "WRITE virt-key.img", "ok   size"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, out)
+		}
+	}
+	if b, _ := os.ReadFile(drive); strings.Trim(string(b), "\xEE") != "" {
+		t.Errorf("dry run wrote to the drive")
+	}
+	if _, err := run(t, "--store", store, "write", "disk:1", "--virtual-drives", dir, "--drive", "nope", "--cache", t.TempDir()); err == nil || !strings.Contains(err.Error(), "--drive nope") {
+		t.Errorf("write to an unknown drive = %v, want an error naming it", err)
+	}
+}

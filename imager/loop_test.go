@@ -1,0 +1,106 @@
+package imager_test
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/imagefarm/imagefarm/imager"
+	"github.com/imagefarm/imagefarm/imager/drive"
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+// loopTarget attaches a loop device and opens it the way imagefarm write
+// does: found by discovery, exclusive, O_DIRECT.
+func loopTarget(t *testing.T, size int64) (imager.Target, *testenv.Loop) {
+	t.Helper()
+	l := testenv.NewLoop(t, size)
+	// Garbage first, so that nothing (zero chunks least of all) verifies by accident.
+	if err := os.WriteFile(l.Backing, bytes.Repeat([]byte{0xEE}, int(size)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	drives, err := drive.Discover(drive.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := drive.Find(drives, l.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, direct, err := drive.OpenExclusive(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !direct {
+		t.Fatalf("loop device %s opened without O_DIRECT", l.Path)
+	}
+	dev, err := imager.NewFileDevice(f, direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dev.Close() })
+	return imager.Target{ID: d.ID, Path: l.Path, Dev: dev}, l
+}
+
+func TestLoopDevicesVerifiedFromTheDevice(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := newBench(t, 24*chunkSize+4096+512) // a tail that is not 4 KiB aligned
+	var ts []imager.Target
+	var loops []*testenv.Loop
+	for range 3 {
+		tg, l := loopTarget(t, 32*chunkSize)
+		ts, loops = append(ts, tg), append(loops, l)
+	}
+	want := testenv.SHA256(t, writeFile(t, b.image), -1)
+	for _, discard := range []bool{false, true} {
+		for i, r := range b.write(t, t.Context(), ts, imager.WriteOptions{Discard: discard}) {
+			if r.Phase != imager.PhaseVerified || r.ReadBack != "direct" || discard && r.Zeros != "zeroed" {
+				t.Errorf("discard=%v loop %d: %s, read back %s, zeros %s (%v); want verified with O_DIRECT read-back",
+					discard, i, r.Phase, r.ReadBack, r.Zeros, r.Err)
+			}
+			if got := testenv.SHA256(t, loops[i].Path, b.m.Size); got != want {
+				t.Errorf("discard=%v loop %d holds sha256 %s, the image %s", discard, i, got, want)
+			}
+		}
+	}
+}
+
+// TestPulledDriveFailsAlone makes one loop device refuse
+// writes mid-write (blockdev --setro, as the kernel does to a vanishing
+// disk) and checks that only it fails, with a named reason.
+func TestPulledDriveFailsAlone(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := newBench(t, 48*chunkSize)
+	var ts []imager.Target
+	var loops []*testenv.Loop
+	for range 3 {
+		tg, l := loopTarget(t, 48*chunkSize)
+		ts, loops = append(ts, tg), append(loops, l)
+	}
+	var once sync.Once
+	opts := imager.WriteOptions{Progress: func(i int, phase imager.Phase, done, total int64) {
+		if i == 1 && phase == imager.PhaseWriting && done >= 10*chunkSize {
+			once.Do(func() { testenv.Command(t, "blockdev", "--setro", loops[1].Path) })
+		}
+	}}
+	t.Cleanup(func() { testenv.Command(t, "blockdev", "--setrw", loops[1].Path) })
+	for i, r := range b.write(t, t.Context(), ts, opts) {
+		switch {
+		case i == 1 && (r.Phase != imager.PhaseFailed || !strings.Contains(r.Error, "write at offset")):
+			t.Errorf("pulled drive: %s %q, want failed naming the write offset", r.Phase, r.Error)
+		case i != 1 && r.Phase != imager.PhaseVerified:
+			t.Errorf("drive %d beside the pulled one: %s %v, want verified", i, r.Phase, r.Err)
+		}
+	}
+}
+
+func writeFile(t *testing.T, data []byte) string {
+	t.Helper()
+	p := t.TempDir() + "/image"
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
