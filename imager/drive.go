@@ -24,7 +24,8 @@ func (e *MismatchError) Error() string {
 func (f *fanout) drive(ctx context.Context, r *run, digest string) {
 	start := time.Now()
 	err := f.writeAll(ctx, r)
-	r.res.Write = time.Since(start)
+	r.res.WriteSeconds = time.Since(start).Seconds()
+	r.res.MBps = float64(r.res.BytesWritten) / max(r.res.WriteSeconds, 1e-9) / 1e6
 	if err == nil {
 		f.progress(r, PhaseSyncing, f.m.Size)
 		if err = r.t.Dev.Sync(); err != nil {
@@ -34,7 +35,7 @@ func (f *fanout) drive(ctx context.Context, r *run, digest string) {
 	if err == nil {
 		start = time.Now()
 		err = f.verify(ctx, r)
-		r.res.Verify = time.Since(start)
+		r.res.VerifySeconds = time.Since(start).Seconds()
 	}
 	switch {
 	case err == nil:
@@ -49,7 +50,7 @@ func (f *fanout) drive(ctx context.Context, r *run, digest string) {
 	}
 	f.progress(r, r.res.Phase, f.m.Size)
 	f.w.log.Debug("drive done", "drive", r.t.ID, "path", r.t.Path, "result", r.res.Phase,
-		"mb_per_s", fmt.Sprintf("%.1f", r.res.MBps()), "own_stream", r.res.OwnStream, "error", r.res.Error)
+		"mb_per_s", fmt.Sprintf("%.1f", r.res.MBps), "own_stream", r.res.OwnStream, "error", r.res.Error)
 }
 
 // writeAll writes every chunk: those the shared stream queued for r, then,

@@ -51,26 +51,19 @@ type WriteOptions struct {
 
 // Result is what happened to one drive.
 type Result struct {
-	ID             string        `json:"id"`
-	Path           string        `json:"path"`
-	Phase          Phase         `json:"result"`
-	BytesWritten   int64         `json:"bytes_written"`
-	Write          time.Duration `json:"write_ns"`
-	Verify         time.Duration `json:"verify_ns"`
-	VerifiedDigest string        `json:"verified_digest,omitempty"`
-	ReadBack       string        `json:"read_back"`       // "direct" (O_DIRECT) or "buffered"
-	Zeros          string        `json:"zeros"`           // "written", or "zeroed" with --discard
-	OwnStream      bool          `json:"own_stream"`      // fell behind and decompressed on its own
-	Error          string        `json:"error,omitempty"` // why it failed
-	Err            error         `json:"-"`
-}
-
-// MBps is the write rate in MB/s (10^6 bytes a second).
-func (r Result) MBps() float64 {
-	if r.Write <= 0 {
-		return 0
-	}
-	return float64(r.BytesWritten) / r.Write.Seconds() / 1e6
+	ID             string  `json:"id"`
+	Path           string  `json:"path"`
+	Phase          Phase   `json:"result"`
+	BytesWritten   int64   `json:"bytes_written"`
+	WriteSeconds   float64 `json:"write_seconds"`
+	VerifySeconds  float64 `json:"verify_seconds"`
+	MBps           float64 `json:"mb_per_s"` // write rate, 10^6 bytes a second
+	VerifiedDigest string  `json:"verified_digest,omitempty"`
+	ReadBack       string  `json:"read_back"`       // "direct" (O_DIRECT) or "buffered"
+	Zeros          string  `json:"zeros"`           // "written", or "zeroed" with --discard
+	OwnStream      bool    `json:"own_stream"`      // fell behind and decompressed on its own
+	Error          string  `json:"error,omitempty"` // why it failed
+	Err            error   `json:"-"`
 }
 
 // Writer writes images from a catalog to drives.

@@ -267,7 +267,7 @@ func printResults(w io.Writer, g *globals, plan []plannedDrive, results []imager
 		for _, r := range rows {
 			result, rate, detail := "refused", "-", r.Refused
 			if r.Result != nil {
-				result, rate = string(r.Result.Phase), fmt.Sprintf("%.1f", r.Result.MBps())
+				result, rate = string(r.Result.Phase), fmt.Sprintf("%.1f", r.Result.MBps)
 				detail = r.Result.VerifiedDigest + r.Result.Error
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(driveLabel(r.Drive)), r.Drive.ID, dash(r.Drive.Serial), strings.ToUpper(result), rate, detail)
