@@ -34,6 +34,9 @@ install_minio() {
 
 install_debian wimlib-imagex wimtools # WIM fixtures are written by wimlib
 install_debian zstd zstd              # benchmark baselines
+install_debian mkfs.ext4 e2fsprogs    # mounted-drive guard tests
+install_debian losetup mount          # loop devices (util-linux)
+install_debian blockdev util-linux
 install_minio
 export IMAGEFARM_MINIO="$PWD/.cache/bin/minio"
 
