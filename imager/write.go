@@ -226,7 +226,7 @@ func (f *fanout) enqueue(ctx context.Context, r *run, it item) bool {
 }
 
 // lagGrace is how long a drive may stay a window behind before it is detached.
-const lagGrace = 250 * time.Millisecond
+const lagGrace = 500 * time.Millisecond
 
 func (f *fanout) leaderDone() int64 {
 	var most int64

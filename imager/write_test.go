@@ -234,8 +234,8 @@ func (d slowDevice) WriteAt(p []byte, off int64) (int, error) {
 }
 
 func TestSlowDriveFallsBehindWithoutHoldingOthers(t *testing.T) {
-	b := newBench(t, 64*chunkSize)
-	ts, _ := targets(t, 3, 64*chunkSize, func(i int, d imager.Device) imager.Device {
+	b := newBench(t, 96*chunkSize)
+	ts, _ := targets(t, 3, 96*chunkSize, func(i int, d imager.Device) imager.Device {
 		if i == 2 {
 			return slowDevice{Device: d, delay: 20 * time.Millisecond}
 		}

@@ -85,7 +85,7 @@ rm -rf "$tmp/vd" "$tmp"/t*
 # Loop devices on tmpfs-backed files.
 for i in 1 2 3 4; do
 	truncate -s "$bytes" "$tmp/loop$i"
-	loops+=("$(losetup --find --show "$tmp/loop$i")")
+	loops+=("$(losetup --find --show --direct-io=on "$tmp/loop$i")") # reads reach the backing file, not the loop page cache
 done
 chunks=$((bytes / 4194304))
 dd4() {
@@ -113,13 +113,20 @@ go run ./tests/bench/mkimage -size "$ZSIZE" -seed 3 -zeros 90 "$out/zimg"
 zbytes=$(stat -c %s "$out/zimg")
 "$bin" image push zeros:1 "$out/zimg" --store "$store" >/dev/null
 rm -f "$out/zimg"
-truncate -s "$zbytes" "$tmp/zloop"
-loops+=("$(losetup --find --show "$tmp/zloop")")
-z=${loops[0]}
-"$bin" write zeros:1 --drive "$z" --allow "$z" --cache "$out/cache" >/dev/null # warm the cache
+zrun() { # NAME [--discard]: a fresh, sparse loop device each run
+	truncate -s "$zbytes" "$tmp/zloop"
+	local z
+	z=$(losetup --find --show --direct-io=on "$tmp/zloop")
+	loops=("$z")
+	measure "$1" "$bin" write zeros:1 --drive "$z" --allow "$z" --cache "$out/cache" "${@:2}"
+	losetup -d "$z"
+	loops=()
+	rm -f "$tmp/zloop"
+}
+zrun zeros-warm # warm the node cache
 for r in $(seq "$RUNS"); do
-	measure zeros "$bin" write zeros:1 --drive "$z" --allow "$z" --cache "$out/cache"
-	measure discard "$bin" write zeros:1 --drive "$z" --allow "$z" --cache "$out/cache" --discard
+	zrun zeros
+	zrun discard --discard
 done
 
 gib=$(awk -v b="$bytes" 'BEGIN {printf "%.2f", b/1073741824}')
