@@ -3,9 +3,7 @@ package imager_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 	"github.com/imagefarm/imagefarm/internal/sample"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 const chunkSize = 256 << 10
@@ -75,20 +74,6 @@ func virtualDrive(t *testing.T, size int64) (string, imager.Device) {
 	return p, dev
 }
 
-func prefixSHA(t *testing.T, path string, n int64) [32]byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	io.CopyN(h, f, n)
-	var sum [32]byte
-	copy(sum[:], h.Sum(nil))
-	return sum
-}
-
 func (b *bench) write(t *testing.T, ctx context.Context, targets []imager.Target, opts imager.WriteOptions) []imager.Result {
 	t.Helper()
 	w := imager.NewWriter(b.cat, slog.New(slog.DiscardHandler))
@@ -114,7 +99,7 @@ func TestWriteManyDrivesAllVerified(t *testing.T) {
 	ts, paths := targets(t, 4, 48*chunkSize, nil)
 	for _, discard := range []bool{false, true} {
 		results := b.write(t, t.Context(), ts, imager.WriteOptions{Discard: discard})
-		want := sha256.Sum256(b.image)
+		want := testenv.SHA256(t, writeFile(t, b.image), -1)
 		for i, r := range results {
 			if r.OwnStream {
 				t.Errorf("discard=%v drive %d read on its own; all drives keep pace here", discard, i)
@@ -122,7 +107,7 @@ func TestWriteManyDrivesAllVerified(t *testing.T) {
 			if r.Phase != imager.PhaseVerified || r.VerifiedDigest != b.digest || r.BytesWritten != b.m.Size {
 				t.Errorf("discard=%v drive %d: %+v, want verified %s", discard, i, r, b.digest)
 			}
-			if got := prefixSHA(t, paths[i], b.m.Size); got != want {
+			if got := testenv.SHA256(t, paths[i], b.m.Size); got != want {
 				t.Errorf("discard=%v drive %d: sha256 of the written bytes differs from the image's", discard, i)
 			}
 		}

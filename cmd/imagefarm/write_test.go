@@ -67,16 +67,11 @@ func TestWriteRefusesAndLeavesDrivesUntouched(t *testing.T) {
 	store, _ := pushedImage(t, 4<<20)
 	plain := garbageLoop(t, 16<<20)
 	mounted := garbageLoop(t, 32<<20)
-	// No lazy init: ext4 would otherwise keep writing to the device after mount.
-	testenv.Command(t, "mkfs.ext4", "-q", "-E", "lazy_itable_init=0,lazy_journal_init=0", mounted.Path)
-	mnt := t.TempDir()
-	testenv.Command(t, "mount", "-o", "noatime", mounted.Path, mnt) // reading the cache folder writes nothing
-	t.Cleanup(func() { testenv.Command(t, "umount", mnt) })
+	mnt := testenv.MountExt4(t, mounted.Path)
 	cacheDir := filepath.Join(mnt, "cache")
 	if err := os.Mkdir(cacheDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Command(t, "sync")
 	small := garbageLoop(t, 1<<20)
 	for _, tc := range []struct {
 		name  string
@@ -90,7 +85,7 @@ func TestWriteRefusesAndLeavesDrivesUntouched(t *testing.T) {
 		{"too small", small, []string{"--allow", small.Path}, []string{"size:"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := testenv.SHA256(t, tc.loop.Path, -1)
+			before := testenv.DeviceSHA256(t, tc.loop.Path)
 			args := append([]string{"--store", store, "write", "disk:1", "--drive", tc.loop.Path}, tc.args...)
 			if !containsArg(args, "--cache") {
 				args = append(args, "--cache", t.TempDir())
@@ -101,7 +96,7 @@ func TestWriteRefusesAndLeavesDrivesUntouched(t *testing.T) {
 					t.Errorf("write %s = %v, output lacks %q:\n%s", tc.name, err, want, out)
 				}
 			}
-			if after := testenv.SHA256(t, tc.loop.Path, -1); after != before {
+			if after := testenv.DeviceSHA256(t, tc.loop.Path); after != before {
 				t.Errorf("refused drive %s changed", tc.loop.Path)
 			}
 		})

@@ -8,12 +8,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 func TestDiscoverLoop(t *testing.T) {
-	requireRoot(t)
-	plain := newLoop(t, 64<<20)
-	big := newLoop(t, 32<<20, "--sector-size", "4096")
+	testenv.RequireRoot(t)
+	plain := testenv.NewLoop(t, 64<<20)
+	big := testenv.NewLoop(t, 32<<20, "--sector-size", "4096")
 
 	d := discovered(t, Config{}, plain.Path)
 	if d.Size != 64<<20 || d.LogicalBlockSize != 512 || d.Transport != TransportLoop || d.Removable ||
@@ -44,15 +46,15 @@ func TestDiscoverLoop(t *testing.T) {
 	// The id follows the backing file, not the loop number: detached and
 	// attached again (wherever losetup puts it), same id.
 	plain.Detach(t)
-	again := attachLoop(t, plain.Backing)
+	again := testenv.AttachLoop(t, plain.Backing)
 	if got := discovered(t, Config{}, again.Path).ID; got != d.ID {
 		t.Errorf("id of %s attached again = %s, want %s", plain.Backing, got, d.ID)
 	}
 }
 
 func TestDiscoverSkipsUnboundLoops(t *testing.T) {
-	requireRoot(t)
-	l := newLoop(t, 8<<20)
+	testenv.RequireRoot(t)
+	l := testenv.NewLoop(t, 8<<20)
 	l.Detach(t)
 	drives, err := Discover(Config{})
 	if err != nil {
@@ -93,7 +95,7 @@ func TestDiscoverVirtual(t *testing.T) {
 }
 
 func TestWatchSeesAttachAndDetach(t *testing.T) {
-	requireRoot(t)
+	testenv.RequireRoot(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	events := make(chan Event, 64)
 	done := make(chan error, 1)
@@ -106,7 +108,7 @@ func TestWatchSeesAttachAndDetach(t *testing.T) {
 	}()
 	time.Sleep(100 * time.Millisecond) // let the first look list what is there already
 
-	l := newLoop(t, 16<<20)
+	l := testenv.NewLoop(t, 16<<20)
 	attached := time.Now()
 	ev := waitEvent(t, events, Inserted, l.Backing)
 	if took := time.Since(attached); took > 2*time.Second || ev.Drive.Size != 16<<20 {

@@ -7,17 +7,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imagefarm/imagefarm/tests/testenv"
 	"golang.org/x/sys/unix"
 )
 
 // TestMountedPartitionRefused: a disk with a mounted partition is refused
 // by name, cannot be opened exclusively, and none of it changes.
 func TestMountedPartitionRefused(t *testing.T) {
-	requireRoot(t)
-	l := newLoop(t, 64<<20, "--partscan")
+	testenv.RequireRoot(t)
+	l := testenv.NewLoop(t, 64<<20, "--partscan")
 	part := addPartition(t, l, 1<<20, 32<<20)
-	mnt := mountExt4(t, part)
-	before := sha256Device(t, l.Path)
+	mnt := testenv.MountExt4(t, part)
+	before := testenv.DeviceSHA256(t, l.Path)
 
 	d := discovered(t, Config{}, l.Path)
 	vs := Check(d, 1<<20, Config{Allow: []string{d.ID}})
@@ -39,7 +40,7 @@ func TestMountedPartitionRefused(t *testing.T) {
 		}
 		t.Errorf("OpenExclusive() of a disk with a mounted partition = %v, want ErrBusy", err)
 	}
-	if after := sha256Device(t, l.Path); after != before {
+	if after := testenv.DeviceSHA256(t, l.Path); after != before {
 		t.Errorf("device bytes changed: sha256 %s, want %s", after, before)
 	}
 }
@@ -47,15 +48,15 @@ func TestMountedPartitionRefused(t *testing.T) {
 // TestCacheDeviceRefused: the device holding the node cache is refused,
 // also when the cache folder is not made yet; another device is not.
 func TestCacheDeviceRefused(t *testing.T) {
-	requireRoot(t)
-	l := newLoop(t, 32<<20)
-	mnt := mountExt4(t, l.Path)
+	testenv.RequireRoot(t)
+	l := testenv.NewLoop(t, 32<<20)
+	mnt := testenv.MountExt4(t, l.Path)
 	cacheDir := filepath.Join(mnt, "cache")
 	if err := os.Mkdir(cacheDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	other := newLoop(t, 32<<20)
-	before := sha256Device(t, l.Path) // after the test's own writes to the file system
+	other := testenv.NewLoop(t, 32<<20)
+	before := testenv.DeviceSHA256(t, l.Path) // after the test's own writes to the file system
 
 	for _, dir := range []string{cacheDir, filepath.Join(cacheDir, "not", "made", "yet")} {
 		cfg := Config{CacheDir: dir, Allow: []string{l.Path, other.Path}}
@@ -64,7 +65,7 @@ func TestCacheDeviceRefused(t *testing.T) {
 		wantRefused(t, vs, GuardMounted, l.Path+" is mounted on "+mnt)
 		wantPassed(t, Check(discovered(t, cfg, other.Path), 0, cfg), GuardCache)
 	}
-	if after := sha256Device(t, l.Path); after != before {
+	if after := testenv.DeviceSHA256(t, l.Path); after != before {
 		t.Errorf("device bytes changed: sha256 %s, want %s", after, before)
 	}
 }
@@ -104,19 +105,19 @@ func rootDisk(t *testing.T, dev string) string {
 }
 
 func TestSwapDiskRefused(t *testing.T) {
-	requireRoot(t)
-	l := newLoop(t, 32<<20)
-	command(t, "mkswap", l.Path)
-	command(t, "swapon", l.Path)
-	t.Cleanup(func() { command(t, "swapoff", l.Path) })
+	testenv.RequireRoot(t)
+	l := testenv.NewLoop(t, 32<<20)
+	testenv.Command(t, "mkswap", l.Path)
+	testenv.Command(t, "swapon", l.Path)
+	t.Cleanup(func() { testenv.Command(t, "swapoff", l.Path) })
 
 	d := discovered(t, Config{}, l.Path)
 	wantRefused(t, Check(d, 0, Config{Allow: []string{d.ID}}), GuardSystem, "swap "+l.Path)
 }
 
 func TestPolicy(t *testing.T) {
-	requireRoot(t)
-	l := newLoop(t, 16<<20)
+	testenv.RequireRoot(t)
+	l := testenv.NewLoop(t, 16<<20)
 	d := discovered(t, Config{}, l.Path)
 	link := filepath.Join(t.TempDir(), "by-path-link")
 	if err := os.Symlink(l.Path, link); err != nil {
@@ -146,7 +147,7 @@ func TestPolicy(t *testing.T) {
 		t.Errorf("Refusal() for an allowed, free, large enough loop device = %v, want nil", err)
 	}
 
-	ro := newLoop(t, 16<<20, "--read-only")
+	ro := testenv.NewLoop(t, 16<<20, "--read-only")
 	dro := discovered(t, Config{}, ro.Path)
 	if !dro.ReadOnly {
 		t.Errorf("Discover() of a read-only loop = %+v, want ReadOnly", dro)

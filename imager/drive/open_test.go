@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/imagefarm/imagefarm/tests/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,8 +26,8 @@ func identityFields(t *testing.T, err error) map[string]Mismatch {
 }
 
 func TestReverifyResized(t *testing.T) {
-	requireRoot(t)
-	l := newLoop(t, 32<<20)
+	testenv.RequireRoot(t)
+	l := testenv.NewLoop(t, 32<<20)
 	planned := discovered(t, Config{}, l.Path)
 	if now, err := Reverify(planned, Config{}); err != nil || now.ID != planned.ID {
 		t.Fatalf("Reverify() of an unchanged drive = %+v, %v", now, err)
@@ -35,7 +36,7 @@ func TestReverifyResized(t *testing.T) {
 	if err := os.Truncate(l.Backing, 48<<20); err != nil {
 		t.Fatal(err)
 	}
-	command(t, "losetup", "-c", l.Path) // the loop device takes the new size
+	testenv.Command(t, "losetup", "-c", l.Path) // the loop device takes the new size
 	_, err := Reverify(planned, Config{})
 	m, ok := identityFields(t, err)["size"]
 	if !ok || m.Got != "48 MiB (50331648 bytes)" || m.Want != "32 MiB (33554432 bytes)" {
@@ -58,8 +59,8 @@ func TestReverifyResized(t *testing.T) {
 const loopChangeFD = 0x4C06
 
 func TestReverifySwappedBackingFile(t *testing.T) {
-	requireRoot(t)
-	l := newLoop(t, 32<<20, "--read-only")
+	testenv.RequireRoot(t)
+	l := testenv.NewLoop(t, 32<<20, "--read-only")
 	planned := discovered(t, Config{}, l.Path)
 
 	other := filepath.Join(t.TempDir(), "other.img")
@@ -97,8 +98,8 @@ func swapBacking(t *testing.T, dev, file string) {
 }
 
 func TestReverifyGone(t *testing.T) {
-	requireRoot(t)
-	l := newLoop(t, 8<<20)
+	testenv.RequireRoot(t)
+	l := testenv.NewLoop(t, 8<<20)
 	planned := discovered(t, Config{}, l.Path)
 	l.Detach(t)
 	backing := func() string { return attr(filepath.Join("/sys/block", filepath.Base(l.Path)), "loop/backing_file") }
@@ -121,8 +122,8 @@ func TestReverifyGone(t *testing.T) {
 }
 
 func TestOpenExclusiveBlock(t *testing.T) {
-	requireRoot(t)
-	l := newLoop(t, 16<<20)
+	testenv.RequireRoot(t)
+	l := testenv.NewLoop(t, 16<<20)
 	d := discovered(t, Config{}, l.Path)
 	f, direct, err := OpenExclusive(d)
 	if err != nil {
