@@ -4,8 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"unsafe"
-
+	
 	"golang.org/x/sys/unix"
 
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -24,8 +23,8 @@ type Device interface {
 	// O_DIRECT, drops it from the page cache so read-back comes from the
 	// device where the kernel allows.
 	Sync() error
-	// Zero sets [off, off+n) to zeros without sending them: BLKZEROOUT on a
-	// block device, a punched hole in a file.
+	// Zero sets [off, off+n) to zeros without sending them, where the
+	// device can (WRITE ZEROES on a block device, a hole in a file).
 	Zero(off, n int64) error
 	// Direct reports whether reads and writes bypass the page cache.
 	Direct() bool
@@ -39,16 +38,11 @@ type Device interface {
 type FileDevice struct {
 	f      *os.File
 	direct bool
-	block  bool // a block device, not a file
 }
 
 // NewFileDevice wraps f; direct says whether f was opened with O_DIRECT.
-func NewFileDevice(f *os.File, direct bool) (*FileDevice, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	return &FileDevice{f: f, direct: direct, block: fi.Mode()&os.ModeDevice != 0}, nil
+func NewFileDevice(f *os.File, direct bool) *FileDevice {
+	return &FileDevice{f: f, direct: direct}
 }
 
 func (d *FileDevice) Direct() bool { return d.direct }
@@ -105,19 +99,14 @@ func (d *FileDevice) Sync() error {
 	return nil
 }
 
-// Zero implements Device.
+// Zero implements Device with fallocate(PUNCH_HOLE): on a file it punches a
+// hole; on a block device the kernel turns it into WRITE ZEROES (unmapping
+// allowed) and, unlike BLKZEROOUT, refuses rather than falling back to
+// writing zero pages itself when the device cannot do it, so the pipeline
+// can write zeros its own, faster way.
 func (d *FileDevice) Zero(off, n int64) error {
-	var err error
-	if d.block {
-		r := [2]uint64{uint64(off), uint64(n)}
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, d.f.Fd(), unix.BLKZEROOUT, uintptr(unsafe.Pointer(&r)))
-		if errno != 0 {
-			err = errno
-		}
-	} else {
-		err = unix.Fallocate(int(d.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
-	}
-	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) {
+	err := unix.Fallocate(int(d.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, n)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("%w: %v", ErrZeroUnsupported, err)
 	}
 	return err

@@ -36,10 +36,7 @@ func loopTarget(t *testing.T, size int64) (imager.Target, *testenv.Loop) {
 	if !direct {
 		t.Fatalf("loop device %s opened without O_DIRECT", l.Path)
 	}
-	dev, err := imager.NewFileDevice(f, direct)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dev := imager.NewFileDevice(f, direct)
 	t.Cleanup(func() { dev.Close() })
 	return imager.Target{ID: d.ID, Path: l.Path, Dev: dev}, l
 }

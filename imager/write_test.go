@@ -66,10 +66,7 @@ func virtualDrive(t *testing.T, size int64) (string, imager.Device) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, err := imager.NewFileDevice(f, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dev := imager.NewFileDevice(f, false)
 	t.Cleanup(func() { dev.Close() })
 	return p, dev
 }

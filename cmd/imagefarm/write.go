@@ -190,11 +190,7 @@ func openTarget(planned drive.Drive, cfg drive.Config) (imager.Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	dev, err := imager.NewFileDevice(f, direct)
-	if err != nil {
-		f.Close()
-	}
-	return dev, err
+	return imager.NewFileDevice(f, direct), nil
 }
 
 func driveLabel(d drive.Drive) string {
