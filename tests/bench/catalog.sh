@@ -38,6 +38,9 @@ for i in $(seq "$RUNS"); do
 	rm -rf "$out/store"
 	measure zstd_c zstd -q -T0 -3 -f "$out/v1.img" -o "$out/v1.zst"
 	measure push "$bin" image push bench:1 "$out/v1.img" --store "file://$out/store" --json >"$out/push1.json"
+done
+sync # the pushes' writeback must not compete with the reads below
+for i in $(seq "$RUNS"); do
 	measure zstd_d sh -c "zstd -dc '$out/v1.zst' >/dev/null"
 	measure pull sh -c "'$bin' image pull bench:1 - --store 'file://$out/store' >/dev/null"
 done
@@ -61,9 +64,11 @@ until curl -sf "http://127.0.0.1:$port/minio/health/ready" >/dev/null; do sleep 
 mkdir -p "$minio_dir/data/bench"
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-key
 for i in $(seq "$RUNS"); do
-	s3="s3://bench/run$i?endpoint=127.0.0.1:$port&insecure=true"
-	measure push_s3 "$bin" image push bench:1 "$out/v1.img" --store "$s3" >/dev/null
-	measure pull_s3 sh -c "'$bin' image pull bench:1 - --store '$s3' >/dev/null"
+	measure push_s3 "$bin" image push bench:1 "$out/v1.img" --store "s3://bench/run$i?endpoint=127.0.0.1:$port&insecure=true" >/dev/null
+done
+sync
+for i in $(seq "$RUNS"); do
+	measure pull_s3 sh -c "'$bin' image pull bench:1 - --store 's3://bench/run$i?endpoint=127.0.0.1:$port&insecure=true' >/dev/null"
 done
 
 report() { # NAME BASELINE: median seconds, MiB/s, ratio of baseline time to ours, peak RSS
