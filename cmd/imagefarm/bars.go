@@ -19,7 +19,7 @@ type driveBars struct {
 	size   int64
 }
 
-func newDriveBars(plan []plannedDrive, targets []imager.Target, size int64) *driveBars {
+func newDriveBars(plan []imager.Plan, targets []imager.Target, size int64) *driveBars {
 	b := &driveBars{p: mpb.New(mpb.WithOutput(progressOutput()), mpb.WithWidth(30)), size: size}
 	labels := map[string]string{}
 	for _, p := range plan {

@@ -61,28 +61,20 @@ or is busy. The exit code is 0 only if every drive verified.`,
 	return cmd
 }
 
-// plannedDrive is one --drive: the drive, what the guards said, and why it
-// will not be written, if it will not.
-type plannedDrive struct {
-	Drive    drive.Drive     `json:"drive"`
-	Verdicts []drive.Verdict `json:"verdicts"`
-	Refused  string          `json:"refused,omitempty"`
-}
-
 func runWrite(cmd *cobra.Command, g *globals, wf *writeFlags, refArg string) error {
 	ctx := cmd.Context()
 	cat, m, digest, cfg, err := openForWrite(g, wf, refArg)
 	if err != nil {
 		return err
 	}
-	plan, err := planWrite(wf.drives, m.Size, cfg)
+	plan, err := imager.PlanDrives(wf.drives, m.Size, cfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("--%w", err)
 	}
 	if wf.dryRun {
 		return printPlan(cmd.OutOrStdout(), g, refArg, digest, m, plan)
 	}
-	targets, closeAll := openTargets(plan, cfg)
+	targets, closeAll := imager.Open(plan, cfg, slog.Default())
 	defer closeAll()
 	bars := newDriveBars(plan, targets, m.Size)
 	w := imager.NewWriter(cat, slog.Default())
@@ -132,67 +124,6 @@ func openForWrite(g *globals, wf *writeFlags, refArg string) (*catalog.Catalog, 
 	return cat, m, digest, cfg, nil
 }
 
-// planWrite finds every --drive and runs the passive guards on it.
-func planWrite(names []string, imageSize int64, cfg drive.Config) ([]plannedDrive, error) {
-	drives, err := drive.Discover(cfg)
-	if err != nil {
-		return nil, err
-	}
-	var plan []plannedDrive
-	for _, name := range names {
-		d, err := drive.Find(drives, name)
-		if err != nil {
-			return nil, fmt.Errorf("--drive %s: %w (list drives with `imagefarm drives`)", name, err)
-		}
-		if slices.ContainsFunc(plan, func(p plannedDrive) bool { return p.Drive.ID == d.ID }) {
-			return nil, fmt.Errorf("--drive %s: drive %s is named twice", name, d.ID)
-		}
-		p := plannedDrive{Drive: d, Verdicts: drive.Check(d, imageSize, cfg)}
-		if err := drive.Refusal(p.Verdicts); err != nil {
-			p.Refused = err.Error()
-		}
-		plan = append(plan, p)
-	}
-	return plan, nil
-}
-
-// openTargets re-checks each admitted drive's identity and opens it
-// exclusively; a drive that fails either is marked refused, not written.
-func openTargets(plan []plannedDrive, cfg drive.Config) ([]imager.Target, func()) {
-	var targets []imager.Target
-	var devs []imager.Device
-	for i := range plan {
-		p := &plan[i]
-		if p.Refused != "" {
-			continue
-		}
-		dev, err := openTarget(p.Drive, cfg)
-		if err != nil {
-			p.Refused = err.Error()
-			slog.Warn("drive refused", "drive", p.Drive.ID, "path", p.Drive.Path, "reason", p.Refused)
-			continue
-		}
-		devs = append(devs, dev)
-		targets = append(targets, imager.Target{ID: p.Drive.ID, Path: p.Drive.Path, Dev: dev})
-	}
-	return targets, func() {
-		for _, d := range devs {
-			d.Close()
-		}
-	}
-}
-
-func openTarget(planned drive.Drive, cfg drive.Config) (imager.Device, error) {
-	if _, err := drive.Reverify(planned, cfg); err != nil {
-		return nil, err
-	}
-	f, direct, err := drive.OpenExclusive(planned)
-	if err != nil {
-		return nil, err
-	}
-	return imager.NewFileDevice(f, direct), nil
-}
-
 func driveLabel(d drive.Drive) string {
 	for _, s := range []string{d.SlotLabel, d.Slot} {
 		if s != "" {
@@ -202,8 +133,8 @@ func driveLabel(d drive.Drive) string {
 	return d.Name
 }
 
-func printPlan(w io.Writer, g *globals, ref, digest string, m *catalog.Manifest, plan []plannedDrive) error {
-	refused := slices.ContainsFunc(plan, func(p plannedDrive) bool { return p.Refused != "" })
+func printPlan(w io.Writer, g *globals, ref, digest string, m *catalog.Manifest, plan []imager.Plan) error {
+	refused := slices.ContainsFunc(plan, func(p imager.Plan) bool { return p.Refused != "" })
 	if g.json {
 		if err := printJSON(w, map[string]any{"ref": ref, "digest": digest, "size": m.Size, "drives": plan}); err != nil {
 			return err
@@ -232,7 +163,7 @@ func printPlan(w io.Writer, g *globals, ref, digest string, m *catalog.Manifest,
 	return nil
 }
 
-func printResults(w io.Writer, g *globals, plan []plannedDrive, results []imager.Result) error {
+func printResults(w io.Writer, g *globals, plan []imager.Plan, results []imager.Result) error {
 	byID := map[string]imager.Result{}
 	for _, r := range results {
 		byID[r.ID] = r
