@@ -62,6 +62,21 @@ func (s *FileStore) Open(ctx context.Context, key string, off, n int64) (io.Read
 
 // Put implements Store: it writes a temporary file and renames it into place.
 func (s *FileStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.place(key, r, size, os.Rename)
+}
+
+// Create implements Store: a hard link, unlike a rename, fails if the
+// target exists, atomically.
+func (s *FileStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	err := s.place(key, r, size, os.Link)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create %s in %s: %w", key, s, ErrExists)
+	}
+	return err
+}
+
+// place writes a temporary file, syncs it and moves it to key with move.
+func (s *FileStore) place(key string, r io.Reader, size int64, move func(old, new string) error) error {
 	p, err := s.path(key)
 	if err != nil {
 		return err
@@ -85,7 +100,10 @@ func (s *FileStore) Put(ctx context.Context, key string, r io.Reader, size int64
 		err = os.MkdirAll(filepath.Dir(p), 0o755)
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), p)
+		err = move(tmp.Name(), p)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return err
 	}
 	return s.fail("put", key, err)
 }

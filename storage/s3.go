@@ -154,13 +154,26 @@ func setRange(opts *minio.GetObjectOptions, off, end int64) error {
 
 // Put implements Store. S3 makes an object visible only once complete.
 func (s *S3Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, key, r, size, false)
+}
+
+// Create implements Store with a conditional PUT (If-None-Match: *).
+func (s *S3Store) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, key, r, size, true)
+}
+
+func (s *S3Store) put(ctx context.Context, key string, r io.Reader, size int64, create bool) error {
 	if err := CheckKey(key); err != nil {
 		return err
 	}
-	_, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, r, size, minio.PutObjectOptions{
-		ContentType:      "application/octet-stream",
-		DisableMultipart: size <= 64<<20,
-	})
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream", DisableMultipart: size <= 64<<20}
+	if create {
+		opts.SetMatchETagExcept("*")
+	}
+	_, err := s.client.PutObject(ctx, s.bucket, s.prefix+key, r, size, opts)
+	if create && minio.ToErrorResponse(err).Code == minio.PreconditionFailed {
+		return fmt.Errorf("create %s in bucket %q at %s: %w", key, s.bucket, s.endpoint, ErrExists)
+	}
 	return s.fail("put", key, err)
 }
 

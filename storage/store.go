@@ -19,6 +19,7 @@ var (
 	ErrNoBucket     = errors.New("storage: bucket does not exist")
 	ErrInvalidKey   = errors.New("storage: invalid key")
 	ErrBadURL       = errors.New("storage: bad store URL")
+	ErrExists       = errors.New("storage: already exists")
 )
 
 // Store is a flat key space of objects. Keys are slash-separated relative
@@ -29,6 +30,9 @@ type Store interface {
 	// Put stores size bytes from r under key, replacing any object there.
 	// Readers never see a partly written object.
 	Put(ctx context.Context, key string, r io.Reader, size int64) error
+	// Create is Put for a key that must not exist yet: of several creators
+	// racing for one key, exactly one succeeds and the others get ErrExists.
+	Create(ctx context.Context, key string, r io.Reader, size int64) error
 	// Stat describes key, or returns ErrNotFound.
 	Stat(ctx context.Context, key string) (ObjectInfo, error)
 	// Touch sets key's modification time to now, so a garbage collector

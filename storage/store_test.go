@@ -9,6 +9,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,5 +210,34 @@ func TestOpenBadURLs(t *testing.T) {
 		if _, err := storage.Open(u, storage.Options{}); !errors.Is(err, storage.ErrBadURL) {
 			t.Errorf("Open(%q) = %v, want ErrBadURL", u, err)
 		}
+	}
+}
+
+func TestConformanceCreate(t *testing.T) {
+	for name, s := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			if err := s.Create(t.Context(), "refs/a", strings.NewReader("first"), 5); err != nil {
+				t.Fatalf("Create = %v", err)
+			}
+			if err := s.Create(t.Context(), "refs/a", strings.NewReader("second"), 6); !errors.Is(err, storage.ErrExists) {
+				t.Errorf("Create over an existing key = %v, want ErrExists", err)
+			}
+			if got := read(t, s, "refs/a", 0, -1); got != "first" {
+				t.Errorf("after a refused Create the object is %q, want %q", got, "first")
+			}
+			var wins atomic.Int32
+			var wg sync.WaitGroup
+			for i := range 8 {
+				wg.Go(func() {
+					if s.Create(t.Context(), "refs/race", strings.NewReader(fmt.Sprint(i)), 1) == nil {
+						wins.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			if wins.Load() != 1 {
+				t.Errorf("%d of 8 racing Creates succeeded, want exactly 1", wins.Load())
+			}
+		})
 	}
 }

@@ -130,8 +130,12 @@ func (c *Catalog) readSmall(ctx context.Context, key string, limit int64) ([]byt
 	return data, err
 }
 
-func (c *Catalog) writeRef(ctx context.Context, key, digest string) error {
+// writeRef points key at digest; with create, only if key does not exist.
+func (c *Catalog) writeRef(ctx context.Context, key, digest string, create bool) error {
 	data := []byte(digest + "\n")
+	if create {
+		return c.store.Create(ctx, key, bytes.NewReader(data), int64(len(data)))
+	}
 	return c.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
 }
 
@@ -147,7 +151,7 @@ func (c *Catalog) SetChannel(ctx context.Context, name, channel, digest string) 
 	if _, err := c.ManifestByDigest(ctx, digest); err != nil {
 		return err
 	}
-	return c.writeRef(ctx, channelKey(name, channel), digest)
+	return c.writeRef(ctx, channelKey(name, channel), digest, false)
 }
 
 // Remove deletes a version or channel ref, or with a digest every ref of

@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -374,5 +376,32 @@ func TestCanceledPullStops(t *testing.T) {
 	})
 	if !errors.Is(err, context.Canceled) || n > 3+1 {
 		t.Errorf("Stream after cancel = %v after %d chunks, want Canceled right away", err, n)
+	}
+}
+
+func TestRacingPushesOfOneVersionOneWins(t *testing.T) {
+	for name, c := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			var wins, lost atomic.Int32
+			var wg sync.WaitGroup
+			for i := range 4 {
+				wg.Go(func() {
+					data := []byte(fmt.Sprintf("content %d", i))
+					_, err := c.Push(t.Context(), bytes.NewReader(data), int64(len(data)), catalog.PushOptions{Name: "race", Version: "1"})
+					switch {
+					case err == nil:
+						wins.Add(1)
+					case errors.Is(err, catalog.ErrVersionExists):
+						lost.Add(1)
+					default:
+						t.Errorf("racing push = %v", err)
+					}
+				})
+			}
+			wg.Wait()
+			if wins.Load() != 1 || lost.Load() != 3 {
+				t.Errorf("racing pushes: %d won, %d refused; want 1 and 3", wins.Load(), lost.Load())
+			}
+		})
 	}
 }

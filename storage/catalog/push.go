@@ -102,7 +102,10 @@ func (c *Catalog) push(ctx context.Context, src io.ReaderAt, size int64, opts Pu
 			return nil, err
 		}
 	}
-	if err := c.writeRef(ctx, versionKey(m.Name, m.Version), digest); err != nil {
+	// Created, not put: of two pushes racing for one version, one wins.
+	if err := c.writeRef(ctx, versionKey(m.Name, m.Version), digest, true); errors.Is(err, storage.ErrExists) {
+		return nil, fmt.Errorf("%w: %s:%s was pushed by someone else meanwhile; push a new version", ErrVersionExists, m.Name, m.Version)
+	} else if err != nil {
 		return nil, fmt.Errorf("push %s:%s: ref: %w", m.Name, m.Version, err)
 	}
 	for _, ch := range opts.Channels {
