@@ -35,9 +35,11 @@ type cacheEntry struct {
 
 // CacheStats counts what the cache did since it was opened.
 type CacheStats struct {
-	Hits, Misses, Corrupt int64 // Corrupt: copies that failed their check and were dropped
-	Bytes                 int64
-	Chunks                int
+	Hits    int64 // chunks served from the cache
+	Misses  int64 // chunks downloaded into it
+	Corrupt int64 // copies that failed their check and were dropped
+	Bytes   int64
+	Chunks  int
 }
 
 // OpenCache opens (creating it if needed) the cache in dir, holding at most
@@ -98,16 +100,13 @@ func (c *Cache) read(id string, buf []byte) ([]byte, bool) {
 	}
 	c.mu.Unlock()
 	if !ok {
-		c.misses.Add(1)
 		return nil, false
 	}
 	data, err := readFileInto(c.path(id), buf)
 	if err != nil {
 		c.drop(id)
-		c.misses.Add(1)
 		return nil, false
 	}
-	c.hits.Add(1)
 	return data, true
 }
 

@@ -135,16 +135,26 @@ func (c *Catalog) fetchOnce(ctx context.Context, ch Chunk, buf []byte) ([]byte, 
 	cp := c.compressed.Get().(*[]byte)
 	defer c.compressed.Put(cp)
 	if compressed, ok := c.cache.read(ch.ID, *cp); ok {
-		data, err := c.decode(ch, compressed, buf)
-		if err == nil {
+		if data, err := c.decode(ch, compressed, buf); err == nil {
+			c.cache.hits.Add(1)
 			return data, nil
 		}
-		c.cache.corrupt.Add(1)
-		c.cache.drop(ch.ID)
 	}
-	// One download per chunk however many streams want it at once.
+	// One fetch per chunk however many streams want it at once. Inside,
+	// look at the cache again: another stream may have just fixed it, and
+	// only a copy still bad here may be dropped.
 	var leader []byte
 	v, err, _ := c.flight.Do(ch.ID, func() (any, error) {
+		if compressed, ok := c.cache.read(ch.ID, nil); ok {
+			var err error
+			if leader, err = c.decode(ch, compressed, buf); err == nil {
+				c.cache.hits.Add(1)
+				return compressed, nil
+			}
+			c.cache.corrupt.Add(1)
+			c.cache.drop(ch.ID)
+		}
+		c.cache.misses.Add(1)
 		compressed, err := c.download(ctx, ch, new([]byte))
 		if err != nil {
 			return nil, err
