@@ -10,6 +10,17 @@ import (
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
+// IOError is a drive's refusal to be written or read, at an offset.
+type IOError struct {
+	Op     string // "write" or "read back"
+	Offset int64
+	Err    error
+}
+
+func (e *IOError) Error() string { return fmt.Sprintf("%s at offset %d: %v", e.Op, e.Offset, e.Err) }
+
+func (e *IOError) Unwrap() error { return e.Err }
+
 // MismatchError says where a drive's read-back first differed from the image.
 type MismatchError struct {
 	Offset int64 // first byte that differs
@@ -105,7 +116,7 @@ func (f *fanout) writeChunk(ctx context.Context, r *run, ch catalog.Chunk, b *ca
 	}
 	if b != nil || !zeroed {
 		if _, err := r.t.Dev.WriteAt(data, ch.Offset); err != nil {
-			return fmt.Errorf("write at offset %d: %w", ch.Offset, err)
+			return &IOError{Op: "write", Offset: ch.Offset, Err: err}
 		}
 	}
 	r.res.BytesWritten += ch.Length
@@ -158,7 +169,7 @@ func (f *fanout) verify(ctx context.Context, r *run) error {
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return fmt.Errorf("read back at offset %d: %w", ch.Offset+int64(n), err)
+			return &IOError{Op: "read back", Offset: ch.Offset + int64(n), Err: err}
 		}
 		if ch.Zero && !catalog.IsZero(data) || !ch.Zero && catalog.CheckSum(data) != ch.Check {
 			return f.mismatch(ctx, i, data)

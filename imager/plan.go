@@ -14,6 +14,8 @@ type Plan struct {
 	Drive    drive.Drive     `json:"drive"`
 	Verdicts []drive.Verdict `json:"verdicts"`
 	Refused  string          `json:"refused,omitempty"`
+	// Err is why Open refused the drive (identity changed, busy, gone).
+	Err error `json:"-"`
 }
 
 // PlanDrives finds each named drive (by id or path) and runs the passive
@@ -59,7 +61,7 @@ func Open(plans []Plan, cfg drive.Config, log *slog.Logger) (targets []Target, c
 		}
 		dev, err := openPlanned(p.Drive, cfg)
 		if err != nil {
-			p.Refused = err.Error()
+			p.Refused, p.Err = err.Error(), err
 			log.Warn("drive refused", "drive", p.Drive.ID, "path", p.Drive.Path, "reason", p.Refused)
 			continue
 		}

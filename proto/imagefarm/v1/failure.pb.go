@@ -70,6 +70,9 @@ const (
 	// The node holding the task was declared lost, or its imager restarted,
 	// so the task was fenced (task state LOST).
 	FailureReason_FAILURE_REASON_NODE_LOST FailureReason = 18
+	// A guard refused the drive: it is read-only (write-protect switch, or
+	// the kernel set it read-only).
+	FailureReason_FAILURE_REASON_GUARD_READ_ONLY FailureReason = 19
 )
 
 // Enum value maps for FailureReason.
@@ -94,6 +97,7 @@ var (
 		16: "FAILURE_REASON_SIGNATURE_INVALID",
 		17: "FAILURE_REASON_ROLLBACK",
 		18: "FAILURE_REASON_NODE_LOST",
+		19: "FAILURE_REASON_GUARD_READ_ONLY",
 	}
 	FailureReason_value = map[string]int32{
 		"FAILURE_REASON_UNSPECIFIED":            0,
@@ -115,6 +119,7 @@ var (
 		"FAILURE_REASON_SIGNATURE_INVALID":      16,
 		"FAILURE_REASON_ROLLBACK":               17,
 		"FAILURE_REASON_NODE_LOST":              18,
+		"FAILURE_REASON_GUARD_READ_ONLY":        19,
 	}
 )
 
@@ -233,7 +238,7 @@ const file_imagefarm_v1_failure_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1b\n" +
 	"\x06offset\x18\x03 \x01(\x04H\x00R\x06offset\x88\x01\x01\x12\x19\n" +
 	"\bchunk_id\x18\x04 \x01(\tR\achunkIdB\t\n" +
-	"\a_offset*\xac\x05\n" +
+	"\a_offset*\xd0\x05\n" +
 	"\rFailureReason\x12\x1e\n" +
 	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FAILURE_REASON_INTERNAL\x10\x01\x12$\n" +
@@ -254,7 +259,8 @@ const file_imagefarm_v1_failure_proto_rawDesc = "" +
 	" FAILURE_REASON_SIGNATURE_MISSING\x10\x0f\x12$\n" +
 	" FAILURE_REASON_SIGNATURE_INVALID\x10\x10\x12\x1b\n" +
 	"\x17FAILURE_REASON_ROLLBACK\x10\x11\x12\x1c\n" +
-	"\x18FAILURE_REASON_NODE_LOST\x10\x12B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\x18FAILURE_REASON_NODE_LOST\x10\x12\x12\"\n" +
+	"\x1eFAILURE_REASON_GUARD_READ_ONLY\x10\x13B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_failure_proto_rawDescOnce sync.Once
