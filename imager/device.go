@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	
+
 	"golang.org/x/sys/unix"
 
 	"github.com/imagefarm/imagefarm/storage/catalog"
