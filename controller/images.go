@@ -1,0 +1,97 @@
+package controller
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+// images serves the catalog part of the client API.
+type images struct {
+	cat *catalog.Catalog
+}
+
+// ListImages implements ImageFarmService.ListImages. Paging is by offset
+// in the sorted list: the catalog is small (hundreds of versions).
+func (s images) ListImages(ctx context.Context, req *imagefarmv1.ListImagesRequest) (*imagefarmv1.ListImagesResponse, error) {
+	all, err := s.cat.List(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	var out []*imagefarmv1.Image
+	for _, img := range all {
+		if k := req.GetKind(); k == imagefarmv1.ImageKind_IMAGE_KIND_UNSPECIFIED || k == kindToProto(img.Manifest.Kind) {
+			out = append(out, imageToProto(img))
+		}
+	}
+	page, next, err := paginate(out, req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &imagefarmv1.ListImagesResponse{Images: page, NextPageToken: next}, nil
+}
+
+// GetImage implements ImageFarmService.GetImage.
+func (s images) GetImage(ctx context.Context, req *imagefarmv1.GetImageRequest) (*imagefarmv1.GetImageResponse, error) {
+	ref, err := catalog.ParseRef(req.GetRef())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	m, digest, err := s.cat.Manifest(ctx, ref)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	img := catalog.Image{Name: ref.Name, Digest: digest, Manifest: m}
+	if all, err := s.cat.List(ctx, ref.Name); err == nil {
+		for _, i := range all {
+			if i.Digest == digest {
+				img = i
+			}
+		}
+	}
+	return &imagefarmv1.GetImageResponse{Image: imageToProto(img)}, nil
+}
+
+func kindToProto(k catalog.Kind) imagefarmv1.ImageKind {
+	v, ok := imagefarmv1.ImageKind_value["IMAGE_KIND_"+strings.ToUpper(string(k))]
+	if !ok {
+		return imagefarmv1.ImageKind_IMAGE_KIND_UNSPECIFIED
+	}
+	return imagefarmv1.ImageKind(v)
+}
+
+func imageToProto(img catalog.Image) *imagefarmv1.Image {
+	m := img.Manifest
+	out := &imagefarmv1.Image{
+		Name: img.Name, Version: img.Version, Digest: img.Digest, Kind: kindToProto(m.Kind),
+		SizeBytes: uint64(m.Size), StoredBytes: uint64(m.StoredBytes()), ChunkCount: uint32(len(m.Chunks)),
+		Models: m.Models, Labels: m.Labels, CreateTime: timestamppb.New(m.Created), Channels: img.Channels,
+	}
+	if w := m.WIM; w != nil {
+		out.Wim = &imagefarmv1.WimInfo{PartNumber: uint32(w.Part), TotalParts: uint32(w.TotalParts), Guid: w.GUID}
+		for _, im := range w.Images {
+			build, sp := windowsBuild(im.Build)
+			out.Wim.Images = append(out.Wim.Images, &imagefarmv1.WimImage{
+				Index: uint32(im.Index), Name: im.Name, Edition: im.Edition, Build: build,
+				ServicePackBuild: sp, Architecture: im.Arch, SizeBytes: uint64(im.TotalBytes),
+			})
+		}
+	}
+	return out
+}
+
+// windowsBuild takes BUILD and SPBUILD from "MAJOR.MINOR.BUILD.SPBUILD".
+func windowsBuild(v string) (build, sp uint32) {
+	parts := strings.Split(v, ".")
+	if len(parts) == 4 {
+		b, _ := strconv.ParseUint(parts[2], 10, 32)
+		s, _ := strconv.ParseUint(parts[3], 10, 32)
+		return uint32(b), uint32(s)
+	}
+	return 0, 0
+}

@@ -1,0 +1,76 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+func testCatalog(t *testing.T, versions ...string) *catalog.Catalog {
+	t.Helper()
+	s, err := storage.NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := catalog.New(s, catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range versions {
+		data := "image " + v
+		if _, err := c.Push(t.Context(), strings.NewReader(data), int64(len(data)), catalog.PushOptions{Name: "uni", Version: v, Kind: catalog.KindDisk, Channels: channelsFor(v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+func channelsFor(v string) []string {
+	if v == "2" {
+		return []string{"stable"}
+	}
+	return nil
+}
+
+func TestListAndGetImages(t *testing.T) {
+	s := images{cat: testCatalog(t, "1", "2", "3")}
+	var got []string
+	token := ""
+	for {
+		resp, err := s.ListImages(t.Context(), &imagefarmv1.ListImagesRequest{PageSize: 2, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, img := range resp.GetImages() {
+			got = append(got, img.GetVersion())
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if strings.Join(got, ",") != "1,2,3" {
+		t.Errorf("paged ListImages = %v, want 1,2,3", got)
+	}
+	resp, err := s.GetImage(t.Context(), &imagefarmv1.GetImageRequest{Ref: "uni:stable"})
+	if err != nil || resp.GetImage().GetVersion() != "2" || resp.GetImage().GetKind() != imagefarmv1.ImageKind_IMAGE_KIND_DISK || resp.GetImage().GetChannels()[0] != "stable" {
+		t.Errorf("GetImage(uni:stable) = %v, %v", resp, err)
+	}
+	for _, tc := range []struct {
+		ref  string
+		code codes.Code
+	}{{"uni:9", codes.NotFound}, {"../x:1", codes.InvalidArgument}, {"", codes.InvalidArgument}} {
+		_, err := s.GetImage(t.Context(), &imagefarmv1.GetImageRequest{Ref: tc.ref})
+		if status.Code(err) != tc.code || status.Convert(err).Message() == "" {
+			t.Errorf("GetImage(%q) = %v, want %v with a message", tc.ref, err, tc.code)
+		}
+	}
+	if _, err := s.ListImages(t.Context(), &imagefarmv1.ListImagesRequest{PageToken: "x"}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("ListImages with a bad token = %v, want InvalidArgument", err)
+	}
+}
