@@ -1,0 +1,108 @@
+package scheduler
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
+
+func validateStanding(j Job, x index) error {
+	if j.Count < 1 || j.Count > MaxCount {
+		return fmt.Errorf("count %d: a standing order writes 1 to %d drives: %w", j.Count, MaxCount, ErrBadCount)
+	}
+	s := j.Selector
+	if err := checkSelector(s); err != nil {
+		return err
+	}
+	nodes, err := selectedNodes(s, x)
+	if err != nil {
+		return err
+	}
+	return checkSizes(j, nodes)
+}
+
+// checkSelector refuses a selector with a malformed part.
+func checkSelector(s *Selector) error {
+	if reason := textProblem(s.Pool); reason != "" {
+		return fmt.Errorf("selector: pool %s %s: %w", quote(s.Pool), reason, ErrBadSelector)
+	}
+	if len(s.Labels) > MaxLabels {
+		return fmt.Errorf("selector: %d labels, the limit is %d: %w", len(s.Labels), MaxLabels, ErrBadSelector)
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+		reason := textProblem(k)
+		if k == "" {
+			reason = "is empty"
+		}
+		if reason == "" {
+			reason = textProblem(s.Labels[k])
+		}
+		if reason != "" {
+			return fmt.Errorf("selector: label %s=%s: %s: %w", quote(k), quote(s.Labels[k]), reason, ErrBadSelector)
+		}
+	}
+	if len(s.NodeIDs) > MaxCount {
+		return fmt.Errorf("selector: %d node ids, the limit is %d: %w", len(s.NodeIDs), MaxCount, ErrBadSelector)
+	}
+	for _, id := range s.NodeIDs {
+		if reason := idProblem(id); reason != "" {
+			return fmt.Errorf("selector: node id %s %s: %w", quote(id), reason, ErrBadSelector)
+		}
+	}
+	return nil
+}
+
+// selectedNodes are the known nodes the selector matches, lost ones
+// included: they may come back. An unknown node id or pool is refused
+// first, since its name is the likeliest typo.
+func selectedNodes(s *Selector, x index) ([]*Node, error) {
+	for _, id := range s.NodeIDs {
+		if _, ok := x.nodes[id]; !ok {
+			return nil, fmt.Errorf("selector: the farm has no node %q (nodes: %s): %w", id, some(x.ids), ErrUnknownNode)
+		}
+	}
+	if s.Pool != "" && !x.pools[s.Pool] {
+		pools := slices.Collect(maps.Keys(x.pools))
+		return nil, fmt.Errorf("selector: no node is in pool %q (pools: %s): %w", s.Pool, some(pools), ErrUnknownPool)
+	}
+	var out []*Node
+	for _, id := range x.ids {
+		if n := x.nodes[id]; nodeMatches(s, n) {
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("selector: no node has %s: %w", describe(s), ErrNoMatchingNode)
+	}
+	return out, nil
+}
+
+// checkSizes refuses an order that would wait for ever: its selector lets
+// through drives smaller than the image, drives match it today, and all of
+// them are too small. Refused drives do not count: they are never written.
+func checkSizes(j Job, nodes []*Node) error {
+	s := j.Selector
+	if s.MinSize >= j.ImageSize {
+		return nil
+	}
+	matched, largest := 0, uint64(0)
+	for _, n := range nodes {
+		for i := range n.Drives {
+			d := &n.Drives[i]
+			if d.Refused == "" && driveMatches(s, s.MinSize, d) {
+				matched++
+				largest = max(largest, d.Size)
+			}
+		}
+	}
+	if matched == 0 || largest >= j.ImageSize {
+		return nil
+	}
+	matches := fmt.Sprintf("the %d drives it matches hold at most", matched)
+	if matched == 1 {
+		matches = "the one drive it matches holds"
+	}
+	return fmt.Errorf("selector: the image needs %s but %s %s; "+
+		"insert larger drives and set a minimum size of at least %d bytes to wait for them: %w",
+		size(j.ImageSize), matches, size(largest), j.ImageSize, ErrDriveTooSmall)
+}
