@@ -1,12 +1,15 @@
 package controller
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/imagefarm/imagefarm/controller/scheduler"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -72,5 +75,24 @@ func TestListAndGetImages(t *testing.T) {
 	}
 	if _, err := s.ListImages(t.Context(), &imagefarmv1.ListImagesRequest{PageToken: "x"}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("ListImages with a bad token = %v, want InvalidArgument", err)
+	}
+}
+
+func TestStatusCodes(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code codes.Code
+	}{
+		{fmt.Errorf("drive n1/zz: %w", scheduler.ErrUnknownDrive), codes.NotFound},
+		{fmt.Errorf("count 0: %w", scheduler.ErrBadCount), codes.InvalidArgument},
+		{fmt.Errorf("drive n1/a: %w", scheduler.ErrDriveBusy), codes.FailedPrecondition},
+		{fmt.Errorf("x: %w", catalog.ErrNotFound), codes.NotFound},
+		{fmt.Errorf("x: %w", storage.ErrUnreachable), codes.Unavailable},
+		{errors.New("boom"), codes.Internal},
+	} {
+		st := status.Convert(toStatus(tc.err))
+		if st.Code() != tc.code || st.Message() != tc.err.Error() {
+			t.Errorf("toStatus(%v) = %v %q, want %v with the error's message", tc.err, st.Code(), st.Message(), tc.code)
+		}
 	}
 }

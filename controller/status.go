@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -29,16 +30,29 @@ func toStatus(err error) error {
 
 func codeOf(err error) codes.Code {
 	switch {
-	case errors.Is(err, catalog.ErrNotFound), errors.Is(err, storage.ErrNotFound):
+	case isAny(err, catalog.ErrNotFound, storage.ErrNotFound, scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive,
+		scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode):
 		return codes.NotFound
-	case errors.Is(err, catalog.ErrBadRef), errors.Is(err, errBadPageToken):
+	case isAny(err, catalog.ErrBadRef, errBadPageToken, scheduler.ErrBadID, scheduler.ErrBadDriveRef,
+		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector):
 		return codes.InvalidArgument
+	case isAny(err, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy, scheduler.ErrDriveTooSmall):
+		return codes.FailedPrecondition
 	case errors.Is(err, catalog.ErrBadManifest), errors.Is(err, catalog.ErrCorruptChunk):
 		return codes.DataLoss
 	case errors.Is(err, storage.ErrUnreachable), errors.Is(err, storage.ErrAccessDenied), errors.Is(err, storage.ErrNoBucket):
 		return codes.Unavailable
 	}
 	return codes.Internal
+}
+
+func isAny(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
 }
 
 // maxPageSize bounds a page so that one request cannot ask for everything.
