@@ -36,9 +36,10 @@ func (e exitError) Error() string { return e.msg }
 
 // globals are the flags every command shares.
 type globals struct {
-	store    string
-	logLevel string
-	json     bool
+	store      string
+	controller string
+	logLevel   string
+	json       bool
 }
 
 func newRootCmd() *cobra.Command {
@@ -59,6 +60,8 @@ func newRootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.store, "store", os.Getenv("IMAGEFARM_STORE"),
 		"image store: file:///PATH or s3://BUCKET/PREFIX?endpoint=HOST:PORT (env IMAGEFARM_STORE)")
+	root.PersistentFlags().StringVar(&g.controller, "controller", os.Getenv("IMAGEFARM_CONTROLLER"),
+		"controller gRPC address HOST:PORT (env IMAGEFARM_CONTROLLER)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g))
 	return root
