@@ -1,0 +1,42 @@
+package main
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imagefarm/imagefarm/controller"
+)
+
+func newControllerCmd(g *globals) *cobra.Command {
+	var (
+		natsURL, listen string
+		ttl             time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "controller --nats URL --store URL --listen ADDR",
+		Short: "Run the controller: the client API, scheduling, dispatch over NATS JetStream",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if natsURL == "" {
+				return errors.New("--nats: name the NATS server with JetStream, e.g. nats://127.0.0.1:4222")
+			}
+			cat, err := openCatalog(g)
+			if err != nil {
+				return err
+			}
+			c, err := controller.New(controller.Config{NATSURL: natsURL, Listen: listen, Catalog: cat,
+				HeartbeatTTL: ttl, Log: slog.Default()})
+			if err != nil {
+				return err
+			}
+			return c.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&natsURL, "nats", "", "NATS server URL (JetStream enabled)")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7700", "gRPC listen address")
+	cmd.Flags().DurationVar(&ttl, "heartbeat-ttl", 15*time.Second, "a node silent for this long is lost and its tasks fenced")
+	return cmd
+}

@@ -1,0 +1,188 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/imagefarm/imagefarm/controller/scheduler"
+	"github.com/imagefarm/imagefarm/controller/state"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+// maxLabels and maxText bound what a client may store with a job.
+const (
+	maxLabels = 64
+	maxText   = 256
+)
+
+// ListImages implements ImageFarmService.ListImages.
+func (c *Controller) ListImages(ctx context.Context, req *imagefarmv1.ListImagesRequest) (*imagefarmv1.ListImagesResponse, error) {
+	return c.img.ListImages(ctx, req)
+}
+
+// GetImage implements ImageFarmService.GetImage.
+func (c *Controller) GetImage(ctx context.Context, req *imagefarmv1.GetImageRequest) (*imagefarmv1.GetImageResponse, error) {
+	return c.img.GetImage(ctx, req)
+}
+
+// SubmitJob implements ImageFarmService.SubmitJob: the ref is resolved to a
+// digest now, and what can never be placed is refused now.
+func (c *Controller) SubmitJob(ctx context.Context, req *imagefarmv1.SubmitJobRequest) (*imagefarmv1.SubmitJobResponse, error) {
+	job, err := c.newJob(ctx, req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	sj, err := c.schedJob(ctx, job)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	farm, _, err := c.snapshot(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := scheduler.ValidateSubmit(sj, farm); err != nil {
+		return nil, toStatus(err)
+	}
+	if _, err := c.st.CreateJob(ctx, job); err != nil && !errors.Is(err, state.ErrExists) {
+		return nil, toStatus(err) // ErrExists: a retry of a submit with the same request id
+	}
+	c.wake()
+	got, err := c.st.GetJob(ctx, job.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	c.log.Info("job submitted", "job_id", got.GetId(), "image", got.GetImageRef(), "digest", got.GetManifestDigest())
+	return &imagefarmv1.SubmitJobResponse{Job: got}, nil
+}
+
+// newJob checks a submit request and turns it into a job record.
+func (c *Controller) newJob(ctx context.Context, req *imagefarmv1.SubmitJobRequest) (*imagefarmv1.Job, error) {
+	if len(req.GetLabels()) > maxLabels || len(req.GetRequestId()) > maxText {
+		return nil, fmt.Errorf("%w: at most %d labels and a request id of at most %d bytes", scheduler.ErrBadTargets, maxLabels, maxText)
+	}
+	if req.GetTargets().GetKind() == nil {
+		return nil, fmt.Errorf("%w: name drives (NODE/DRIVE) or a selector with a count", scheduler.ErrBadTargets)
+	}
+	if len(req.GetImageRef()) > maxText {
+		return nil, fmt.Errorf("%w: image ref longer than %d bytes", catalog.ErrBadRef, maxText)
+	}
+	ref, err := catalog.ParseRef(req.GetImageRef())
+	if err != nil {
+		return nil, err
+	}
+	digest, err := c.cfg.Catalog.Resolve(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	id := newID("j")
+	if r := req.GetRequestId(); r != "" {
+		sum := sha256.Sum256([]byte(r))
+		id = "j" + hex.EncodeToString(sum[:12]) // the same request id makes the same job
+	}
+	return &imagefarmv1.Job{Id: id, ImageRef: ref.String(), ManifestDigest: digest, Targets: req.GetTargets(),
+		Options: req.GetOptions(), Labels: req.GetLabels(), State: imagefarmv1.JobState_JOB_STATE_PENDING}, nil
+}
+
+// GetJob implements ImageFarmService.GetJob.
+func (c *Controller) GetJob(ctx context.Context, req *imagefarmv1.GetJobRequest) (*imagefarmv1.GetJobResponse, error) {
+	job, err := c.job(ctx, req.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	c.withProgress(job.GetTasks())
+	return &imagefarmv1.GetJobResponse{Job: job}, nil
+}
+
+func (c *Controller) job(ctx context.Context, id string) (*imagefarmv1.Job, error) {
+	if err := state.ValidID(id); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "job id %q is not an id this controller makes", clip(id))
+	}
+	job, err := c.st.GetJob(ctx, id)
+	if errors.Is(err, state.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "no job %q (list jobs with `imagefarm job ls`)", id)
+	}
+	return job, toStatus(err)
+}
+
+// withProgress fills running tasks with their live progress.
+func (c *Controller) withProgress(tasks []*imagefarmv1.Task) {
+	c.farm.mu.Lock()
+	defer c.farm.mu.Unlock()
+	for _, t := range tasks {
+		if p := c.farm.progress[t.GetId()]; p != nil && !finalTask(t.GetState()) {
+			t.BytesDone, t.BytesTotal, t.BytesPerSecond = p.GetBytesDone(), p.GetBytesTotal(), p.GetBytesPerSecond()
+		}
+	}
+}
+
+// ListJobs implements ImageFarmService.ListJobs.
+func (c *Controller) ListJobs(ctx context.Context, req *imagefarmv1.ListJobsRequest) (*imagefarmv1.ListJobsResponse, error) {
+	jobs, next, err := c.st.ListJobs(ctx, state.JobFilter{States: req.GetStates(), Image: req.GetImage(),
+		NodeID: req.GetNodeId(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &imagefarmv1.ListJobsResponse{Jobs: jobs, NextPageToken: next}, nil
+}
+
+// CancelJob implements ImageFarmService.CancelJob: unfinished tasks end
+// CANCELED and their imagers are told to stop, over NATS and, when
+// connected, over their status stream too.
+func (c *Controller) CancelJob(ctx context.Context, req *imagefarmv1.CancelJobRequest) (*imagefarmv1.CancelJobResponse, error) {
+	job, err := c.job(ctx, req.GetJobId())
+	if err != nil {
+		return nil, err
+	}
+	if !state.FinalJobState(job.GetState()) {
+		if _, err := c.st.UpdateJob(ctx, job.GetId(), func(j *imagefarmv1.Job) error {
+			if !state.FinalJobState(j.State) {
+				j.State, j.FinishTime = imagefarmv1.JobState_JOB_STATE_CANCELED, now()
+			}
+			return nil
+		}); err != nil {
+			return nil, toStatus(err)
+		}
+		for _, t := range job.GetTasks() {
+			if !finalTask(t.GetState()) {
+				c.cancelTask(ctx, t)
+			}
+		}
+	}
+	job, err = c.job(ctx, job.GetId())
+	return &imagefarmv1.CancelJobResponse{Job: job}, err
+}
+
+func (c *Controller) cancelTask(ctx context.Context, t *imagefarmv1.Task) {
+	if _, err := c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
+		if !finalTask(t.State) {
+			t.State, t.FinishTime = imagefarmv1.TaskState_TASK_STATE_CANCELED, now()
+		}
+		return nil
+	}); err != nil {
+		c.log.Warn("cancel task", "task_id", t.GetId(), "error", err)
+	}
+	if _, err := c.pub.Cancel(ctx, t.GetNodeId(), &imagefarmv1.TaskCancel{TaskId: t.GetId(), JobId: t.GetJobId(),
+		Epoch: t.GetEpoch(), Reason: imagefarmv1.StopReason_STOP_REASON_CANCELED}); err != nil {
+		c.log.Warn("publish cancel", "task_id", t.GetId(), "error", err)
+	}
+	c.farm.mu.Lock()
+	s := c.farm.sessions[t.GetNodeId()]
+	c.farm.mu.Unlock()
+	if s != nil {
+		s.stop(t.GetId(), t.GetEpoch(), imagefarmv1.StopReason_STOP_REASON_CANCELED, "job canceled")
+	}
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

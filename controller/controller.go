@@ -1,0 +1,128 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/controller/scheduler"
+	"github.com/imagefarm/imagefarm/controller/state"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+// Config is everything a controller needs.
+type Config struct {
+	NATSURL  string           // the JetStream-enabled NATS server
+	Listen   string           // gRPC listen address, e.g. 127.0.0.1:7700
+	Listener net.Listener     // used instead of Listen when set (tests)
+	Catalog  *catalog.Catalog // the image store, to resolve refs at submit time
+	// HeartbeatTTL is how long a node may stay silent before it is lost;
+	// scheduler.DefaultHeartbeatTTL when 0.
+	HeartbeatTTL time.Duration
+	State        state.Config
+	Dispatch     dispatch.Config
+	Log          *slog.Logger
+}
+
+// Controller accepts jobs over gRPC, places them on the imagers' drives,
+// dispatches them over JetStream and follows them through the imagers'
+// status streams. All its state is in JetStream: a restarted controller
+// picks up where the last one was.
+type Controller struct {
+	imagefarmv1.UnimplementedImageFarmServiceServer
+	imagefarmv1.UnimplementedImagerServiceServer
+	img images
+
+	cfg   Config
+	log   *slog.Logger
+	st    *state.Store
+	pub   *dispatch.Publisher
+	js    jetstream.JetStream
+	kick  chan struct{} // wakes the scheduler
+	addr  chan net.Addr
+	farm  farmView
+	sizes sync.Map // manifest digest -> image size (uint64)
+}
+
+// New checks cfg and returns a controller; Run starts it.
+func New(cfg Config) (*Controller, error) {
+	if cfg.NATSURL == "" || (cfg.Listen == "" && cfg.Listener == nil) || cfg.Catalog == nil {
+		return nil, errors.New("controller: config needs a NATS URL, a listen address and a catalog")
+	}
+	if cfg.HeartbeatTTL <= 0 {
+		cfg.HeartbeatTTL = scheduler.DefaultHeartbeatTTL
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Controller{cfg: cfg, log: cfg.Log, img: images{cat: cfg.Catalog},
+		kick: make(chan struct{}, 1), addr: make(chan net.Addr, 1), farm: newFarmView()}, nil
+}
+
+// Addr returns the address the gRPC server listens on, once it does.
+func (c *Controller) Addr(ctx context.Context) (net.Addr, error) {
+	select {
+	case a := <-c.addr:
+		c.addr <- a
+		return a, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Run serves until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	nc, err := nats.Connect(c.cfg.NATSURL, nats.Name("imagefarm-controller"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("controller: connect to NATS at %s: %w", c.cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	if c.js, err = jetstream.New(nc); err != nil {
+		return fmt.Errorf("controller: jetstream: %w", err)
+	}
+	if c.st, err = state.New(ctx, c.js, c.cfg.State); err != nil {
+		return fmt.Errorf("controller: state: %w", err)
+	}
+	if c.pub, err = dispatch.NewPublisher(ctx, c.js, c.cfg.Dispatch); err != nil {
+		return fmt.Errorf("controller: dispatch: %w", err)
+	}
+	lis := c.cfg.Listener
+	if lis == nil {
+		if lis, err = net.Listen("tcp", c.cfg.Listen); err != nil {
+			return fmt.Errorf("controller: listen on %s: %w", c.cfg.Listen, err)
+		}
+	}
+	srv := grpc.NewServer()
+	imagefarmv1.RegisterImageFarmServiceServer(srv, c)
+	imagefarmv1.RegisterImagerServiceServer(srv, c)
+	c.addr <- lis.Addr()
+	c.log.Info("controller serving", "addr", lis.Addr().String(), "nats", c.cfg.NATSURL)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(lis) })
+	g.Go(func() error { <-gctx.Done(); srv.Stop(); return nil })
+	g.Go(func() error { return c.scheduleLoop(gctx) })
+	g.Go(func() error { return c.livenessLoop(gctx) })
+	if err := g.Wait(); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// wake asks the scheduler to run soon.
+func (c *Controller) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}

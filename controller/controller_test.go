@@ -1,0 +1,263 @@
+package controller_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/imagefarm/imagefarm/controller"
+	"github.com/imagefarm/imagefarm/controller/dispatch"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+// farm is a controller on a real NATS server, with its client API and the
+// JetStream handle the test's scripted imagers use.
+type farm struct {
+	api    imagefarmv1.ImageFarmServiceClient
+	imager imagefarmv1.ImagerServiceClient
+	js     jetstream.JetStream
+	digest string
+}
+
+func startFarm(t *testing.T, ttl time.Duration) *farm {
+	t.Helper()
+	srv, nc := testenv.NATS(t)
+	s, _ := storage.NewFileStore(t.TempDir())
+	cat, _ := catalog.New(s, catalog.Options{})
+	img := bytes.Repeat([]byte("imagefarm"), 100000)
+	res, err := cat.Push(t.Context(), bytes.NewReader(img), int64(len(img)), catalog.PushOptions{Name: "img", Version: "1", Kind: catalog.KindDisk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := controller.New(controller.Config{NATSURL: srv.ClientURL(), Listener: lis, Catalog: cat, HeartbeatTTL: ttl,
+		Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("controller Run = %v", err)
+		}
+	})
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	js, _ := jetstream.New(nc)
+	return &farm{api: imagefarmv1.NewImageFarmServiceClient(conn), imager: imagefarmv1.NewImagerServiceClient(conn), js: js, digest: res.Digest}
+}
+
+// scriptedImager speaks the imager side of the protocol by hand.
+type scriptedImager struct {
+	t       *testing.T
+	stream  imagefarmv1.ImagerService_ConnectClient
+	epoch   uint64
+	seq     uint64
+	assigns chan *imagefarmv1.TaskAssignment
+	replies chan *imagefarmv1.ConnectResponse
+}
+
+func (f *farm) connect(t *testing.T, nodeID string, drives ...*imagefarmv1.Drive) *scriptedImager {
+	t.Helper()
+	stream, err := f.imager.Connect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := &scriptedImager{t: t, stream: stream, assigns: make(chan *imagefarmv1.TaskAssignment, 16), replies: make(chan *imagefarmv1.ConnectResponse, 64)}
+	stream.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_Hello{Hello: &imagefarmv1.Hello{
+		NodeId: nodeID, InstanceId: "i-" + nodeID, Pool: "bench", Drives: drives}}})
+	first, err := stream.Recv()
+	if err != nil || first.GetHelloAck() == nil {
+		t.Fatalf("Hello answered %v, %v; want HelloAck", first, err)
+	}
+	im.epoch = first.GetHelloAck().GetEpoch()
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				close(im.replies)
+				return
+			}
+			im.replies <- m
+		}
+	}()
+	sub, err := dispatch.NewSubscriber(f.js, dispatch.SubscriberConfig{NodeID: nodeID}, func(ctx context.Context, d *dispatch.Delivery) {
+		if a := d.Message.GetAssignment(); a != nil {
+			im.assigns <- a
+		}
+		d.Ack(ctx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { sub.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return im
+}
+
+func (im *scriptedImager) send(m *imagefarmv1.ConnectRequest) {
+	im.seq++
+	m.Seq = im.seq
+	if err := im.stream.Send(m); err != nil {
+		im.t.Fatal(err)
+	}
+}
+
+func (im *scriptedImager) assignment() *imagefarmv1.TaskAssignment {
+	select {
+	case a := <-im.assigns:
+		return a
+	case <-time.After(10 * time.Second):
+		im.t.Fatal("no assignment within 10s")
+	}
+	return nil
+}
+
+func (im *scriptedImager) result(a *imagefarmv1.TaskAssignment, state imagefarmv1.TaskState, digest string) {
+	im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
+		TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: state, VerifiedDigest: digest}}})
+}
+
+func usbDrive(id string) *imagefarmv1.Drive {
+	return &imagefarmv1.Drive{Id: id, Serial: "SN-" + id, SizeBytes: 64 << 20, Removable: true,
+		Transport: imagefarmv1.Transport_TRANSPORT_USB, State: imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE}
+}
+
+func waitJob(t *testing.T, f *farm, id string, want imagefarmv1.JobState) *imagefarmv1.Job {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := f.api.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: id})
+		if err == nil && resp.GetJob().GetState() == want {
+			return resp.GetJob()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s is %v (%v), want %v", id, resp.GetJob().GetState(), err, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestExplicitJobRunsToSuccessAndWatchSeesEveryEventOnce(t *testing.T) {
+	f := startFarm(t, 5*time.Second)
+	im := f.connect(t, "n1", usbDrive("d1"), usbDrive("d2"))
+	sub, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1",
+		Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_Drives{Drives: &imagefarmv1.DriveList{DriveIds: []string{"n1/d1", "n1/d2"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := sub.GetJob()
+	if job.GetManifestDigest() != f.digest {
+		t.Errorf("job pinned %s, want %s", job.GetManifestDigest(), f.digest)
+	}
+	for range 2 {
+		a := im.assignment()
+		if a.GetEpoch() != im.epoch || a.GetDrive().GetSerial() != "SN-"+a.GetDrive().GetId() || a.GetManifestDigest() != f.digest {
+			t.Errorf("assignment %v: want epoch %d, the drive's serial and the digest", a, im.epoch)
+		}
+		im.result(a, imagefarmv1.TaskState_TASK_STATE_DONE, f.digest)
+	}
+	done := waitJob(t, f, job.GetId(), imagefarmv1.JobState_JOB_STATE_SUCCEEDED)
+	if done.GetTaskCounts().GetDone() != 2 {
+		t.Errorf("task counts %v, want 2 done", done.GetTaskCounts())
+	}
+	w, err := f.api.WatchJob(t.Context(), &imagefarmv1.WatchJobRequest{JobId: job.GetId(), FromRevision: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]bool{}
+	var final bool
+	for {
+		resp, err := w.Recv()
+		if err != nil {
+			break // the watch of one job ends after its final event
+		}
+		ev := resp.GetEvent()
+		if ev.GetKind() == imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS {
+			continue
+		}
+		if seen[ev.GetRevision()] {
+			t.Errorf("revision %d seen twice", ev.GetRevision())
+		}
+		seen[ev.GetRevision()] = true
+		final = ev.GetJob().GetState() == imagefarmv1.JobState_JOB_STATE_SUCCEEDED
+	}
+	if !final || len(seen) < 5 {
+		t.Errorf("watch saw %d events, final %v; want submit, tasks, running, succeeded", len(seen), final)
+	}
+}
+
+func TestBadSubmitsGetCodesAndMessages(t *testing.T) {
+	f := startFarm(t, 5*time.Second)
+	f.connect(t, "n1", usbDrive("d1"))
+	drives := func(ids ...string) *imagefarmv1.Targets {
+		return &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_Drives{Drives: &imagefarmv1.DriveList{DriveIds: ids}}}
+	}
+	order := func(n uint32) *imagefarmv1.Targets {
+		return &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_StandingOrder{StandingOrder: &imagefarmv1.StandingOrder{Count: n, Selector: &imagefarmv1.Selector{}}}}
+	}
+	for _, tc := range []struct {
+		name string
+		req  *imagefarmv1.SubmitJobRequest
+		code codes.Code
+	}{
+		{"unknown image", &imagefarmv1.SubmitJobRequest{ImageRef: "nope:1", Targets: drives("n1/d1")}, codes.NotFound},
+		{"bad ref", &imagefarmv1.SubmitJobRequest{ImageRef: "../x:1", Targets: drives("n1/d1")}, codes.InvalidArgument},
+		{"no targets", &imagefarmv1.SubmitJobRequest{ImageRef: "img:1"}, codes.InvalidArgument},
+		{"unknown node", &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: drives("n9/d1")}, codes.NotFound},
+		{"unknown drive", &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: drives("n1/zz")}, codes.NotFound},
+		{"malformed drive", &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: drives("n1")}, codes.InvalidArgument},
+		{"zero count", &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: order(0)}, codes.InvalidArgument},
+		{"huge count", &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: order(1 << 30)}, codes.InvalidArgument},
+		{"oversized ref", &imagefarmv1.SubmitJobRequest{ImageRef: string(bytes.Repeat([]byte("a"), 5000)), Targets: drives("n1/d1")}, codes.InvalidArgument},
+	} {
+		_, err := f.api.SubmitJob(t.Context(), tc.req)
+		if status.Code(err) != tc.code || status.Convert(err).Message() == "" {
+			t.Errorf("%s: SubmitJob = %v, want %v with a message", tc.name, err, tc.code)
+		}
+	}
+	for _, id := range []string{"", "nope", "../../x"} {
+		if _, err := f.api.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: id}); status.Code(err) == codes.OK || status.Code(err) == codes.Internal {
+			t.Errorf("GetJob(%q) = %v, want NotFound or InvalidArgument", id, err)
+		}
+	}
+}
+
+func TestReportForATaskNotHeldIsRefused(t *testing.T) {
+	f := startFarm(t, 5*time.Second)
+	im := f.connect(t, "n1", usbDrive("d1"))
+	im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
+		TaskId: "jnope_tnope", Epoch: im.epoch, State: imagefarmv1.TaskState_TASK_STATE_DONE}}})
+	for m := range im.replies {
+		if st := m.GetStopTask(); st != nil {
+			if st.GetTaskId() != "jnope_tnope" {
+				t.Errorf("StopTask for %q, want jnope_tnope", st.GetTaskId())
+			}
+			return
+		}
+	}
+	t.Error("no StopTask for a report on a task the node does not hold")
+}

@@ -1,0 +1,163 @@
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/imagefarm/imagefarm/controller/scheduler"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+)
+
+// farmView is what the controller keeps in memory only: the imagers
+// connected to it, when each was last heard, and the live progress of
+// tasks (too frequent to store; a restart loses only that).
+type farmView struct {
+	mu       sync.Mutex
+	sessions map[string]*session // node id -> connected imager
+	lastSeq  map[string]uint64   // node id/instance id -> last seq applied
+	seen     map[string]time.Time
+	progress map[string]*imagefarmv1.Task // task id -> latest progress
+}
+
+func newFarmView() farmView {
+	return farmView{sessions: map[string]*session{}, lastSeq: map[string]uint64{}, seen: map[string]time.Time{}, progress: map[string]*imagefarmv1.Task{}}
+}
+
+// newID returns a time-ordered, unique id with a prefix.
+func newID(prefix string) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return fmt.Sprintf("%s%x%s", prefix, time.Now().UnixMilli(), hex.EncodeToString(b))
+}
+
+// taskID names task n of a job; the job id can be read back from it.
+func taskID(jobID string) string { return jobID + "_" + newID("t") }
+
+func jobOf(taskID string) string {
+	job, _, _ := strings.Cut(taskID, "_")
+	return job
+}
+
+// imageSize is the size of the image a manifest describes, remembered.
+func (c *Controller) imageSize(ctx context.Context, digest string) (uint64, error) {
+	if v, ok := c.sizes.Load(digest); ok {
+		return v.(uint64), nil
+	}
+	m, err := c.cfg.Catalog.ManifestByDigest(ctx, digest)
+	if err != nil {
+		return 0, err
+	}
+	c.sizes.Store(digest, uint64(m.Size))
+	return uint64(m.Size), nil
+}
+
+// snapshot builds the scheduler's view of the farm and of the open jobs.
+func (c *Controller) snapshot(ctx context.Context) (scheduler.Farm, []scheduler.Job, error) {
+	nodes, err := c.st.ListNodes(ctx, stateNodeFilter())
+	if err != nil {
+		return scheduler.Farm{}, nil, err
+	}
+	drives, err := c.st.ListDrives(ctx, "")
+	if err != nil {
+		return scheduler.Farm{}, nil, err
+	}
+	tasks, err := c.st.ListTasks(ctx, "")
+	if err != nil {
+		return scheduler.Farm{}, nil, err
+	}
+	farm := buildFarm(nodes, drives, tasks)
+	jobs, err := c.openJobs(ctx, tasks)
+	return farm, jobs, err
+}
+
+func buildFarm(nodes []*imagefarmv1.Node, drives []*imagefarmv1.Drive, tasks []*imagefarmv1.Task) scheduler.Farm {
+	busy := map[string]string{} // node/drive -> running task
+	for _, t := range tasks {
+		if !finalTask(t.GetState()) {
+			busy[t.GetNodeId()+"/"+t.GetDrive().GetId()] = t.GetId()
+		}
+	}
+	byNode := map[string][]scheduler.Drive{}
+	for _, d := range drives {
+		sd := scheduler.Drive{ID: d.GetId(), Serial: d.GetSerial(), Model: d.GetModel(), Size: d.GetSizeBytes(),
+			Removable: d.GetRemovable(), Slot: d.GetSlot(), SlotLabel: d.GetSlotLabel(), Inserted: d.GetInsertTime().AsTime(),
+			TaskID: busy[d.GetNodeId()+"/"+d.GetId()], LastTaskID: d.GetLastTaskId()}
+		if d.GetState() == imagefarmv1.DriveState_DRIVE_STATE_REFUSED {
+			sd.Refused = d.GetRefusal().GetMessage()
+		}
+		byNode[d.GetNodeId()] = append(byNode[d.GetNodeId()], sd)
+	}
+	var farm scheduler.Farm
+	for _, n := range nodes {
+		farm.Nodes = append(farm.Nodes, scheduler.Node{ID: n.GetId(), Pool: n.GetPool(), Labels: n.GetLabels(),
+			State: n.GetState(), Epoch: n.GetEpoch(), LastHeartbeat: n.GetLastHeartbeatTime().AsTime(), Drives: byNode[n.GetId()]})
+	}
+	return farm
+}
+
+// openJobs returns the jobs still taking or running tasks, as the
+// scheduler sees them.
+func (c *Controller) openJobs(ctx context.Context, tasks []*imagefarmv1.Task) ([]scheduler.Job, error) {
+	byJob := map[string][]scheduler.Task{}
+	for _, t := range tasks {
+		byJob[t.GetJobId()] = append(byJob[t.GetJobId()], scheduler.Task{ID: t.GetId(), NodeID: t.GetNodeId(),
+			DriveID: t.GetDrive().GetId(), State: t.GetState(), Created: t.GetCreateTime().AsTime()})
+	}
+	var out []scheduler.Job
+	token := ""
+	for {
+		jobs, next, err := c.st.ListJobs(ctx, openJobsFilter(token))
+		if err != nil {
+			return nil, err
+		}
+		for _, j := range jobs {
+			sj, err := c.schedJob(ctx, j)
+			if err != nil {
+				c.log.Warn("job cannot be scheduled", "job_id", j.GetId(), "error", err)
+				continue
+			}
+			sj.Tasks = byJob[j.GetId()]
+			out = append(out, sj)
+		}
+		if token = next; token == "" {
+			return out, nil
+		}
+	}
+}
+
+// schedJob turns a stored job into the scheduler's form.
+func (c *Controller) schedJob(ctx context.Context, j *imagefarmv1.Job) (scheduler.Job, error) {
+	size, err := c.imageSize(ctx, j.GetManifestDigest())
+	if err != nil {
+		return scheduler.Job{}, err
+	}
+	sj := scheduler.Job{ID: j.GetId(), Created: j.GetCreateTime().AsTime(), ImageSize: size}
+	if so := j.GetTargets().GetStandingOrder(); so != nil {
+		sel := so.GetSelector()
+		sj.Selector = &scheduler.Selector{Pool: sel.GetPool(), Labels: sel.GetLabels(), NodeIDs: sel.GetNodeIds(),
+			MinSize: sel.GetMinSizeBytes(), Removable: sel.Removable}
+		sj.Count = int(so.GetCount())
+		return sj, nil
+	}
+	for _, id := range j.GetTargets().GetDrives().GetDriveIds() {
+		ref, err := scheduler.ParseDriveRef(id)
+		if err != nil {
+			return scheduler.Job{}, err
+		}
+		sj.Drives = append(sj.Drives, ref)
+	}
+	return sj, nil
+}
+
+func finalTask(s imagefarmv1.TaskState) bool {
+	return s >= imagefarmv1.TaskState_TASK_STATE_DONE
+}
+
+func now() *timestamppb.Timestamp { return timestamppb.Now() }

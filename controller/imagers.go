@@ -1,0 +1,173 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/controller/state"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+)
+
+// session is one connected imager.
+type session struct {
+	nodeID, instanceID string
+	epoch              uint64
+	mu                 sync.Mutex // serializes Send
+	stream             imagefarmv1.ImagerService_ConnectServer
+}
+
+func (s *session) key() string { return s.nodeID + "/" + s.instanceID }
+
+func (s *session) send(m *imagefarmv1.ConnectResponse) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stream.Send(m)
+}
+
+func (s *session) stop(taskID string, epoch uint64, reason imagefarmv1.StopReason, msg string) error {
+	return s.send(&imagefarmv1.ConnectResponse{Body: &imagefarmv1.ConnectResponse_StopTask{StopTask: &imagefarmv1.StopTask{
+		TaskId: taskID, Epoch: epoch, Reason: reason, Message: msg}}})
+}
+
+// heartbeatInterval is what imagers are told: a third of the TTL, at most 5 s.
+func (c *Controller) heartbeatInterval() *durationpb.Duration {
+	return durationpb.New(min(c.cfg.HeartbeatTTL/3, 5*time.Second))
+}
+
+// Connect implements ImagerService.Connect; see its protocol in imager.proto.
+func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	hello := first.GetHello()
+	if hello == nil {
+		return status.Error(codes.InvalidArgument, "the first message on the imager stream must be Hello")
+	}
+	s, err := c.hello(stream.Context(), stream, hello)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer c.unregister(s)
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return nil // the imager went away; liveness decides when it is lost
+		}
+		if err := c.handle(stream.Context(), s, m); err != nil {
+			return toStatus(err)
+		}
+	}
+}
+
+// hello records a node and its drives, raises its epoch for a new imager
+// instance, answers HelloAck and stops held tasks it no longer runs.
+func (c *Controller) hello(ctx context.Context, stream imagefarmv1.ImagerService_ConnectServer, h *imagefarmv1.Hello) (*session, error) {
+	if err := dispatch.ValidateNodeID(h.GetNodeId()); err != nil {
+		return nil, fmt.Errorf("hello: %w", err)
+	}
+	node, err := c.st.UpdateNode(ctx, h.GetNodeId(), func(n *imagefarmv1.Node) error {
+		if n.InstanceId != h.GetInstanceId() || n.State != imagefarmv1.NodeState_NODE_STATE_ONLINE {
+			n.Epoch++ // a restarted or returning imager: everything older is fenced
+		}
+		n.Id, n.Pool, n.Labels, n.Version, n.InstanceId = h.GetNodeId(), h.GetPool(), h.GetLabels(), h.GetVersion(), h.GetInstanceId()
+		n.State, n.LastHeartbeatTime, n.DriveCount = imagefarmv1.NodeState_NODE_STATE_ONLINE, now(), uint32(len(h.GetDrives()))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.syncDrives(ctx, h.GetNodeId(), h.GetDrives()); err != nil {
+		return nil, err
+	}
+	s := c.register(node, stream)
+	if err := s.send(&imagefarmv1.ConnectResponse{Body: &imagefarmv1.ConnectResponse_HelloAck{HelloAck: &imagefarmv1.HelloAck{
+		Epoch: node.GetEpoch(), LastSeq: c.lastSeq(s), HeartbeatInterval: c.heartbeatInterval(), HeartbeatTtl: durationpb.New(c.cfg.HeartbeatTTL)}}}); err != nil {
+		return nil, err
+	}
+	for _, held := range h.GetHeldTasks() {
+		if held.GetEpoch() != node.GetEpoch() {
+			s.stop(held.GetTaskId(), held.GetEpoch(), imagefarmv1.StopReason_STOP_REASON_STALE_EPOCH, "the node's epoch moved on: this task was fenced")
+		}
+	}
+	c.log.Info("imager connected", "node_id", node.GetId(), "epoch", node.GetEpoch(), "drives", len(h.GetDrives()))
+	c.wake()
+	return s, nil
+}
+
+// register makes s the node's session.
+func (c *Controller) register(node *imagefarmv1.Node, stream imagefarmv1.ImagerService_ConnectServer) *session {
+	c.farm.mu.Lock()
+	defer c.farm.mu.Unlock()
+	s := &session{nodeID: node.GetId(), instanceID: node.GetInstanceId(), epoch: node.GetEpoch(), stream: stream}
+	c.farm.sessions[node.GetId()] = s
+	c.farm.seen[node.GetId()] = time.Now()
+	return s
+}
+
+func (c *Controller) unregister(s *session) {
+	c.farm.mu.Lock()
+	defer c.farm.mu.Unlock()
+	if c.farm.sessions[s.nodeID] == s {
+		delete(c.farm.sessions, s.nodeID)
+	}
+}
+
+// lastSeq is the last seq applied from s's imager instance, kept across
+// its reconnects (not across controller restarts: applying is idempotent).
+func (c *Controller) lastSeq(s *session) uint64 {
+	c.farm.mu.Lock()
+	defer c.farm.mu.Unlock()
+	return c.farm.lastSeq[s.key()]
+}
+
+// syncDrives makes the stored drives of a node its inventory.
+func (c *Controller) syncDrives(ctx context.Context, nodeID string, drives []*imagefarmv1.Drive) error {
+	have, err := c.st.ListDrives(ctx, nodeID)
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, d := range drives {
+		keep[d.GetId()] = true
+		if err := c.putDrive(ctx, nodeID, d); err != nil {
+			return err
+		}
+	}
+	for _, d := range have {
+		if !keep[d.GetId()] {
+			if err := c.st.DeleteDrive(ctx, nodeID, d.GetId()); err != nil && !errors.Is(err, state.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// putDrive stores what an imager reports of a drive, keeping what only the
+// controller knows (its last task, when it was inserted).
+func (c *Controller) putDrive(ctx context.Context, nodeID string, d *imagefarmv1.Drive) error {
+	_, err := c.st.UpdateDrive(ctx, nodeID, d.GetId(), func(cur *imagefarmv1.Drive) error {
+		last, inserted := cur.LastTaskId, cur.InsertTime
+		if cur.Serial != d.GetSerial() || cur.SizeBytes != d.GetSizeBytes() {
+			last, inserted = "", now() // another medium in the slot
+		}
+		proto.Reset(cur)
+		proto.Merge(cur, d)
+		cur.NodeId, cur.LastTaskId, cur.InsertTime = nodeID, last, inserted
+		if cur.InsertTime == nil {
+			cur.InsertTime = now()
+		}
+		return nil
+	})
+	return err
+}

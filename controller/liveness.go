@@ -1,0 +1,69 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"github.com/imagefarm/imagefarm/controller/scheduler"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+)
+
+// livenessLoop declares lost the nodes silent for longer than the TTL.
+func (c *Controller) livenessLoop(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		farm, jobs, err := c.snapshot(ctx)
+		if err != nil {
+			continue
+		}
+		c.farm.mu.Lock()
+		for i, n := range farm.Nodes { // a node heard since the last store write counts as heard
+			if seen, ok := c.farm.seen[n.ID]; ok && seen.After(n.LastHeartbeat) {
+				farm.Nodes[i].LastHeartbeat = seen
+			}
+		}
+		c.farm.mu.Unlock()
+		for _, id := range scheduler.Lost(farm, time.Now(), c.cfg.HeartbeatTTL) {
+			if err := c.loseNode(ctx, id, jobs); err != nil {
+				c.log.Warn("mark node lost", "node_id", id, "error", err)
+			}
+		}
+	}
+}
+
+// loseNode fences a silent node: its epoch rises, so its late reports and
+// redelivered assignments are refused, and its unfinished tasks end LOST.
+// A standing order then takes other drives on the next placement.
+func (c *Controller) loseNode(ctx context.Context, nodeID string, jobs []scheduler.Job) error {
+	if _, err := c.st.UpdateNode(ctx, nodeID, func(n *imagefarmv1.Node) error {
+		n.State = imagefarmv1.NodeState_NODE_STATE_LOST
+		n.Epoch++
+		return nil
+	}); err != nil {
+		return err
+	}
+	c.log.Warn("node lost: no heartbeat", "node_id", nodeID, "ttl", c.cfg.HeartbeatTTL)
+	for _, lt := range scheduler.LostTasks(nodeID, jobs) {
+		if _, err := c.st.UpdateTask(ctx, lt.JobID, lt.TaskID, func(t *imagefarmv1.Task) error {
+			if !finalTask(t.State) {
+				t.State, t.FinishTime = imagefarmv1.TaskState_TASK_STATE_LOST, now()
+				t.Failure = &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_NODE_LOST,
+					Message: "node " + nodeID + " stopped sending heartbeats"}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := c.settleJob(ctx, lt.JobID); err != nil {
+			return err
+		}
+	}
+	c.wake()
+	return nil
+}

@@ -1,0 +1,130 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"github.com/imagefarm/imagefarm/controller/scheduler"
+	"github.com/imagefarm/imagefarm/controller/state"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+)
+
+// scheduleLoop places open jobs whenever something changed, and every
+// second anyway, so standing orders take drives inserted meanwhile.
+func (c *Controller) scheduleLoop(ctx context.Context) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-c.kick:
+		}
+		if err := c.schedule(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("scheduling failed; will retry", "error", err)
+		}
+	}
+}
+
+func (c *Controller) schedule(ctx context.Context) error {
+	farm, jobs, err := c.snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range scheduler.Place(jobs, farm) {
+		if err := c.assign(ctx, p); err != nil {
+			c.log.Warn("assign failed", "job_id", p.JobID, "node_id", p.NodeID, "drive", p.Drive.ID, "error", err)
+		}
+	}
+	for _, j := range jobs {
+		if err := c.settleJob(ctx, j.ID); err != nil {
+			c.log.Warn("settle job failed", "job_id", j.ID, "error", err)
+		}
+	}
+	return nil
+}
+
+// assign records a task for a placement and dispatches it to its node.
+func (c *Controller) assign(ctx context.Context, p scheduler.Placement) error {
+	job, err := c.st.GetJob(ctx, p.JobID)
+	if err != nil {
+		return err
+	}
+	t := &imagefarmv1.Task{
+		Id: taskID(p.JobID), JobId: p.JobID, NodeId: p.NodeID, Slot: p.Slot, SlotLabel: p.SlotLabel,
+		Drive: &imagefarmv1.DriveIdentity{Id: p.Drive.ID, Serial: p.Drive.Serial, SizeBytes: p.Drive.Size, Model: p.Drive.Model},
+		State: imagefarmv1.TaskState_TASK_STATE_ASSIGNED, Epoch: p.Epoch, Attempt: uint32(len(job.GetTasks()) + 1),
+	}
+	if _, err := c.st.CreateTask(ctx, t); err != nil {
+		return err
+	}
+	if job.GetState() == imagefarmv1.JobState_JOB_STATE_PENDING {
+		if _, err := c.st.UpdateJob(ctx, job.GetId(), func(j *imagefarmv1.Job) error {
+			j.State = imagefarmv1.JobState_JOB_STATE_RUNNING
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	_, err = c.pub.Publish(ctx, &imagefarmv1.TaskAssignment{
+		TaskId: t.GetId(), JobId: job.GetId(), NodeId: p.NodeID, Epoch: p.Epoch, Drive: t.GetDrive(),
+		ManifestDigest: job.GetManifestDigest(), ImageRef: job.GetImageRef(), Options: job.GetOptions(), AssignTime: now(),
+	})
+	return err
+}
+
+// settleJob gives a job its final state once its tasks say so.
+func (c *Controller) settleJob(ctx context.Context, jobID string) error {
+	job, err := c.st.GetJob(ctx, jobID)
+	if err != nil || state.FinalJobState(job.GetState()) {
+		return err
+	}
+	final := jobOutcome(job)
+	if final == imagefarmv1.JobState_JOB_STATE_UNSPECIFIED {
+		return nil
+	}
+	_, err = c.st.UpdateJob(ctx, jobID, func(j *imagefarmv1.Job) error {
+		if !state.FinalJobState(j.State) {
+			j.State, j.FinishTime = final, now()
+		}
+		return nil
+	})
+	return err
+}
+
+// jobOutcome is the final state a job has reached, or UNSPECIFIED while
+// it has work left. An explicit job ends when every drive's task has
+// ended; a standing order when its count of drives is verified.
+func jobOutcome(job *imagefarmv1.Job) imagefarmv1.JobState {
+	counts := state.CountTasks(job.GetTasks())
+	if so := job.GetTargets().GetStandingOrder(); so != nil {
+		if counts.GetDone() >= so.GetCount() {
+			return imagefarmv1.JobState_JOB_STATE_SUCCEEDED
+		}
+		return imagefarmv1.JobState_JOB_STATE_UNSPECIFIED
+	}
+	want := len(job.GetTargets().GetDrives().GetDriveIds())
+	ended := 0
+	for _, t := range job.GetTasks() {
+		if finalTask(t.GetState()) {
+			ended++
+		}
+	}
+	switch {
+	case len(job.GetTasks()) < want || ended < len(job.GetTasks()):
+		return imagefarmv1.JobState_JOB_STATE_UNSPECIFIED
+	case int(counts.GetDone()) == want:
+		return imagefarmv1.JobState_JOB_STATE_SUCCEEDED
+	case counts.GetDone() == 0:
+		return imagefarmv1.JobState_JOB_STATE_FAILED
+	}
+	return imagefarmv1.JobState_JOB_STATE_PARTIAL
+}
+
+func openJobsFilter(token string) state.JobFilter {
+	return state.JobFilter{States: []imagefarmv1.JobState{imagefarmv1.JobState_JOB_STATE_PENDING,
+		imagefarmv1.JobState_JOB_STATE_RUNNING}, PageSize: state.MaxPageSize, PageToken: token}
+}
+
+func stateNodeFilter() state.NodeFilter { return state.NodeFilter{} }

@@ -1,0 +1,127 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/imagefarm/imagefarm/controller/state"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+)
+
+// progressEvery is how often a watch gets the live progress of running tasks.
+const progressEvery = 500 * time.Millisecond
+
+// WatchJob implements ImageFarmService.WatchJob: stored events from the
+// revision asked for, then live ones; for one job it ends after the event
+// that makes the job final. Live progress is sent every half second as
+// TASK_PROGRESS events, which are never stored or replayed.
+func (c *Controller) WatchJob(req *imagefarmv1.WatchJobRequest, stream imagefarmv1.ImageFarmService_WatchJobServer) error {
+	ctx := stream.Context()
+	if req.GetJobId() != "" {
+		if _, err := c.job(ctx, req.GetJobId()); err != nil {
+			return err
+		}
+	}
+	var mu sync.Mutex
+	var last uint64
+	send := func(ev *imagefarmv1.JobEvent) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.GetKind() != imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS {
+			last = ev.GetRevision()
+		} else {
+			ev.Revision = last
+		}
+		return stream.Send(&imagefarmv1.WatchJobResponse{Event: ev})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	watchCtx, stop := context.WithCancel(gctx)
+	g.Go(func() error {
+		defer stop()
+		err := c.st.Watch(watchCtx, req.GetJobId(), req.GetFromRevision(), func(ev *imagefarmv1.JobEvent) error {
+			if err := send(ev); err != nil {
+				return err
+			}
+			if j := ev.GetJob(); req.GetJobId() != "" && j != nil && state.FinalJobState(j.GetState()) {
+				return state.ErrStopWatch
+			}
+			return nil
+		})
+		var old *state.RevisionTooOldError
+		if errors.As(err, &old) {
+			return status.Error(codes.OutOfRange, err.Error())
+		}
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return toStatus(err)
+	})
+	g.Go(func() error { return c.streamProgress(watchCtx, req.GetJobId(), send) })
+	return g.Wait()
+}
+
+// streamProgress sends the live progress of a job's running tasks.
+func (c *Controller) streamProgress(ctx context.Context, jobID string, send func(*imagefarmv1.JobEvent) error) error {
+	tick := time.NewTicker(progressEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		c.farm.mu.Lock()
+		var evs []*imagefarmv1.JobEvent
+		for _, t := range c.farm.progress {
+			if jobID == "" || t.GetJobId() == jobID {
+				evs = append(evs, &imagefarmv1.JobEvent{Time: now(), Kind: imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS,
+					Snapshot: &imagefarmv1.JobEvent_Task{Task: t}})
+			}
+		}
+		c.farm.mu.Unlock()
+		for _, ev := range evs {
+			if err := send(ev); err != nil {
+				return nil // the watch itself reports a broken stream
+			}
+		}
+	}
+}
+
+// ListNodes implements ImageFarmService.ListNodes.
+func (c *Controller) ListNodes(ctx context.Context, req *imagefarmv1.ListNodesRequest) (*imagefarmv1.ListNodesResponse, error) {
+	nodes, err := c.st.ListNodes(ctx, state.NodeFilter{Pool: req.GetPool(), States: req.GetStates()})
+	return &imagefarmv1.ListNodesResponse{Nodes: nodes}, toStatus(err)
+}
+
+// ListDrives implements ImageFarmService.ListDrives.
+func (c *Controller) ListDrives(ctx context.Context, req *imagefarmv1.ListDrivesRequest) (*imagefarmv1.ListDrivesResponse, error) {
+	drives, err := c.st.ListDrives(ctx, "")
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	sel, states := req.GetSelector(), req.GetStates()
+	var out []*imagefarmv1.Drive
+	for _, d := range drives {
+		if (len(states) == 0 || slices.Contains(states, d.GetState())) && (sel == nil || driveMatches(sel, d)) {
+			out = append(out, d)
+		}
+	}
+	return &imagefarmv1.ListDrivesResponse{Drives: out}, nil
+}
+
+func driveMatches(sel *imagefarmv1.Selector, d *imagefarmv1.Drive) bool {
+	if len(sel.GetNodeIds()) > 0 && !slices.Contains(sel.GetNodeIds(), d.GetNodeId()) {
+		return false
+	}
+	if d.GetSizeBytes() < sel.GetMinSizeBytes() {
+		return false
+	}
+	return sel.Removable == nil || sel.GetRemovable() == d.GetRemovable()
+}
