@@ -129,7 +129,26 @@ func (c *Controller) ListJobs(ctx context.Context, req *imagefarmv1.ListJobsRequ
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if err := c.countTasks(ctx, jobs); err != nil {
+		return nil, toStatus(err)
+	}
 	return &imagefarmv1.ListJobsResponse{Jobs: jobs, NextPageToken: next}, nil
+}
+
+// countTasks fills the task counts of listed jobs from their tasks.
+func (c *Controller) countTasks(ctx context.Context, jobs []*imagefarmv1.Job) error {
+	tasks, err := c.st.ListTasks(ctx, "")
+	if err != nil {
+		return err
+	}
+	byJob := map[string][]*imagefarmv1.Task{}
+	for _, t := range tasks {
+		byJob[t.GetJobId()] = append(byJob[t.GetJobId()], t)
+	}
+	for _, j := range jobs {
+		j.TaskCounts = state.CountTasks(byJob[j.GetId()])
+	}
+	return nil
 }
 
 // CancelJob implements ImageFarmService.CancelJob: unfinished tasks end

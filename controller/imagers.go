@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -23,6 +24,7 @@ type session struct {
 	epoch              uint64
 	mu                 sync.Mutex // serializes Send
 	stream             imagefarmv1.ImagerService_ConnectServer
+	fenced             atomic.Bool // the node was declared lost while connected
 }
 
 func (s *session) key() string { return s.nodeID + "/" + s.instanceID }
@@ -65,6 +67,9 @@ func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) err
 		}
 		if err := c.handle(stream.Context(), s, m); err != nil {
 			return toStatus(err)
+		}
+		if s.fenced.Load() {
+			return status.Error(codes.Aborted, "this node was declared lost and its tasks fenced: reconnect with a new Hello")
 		}
 	}
 }

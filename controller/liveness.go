@@ -10,6 +10,10 @@ import (
 
 // livenessLoop declares lost the nodes silent for longer than the TTL.
 func (c *Controller) livenessLoop(ctx context.Context) error {
+	// Every node gets a full TTL from this controller's start: imagers
+	// reconnecting after a controller restart must not be lost for the
+	// time the controller was away.
+	started := time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -24,7 +28,11 @@ func (c *Controller) livenessLoop(ctx context.Context) error {
 		}
 		c.farm.mu.Lock()
 		for i, n := range farm.Nodes { // a node heard since the last store write counts as heard
-			if seen, ok := c.farm.seen[n.ID]; ok && seen.After(n.LastHeartbeat) {
+			seen, ok := c.farm.seen[n.ID]
+			if !ok {
+				seen = started
+			}
+			if seen.After(n.LastHeartbeat) {
 				farm.Nodes[i].LastHeartbeat = seen
 			}
 		}
@@ -49,6 +57,11 @@ func (c *Controller) loseNode(ctx context.Context, nodeID string, jobs []schedul
 		return err
 	}
 	c.log.Warn("node lost: no heartbeat", "node_id", nodeID, "ttl", c.cfg.HeartbeatTTL)
+	c.farm.mu.Lock()
+	if s := c.farm.sessions[nodeID]; s != nil {
+		s.fenced.Store(true) // its next report is refused and its stream ended
+	}
+	c.farm.mu.Unlock()
 	for _, lt := range scheduler.LostTasks(nodeID, jobs) {
 		if _, err := c.st.UpdateTask(ctx, lt.JobID, lt.TaskID, func(t *imagefarmv1.Task) error {
 			if !finalTask(t.State) {

@@ -64,7 +64,7 @@ func (c *Controller) owned(ctx context.Context, s *session, taskID string, epoch
 		return nil, s.stop(taskID, epoch, imagefarmv1.StopReason_STOP_REASON_UNKNOWN_TASK, "no such task")
 	case err != nil:
 		return nil, err
-	case t.GetNodeId() != s.nodeID || t.GetEpoch() != epoch:
+	case t.GetNodeId() != s.nodeID || t.GetEpoch() != epoch || s.fenced.Load():
 		c.log.Warn("imager reported a task it does not hold", "node_id", s.nodeID, "task_id", taskID, "epoch", epoch)
 		return nil, s.stop(taskID, epoch, imagefarmv1.StopReason_STOP_REASON_STALE_EPOCH, "this node does not hold the task at that epoch")
 	}
@@ -107,6 +107,9 @@ func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.Task
 		if !finalTask(t.State) {
 			t.State, t.VerifiedDigest, t.Failure, t.FinishTime = r.GetState(), r.GetVerifiedDigest(), r.GetFailure(), now()
 			t.BytesDone = r.GetBytesWritten()
+			if d := r.GetDuration().AsDuration(); d > 0 {
+				t.BytesPerSecond = uint64(float64(r.GetBytesWritten()) / d.Seconds())
+			}
 		}
 		return nil
 	}); err != nil {

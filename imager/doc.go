@@ -1,7 +1,8 @@
-// Package imager owns everything that happens on an imaging node: the write
-// pipeline that puts one image on many drives at once and proves each copy
-// by reading it back from the device, and (in imager/drive) drive discovery
-// and the guards that keep it from ever writing the wrong disk.
+// Package imager owns everything that happens on an imaging node: the agent
+// (Agent) that takes assignments from NATS and reports to the controller over
+// gRPC, the write pipeline that puts one image on many drives at once and
+// proves each copy by reading it back from the device, and (in imager/drive)
+// drive discovery and the guards that keep it from ever writing the wrong disk.
 //
 // The pipeline decompresses each chunk once, from the node cache, and hands
 // the same aligned buffer to every drive that keeps pace; a drive that falls

@@ -44,11 +44,15 @@ func (f *driveFlags) config() (drive.Config, error) {
 
 func newDrivesCmd(g *globals) *cobra.Command {
 	var df driveFlags
+	var local bool
 	cmd := &cobra.Command{
 		Use:   "drives",
-		Short: "List the drives of this node, their slots, and whether the guards let them be written",
+		Short: "List the drives of the farm (with --controller) or of this node, their slots, and whether the guards let them be written",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if g.controller != "" && !local {
+				return printFarmDrives(cmd, g)
+			}
 			cfg, err := df.config()
 			if err != nil {
 				return err
@@ -70,6 +74,7 @@ func newDrivesCmd(g *globals) *cobra.Command {
 	}
 	addDriveFlags(cmd, &df)
 	cmd.Flags().BoolVar(&g.json, "json", false, "print as JSON, with every guard's verdict")
+	cmd.Flags().BoolVar(&local, "local", false, "list this machine's drives even when a controller is set")
 	return cmd
 }
 

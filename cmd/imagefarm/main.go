@@ -63,6 +63,6 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.controller, "controller", os.Getenv("IMAGEFARM_CONTROLLER"),
 		"controller gRPC address HOST:PORT (env IMAGEFARM_CONTROLLER)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g), newControllerCmd(g))
+	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g), newControllerCmd(g), newJobCmd(g), newNodesCmd(g), newImagerCmd(g))
 	return root
 }

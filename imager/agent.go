@@ -1,0 +1,166 @@
+package imager
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/imager/drive"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+// DefaultHeartbeatInterval is how often an agent sends a Heartbeat when
+// neither its config nor the controller's HelloAck says.
+const DefaultHeartbeatInterval = 5 * time.Second
+
+// batchWindow is how long an agent waits after an assignment for more of
+// the same job and image, so that one fan-out decompresses the image once
+// for all their drives.
+const batchWindow = 300 * time.Millisecond
+
+// AgentConfig configures an imager node's agent.
+type AgentConfig struct {
+	// NodeID names the node in the farm; it must pass dispatch.ValidateNodeID.
+	NodeID string
+	// Pool and Labels are what job selectors match the node on.
+	Pool   string
+	Labels map[string]string
+	// Version is the imager's software version, for the controller.
+	Version string
+	// NATSURL is the NATS server the assignments come from
+	// ("nats://127.0.0.1:4222").
+	NATSURL string
+	// Controller is the host:port of the controller's gRPC listener
+	// (plaintext for now).
+	Controller string
+	// Catalog is where images are read from; it should have the node cache.
+	Catalog *catalog.Catalog
+	// Drives says where the node's drives are and which it may write.
+	Drives drive.Config
+	// Dispatch sets the node's NATS consumer; it must be what the
+	// controller uses. Zero fields take dispatch's defaults.
+	Dispatch dispatch.Config
+	// HeartbeatInterval overrides the interval the controller asks for in
+	// HelloAck; when both are zero it is DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
+	// Log receives the agent's log; slog.Default() when nil.
+	Log *slog.Logger
+}
+
+// Agent is an imager node: it tells the controller what drives it has and
+// how its tasks go over one gRPC stream, and runs the assignments that
+// come over NATS.
+type Agent struct {
+	cfg        AgentConfig
+	log        *slog.Logger
+	instanceID string
+	writer     *Writer
+	out        *outbox
+
+	mu        sync.Mutex
+	epoch     uint64               // from the latest HelloAck; 0 before the first
+	tasks     map[taskKey]*taskRun // every run this process knows of
+	settled   []taskKey            // runs that are over, oldest first (bounds tasks)
+	early     map[taskKey]stopNote // cancels and stops for runs not seen yet
+	earlyFIFO []taskKey
+	batches   map[batchKey]*batch // assignments waiting for their batch to start
+}
+
+// NewAgent checks cfg and returns an agent; nothing is connected until Run.
+func NewAgent(cfg AgentConfig) (*Agent, error) {
+	if err := dispatch.ValidateNodeID(cfg.NodeID); err != nil {
+		return nil, fmt.Errorf("imager agent: %w", err)
+	}
+	switch {
+	case cfg.NATSURL == "":
+		return nil, errors.New("imager agent: no NATS URL")
+	case cfg.Controller == "":
+		return nil, errors.New("imager agent: no controller address")
+	case cfg.Catalog == nil:
+		return nil, errors.New("imager agent: no catalog")
+	}
+	if _, err := drive.Discover(cfg.Drives); err != nil {
+		return nil, fmt.Errorf("imager agent: %w", err)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	a := &Agent{
+		cfg:        cfg,
+		log:        cfg.Log.With("node_id", cfg.NodeID),
+		instanceID: rand.Text(),
+		tasks:      map[taskKey]*taskRun{},
+		early:      map[taskKey]stopNote{},
+		batches:    map[batchKey]*batch{},
+	}
+	a.writer = NewWriter(cfg.Catalog, a.log)
+	a.out = newOutbox(a.acknowledged)
+	return a, nil
+}
+
+// Run connects to NATS and the controller and works until ctx ends, then
+// returns nil, once every write it started has ended. It returns an error
+// only when it cannot go on (the NATS connection closed for good).
+func (a *Agent) Run(ctx context.Context) error {
+	nc, err := nats.Connect(a.cfg.NATSURL, nats.Name("imagefarm imager "+a.cfg.NodeID),
+		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	if err != nil {
+		return fmt.Errorf("connect to nats %s: %w", a.cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	client, closeClient, err := a.dial()
+	if err != nil {
+		return err
+	}
+	defer closeClient()
+	g, ctx := errgroup.WithContext(ctx)
+	sub, err := dispatch.NewSubscriber(js, dispatch.SubscriberConfig{
+		NodeID:   a.cfg.NodeID,
+		Dispatch: a.cfg.Dispatch,
+		OnError:  func(err error) { a.log.Warn("dispatch", "error", err) },
+	}, func(ctx context.Context, d *dispatch.Delivery) { a.handle(ctx, g, d) })
+	if err != nil {
+		return err
+	}
+	a.log.Info("imager agent starting", "instance_id", a.instanceID, "controller", a.cfg.Controller, "nats", a.cfg.NATSURL)
+	g.Go(func() error { return a.stayConnected(ctx, client) })
+	g.Go(func() error { return a.watchDrives(ctx) })
+	g.Go(func() error { return sub.Run(ctx) })
+	return g.Wait()
+}
+
+// currentEpoch is the node's epoch from the latest HelloAck.
+func (a *Agent) currentEpoch() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.epoch
+}
+
+// sleep waits d or until ctx ends, and reports whether it waited d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// send queues one numbered message for the controller.
+func (a *Agent) send(m *imagefarmv1.ConnectRequest) uint64 { return a.out.add(m) }

@@ -1,0 +1,162 @@
+package imager
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+)
+
+// progressEvery is the least time between two progress reports of a task
+// in the same state: about two a second.
+const progressEvery = 500 * time.Millisecond
+
+// batchKey groups the assignments that share one write: the same image,
+// for the same job, under the same epoch. Keeping jobs apart means a job's
+// cancel ends exactly its own batch.
+type batchKey struct {
+	job, digest string
+	epoch       uint64
+}
+
+// batch is the runs that will share one fan-out once batchWindow is over.
+type batch struct {
+	key   batchKey
+	runs  []*taskRun
+	ended bool // a cancel or stop ended its write
+}
+
+// enqueue adds r to the batch of its job and image waiting to start, or
+// starts a new one. Called with a.mu held.
+func (a *Agent) enqueue(ctx context.Context, g *errgroup.Group, r *taskRun) {
+	as := r.assignment
+	k := batchKey{job: as.GetJobId(), digest: as.GetManifestDigest(), epoch: r.key.epoch}
+	b := a.batches[k]
+	if b == nil {
+		b = &batch{key: k}
+		a.batches[k] = b
+		g.Go(func() error { a.runBatch(ctx, b); return nil })
+	}
+	b.runs = append(b.runs, r)
+	r.batch = b
+}
+
+// unbatch takes r out of its batch if that has not started. Called with
+// a.mu held.
+func (a *Agent) unbatch(r *taskRun) {
+	if b := r.batch; b != nil && a.batches[b.key] == b {
+		b.runs = slices.DeleteFunc(b.runs, func(x *taskRun) bool { return x == r })
+	}
+}
+
+// runBatch waits batchWindow for more assignments, then writes the image
+// to every drive of the batch at once and queues each task's result.
+func (a *Agent) runBatch(ctx context.Context, b *batch) {
+	if !sleep(ctx, batchWindow) {
+		return
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runs := a.startBatch(b, cancel)
+	if len(runs) == 0 {
+		return
+	}
+	tasks := make([]*imagefarmv1.TaskAssignment, len(runs))
+	for i, r := range runs {
+		tasks[i] = r.assignment
+	}
+	a.log.Info("writing", "digest", b.key.digest, "job_id", b.key.job, "tasks", len(runs))
+	p := &progress{a: a, runs: runs, last: make([]progressMark, len(runs))}
+	results := a.writer.RunTasks(ctx, b.key.digest, tasks, a.cfg.Drives, p.update)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, r := range runs {
+		res := results[i]
+		a.log.Info("task finished", "task_id", r.key.id, "epoch", r.key.epoch, "drive", tasks[i].GetDrive().GetId(),
+			"state", res.GetState(), "verified_digest", res.GetVerifiedDigest(), "failure", res.GetFailure().GetMessage(),
+			"stopped", r.stopped)
+		a.completeLocked(r, res)
+	}
+}
+
+// startBatch takes b's runs that were neither canceled nor stopped while
+// it waited, gives them cancel, and reports them FETCHING.
+func (a *Agent) startBatch(b *batch, cancel context.CancelFunc) []*taskRun {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.batches, b.key)
+	var runs []*taskRun
+	for _, r := range b.runs {
+		if r.running() {
+			r.cancel = cancel
+			a.reportLocked(r, &imagefarmv1.TaskProgress{State: imagefarmv1.TaskState_TASK_STATE_FETCHING})
+			runs = append(runs, r)
+		}
+	}
+	b.runs = runs
+	return runs
+}
+
+// reportLocked queues a progress report of r, unless r was stopped.
+// Called with a.mu held.
+func (a *Agent) reportLocked(r *taskRun, p *imagefarmv1.TaskProgress) {
+	if r.stopped {
+		return
+	}
+	p.TaskId, p.Epoch = r.key.id, r.key.epoch
+	r.state = p.GetState()
+	a.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskProgress{TaskProgress: p}})
+}
+
+// progress turns the write's progress calls into TaskProgress reports: at
+// once on a change of state, else at most every progressEvery.
+type progress struct {
+	a    *Agent
+	runs []*taskRun
+	mu   sync.Mutex
+	last []progressMark
+}
+
+// progressMark is what was last reported for a task.
+type progressMark struct {
+	state imagefarmv1.TaskState
+	at    time.Time
+	done  int64
+}
+
+// phaseStates maps the write's phases to the task states reported while
+// they run; the final phases are reported by the result.
+var phaseStates = map[Phase]imagefarmv1.TaskState{
+	PhaseWriting:   imagefarmv1.TaskState_TASK_STATE_WRITING,
+	PhaseSyncing:   imagefarmv1.TaskState_TASK_STATE_WRITING,
+	PhaseVerifying: imagefarmv1.TaskState_TASK_STATE_VERIFYING,
+}
+
+func (p *progress) update(task int, phase Phase, done, total int64) {
+	state, ok := phaseStates[phase]
+	if !ok {
+		return
+	}
+	now := time.Now()
+	p.mu.Lock()
+	m := &p.last[task]
+	var rate uint64
+	switch {
+	case state != m.state:
+	case now.Sub(m.at) < progressEvery:
+		p.mu.Unlock()
+		return
+	default:
+		rate = uint64(max(float64(done-m.done)/now.Sub(m.at).Seconds(), 0))
+	}
+	*m = progressMark{state: state, at: now, done: done}
+	p.mu.Unlock()
+	p.a.mu.Lock()
+	defer p.a.mu.Unlock()
+	p.a.reportLocked(p.runs[task], &imagefarmv1.TaskProgress{
+		State: state, BytesDone: uint64(max(done, 0)), BytesTotal: uint64(max(total, 0)), BytesPerSecond: rate})
+}

@@ -1,0 +1,363 @@
+package imager_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/imager"
+	"github.com/imagefarm/imagefarm/imager/drive"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+// waitLong bounds every wait for something that should happen; tests pass
+// far below it and it only matters when they fail.
+const waitLong = 20 * time.Second
+
+const testNode = "bench-1"
+
+// fakeController is a test ImagerService: it records what the agent sends,
+// answers Hello with its epoch and acks every numbered message unless
+// holdAcks is set. Tests read it under mu.
+type fakeController struct {
+	imagefarmv1.UnimplementedImagerServiceServer
+	epoch    uint64
+	lastSeq  uint64      // what HelloAck says was applied
+	holdAcks atomic.Bool // ack nothing
+
+	mu     sync.Mutex
+	sendMu sync.Mutex
+	got    []*imagefarmv1.ConnectRequest
+	stream imagefarmv1.ImagerService_ConnectServer
+}
+
+func (c *fakeController) Connect(stream imagefarmv1.ImagerService_ConnectServer) error {
+	first, err := stream.Recv()
+	if err != nil || first.GetHello() == nil {
+		return fmt.Errorf("want hello first, got %v, %v", first, err)
+	}
+	c.mu.Lock()
+	c.got = append(c.got, first)
+	c.stream = stream
+	last := c.lastSeq
+	c.mu.Unlock()
+	if err := c.send(stream, &imagefarmv1.ConnectResponse{Body: &imagefarmv1.ConnectResponse_HelloAck{HelloAck: &imagefarmv1.HelloAck{
+		Epoch: c.epoch, LastSeq: last, HeartbeatInterval: durationpb.New(200 * time.Millisecond), HeartbeatTtl: durationpb.New(5 * time.Second),
+	}}}); err != nil {
+		return err
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return nil
+		}
+		c.mu.Lock()
+		c.got = append(c.got, m)
+		c.mu.Unlock()
+		if m.GetSeq() > 0 && !c.holdAcks.Load() {
+			if err := c.send(stream, &imagefarmv1.ConnectResponse{Body: &imagefarmv1.ConnectResponse_Ack{Ack: &imagefarmv1.Ack{Seq: m.GetSeq()}}}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (c *fakeController) send(stream imagefarmv1.ImagerService_ConnectServer, m *imagefarmv1.ConnectResponse) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return stream.Send(m)
+}
+
+// stopTask sends StopTask on the current stream.
+func (c *fakeController) stopTask(t *testing.T, taskID string, epoch uint64) {
+	t.Helper()
+	c.mu.Lock()
+	s := c.stream
+	c.mu.Unlock()
+	err := c.send(s, &imagefarmv1.ConnectResponse{Body: &imagefarmv1.ConnectResponse_StopTask{StopTask: &imagefarmv1.StopTask{
+		TaskId: taskID, Epoch: epoch, Reason: imagefarmv1.StopReason_STOP_REASON_UNKNOWN_TASK, Message: "test"}}})
+	if err != nil {
+		t.Fatalf("send StopTask: %v", err)
+	}
+}
+
+// received returns the messages received so far that match keep.
+func (c *fakeController) received(keep func(*imagefarmv1.ConnectRequest) bool) []*imagefarmv1.ConnectRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*imagefarmv1.ConnectRequest
+	for _, m := range c.got {
+		if keep(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func (c *fakeController) hellos() []*imagefarmv1.Hello {
+	var hs []*imagefarmv1.Hello
+	for _, m := range c.received(func(m *imagefarmv1.ConnectRequest) bool { return m.GetHello() != nil }) {
+		hs = append(hs, m.GetHello())
+	}
+	return hs
+}
+
+// results are the TaskResult messages received for a task.
+func (c *fakeController) results(taskID string) []*imagefarmv1.ConnectRequest {
+	return c.received(func(m *imagefarmv1.ConnectRequest) bool { return m.GetTaskResult().GetTaskId() == taskID })
+}
+
+// progress are the TaskProgress reports received for a task.
+func (c *fakeController) progress(taskID string) []*imagefarmv1.TaskProgress {
+	var ps []*imagefarmv1.TaskProgress
+	for _, m := range c.received(func(m *imagefarmv1.ConnectRequest) bool { return m.GetTaskProgress().GetTaskId() == taskID }) {
+		ps = append(ps, m.GetTaskProgress())
+	}
+	return ps
+}
+
+// result waits for the first result of a task.
+func (c *fakeController) result(t *testing.T, taskID string) *imagefarmv1.TaskResult {
+	t.Helper()
+	eventually(t, "result of "+taskID, func() bool { return len(c.results(taskID)) > 0 })
+	return c.results(taskID)[0].GetTaskResult()
+}
+
+// controllerServer serves a fakeController on a loopback address until
+// stopped; a new one can take the same address.
+type controllerServer struct {
+	addr string
+	srv  *grpc.Server
+	done chan struct{}
+}
+
+func serveController(t *testing.T, addr string, c *fakeController) *controllerServer {
+	t.Helper()
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer() // default keepalive enforcement, as the controller has
+	imagefarmv1.RegisterImagerServiceServer(srv, c)
+	s := &controllerServer{addr: lis.Addr().String(), srv: srv, done: make(chan struct{})}
+	go func() { defer close(s.done); srv.Serve(lis) }()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *controllerServer) stop() {
+	s.srv.Stop()
+	<-s.done
+}
+
+// farm is one imager agent with virtual drives, a fake controller and a
+// real NATS server with the dispatch stream.
+type farm struct {
+	b      *bench
+	js     jetstream.JetStream
+	pub    *dispatch.Publisher
+	ctl    *fakeController
+	srv    *controllerServer
+	drives []drive.Drive
+}
+
+// newFarm starts an agent over n virtual drives of size bytes, filled with
+// 0xEE so that nothing verifies by accident. cat, when not nil, replaces
+// the bench's catalog as the agent's.
+func newFarm(t *testing.T, b *bench, n int, size int64, cat *catalog.Catalog) *farm {
+	t.Helper()
+	srvNATS, nc := testenv.NATS(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := dispatch.NewPublisher(t.Context(), js, dispatch.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("d%d.img", i)), bytes.Repeat([]byte{0xEE}, int(size)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dcfg := drive.Config{VirtualDir: dir}
+	drives, err := drive.Discover(dcfg)
+	drives = slices.DeleteFunc(drives, drive.Drive.IsBlock) // the host's own disks
+	if err != nil || len(drives) != n {
+		t.Fatalf("Discover() = %d drives, %v; want %d", len(drives), err, n)
+	}
+	f := &farm{b: b, js: js, pub: pub, ctl: &fakeController{epoch: 3}, drives: drives}
+	f.srv = serveController(t, "127.0.0.1:0", f.ctl)
+	if cat == nil {
+		cat = b.cat
+	}
+	f.startAgent(t, srvNATS.ClientURL(), cat, dcfg)
+	eventually(t, "hello", func() bool { return len(f.ctl.hellos()) > 0 })
+	return f
+}
+
+// startAgent runs an agent for the farm until the test ends, and checks
+// that it stops cleanly.
+func (f *farm) startAgent(t *testing.T, natsURL string, cat *catalog.Catalog, dcfg drive.Config) {
+	t.Helper()
+	a, err := imager.NewAgent(imager.AgentConfig{
+		NodeID: testNode, Pool: "usb", Labels: map[string]string{"site": "depot"}, Version: "test",
+		NATSURL: natsURL, Controller: f.srv.addr, Catalog: cat, Drives: dcfg,
+		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatalf("NewAgent() = %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run() after cancel = %v, want nil", err)
+			}
+		case <-time.After(waitLong):
+			t.Errorf("Run() still running %v after cancel", waitLong)
+		}
+	})
+}
+
+// restartController stops the controller and serves c on the same address.
+func (f *farm) restartController(t *testing.T, c *fakeController) {
+	t.Helper()
+	f.srv.stop()
+	f.ctl = c
+	f.srv = serveController(t, f.srv.addr, c)
+}
+
+// assignment is a task writing the bench image to the farm's drive i.
+func (f *farm) assignment(taskID string, i int, epoch uint64) *imagefarmv1.TaskAssignment {
+	d := f.drives[i]
+	return &imagefarmv1.TaskAssignment{
+		TaskId: taskID, JobId: "job-1", NodeId: testNode, Epoch: epoch, ManifestDigest: f.b.digest, ImageRef: "img:1",
+		Drive: &imagefarmv1.DriveIdentity{Id: d.ID, Serial: d.Serial, SizeBytes: uint64(d.Size), Model: d.Model},
+	}
+}
+
+func (f *farm) publish(t *testing.T, as ...*imagefarmv1.TaskAssignment) {
+	t.Helper()
+	for _, a := range as {
+		if _, err := f.pub.Publish(t.Context(), a); err != nil {
+			t.Fatalf("Publish(%s) = %v", a.GetTaskId(), err)
+		}
+	}
+}
+
+// publishAgain puts an assignment on the stream once more without a
+// message id, as a publish after the duplicate window would.
+func (f *farm) publishAgain(t *testing.T, a *imagefarmv1.TaskAssignment) {
+	t.Helper()
+	data, err := proto.Marshal(&imagefarmv1.DispatchMessage{Body: &imagefarmv1.DispatchMessage_Assignment{Assignment: a}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.js.Publish(t.Context(), dispatch.Subject(testNode), data); err != nil {
+		t.Fatalf("publish %s again: %v", a.GetTaskId(), err)
+	}
+}
+
+// streamMsgs is how many messages the dispatch stream holds: those not
+// acked or terminated yet.
+func (f *farm) streamMsgs(t *testing.T) uint64 {
+	t.Helper()
+	s, err := f.js.Stream(t.Context(), dispatch.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func (f *farm) drained(t *testing.T) {
+	t.Helper()
+	eventually(t, "dispatch stream empty", func() bool { return f.streamMsgs(t) == 0 })
+}
+
+// untouched reports whether drive i still holds only its 0xEE filler.
+func (f *farm) untouched(t *testing.T, i int) bool {
+	t.Helper()
+	data, err := os.ReadFile(f.drives[i].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(bytes.Trim(data, "\xEE")) == 0
+}
+
+// eventually polls cond until it holds or waitLong passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, waitLong)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// slowStore delays every chunk read, one at a time, like a slow link, so
+// that a write lasts long enough to be canceled.
+type slowStore struct {
+	storage.Store
+	delay time.Duration
+	mu    sync.Mutex
+}
+
+func (s *slowStore) Open(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if strings.HasPrefix(key, "chunks/") {
+		s.mu.Lock()
+		t := time.NewTimer(s.delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		s.mu.Unlock()
+	}
+	return s.Store.Open(ctx, key, off, n)
+}
+
+// slowCatalog reads b's store through a slowStore, with a cache of its own.
+func slowCatalog(t *testing.T, b *bench, delay time.Duration) *catalog.Catalog {
+	t.Helper()
+	cache, err := catalog.OpenCache(t.TempDir(), 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.New(&slowStore{Store: b.cat.Store(), delay: delay}, catalog.Options{Cache: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}

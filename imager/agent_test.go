@@ -1,0 +1,288 @@
+package imager_test
+
+import (
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/imagefarm/imagefarm/imager"
+	"github.com/imagefarm/imagefarm/imager/drive"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+const (
+	stateDone     = imagefarmv1.TaskState_TASK_STATE_DONE
+	stateCanceled = imagefarmv1.TaskState_TASK_STATE_CANCELED
+)
+
+func TestAgentWritesAssignedDrives(t *testing.T) {
+	b := newBench(t, 16*chunkSize)
+	f := newFarm(t, b, 2, 20*chunkSize, nil)
+	checkHello(t, f.ctl.hellos()[0], f.drives)
+	f.publish(t, f.assignment("job-1.t1", 0, 3), f.assignment("job-1.t2", 1, 3))
+	want := testenv.SHA256(t, writeFile(t, b.image), -1)
+	for i, id := range []string{"job-1.t1", "job-1.t2"} {
+		r := f.ctl.result(t, id)
+		if r.GetState() != stateDone || r.GetVerifiedDigest() != b.digest || r.GetEpoch() != 3 || r.GetBytesWritten() != uint64(b.m.Size) {
+			t.Errorf("result of %s = %v, want DONE verified %s at epoch 3", id, r, b.digest)
+		}
+		if got := testenv.SHA256(t, f.drives[i].Path, b.m.Size); got != want {
+			t.Errorf("drive %d holds sha256 %s, the image %s", i, got, want)
+		}
+		var states []imagefarmv1.TaskState
+		for _, p := range f.ctl.progress(id) {
+			states = slices.Compact(append(states, p.GetState()))
+		}
+		if !slices.Equal(states, []imagefarmv1.TaskState{imagefarmv1.TaskState_TASK_STATE_FETCHING,
+			imagefarmv1.TaskState_TASK_STATE_WRITING, imagefarmv1.TaskState_TASK_STATE_VERIFYING}) {
+			t.Errorf("progress states of %s = %v, want FETCHING, WRITING, VERIFYING", id, states)
+		}
+	}
+	// Both drives were written by one fan-out: each stored chunk was read
+	// (and decompressed) once.
+	if st, want := b.cache.Stats(), int64(len(b.m.Chunks))-zeroChunks(b.m); st.Hits+st.Misses != want {
+		t.Errorf("chunk reads for 2 drives = %d, want %d (one per stored chunk)", st.Hits+st.Misses, want)
+	}
+	f.drained(t) // acked once the controller acknowledged the results
+}
+
+// checkHello checks that h introduces the test node with its pool, labels
+// and virtual drives, each available.
+func checkHello(t *testing.T, h *imagefarmv1.Hello, drives []drive.Drive) {
+	t.Helper()
+	if h.GetNodeId() != testNode || h.GetInstanceId() == "" || h.GetPool() != "usb" || h.GetLabels()["site"] != "depot" {
+		t.Fatalf("Hello = %v, want node %s with its pool and labels", h, testNode)
+	}
+	for _, d := range drives {
+		i := slices.IndexFunc(h.GetDrives(), func(pd *imagefarmv1.Drive) bool { return pd.GetId() == d.ID })
+		if i < 0 {
+			t.Errorf("Hello drives = %v, want %s among them", h.GetDrives(), d.ID)
+			continue
+		}
+		if pd := h.GetDrives()[i]; pd.GetState() != imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE ||
+			pd.GetTransport() != imagefarmv1.Transport_TRANSPORT_VIRTUAL || pd.GetNodeId() != testNode || pd.GetPath() != d.Path {
+			t.Errorf("Hello drive %v, want an available virtual drive of %s", pd, testNode)
+		}
+	}
+}
+
+func TestAgentRedeliveryDoesNotWriteTwice(t *testing.T) {
+	b := newBench(t, 16*chunkSize)
+	f := newFarm(t, b, 1, 20*chunkSize, nil)
+	a := f.assignment("job-1.t1", 0, 3)
+	f.publish(t, a)
+	f.publishAgain(t, a) // while the first delivery waits or runs
+	if r := f.ctl.result(t, "job-1.t1"); r.GetState() != stateDone {
+		t.Fatalf("result = %v, want DONE", r)
+	}
+	f.drained(t)
+	fi, err := os.Stat(f.drives[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// After the run is over: the recorded result is sent again, the drive
+	// is left alone.
+	f.publishAgain(t, a)
+	eventually(t, "result sent again", func() bool { return len(f.ctl.results("job-1.t1")) == 2 })
+	f.drained(t)
+	again, _ := os.Stat(f.drives[0].Path)
+	if !again.ModTime().Equal(fi.ModTime()) {
+		t.Errorf("drive modified at %v after the task was done at %v", again.ModTime(), fi.ModTime())
+	}
+	rs := f.ctl.results("job-1.t1")
+	if !proto.Equal(rs[0].GetTaskResult(), rs[1].GetTaskResult()) {
+		t.Errorf("result sent again = %v, want the recorded %v", rs[1], rs[0])
+	}
+	if st, want := b.cache.Stats(), int64(len(b.m.Chunks))-zeroChunks(b.m); st.Hits+st.Misses != want {
+		t.Errorf("chunk reads for 3 deliveries = %d, want %d (one write)", st.Hits+st.Misses, want)
+	}
+	if n := countState(f.ctl.progress("job-1.t1"), imagefarmv1.TaskState_TASK_STATE_FETCHING); n != 1 {
+		t.Errorf("task started %d times, want once", n)
+	}
+}
+
+func countState(ps []*imagefarmv1.TaskProgress, s imagefarmv1.TaskState) int {
+	n := 0
+	for _, p := range ps {
+		if p.GetState() == s {
+			n++
+		}
+	}
+	return n
+}
+
+func TestAgentStaleEpochLeavesDriveUntouched(t *testing.T) {
+	b := newBench(t, 16*chunkSize)
+	f := newFarm(t, b, 2, 20*chunkSize, nil)
+	f.publish(t, f.assignment("job-1.stale", 0, 2), f.assignment("job-1.good", 1, 3))
+	if r := f.ctl.result(t, "job-1.good"); r.GetState() != stateDone {
+		t.Fatalf("result of the current assignment = %v, want DONE", r)
+	}
+	f.drained(t) // the stale assignment was dropped from the stream
+	if !f.untouched(t, 0) {
+		t.Error("drive of the stale assignment was written")
+	}
+	if got := f.ctl.received(func(m *imagefarmv1.ConnectRequest) bool {
+		return m.GetTaskProgress().GetTaskId() == "job-1.stale" || m.GetTaskResult().GetTaskId() == "job-1.stale"
+	}); len(got) > 0 {
+		t.Errorf("stale task reported: %v", got)
+	}
+}
+
+func TestAgentCancelMidWrite(t *testing.T) {
+	b := newBench(t, 64*chunkSize)
+	f := newFarm(t, b, 2, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
+	as := []*imagefarmv1.TaskAssignment{f.assignment("job-1.t1", 0, 3), f.assignment("job-1.t2", 1, 3)}
+	f.publish(t, as...)
+	eventually(t, "writing", func() bool {
+		return countState(f.ctl.progress("job-1.t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
+	})
+	start := time.Now()
+	for _, a := range as { // a job's cancel: one per task
+		if _, err := f.pub.Cancel(t.Context(), testNode, &imagefarmv1.TaskCancel{
+			TaskId: a.GetTaskId(), JobId: a.GetJobId(), Epoch: 3, Reason: imagefarmv1.StopReason_STOP_REASON_CANCELED}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range as {
+		r := f.ctl.result(t, a.GetTaskId())
+		if r.GetState() != stateCanceled || r.GetVerifiedDigest() != "" {
+			t.Errorf("result of %s = %v, want CANCELED, unverified", a.GetTaskId(), r)
+		}
+	}
+	took := time.Since(start)
+	t.Logf("both tasks CANCELED %v after their cancels were published", took)
+	if took > 2*time.Second {
+		t.Errorf("results CANCELED %v after the cancel, want about a second", took)
+	}
+	f.drained(t)
+}
+
+func TestAgentCancelBeforeAssignment(t *testing.T) {
+	b := newBench(t, 16*chunkSize)
+	f := newFarm(t, b, 1, 20*chunkSize, nil)
+	a := f.assignment("job-1.t1", 0, 3)
+	// The cancel is read first, as when the assignment comes again after
+	// the cancel was handled.
+	if _, err := f.pub.Cancel(t.Context(), testNode, &imagefarmv1.TaskCancel{TaskId: a.GetTaskId(), JobId: a.GetJobId(), Epoch: 3}); err != nil {
+		t.Fatal(err)
+	}
+	f.publish(t, a)
+	if r := f.ctl.result(t, "job-1.t1"); r.GetState() != stateCanceled {
+		t.Errorf("result = %v, want CANCELED", r)
+	}
+	f.drained(t)
+	if !f.untouched(t, 0) || len(f.ctl.progress("job-1.t1")) > 0 {
+		t.Errorf("task canceled before it was assigned touched its drive (progress %v)", f.ctl.progress("job-1.t1"))
+	}
+}
+
+func TestAgentStopTaskReportsNothingMore(t *testing.T) {
+	b := newBench(t, 64*chunkSize)
+	f := newFarm(t, b, 1, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
+	f.publish(t, f.assignment("job-1.t1", 0, 3))
+	eventually(t, "writing", func() bool {
+		return countState(f.ctl.progress("job-1.t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
+	})
+	f.ctl.stopTask(t, "job-1.t1", 3)
+	f.drained(t) // the stop ends the task for good: its message is acked
+	time.Sleep(time.Second)
+	if rs := f.ctl.results("job-1.t1"); len(rs) > 0 {
+		t.Errorf("stopped task reported %v, want nothing", rs)
+	}
+}
+
+func TestAgentReconnectResendsUnacknowledged(t *testing.T) {
+	for _, applied := range []bool{false, true} {
+		name := map[bool]string{false: "result lost", true: "result applied before the drop"}[applied]
+		t.Run(name, func(t *testing.T) {
+			b := newBench(t, 16*chunkSize)
+			f := newFarm(t, b, 1, 20*chunkSize, nil)
+			f.ctl.holdAcks.Store(true)
+			first := f.ctl.hellos()[0]
+			f.publish(t, f.assignment("job-1.t1", 0, 3))
+			sent := f.ctl.result(t, "job-1.t1")
+			seq := f.ctl.results("job-1.t1")[0].GetSeq()
+			time.Sleep(300 * time.Millisecond)
+			if n := f.streamMsgs(t); n != 1 {
+				t.Errorf("dispatch stream holds %d messages while the result is unacknowledged, want 1", n)
+			}
+			next := &fakeController{epoch: 3}
+			if applied {
+				next.lastSeq = seq
+			}
+			f.restartController(t, next)
+			eventually(t, "hello again", func() bool { return len(next.hellos()) > 0 })
+			h := next.hellos()[0]
+			if h.GetInstanceId() != first.GetInstanceId() || len(h.GetDrives()) != len(first.GetDrives()) {
+				t.Errorf("Hello after reconnect = %v, want instance %s with its drive", h, first.GetInstanceId())
+			}
+			held := []*imagefarmv1.HeldTask{{TaskId: "job-1.t1", Epoch: 3, State: stateDone}}
+			if !slices.EqualFunc(h.GetHeldTasks(), held, func(x, y *imagefarmv1.HeldTask) bool { return proto.Equal(x, y) }) {
+				t.Errorf("held tasks = %v, want %v", h.GetHeldTasks(), held)
+			}
+			f.drained(t)
+			again := next.results("job-1.t1")
+			switch {
+			case applied && len(again) != 0:
+				t.Errorf("result the controller applied was sent again: %v", again)
+			case !applied && (len(again) != 1 || again[0].GetSeq() != seq || !proto.Equal(again[0].GetTaskResult(), sent)):
+				t.Errorf("after reconnect got %v, want the result again with seq %d", again, seq)
+			}
+		})
+	}
+}
+
+func TestAgentNewEpochFencesRunsAndStartsNewOnes(t *testing.T) {
+	b := newBench(t, 64*chunkSize)
+	f := newFarm(t, b, 2, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
+	f.publish(t, f.assignment("job-1.old", 0, 3))
+	eventually(t, "writing", func() bool {
+		return countState(f.ctl.progress("job-1.old"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
+	})
+	// Assigned under the epoch the node will get at its next HelloAck:
+	// it waits for it.
+	f.publish(t, f.assignment("job-2.new", 1, 4))
+	time.Sleep(time.Second)
+	if !f.untouched(t, 1) {
+		t.Fatal("assignment for a future epoch ran before the node had that epoch")
+	}
+	next := &fakeController{epoch: 4}
+	f.restartController(t, next)
+	if r := next.result(t, "job-2.new"); r.GetState() != stateDone {
+		t.Errorf("result at the new epoch = %v, want DONE", r)
+	}
+	f.drained(t)
+	if got := next.received(func(m *imagefarmv1.ConnectRequest) bool {
+		return m.GetTaskResult().GetTaskId() == "job-1.old" || m.GetTaskProgress().GetTaskId() == "job-1.old"
+	}); len(got) > 0 {
+		t.Errorf("fenced task reported to the controller: %v", got)
+	}
+}
+
+func TestProtoDrive(t *testing.T) {
+	tests := []struct {
+		name   string
+		d      drive.Drive
+		state  imagefarmv1.DriveState
+		reason imagefarmv1.FailureReason
+	}{
+		{"writable", drive.Drive{ID: "virt-a", Transport: drive.TransportVirtual, Size: 1 << 30},
+			imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE, imagefarmv1.FailureReason_FAILURE_REASON_UNSPECIFIED},
+		{"read-only", drive.Drive{ID: "virt-b", Transport: drive.TransportVirtual, Size: 1 << 30, ReadOnly: true},
+			imagefarmv1.DriveState_DRIVE_STATE_REFUSED, imagefarmv1.FailureReason_FAILURE_REASON_GUARD_READ_ONLY},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := imager.ProtoDrive("n1", tt.d, drive.Config{})
+			if got.GetId() != tt.d.ID || got.GetNodeId() != "n1" || got.GetSizeBytes() != 1<<30 ||
+				got.GetState() != tt.state || got.GetRefusal().GetReason() != tt.reason {
+				t.Errorf("ProtoDrive(%+v) = %v, want state %v refusal %v", tt.d, got, tt.state, tt.reason)
+			}
+		})
+	}
+}
