@@ -1,109 +1,212 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/imagefarm/imagefarm/controller"
+	"github.com/imagefarm/imagefarm/imager"
+	"github.com/imagefarm/imagefarm/imager/drive"
 	"github.com/imagefarm/imagefarm/internal/sample"
+	"github.com/imagefarm/imagefarm/storage"
+	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
+// devFlags are the flags of imagefarm dev.
+type devFlags struct {
+	dataDir      string
+	demo         bool
+	size         int64
+	drives       int
+	driveSize    int64
+	natsHost     string
+	natsPort     int
+	listen       string
+	heartbeatTTL time.Duration
+}
+
 func newDevCmd(g *globals) *cobra.Command {
-	var (
-		dataDir string
-		demo    bool
-		size    int64
-	)
+	var f devFlags
 	cmd := &cobra.Command{
-		Use:   "dev --demo",
-		Short: "Run the embedded dev setup under one data folder; --demo pushes a sample disk image and writes it to virtual drives, verified",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := os.MkdirAll(dataDir, 0o755); err != nil {
-				return fmt.Errorf("data folder: %w", err)
-			}
-			if g.store == "" {
-				g.store = "file://" + filepath.Join(dataDir, "store")
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "data folder: %s\nimage store: %s  (export IMAGEFARM_STORE=%s)\n", dataDir, g.store, g.store)
-			if !demo {
-				fmt.Fprintln(cmd.OutOrStdout(), "run with --demo to push a sample disk image and write it to virtual drives, verified")
-				return nil
-			}
-			return runDemo(cmd, g, dataDir, size)
-		},
+		Use:   "dev [--demo]",
+		Short: "Run an all-in-one farm: embedded NATS, the controller, one imager with virtual drives, a file store",
+		Long: `Run the whole farm in one process under one data folder: an embedded NATS
+server with JetStream, the controller, one imager (node dev-1, pool dev) whose drives
+are sparse files, and a file:// image store. It prints the addresses to use from
+another terminal and runs until interrupted. With --demo it makes a sample disk
+image, pushes it, submits a job for every virtual drive, shows the live progress
+and ends with the verified table and an independent check of every drive.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runDev(cmd, g, &f) },
 	}
 	cache, _ := os.UserCacheDir()
-	cmd.Flags().StringVar(&dataDir, "data", filepath.Join(cache, "imagefarm", "dev"), "data folder of the dev setup")
-	cmd.Flags().BoolVar(&demo, "demo", false, "push a sample disk image and write it to 4 virtual drives, verified")
-	cmd.Flags().Int64Var(&size, "size", 256<<20, "size of the sample disk image in bytes")
+	fl := cmd.Flags()
+	fl.StringVar(&f.dataDir, "data", filepath.Join(cache, "imagefarm", "dev"), "data folder of the dev farm")
+	fl.BoolVar(&f.demo, "demo", false, "push a sample disk image, write it to every virtual drive through the farm, verify, exit")
+	fl.Int64Var(&f.size, "size", 256<<20, "size of the demo's sample disk image in bytes")
+	fl.IntVar(&f.drives, "drives", 4, "number of virtual drives")
+	fl.Int64Var(&f.driveSize, "drive-size", 1<<30, "size of each virtual drive in bytes (sparse)")
+	fl.StringVar(&f.natsHost, "nats-host", "127.0.0.1", "address of the embedded NATS server")
+	fl.IntVar(&f.natsPort, "nats-port", -1, "port of the embedded NATS server (-1: any free port)")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "controller gRPC address (port 0: any free port)")
+	fl.DurationVar(&f.heartbeatTTL, "heartbeat-ttl", 15*time.Second, "a node silent for this long is lost")
 	return cmd
 }
 
-// runDemo makes a disk-shaped sample image, pushes it, pulls it back and
-// checks the pulled bytes against the original with a hash computed here.
-func runDemo(cmd *cobra.Command, g *globals, dataDir string, size int64) error {
+func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	out := cmd.OutOrStdout()
-	src := filepath.Join(dataDir, "sample-disk.img")
-	f, err := os.Create(src)
+	if f.demo && !cmd.Flags().Changed("log-level") { // the demo's bars and tables say it all
+		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	}
+	for _, d := range []string{"nats", "store", "cache", "drives"} {
+		if err := os.MkdirAll(filepath.Join(f.dataDir, d), 0o755); err != nil {
+			return fmt.Errorf("data folder: %w", err)
+		}
+	}
+	if g.store == "" {
+		g.store = "file://" + filepath.Join(f.dataDir, "store")
+	}
+	drives, err := makeVirtualDrives(filepath.Join(f.dataDir, "drives"), f.drives, max(f.driveSize, f.size))
 	if err != nil {
 		return err
 	}
-	seed := uint64(time.Now().UnixNano())
-	err = sample.WriteDiskImage(f, size, seed)
+	ns, err := startNATS(f)
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	cat, err := devCatalog(g, f)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	ctl, err := controller.New(controller.Config{NATSURL: ns.ClientURL(), Listen: f.listen, Catalog: cat,
+		HeartbeatTTL: f.heartbeatTTL, Log: slog.Default()})
+	if err != nil {
+		return err
+	}
+	grp, ctx := errgroup.WithContext(ctx)
+	grp.Go(func() error { return ctl.Run(ctx) })
+	addr, err := ctl.Addr(ctx)
+	if err != nil {
+		return err
+	}
+	g.controller = addr.String()
+	agent, err := imager.NewAgent(imager.AgentConfig{NodeID: "dev-1", Pool: "dev", NATSURL: ns.ClientURL(),
+		Controller: g.controller, Catalog: cat, Drives: drive.Config{VirtualDir: filepath.Join(f.dataDir, "drives"),
+			CacheDir: filepath.Join(f.dataDir, "cache")}, Log: slog.Default()})
+	if err != nil {
+		return err
+	}
+	grp.Go(func() error { return agent.Run(ctx) })
+	fmt.Fprintf(out, "dev farm in %s\n  NATS:       %s\n  controller: %s\n  store:      %s\n  drives:     %d × %s virtual drives on node dev-1 (pool dev)\n",
+		f.dataDir, ns.ClientURL(), g.controller, g.store, len(drives), bytesIEC(max(f.driveSize, f.size)))
+	fmt.Fprintf(out, "from another terminal:\n  export IMAGEFARM_CONTROLLER=%s IMAGEFARM_STORE=%s\n", g.controller, g.store)
+	if f.demo {
+		grp.Go(func() error {
+			defer cancel()
+			return runDemo(ctx, out, g, f, drives)
+		})
+	}
+	if err := grp.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return cmd.Context().Err()
+}
+
+func startNATS(f *devFlags) (*server.Server, error) {
+	ns, err := server.NewServer(&server.Options{Host: f.natsHost, Port: f.natsPort, JetStream: true,
+		StoreDir: filepath.Join(f.dataDir, "nats"), NoLog: true, NoSigs: true})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return nil, fmt.Errorf("embedded NATS on %s:%d did not start within 10s", f.natsHost, f.natsPort)
+	}
+	return ns, nil
+}
+
+// devCatalog opens the store with the dev node's cache.
+func devCatalog(g *globals, f *devFlags) (*catalog.Catalog, error) {
+	s, err := storage.Open(g.store, storage.Options{})
+	if err != nil {
+		return nil, err
+	}
+	cache, err := catalog.OpenCache(filepath.Join(f.dataDir, "cache"), 4<<30)
+	if err != nil {
+		return nil, err
+	}
+	return catalog.New(s, catalog.Options{Cache: cache})
+}
+
+// runDemo makes a disk-shaped sample image, pushes it, writes it through
+// the farm to every virtual drive, and checks every drive with a hash
+// computed here, independently of the farm's own verification.
+func runDemo(ctx context.Context, out io.Writer, g *globals, f *devFlags, drives []string) error {
+	src := filepath.Join(f.dataDir, "sample-disk.img")
+	if err := writeSample(src, f.size); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nmade a %s sample disk image (random, zeros and text) at %s\n", bytesIEC(f.size), src)
+	ref := "sample-disk:" + time.Now().UTC().Format("20060102.150405")
+	submit := []string{"job", "submit", ref, "--watch"}
+	for _, d := range drives {
+		submit = append(submit, "--drive", "dev-1/virt-"+filepath.Base(d))
+	}
+	for _, args := range [][]string{{"image", "push", ref, src, "--label", "source=demo"}, submit} {
+		fmt.Fprintf(out, "\n$ imagefarm %s\n", strings.Join(args, " "))
+		sub := newRootCmd()
+		sub.SetArgs(append(args, "--store", g.store, "--controller", g.controller))
+		sub.SetOut(out)
+		sub.SetErr(out)
+		if err := sub.ExecuteContext(ctx); err != nil {
+			return err
+		}
+	}
+	return checkDrives(out, src, drives, f.size)
+}
+
+func writeSample(path string, size int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = sample.WriteDiskImage(f, size, uint64(time.Now().UnixNano()))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("sample image: %w", err)
 	}
-	fmt.Fprintf(out, "made a %s sample disk image (random, zeros and text) at %s\n", bytesIEC(size), src)
-	drives, err := makeVirtualDrives(filepath.Join(dataDir, "drives"), 4, max(1<<30, size))
-	if err != nil {
-		return err
-	}
-	ref := "sample-disk:" + time.Now().UTC().Format("20060102.150405")
-	write := []string{"write", "sample-disk:demo", "--virtual-drives", filepath.Join(dataDir, "drives"), "--cache", filepath.Join(dataDir, "cache")}
-	for _, d := range drives {
-		write = append(write, "--drive", d)
-	}
-	steps := [][]string{
-		{"image", "push", ref, src, "--label", "source=demo", "--channel", "demo"},
-		{"image", "inspect", ref},
-		write,
-	}
-	for _, args := range steps {
-		fmt.Fprintf(out, "\n$ imagefarm %s\n", joinArgs(args))
-		sub := newRootCmd()
-		sub.SetArgs(append(args, "--store", g.store))
-		sub.SetOut(out)
-		sub.SetErr(out)
-		if err := sub.ExecuteContext(cmd.Context()); err != nil {
-			return err
-		}
-	}
-	return checkDrives(out, src, drives, size)
+	return nil
 }
 
-// makeVirtualDrives creates n sparse files of size bytes in dir, the demo's
-// drives, and returns their paths.
+// makeVirtualDrives makes n sparse files of size bytes in dir (keeping
+// existing ones) and returns their paths.
 func makeVirtualDrives(dir string, n int, size int64) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
 	var paths []string
 	for i := 1; i <= n; i++ {
 		p := filepath.Join(dir, fmt.Sprintf("drive%d.img", i))
-		f, err := os.Create(p)
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
 		if err == nil {
-			err = f.Truncate(size)
+			if fi, serr := f.Stat(); serr == nil && fi.Size() < size {
+				err = f.Truncate(size)
+			}
 			f.Close()
 		}
 		if err != nil {
@@ -115,7 +218,7 @@ func makeVirtualDrives(dir string, n int, size int64) ([]string, error) {
 }
 
 // checkDrives hashes the sample and the first size bytes of every drive
-// here, independently of the write pipeline's own verification.
+// here, independently of the farm's own verification.
 func checkDrives(out io.Writer, src string, drives []string, size int64) error {
 	want, err := fileSHA256(src, size)
 	if err != nil {
@@ -133,8 +236,6 @@ func checkDrives(out io.Writer, src string, drives []string, size int64) error {
 	fmt.Fprintf(out, "\nchecked independently: all %d drives hold the sample's sha256 %s\n", len(drives), want)
 	return nil
 }
-
-func joinArgs(args []string) string { return strings.Join(args, " ") }
 
 // fileSHA256 is the hex SHA-256 of the first n bytes of the file at path.
 func fileSHA256(path string, n int64) (string, error) {

@@ -202,8 +202,9 @@ func wimlibField(info, key string) []string {
 }
 
 func TestDevDemo(t *testing.T) {
-	out := mustRun(t, "dev", "--demo", "--data", t.TempDir(), "--size", fmt.Sprint(16<<20))
-	if !strings.Contains(out, "checked independently: all 4 drives hold the sample's sha256") || len(regexp.MustCompile(`VERIFIED\s+[\d.]+\s+sha256:`).FindAllString(out, -1)) != 4 {
+	out := mustRun(t, "dev", "--demo", "--data", t.TempDir(), "--size", fmt.Sprint(16<<20), "--drive-size", fmt.Sprint(32<<20))
+	if !strings.Contains(out, "checked independently: all 4 drives hold the sample's sha256") || !strings.Contains(out, "SUCCEEDED: 4 of 4 drives verified") ||
+		len(regexp.MustCompile(`DONE\s+[\d.]+\s+sha256:`).FindAllString(out, -1)) != 4 {
 		t.Errorf("dev --demo did not verify:\n%s", out)
 	}
 }
