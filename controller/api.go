@@ -187,6 +187,7 @@ func (c *Controller) cancelTask(ctx context.Context, t *imagefarmv1.Task) {
 	}); err != nil {
 		c.log.Warn("cancel task", "task_id", t.GetId(), "error", err)
 	}
+	c.release(ctx, t.GetNodeId(), t.GetDrive().GetId(), t.GetId())
 	if _, err := c.pub.Cancel(ctx, t.GetNodeId(), &imagefarmv1.TaskCancel{TaskId: t.GetId(), JobId: t.GetJobId(),
 		Epoch: t.GetEpoch(), Reason: imagefarmv1.StopReason_STOP_REASON_CANCELED}); err != nil {
 		c.log.Warn("publish cancel", "task_id", t.GetId(), "error", err)

@@ -83,9 +83,9 @@ func (c *Controller) Addr(ctx context.Context) (net.Addr, error) {
 
 // Run serves until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
-	nc, err := nats.Connect(c.cfg.NATSURL, nats.Name("imagefarm-controller"), nats.MaxReconnects(-1))
+	nc, err := c.connectNATS(ctx)
 	if err != nil {
-		return fmt.Errorf("controller: connect to NATS at %s: %w", c.cfg.NATSURL, err)
+		return err
 	}
 	defer nc.Close()
 	if c.js, err = jetstream.New(nc); err != nil {
@@ -117,6 +117,23 @@ func (c *Controller) Run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// connectNATS connects to NATS, waiting for it to come up: in a deploy the
+// controller and the NATS server often start together.
+func (c *Controller) connectNATS(ctx context.Context) (*nats.Conn, error) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		nc, err := nats.Connect(c.cfg.NATSURL, nats.Name("imagefarm-controller"), nats.MaxReconnects(-1))
+		if err == nil {
+			return nc, nil
+		}
+		c.log.Warn("waiting for NATS", "url", c.cfg.NATSURL, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("controller: connect to NATS at %s: %w", c.cfg.NATSURL, err)
+		case <-time.After(wait):
+		}
+	}
 }
 
 // wake asks the scheduler to run soon.

@@ -1,8 +1,10 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -37,8 +39,14 @@ func newID(prefix string) string {
 	return fmt.Sprintf("%s%x%s", prefix, time.Now().UnixMilli(), hex.EncodeToString(b))
 }
 
-// taskID names task n of a job; the job id can be read back from it.
+// taskID names a new task of a job; the job id can be read back from it.
 func taskID(jobID string) string { return jobID + "_" + newID("t") }
+
+// explicitTaskID is the one task a job that names a drive has on it.
+func explicitTaskID(jobID, nodeID, driveID string) string {
+	sum := sha256.Sum256([]byte(nodeID + "/" + driveID))
+	return jobID + "_d" + hex.EncodeToString(sum[:10])
+}
 
 func jobOf(taskID string) string {
 	job, _, _ := strings.Cut(taskID, "_")
@@ -88,7 +96,7 @@ func buildFarm(nodes []*imagefarmv1.Node, drives []*imagefarmv1.Drive, tasks []*
 	for _, d := range drives {
 		sd := scheduler.Drive{ID: d.GetId(), Serial: d.GetSerial(), Model: d.GetModel(), Size: d.GetSizeBytes(),
 			Removable: d.GetRemovable(), Slot: d.GetSlot(), SlotLabel: d.GetSlotLabel(), Inserted: d.GetInsertTime().AsTime(),
-			TaskID: busy[d.GetNodeId()+"/"+d.GetId()], LastTaskID: d.GetLastTaskId()}
+			TaskID: cmp.Or(busy[d.GetNodeId()+"/"+d.GetId()], d.GetTaskId()), LastTaskID: d.GetLastTaskId()}
 		if d.GetState() == imagefarmv1.DriveState_DRIVE_STATE_REFUSED {
 			sd.Refused = d.GetRefusal().GetMessage()
 		}

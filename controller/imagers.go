@@ -162,13 +162,16 @@ func (c *Controller) syncDrives(ctx context.Context, nodeID string, drives []*im
 // controller knows (its last task, when it was inserted).
 func (c *Controller) putDrive(ctx context.Context, nodeID string, d *imagefarmv1.Drive) error {
 	_, err := c.st.UpdateDrive(ctx, nodeID, d.GetId(), func(cur *imagefarmv1.Drive) error {
-		last, inserted := cur.LastTaskId, cur.InsertTime
+		last, inserted, task := cur.LastTaskId, cur.InsertTime, cur.TaskId
 		if cur.Serial != d.GetSerial() || cur.SizeBytes != d.GetSizeBytes() {
 			last, inserted = "", now() // another medium in the slot
 		}
 		proto.Reset(cur)
 		proto.Merge(cur, d)
-		cur.NodeId, cur.LastTaskId, cur.InsertTime = nodeID, last, inserted
+		cur.NodeId, cur.LastTaskId, cur.InsertTime, cur.TaskId = nodeID, last, inserted, task
+		if task != "" && cur.State != imagefarmv1.DriveState_DRIVE_STATE_REFUSED {
+			cur.State = imagefarmv1.DriveState_DRIVE_STATE_BUSY
+		}
 		if cur.InsertTime == nil {
 			cur.InsertTime = now()
 		}

@@ -73,6 +73,7 @@ func (c *Controller) loseNode(ctx context.Context, nodeID string, jobs []schedul
 		}); err != nil {
 			return err
 		}
+		c.release(ctx, lt.NodeID, lt.DriveID, lt.TaskID)
 		if err := c.settleJob(ctx, lt.JobID); err != nil {
 			return err
 		}

@@ -118,14 +118,7 @@ func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.Task
 	c.farm.mu.Lock()
 	delete(c.farm.progress, t.GetId())
 	c.farm.mu.Unlock()
-	if _, err := c.st.GetDrive(ctx, s.nodeID, t.GetDrive().GetId()); err == nil { // not if pulled meanwhile
-		if _, err := c.st.UpdateDrive(ctx, s.nodeID, t.GetDrive().GetId(), func(d *imagefarmv1.Drive) error {
-			d.LastTaskId = t.GetId()
-			return nil
-		}); err != nil {
-			return err
-		}
-	}
+	c.release(ctx, s.nodeID, t.GetDrive().GetId(), t.GetId())
 	defer c.wake()
 	return c.settleJob(ctx, t.GetJobId())
 }

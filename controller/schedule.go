@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/imagefarm/imagefarm/controller/scheduler"
@@ -45,33 +47,91 @@ func (c *Controller) schedule(ctx context.Context) error {
 	return nil
 }
 
-// assign records a task for a placement and dispatches it to its node.
+// errClaimed means a drive already has a task: a placement made from a
+// view that missed it is dropped.
+var errClaimed = errors.New("controller: drive already has a task")
+
+// assign records a task for a placement and dispatches it to its node. The
+// drive is claimed first, atomically on its record, so that no drive ever
+// gets two tasks at once whatever view of the farm the placement came from.
 func (c *Controller) assign(ctx context.Context, p scheduler.Placement) error {
 	job, err := c.st.GetJob(ctx, p.JobID)
-	if err != nil {
+	if err != nil || state.FinalJobState(job.GetState()) {
+		return err
+	}
+	id := taskID(p.JobID)
+	if job.GetTargets().GetDrives() != nil {
+		id = explicitTaskID(p.JobID, p.NodeID, p.Drive.ID) // one task per named drive, ever
+	}
+	if err := c.claim(ctx, p.NodeID, p.Drive.ID, id); err != nil {
 		return err
 	}
 	t := &imagefarmv1.Task{
-		Id: taskID(p.JobID), JobId: p.JobID, NodeId: p.NodeID, Slot: p.Slot, SlotLabel: p.SlotLabel,
+		Id: id, JobId: p.JobID, NodeId: p.NodeID, Slot: p.Slot, SlotLabel: p.SlotLabel,
 		Drive: &imagefarmv1.DriveIdentity{Id: p.Drive.ID, Serial: p.Drive.Serial, SizeBytes: p.Drive.Size, Model: p.Drive.Model},
 		State: imagefarmv1.TaskState_TASK_STATE_ASSIGNED, Epoch: p.Epoch, Attempt: uint32(len(job.GetTasks()) + 1),
 	}
 	if _, err := c.st.CreateTask(ctx, t); err != nil {
+		c.release(ctx, p.NodeID, p.Drive.ID, id)
+		if errors.Is(err, state.ErrExists) {
+			return nil // placed before from a view that missed the task
+		}
 		return err
 	}
-	if job.GetState() == imagefarmv1.JobState_JOB_STATE_PENDING {
-		if _, err := c.st.UpdateJob(ctx, job.GetId(), func(j *imagefarmv1.Job) error {
-			j.State = imagefarmv1.JobState_JOB_STATE_RUNNING
-			return nil
-		}); err != nil {
-			return err
-		}
+	if err := c.markRunning(ctx, t); err != nil {
+		return err
 	}
 	_, err = c.pub.Publish(ctx, &imagefarmv1.TaskAssignment{
 		TaskId: t.GetId(), JobId: job.GetId(), NodeId: p.NodeID, Epoch: p.Epoch, Drive: t.GetDrive(),
 		ManifestDigest: job.GetManifestDigest(), ImageRef: job.GetImageRef(), Options: job.GetOptions(), AssignTime: now(),
 	})
 	return err
+}
+
+// markRunning moves a pending job to RUNNING as its task t starts; if the
+// job was canceled meanwhile, t is canceled at once.
+func (c *Controller) markRunning(ctx context.Context, t *imagefarmv1.Task) error {
+	job, err := c.st.UpdateJob(ctx, t.GetJobId(), func(j *imagefarmv1.Job) error {
+		if j.State == imagefarmv1.JobState_JOB_STATE_PENDING {
+			j.State = imagefarmv1.JobState_JOB_STATE_RUNNING
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if job.GetState() == imagefarmv1.JobState_JOB_STATE_CANCELED {
+		c.cancelTask(ctx, t)
+		return errClaimed
+	}
+	return nil
+}
+
+// claim gives a drive to a task if it has none.
+func (c *Controller) claim(ctx context.Context, nodeID, driveID, taskID string) error {
+	_, err := c.st.UpdateDrive(ctx, nodeID, driveID, func(d *imagefarmv1.Drive) error {
+		if d.TaskId != "" && d.TaskId != taskID {
+			return fmt.Errorf("%w: %s/%s has %s", errClaimed, nodeID, driveID, d.TaskId)
+		}
+		d.TaskId, d.State = taskID, imagefarmv1.DriveState_DRIVE_STATE_BUSY
+		return nil
+	})
+	return err
+}
+
+// release frees a drive claimed by taskID, recording it as its last task.
+func (c *Controller) release(ctx context.Context, nodeID, driveID, taskID string) {
+	if _, err := c.st.GetDrive(ctx, nodeID, driveID); err != nil {
+		return // pulled meanwhile
+	}
+	if _, err := c.st.UpdateDrive(ctx, nodeID, driveID, func(d *imagefarmv1.Drive) error {
+		if d.TaskId == taskID {
+			d.TaskId, d.LastTaskId, d.State = "", taskID, imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE
+		}
+		return nil
+	}); err != nil {
+		c.log.Warn("release drive", "node_id", nodeID, "drive", driveID, "error", err)
+	}
 }
 
 // settleJob gives a job its final state once its tasks say so.

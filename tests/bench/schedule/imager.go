@@ -1,0 +1,342 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/imagefarm/imagefarm/controller/dispatch"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+)
+
+// driveSize is what every simulated USB key holds.
+const driveSize = 64 << 30
+
+// simImager is one imager node that writes nothing: it says Hello with its
+// keys, sends heartbeats, and answers each assignment with progress and a
+// DONE result, acks the assignment once the controller acknowledged the
+// result, and then swaps the key for a new one, as a technician does.
+type simImager struct {
+	id  string
+	cfg *Config
+	rec *recorder
+
+	sendMu sync.Mutex // serializes Send and numbers messages
+	stream imagefarmv1.ImagerService_ConnectClient
+	seq    uint64
+
+	mu      sync.Mutex
+	epoch   uint64
+	acked   uint64                   // highest seq the controller acknowledged
+	waiters map[uint64]chan struct{} // closed once their seq is acknowledged
+	gen     map[string]int           // drive id -> generation of the key in it
+	runs    map[string]bool          // task id/epoch -> delivered before
+}
+
+func newSimImager(id string, cfg *Config, rec *recorder) *simImager {
+	return &simImager{id: id, cfg: cfg, rec: rec, waiters: map[uint64]chan struct{}{}, gen: map[string]int{}, runs: map[string]bool{}}
+}
+
+// run connects to the controller and to NATS, each over a connection of
+// its own like a real node, and serves until ctx ends. It calls greeted
+// once the controller answered Hello.
+func (im *simImager) run(ctx context.Context, addr, natsURL string, greeted func()) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	nc, err := nats.Connect(natsURL, nats.Name("bench-imager-"+im.id), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("node %s: connect to NATS: %w", im.id, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	interval, err := im.hello(ctx, imagefarmv1.NewImagerServiceClient(conn))
+	if err != nil {
+		return fmt.Errorf("node %s: %w", im.id, err)
+	}
+	greeted()
+	g, gctx := errgroup.WithContext(ctx)
+	sub, err := dispatch.NewSubscriber(js, dispatch.SubscriberConfig{NodeID: im.id, OnError: im.rec.subscriberError},
+		func(_ context.Context, d *dispatch.Delivery) { im.deliver(gctx, g, d) })
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return sub.Run(gctx) })
+	g.Go(func() error { return im.receive(gctx) })
+	g.Go(func() error { return im.beat(gctx, interval) })
+	return g.Wait()
+}
+
+// hello opens the status stream and announces the node's keys; it returns
+// the heartbeat interval the controller asks for.
+func (im *simImager) hello(ctx context.Context, client imagefarmv1.ImagerServiceClient) (time.Duration, error) {
+	stream, err := client.Connect(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("open status stream: %w", err)
+	}
+	im.stream = stream
+	drives := make([]*imagefarmv1.Drive, im.cfg.Drives)
+	now := time.Now()
+	for i := range drives {
+		drives[i] = im.drive(fmt.Sprintf("d%02d", i), 0)
+		im.rec.inserted(drives[i].GetSerial(), now)
+	}
+	err = stream.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_Hello{Hello: &imagefarmv1.Hello{
+		NodeId: im.id, InstanceId: "bench-" + im.id, Pool: "bench", Version: "bench", Drives: drives}}})
+	if err != nil {
+		return 0, fmt.Errorf("send hello: %w", err)
+	}
+	m, err := stream.Recv()
+	if err != nil || m.GetHelloAck() == nil {
+		return 0, fmt.Errorf("hello answered %v, %v; want HelloAck", m, err)
+	}
+	im.mu.Lock()
+	im.epoch = m.GetHelloAck().GetEpoch()
+	im.mu.Unlock()
+	return max(m.GetHelloAck().GetHeartbeatInterval().AsDuration(), 100*time.Millisecond), nil
+}
+
+// drive is the key of generation gen in slot id: a new serial each time.
+func (im *simImager) drive(id string, gen int) *imagefarmv1.Drive {
+	return &imagefarmv1.Drive{Id: id, NodeId: im.id, Path: "/dev/bench/" + id, SizeBytes: driveSize,
+		LogicalBlockSize: 512, PhysicalBlockSize: 512, Vendor: "Bench", Model: "BenchKey",
+		Serial: "SN-" + im.id + "-" + id + "-" + strconv.Itoa(gen), Removable: true,
+		Transport: imagefarmv1.Transport_TRANSPORT_USB, State: imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE}
+}
+
+// send numbers m, sends it and returns its seq.
+func (im *simImager) send(m *imagefarmv1.ConnectRequest) (uint64, error) {
+	im.sendMu.Lock()
+	defer im.sendMu.Unlock()
+	im.seq++
+	m.Seq = im.seq
+	if err := im.stream.Send(m); err != nil {
+		return 0, fmt.Errorf("node %s: send seq %d: %w", im.id, m.Seq, err)
+	}
+	return m.Seq, nil
+}
+
+func (im *simImager) beat(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		im.sendMu.Lock()
+		err := im.stream.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_Heartbeat{Heartbeat: &imagefarmv1.Heartbeat{}}})
+		im.sendMu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("node %s: send heartbeat: %w", im.id, err)
+		}
+	}
+}
+
+// receive takes the controller's acks and stops until the stream ends.
+func (im *simImager) receive(ctx context.Context) error {
+	for {
+		m, err := im.stream.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("node %s: status stream: %w", im.id, err)
+		}
+		if st := m.GetStopTask(); st != nil {
+			im.rec.count(&im.rec.stops)
+			slog.Warn("controller stops a task", "node_id", im.id, "task_id", st.GetTaskId(), "reason", st.GetReason(), "message", st.GetMessage())
+		}
+		if seq := m.GetAck().GetSeq(); seq > 0 {
+			im.ack(seq)
+		}
+	}
+}
+
+func (im *simImager) ack(seq uint64) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	im.acked = max(im.acked, seq)
+	for s, ch := range im.waiters {
+		if s <= seq {
+			close(ch)
+			delete(im.waiters, s)
+		}
+	}
+}
+
+// waitAck returns once the controller acknowledged seq, or ctx ended.
+func (im *simImager) waitAck(ctx context.Context, seq uint64) error {
+	im.mu.Lock()
+	if im.acked >= seq {
+		im.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	im.waiters[seq] = ch
+	im.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// deliver takes one message from the node's subject; the work runs in g.
+func (im *simImager) deliver(ctx context.Context, g *errgroup.Group, d *dispatch.Delivery) {
+	at := time.Now()
+	a := d.Message.GetAssignment()
+	if d.NumDelivered > 1 {
+		im.rec.count(&im.rec.redelivered)
+	}
+	if a == nil { // the benchmark cancels nothing
+		im.rec.count(&im.rec.cancels)
+		g.Go(func() error { im.ackDelivery(ctx, d); return nil })
+		return
+	}
+	key := a.GetTaskId() + "/" + strconv.FormatUint(a.GetEpoch(), 10)
+	id := a.GetDrive().GetId()
+	im.mu.Lock()
+	dup, stale := im.runs[key], a.GetEpoch() != im.epoch
+	// Like a real imager, check the key in the slot is the one the task
+	// was planned for; another one means the planned key was pulled.
+	pulled := a.GetDrive().GetSerial() != im.drive(id, im.gen[id]).GetSerial()
+	im.runs[key] = true
+	im.mu.Unlock()
+	switch {
+	case stale:
+		im.rec.count(&im.rec.stale)
+		d.Term("stale epoch")
+		return
+	case dup:
+		im.rec.count(&im.rec.duplicates)
+		return // the first delivery's run acks the message
+	}
+	im.rec.assigned(assignment{job: a.GetJobId(), task: a.GetTaskId(), serial: a.GetDrive().GetSerial(), at: at, refused: pulled})
+	keepCtx, keep := context.WithCancel(ctx)
+	g.Go(func() error { return d.KeepInProgress(keepCtx) })
+	g.Go(func() error {
+		defer keep()
+		if pulled {
+			return im.refuse(ctx, a, d, keep)
+		}
+		return im.work(ctx, a, d, keep)
+	})
+}
+
+// refuse ends a task planned for a key no longer in its slot FAILED, as a
+// real imager's identity guard does, without touching the slot's key.
+func (im *simImager) refuse(ctx context.Context, a *imagefarmv1.TaskAssignment, d *dispatch.Delivery, keep func()) error {
+	seq, err := im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
+		TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED,
+		Failure: &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_GUARD_IDENTITY_CHANGED,
+			Message: "the key in the slot is not the one the task was planned for"}}}})
+	if err != nil {
+		return err
+	}
+	if im.waitAck(ctx, seq) != nil {
+		return nil
+	}
+	keep()
+	im.ackDelivery(ctx, d)
+	return nil
+}
+
+// work plays one task: progress, result, the NATS ack once the controller
+// has the result, then the key swap.
+func (im *simImager) work(ctx context.Context, a *imagefarmv1.TaskAssignment, d *dispatch.Delivery, keep func()) error {
+	if !sleep(ctx, im.cfg.WriteTime) {
+		return nil
+	}
+	size := uint64(im.cfg.ImageSize)
+	if _, err := im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskProgress{TaskProgress: &imagefarmv1.TaskProgress{
+		TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_WRITING, BytesTotal: size}}}); err != nil {
+		return err
+	}
+	sent := time.Now()
+	seq, err := im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
+		TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_DONE,
+		VerifiedDigest: a.GetManifestDigest(), BytesWritten: size, Duration: durationpb.New(im.cfg.WriteTime)}}})
+	if err != nil {
+		return err
+	}
+	if im.waitAck(ctx, seq) != nil {
+		return nil
+	}
+	im.rec.resultAcked(a.GetJobId(), a.GetTaskId(), sent)
+	keep()
+	start := time.Now()
+	im.ackDelivery(ctx, d)
+	im.rec.natsAcked(time.Since(start))
+	if !sleep(ctx, im.cfg.SwapTime) {
+		return nil
+	}
+	return im.swap(ctx, a.GetDrive())
+}
+
+func (im *simImager) ackDelivery(ctx context.Context, d *dispatch.Delivery) {
+	if err := d.Ack(ctx); err != nil && ctx.Err() == nil {
+		im.rec.count(&im.rec.ackErrors)
+		slog.Warn("ack assignment", "node_id", im.id, "error", err)
+	}
+}
+
+// swap pulls the written key and inserts a new one in the same slot.
+func (im *simImager) swap(ctx context.Context, written *imagefarmv1.DriveIdentity) error {
+	driveID := written.GetId()
+	im.mu.Lock()
+	im.gen[driveID]++
+	gen := im.gen[driveID]
+	im.mu.Unlock()
+	im.rec.removed(written.GetSerial(), time.Now())
+	if _, err := im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_DriveRemoved{
+		DriveRemoved: &imagefarmv1.DriveRemoved{DriveId: driveID}}}); err != nil {
+		return err
+	}
+	key := im.drive(driveID, gen)
+	sent := time.Now()
+	im.rec.inserted(key.GetSerial(), sent) // before the send: its assignment may come at once
+	seq, err := im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_DriveInserted{
+		DriveInserted: &imagefarmv1.DriveInserted{Drive: key}}})
+	if err != nil {
+		return err
+	}
+	if im.waitAck(ctx, seq) == nil {
+		im.rec.insertAcked(sent)
+	}
+	return nil
+}
+
+// sleep waits d or until ctx ends, and reports whether it waited d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,289 @@
+// Package e2e runs the farm as separate processes, the way it is deployed:
+// a NATS server, the controller and two imagers, all built from this
+// repository and talking over 127.0.0.1, with virtual drives.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+var bin struct{ imagefarm, nats string }
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "imagefarm-e2e-bin-")
+	if err == nil {
+		bin.imagefarm, bin.nats = filepath.Join(dir, "imagefarm"), filepath.Join(dir, "nats-server")
+		err = build(bin.imagefarm, "github.com/imagefarm/imagefarm/cmd/imagefarm")
+	}
+	if err == nil {
+		err = build(bin.nats, "github.com/nats-io/nats-server/v2")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func build(out, pkg string) error {
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Stderr = os.Stderr
+	return cmd.Run()
+}
+
+// farm is one running farm: its folder, addresses and a client of its API.
+type farm struct {
+	t          *testing.T
+	dir, store string
+	nats, ctl  string
+	api        imagefarmv1.ImageFarmServiceClient
+}
+
+// process starts a long-running process that is killed when the test ends.
+func (f *farm) process(name string, args ...string) *exec.Cmd {
+	f.t.Helper()
+	cmd := exec.Command(name, args...)
+	log, err := os.Create(filepath.Join(f.dir, filepath.Base(name)+"-"+fmt.Sprint(time.Now().UnixNano())+".log"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); log.Close() })
+	return cmd
+}
+
+func startFarm(t *testing.T, nodes map[string]int) *farm {
+	t.Helper()
+	f := &farm{t: t, dir: t.TempDir()}
+	f.store = "file://" + filepath.Join(f.dir, "store")
+	natsPort, _ := testenv.FreePort()
+	ctlPort, _ := testenv.FreePort()
+	f.nats, f.ctl = fmt.Sprintf("nats://127.0.0.1:%d", natsPort), fmt.Sprintf("127.0.0.1:%d", ctlPort)
+	f.process(bin.nats, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-sd", filepath.Join(f.dir, "nats"))
+	f.process(bin.imagefarm, "controller", "--nats", f.nats, "--store", f.store, "--listen", f.ctl)
+	for node, drives := range nodes {
+		vd := filepath.Join(f.dir, node)
+		os.MkdirAll(vd, 0o755)
+		for i := 1; i <= drives; i++ {
+			f.addDrive(node, fmt.Sprintf("d%d.img", i))
+		}
+		f.process(bin.imagefarm, "imager", "--node-id", node, "--pool", "bench", "--nats", f.nats, "--controller", f.ctl,
+			"--store", f.store, "--virtual-drives", vd, "--cache", filepath.Join(f.dir, node+"-cache"))
+	}
+	conn, err := grpc.NewClient(f.ctl, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	f.api = imagefarmv1.NewImageFarmServiceClient(conn)
+	f.waitNodes(len(nodes))
+	return f
+}
+
+// addDrive makes a 64 MiB virtual drive full of 0xEE on node.
+func (f *farm) addDrive(node, name string) string {
+	p := filepath.Join(f.dir, node, name)
+	if err := os.WriteFile(p+".tmp", bytes.Repeat([]byte{0xEE}, 64<<20), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	os.Rename(p+".tmp", p) // appears whole, as a drive does
+	return p
+}
+
+func (f *farm) waitNodes(n int) {
+	f.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := f.api.ListNodes(context.Background(), &imagefarmv1.ListNodesRequest{})
+		if err == nil && len(resp.GetNodes()) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%d of %d imagers connected after 60s (%v); logs in %s", len(resp.GetNodes()), n, err, f.dir)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// cli runs the imagefarm binary against the farm and returns its output
+// and exit code.
+func (f *farm) cli(args ...string) (string, int) {
+	f.t.Helper()
+	cmd := exec.Command(bin.imagefarm, append(args, "--store", f.store, "--controller", f.ctl)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		f.t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// pushImage pushes a disk-shaped image and returns its file.
+func (f *farm) pushImage(ref string, size int) string {
+	f.t.Helper()
+	img := filepath.Join(f.dir, "image.img")
+	var b bytes.Buffer
+	for b.Len() < size {
+		fmt.Fprintf(&b, "imagefarm e2e block %d\n", b.Len())
+	}
+	os.WriteFile(img, b.Bytes()[:size], 0o644)
+	if out, code := f.cli("image", "push", ref, img); code != 0 {
+		f.t.Fatalf("push: %s", out)
+	}
+	return img
+}
+
+func TestJobOverSixDrivesOnTwoNodes(t *testing.T) {
+	f := startFarm(t, map[string]int{"n1": 3, "n2": 3})
+	img := f.pushImage("e2e:1", 20<<20)
+	args := []string{"job", "submit", "e2e:1", "--watch"}
+	for _, n := range []string{"n1", "n2"} {
+		for i := 1; i <= 3; i++ {
+			args = append(args, "--drive", fmt.Sprintf("%s/virt-d%d.img", n, i))
+		}
+	}
+	out, code := f.cli(args...)
+	if code != 0 || !strings.Contains(out, "SUCCEEDED: 6 of 6") {
+		t.Fatalf("job submit --watch exited %d:\n%s", code, out)
+	}
+	want := testenv.SHA256(t, img, -1)
+	for _, n := range []string{"n1", "n2"} {
+		for i := 1; i <= 3; i++ {
+			if got := testenv.SHA256(t, filepath.Join(f.dir, n, fmt.Sprintf("d%d.img", i)), 20<<20); got != want {
+				t.Errorf("%s/d%d holds sha256 %s, the image %s", n, i, got, want)
+			}
+		}
+	}
+}
+
+func TestStandingOrderTakesDrivesInsertedLater(t *testing.T) {
+	f := startFarm(t, map[string]int{"n1": 2})
+	f.pushImage("e2e:1", 4<<20)
+	sub, err := f.api.SubmitJob(context.Background(), &imagefarmv1.SubmitJobRequest{ImageRef: "e2e:1",
+		Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_StandingOrder{StandingOrder: &imagefarmv1.StandingOrder{
+			Count: 5, Selector: &imagefarmv1.Selector{Pool: "bench"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 3; i <= 5; i++ { // keys plugged in after the order
+		f.addDrive("n1", fmt.Sprintf("d%d.img", i))
+	}
+	job := waitFinal(t, f, sub.GetJob().GetId())
+	if job.GetState() != imagefarmv1.JobState_JOB_STATE_SUCCEEDED || job.GetTaskCounts().GetDone() != 5 {
+		t.Errorf("standing order ended %v with %v, want SUCCEEDED with 5 done", job.GetState(), job.GetTaskCounts())
+	}
+}
+
+func TestCancelEndsTasksCanceled(t *testing.T) {
+	f := startFarm(t, map[string]int{"n1": 2})
+	f.pushImage("e2e:1", 48<<20)
+	sub, err := f.api.SubmitJob(context.Background(), &imagefarmv1.SubmitJobRequest{ImageRef: "e2e:1",
+		Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_Drives{Drives: &imagefarmv1.DriveList{DriveIds: []string{"n1/virt-d1.img", "n1/virt-d2.img"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, code := f.cli("job", "cancel", sub.GetJob().GetId()); code != 0 {
+		t.Fatalf("job cancel: %s", out)
+	}
+	job := waitFinal(t, f, sub.GetJob().GetId())
+	if job.GetState() != imagefarmv1.JobState_JOB_STATE_CANCELED {
+		t.Errorf("job %v after cancel, want CANCELED", job.GetState())
+	}
+	for _, task := range job.GetTasks() {
+		if task.GetState() != imagefarmv1.TaskState_TASK_STATE_CANCELED {
+			t.Errorf("task %s is %v, want CANCELED", task.GetId(), task.GetState())
+		}
+	}
+}
+
+func TestWatchReconnectedMidJobSeesEveryEventOnce(t *testing.T) {
+	f := startFarm(t, map[string]int{"n1": 2})
+	f.pushImage("e2e:1", 16<<20)
+	sub, err := f.api.SubmitJob(context.Background(), &imagefarmv1.SubmitJobRequest{ImageRef: "e2e:1",
+		Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_Drives{Drives: &imagefarmv1.DriveList{DriveIds: []string{"n1/virt-d1.img", "n1/virt-d2.img"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sub.GetJob().GetId()
+	var seen []uint64
+	from := uint64(1)
+	for attempt := 0; ; attempt++ { // drop the stream after every 2 events, then resume
+		ctx, cancel := context.WithCancel(context.Background())
+		w, err := f.api.WatchJob(ctx, &imagefarmv1.WatchJobRequest{JobId: id, FromRevision: from})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, final := 0, false
+		for got < 2 {
+			resp, err := w.Recv()
+			if err != nil {
+				final = true
+				break
+			}
+			if ev := resp.GetEvent(); ev.GetKind() != imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS && ev.GetRevision() >= from {
+				seen = append(seen, ev.GetRevision())
+				from = ev.GetRevision() + 1
+				got++
+			}
+		}
+		cancel()
+		if final || attempt > 100 {
+			break
+		}
+	}
+	full, err := f.api.WatchJob(context.Background(), &imagefarmv1.WatchJobRequest{JobId: id, FromRevision: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []uint64
+	for {
+		resp, err := full.Recv()
+		if err != nil {
+			break
+		}
+		if ev := resp.GetEvent(); ev.GetKind() != imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS {
+			all = append(all, ev.GetRevision())
+		}
+	}
+	if fmt.Sprint(seen) != fmt.Sprint(all) {
+		t.Errorf("reconnecting watch saw revisions %v, one unbroken watch %v", seen, all)
+	}
+}
+
+func waitFinal(t *testing.T, f *farm, id string) *imagefarmv1.Job {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		resp, err := f.api.GetJob(context.Background(), &imagefarmv1.GetJobRequest{JobId: id})
+		if err == nil && resp.GetJob().GetState() >= imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
+			return resp.GetJob()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s still %v after 90s (%v); logs in %s", id, resp.GetJob().GetState(), err, f.dir)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
