@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -193,12 +196,15 @@ type latencies struct {
 	// gaps are the pauses between consecutive assignments, all nodes
 	// merged: the controller dispatches one placement after the other.
 	gaps []time.Duration
+	// slowest is the assignment that waited longest.
+	slowest assignment
 }
 
 func (r *recorder) latencies() latencies {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var l latencies
+	var worst time.Duration
 	for _, a := range r.assigns {
 		if a.refused {
 			continue // its key's insertion was for the task before
@@ -210,6 +216,9 @@ func (r *recorder) latencies() latencies {
 			d = 0
 		}
 		l.fromReturn = append(l.fromReturn, d)
+		if d > worst {
+			worst, l.slowest = d, a
+		}
 		l.fromCall = append(l.fromCall, a.at.Sub(later(s.start, ins)))
 		if s.end.After(ins) {
 			l.afterSubmit = append(l.afterSubmit, d)
@@ -226,6 +235,35 @@ func (r *recorder) latencies() latencies {
 		l.gaps = append(l.gaps, at[i].Sub(at[i-1]))
 	}
 	return l
+}
+
+// slotHistory describes every key that went through the slot of serial,
+// times from the first submit: when it was inserted, given tasks, done
+// and pulled.
+func (r *recorder) slotHistory(serial string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	slot := serial[:strings.LastIndexByte(serial, '-')+1]
+	rel := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return fmt.Sprintf("%+.1fs", t.Sub(r.first).Seconds())
+	}
+	var out []string
+	for gen := 0; ; gen++ {
+		key := slot + strconv.Itoa(gen)
+		ins, ok := r.keys[key]
+		if !ok {
+			return out
+		}
+		line := fmt.Sprintf("%s inserted %s", key, rel(ins))
+		for _, i := range r.perKey[key] {
+			a := r.assigns[i]
+			line += fmt.Sprintf(", task assigned %s done %s", rel(a.at), rel(r.doneAt[a.task]))
+		}
+		out = append(out, line+", pulled "+rel(r.pulled[key]))
+	}
 }
 
 func later(a, b time.Time) time.Time {
@@ -247,14 +285,14 @@ func (r *recorder) submitTimes() []time.Duration {
 }
 
 // overAssigned returns the jobs that got more keys written than their
-// count asked for, by id, with how many.
+// count asked for, by id, with how many more.
 func (r *recorder) overAssigned() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[string]int{}
 	for id, n := range r.doneBy {
 		if n > r.jobs[id].count {
-			out[id] = n
+			out[id] = n - r.jobs[id].count
 		}
 	}
 	return out

@@ -43,6 +43,13 @@ func (b *bench) report(w io.Writer) bool {
 	fmt.Fprintf(w, "    when the submit came later (%5d tasks): %s\n", len(lat.afterSubmit), quantiles(lat.afterSubmit))
 	fmt.Fprintf(w, "    when the insertion came later (%5d):    %s\n", len(lat.afterInsert), quantiles(lat.afterInsert))
 	fmt.Fprintf(w, "    %d arrived before their SubmitJob returned, counted as 0\n", lat.early)
+	if len(lat.fromReturn) > 0 {
+		fmt.Fprintf(w, "    the slowest, %s, and the keys before it in its slot:\n", lat.slowest.serial)
+		h := b.rec.slotHistory(lat.slowest.serial)
+		for _, h := range h[max(0, len(h)-4):] {
+			fmt.Fprintf(w, "        %s\n", h)
+		}
+	}
 	fmt.Fprintf(w, "submit→assign, from the SubmitJob call (or insertion) instead:          %s\n", quantiles(lat.fromCall))
 	fmt.Fprintf(w, "gap between consecutive assignments, all nodes merged: %s\n", quantiles(lat.gaps))
 	fmt.Fprintf(w, "SubmitJob call:                       %s\n", quantiles(b.rec.submitTimes()))
@@ -72,14 +79,22 @@ func (b *bench) report(w io.Writer) bool {
 func (b *bench) reportChecks(w io.Writer, done int, a counters) bool {
 	m := &b.m
 	assigned, _ := b.rec.progress()
-	ok := m.finished && m.verifyErr == nil && done == b.cfg.Tasks && a == counters{} && len(m.overAssigned) == 0
+	over := b.rec.overAssigned()
+	ok := m.finished && m.verifyErr == nil && a == counters{} && len(over) == 0
 	for _, j := range m.jobs {
 		ok = ok && j.GetState() == imagefarmv1.JobState_JOB_STATE_SUCCEEDED
 	}
 	fmt.Fprintf(w, "\nchecks: %s; %d keys written for %d tasks, %d assignments; duplicates %d, redeliveries %d, stale %d, StopTask %d, cancels %d, ack errors %d, subscriber errors %d\n",
 		jobStates(m.jobs), done, b.cfg.Tasks, assigned, a.duplicates, a.redelivered, a.stale, a.stops, a.cancels, a.ackErrors, a.subErrors)
-	for _, j := range m.overAssigned {
-		b.reportOverAssigned(w, j)
+	if len(over) > 0 {
+		extra := 0
+		for n := range maps.Values(over) {
+			extra += n
+		}
+		fmt.Fprintf(w, "    OVER-ASSIGNED: %d standing orders got %d keys written beyond their count; the first of them:\n", len(over), extra)
+		for _, j := range m.overAssigned {
+			b.reportOverAssigned(w, j)
+		}
 	}
 	if rw := b.rec.rewritten(); len(rw) > 0 {
 		ok = false
@@ -90,6 +105,8 @@ func (b *bench) reportChecks(w io.Writer, done int, a counters) bool {
 	}
 	fmt.Fprintf(w, "full scans after the run: ListJobs (reads every task record) %v, ListDrives (every drive) %v\n",
 		m.listJobs.Round(time.Millisecond), m.listDrives.Round(time.Millisecond))
+	fmt.Fprintf(w, "GetJob of a job with %d tasks (the controller reads a job so for every assignment and every result): %s\n",
+		m.getJobTasks, quantiles(m.getJob))
 	fmt.Fprintf(w, "controller log warnings: %s\n", logWarnings(filepath.Join(b.cfg.Dir, "controller.log")))
 	fmt.Fprintf(w, "work folder (logs, store, NATS data): %s\n", b.cfg.Dir)
 	return ok
@@ -118,12 +135,13 @@ func (b *bench) reportRewrites(w io.Writer, rw []rewrite) {
 }
 
 // reportOverAssigned prints a standing order that got more tasks than its
-// count, with its tasks, times from the first submit.
+// count, with its last tasks, times from the first submit.
 func (b *bench) reportOverAssigned(w io.Writer, j *imagefarmv1.Job) {
 	first := b.rec.first
-	fmt.Fprintf(w, "    OVER-ASSIGNED: job %s, count %d, submitted at +%v, is %v with %d tasks:\n", j.GetId(),
-		j.GetTargets().GetStandingOrder().GetCount(), ms(b.rec.jobs[j.GetId()].end.Sub(first)), j.GetState(), len(j.GetTasks()))
-	for _, t := range j.GetTasks() {
+	count := int(j.GetTargets().GetStandingOrder().GetCount())
+	fmt.Fprintf(w, "      job %s, count %d, submitted at +%v, is %v with %d tasks; from its task %d on:\n", j.GetId(),
+		count, ms(b.rec.jobs[j.GetId()].end.Sub(first)), j.GetState(), len(j.GetTasks()), count-1)
+	for _, t := range j.GetTasks()[min(max(count-2, 0), len(j.GetTasks())):] {
 		fmt.Fprintf(w, "        %s %s/%s %s attempt %d created +%v finished +%v\n", t.GetId(), t.GetNodeId(), t.GetDrive().GetSerial(),
 			strings.TrimPrefix(t.GetState().String(), "TASK_STATE_"), t.GetAttempt(),
 			ms(t.GetCreateTime().AsTime().Sub(first)), ms(t.GetFinishTime().AsTime().Sub(first)))

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -76,12 +78,14 @@ type measures struct {
 	ctrlStart, ctrlConnected, ctrlEnd usage // the controller's, at those points
 	natsStart, natsEnd                usage
 	connect                           time.Duration // until every node's Hello was answered
-	start, end                        time.Time     // first submit; last result acknowledged
+	end                               time.Time     // when the last job was complete, or the timeout
 	finished                          bool
 	listJobs, listDrives              time.Duration
 	jobs                              []*imagefarmv1.Job
-	overAssigned                      []*imagefarmv1.Job   // with their tasks
+	overAssigned                      []*imagefarmv1.Job   // the first few, with their tasks
 	created                           map[string]time.Time // task id -> create time, of second tasks on a key
+	getJob                            []time.Duration      // GetJob of the largest job, timed after the run
+	getJobTasks                       int
 	verifyErr                         error
 }
 
@@ -199,13 +203,15 @@ func (b *bench) verify(ctx context.Context) {
 		}
 	}
 	b.m.listJobs = time.Since(start)
+	b.probeGetJob(ctx)
 	start = time.Now()
 	if _, err := b.api.ListDrives(ctx, &imagefarmv1.ListDrivesRequest{}); err != nil {
 		b.m.verifyErr = err
 	}
 	b.m.listDrives = time.Since(start)
 	b.m.created = map[string]time.Time{}
-	for _, x := range b.rec.rewritten()[:min(len(b.rec.rewritten()), 6)] {
+	rw := b.rec.rewritten()
+	for _, x := range rw[:min(len(rw), 6)] {
 		resp, err := b.api.GetJob(ctx, &imagefarmv1.GetJobRequest{JobId: x.second.job})
 		for _, t := range resp.GetJob().GetTasks() {
 			if err == nil && t.GetId() == x.second.task {
@@ -213,10 +219,31 @@ func (b *bench) verify(ctx context.Context) {
 			}
 		}
 	}
-	for id := range b.rec.overAssigned() {
+	over := slices.Sorted(maps.Keys(b.rec.overAssigned()))
+	for _, id := range over[:min(len(over), 3)] {
 		if resp, err := b.api.GetJob(ctx, &imagefarmv1.GetJobRequest{JobId: id}); err == nil {
 			b.m.overAssigned = append(b.m.overAssigned, resp.GetJob())
 		}
+	}
+}
+
+// probeGetJob times GetJob of the largest job: the store read that the
+// controller makes for every assignment and every result.
+func (b *bench) probeGetJob(ctx context.Context) {
+	var largest *imagefarmv1.Job
+	for _, j := range b.m.jobs {
+		if largest == nil || j.GetTargets().GetStandingOrder().GetCount() > largest.GetTargets().GetStandingOrder().GetCount() {
+			largest = j
+		}
+	}
+	for range 10 {
+		start := time.Now()
+		resp, err := b.api.GetJob(ctx, &imagefarmv1.GetJobRequest{JobId: largest.GetId()})
+		if err != nil {
+			return
+		}
+		b.m.getJob = append(b.m.getJob, time.Since(start))
+		b.m.getJobTasks = len(resp.GetJob().GetTasks())
 	}
 }
 
