@@ -123,11 +123,18 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error
 	return s, nil
 }
 
+// bucketHistory is how many revisions of each record a bucket keeps.
+const bucketHistory = 5
+
 func ensureBucket(ctx context.Context, js jetstream.JetStream, name string, cfg Config) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: name,
-		// Only the current value matters: the history is the events stream.
-		History:  1,
+		// Only the current value is read (the history is the events
+		// stream), but with a history of 1 a key rewritten while a scan
+		// reads the bucket loses its old message and nats.go's watcher can
+		// end the scan without it. With a few revisions kept, the value a
+		// scan started from stays until the scan has read it.
+		History:  bucketHistory,
 		Storage:  jetstream.FileStorage,
 		Replicas: cfg.Replicas,
 	})

@@ -4,7 +4,7 @@
 //
 // # What is stored where
 //
-// Four KV buckets with history 1 hold the current records, each a
+// Four KV buckets hold the current records (a few revisions each, see bucketHistory), each a
 // proto-encoded imagefarm.v1 message:
 //
 //	imagefarm-jobs    <job_id>                      Job (without tasks or revision)

@@ -115,8 +115,8 @@ func (s *Store) eventIDsSince(ctx context.Context, from time.Time) (map[string]b
 	return ids, err
 }
 
-// changesSince returns the bucket's writes since from whose record is still
-// at that write: with history 1 the bucket's stream keeps only those.
+// changesSince returns the bucket's writes since from, older revisions
+// included; reannounce skips those a later write has overwritten.
 func (k *kind[T]) changesSince(ctx context.Context, from time.Time) ([]change, error) {
 	prefix := "$KV." + k.kv.Bucket() + "."
 	var out []change
