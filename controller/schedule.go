@@ -63,7 +63,7 @@ func (c *Controller) assign(ctx context.Context, p scheduler.Placement) error {
 	if job.GetTargets().GetDrives() != nil {
 		id = explicitTaskID(p.JobID, p.NodeID, p.Drive.ID) // one task per named drive, ever
 	}
-	if err := c.claim(ctx, p.NodeID, p.Drive.ID, id); err != nil {
+	if err := c.claim(ctx, p.NodeID, p.Drive, id); err != nil {
 		return err
 	}
 	t := &imagefarmv1.Task{
@@ -107,11 +107,16 @@ func (c *Controller) markRunning(ctx context.Context, t *imagefarmv1.Task) error
 	return nil
 }
 
-// claim gives a drive to a task if it has none.
-func (c *Controller) claim(ctx context.Context, nodeID, driveID, taskID string) error {
-	_, err := c.st.UpdateDrive(ctx, nodeID, driveID, func(d *imagefarmv1.Drive) error {
+// claim gives a drive to a task if it has none and still holds the medium
+// the placement was made for (a key swapped meanwhile is left for the next
+// placement, which sees the new key).
+func (c *Controller) claim(ctx context.Context, nodeID string, planned scheduler.DriveIdentity, taskID string) error {
+	_, err := c.st.UpdateDrive(ctx, nodeID, planned.ID, func(d *imagefarmv1.Drive) error {
 		if d.TaskId != "" && d.TaskId != taskID {
-			return fmt.Errorf("%w: %s/%s has %s", errClaimed, nodeID, driveID, d.TaskId)
+			return fmt.Errorf("%w: %s/%s has %s", errClaimed, nodeID, planned.ID, d.TaskId)
+		}
+		if d.Serial != planned.Serial || d.SizeBytes != planned.Size {
+			return fmt.Errorf("%w: %s/%s holds another medium now", errClaimed, nodeID, planned.ID)
 		}
 		d.TaskId, d.State = taskID, imagefarmv1.DriveState_DRIVE_STATE_BUSY
 		return nil
