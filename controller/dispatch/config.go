@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -85,29 +85,11 @@ func ConsumerName(nodeID string) string { return consumerPrefix + nodeID }
 // server), where '.', '*', '>', '/', spaces and control characters break
 // routing or storage; the narrow set also keeps ids readable.
 func ValidateNodeID(id string) error {
-	if id == "" || len(id) > maxNodeIDLen || strings.IndexFunc(id, notIDRune) >= 0 {
+	if !ident.Valid(id, maxNodeIDLen) {
 		return fmt.Errorf("node id %s: use 1 to %d letters, digits, '-' or '_' (it names a NATS subject): %w",
-			quoteShort(id), maxNodeIDLen, ErrInvalidNodeID)
+			ident.Quote(id), maxNodeIDLen, ErrInvalidNodeID)
 	}
 	return nil
-}
-
-func notIDRune(r rune) bool {
-	switch {
-	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
-		return false
-	}
-	return true
-}
-
-// quoteShort quotes s for an error message, cut so that a hostile
-// megabyte-long id does not end up in logs whole.
-func quoteShort(s string) string {
-	const limit = 80
-	if len(s) > limit {
-		return fmt.Sprintf("%q…", s[:limit])
-	}
-	return fmt.Sprintf("%q", s)
 }
 
 // EnsureStream creates the assignment stream, or updates it to cfg.

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -56,13 +57,13 @@ func checkAssignment(a *imagefarmv1.TaskAssignment, nodeID string) error {
 	}
 	if a.GetNodeId() != nodeID {
 		return invalid("assignment of task %s is for node %s, not %s",
-			quoteShort(a.GetTaskId()), quoteShort(a.GetNodeId()), quoteShort(nodeID))
+			ident.Quote(a.GetTaskId()), ident.Quote(a.GetNodeId()), ident.Quote(nodeID))
 	}
 	if a.GetDrive().GetId() == "" {
-		return invalid("assignment of task %s names no drive", quoteShort(a.GetTaskId()))
+		return invalid("assignment of task %s names no drive", ident.Quote(a.GetTaskId()))
 	}
 	if err := catalog.CheckDigest(a.GetManifestDigest()); err != nil {
-		return invalid("assignment of task %s: %v", quoteShort(a.GetTaskId()), err)
+		return invalid("assignment of task %s: %v", ident.Quote(a.GetTaskId()), err)
 	}
 	return nil
 }
@@ -83,9 +84,9 @@ func checkTask(kind, taskID string, epoch uint64) error {
 		return invalid("%s has no task id", kind)
 	case len(taskID) > maxTaskIDLen || strings.IndexFunc(taskID, notPrintable) >= 0:
 		return invalid("%s task id %s: use at most %d visible ASCII characters",
-			kind, quoteShort(taskID), maxTaskIDLen)
+			kind, ident.Quote(taskID), maxTaskIDLen)
 	case epoch == 0:
-		return invalid("%s of task %s has no epoch", kind, quoteShort(taskID))
+		return invalid("%s of task %s has no epoch", kind, ident.Quote(taskID))
 	}
 	return nil
 }

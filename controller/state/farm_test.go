@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -126,9 +127,8 @@ func TestKeyValidation(t *testing.T) {
 			t.Errorf("ValidDriveID(%q) = %v, want nil", id, err)
 		}
 		key, err := driveKey("n1", id)
-		if err != nil || strings.Count(key, ".") != 1 || strings.IndexFunc(key, func(r rune) bool {
-			return r != '.' && notIDRune(r)
-		}) >= 0 {
+		node, token, _ := strings.Cut(key, ".")
+		if err != nil || strings.Count(key, ".") != 1 || !ident.Valid(node, MaxIDLen) || !ident.Valid(token, len(token)) {
 			t.Errorf("driveKey(n1, %q) = %q, %v; want one '.' and only [A-Za-z0-9_-] otherwise", id, key, err)
 		}
 	}

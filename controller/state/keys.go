@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/imagefarm/imagefarm/internal/ident"
 )
 
 const (
@@ -29,8 +31,8 @@ var driveKeyEncoding = base32.HexEncoding.WithPadding(base32.NoPadding)
 // controller/dispatch accepts for node ids, so every stored node can also
 // receive assignments. Errors wrap ErrInvalidID.
 func ValidID(id string) error {
-	if id == "" || len(id) > MaxIDLen || strings.IndexFunc(id, notIDRune) >= 0 {
-		return fmt.Errorf("id %s: use 1 to %d letters, digits, '-' or '_': %w", quoteShort(id), MaxIDLen, ErrInvalidID)
+	if !ident.Valid(id, MaxIDLen) {
+		return fmt.Errorf("id %s: use 1 to %d letters, digits, '-' or '_': %w", ident.Quote(id), MaxIDLen, ErrInvalidID)
 	}
 	return nil
 }
@@ -41,27 +43,9 @@ func ValidID(id string) error {
 func ValidDriveID(id string) error {
 	if id == "" || len(id) > MaxDriveIDLen || !utf8.ValidString(id) ||
 		strings.IndexFunc(id, unicode.IsControl) >= 0 {
-		return fmt.Errorf("drive id %s: use 1 to %d bytes of printable UTF-8: %w", quoteShort(id), MaxDriveIDLen, ErrInvalidID)
+		return fmt.Errorf("drive id %s: use 1 to %d bytes of printable UTF-8: %w", ident.Quote(id), MaxDriveIDLen, ErrInvalidID)
 	}
 	return nil
-}
-
-func notIDRune(r rune) bool {
-	switch {
-	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
-		return false
-	}
-	return true
-}
-
-// quoteShort quotes s for an error message, cut so that a hostile
-// megabyte-long id does not end up in logs whole.
-func quoteShort(s string) string {
-	const limit = 80
-	if len(s) > limit {
-		return fmt.Sprintf("%q…", s[:limit])
-	}
-	return fmt.Sprintf("%q", s)
 }
 
 func jobKey(jobID string) (string, error) {
