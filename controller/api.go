@@ -43,7 +43,7 @@ func (c *Controller) SubmitJob(ctx context.Context, req *imagefarmv1.SubmitJobRe
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	farm, _, err := c.snapshot(ctx)
+	farm, _, err := c.farmSnapshot(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/imagefarm/imagefarm/controller/scheduler"
+	"github.com/imagefarm/imagefarm/controller/state"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -68,7 +69,18 @@ func (c *Controller) imageSize(ctx context.Context, digest string) (uint64, erro
 
 // snapshot builds the scheduler's view of the farm and of the open jobs.
 func (c *Controller) snapshot(ctx context.Context) (scheduler.Farm, []scheduler.Job, error) {
-	nodes, err := c.st.ListNodes(ctx, stateNodeFilter())
+	farm, tasks, err := c.farmSnapshot(ctx)
+	if err != nil {
+		return scheduler.Farm{}, nil, err
+	}
+	jobs, err := c.openJobs(ctx, tasks)
+	return farm, jobs, err
+}
+
+// farmSnapshot builds the scheduler's view of the nodes and drives, with
+// the tasks it was built from.
+func (c *Controller) farmSnapshot(ctx context.Context) (scheduler.Farm, []*imagefarmv1.Task, error) {
+	nodes, err := c.st.ListNodes(ctx, state.NodeFilter{})
 	if err != nil {
 		return scheduler.Farm{}, nil, err
 	}
@@ -80,9 +92,7 @@ func (c *Controller) snapshot(ctx context.Context) (scheduler.Farm, []scheduler.
 	if err != nil {
 		return scheduler.Farm{}, nil, err
 	}
-	farm := buildFarm(nodes, drives, tasks)
-	jobs, err := c.openJobs(ctx, tasks)
-	return farm, jobs, err
+	return buildFarm(nodes, drives, tasks), tasks, nil
 }
 
 func buildFarm(nodes []*imagefarmv1.Node, drives []*imagefarmv1.Drive, tasks []*imagefarmv1.Task) scheduler.Farm {

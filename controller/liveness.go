@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/imagefarm/imagefarm/controller/scheduler"
+	"github.com/imagefarm/imagefarm/controller/state"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -22,10 +23,11 @@ func (c *Controller) livenessLoop(ctx context.Context) error {
 			return nil
 		case <-tick.C:
 		}
-		farm, jobs, err := c.snapshot(ctx)
+		nodes, err := c.st.ListNodes(ctx, state.NodeFilter{})
 		if err != nil {
 			continue
 		}
+		farm := buildFarm(nodes, nil, nil) // heartbeats are all Lost needs
 		c.farm.mu.Lock()
 		for i, n := range farm.Nodes { // a node heard since the last store write counts as heard
 			seen, ok := c.farm.seen[n.ID]
@@ -37,7 +39,15 @@ func (c *Controller) livenessLoop(ctx context.Context) error {
 			}
 		}
 		c.farm.mu.Unlock()
-		for _, id := range scheduler.Lost(farm, time.Now(), c.cfg.HeartbeatTTL) {
+		lost := scheduler.Lost(farm, time.Now(), c.cfg.HeartbeatTTL)
+		if len(lost) == 0 {
+			continue
+		}
+		_, jobs, err := c.snapshot(ctx) // the jobs, only when a node's tasks must end
+		if err != nil {
+			continue
+		}
+		for _, id := range lost {
 			if err := c.loseNode(ctx, id, jobs); err != nil {
 				c.log.Warn("mark node lost", "node_id", id, "error", err)
 			}

@@ -191,5 +191,3 @@ func openJobsFilter(token string) state.JobFilter {
 	return state.JobFilter{States: []imagefarmv1.JobState{imagefarmv1.JobState_JOB_STATE_PENDING,
 		imagefarmv1.JobState_JOB_STATE_RUNNING}, PageSize: state.MaxPageSize, PageToken: token}
 }
-
-func stateNodeFilter() state.NodeFilter { return state.NodeFilter{} }
