@@ -18,9 +18,9 @@ import (
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
-var minioServer *testenv.MinIO
+var minioServer testenv.SharedMinIO
 
-func TestMain(m *testing.M) { testenv.MainWithMinIO(m, &minioServer) }
+func TestMain(m *testing.M) { minioServer.Main(m) }
 
 // stores returns one fresh store of each backend; every conformance test
 // runs against all of them.
@@ -30,7 +30,7 @@ func stores(t *testing.T) map[string]storage.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s3, err := storage.Open(minioServer.NewBucket(t), storage.Options{})
+	s3, err := storage.Open(minioServer.Get(t).NewBucket(t), storage.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,8 +183,8 @@ func TestS3Errors(t *testing.T) {
 		mention   string
 	}{
 		{"unreachable", fmt.Sprintf("s3://bkt/p?endpoint=127.0.0.1:%d&insecure=true&retries=2", port), storage.ErrUnreachable, fmt.Sprint(port)},
-		{"wrong credentials", fmt.Sprintf("s3://bkt/p?endpoint=%s&insecure=true&credentials=%s", minioServer.Endpoint, writeCreds(t, "wrong", "wrong-secret")), storage.ErrAccessDenied, "AWS_ACCESS_KEY_ID"},
-		{"missing bucket", minioServer.URL("no-such-bucket", "p"), storage.ErrNoBucket, "no-such-bucket"},
+		{"wrong credentials", fmt.Sprintf("s3://bkt/p?endpoint=%s&insecure=true&credentials=%s", minioServer.Get(t).Endpoint, writeCreds(t, "wrong", "wrong-secret")), storage.ErrAccessDenied, "AWS_ACCESS_KEY_ID"},
+		{"missing bucket", minioServer.Get(t).URL("no-such-bucket", "p"), storage.ErrNoBucket, "no-such-bucket"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := storage.Open(tc.url, storage.Options{})

@@ -18,9 +18,9 @@ import (
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
-var minioServer *testenv.MinIO
+var minioServer testenv.SharedMinIO
 
-func TestMain(m *testing.M) { testenv.MainWithMinIO(m, &minioServer) }
+func TestMain(m *testing.M) { minioServer.Main(m) }
 
 // run executes imagefarm in-process with args and returns what it printed
 // and its error.
@@ -69,7 +69,7 @@ func sha256File(t *testing.T, path string) string {
 }
 
 func TestImageLifecycle(t *testing.T) {
-	for name, store := range map[string]string{"file": "file://" + t.TempDir(), "s3": minioServer.NewBucket(t)} {
+	for name, store := range map[string]string{"file": "file://" + t.TempDir(), "s3": minioServer.Get(t).NewBucket(t)} {
 		t.Run(name, func(t *testing.T) {
 			img := writeDiskImage(t, 24<<20, 7)
 			var push struct {

@@ -21,9 +21,9 @@ import (
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
-var minioServer *testenv.MinIO
+var minioServer testenv.SharedMinIO
 
-func TestMain(m *testing.M) { testenv.MainWithMinIO(m, &minioServer) }
+func TestMain(m *testing.M) { minioServer.Main(m) }
 
 const testChunk = 256 << 10
 
@@ -31,7 +31,7 @@ const testChunk = 256 << 10
 func backends(t *testing.T) map[string]*catalog.Catalog {
 	t.Helper()
 	out := map[string]*catalog.Catalog{}
-	for name, url := range map[string]string{"file": "file://" + t.TempDir(), "s3": minioServer.NewBucket(t)} {
+	for name, url := range map[string]string{"file": "file://" + t.TempDir(), "s3": minioServer.Get(t).NewBucket(t)} {
 		s, err := storage.Open(url, storage.Options{})
 		if err != nil {
 			t.Fatal(err)

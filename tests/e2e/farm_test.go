@@ -24,14 +24,11 @@ import (
 
 var (
 	bin         struct{ imagefarm, nats string }
-	minioServer *testenv.MinIO
+	minioServer testenv.SharedMinIO
 )
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "imagefarm-e2e-bin-")
-	if err == nil {
-		minioServer, err = testenv.StartMinIO(dir)
-	}
 	if err == nil {
 		bin.imagefarm, bin.nats = filepath.Join(dir, "imagefarm"), filepath.Join(dir, "nats-server")
 		err = build(bin.imagefarm, "github.com/imagefarm/imagefarm/cmd/imagefarm")
@@ -83,7 +80,7 @@ func (f *farm) process(name string, args ...string) *exec.Cmd {
 func startFarm(t *testing.T, nodes map[string]int) *farm {
 	t.Helper()
 	f := &farm{t: t, dir: t.TempDir()}
-	f.store = minioServer.NewBucket(t) // a real MinIO process, as deployed
+	f.store = minioServer.Get(t).NewBucket(t) // a real MinIO process, as deployed
 	natsPort, _ := testenv.FreePort()
 	ctlPort, _ := testenv.FreePort()
 	f.nats, f.ctl = fmt.Sprintf("nats://127.0.0.1:%d", natsPort), fmt.Sprintf("127.0.0.1:%d", ctlPort)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -173,20 +174,45 @@ func randomHex(n int) string {
 	return strings.ToLower(hex.EncodeToString(b))
 }
 
-// MainWithMinIO is a TestMain body for packages whose tests use MinIO: it
-// starts one server for the package, stores it in *server, runs the tests,
-// stops the server and exits. Without MinIO the package fails, saying why.
-func MainWithMinIO(m *testing.M, server **MinIO) {
-	dir, err := os.MkdirTemp("", "imagefarm-minio-")
-	if err == nil {
-		*server, err = StartMinIO(dir)
+// SharedMinIO is one MinIO server for a test package, started by the first
+// test that asks for it, so fuzz workers and runs of tests that need no S3
+// never start one. Main stops it.
+type SharedMinIO struct {
+	once sync.Once
+	srv  *MinIO
+	dir  string
+	err  error
+}
+
+// Get returns the package's server, starting it on first use; without MinIO
+// the test fails, saying how to install it.
+func (s *SharedMinIO) Get(t testing.TB) *MinIO {
+	t.Helper()
+	s.once.Do(func() {
+		if s.dir, s.err = os.MkdirTemp("", "imagefarm-minio-"); s.err == nil {
+			s.srv, s.err = StartMinIO(s.dir)
+		}
+	})
+	if s.err != nil {
+		t.Fatalf("this test needs MinIO: %v", s.err)
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "these tests need MinIO:", err)
-		os.Exit(1)
-	}
+	return s.srv
+}
+
+// Main is a TestMain body: it runs the tests, stops the server if one was
+// started, and exits.
+func (s *SharedMinIO) Main(m *testing.M) {
 	code := m.Run()
-	(*server).Stop()
-	os.RemoveAll(dir)
+	s.Stop()
 	os.Exit(code)
+}
+
+// Stop stops the server if one was started and removes its data.
+func (s *SharedMinIO) Stop() {
+	if s.srv != nil {
+		s.srv.Stop()
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
 }
