@@ -59,29 +59,35 @@ func Open(plans []Plan, cfg drive.Config, log *slog.Logger) (targets []Target, c
 			log.Warn("drive refused", "drive", p.Drive.ID, "path", p.Drive.Path, "reason", p.Refused)
 			continue
 		}
-		dev, err := openPlanned(p.Drive, cfg)
+		dev, now, err := openPlanned(p.Drive, cfg)
 		if err != nil {
 			p.Refused, p.Err = err.Error(), err
 			log.Warn("drive refused", "drive", p.Drive.ID, "path", p.Drive.Path, "reason", p.Refused)
 			continue
 		}
+		// The fault tests read these two lines to prove that no drive had
+		// two writers and each was the one planned.
+		log.Debug("drive opened", "drive", p.Drive.ID, "path", now.Path, "serial", now.Serial, "size", now.Size)
 		targets = append(targets, Target{ID: p.Drive.ID, Path: p.Drive.Path, Dev: dev})
 	}
 	return targets, func() {
 		for _, t := range targets {
 			t.Dev.Close()
+			log.Debug("drive closed", "drive", t.ID, "path", t.Path)
 		}
 	}
 }
 
-func openPlanned(planned drive.Drive, cfg drive.Config) (Device, error) {
+// openPlanned re-checks planned and opens it exclusively, returning the
+// device and the drive as it is now.
+func openPlanned(planned drive.Drive, cfg drive.Config) (Device, drive.Drive, error) {
 	now, err := drive.Reverify(planned, cfg)
 	if err != nil {
-		return nil, err
+		return nil, now, err
 	}
 	f, direct, err := drive.OpenExclusive(now)
 	if err != nil {
-		return nil, err
+		return nil, now, err
 	}
-	return NewFileDevice(f, direct), nil
+	return NewFileDevice(f, direct), now, nil
 }
