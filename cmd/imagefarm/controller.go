@@ -8,12 +8,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imagefarm/imagefarm/controller"
+	"github.com/imagefarm/imagefarm/controller/dispatch"
 )
 
 func newControllerCmd(g *globals) *cobra.Command {
 	var (
 		natsURL, listen string
-		ttl             time.Duration
+		ttl, ackWait    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "controller --nats URL --store URL --listen ADDR",
@@ -28,7 +29,7 @@ func newControllerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			c, err := controller.New(controller.Config{NATSURL: natsURL, Listen: listen, Catalog: cat,
-				HeartbeatTTL: ttl, Log: slog.Default()})
+				HeartbeatTTL: ttl, Dispatch: dispatch.Config{AckWait: ackWait}, Log: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -38,5 +39,12 @@ func newControllerCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&natsURL, "nats", "", "NATS server URL (JetStream enabled)")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7700", "gRPC listen address")
 	cmd.Flags().DurationVar(&ttl, "heartbeat-ttl", 15*time.Second, "a node silent for this long is lost and its tasks fenced")
+	addAckWaitFlag(cmd, &ackWait)
 	return cmd
+}
+
+// addAckWaitFlag adds --ack-wait, which the controller and every imager
+// must set alike: either side may create a node's consumer.
+func addAckWaitFlag(cmd *cobra.Command, d *time.Duration) {
+	cmd.Flags().DurationVar(d, "ack-wait", 0, "how long an assignment may go unacknowledged before NATS delivers it again (default 30s; set the same on the controller and every imager)")
 }

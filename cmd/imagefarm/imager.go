@@ -12,6 +12,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/imager"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -24,6 +25,7 @@ type imagerFlags struct {
 	pool      string
 	labels    map[string]string
 	heartbeat time.Duration
+	ackWait   time.Duration
 	cacheDir  string
 	cacheSize string
 	df        driveFlags
@@ -63,6 +65,7 @@ guards of "imagefarm write" apply to every drive.`,
 	cache, _ := os.UserCacheDir()
 	fl.StringVar(&f.cacheDir, "cache", filepath.Join(cache, "imagefarm", "node-cache"), "node cache folder (chunks downloaded once for all drives and jobs)")
 	fl.StringVar(&f.cacheSize, "cache-size", "20GiB", "node cache size bound")
+	addAckWaitFlag(cmd, &f.ackWait)
 	addDriveFlags(cmd, &f.df)
 	return cmd
 }
@@ -105,7 +108,7 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 	return imager.AgentConfig{
 		NodeID: f.nodeID, Pool: f.pool, Labels: f.labels, Version: buildVersion(),
 		NATSURL: f.nats, Controller: g.controller, Catalog: cat, Drives: dcfg,
-		HeartbeatInterval: f.heartbeat, Log: slog.Default(),
+		HeartbeatInterval: f.heartbeat, Dispatch: dispatch.Config{AckWait: f.ackWait}, Log: slog.Default(),
 	}, nil
 }
 
