@@ -1,25 +1,16 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
-	"github.com/imagefarm/imagefarm/storage/catalog"
-)
-
-// maxLabels and maxText bound what a client may store with a job.
-const (
-	maxLabels = 64
-	maxText   = 256
 )
 
 // ListImages implements ImageFarmService.ListImages.
@@ -64,16 +55,10 @@ func (c *Controller) SubmitJob(ctx context.Context, req *imagefarmv1.SubmitJobRe
 
 // newJob checks a submit request and turns it into a job record.
 func (c *Controller) newJob(ctx context.Context, req *imagefarmv1.SubmitJobRequest) (*imagefarmv1.Job, error) {
-	if len(req.GetLabels()) > maxLabels || len(req.GetRequestId()) > maxText {
-		return nil, fmt.Errorf("%w: at most %d labels and a request id of at most %d bytes", scheduler.ErrBadTargets, maxLabels, maxText)
+	if err := checkSubmit(req); err != nil {
+		return nil, err
 	}
-	if req.GetTargets().GetKind() == nil {
-		return nil, fmt.Errorf("%w: name drives (NODE/DRIVE) or a selector with a count", scheduler.ErrBadTargets)
-	}
-	if len(req.GetImageRef()) > maxText {
-		return nil, fmt.Errorf("%w: image ref longer than %d bytes", catalog.ErrBadRef, maxText)
-	}
-	ref, err := catalog.ParseRef(req.GetImageRef())
+	ref, err := parseRef(req.GetImageRef())
 	if err != nil {
 		return nil, err
 	}
@@ -101,12 +86,9 @@ func (c *Controller) GetJob(ctx context.Context, req *imagefarmv1.GetJobRequest)
 }
 
 func (c *Controller) job(ctx context.Context, id string) (*imagefarmv1.Job, error) {
-	if err := state.ValidID(id); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "job id %q is not an id this controller makes", clip(id))
-	}
 	job, err := c.st.GetJob(ctx, id)
 	if errors.Is(err, state.ErrNotFound) {
-		return nil, status.Errorf(codes.NotFound, "no job %q (list jobs with `imagefarm job ls`)", id)
+		err = fmt.Errorf("no job %q (list jobs with `imagefarm job ls`): %w", id, err)
 	}
 	return job, toStatus(err)
 }
@@ -124,6 +106,10 @@ func (c *Controller) withProgress(tasks []*imagefarmv1.Task) {
 
 // ListJobs implements ImageFarmService.ListJobs.
 func (c *Controller) ListJobs(ctx context.Context, req *imagefarmv1.ListJobsRequest) (*imagefarmv1.ListJobsResponse, error) {
+	if err := cmp.Or(checkEnums("states", req.GetStates()...), checkPageSize(req.GetPageSize()),
+		checkLen("image", req.GetImage(), maxRefLen)); err != nil {
+		return nil, toStatus(err)
+	}
 	jobs, next, err := c.st.ListJobs(ctx, state.JobFilter{States: req.GetStates(), Image: req.GetImage(),
 		NodeID: req.GetNodeId(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()})
 	if err != nil {
@@ -160,18 +146,28 @@ func (c *Controller) CancelJob(ctx context.Context, req *imagefarmv1.CancelJobRe
 		return nil, err
 	}
 	if !state.FinalJobState(job.GetState()) {
-		if _, err := c.st.UpdateJob(ctx, job.GetId(), func(j *imagefarmv1.Job) error {
-			if !state.FinalJobState(j.State) {
-				j.State, j.FinishTime = imagefarmv1.JobState_JOB_STATE_CANCELED, now()
+		// Tasks first, so that the job's final event is its last and a
+		// watch that ends there misses nothing; no task is placed
+		// meanwhile. A task canceled here settles the job CANCELED once
+		// none is left open (jobOutcome).
+		c.placing.Lock()
+		tasks, err := c.st.ListTasks(ctx, job.GetId())
+		if err == nil {
+			for _, t := range tasks {
+				if !finalTask(t.GetState()) {
+					c.cancelTask(ctx, t)
+				}
 			}
-			return nil
-		}); err != nil {
-			return nil, toStatus(err)
+			_, err = c.st.UpdateJob(ctx, job.GetId(), func(j *imagefarmv1.Job) error {
+				if !state.FinalJobState(j.State) {
+					j.State, j.FinishTime = imagefarmv1.JobState_JOB_STATE_CANCELED, now()
+				}
+				return nil
+			})
 		}
-		for _, t := range job.GetTasks() {
-			if !finalTask(t.GetState()) {
-				c.cancelTask(ctx, t)
-			}
+		c.placing.Unlock()
+		if err != nil {
+			return nil, toStatus(err)
 		}
 	}
 	job, err = c.job(ctx, job.GetId())
@@ -198,11 +194,4 @@ func (c *Controller) cancelTask(ctx context.Context, t *imagefarmv1.Task) {
 	if s != nil {
 		s.stop(t.GetId(), t.GetEpoch(), imagefarmv1.StopReason_STOP_REASON_CANCELED, "job canceled")
 	}
-}
-
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
-	}
-	return s
 }

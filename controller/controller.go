@@ -53,6 +53,9 @@ type Controller struct {
 	addr  chan net.Addr
 	farm  farmView
 	sizes sync.Map // manifest digest -> image size (uint64)
+	// placing is held while a task is placed and while CancelJob ends a
+	// job's tasks, so that no task is placed on a job being canceled.
+	placing sync.Mutex
 }
 
 // New checks cfg and returns a controller; Run starts it.
@@ -103,7 +106,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			return fmt.Errorf("controller: listen on %s: %w", c.cfg.Listen, err)
 		}
 	}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxRequestBytes))
 	imagefarmv1.RegisterImageFarmServiceServer(srv, c)
 	imagefarmv1.RegisterImagerServiceServer(srv, c)
 	c.addr <- lis.Addr()

@@ -55,6 +55,8 @@ var errClaimed = errors.New("controller: drive already has a task")
 // drive is claimed first, atomically on its record, so that no drive ever
 // gets two tasks at once whatever view of the farm the placement came from.
 func (c *Controller) assign(ctx context.Context, p scheduler.Placement) error {
+	c.placing.Lock() // not while CancelJob ends the job's tasks
+	defer c.placing.Unlock()
 	job, err := c.st.GetJob(ctx, p.JobID)
 	if err != nil || state.FinalJobState(job.GetState()) {
 		return err
@@ -160,9 +162,22 @@ func (c *Controller) settleJob(ctx context.Context, jobID string) error {
 
 // jobOutcome is the final state a job has reached, or UNSPECIFIED while
 // it has work left. An explicit job ends when every drive's task has
-// ended; a standing order when its count of drives is verified.
+// ended; a standing order when its count of drives is verified; a job with
+// a canceled task is being canceled.
 func jobOutcome(job *imagefarmv1.Job) imagefarmv1.JobState {
 	counts := state.CountTasks(job.GetTasks())
+	open := 0
+	for _, t := range job.GetTasks() {
+		if !finalTask(t.GetState()) {
+			open++
+		}
+	}
+	if counts.GetCanceled() > 0 { // only CancelJob cancels a task
+		if open == 0 {
+			return imagefarmv1.JobState_JOB_STATE_CANCELED
+		}
+		return imagefarmv1.JobState_JOB_STATE_UNSPECIFIED
+	}
 	if so := job.GetTargets().GetStandingOrder(); so != nil {
 		if counts.GetDone() >= so.GetCount() {
 			return imagefarmv1.JobState_JOB_STATE_SUCCEEDED
@@ -170,14 +185,8 @@ func jobOutcome(job *imagefarmv1.Job) imagefarmv1.JobState {
 		return imagefarmv1.JobState_JOB_STATE_UNSPECIFIED
 	}
 	want := len(job.GetTargets().GetDrives().GetDriveIds())
-	ended := 0
-	for _, t := range job.GetTasks() {
-		if finalTask(t.GetState()) {
-			ended++
-		}
-	}
 	switch {
-	case len(job.GetTasks()) < want || ended < len(job.GetTasks()):
+	case len(job.GetTasks()) < want || open > 0:
 		return imagefarmv1.JobState_JOB_STATE_UNSPECIFIED
 	case int(counts.GetDone()) == want:
 		return imagefarmv1.JobState_JOB_STATE_SUCCEEDED

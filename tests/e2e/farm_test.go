@@ -4,19 +4,13 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv"
@@ -50,114 +44,6 @@ func build(out, pkg string) error {
 	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Stderr = os.Stderr
 	return cmd.Run()
-}
-
-// farm is one running farm: its folder, addresses and a client of its API.
-type farm struct {
-	t          *testing.T
-	dir, store string
-	nats, ctl  string
-	api        imagefarmv1.ImageFarmServiceClient
-}
-
-// process starts a long-running process that is killed when the test ends.
-func (f *farm) process(name string, args ...string) *exec.Cmd {
-	f.t.Helper()
-	cmd := exec.Command(name, args...)
-	log, err := os.Create(filepath.Join(f.dir, filepath.Base(name)+"-"+fmt.Sprint(time.Now().UnixNano())+".log"))
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.t.Fatal(err)
-	}
-	f.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); log.Close() })
-	return cmd
-}
-
-func startFarm(t *testing.T, nodes map[string]int) *farm {
-	t.Helper()
-	f := &farm{t: t, dir: t.TempDir()}
-	f.store = minioServer.Get(t).NewBucket(t) // a real MinIO process, as deployed
-	natsPort, _ := testenv.FreePort()
-	ctlPort, _ := testenv.FreePort()
-	f.nats, f.ctl = fmt.Sprintf("nats://127.0.0.1:%d", natsPort), fmt.Sprintf("127.0.0.1:%d", ctlPort)
-	f.process(bin.nats, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-sd", filepath.Join(f.dir, "nats"))
-	f.process(bin.imagefarm, "controller", "--nats", f.nats, "--store", f.store, "--listen", f.ctl)
-	for node, drives := range nodes {
-		vd := filepath.Join(f.dir, node)
-		os.MkdirAll(vd, 0o755)
-		for i := 1; i <= drives; i++ {
-			f.addDrive(node, fmt.Sprintf("d%d.img", i))
-		}
-		f.process(bin.imagefarm, "imager", "--node-id", node, "--pool", "bench", "--nats", f.nats, "--controller", f.ctl,
-			"--store", f.store, "--virtual-drives", vd, "--cache", filepath.Join(f.dir, node+"-cache"))
-	}
-	conn, err := grpc.NewClient(f.ctl, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	f.api = imagefarmv1.NewImageFarmServiceClient(conn)
-	f.waitNodes(len(nodes))
-	return f
-}
-
-// addDrive makes a 64 MiB virtual drive full of 0xEE on node.
-func (f *farm) addDrive(node, name string) string {
-	p := filepath.Join(f.dir, node, name)
-	if err := os.WriteFile(p+".tmp", bytes.Repeat([]byte{0xEE}, 64<<20), 0o644); err != nil {
-		f.t.Fatal(err)
-	}
-	os.Rename(p+".tmp", p) // appears whole, as a drive does
-	return p
-}
-
-func (f *farm) waitNodes(n int) {
-	f.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := f.api.ListNodes(context.Background(), &imagefarmv1.ListNodesRequest{})
-		if err == nil && len(resp.GetNodes()) == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("%d of %d imagers connected after 60s (%v); logs in %s", len(resp.GetNodes()), n, err, f.dir)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// cli runs the imagefarm binary against the farm and returns its output
-// and exit code.
-func (f *farm) cli(args ...string) (string, int) {
-	f.t.Helper()
-	cmd := exec.Command(bin.imagefarm, append(args, "--store", f.store, "--controller", f.ctl)...)
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		f.t.Fatal(err)
-	}
-	return string(out), code
-}
-
-// pushImage pushes a disk-shaped image and returns its file.
-func (f *farm) pushImage(ref string, size int) string {
-	f.t.Helper()
-	img := filepath.Join(f.dir, "image.img")
-	var b bytes.Buffer
-	for b.Len() < size {
-		fmt.Fprintf(&b, "imagefarm e2e block %d\n", b.Len())
-	}
-	os.WriteFile(img, b.Bytes()[:size], 0o644)
-	if out, code := f.cli("image", "push", ref, img); code != 0 {
-		f.t.Fatalf("push: %s", out)
-	}
-	return img
 }
 
 func TestJobOverSixDrivesOnTwoNodes(t *testing.T) {
@@ -199,6 +85,7 @@ func TestStandingOrderTakesDrivesInsertedLater(t *testing.T) {
 	if job.GetState() != imagefarmv1.JobState_JOB_STATE_SUCCEEDED || job.GetTaskCounts().GetDone() != 5 {
 		t.Errorf("standing order ended %v with %v, want SUCCEEDED with 5 done", job.GetState(), job.GetTaskCounts())
 	}
+	t.Logf("invariants hold: %v", f.checkInvariants([]string{sub.GetJob().GetId()}))
 }
 
 func TestCancelEndsTasksCanceled(t *testing.T) {
@@ -221,6 +108,7 @@ func TestCancelEndsTasksCanceled(t *testing.T) {
 			t.Errorf("task %s is %v, want CANCELED", task.GetId(), task.GetState())
 		}
 	}
+	t.Logf("invariants hold: %v", f.checkInvariants([]string{sub.GetJob().GetId()}))
 }
 
 func TestWatchReconnectedMidJobSeesEveryEventOnce(t *testing.T) {
@@ -274,20 +162,5 @@ func TestWatchReconnectedMidJobSeesEveryEventOnce(t *testing.T) {
 	}
 	if fmt.Sprint(seen) != fmt.Sprint(all) {
 		t.Errorf("reconnecting watch saw revisions %v, one unbroken watch %v", seen, all)
-	}
-}
-
-func waitFinal(t *testing.T, f *farm, id string) *imagefarmv1.Job {
-	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		resp, err := f.api.GetJob(context.Background(), &imagefarmv1.GetJobRequest{JobId: id})
-		if err == nil && resp.GetJob().GetState() >= imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
-			return resp.GetJob()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s still %v after 90s (%v); logs in %s", id, resp.GetJob().GetState(), err, f.dir)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -1,0 +1,343 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+// proc is one process of the farm, which a test may kill, pause and start
+// again with the same arguments. Each incarnation logs to a file of its own.
+type proc struct {
+	f    *farm
+	name string
+	argv []string
+
+	mu    sync.Mutex
+	cmd   *exec.Cmd
+	lives []life
+}
+
+// life is one incarnation of a proc: its log and when it ran.
+type life struct {
+	log        string
+	start, end time.Time // end is zero while it runs
+}
+
+func (f *farm) newProc(name string, argv ...string) *proc {
+	p := &proc{f: f, name: name, argv: argv}
+	p.start()
+	f.t.Cleanup(p.kill)
+	return p
+}
+
+// start runs a new incarnation.
+func (p *proc) start() {
+	p.f.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	path := filepath.Join(p.f.dir, fmt.Sprintf("%s-%d.log", p.name, len(p.lives)))
+	log, err := os.Create(path)
+	if err != nil {
+		p.f.t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(p.argv[0], p.argv[1:]...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		p.f.t.Fatal(err)
+	}
+	p.cmd = cmd
+	p.lives = append(p.lives, life{log: path, start: time.Now()})
+}
+
+// kill ends the running incarnation with SIGKILL, as a crash or power cut
+// would, and waits for it.
+func (p *proc) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGCONT) // a paused process dies the same
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+	p.cmd = nil
+	p.lives[len(p.lives)-1].end = time.Now()
+}
+
+// pause stops the process without it knowing (SIGSTOP), as a hung host or
+// a network partition looks to the others; resume lets it go on.
+func (p *proc) pause()  { p.signal(syscall.SIGSTOP) }
+func (p *proc) resume() { p.signal(syscall.SIGCONT) }
+
+func (p *proc) signal(s syscall.Signal) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		p.cmd.Process.Signal(s)
+	}
+}
+
+// pid is the running incarnation's process id, or 0.
+func (p *proc) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// farmConfig says what farm to start; zero fields take defaults.
+type farmConfig struct {
+	nodes     map[string]int // node id -> number of drives at start
+	driveSize int            // bytes per virtual drive; default 64 MiB
+	ttl       time.Duration  // controller heartbeat TTL; default the controller's
+	ackWait   time.Duration  // dispatch ack wait; default the controller's
+	// imagerStore, when set, gives the store URL the imagers read from
+	// (e.g. through a fault proxy); the controller and the CLI use f.store.
+	imagerStore func(store string) string
+}
+
+// farm is one running farm, each part a separate process: a NATS server,
+// the controller and the imagers, all on 127.0.0.1, with virtual drives
+// and a bucket on the package's MinIO server.
+type farm struct {
+	t          *testing.T
+	cfg        farmConfig
+	dir, store string
+	nats, ctl  string
+	natsProc   *proc
+	controller *proc
+	imagers    map[string]*proc
+	api        imagefarmv1.ImageFarmServiceClient
+	images     map[string]string // image ref -> the file pushed
+}
+
+func startFarm(t *testing.T, nodes map[string]int) *farm {
+	return startFarmWith(t, farmConfig{nodes: nodes})
+}
+
+func startFarmWith(t *testing.T, cfg farmConfig) *farm {
+	t.Helper()
+	if cfg.driveSize == 0 {
+		cfg.driveSize = 64 << 20
+	}
+	f := &farm{t: t, cfg: cfg, dir: t.TempDir(), imagers: map[string]*proc{}, images: map[string]string{}}
+	f.store = minioServer.Get(t).NewBucket(t) // a real MinIO process, as deployed
+	natsPort, _ := testenv.FreePort()
+	ctlPort, _ := testenv.FreePort()
+	f.nats, f.ctl = fmt.Sprintf("nats://127.0.0.1:%d", natsPort), fmt.Sprintf("127.0.0.1:%d", ctlPort)
+	f.natsProc = f.newProc("nats", bin.nats, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-sd", filepath.Join(f.dir, "nats"))
+	ctlArgs := []string{bin.imagefarm, "controller", "--nats", f.nats, "--store", f.store, "--listen", f.ctl}
+	if cfg.ttl > 0 {
+		ctlArgs = append(ctlArgs, "--heartbeat-ttl", cfg.ttl.String())
+	}
+	if cfg.ackWait > 0 {
+		ctlArgs = append(ctlArgs, "--ack-wait", cfg.ackWait.String())
+	}
+	f.controller = f.newProc("controller", ctlArgs...)
+	imagerStore := f.store
+	if cfg.imagerStore != nil {
+		imagerStore = cfg.imagerStore(f.store)
+	}
+	for node, drives := range cfg.nodes {
+		os.MkdirAll(filepath.Join(f.dir, node), 0o755)
+		for i := 1; i <= drives; i++ {
+			f.addDrive(node, fmt.Sprintf("d%d.img", i))
+		}
+		args := []string{bin.imagefarm, "imager", "--node-id", node, "--pool", "bench", "--nats", f.nats, "--controller", f.ctl,
+			"--store", imagerStore, "--virtual-drives", filepath.Join(f.dir, node), "--cache", filepath.Join(f.dir, node+"-cache"),
+			"--log-level", "debug"}
+		if cfg.ackWait > 0 {
+			args = append(args, "--ack-wait", cfg.ackWait.String())
+		}
+		f.imagers[node] = f.newProc("imager-"+node, args...)
+	}
+	conn, err := grpc.NewClient(f.ctl, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	f.api = imagefarmv1.NewImageFarmServiceClient(conn)
+	f.waitNodes(len(cfg.nodes))
+	return f
+}
+
+// addDrive makes a virtual drive full of 0xEE on node.
+func (f *farm) addDrive(node, name string) string {
+	p := filepath.Join(f.dir, node, name)
+	if err := os.WriteFile(p+".tmp", bytes.Repeat([]byte{0xEE}, f.cfg.driveSize), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	os.Rename(p+".tmp", p) // appears whole, as a drive does
+	return p
+}
+
+// drivePath is the file behind a virtual drive id ("virt-d1.img") on node.
+func (f *farm) drivePath(node, driveID string) string {
+	return filepath.Join(f.dir, node, strings.TrimPrefix(driveID, "virt-"))
+}
+
+// waitNodes waits until n nodes are online.
+func (f *farm) waitNodes(n int) {
+	f.t.Helper()
+	f.waitFor(60*time.Second, fmt.Sprintf("%d imagers online", n), func() bool {
+		resp, err := f.api.ListNodes(context.Background(), &imagefarmv1.ListNodesRequest{})
+		online := 0
+		for _, node := range resp.GetNodes() {
+			if err == nil && node.GetState() == imagefarmv1.NodeState_NODE_STATE_ONLINE {
+				online++
+			}
+		}
+		return online == n
+	})
+}
+
+// waitDrives waits until the controller lists n drives on node.
+func (f *farm) waitDrives(node string, n int) {
+	f.t.Helper()
+	f.waitFor(30*time.Second, fmt.Sprintf("%d drives on %s", n, node), func() bool {
+		resp, err := f.api.ListDrives(context.Background(), &imagefarmv1.ListDrivesRequest{})
+		have := 0
+		for _, d := range resp.GetDrives() {
+			if d.GetNodeId() == node {
+				have++
+			}
+		}
+		return err == nil && have == n
+	})
+}
+
+// waitFor polls cond every 50 ms until it holds, failing the test after
+// limit.
+func (f *farm) waitFor(limit time.Duration, what string, cond func() bool) {
+	f.t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("no %s after %v; logs in %s", what, limit, f.dir)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cli runs the imagefarm binary against the farm and returns its output
+// and exit code.
+func (f *farm) cli(args ...string) (string, int) {
+	f.t.Helper()
+	cmd := exec.Command(bin.imagefarm, append(args, "--store", f.store, "--controller", f.ctl)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		f.t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// pushImage pushes a disk-shaped image of size bytes, whose content is
+// its own for each ref, and returns its file.
+func (f *farm) pushImage(ref string, size int) string {
+	f.t.Helper()
+	img := filepath.Join(f.dir, "image-"+strings.ReplaceAll(ref, ":", "_")+".img")
+	var b bytes.Buffer
+	for b.Len() < size {
+		fmt.Fprintf(&b, "imagefarm e2e %s block %d\n", ref, b.Len())
+	}
+	os.WriteFile(img, b.Bytes()[:size], 0o644)
+	if out, code := f.cli("image", "push", ref, img); code != 0 {
+		f.t.Fatalf("push: %s", out)
+	}
+	f.images[ref] = img
+	return img
+}
+
+// submit submits a job and returns its id.
+func (f *farm) submit(req *imagefarmv1.SubmitJobRequest) string {
+	f.t.Helper()
+	resp, err := f.api.SubmitJob(context.Background(), req)
+	if err != nil {
+		f.t.Fatalf("submit %s: %v", req.GetImageRef(), err)
+	}
+	return resp.GetJob().GetId()
+}
+
+func drivesJob(ref string, ids ...string) *imagefarmv1.SubmitJobRequest {
+	return &imagefarmv1.SubmitJobRequest{ImageRef: ref,
+		Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_Drives{Drives: &imagefarmv1.DriveList{DriveIds: ids}}}}
+}
+
+func standingOrder(ref string, count uint32) *imagefarmv1.SubmitJobRequest {
+	return &imagefarmv1.SubmitJobRequest{ImageRef: ref,
+		Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_StandingOrder{StandingOrder: &imagefarmv1.StandingOrder{
+			Count: count, Selector: &imagefarmv1.Selector{Pool: "bench"}}}}}
+}
+
+// job returns the job with its tasks, or nil while the controller does not
+// answer.
+func (f *farm) job(id string) *imagefarmv1.Job {
+	resp, err := f.api.GetJob(context.Background(), &imagefarmv1.GetJobRequest{JobId: id})
+	if err != nil {
+		return nil
+	}
+	return resp.GetJob()
+}
+
+func waitFinal(t *testing.T, f *farm, id string) *imagefarmv1.Job {
+	t.Helper()
+	var job *imagefarmv1.Job
+	f.waitFor(120*time.Second, "final state of job "+id, func() bool {
+		job = f.job(id)
+		return job.GetState() >= imagefarmv1.JobState_JOB_STATE_SUCCEEDED
+	})
+	return job
+}
+
+// running reports whether a task is on its drive: fetching, writing or
+// verifying.
+func running(s imagefarmv1.TaskState) bool {
+	return s >= imagefarmv1.TaskState_TASK_STATE_FETCHING && s <= imagefarmv1.TaskState_TASK_STATE_VERIFYING
+}
+
+// countTasks counts the tasks of job on node (any node for "") for which
+// pred holds.
+func countTasks(job *imagefarmv1.Job, node string, pred func(*imagefarmv1.Task) bool) int {
+	n := 0
+	for _, task := range job.GetTasks() {
+		if (node == "" || task.GetNodeId() == node) && pred(task) {
+			n++
+		}
+	}
+	return n
+}
+
+// withEndpoint returns store URL u with its endpoint replaced by addr.
+func withEndpoint(u, addr string) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		panic(err)
+	}
+	q := parsed.Query()
+	q.Set("endpoint", addr)
+	parsed.RawQuery = q.Encode()
+	return parsed.String()
+}
