@@ -156,12 +156,14 @@ func (c *Controller) schedJob(ctx context.Context, j *imagefarmv1.Job) (schedule
 	if err != nil {
 		return scheduler.Job{}, err
 	}
+	return toSchedJob(j, size)
+}
+
+// toSchedJob is j, whose image is size bytes, in the scheduler's form.
+func toSchedJob(j *imagefarmv1.Job, size uint64) (scheduler.Job, error) {
 	sj := scheduler.Job{ID: j.GetId(), Created: j.GetCreateTime().AsTime(), ImageSize: size}
 	if so := j.GetTargets().GetStandingOrder(); so != nil {
-		sel := so.GetSelector()
-		sj.Selector = &scheduler.Selector{Pool: sel.GetPool(), Labels: sel.GetLabels(), NodeIDs: sel.GetNodeIds(),
-			MinSize: sel.GetMinSizeBytes(), Removable: sel.Removable}
-		sj.Count = int(so.GetCount())
+		sj.Selector, sj.Count = schedSelector(so.GetSelector()), int(so.GetCount())
 		return sj, nil
 	}
 	for _, id := range j.GetTargets().GetDrives().GetDriveIds() {
@@ -172,6 +174,16 @@ func (c *Controller) schedJob(ctx context.Context, j *imagefarmv1.Job) (schedule
 		sj.Drives = append(sj.Drives, ref)
 	}
 	return sj, nil
+}
+
+// schedSelector is sel in the scheduler's form; an unset selector, like an
+// empty one, matches every drive.
+func schedSelector(sel *imagefarmv1.Selector) *scheduler.Selector {
+	if sel == nil {
+		sel = &imagefarmv1.Selector{}
+	}
+	return &scheduler.Selector{Pool: sel.Pool, Labels: sel.Labels, NodeIDs: sel.NodeIds,
+		MinSize: sel.MinSizeBytes, Removable: sel.Removable}
 }
 
 func finalTask(s imagefarmv1.TaskState) bool {

@@ -8,12 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/state"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
@@ -53,7 +50,7 @@ func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) err
 	}
 	hello := first.GetHello()
 	if hello == nil {
-		return status.Error(codes.InvalidArgument, "the first message on the imager stream must be Hello")
+		return toStatus(fmt.Errorf("the first message on the imager stream must be Hello: %w", errProtocol))
 	}
 	s, err := c.hello(stream.Context(), stream, hello)
 	if err != nil {
@@ -69,7 +66,7 @@ func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) err
 			return toStatus(err)
 		}
 		if s.fenced.Load() {
-			return status.Error(codes.Aborted, "this node was declared lost and its tasks fenced: reconnect with a new Hello")
+			return toStatus(fmt.Errorf("this node was declared lost and its tasks fenced: reconnect with a new Hello: %w", errFenced))
 		}
 	}
 }
@@ -77,8 +74,8 @@ func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) err
 // hello records a node and its drives, raises its epoch for a new imager
 // instance, answers HelloAck and stops held tasks it no longer runs.
 func (c *Controller) hello(ctx context.Context, stream imagefarmv1.ImagerService_ConnectServer, h *imagefarmv1.Hello) (*session, error) {
-	if err := dispatch.ValidateNodeID(h.GetNodeId()); err != nil {
-		return nil, fmt.Errorf("hello: %w", err)
+	if err := checkHello(h); err != nil {
+		return nil, err
 	}
 	node, err := c.st.UpdateNode(ctx, h.GetNodeId(), func(n *imagefarmv1.Node) error {
 		if n.InstanceId != h.GetInstanceId() || n.State != imagefarmv1.NodeState_NODE_STATE_ONLINE {

@@ -19,6 +19,14 @@ type images struct {
 // ListImages implements ImageFarmService.ListImages. Paging is by offset
 // in the sorted list: the catalog is small (hundreds of versions).
 func (s images) ListImages(ctx context.Context, req *imagefarmv1.ListImagesRequest) (*imagefarmv1.ListImagesResponse, error) {
+	if err := checkImageName(req.GetName()); err != nil {
+		return nil, toStatus(err)
+	}
+	if k := req.GetKind(); k != imagefarmv1.ImageKind_IMAGE_KIND_UNSPECIFIED {
+		if err := checkEnums("kind", k); err != nil {
+			return nil, toStatus(err)
+		}
+	}
 	all, err := s.cat.List(ctx, req.GetName())
 	if err != nil {
 		return nil, toStatus(err)
@@ -38,7 +46,7 @@ func (s images) ListImages(ctx context.Context, req *imagefarmv1.ListImagesReque
 
 // GetImage implements ImageFarmService.GetImage.
 func (s images) GetImage(ctx context.Context, req *imagefarmv1.GetImageRequest) (*imagefarmv1.GetImageResponse, error) {
-	ref, err := catalog.ParseRef(req.GetRef())
+	ref, err := parseRef(req.GetRef())
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -3,9 +3,12 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/imagefarm/imagefarm/controller/state"
+	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -29,8 +32,15 @@ func (c *Controller) handle(ctx context.Context, s *session, m *imagefarmv1.Conn
 	return s.send(&imagefarmv1.ConnectResponse{Body: &imagefarmv1.ConnectResponse_Ack{Ack: &imagefarmv1.Ack{Seq: m.GetSeq()}}})
 }
 
+// apply applies one message from an imager. A report that cannot be true
+// is dropped or, for a result, turned into a failure, but does not end the
+// stream: the imager would resend it after reconnecting, for ever. Only a
+// message that breaks the stream's protocol ends it.
 func (c *Controller) apply(ctx context.Context, s *session, m *imagefarmv1.ConnectRequest) error {
 	switch b := m.GetBody().(type) {
+	case *imagefarmv1.ConnectRequest_Hello:
+		return fmt.Errorf("a second Hello, for node %s, on the stream of node %s: open a new stream to say Hello again: %w",
+			ident.Quote(b.Hello.GetNodeId()), s.nodeID, errProtocol)
 	case *imagefarmv1.ConnectRequest_Heartbeat:
 		_, err := c.st.UpdateNode(ctx, s.nodeID, func(n *imagefarmv1.Node) error {
 			n.LastHeartbeatTime = now()
@@ -39,13 +49,13 @@ func (c *Controller) apply(ctx context.Context, s *session, m *imagefarmv1.Conne
 		return err
 	case *imagefarmv1.ConnectRequest_DriveInserted:
 		defer c.wake()
-		return c.putDrive(ctx, s.nodeID, b.DriveInserted.GetDrive())
+		return c.dropBadID(s, c.putDrive(ctx, s.nodeID, b.DriveInserted.GetDrive()))
 	case *imagefarmv1.ConnectRequest_DriveRemoved:
 		err := c.st.DeleteDrive(ctx, s.nodeID, b.DriveRemoved.GetDriveId())
 		if errors.Is(err, state.ErrNotFound) {
 			return nil
 		}
-		return err
+		return c.dropBadID(s, err)
 	case *imagefarmv1.ConnectRequest_TaskProgress:
 		return c.progress(ctx, s, b.TaskProgress)
 	case *imagefarmv1.ConnectRequest_TaskResult:
@@ -54,35 +64,52 @@ func (c *Controller) apply(ctx context.Context, s *session, m *imagefarmv1.Conne
 	return nil
 }
 
+// dropBadID drops a drive report naming an id no drive record can have:
+// there is nothing to apply it to.
+func (c *Controller) dropBadID(s *session, err error) error {
+	if errors.Is(err, state.ErrInvalidID) {
+		c.log.Warn("imager report on a bad drive id dropped", "node_id", s.nodeID, "error", err)
+		return nil
+	}
+	return err
+}
+
 // owned returns the task a node reports on if the node holds it at that
 // epoch; otherwise it tells the imager to stop and returns nil.
 func (c *Controller) owned(ctx context.Context, s *session, taskID string, epoch uint64) (*imagefarmv1.Task, error) {
 	t, err := c.st.GetTask(ctx, jobOf(taskID), taskID)
-	switch {
-	case errors.Is(err, state.ErrNotFound) || errors.Is(err, state.ErrInvalidID):
-		c.log.Warn("imager reported a task it does not hold", "node_id", s.nodeID, "task_id", taskID)
-		return nil, s.stop(taskID, epoch, imagefarmv1.StopReason_STOP_REASON_UNKNOWN_TASK, "no such task")
-	case err != nil:
+	if err != nil && !errors.Is(err, state.ErrNotFound) && !errors.Is(err, state.ErrInvalidID) {
 		return nil, err
-	case t.GetNodeId() != s.nodeID || t.GetEpoch() != epoch || s.fenced.Load():
+	}
+	switch {
+	case t.GetNodeId() != s.nodeID: // no such task (t is nil), or another node's
+		c.log.Warn("imager reported a task it does not have", "node_id", s.nodeID, "task_id", taskID, "task_node_id", t.GetNodeId())
+		return nil, s.stop(taskID, epoch, imagefarmv1.StopReason_STOP_REASON_UNKNOWN_TASK, "this node has no such task")
+	case t.GetEpoch() != epoch || s.fenced.Load():
 		c.log.Warn("imager reported a task it does not hold", "node_id", s.nodeID, "task_id", taskID, "epoch", epoch)
 		return nil, s.stop(taskID, epoch, imagefarmv1.StopReason_STOP_REASON_STALE_EPOCH, "this node does not hold the task at that epoch")
 	}
 	return t, nil
 }
 
-// progress keeps a task's bytes in memory and stores phase changes.
+// progress keeps a task's bytes in memory and stores phase changes. A
+// report that cannot be true of the task is dropped.
 func (c *Controller) progress(ctx context.Context, s *session, p *imagefarmv1.TaskProgress) error {
 	t, err := c.owned(ctx, s, p.GetTaskId(), p.GetEpoch())
 	if t == nil || err != nil || finalTask(t.GetState()) {
 		return err
+	}
+	if !runningTask(p.GetState()) || p.GetBytesDone() > p.GetBytesTotal() || p.GetBytesTotal() > t.GetDrive().GetSizeBytes() {
+		c.log.Warn("imager progress that cannot be true dropped", "node_id", s.nodeID, "task_id", t.GetId(),
+			"state", p.GetState(), "bytes_done", p.GetBytesDone(), "bytes_total", p.GetBytesTotal())
+		return nil
 	}
 	c.farm.mu.Lock()
 	c.farm.progress[t.GetId()] = &imagefarmv1.Task{Id: t.GetId(), JobId: t.GetJobId(), NodeId: t.GetNodeId(), Drive: t.GetDrive(),
 		Slot: t.GetSlot(), SlotLabel: t.GetSlotLabel(), State: p.GetState(), Epoch: t.GetEpoch(),
 		BytesDone: p.GetBytesDone(), BytesTotal: p.GetBytesTotal(), BytesPerSecond: p.GetBytesPerSecond()}
 	c.farm.mu.Unlock()
-	if p.GetState() == t.GetState() || finalTask(p.GetState()) {
+	if p.GetState() == t.GetState() {
 		return nil
 	}
 	_, err = c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
@@ -97,11 +124,34 @@ func (c *Controller) progress(ctx context.Context, s *session, p *imagefarmv1.Ta
 	return err
 }
 
+// runningTask reports whether s is a state an imager reports progress in.
+func runningTask(s imagefarmv1.TaskState) bool {
+	switch s {
+	case imagefarmv1.TaskState_TASK_STATE_FETCHING, imagefarmv1.TaskState_TASK_STATE_WRITING, imagefarmv1.TaskState_TASK_STATE_VERIFYING:
+		return true
+	}
+	return false
+}
+
 // result ends a task with what its imager reports, then its job if done.
 func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.TaskResult) error {
 	t, err := c.owned(ctx, s, r.GetTaskId(), r.GetEpoch())
 	if t == nil || err != nil || finalTask(t.GetState()) {
 		return err // a result already applied (a re-send) changes nothing
+	}
+	job, err := c.st.GetJobRecord(ctx, t.GetJobId())
+	if err != nil {
+		return err
+	}
+	size, err := c.imageSize(ctx, job.GetManifestDigest())
+	if err != nil { // the image was removed, or storage is away: the result still counts
+		c.log.Warn("image size unknown, bytes written not checked", "task_id", t.GetId(), "error", err)
+		size = math.MaxUint64
+	}
+	if why := implausible(r, job.GetManifestDigest(), size); why != "" {
+		c.log.Warn("imager result that cannot be true: task failed", "node_id", s.nodeID, "task_id", t.GetId(), "reason", why)
+		r = &imagefarmv1.TaskResult{State: imagefarmv1.TaskState_TASK_STATE_FAILED, Failure: &imagefarmv1.Failure{
+			Reason: imagefarmv1.FailureReason_FAILURE_REASON_INTERNAL, Message: "the imager reported " + why}}
 	}
 	if _, err := c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
 		if !finalTask(t.State) {
@@ -121,4 +171,19 @@ func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.Task
 	c.release(ctx, s.nodeID, t.GetDrive().GetId(), t.GetId())
 	defer c.wake()
 	return c.settleJob(ctx, t.GetJobId())
+}
+
+// implausible says why a result cannot be true of a task writing the image
+// with this digest and size, or "" when it can be.
+func implausible(r *imagefarmv1.TaskResult, digest string, size uint64) string {
+	switch st := r.GetState(); {
+	case st != imagefarmv1.TaskState_TASK_STATE_DONE && st != imagefarmv1.TaskState_TASK_STATE_FAILED &&
+		st != imagefarmv1.TaskState_TASK_STATE_CANCELED:
+		return fmt.Sprintf("a result in state %v, not DONE, FAILED or CANCELED", st)
+	case r.GetBytesWritten() > size:
+		return fmt.Sprintf("%d bytes written of a %d-byte image", r.GetBytesWritten(), size)
+	case st == imagefarmv1.TaskState_TASK_STATE_DONE && r.GetVerifiedDigest() != digest:
+		return fmt.Sprintf("DONE verified against %s, not the job's image %s", ident.Quote(r.GetVerifiedDigest()), digest)
+	}
+	return ""
 }

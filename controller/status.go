@@ -8,13 +8,28 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
+	"github.com/imagefarm/imagefarm/controller/state"
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
-// errBadPageToken is returned for a page token this controller did not make.
-var errBadPageToken = errors.New("controller: bad page token")
+// Errors of the controller's own checks; toStatus maps them.
+var (
+	// errBadRequest: a request field out of its bounds. InvalidArgument.
+	errBadRequest = errors.New("controller: bad request")
+	// errBadPageToken: a page token this controller did not make.
+	// InvalidArgument.
+	errBadPageToken = errors.New("controller: bad page token")
+	// errProtocol: an imager stream that breaks the protocol of
+	// ImagerService.Connect (no Hello first, a second Hello). InvalidArgument.
+	errProtocol = errors.New("controller: imager protocol violation")
+	// errFenced: the node of an imager stream was declared lost while
+	// connected. Aborted.
+	errFenced = errors.New("controller: node fenced")
+)
 
 // toStatus turns a domain error into a gRPC status, in this one place, with
 // the error's own message, which says what was wrong and what to do.
@@ -30,17 +45,24 @@ func toStatus(err error) error {
 
 func codeOf(err error) codes.Code {
 	switch {
-	case isAny(err, catalog.ErrNotFound, storage.ErrNotFound, scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive,
-		scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode):
+	case isAny(err, catalog.ErrNotFound, storage.ErrNotFound, state.ErrNotFound, scheduler.ErrUnknownNode,
+		scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode):
 		return codes.NotFound
-	case isAny(err, catalog.ErrBadRef, errBadPageToken, scheduler.ErrBadID, scheduler.ErrBadDriveRef,
+	case isAny(err, errBadRequest, errBadPageToken, errProtocol, catalog.ErrBadRef, state.ErrInvalidID,
+		state.ErrInvalidPageToken, dispatch.ErrInvalidNodeID, scheduler.ErrBadID, scheduler.ErrBadDriveRef,
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector):
 		return codes.InvalidArgument
 	case isAny(err, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy, scheduler.ErrDriveTooSmall):
 		return codes.FailedPrecondition
-	case errors.Is(err, catalog.ErrBadManifest), errors.Is(err, catalog.ErrCorruptChunk):
+	case isAny(err, state.ErrRevisionTooOld, state.ErrFutureRevision):
+		return codes.OutOfRange
+	case errors.Is(err, state.ErrExists):
+		return codes.AlreadyExists
+	case isAny(err, errFenced, state.ErrConflict):
+		return codes.Aborted
+	case isAny(err, catalog.ErrBadManifest, catalog.ErrCorruptChunk):
 		return codes.DataLoss
-	case errors.Is(err, storage.ErrUnreachable), errors.Is(err, storage.ErrAccessDenied), errors.Is(err, storage.ErrNoBucket):
+	case isAny(err, storage.ErrUnreachable, storage.ErrAccessDenied, storage.ErrNoBucket, state.ErrEventPending):
 		return codes.Unavailable
 	}
 	return codes.Internal
@@ -61,10 +83,22 @@ const (
 	maxPageSize     = 1000
 )
 
+// checkPageSize refuses a negative page size; 0 asks for the default and
+// a size above the maximum gets the maximum.
+func checkPageSize(size int32) error {
+	if size < 0 {
+		return fmt.Errorf("page_size %d: use 0 for the default or up to %d: %w", size, maxPageSize, errBadRequest)
+	}
+	return nil
+}
+
 // paginate returns one page of items and the token of the next page. The
 // token is the offset of the next item.
 func paginate[T any](items []T, size int32, token string) ([]T, string, error) {
-	if size <= 0 {
+	if err := checkPageSize(size); err != nil {
+		return nil, "", err
+	}
+	if size == 0 {
 		size = defaultPageSize
 	}
 	size = min(size, maxPageSize)
@@ -72,7 +106,7 @@ func paginate[T any](items []T, size int32, token string) ([]T, string, error) {
 	if token != "" {
 		n, err := strconv.Atoi(token)
 		if err != nil || n < 0 || n > len(items) {
-			return nil, "", fmt.Errorf("%w %q: pass the next_page_token of the previous response", errBadPageToken, token)
+			return nil, "", fmt.Errorf("page token %s: pass the next_page_token of the previous response: %w", ident.Quote(token), errBadPageToken)
 		}
 		start = n
 	}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -8,9 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
@@ -54,10 +54,6 @@ func (c *Controller) WatchJob(req *imagefarmv1.WatchJobRequest, stream imagefarm
 			}
 			return nil
 		})
-		var old *state.RevisionTooOldError
-		if errors.As(err, &old) {
-			return status.Error(codes.OutOfRange, err.Error())
-		}
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
@@ -96,32 +92,48 @@ func (c *Controller) streamProgress(ctx context.Context, jobID string, send func
 
 // ListNodes implements ImageFarmService.ListNodes.
 func (c *Controller) ListNodes(ctx context.Context, req *imagefarmv1.ListNodesRequest) (*imagefarmv1.ListNodesResponse, error) {
+	if err := cmp.Or(checkEnums("states", req.GetStates()...), checkText("pool", req.GetPool())); err != nil {
+		return nil, toStatus(err)
+	}
 	nodes, err := c.st.ListNodes(ctx, state.NodeFilter{Pool: req.GetPool(), States: req.GetStates()})
 	return &imagefarmv1.ListNodesResponse{Nodes: nodes}, toStatus(err)
 }
 
-// ListDrives implements ImageFarmService.ListDrives.
+// ListDrives implements ImageFarmService.ListDrives. A selector matches
+// as the scheduler's does, so the list previews what a standing order with
+// it would take.
 func (c *Controller) ListDrives(ctx context.Context, req *imagefarmv1.ListDrivesRequest) (*imagefarmv1.ListDrivesResponse, error) {
+	if err := checkEnums("states", req.GetStates()...); err != nil {
+		return nil, toStatus(err)
+	}
+	var sel *scheduler.Selector
+	if req.GetSelector() != nil {
+		sel = schedSelector(req.GetSelector())
+		if err := scheduler.ValidateSelector(sel); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	nodes, err := c.st.ListNodes(ctx, state.NodeFilter{})
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	drives, err := c.st.ListDrives(ctx, "")
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	sel, states := req.GetSelector(), req.GetStates()
+	byID := make(map[string]*imagefarmv1.Node, len(nodes))
+	for _, n := range nodes {
+		byID[n.GetId()] = n
+	}
+	states := req.GetStates()
 	var out []*imagefarmv1.Drive
 	for _, d := range drives {
-		if (len(states) == 0 || slices.Contains(states, d.GetState())) && (sel == nil || driveMatches(sel, d)) {
+		n := byID[d.GetNodeId()]
+		if (len(states) == 0 || slices.Contains(states, d.GetState())) && (sel == nil || sel.Matches(
+			&scheduler.Node{ID: d.GetNodeId(), Pool: n.GetPool(), Labels: n.GetLabels()},
+			&scheduler.Drive{Size: d.GetSizeBytes(), Removable: d.GetRemovable()})) {
 			out = append(out, d)
 		}
 	}
 	return &imagefarmv1.ListDrivesResponse{Drives: out}, nil
-}
-
-func driveMatches(sel *imagefarmv1.Selector, d *imagefarmv1.Drive) bool {
-	if len(sel.GetNodeIds()) > 0 && !slices.Contains(sel.GetNodeIds(), d.GetNodeId()) {
-		return false
-	}
-	if d.GetSizeBytes() < sel.GetMinSizeBytes() {
-		return false
-	}
-	return sel.Removable == nil || sel.GetRemovable() == d.GetRemovable()
 }

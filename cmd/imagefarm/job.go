@@ -78,6 +78,13 @@ only if the job succeeded.`,
 			return watchJob(cmd, c, job.GetId(), g.json)
 		},
 	}
+	sf.addFlags(cmd)
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the job as JSON; with --watch, the job and its events as JSON lines")
+	return cmd
+}
+
+// addFlags defines the flags of imagefarm job submit that fill sf.
+func (sf *submitFlags) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringArrayVar(&sf.drives, "drive", nil, "drive to write, as NODE/DRIVE_ID (repeatable)")
 	f.Uint32Var(&sf.count, "count", 0, "write this many drives that the selector flags match, including drives inserted later")
@@ -91,8 +98,6 @@ only if the job succeeded.`,
 	f.StringToStringVar(&sf.jobLabels, "label-job", nil, "label key=value kept with the job, such as a ticket number (repeatable)")
 	f.StringVar(&sf.requestID, "request-id", "", "id that makes the submit idempotent across retries (default: a new random id)")
 	f.BoolVar(&sf.watch, "watch", false, "follow the job until it is final, as imagefarm job watch")
-	f.BoolVar(&g.json, "json", false, "print the job as JSON; with --watch, the job and its events as JSON lines")
-	return cmd
 }
 
 // selectorFlags are the flags that only make sense with --count.

@@ -14,6 +14,10 @@ const (
 	MaxTextLen = 255
 	// MaxLabels is the most labels a selector may require.
 	MaxLabels = 64
+	// MaxMinSize is the largest minimum drive size a selector may ask for,
+	// 1 PiB. No drive comes near it: a larger minimum is a typo that would
+	// keep a standing order waiting for ever.
+	MaxMinSize = 1 << 50
 )
 
 // Errors of ParseDriveRef, ValidateID and ValidateSubmit. Each error they
@@ -32,8 +36,8 @@ var (
 	// ErrBadCount: a standing order's count below 1 or above MaxCount.
 	// InvalidArgument.
 	ErrBadCount = errors.New("scheduler: bad count")
-	// ErrBadSelector: a selector with a malformed pool, label or node id.
-	// InvalidArgument.
+	// ErrBadSelector: a selector with a malformed pool, label or node id, or
+	// a minimum size above MaxMinSize. InvalidArgument.
 	ErrBadSelector = errors.New("scheduler: bad selector")
 
 	// ErrUnknownNode: a node id the farm has never seen. NotFound.

@@ -29,6 +29,13 @@ func nodeMatches(s *Selector, n *Node) bool {
 	return true
 }
 
+// Matches reports whether s takes drive d of node n, leaving aside what
+// placement adds (the image size, refused and busy drives): what a client
+// previews before it gives a standing order.
+func (s *Selector) Matches(n *Node, d *Drive) bool {
+	return nodeMatches(s, n) && driveMatches(s, s.MinSize, d)
+}
+
 // driveMatches reports whether d has the selector's removable flag and at
 // least minSize bytes.
 func driveMatches(s *Selector, minSize uint64, d *Drive) bool {

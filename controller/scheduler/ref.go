@@ -1,7 +1,10 @@
 package scheduler
 
 import (
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -60,21 +63,45 @@ func idProblem(id string) string {
 	return ""
 }
 
-// textProblem says what is wrong with a pool name or label, or "" when
-// nothing is: they are free text, but bounded and printable.
-func textProblem(s string) string {
+// CheckText checks a pool name, label key or label value: free text, but
+// at most MaxTextLen bytes of printable UTF-8. Its error says what is wrong
+// without repeating the text, and wraps no sentinel: the caller names the
+// text and says what it is for.
+func CheckText(s string) error {
 	if len(s) > MaxTextLen {
-		return fmt.Sprintf("is %d bytes long, the limit is %d", len(s), MaxTextLen)
+		return fmt.Errorf("is %d bytes long, the limit is %d", len(s), MaxTextLen)
 	}
 	if !utf8.ValidString(s) {
-		return "is not valid UTF-8"
+		return errors.New("is not valid UTF-8")
 	}
 	for _, c := range s {
 		if c < ' ' || c == 0x7f {
-			return fmt.Sprintf("has the control character %q", c)
+			return fmt.Errorf("has the control character %q", c)
 		}
 	}
-	return ""
+	return nil
+}
+
+// CheckLabels checks the labels a selector requires, a node has or a job
+// keeps: at most MaxLabels, with keys that are not empty, and keys and
+// values that pass CheckText. Its error names the first bad label, in key
+// order, and wraps no sentinel: the caller says what the labels are for.
+func CheckLabels(labels map[string]string) error {
+	if len(labels) > MaxLabels {
+		return fmt.Errorf("%d labels, the limit is %d", len(labels), MaxLabels)
+	}
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		err := CheckText(k)
+		if k == "" {
+			err = errors.New("the key is empty")
+		} else if err == nil {
+			err = CheckText(labels[k])
+		}
+		if err != nil {
+			return fmt.Errorf("label %s=%s: %v", quote(k), quote(labels[k]), err)
+		}
+	}
+	return nil
 }
 
 // quote quotes s for an error message, cut short so that an oversized input

@@ -11,7 +11,7 @@ func validateStanding(j Job, x index) error {
 		return fmt.Errorf("count %d: a standing order writes 1 to %d drives: %w", j.Count, MaxCount, ErrBadCount)
 	}
 	s := j.Selector
-	if err := checkSelector(s); err != nil {
+	if err := ValidateSelector(s); err != nil {
 		return err
 	}
 	nodes, err := selectedNodes(s, x)
@@ -21,25 +21,15 @@ func validateStanding(j Job, x index) error {
 	return checkSizes(j, nodes)
 }
 
-// checkSelector refuses a selector with a malformed part.
-func checkSelector(s *Selector) error {
-	if reason := textProblem(s.Pool); reason != "" {
-		return fmt.Errorf("selector: pool %s %s: %w", quote(s.Pool), reason, ErrBadSelector)
+// ValidateSelector refuses a selector with a malformed part: a pool or
+// labels that are not CheckText and CheckLabels, a node id that is not an
+// id, or a minimum size above MaxMinSize. Errors wrap ErrBadSelector.
+func ValidateSelector(s *Selector) error {
+	if err := CheckText(s.Pool); err != nil {
+		return fmt.Errorf("selector: pool %s %v: %w", quote(s.Pool), err, ErrBadSelector)
 	}
-	if len(s.Labels) > MaxLabels {
-		return fmt.Errorf("selector: %d labels, the limit is %d: %w", len(s.Labels), MaxLabels, ErrBadSelector)
-	}
-	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
-		reason := textProblem(k)
-		if k == "" {
-			reason = "is empty"
-		}
-		if reason == "" {
-			reason = textProblem(s.Labels[k])
-		}
-		if reason != "" {
-			return fmt.Errorf("selector: label %s=%s: %s: %w", quote(k), quote(s.Labels[k]), reason, ErrBadSelector)
-		}
+	if err := CheckLabels(s.Labels); err != nil {
+		return fmt.Errorf("selector: %v: %w", err, ErrBadSelector)
 	}
 	if len(s.NodeIDs) > MaxCount {
 		return fmt.Errorf("selector: %d node ids, the limit is %d: %w", len(s.NodeIDs), MaxCount, ErrBadSelector)
@@ -48,6 +38,10 @@ func checkSelector(s *Selector) error {
 		if reason := idProblem(id); reason != "" {
 			return fmt.Errorf("selector: node id %s %s: %w", quote(id), reason, ErrBadSelector)
 		}
+	}
+	if s.MinSize > MaxMinSize {
+		return fmt.Errorf("selector: a minimum size of %s is larger than any drive, the limit is %s: %w",
+			size(s.MinSize), size(MaxMinSize), ErrBadSelector)
 	}
 	return nil
 }

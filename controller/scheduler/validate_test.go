@@ -60,6 +60,8 @@ func TestValidateSubmit(t *testing.T) {
 		{"every matching drive too small", orderJob("j", 0, 64*gib, 5, Selector{Pool: "usb"}), ErrDriveTooSmall,
 			"the image needs 64 GiB (68719476736 bytes) but the 3 drives it matches hold at most 32 GiB (34359738368 bytes); insert larger drives and set a minimum size of at least 68719476736 bytes"},
 		{"min size below image, all too small", orderJob("j", 0, 64*gib, 5, Selector{Pool: "usb", MinSize: 16 * gib}), ErrDriveTooSmall, "but the one drive it matches holds 32 GiB"},
+		{"min size of the largest", orderJob("j", 0, gib, 1, Selector{Pool: "keys", MinSize: MaxMinSize}), nil, ""},
+		{"min size larger than any drive", orderJob("j", 0, gib, 1, Selector{Pool: "keys", MinSize: MaxMinSize + 1}), ErrBadSelector, "larger than any drive"},
 		{"min size at image size waits for big drives", orderJob("j", 0, 64*gib, 5, Selector{Pool: "usb", MinSize: 64 * gib}), nil, ""},
 		{"one matching drive large enough, even busy", orderJob("j", 0, 16*gib, 5, Selector{Pool: "usb"}), nil, ""},
 		{"refused system disk is no match", orderJob("j", 0, 600*gib, 1, Selector{NodeIDs: []string{"n1"}, Removable: ptr(false)}), nil, ""},

@@ -7,8 +7,8 @@ import (
 
 // Sentinel errors. The API layer maps them to gRPC codes: ErrInvalidID and
 // ErrInvalidPageToken to InvalidArgument, ErrNotFound to NotFound, ErrExists
-// to AlreadyExists, ErrConflict to Aborted, ErrRevisionTooOld to OutOfRange,
-// ErrEventPending to Unavailable.
+// to AlreadyExists, ErrConflict to Aborted, ErrRevisionTooOld and
+// ErrFutureRevision to OutOfRange, ErrEventPending to Unavailable.
 var (
 	// ErrInvalidID is returned for an id that cannot name a record.
 	ErrInvalidID = errors.New("state: invalid id")
@@ -31,6 +31,9 @@ var (
 	ErrInvalidPageToken = errors.New("state: invalid page token")
 	// ErrRevisionTooOld is matched by a *RevisionTooOldError.
 	ErrRevisionTooOld = errors.New("state: revision no longer in the event stream")
+	// ErrFutureRevision is returned by Watch for a revision past the next
+	// event: one this stream never made.
+	ErrFutureRevision = errors.New("state: revision not yet in the event stream")
 	// ErrStopWatch is returned by a Watch callback to end the watch; Watch
 	// then returns nil.
 	ErrStopWatch = errors.New("state: stop watch")

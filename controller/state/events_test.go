@@ -121,6 +121,20 @@ func TestWatchRevisionTooOld(t *testing.T) {
 	}
 }
 
+func TestWatchFutureRevision(t *testing.T) {
+	js, _ := newJS(t)
+	s := newStore(t, js, Config{})
+	appendN(t, s, "j1", 3)
+	if err := s.Watch(t.Context(), "j1", 5, func(*imagefarmv1.JobEvent) error { return nil }); !errors.Is(err, ErrFutureRevision) {
+		t.Fatalf("Watch(from 5) after 3 events = %v, want ErrFutureRevision", err)
+	}
+	w := startWatch(t, s, "j1", 4) // the next one: wait for it
+	appendN(t, s, "j1", 1)
+	if got, want := w.waitFor(t, 1), []uint64{4}; !slices.Equal(got, want) {
+		t.Errorf("Watch(from 4) revisions = %v, want %v", got, want)
+	}
+}
+
 func TestWatchEnds(t *testing.T) {
 	js, _ := newJS(t)
 	s := newStore(t, js, Config{})

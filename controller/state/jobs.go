@@ -125,6 +125,17 @@ func (s *Store) GetJob(ctx context.Context, jobID string) (*imagefarmv1.Job, err
 	return job, nil
 }
 
+// GetJobRecord returns the job's own record, without its tasks, counts or
+// revision: one read, for callers that need only the job's fields.
+func (s *Store) GetJobRecord(ctx context.Context, jobID string) (*imagefarmv1.Job, error) {
+	key, err := jobKey(jobID)
+	if err != nil {
+		return nil, err
+	}
+	job, _, err := s.jobs.get(ctx, key)
+	return job, err
+}
+
 // CreateTask stores a new task and appends its TASK_CREATED event. The
 // store sets create_time (unless set) and update_time. It does not check
 // that the job exists.

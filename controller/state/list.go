@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -137,14 +138,15 @@ func decodePageToken(token string) (*imagefarmv1.Job, error) {
 	if token == "" {
 		return nil, nil
 	}
+	bad := fmt.Errorf("page token %s: pass the next_page_token of the previous response: %w", ident.Quote(token), ErrInvalidPageToken)
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil {
-		return nil, fmt.Errorf("page token: %w", ErrInvalidPageToken)
+		return nil, bad
 	}
 	nanos, id, ok := strings.Cut(string(raw), "/")
 	n, err := strconv.ParseInt(nanos, 10, 64)
 	if !ok || err != nil || ValidID(id) != nil {
-		return nil, fmt.Errorf("page token: %w", ErrInvalidPageToken)
+		return nil, bad
 	}
 	return &imagefarmv1.Job{Id: id, CreateTime: timestamppb.New(time.Unix(0, n))}, nil
 }

@@ -15,7 +15,8 @@ import (
 // ""), in revision order: first the stored ones from fromRevision on, then
 // new ones as they are appended, each once. fromRevision 0 means only
 // events appended from now on. It returns a *RevisionTooOldError (matching
-// ErrRevisionTooOld) when the stream no longer keeps fromRevision, ctx's
+// ErrRevisionTooOld) when the stream no longer keeps fromRevision, an error
+// wrapping ErrFutureRevision when fromRevision is past the next one, ctx's
 // error when ctx is done, nil when fn returns ErrStopWatch, and fn's error
 // otherwise.
 //
@@ -32,13 +33,17 @@ func (s *Store) Watch(ctx context.Context, jobID string, fromRevision uint64, fn
 		}
 		subject = EventsSubjectPrefix + key
 	}
+	last, err := s.LastRevision(ctx)
+	if err != nil {
+		return err
+	}
 	start := fromRevision
-	if start == 0 {
-		last, err := s.LastRevision(ctx)
-		if err != nil {
-			return err
-		}
+	switch {
+	case start == 0:
 		start = last + 1
+	case start > last+1: // a consumer would wait, silently, for revisions that may never come
+		return fmt.Errorf("revision %d is past the last event %d; get the job and watch from its revision + 1: %w",
+			start, last, ErrFutureRevision)
 	}
 	cons, err := s.events.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subject},

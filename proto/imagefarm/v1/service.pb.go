@@ -389,7 +389,8 @@ type WatchJobRequest struct {
 	JobId string `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// First revision to send. 0 sends only events from now on; to see a job's
 	// current state first, call GetJob and watch from its revision + 1. A
-	// revision older than the event stream keeps fails with OUT_OF_RANGE.
+	// revision older than the event stream keeps, or past the next one, fails
+	// with OUT_OF_RANGE.
 	FromRevision  uint64 `protobuf:"varint,2,opt,name=from_revision,json=fromRevision,proto3" json:"from_revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
