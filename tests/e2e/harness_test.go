@@ -3,7 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"os/exec"
@@ -140,7 +142,16 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 	if cfg.driveSize == 0 {
 		cfg.driveSize = 64 << 20
 	}
-	f := &farm{t: t, cfg: cfg, dir: t.TempDir(), imagers: map[string]*proc{}, images: map[string]string{}}
+	dir, err := os.MkdirTemp("", "imagefarm-"+t.Name()+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // kept when the test fails, for its logs
+		if !t.Failed() {
+			os.RemoveAll(dir)
+		}
+	})
+	f := &farm{t: t, cfg: cfg, dir: dir, imagers: map[string]*proc{}, images: map[string]string{}}
 	f.store = minioServer.Get(t).NewBucket(t) // a real MinIO process, as deployed
 	natsPort, _ := testenv.FreePort()
 	ctlPort, _ := testenv.FreePort()
@@ -211,14 +222,15 @@ func (f *farm) waitNodes(n int) {
 	})
 }
 
-// waitDrives waits until the controller lists n drives on node.
+// waitDrives waits until the controller lists n virtual drives on node
+// (the host's own disks are listed too, refused by the guards).
 func (f *farm) waitDrives(node string, n int) {
 	f.t.Helper()
 	f.waitFor(30*time.Second, fmt.Sprintf("%d drives on %s", n, node), func() bool {
 		resp, err := f.api.ListDrives(context.Background(), &imagefarmv1.ListDrivesRequest{})
 		have := 0
 		for _, d := range resp.GetDrives() {
-			if d.GetNodeId() == node {
+			if d.GetNodeId() == node && strings.HasPrefix(d.GetId(), "virt-") {
 				have++
 			}
 		}
@@ -233,6 +245,7 @@ func (f *farm) waitFor(limit time.Duration, what string, cond func() bool) {
 	deadline := time.Now().Add(limit)
 	for !cond() {
 		if time.Now().After(deadline) {
+			f.dumpState()
 			f.t.Fatalf("no %s after %v; logs in %s", what, limit, f.dir)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -254,17 +267,16 @@ func (f *farm) cli(args ...string) (string, int) {
 	return string(out), code
 }
 
-// pushImage pushes a disk-shaped image of size bytes, whose content is
-// its own for each ref, and returns its file.
+// pushImage pushes an image of size bytes that does not compress (so a
+// throttled store paces its download), different for each ref, in 1 MiB
+// chunks, and returns its file.
 func (f *farm) pushImage(ref string, size int) string {
 	f.t.Helper()
 	img := filepath.Join(f.dir, "image-"+strings.ReplaceAll(ref, ":", "_")+".img")
-	var b bytes.Buffer
-	for b.Len() < size {
-		fmt.Fprintf(&b, "imagefarm e2e %s block %d\n", ref, b.Len())
-	}
-	os.WriteFile(img, b.Bytes()[:size], 0o644)
-	if out, code := f.cli("image", "push", ref, img); code != 0 {
+	data := make([]byte, size)
+	rand.NewChaCha8(sha256.Sum256([]byte(ref))).Read(data)
+	os.WriteFile(img, data, 0o644)
+	if out, code := f.cli("image", "push", ref, img, "--chunk-size", fmt.Sprint(1<<20)); code != 0 {
 		f.t.Fatalf("push: %s", out)
 	}
 	f.images[ref] = img
@@ -340,4 +352,24 @@ func withEndpoint(u, addr string) string {
 	q.Set("endpoint", addr)
 	parsed.RawQuery = q.Encode()
 	return parsed.String()
+}
+
+// dumpState logs the farm's drives and jobs as the controller sees them,
+// for a failed wait.
+func (f *farm) dumpState() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if resp, err := f.api.ListDrives(ctx, &imagefarmv1.ListDrivesRequest{}); err == nil {
+		for _, d := range resp.GetDrives() {
+			f.t.Logf("drive %s/%s %v task=%q last=%q", d.GetNodeId(), d.GetId(), d.GetState(), d.GetTaskId(), d.GetLastTaskId())
+		}
+	}
+	if resp, err := f.api.ListJobs(ctx, &imagefarmv1.ListJobsRequest{}); err == nil {
+		for _, j := range resp.GetJobs() {
+			f.t.Logf("job %s %v %v", j.GetId(), j.GetState(), j.GetTaskCounts())
+			for _, task := range f.job(j.GetId()).GetTasks() {
+				f.t.Logf("  task %s %s/%s %v %s", task.GetId(), task.GetNodeId(), task.GetDrive().GetId(), task.GetState(), task.GetFailure().GetMessage())
+			}
+		}
+	}
 }

@@ -1,0 +1,250 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+var lossRuns = flag.Int("loss-runs", 20, "runs of TestImagerLost: each kills or freezes one imager mid-write")
+
+// throttled starts a farm whose imagers read the store through a fault
+// proxy limited to rate bytes per second per connection, so that a task
+// lasts long enough to be interrupted.
+func throttled(t *testing.T, cfg farmConfig, rate int64) (*farm, *testenv.FaultProxy) {
+	t.Helper()
+	proxy := testenv.StartFaultProxy(t, minioServer.Get(t).Endpoint)
+	proxy.SetRate(rate)
+	cfg.imagerStore = proxy.StoreURL
+	return startFarmWith(t, cfg), proxy
+}
+
+// TestImagerLost kills (SIGKILL) or freezes (SIGSTOP, then SIGCONT after
+// it was declared lost) the imager writing a standing order's 8 drives:
+// its tasks must be LOST within the heartbeat TTL and placed again on the
+// other node, where the job finishes; the imager that comes back neither
+// resumes the fenced tasks nor gets its late reports accepted (the
+// invariants check that no task changes after LOST and no drive is opened
+// more often than tasks started on it).
+func TestImagerLost(t *testing.T) {
+	const ttl = 2 * time.Second
+	const fast, crawl = 2 << 20, 64 << 10
+	f, proxy := throttled(t, farmConfig{nodes: map[string]int{"n1": 8, "n2": 8}, driveSize: 20 << 20, ttl: ttl}, fast)
+	var jobs []string
+	var detect, resched []time.Duration
+	for run := range *lossRuns {
+		victim, other := "n1", "n2"
+		if run%2 == 1 {
+			victim, other = other, victim
+		}
+		freeze := run%4 >= 2 // runs 0,1 kill, 2,3 freeze, ...
+		ref := fmt.Sprintf("loss:%d", run)
+		f.pushImage(ref, 16<<20) // a new image, so every run fetches through the proxy
+		// Fresh keys on the victim's bench; the other bench is empty when
+		// the order comes (a standing order leaves written keys alone).
+		for i := 1; i <= 8; i++ {
+			os.Remove(f.drivePath(victim, fmt.Sprintf("virt-d%d.img", i)))
+			os.Remove(f.drivePath(other, fmt.Sprintf("virt-d%d.img", i)))
+		}
+		f.waitDrives(victim, 0)
+		f.waitDrives(other, 0)
+		for i := 1; i <= 8; i++ {
+			f.addDrive(victim, fmt.Sprintf("d%d.img", i))
+		}
+		f.waitDrives(victim, 8)
+		id := f.submit(standingOrder(ref, 8))
+		jobs = append(jobs, id)
+		f.waitFor(60*time.Second, "8 tasks under way on "+victim+", writing", func() bool {
+			job := f.job(id)
+			return countTasks(job, victim, func(t *imagefarmv1.Task) bool { return running(t.GetState()) }) == 8 &&
+				countTasks(job, victim, func(t *imagefarmv1.Task) bool { return t.GetState() == imagefarmv1.TaskState_TASK_STATE_WRITING }) > 0
+		})
+		proxy.SetRate(crawl)      // the victim is mid-write until the fault
+		for i := 1; i <= 8; i++ { // keys plugged into the other bench
+			f.addDrive(other, fmt.Sprintf("d%d.img", i))
+		}
+		f.waitDrives(other, 8)
+		t0 := time.Now()
+		if freeze {
+			f.imagers[victim].pause()
+		} else {
+			f.imagers[victim].kill()
+		}
+		proxy.SetRate(fast)
+		var tLost, tMoved time.Duration
+		f.waitFor(60*time.Second, "job "+id+" moved to "+other, func() bool {
+			job := f.job(id)
+			if tLost == 0 && countTasks(job, victim, func(t *imagefarmv1.Task) bool { return t.GetState() == imagefarmv1.TaskState_TASK_STATE_LOST }) == 8 {
+				tLost = time.Since(t0)
+			}
+			if tMoved == 0 && countTasks(job, other, func(t *imagefarmv1.Task) bool {
+				return running(t.GetState()) || t.GetState() == imagefarmv1.TaskState_TASK_STATE_DONE
+			}) == 8 {
+				tMoved = time.Since(t0)
+			}
+			return tLost > 0 && tMoved > 0
+		})
+		job := waitFinal(t, f, id)
+		if job.GetState() != imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
+			t.Fatalf("run %d: job %s ended %v, want SUCCEEDED on %s", run, id, job.GetState(), other)
+		}
+		if freeze {
+			f.imagers[victim].resume()
+		} else {
+			f.imagers[victim].start()
+		}
+		f.waitNodes(2)
+		detect, resched = append(detect, tLost), append(resched, tMoved)
+	}
+	sum := f.checkInvariants(jobs)
+	for _, id := range jobs { // the fenced tasks stayed LOST
+		job := f.job(id)
+		for _, task := range job.GetTasks() {
+			if task.GetState() == imagefarmv1.TaskState_TASK_STATE_LOST && task.GetFailure().GetReason() != imagefarmv1.FailureReason_FAILURE_REASON_NODE_LOST {
+				t.Errorf("task %s is LOST with reason %v, want NODE_LOST", task.GetId(), task.GetFailure().GetReason())
+			}
+		}
+	}
+	t.Logf("imager lost, %d runs (TTL %v): detection p50 %v p99 %v; on the other node p50 %v p99 %v; jobs lost 0; %v",
+		len(detect), ttl, pct(detect, 50), pct(detect, 99), pct(resched, 50), pct(resched, 99), sum)
+	for _, d := range detect {
+		if d > ttl+2*time.Second {
+			t.Errorf("a node was declared lost %v after it died; the TTL is %v", d, ttl)
+		}
+	}
+}
+
+// TestControllerKilled kills the controller while 50 tasks run, starts it
+// again, and checks that every job completes with each task run once, and
+// that a watch connected across the restart resumes from its revision with
+// no gap and no duplicate.
+func TestControllerKilled(t *testing.T) {
+	f, _ := throttled(t, farmConfig{nodes: map[string]int{"n1": 25, "n2": 25}, driveSize: 20 << 20}, 1<<20)
+	f.pushImage("ctl:1", 16<<20)
+	var jobs []string
+	for j := range 5 { // five jobs of ten named drives
+		var ids []string
+		for i := 1; i <= 10; i++ {
+			n := j*10 + i
+			ids = append(ids, fmt.Sprintf("n%d/virt-d%d.img", 1+(n-1)/25, 1+(n-1)%25))
+		}
+		jobs = append(jobs, f.submit(drivesJob("ctl:1", ids...)))
+	}
+	watched := make(chan []uint64, 1)
+	go func() { watched <- f.watchAcrossRestarts(jobs[0]) }()
+	f.waitFor(60*time.Second, "50 tasks running", func() bool {
+		n := 0
+		for _, id := range jobs {
+			n += countTasks(f.job(id), "", func(t *imagefarmv1.Task) bool { return running(t.GetState()) })
+		}
+		return n == 50
+	})
+	t0 := time.Now()
+	f.controller.kill()
+	time.Sleep(time.Second)
+	f.controller.start()
+	f.waitNodes(2)
+	back := time.Since(t0)
+	sum := f.checkInvariants(jobs)
+	for _, id := range jobs {
+		if job := f.job(id); job.GetState() != imagefarmv1.JobState_JOB_STATE_SUCCEEDED || job.GetTaskCounts().GetDone() != 10 {
+			t.Errorf("job %s ended %v with %v, want SUCCEEDED with 10 done", id, job.GetState(), job.GetTaskCounts())
+		}
+	}
+	seen := <-watched
+	all := revisions(f.events(jobs[0]))
+	if !slices.Equal(seen, all) {
+		t.Errorf("the watch across the restart saw revisions %v, the stream holds %v", seen, all)
+	}
+	t.Logf("controller killed with 50 tasks running: imagers back online %v after the kill; watch saw %d events, no gap, no duplicate; %v", back, len(seen), sum)
+}
+
+// watchAcrossRestarts watches a job to its end, reconnecting from the
+// revision after the last one seen whenever the stream breaks, and returns
+// the stored events' revisions as received.
+func (f *farm) watchAcrossRestarts(id string) []uint64 {
+	var seen []uint64
+	from := uint64(1)
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithCancel(context.Background())
+		w, err := f.api.WatchJob(ctx, &imagefarmv1.WatchJobRequest{JobId: id, FromRevision: from})
+		for err == nil {
+			var resp *imagefarmv1.WatchJobResponse
+			if resp, err = w.Recv(); err != nil {
+				break
+			}
+			if ev := resp.GetEvent(); ev.GetKind() != imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS {
+				seen = append(seen, ev.GetRevision())
+				from = ev.GetRevision() + 1
+				if j := ev.GetJob(); j != nil && j.GetState() >= imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
+					cancel()
+					return seen
+				}
+			}
+		}
+		cancel()
+		time.Sleep(200 * time.Millisecond)
+	}
+	return seen
+}
+
+func revisions(events []*imagefarmv1.JobEvent) []uint64 {
+	var r []uint64
+	for _, ev := range events {
+		r = append(r, ev.GetRevision())
+	}
+	return r
+}
+
+// TestNATSRestarted kills the NATS server mid-job and starts it again on
+// the same port and store: the controller and the imagers reconnect by
+// themselves and the job completes.
+func TestNATSRestarted(t *testing.T) {
+	f, _ := throttled(t, farmConfig{nodes: map[string]int{"n1": 4, "n2": 4}, driveSize: 28 << 20}, 2<<20)
+	f.pushImage("nats:1", 24<<20)
+	var ids []string
+	for _, n := range []string{"n1", "n2"} {
+		for i := 1; i <= 4; i++ {
+			ids = append(ids, fmt.Sprintf("%s/virt-d%d.img", n, i))
+		}
+	}
+	id := f.submit(drivesJob("nats:1", ids...))
+	f.waitFor(60*time.Second, "8 tasks running", func() bool {
+		return countTasks(f.job(id), "", func(t *imagefarmv1.Task) bool { return running(t.GetState()) }) == 8
+	})
+	t0 := time.Now()
+	f.natsProc.kill()
+	time.Sleep(2 * time.Second)
+	f.natsProc.start()
+	job := waitFinal(t, f, id)
+	took := time.Since(t0)
+	if job.GetState() != imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job ended %v after NATS restarted, want SUCCEEDED", job.GetState())
+	}
+	// And the farm still takes work.
+	id2 := f.submit(drivesJob("nats:1", "n1/virt-d1.img"))
+	if job := waitFinal(t, f, id2); job.GetState() != imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Errorf("a job submitted after NATS came back ended %v", job.GetState())
+	}
+	t.Logf("NATS killed mid-job, back after 2s: job done %v after the kill; %v", took, f.checkInvariants([]string{id, id2}))
+}
+
+// pct is the p-th percentile of ds (nearest rank).
+func pct(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (p*len(s) + 99) / 100
+	return s[max(0, min(len(s)-1, i-1))].Round(10 * time.Millisecond)
+}
