@@ -54,7 +54,9 @@ func (a *Agent) unbatch(r *taskRun) {
 }
 
 // runBatch waits batchWindow for more assignments, then writes the image
-// to every drive of the batch at once and queues each task's result.
+// to every drive of the batch at once and queues each task's result as
+// soon as it is final: a drive pulled mid-write is reported at once, not
+// when the other drives are done.
 func (a *Agent) runBatch(ctx context.Context, b *batch) {
 	if !sleep(ctx, batchWindow) {
 		return
@@ -71,16 +73,15 @@ func (a *Agent) runBatch(ctx context.Context, b *batch) {
 	}
 	a.log.Info("writing", "digest", b.key.digest, "job_id", b.key.job, "tasks", len(runs))
 	p := &progress{a: a, runs: runs, last: make([]progressMark, len(runs))}
-	results := a.writer.RunTasks(ctx, b.key.digest, tasks, a.cfg.Drives, p.update)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for i, r := range runs {
-		res := results[i]
+	a.writer.RunTasks(ctx, b.key.digest, tasks, a.cfg.Drives, p.update, func(i int, res *imagefarmv1.TaskResult) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		r := runs[i]
 		a.log.Info("task finished", "task_id", r.key.id, "epoch", r.key.epoch, "drive", tasks[i].GetDrive().GetId(),
 			"state", res.GetState(), "verified_digest", res.GetVerifiedDigest(), "failure", res.GetFailure().GetMessage(),
 			"stopped", r.stopped)
 		a.completeLocked(r, res)
-	}
+	})
 }
 
 // startBatch takes b's runs that were neither canceled nor stopped while

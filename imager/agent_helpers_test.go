@@ -170,8 +170,8 @@ func (s *controllerServer) stop() {
 	<-s.done
 }
 
-// farm is one imager agent with virtual drives, a fake controller and a
-// real NATS server with the dispatch stream.
+// farm is one imager agent with its drives, a fake controller and a real
+// NATS server with the dispatch stream.
 type farm struct {
 	b      *bench
 	js     jetstream.JetStream
@@ -186,15 +186,6 @@ type farm struct {
 // the bench's catalog as the agent's.
 func newFarm(t *testing.T, b *bench, n int, size int64, cat *catalog.Catalog) *farm {
 	t.Helper()
-	srvNATS, nc := testenv.NATS(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := dispatch.NewPublisher(t.Context(), js, dispatch.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	for i := range n {
 		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("d%d.img", i)), bytes.Repeat([]byte{0xEE}, int(size)), 0o644); err != nil {
@@ -206,6 +197,22 @@ func newFarm(t *testing.T, b *bench, n int, size int64, cat *catalog.Catalog) *f
 	drives = slices.DeleteFunc(drives, drive.Drive.IsBlock) // the host's own disks
 	if err != nil || len(drives) != n {
 		t.Fatalf("Discover() = %d drives, %v; want %d", len(drives), err, n)
+	}
+	return startFarm(t, b, dcfg, drives, cat)
+}
+
+// startFarm starts an agent with the node config dcfg; drives are the
+// ones the farm's assignments name.
+func startFarm(t *testing.T, b *bench, dcfg drive.Config, drives []drive.Drive, cat *catalog.Catalog) *farm {
+	t.Helper()
+	srvNATS, nc := testenv.NATS(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := dispatch.NewPublisher(t.Context(), js, dispatch.Config{})
+	if err != nil {
+		t.Fatal(err)
 	}
 	f := &farm{b: b, js: js, pub: pub, ctl: &fakeController{epoch: 3}, drives: drives}
 	f.srv = serveController(t, "127.0.0.1:0", f.ctl)
@@ -351,11 +358,18 @@ func (s *slowStore) Open(ctx context.Context, key string, off, n int64) (io.Read
 // slowCatalog reads b's store through a slowStore, with a cache of its own.
 func slowCatalog(t *testing.T, b *bench, delay time.Duration) *catalog.Catalog {
 	t.Helper()
+	return storeCatalog(t, &slowStore{Store: b.cat.Store(), delay: delay})
+}
+
+// storeCatalog reads store with a cache of its own, so that every chunk
+// is read from store once.
+func storeCatalog(t *testing.T, store storage.Store) *catalog.Catalog {
+	t.Helper()
 	cache, err := catalog.OpenCache(t.TempDir(), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := catalog.New(&slowStore{Store: b.cat.Store(), delay: delay}, catalog.Options{Cache: cache})
+	cat, err := catalog.New(store, catalog.Options{Cache: cache})
 	if err != nil {
 		t.Fatal(err)
 	}

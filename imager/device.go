@@ -3,6 +3,7 @@ package imager
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -28,6 +29,8 @@ type Device interface {
 	Zero(off, n int64) error
 	// Direct reports whether reads and writes bypass the page cache.
 	Direct() bool
+	// Size is the device's size now: the kernel sets a pulled disk's to 0.
+	Size() (int64, error)
 	Close() error
 }
 
@@ -47,6 +50,10 @@ func NewFileDevice(f *os.File, direct bool) *FileDevice {
 
 func (d *FileDevice) Direct() bool { return d.direct }
 func (d *FileDevice) Close() error { return d.f.Close() }
+
+// Size implements Device: a block device's end is its size, read from the
+// open device, so it answers for a disk whose /dev node is gone.
+func (d *FileDevice) Size() (int64, error) { return d.f.Seek(0, io.SeekEnd) }
 
 // aligned reports whether an O_DIRECT transfer of p at off is allowed.
 func aligned(p []byte, off int64) bool {

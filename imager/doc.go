@@ -7,5 +7,8 @@
 // The pipeline decompresses each chunk once, from the node cache, and hands
 // the same aligned buffer to every drive that keeps pace; a drive that falls
 // a window behind the fastest reads on its own instead of holding the others
-// back. Drives fail alone.
+// back. Drives fail alone, and at once: a drive that is pulled (its size
+// drops to 0) or shrinks fails DRIVE_REMOVED at its next write or read, or
+// within a second while it waits for the stream, and its result is reported
+// without waiting for the others.
 package imager

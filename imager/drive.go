@@ -10,16 +10,40 @@ import (
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
-// IOError is a drive's refusal to be written or read, at an offset.
+// IOError is a drive's refusal to be written, zeroed, flushed or read.
 type IOError struct {
-	Op     string // "write" or "read back"
-	Offset int64
+	Op     string // "write", "zero", "flush" or "read back"
+	Offset int64  // -1 for a flush, which has none
 	Err    error
 }
 
-func (e *IOError) Error() string { return fmt.Sprintf("%s at offset %d: %v", e.Op, e.Offset, e.Err) }
+func (e *IOError) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("%s: %v", e.Op, e.Err)
+	}
+	return fmt.Sprintf("%s at offset %d: %v", e.Op, e.Offset, e.Err)
+}
 
 func (e *IOError) Unwrap() error { return e.Err }
+
+// RemovedError says a drive now ends before the image does: it was pulled
+// (the kernel sets a pulled disk's size to 0) or it shrank. It is why an
+// IOError happened, whatever errno the kernel gave.
+type RemovedError struct {
+	End  int64 // the device's size now
+	Size int64 // the image's size
+	Err  error // what the transfer met: io.ErrUnexpectedEOF for a short read, nil if none was tried
+}
+
+func (e *RemovedError) Error() string {
+	msg := fmt.Sprintf("device ended at offset %d of %d: drive removed or shrunk", e.End, e.Size)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *RemovedError) Unwrap() error { return e.Err }
 
 // MismatchError says where a drive's read-back first differed from the image.
 type MismatchError struct {
@@ -40,7 +64,7 @@ func (f *fanout) drive(ctx context.Context, r *run, digest string) {
 	if err == nil {
 		f.progress(r, PhaseSyncing, f.m.Size)
 		if err = r.t.Dev.Sync(); err != nil {
-			err = fmt.Errorf("flush: %w", err)
+			err = f.ioError(r, "flush", -1, err)
 		}
 	}
 	if err == nil {
@@ -60,16 +84,26 @@ func (f *fanout) drive(ctx context.Context, r *run, digest string) {
 		r.res.Error = r.res.Err.Error()
 	}
 	f.progress(r, r.res.Phase, f.m.Size)
+	if f.opts.Done != nil {
+		f.opts.Done(r.index, r.res)
+	}
 	f.w.log.Debug("drive done", "drive", r.t.ID, "path", r.t.Path, "result", r.res.Phase,
 		"mb_per_s", fmt.Sprintf("%.1f", r.res.MBps), "own_stream", r.res.OwnStream, "error", r.res.Error)
 }
 
 // writeAll writes every chunk: those the shared stream queued for r, then,
-// if r fell behind, the rest from a stream of its own.
+// if r fell behind, the rest from a stream of its own. A drive that fails
+// leaves the stream at once: its result does not wait for the others.
 func (f *fanout) writeAll(ctx context.Context, r *run) error {
 	zeroed, err := f.zeroRuns(r)
 	f.ready.Done()
-	if err = f.drain(ctx, r, zeroed, err); err != nil {
+	if err == nil {
+		err = f.drain(ctx, r, zeroed)
+	}
+	if err != nil {
+		r.failed.Store(true) // produce queues nothing more for r
+		f.signal()
+		r.discard()
 		return err
 	}
 	if r.streamErr != nil {
@@ -85,25 +119,50 @@ func (f *fanout) writeAll(ctx context.Context, r *run) error {
 	return nil
 }
 
-// drain writes what the shared stream queues for r until the queue closes.
-// After a failure (or given one) it keeps draining, only to release buffers.
-func (f *fanout) drain(ctx context.Context, r *run, zeroed bool, err error) error {
-	if err != nil {
-		r.failed.Store(true)
-		f.signal()
-	}
-	for it := range r.queue {
-		if err == nil {
-			if err = f.writeChunk(ctx, r, it.ch, it.buf, zeroed); err != nil {
-				r.failed.Store(true)
-				f.signal()
+// drain writes what the shared stream queues for r until the queue closes
+// or a write fails. While it waits for the stream it looks every
+// presenceEvery whether the drive is still there: a drive pulled while the
+// download stalls fails then, not at its next write.
+func (f *fanout) drain(ctx context.Context, r *run, zeroed bool) error {
+	tick := time.NewTicker(presenceEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case it, ok := <-r.queue:
+			if !ok {
+				return nil
+			}
+			err := f.writeChunk(ctx, r, it.ch, it.buf, zeroed)
+			it.release()
+			if err != nil {
+				return err
+			}
+		case <-tick.C:
+			if gone := f.removed(r, nil); gone != nil {
+				return &IOError{Op: "write", Offset: r.res.BytesWritten, Err: gone}
 			}
 		}
-		if it.buf != nil {
-			it.buf.Release()
+	}
+}
+
+// presenceEvery is how often a drive waiting for the stream checks that
+// it is still there: a pulled disk's size drops to 0.
+const presenceEvery = time.Second
+
+// discard releases what a failed r's queue holds, without waiting for
+// more: produce releases what it queued since, once it closes the queue.
+func (r *run) discard() {
+	for {
+		select {
+		case it, ok := <-r.queue:
+			if !ok {
+				return
+			}
+			it.release()
+		default:
+			return
 		}
 	}
-	return err
 }
 
 func (f *fanout) writeChunk(ctx context.Context, r *run, ch catalog.Chunk, b *catalog.Buffer, zeroed bool) error {
@@ -116,7 +175,7 @@ func (f *fanout) writeChunk(ctx context.Context, r *run, ch catalog.Chunk, b *ca
 	}
 	if b != nil || !zeroed {
 		if _, err := r.t.Dev.WriteAt(data, ch.Offset); err != nil {
-			return &IOError{Op: "write", Offset: ch.Offset, Err: err}
+			return f.ioError(r, "write", ch.Offset, err)
 		}
 	}
 	r.res.BytesWritten += ch.Length
@@ -148,7 +207,7 @@ func (f *fanout) zeroRuns(r *run) (bool, error) {
 				r.res.Zeros = "written (the device cannot zero ranges)"
 				return false, nil
 			}
-			return false, fmt.Errorf("zero %d bytes at offset %d: %w", end-off, off, err)
+			return false, f.ioError(r, "zero", off, err)
 		}
 		i = j
 	}
@@ -158,6 +217,7 @@ func (f *fanout) zeroRuns(r *run) (bool, error) {
 
 // verify reads every chunk back from the device and checks it against the
 // manifest: zero chunks must read as zeros, others must have their BLAKE3.
+// A short read (the device ends early) fails, naming where it ended.
 func (f *fanout) verify(ctx context.Context, r *run) error {
 	buf := catalog.AlignedBytes(int(f.m.ChunkSize))
 	for i, ch := range f.m.Chunks {
@@ -169,12 +229,31 @@ func (f *fanout) verify(ctx context.Context, r *run) error {
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return &IOError{Op: "read back", Offset: ch.Offset + int64(n), Err: err}
+			return f.ioError(r, "read back", ch.Offset+int64(n), err)
 		}
 		if ch.Zero && !catalog.IsZero(data) || !ch.Zero && catalog.CheckSum(data) != ch.Check {
 			return f.mismatch(ctx, i, data)
 		}
 		f.progress(r, PhaseVerifying, ch.Offset+ch.Length)
+	}
+	return nil
+}
+
+// ioError is r's refusal to op at off (-1: no offset). A drive that now
+// ends before the image does was pulled or shrank: that is said, since
+// the errno (ENOSPC, EIO, or none for a short read) does not say it.
+func (f *fanout) ioError(r *run, op string, off int64, err error) error {
+	if gone := f.removed(r, err); gone != nil {
+		err = gone
+	}
+	return &IOError{Op: op, Offset: off, Err: err}
+}
+
+// removed returns a *RemovedError with err if r's drive now ends before
+// the image does, else nil.
+func (f *fanout) removed(r *run, err error) error {
+	if end, serr := r.t.Dev.Size(); serr == nil && end < f.m.Size {
+		return &RemovedError{End: end, Size: f.m.Size, Err: err}
 	}
 	return nil
 }

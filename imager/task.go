@@ -19,15 +19,26 @@ import (
 // manifest digest) on this node, as one fan-out: the image is decompressed
 // once for all their drives. Each assignment's drive is found by its id and
 // must still have the serial, size and model it was planned with; then the
-// guards run and the drive is opened exclusively. It returns one result per
-// assignment, in order, each with the task's epoch.
-func (w *Writer) RunTasks(ctx context.Context, digest string, tasks []*imagefarmv1.TaskAssignment, cfg drive.Config, progress func(task int, phase Phase, done, total int64)) []*imagefarmv1.TaskResult {
+// guards run and the drive is opened exclusively. progress, if set, gets
+// the write's progress of each task; done, if set, gets each task's result
+// as soon as it is final, so that a refused or failed drive is reported
+// without waiting for the others. Both are called from several goroutines.
+// RunTasks returns one result per assignment, in order, each with the
+// task's epoch.
+func (w *Writer) RunTasks(ctx context.Context, digest string, tasks []*imagefarmv1.TaskAssignment, cfg drive.Config,
+	progress func(task int, phase Phase, done, total int64), done func(task int, res *imagefarmv1.TaskResult)) []*imagefarmv1.TaskResult {
 	start := time.Now()
 	results := make([]*imagefarmv1.TaskResult, len(tasks))
+	finish := func(i int, r Result) {
+		results[i] = taskResult(tasks[i], start, r)
+		if done != nil {
+			done(i, results[i])
+		}
+	}
 	m, err := w.cat.ManifestByDigest(ctx, digest)
 	if err != nil {
-		for i, t := range tasks {
-			results[i] = taskResult(t, start, Result{Phase: PhaseFailed, Err: err})
+		for i := range tasks {
+			finish(i, Result{Phase: PhaseFailed, Err: err})
 		}
 		return results
 	}
@@ -46,19 +57,15 @@ func (w *Writer) RunTasks(ctx context.Context, digest string, tasks []*imagefarm
 	for i, p := range plans {
 		if j, ok := index[p.Drive.ID]; ok && p.Refused == "" {
 			byTarget[j] = i
+		} else {
+			finish(i, Result{Phase: PhaseFailed, Err: refusal(p)})
 		}
 	}
 	if progress != nil {
 		opts.Progress = func(t int, phase Phase, done, total int64) { progress(byTarget[t], phase, done, total) }
 	}
-	written := w.Write(ctx, m, digest, targets, opts)
-	for i, p := range plans {
-		r := Result{Phase: PhaseFailed, Err: refusal(p)}
-		if j, ok := index[p.Drive.ID]; ok && p.Refused == "" {
-			r = written[j]
-		}
-		results[i] = taskResult(tasks[i], start, r)
-	}
+	opts.Done = func(t int, r Result) { finish(byTarget[t], r) }
+	w.Write(ctx, m, digest, targets, opts)
 	return results
 }
 
@@ -132,8 +139,12 @@ func failure(err error) *imagefarmv1.Failure {
 	case errors.As(err, &re):
 		f.Reason = guardReason(re.p)
 	case errors.As(err, &ioe):
-		f.Reason, f.Offset = imagefarmv1.FailureReason_FAILURE_REASON_DRIVE_IO_ERROR, ptr(uint64(ioe.Offset))
-		if errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO) {
+		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_DRIVE_IO_ERROR
+		if ioe.Offset >= 0 {
+			f.Offset = ptr(uint64(ioe.Offset))
+		}
+		var removed *RemovedError
+		if errors.As(err, &removed) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENXIO) {
 			f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_DRIVE_REMOVED
 		}
 	}

@@ -33,7 +33,7 @@ func TestRunTasksChecksEachPlannedDrive(t *testing.T) {
 		task("virt-gone.img", 20*chunkSize),
 	}
 	w := imager.NewWriter(b.cat, slog.New(slog.DiscardHandler))
-	results := w.RunTasks(t.Context(), b.digest, tasks, cfg, nil)
+	results := w.RunTasks(t.Context(), b.digest, tasks, cfg, nil, nil)
 	want := []imagefarmv1.FailureReason{
 		imagefarmv1.FailureReason_FAILURE_REASON_UNSPECIFIED,
 		imagefarmv1.FailureReason_FAILURE_REASON_GUARD_IDENTITY_CHANGED,

@@ -47,6 +47,11 @@ type WriteOptions struct {
 	// phase and how many of the image's bytes that phase has done. It is
 	// called from several goroutines.
 	Progress func(target int, phase Phase, done, total int64)
+	// Done, if set, is called once for each drive with its index in
+	// targets and its result as soon as that is final: a drive that fails
+	// is reported then, not when the others are done. It is called from
+	// several goroutines.
+	Done func(target int, r Result)
 }
 
 // Result is what happened to one drive.
@@ -82,7 +87,7 @@ func NewWriter(cat *catalog.Catalog, log *slog.Logger) *Writer {
 // reads each back from the device and checks it. Each chunk is decompressed
 // once and written to every drive that keeps pace; a drive that falls more
 // than the window behind the fastest reads on its own. A drive that fails
-// fails alone. Write returns one Result per target, in order.
+// fails alone, at once. Write returns one Result per target, in order.
 func (w *Writer) Write(ctx context.Context, m *catalog.Manifest, digest string, targets []Target, opts WriteOptions) []Result {
 	if len(targets) == 0 {
 		return nil
@@ -122,11 +127,18 @@ type item struct {
 	buf   *catalog.Buffer
 }
 
+// release drops the reference the item held while queued.
+func (it item) release() {
+	if it.buf != nil {
+		it.buf.Release()
+	}
+}
+
 // run is one drive's part of a Write.
 type run struct {
 	index      int
 	t          Target
-	queue      chan item
+	queue      chan item    // closed when r is detached, else when the stream ends
 	done       atomic.Int64 // chunks written, in order
 	detachedAt atomic.Int64 // -1 while sharing the stream, else the chunk to read on its own from
 	failed     atomic.Bool
@@ -153,7 +165,8 @@ type fanout struct {
 var errNoneAttached = errors.New("imager: no drive shares the stream")
 
 // produce streams the image once into the queues of the drives that keep
-// pace, then closes every queue.
+// pace, then closes the queues it has not closed on detaching a drive, and
+// releases what is left in those of drives that failed.
 func (f *fanout) produce(ctx context.Context) {
 	err := f.w.cat.StreamFrom(ctx, f.m, 0, func(i int, ch catalog.Chunk, b *catalog.Buffer) error {
 		accepted := 0
@@ -168,10 +181,16 @@ func (f *fanout) produce(ctx context.Context) {
 		return nil
 	})
 	for _, r := range f.runs {
-		if err != nil && !errors.Is(err, errNoneAttached) && r.detachedAt.Load() < 0 {
+		if r.detachedAt.Load() >= 0 {
+			continue
+		}
+		if err != nil && !errors.Is(err, errNoneAttached) {
 			r.streamErr = err // seen by the drive once it finds its queue closed
 		}
 		close(r.queue)
+		if r.failed.Load() {
+			r.discard()
+		}
 	}
 }
 
@@ -183,15 +202,14 @@ func (f *fanout) offer(ctx context.Context, r *run, it item) bool {
 	if f.enqueue(ctx, r, it) {
 		return true
 	}
-	if it.buf != nil {
-		it.buf.Release()
-	}
+	it.release()
 	return false
 }
 
 // enqueue waits while r's queue is full, unless r stays a whole window
-// behind the fastest drive for lagGrace: then r is detached and reads the
-// rest on its own, so a slow drive holds nobody back for longer than that.
+// behind the fastest drive for lagGrace: then r is detached and its queue
+// closed, and it reads the rest on its own as soon as it has written what
+// it holds, so a slow drive holds nobody back for longer than that.
 // The grace keeps a drive that was merely descheduled for a moment (zero
 // chunks skipped with --discard go by in microseconds) on the shared stream.
 func (f *fanout) enqueue(ctx context.Context, r *run, it item) bool {
@@ -214,6 +232,7 @@ func (f *fanout) enqueue(ctx context.Context, r *run, it item) bool {
 			r.behindSince = time.Now()
 		} else if wait -= time.Since(r.behindSince); wait <= 0 {
 			r.detachedAt.Store(int64(it.index))
+			close(r.queue)
 			return false
 		}
 		select {
