@@ -4,12 +4,18 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imagefarm/imagefarm/controller/dispatch"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
@@ -138,8 +144,12 @@ func TestControllerKilled(t *testing.T) {
 		}
 		jobs = append(jobs, f.submit(drivesJob("ctl:1", ids...)))
 	}
-	watched := make(chan []uint64, 1)
-	go func() { watched <- f.watchAcrossRestarts(jobs[0]) }()
+	type watch struct {
+		seen    []uint64
+		redials int
+	}
+	watched := make(chan watch, 1)
+	go func() { seen, redials := f.watchAcrossRestarts(jobs[0]); watched <- watch{seen, redials} }()
 	f.waitFor(60*time.Second, "50 tasks running", func() bool {
 		n := 0
 		for _, id := range jobs {
@@ -159,19 +169,22 @@ func TestControllerKilled(t *testing.T) {
 			t.Errorf("job %s ended %v with %v, want SUCCEEDED with 10 done", id, job.GetState(), job.GetTaskCounts())
 		}
 	}
-	seen := <-watched
+	w := <-watched
 	all := revisions(f.events(jobs[0]))
-	if !slices.Equal(seen, all) {
-		t.Errorf("the watch across the restart saw revisions %v, the stream holds %v", seen, all)
+	if !slices.Equal(w.seen, all) {
+		t.Errorf("the watch across the restart saw revisions %v, the stream holds %v", w.seen, all)
 	}
-	t.Logf("controller killed with 50 tasks running: imagers back online %v after the kill; watch saw %d events, no gap, no duplicate; %v", back, len(seen), sum)
+	if w.redials == 0 {
+		t.Errorf("the watch never lost its stream: the controller was not killed under it")
+	}
+	t.Logf("controller killed with 50 tasks running: imagers back online %v after the kill; watch redialed %d times and saw %d events, no gap, no duplicate; %v",
+		back, w.redials, len(w.seen), sum)
 }
 
 // watchAcrossRestarts watches a job to its end, reconnecting from the
 // revision after the last one seen whenever the stream breaks, and returns
-// the stored events' revisions as received.
-func (f *farm) watchAcrossRestarts(id string) []uint64 {
-	var seen []uint64
+// the stored events' revisions as received and how often it redialed.
+func (f *farm) watchAcrossRestarts(id string) (seen []uint64, redials int) {
 	from := uint64(1)
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -187,14 +200,15 @@ func (f *farm) watchAcrossRestarts(id string) []uint64 {
 				from = ev.GetRevision() + 1
 				if j := ev.GetJob(); j != nil && j.GetState() >= imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
 					cancel()
-					return seen
+					return seen, redials
 				}
 			}
 		}
 		cancel()
+		redials++
 		time.Sleep(200 * time.Millisecond)
 	}
-	return seen
+	return seen, redials
 }
 
 func revisions(events []*imagefarmv1.JobEvent) []uint64 {
@@ -236,6 +250,86 @@ func TestNATSRestarted(t *testing.T) {
 		t.Errorf("a job submitted after NATS came back ended %v", job.GetState())
 	}
 	t.Logf("NATS killed mid-job, back after 2s: job done %v after the kill; %v", took, f.checkInvariants([]string{id, id2}))
+}
+
+// TestRedelivery makes NATS deliver assignments more than once: the ack
+// wait is forced to 1s and the imager frozen for 3s mid-write, so every
+// assignment it holds is delivered again; then each is published again
+// under a new message id, mid-job and after it. No drive may be written
+// twice or by two writers at once.
+func TestRedelivery(t *testing.T) {
+	f, _ := throttled(t, farmConfig{nodes: map[string]int{"n1": 4}, driveSize: 20 << 20, ackWait: time.Second}, 1<<20)
+	f.pushImage("redeliver:1", 16<<20)
+	id := f.submit(drivesJob("redeliver:1", "n1/virt-d1.img", "n1/virt-d2.img", "n1/virt-d3.img", "n1/virt-d4.img"))
+	f.waitFor(60*time.Second, "4 tasks writing", func() bool {
+		return countTasks(f.job(id), "", func(t *imagefarmv1.Task) bool { return t.GetState() == imagefarmv1.TaskState_TASK_STATE_WRITING }) == 4
+	})
+	f.imagers["n1"].pause()
+	time.Sleep(3 * time.Second) // three ack waits without a word from the imager
+	f.imagers["n1"].resume()
+	dups := f.republishAssignments()
+	job := waitFinal(t, f, id)
+	if job.GetState() != imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job ended %v, want SUCCEEDED", job.GetState())
+	}
+	late := f.republishAssignments() // acked by now: gone, unless an ack was lost
+	time.Sleep(2 * time.Second)
+	sum := f.checkInvariants([]string{id})
+	again := f.countLog("imager-n1", "assignment delivered again")
+	if again == 0 {
+		t.Errorf("the imager never saw an assignment twice: the scenario did not force a redelivery")
+	}
+	t.Logf("redelivery: %d deliveries seen again by the imager, %d copies republished mid-job, %d after; %v", again, dups, late, sum)
+}
+
+// republishAssignments publishes every message still in the assignment
+// stream again under a new message id, as a duplicate the stream cannot
+// drop, and returns how many it published.
+func (f *farm) republishAssignments() int {
+	f.t.Helper()
+	nc, err := nats.Connect(f.nats)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := js.Stream(ctx, dispatch.StreamName)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	n := 0
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			continue // acked meanwhile
+		}
+		if _, err := js.Publish(ctx, m.Subject, m.Data, jetstream.WithMsgID(fmt.Sprintf("dup-%d-%d", seq, time.Now().UnixNano()))); err != nil {
+			f.t.Fatal(err)
+		}
+		n++
+	}
+	return n
+}
+
+// countLog counts the lines containing s in every log of the named process.
+func (f *farm) countLog(name, s string) int {
+	n := 0
+	for _, p := range append(slices.Collect(maps.Values(f.imagers)), f.controller) {
+		if p.name != name {
+			continue
+		}
+		for _, l := range p.lives {
+			data, _ := os.ReadFile(l.log)
+			n += strings.Count(string(data), s)
+		}
+	}
+	return n
 }
 
 // pct is the p-th percentile of ds (nearest rank).
