@@ -172,7 +172,7 @@ func jobOutcome(job *imagefarmv1.Job) imagefarmv1.JobState {
 			open++
 		}
 	}
-	if counts.GetCanceled() > 0 { // only CancelJob cancels a task
+	if counts.GetCanceled() > 0 { // CancelJob, or an imager shutting down mid-write
 		if open == 0 {
 			return imagefarmv1.JobState_JOB_STATE_CANCELED
 		}
