@@ -39,6 +39,7 @@ type globals struct {
 	store      string
 	controller string
 	logLevel   string
+	debugAddr  string
 	json       bool
 }
 
@@ -55,6 +56,9 @@ func newRootCmd() *cobra.Command {
 				return fmt.Errorf("--log-level %q: want debug, info, warn or error", g.logLevel)
 			}
 			slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+			if g.debugAddr != "" {
+				return serveDebug(g.debugAddr)
+			}
 			return nil
 		},
 	}
@@ -63,6 +67,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.controller, "controller", os.Getenv("IMAGEFARM_CONTROLLER"),
 		"controller gRPC address HOST:PORT (env IMAGEFARM_CONTROLLER)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.debugAddr, "debug-addr", "", "serve Go profiles and counters (/debug/pprof/, /debug/vars) on this address, e.g. 127.0.0.1:6060")
 	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g), newControllerCmd(g), newJobCmd(g), newNodesCmd(g), newImagerCmd(g))
 	return root
 }
