@@ -92,8 +92,14 @@ func NewS3Store(cfg S3Config) (*S3Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 transport: %w", err)
 	}
-	transport.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	transport.ResponseHeaderTimeout = 60 * time.Second
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return idleConn{c}, nil
+	}
 	client, err := minio.New(cfg.Endpoint, &minio.Options{
 		Creds: credentials.NewChainCredentials([]credentials.Provider{
 			&credentials.EnvAWS{},
@@ -142,7 +148,45 @@ func (s *S3Store) Open(ctx context.Context, key string, off, n int64) (io.ReadCl
 		}
 		return nil, s.fail("get", key, err)
 	}
-	return obj, nil
+	return s3Body{obj, s, key}, nil
+}
+
+// s3Body is an object being read. Its errors name the endpoint like those
+// of requests, and a body cut short is ErrUnreachable: io.EOF is only ever
+// the object's end.
+type s3Body struct {
+	*minio.Object
+	s   *S3Store
+	key string
+}
+
+func (b s3Body) Read(p []byte) (int, error) {
+	n, err := b.Object.Read(p)
+	if err != nil && err != io.EOF {
+		err = b.s.fail("read", b.key, err)
+	}
+	return n, err
+}
+
+// idleTimeout is how long a connection may go without a byte moving, be
+// it waiting for a response, in the middle of a body, or idle in the pool:
+// a stalled server or network fails a request in seconds, as
+// ErrUnreachable, and the caller retries, instead of hanging until the
+// kernel gives up.
+const idleTimeout = 15 * time.Second
+
+// idleConn pushes its deadline back by idleTimeout whenever it reads or
+// writes, so a long transfer that keeps moving is never cut.
+type idleConn struct{ net.Conn }
+
+func (c idleConn) Read(p []byte) (int, error) {
+	c.SetDeadline(time.Now().Add(idleTimeout))
+	return c.Conn.Read(p)
+}
+
+func (c idleConn) Write(p []byte) (int, error) {
+	c.SetDeadline(time.Now().Add(idleTimeout))
+	return c.Conn.Write(p)
 }
 
 func setRange(opts *minio.GetObjectOptions, off, end int64) error {
@@ -249,7 +293,8 @@ func (s *S3Store) fail(op, key string, err error) error {
 	}
 	var netErr net.Error
 	var opErr *net.OpError
-	if errors.As(err, &opErr) || (errors.As(err, &netErr) && netErr.Timeout()) {
+	if errors.As(err, &opErr) || (errors.As(err, &netErr) && netErr.Timeout()) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) { // the connection closed early
 		return fmt.Errorf("%s: %w: %v", where, ErrUnreachable, err)
 	}
 	return fmt.Errorf("%s: %w", where, err)

@@ -26,6 +26,8 @@ var (
 // paths made of printable characters with no empty, "." or ".." element.
 type Store interface {
 	// Open reads n bytes of key starting at off; n < 0 reads to the end.
+	// Its io.EOF is always the real end of the object or range: a body cut
+	// short by a lost connection fails the read with ErrUnreachable.
 	Open(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
 	// Put stores size bytes from r under key, replacing any object there.
 	// Readers never see a partly written object.

@@ -28,8 +28,13 @@ type imagerFlags struct {
 	ackWait   time.Duration
 	cacheDir  string
 	cacheSize string
+	budget    time.Duration
 	df        driveFlags
 }
+
+// retryBudgetUsage is the help of --storage-retry-budget, a flag of every
+// command that pulls chunks for drives.
+const retryBudgetUsage = "how long reading a chunk is retried while storage is unreachable before the write fails"
 
 func newImagerCmd(g *globals) *cobra.Command {
 	var f imagerFlags
@@ -101,7 +106,7 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 	if err != nil {
 		return none, err
 	}
-	cat, err := catalog.New(s, catalog.Options{Cache: cache})
+	cat, err := catalog.New(s, catalog.Options{Cache: cache, RetryBudget: f.budget})
 	if err != nil {
 		return none, err
 	}

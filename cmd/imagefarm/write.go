@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -27,6 +28,7 @@ type writeFlags struct {
 	dryRun    bool
 	cacheDir  string
 	cacheSize string
+	budget    time.Duration
 	window    int
 	df        driveFlags
 }
@@ -54,6 +56,7 @@ or is busy. The exit code is 0 only if every drive verified.`,
 	cache, _ := os.UserCacheDir()
 	f.StringVar(&wf.cacheDir, "cache", filepath.Join(cache, "imagefarm", "node-cache"), "node cache folder (chunks downloaded once for all drives and jobs)")
 	f.StringVar(&wf.cacheSize, "cache-size", "20GiB", "node cache size bound")
+	f.DurationVar(&wf.budget, "storage-retry-budget", catalog.DefaultRetryBudget, retryBudgetUsage)
 	f.IntVar(&wf.window, "window", imager.DefaultWindow, "chunks a drive may fall behind the fastest before it streams on its own")
 	f.BoolVar(&g.json, "json", false, "print the plan or the results as JSON")
 	addDriveFlags(cmd, &wf.df)
@@ -113,7 +116,7 @@ func openForWrite(g *globals, wf *writeFlags, refArg string) (*catalog.Catalog, 
 	if err != nil {
 		return fail(err)
 	}
-	cat, err := catalog.New(s, catalog.Options{Cache: cache})
+	cat, err := catalog.New(s, catalog.Options{Cache: cache, RetryBudget: wf.budget})
 	if err != nil {
 		return fail(err)
 	}

@@ -14,17 +14,49 @@ import (
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
-// countingStore counts the chunk objects read from a real store.
+// countingStore counts the chunk objects read from a real store: the
+// attempts, the bytes that came, and the reads that got to an object's end.
 type countingStore struct {
 	storage.Store
-	opens atomic.Int64
+	opens  atomic.Int64
+	bytes  atomic.Int64
+	onOpen func(opens int64) // if set, called before each chunk object is opened
+	mu     sync.Mutex
+	whole  map[string]int // chunk key -> reads to the end
 }
 
 func (s *countingStore) Open(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	if filepath.Dir(filepath.Dir(key)) == "chunks" {
-		s.opens.Add(1)
+	if filepath.Dir(filepath.Dir(key)) != "chunks" {
+		return s.Store.Open(ctx, key, off, n)
 	}
-	return s.Store.Open(ctx, key, off, n)
+	if opens := s.opens.Add(1); s.onOpen != nil {
+		s.onOpen(opens)
+	}
+	rc, err := s.Store.Open(ctx, key, off, n)
+	if err != nil {
+		return nil, err
+	}
+	return countedBody{rc, s, key}, nil
+}
+
+type countedBody struct {
+	io.ReadCloser
+	s   *countingStore
+	key string
+}
+
+func (b countedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.s.bytes.Add(int64(n))
+	if err == io.EOF {
+		b.s.mu.Lock()
+		if b.s.whole == nil {
+			b.s.whole = map[string]int{}
+		}
+		b.s.whole[b.key]++
+		b.s.mu.Unlock()
+	}
+	return n, err
 }
 
 func cachedCatalog(t *testing.T, maxBytes int64) (*catalog.Catalog, *catalog.Cache, *countingStore, *catalog.Manifest, []byte) {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/singleflight"
 
@@ -30,6 +31,7 @@ type Catalog struct {
 	compressed  sync.Pool // *[]byte download buffers for compressed chunks
 	cache       *Cache    // nil: every chunk comes from the store
 	flight      singleflight.Group
+	retryBudget time.Duration
 }
 
 // Options tune New. The zero value is ready to use.
@@ -37,7 +39,15 @@ type Options struct {
 	// Cache, if set, keeps downloaded chunks on local disk for every stream
 	// of this catalog (an imager's node cache).
 	Cache *Cache
+	// RetryBudget is how long reading a chunk keeps being retried once the
+	// store has failed it (connections lost or refused, server errors),
+	// before the read fails with ErrStorageUnavailable. 0 means
+	// DefaultRetryBudget.
+	RetryBudget time.Duration
 }
+
+// DefaultRetryBudget rides out a storage restart or a network blip.
+const DefaultRetryBudget = 2 * time.Minute
 
 // New returns the catalog kept in store.
 func New(store storage.Store, opts Options) (*Catalog, error) {
@@ -46,7 +56,10 @@ func New(store storage.Store, opts Options) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Catalog{store: store, codec: cd, concurrency: n, cache: opts.Cache}
+	c := &Catalog{store: store, codec: cd, concurrency: n, cache: opts.Cache, retryBudget: opts.RetryBudget}
+	if c.retryBudget <= 0 {
+		c.retryBudget = DefaultRetryBudget
+	}
 	c.compressed.New = func() any { return new([]byte) }
 	return c, nil
 }

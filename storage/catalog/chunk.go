@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -16,9 +17,15 @@ import (
 	"github.com/imagefarm/imagefarm/storage"
 )
 
-// ErrCorruptChunk is wrapped by every ChunkError whose stored bytes are not
-// the chunk they claim to be (hash mismatch, truncation, bad zstd frame).
-var ErrCorruptChunk = errors.New("catalog: corrupt chunk")
+// Errors wrapped by a ChunkError.
+var (
+	// ErrCorruptChunk: the stored bytes are not the chunk they claim to be
+	// (hash mismatch, wrong size, bad zstd frame, decompression bomb).
+	ErrCorruptChunk = errors.New("catalog: corrupt chunk")
+	// ErrStorageUnavailable: the store kept failing for the whole retry
+	// budget. The error names the store and how long it was unreachable.
+	ErrStorageUnavailable = errors.New("catalog: storage unavailable")
+)
 
 // ChunkError names the chunk that could not be read and why.
 type ChunkError struct {
@@ -66,7 +73,8 @@ func newCodec(concurrency int) (*codec, error) {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
 	dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(concurrency),
-		zstd.WithDecoderMaxMemory(MaxChunkSize), zstd.WithDecoderMaxWindow(MaxChunkSize))
+		zstd.WithDecoderMaxMemory(MaxChunkSize), zstd.WithDecoderMaxWindow(MaxChunkSize),
+		zstd.WithDecodeAllCapLimit(true)) // decode bounds each chunk by the capacity it passes
 	if err != nil {
 		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}
@@ -88,38 +96,85 @@ func CheckSum(data []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// fetchAttempts bounds how often one chunk is downloaded before its read
-// fails; the store's client retries each request on top of this.
-const fetchAttempts = 4
-
 // fetchChunk downloads chunk c, decompresses it into buf (grown if needed)
-// and checks its hash. Transient failures are retried with backoff, so a
-// dropped connection resumes at this chunk; a chunk that stays corrupt or
-// missing fails with a ChunkError.
+// and checks its hash, retrying as retry says; so a dropped connection or
+// an outage within the retry budget resumes at this chunk. A chunk that
+// cannot be read fails with a ChunkError.
 func (c *Catalog) fetchChunk(ctx context.Context, index int, ch Chunk, buf []byte) ([]byte, error) {
-	var err error
-	for attempt := range fetchAttempts {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Duration(250<<attempt) * time.Millisecond):
-			}
-		}
-		var data []byte
+	var data []byte
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
 		data, err = c.fetchOnce(ctx, ch, buf)
-		if err == nil {
-			return data, nil
+		return err
+	})
+	if err != nil {
+		return nil, &ChunkError{Index: index, Offset: ch.Offset, ID: ch.ID, Err: err}
+	}
+	return data, nil
+}
+
+// Backoff between attempts: doubling from minBackoff up to maxBackoff,
+// jittered so that the nodes of a farm do not all come back at once.
+const (
+	minBackoff = 250 * time.Millisecond
+	maxBackoff = 4 * time.Second
+)
+
+// retry calls fetch until it succeeds or fails for good. Transient errors
+// (a lost connection, a refusal, a server error) are retried with backoff
+// until they have gone on for the retry budget, and then fail with
+// ErrStorageUnavailable; every attempt after the first failure is bounded
+// by the budget. A corrupt chunk is fetched twice, since the first copy
+// may have been damaged in flight; a missing object or denied access is
+// not retried.
+func (c *Catalog) retry(ctx context.Context, fetch func(context.Context) error) error {
+	var failing time.Time // the first transient failure
+	var last error        // the last error not caused by the budget's deadline
+	corrupt := false
+	for attempt, wait := 1, minBackoff; ; attempt, wait = attempt+1, min(2*wait, maxBackoff) {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if !failing.IsZero() {
+			actx, cancel = context.WithDeadline(ctx, failing.Add(c.retryBudget))
 		}
-		// A corrupt object is fetched twice (the first copy may have been
-		// damaged in flight); a missing one or a refusal will not change.
-		permanent := errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrAccessDenied) ||
-			(errors.Is(err, ErrCorruptChunk) && attempt > 0)
-		if ctx.Err() != nil || permanent {
-			break
+		err := fetch(actx)
+		expired := actx.Err() != nil
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil || permanent(err):
+			return err
+		case errors.Is(err, ErrCorruptChunk):
+			if corrupt {
+				return err
+			}
+			corrupt = true
+		case failing.IsZero():
+			failing = time.Now()
+		}
+		if !expired || last == nil {
+			last = err
+		}
+		sleep := wait/2 + rand.N(wait/2)
+		if !failing.IsZero() {
+			left := time.Until(failing.Add(c.retryBudget))
+			if left <= 0 {
+				return fmt.Errorf("%w: %s was unreachable for %v (%d attempts): %w",
+					ErrStorageUnavailable, c.store, time.Since(failing).Round(time.Second/10), attempt, last)
+			}
+			sleep = min(sleep, left)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(sleep):
 		}
 	}
-	return nil, &ChunkError{Index: index, Offset: ch.Offset, ID: ch.ID, Err: err}
+}
+
+// permanent reports whether asking the store again cannot help.
+func permanent(err error) bool {
+	return errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrAccessDenied) ||
+		errors.Is(err, storage.ErrNoBucket) || errors.Is(err, storage.ErrInvalidKey)
 }
 
 func (c *Catalog) fetchOnce(ctx context.Context, ch Chunk, buf []byte) ([]byte, error) {
@@ -175,6 +230,9 @@ func (c *Catalog) fetchOnce(ctx context.Context, ch Chunk, buf []byte) ([]byte, 
 }
 
 // download reads chunk ch's stored object into *cp, growing it if needed.
+// The store's reader ends cleanly only at the object's real end, so a
+// body of another size than the manifest's is a corrupt object, while a
+// body cut short is the store's (transient) error.
 func (c *Catalog) download(ctx context.Context, ch Chunk, cp *[]byte) ([]byte, error) {
 	rc, err := c.store.Open(ctx, chunkKey(ch.ID), 0, -1)
 	if err != nil {
@@ -190,7 +248,7 @@ func (c *Catalog) download(ctx context.Context, ch Chunk, cp *[]byte) ([]byte, e
 	switch {
 	case err == nil:
 		return nil, fmt.Errorf("%w: stored object is longer than the %d bytes the manifest says", ErrCorruptChunk, ch.Stored)
-	case err == io.ErrUnexpectedEOF && int64(n) < ch.Stored:
+	case (err == io.EOF || err == io.ErrUnexpectedEOF) && int64(n) < ch.Stored:
 		return nil, fmt.Errorf("%w: stored object is %d bytes, manifest says %d", ErrCorruptChunk, n, ch.Stored)
 	case err != io.ErrUnexpectedEOF:
 		return nil, fmt.Errorf("download: %w", err)
@@ -198,9 +256,15 @@ func (c *Catalog) download(ctx context.Context, ch Chunk, cp *[]byte) ([]byte, e
 	return compressed[:n], nil
 }
 
-// decode decompresses a chunk into buf and checks it.
+// decode decompresses a chunk into buf and checks it. The decoder may
+// write no more than the chunk's length into buf, so a frame that claims
+// or produces more (a decompression bomb) is refused having allocated at
+// most about one chunk.
 func (c *Catalog) decode(ch Chunk, compressed, buf []byte) ([]byte, error) {
-	data, err := c.codec.dec.DecodeAll(compressed, buf[:0])
+	if int64(cap(buf)) < ch.Length {
+		buf = make([]byte, ch.Length)
+	}
+	data, err := c.codec.dec.DecodeAll(compressed, buf[:0:ch.Length])
 	if err != nil {
 		return nil, fmt.Errorf("%w: zstd: %v", ErrCorruptChunk, err)
 	}
