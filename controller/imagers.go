@@ -57,11 +57,28 @@ func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) err
 		return toStatus(err)
 	}
 	defer c.unregister(s)
-	for {
-		m, err := stream.Recv()
-		if err != nil {
-			return nil // the imager went away; liveness decides when it is lost
+	// Messages are received apart from their handling, so that a node is
+	// heard while a report waits on the store (NATS restarting): its
+	// heartbeats behind that report must not make it look lost.
+	msgs := make(chan *imagefarmv1.ConnectRequest, 64)
+	go func() {
+		defer close(msgs)
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				return // the imager went away; liveness decides when it is lost
+			}
+			c.farm.mu.Lock()
+			c.farm.seen[s.nodeID] = time.Now()
+			c.farm.mu.Unlock()
+			select {
+			case msgs <- m:
+			case <-stream.Context().Done():
+				return
+			}
 		}
+	}()
+	for m := range msgs {
 		if err := c.handle(stream.Context(), s, m); err != nil {
 			return toStatus(err)
 		}
@@ -69,6 +86,7 @@ func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) err
 			return toStatus(fmt.Errorf("this node was declared lost and its tasks fenced: reconnect with a new Hello: %w", errFenced))
 		}
 	}
+	return nil
 }
 
 // hello records a node and its drives, raises its epoch for a new imager

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/internal/ident"
@@ -15,7 +14,6 @@ import (
 // handle applies one message from an imager and acknowledges it.
 func (c *Controller) handle(ctx context.Context, s *session, m *imagefarmv1.ConnectRequest) error {
 	c.farm.mu.Lock()
-	c.farm.seen[s.nodeID] = time.Now()
 	dup := m.GetSeq() > 0 && m.GetSeq() <= c.farm.lastSeq[s.key()]
 	c.farm.mu.Unlock()
 	if !dup {

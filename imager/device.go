@@ -52,8 +52,15 @@ func (d *FileDevice) Direct() bool { return d.direct }
 func (d *FileDevice) Close() error { return d.f.Close() }
 
 // Size implements Device: a block device's end is its size, read from the
-// open device, so it answers for a disk whose /dev node is gone.
-func (d *FileDevice) Size() (int64, error) { return d.f.Seek(0, io.SeekEnd) }
+// open device, so it answers for a disk whose /dev node is gone. A
+// virtual drive whose file was deleted has been pulled: its size is 0.
+func (d *FileDevice) Size() (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(d.f.Fd()), &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Nlink == 0 {
+		return 0, nil
+	}
+	return d.f.Seek(0, io.SeekEnd)
+}
 
 // aligned reports whether an O_DIRECT transfer of p at off is allowed.
 func aligned(p []byte, off int64) bool {

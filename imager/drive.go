@@ -72,6 +72,11 @@ func (f *fanout) drive(ctx context.Context, r *run, digest string) {
 		err = f.verify(ctx, r)
 		r.res.VerifySeconds = time.Since(start).Seconds()
 	}
+	if err == nil { // pulled as its last chunk was read: not verified
+		if gone := f.removed(r, nil); gone != nil {
+			err = &IOError{Op: "read back", Offset: f.m.Size, Err: gone}
+		}
+	}
 	switch {
 	case err == nil:
 		r.res.Phase, r.res.VerifiedDigest = PhaseVerified, digest

@@ -16,6 +16,9 @@ type Plan struct {
 	Refused  string          `json:"refused,omitempty"`
 	// Err is why Open refused the drive (identity changed, busy, gone).
 	Err error `json:"-"`
+	// Task is the id of the task the drive is planned for, "" outside the
+	// farm; Open logs it.
+	Task string `json:"task,omitempty"`
 }
 
 // PlanDrives finds each named drive (by id or path) and runs the passive
@@ -67,7 +70,7 @@ func Open(plans []Plan, cfg drive.Config, log *slog.Logger) (targets []Target, c
 		}
 		// The fault tests read these two lines to prove that no drive had
 		// two writers and each was the one planned.
-		log.Debug("drive opened", "drive", p.Drive.ID, "path", now.Path, "serial", now.Serial, "size", now.Size)
+		log.Debug("drive opened", "drive", p.Drive.ID, "path", now.Path, "serial", now.Serial, "size", now.Size, "task_id", p.Task)
 		targets = append(targets, Target{ID: p.Drive.ID, Path: p.Drive.Path, Dev: dev})
 	}
 	return targets, func() {

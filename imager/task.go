@@ -88,6 +88,7 @@ func planTasks(tasks []*imagefarmv1.TaskAssignment, imageSize int64, cfg drive.C
 			d.Serial, d.Size, d.Model = id.GetSerial(), int64(id.GetSizeBytes()), id.GetModel()
 			plans[i] = NewPlan(d, imageSize, cfg)
 		}
+		plans[i].Task = t.GetTaskId()
 	}
 	return plans
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -320,7 +319,7 @@ func (f *farm) republishAssignments() int {
 // countLog counts the lines containing s in every log of the named process.
 func (f *farm) countLog(name, s string) int {
 	n := 0
-	for _, p := range append(slices.Collect(maps.Values(f.imagers)), f.controller) {
+	for _, p := range f.procs() {
 		if p.name != name {
 			continue
 		}

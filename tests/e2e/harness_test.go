@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -26,9 +29,10 @@ import (
 // proc is one process of the farm, which a test may kill, pause and start
 // again with the same arguments. Each incarnation logs to a file of its own.
 type proc struct {
-	f    *farm
-	name string
-	argv []string
+	f     *farm
+	name  string
+	argv  []string
+	debug string // --debug-addr of imagefarm processes, "" for others
 
 	mu    sync.Mutex
 	cmd   *exec.Cmd
@@ -43,6 +47,11 @@ type life struct {
 
 func (f *farm) newProc(name string, argv ...string) *proc {
 	p := &proc{f: f, name: name, argv: argv}
+	if argv[0] == bin.imagefarm {
+		port, _ := testenv.FreePort()
+		p.debug = fmt.Sprintf("127.0.0.1:%d", port)
+		p.argv = append(p.argv, "--debug-addr", p.debug)
+	}
 	p.start()
 	f.t.Cleanup(p.kill)
 	return p
@@ -222,6 +231,20 @@ func (f *farm) waitNodes(n int) {
 	})
 }
 
+// waitNodeState waits until the controller says node is in state st.
+func (f *farm) waitNodeState(node string, st imagefarmv1.NodeState) {
+	f.t.Helper()
+	f.waitFor(30*time.Second, fmt.Sprintf("node %s %v", node, st), func() bool {
+		resp, err := f.api.ListNodes(context.Background(), &imagefarmv1.ListNodesRequest{})
+		for _, n := range resp.GetNodes() {
+			if err == nil && n.GetId() == node && n.GetState() == st {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // waitDrives waits until the controller lists n virtual drives on node
 // (the host's own disks are listed too, refused by the guards).
 func (f *farm) waitDrives(node string, n int) {
@@ -372,4 +395,46 @@ func (f *farm) dumpState() {
 			}
 		}
 	}
+}
+
+// usage is what a process holds: goroutines, open files and heap in use
+// after a garbage collection.
+type usage struct {
+	goroutines, files int
+	heap              uint64
+}
+
+func (u usage) String() string {
+	return fmt.Sprintf("%d goroutines, %d open files, %.1f MiB heap", u.goroutines, u.files, float64(u.heap)/(1<<20))
+}
+
+// usage reads the running incarnation's usage from its debug endpoint and
+// /proc, after making it collect garbage.
+func (p *proc) usage() (usage, error) {
+	var u usage
+	gc, err := http.Get("http://" + p.debug + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return u, err
+	}
+	io.Copy(io.Discard, gc.Body)
+	gc.Body.Close()
+	resp, err := http.Get("http://" + p.debug + "/debug/vars")
+	if err != nil {
+		return u, err
+	}
+	defer resp.Body.Close()
+	var vars struct {
+		Goroutines int `json:"goroutines"`
+		Memstats   struct {
+			HeapInuse uint64
+		} `json:"memstats"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&vars); err != nil {
+		return u, err
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid()))
+	if err != nil {
+		return u, err
+	}
+	return usage{goroutines: vars.Goroutines, files: len(fds), heap: vars.Memstats.HeapInuse}, nil
 }
