@@ -135,6 +135,8 @@ func failure(err error) *imagefarmv1.Failure {
 		if errors.Is(err, catalog.ErrCorruptChunk) {
 			f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_CHUNK_CORRUPT
 		}
+	case errors.Is(err, catalog.ErrStorageUnavailable): // the manifest, before any chunk
+		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_STORAGE_UNAVAILABLE
 	case errors.Is(err, catalog.ErrNotFound):
 		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND
 	case errors.As(err, &re):

@@ -9,7 +9,13 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller"
 	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/storage/catalog"
 )
+
+// controllerRetryBudget bounds how long the controller retries storage for
+// a request (resolving a ref, reading a manifest): a client is better told
+// at once that storage is away than kept waiting as an imager would.
+const controllerRetryBudget = 10 * time.Second
 
 func newControllerCmd(g *globals) *cobra.Command {
 	var (
@@ -24,7 +30,7 @@ func newControllerCmd(g *globals) *cobra.Command {
 			if natsURL == "" {
 				return errors.New("--nats: name the NATS server with JetStream, e.g. nats://127.0.0.1:4222")
 			}
-			cat, err := openCatalog(g)
+			cat, err := openCatalog(g, catalog.Options{RetryBudget: controllerRetryBudget})
 			if err != nil {
 				return err
 			}

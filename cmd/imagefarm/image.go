@@ -24,7 +24,7 @@ func newImageCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func openCatalog(g *globals) (*catalog.Catalog, error) {
+func openCatalog(g *globals, opts catalog.Options) (*catalog.Catalog, error) {
 	if g.store == "" {
 		return nil, fmt.Errorf("no image store: pass --store file:///PATH or --store s3://BUCKET/PREFIX?endpoint=HOST:PORT, or set IMAGEFARM_STORE")
 	}
@@ -32,7 +32,7 @@ func openCatalog(g *globals) (*catalog.Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return catalog.New(s, catalog.Options{})
+	return catalog.New(s, opts)
 }
 
 func newImagePushCmd(g *globals) *cobra.Command {
@@ -58,7 +58,7 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if !slices.Contains(catalog.Kinds, catalog.Kind(kind)) {
 				return fmt.Errorf("--kind %q: want one of %v", kind, catalog.Kinds)
 			}
-			c, err := openCatalog(g)
+			c, err := openCatalog(g, catalog.Options{})
 			if err != nil {
 				return err
 			}
@@ -111,7 +111,7 @@ func newImageLsCmd(g *globals) *cobra.Command {
 		Short: "List images: every version and the channels pointing at it",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := openCatalog(g)
+			c, err := openCatalog(g, catalog.Options{})
 			if err != nil {
 				return err
 			}

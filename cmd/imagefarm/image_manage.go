@@ -18,7 +18,7 @@ func openRef(g *globals, arg string) (*catalog.Catalog, catalog.Ref, error) {
 	if err != nil {
 		return nil, ref, err
 	}
-	c, err := openCatalog(g)
+	c, err := openCatalog(g, catalog.Options{})
 	return c, ref, err
 }
 
@@ -194,7 +194,7 @@ func newImageGCCmd(g *globals) *cobra.Command {
 		Short: "Delete manifests no ref points at and chunks no manifest uses, once older than the grace period",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := openCatalog(g)
+			c, err := openCatalog(g, catalog.Options{})
 			if err != nil {
 				return err
 			}

@@ -108,7 +108,13 @@ func (c *Catalog) ManifestByDigest(ctx context.Context, digest string) (*Manifes
 	if err := CheckDigest(digest); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
 	}
-	data, err := c.readSmall(ctx, manifestKey(digest), maxManifestBytes)
+	// Retried like a chunk: an imager starting a task while storage is
+	// away waits for it as long as its downloads would.
+	var data []byte
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
+		data, err = c.readSmall(ctx, manifestKey(digest), maxManifestBytes)
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, fmt.Errorf("%w: manifest %s", ErrNotFound, digest)
