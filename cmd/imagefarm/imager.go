@@ -70,6 +70,7 @@ guards of "imagefarm write" apply to every drive.`,
 	cache, _ := os.UserCacheDir()
 	fl.StringVar(&f.cacheDir, "cache", filepath.Join(cache, "imagefarm", "node-cache"), "node cache folder (chunks downloaded once for all drives and jobs)")
 	fl.StringVar(&f.cacheSize, "cache-size", "20GiB", "node cache size bound")
+	fl.DurationVar(&f.budget, "storage-retry-budget", catalog.DefaultRetryBudget, retryBudgetUsage)
 	addAckWaitFlag(cmd, &f.ackWait)
 	addDriveFlags(cmd, &f.df)
 	return cmd

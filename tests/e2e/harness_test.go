@@ -125,6 +125,7 @@ type farmConfig struct {
 	// imagerStore, when set, gives the store URL the imagers read from
 	// (e.g. through a fault proxy); the controller and the CLI use f.store.
 	imagerStore func(store string) string
+	imagerArgs  []string // more flags for every imager
 }
 
 // farm is one running farm, each part a separate process: a NATS server,
@@ -189,6 +190,7 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 		if cfg.ackWait > 0 {
 			args = append(args, "--ack-wait", cfg.ackWait.String())
 		}
+		args = append(args, cfg.imagerArgs...)
 		f.imagers[node] = f.newProc("imager-"+node, args...)
 	}
 	conn, err := grpc.NewClient(f.ctl, grpc.WithTransportCredentials(insecure.NewCredentials()))
