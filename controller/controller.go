@@ -106,7 +106,8 @@ func (c *Controller) Run(ctx context.Context) error {
 			return fmt.Errorf("controller: listen on %s: %w", c.cfg.Listen, err)
 		}
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxRequestBytes))
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxRequestBytes),
+		grpc.ChainUnaryInterceptor(c.recoverUnary), grpc.ChainStreamInterceptor(c.recoverStream))
 	imagefarmv1.RegisterImageFarmServiceServer(srv, c)
 	imagefarmv1.RegisterImagerServiceServer(srv, c)
 	c.addr <- lis.Addr()
