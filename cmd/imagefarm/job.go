@@ -17,7 +17,7 @@ func newJobCmd(g *globals) *cobra.Command {
 		Use:   "job",
 		Short: "Submit, follow, list and cancel jobs on the farm's controller",
 	}
-	cmd.AddCommand(newJobSubmitCmd(g), newJobWatchCmd(g), newJobLsCmd(g), newJobCancelCmd(g))
+	cmd.AddCommand(newJobSubmitCmd(g), newJobWatchCmd(g), newJobLsCmd(g), newJobCancelCmd(g), newJobReportCmd(g))
 	return cmd
 }
 
