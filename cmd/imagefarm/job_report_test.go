@@ -14,7 +14,9 @@ import (
 )
 
 func TestJobReportListsFinishedDrivesInTheOrderTheyEnded(t *testing.T) {
-	at := func(s int) *timestamppb.Timestamp { return timestamppb.New(testTime.AsTime().Add(time.Duration(s) * time.Second)) }
+	at := func(s int) *timestamppb.Timestamp {
+		return timestamppb.New(testTime.AsTime().Add(time.Duration(s) * time.Second))
+	}
 	d1 := testTask("t1", "d1", imagefarmv1.TaskState_TASK_STATE_DONE)
 	d1.VerifiedDigest, d1.FinishTime = "sha256:feed", at(20)
 	d2 := testTask("t2", "d2", imagefarmv1.TaskState_TASK_STATE_FAILED)

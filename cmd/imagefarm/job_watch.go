@@ -222,17 +222,28 @@ type taskBars struct {
 	bars  map[string]*mpb.Bar
 	mu    sync.Mutex
 	tasks map[string]*imagefarmv1.Task
+	// order counts a standing order's verified drives ("37 of 200"); its
+	// finished drives leave a line each and their bars go, so that a
+	// bench of keys plugged in batches stays on one screen.
+	order    *mpb.Bar
+	verified map[string]bool
 }
 
 func newTaskBars() *taskBars {
 	return &taskBars{
-		p:     mpb.New(mpb.WithOutput(progressOutput()), mpb.WithWidth(30)),
-		bars:  map[string]*mpb.Bar{},
-		tasks: map[string]*imagefarmv1.Task{},
+		p:        mpb.New(mpb.WithOutput(progressOutput()), mpb.WithWidth(30)),
+		bars:     map[string]*mpb.Bar{},
+		tasks:    map[string]*imagefarmv1.Task{},
+		verified: map[string]bool{},
 	}
 }
 
 func (b *taskBars) sync(job *imagefarmv1.Job) {
+	if so := job.GetTargets().GetStandingOrder(); so != nil && b.order == nil {
+		b.order = b.p.AddBar(int64(so.GetCount()),
+			mpb.PrependDecorators(decor.Name("standing order", decor.WCSyncSpaceR),
+				decor.CountersNoUnit("%d of %d drives verified", decor.WCSyncSpaceR)))
+	}
 	for _, t := range job.GetTasks() {
 		b.update(t)
 	}
@@ -269,11 +280,20 @@ func (b *taskBars) update(t *imagefarmv1.Task) {
 		bar = b.add(t)
 		b.bars[t.GetId()] = bar
 	}
+	name := t.GetNodeId() + "/" + cmp.Or(t.GetSlotLabel(), t.GetDrive().GetId())
 	switch t.GetState() {
 	case imagefarmv1.TaskState_TASK_STATE_DONE:
 		bar.SetTotal(int64(t.GetBytesTotal()), true)
+		if b.order != nil && !b.verified[t.GetId()] {
+			b.verified[t.GetId()] = true
+			b.order.Increment()
+			b.notice("%s: %s verified", name, t.GetDrive().GetSerial())
+		}
 	case imagefarmv1.TaskState_TASK_STATE_FAILED, imagefarmv1.TaskState_TASK_STATE_CANCELED, imagefarmv1.TaskState_TASK_STATE_LOST:
-		bar.Abort(false)
+		if b.order != nil && !bar.Aborted() {
+			b.notice("%s: %s %s: %s", name, t.GetDrive().GetSerial(), enumName(t.GetState()), t.GetFailure().GetMessage())
+		}
+		bar.Abort(b.order != nil)
 	default:
 		bar.SetTotal(int64(t.GetBytesTotal()), false)
 		bar.SetCurrent(int64(t.GetBytesDone()))
@@ -291,7 +311,11 @@ func (b *taskBars) add(t *imagefarmv1.Task) *mpb.Bar {
 		}, decor.WCSyncSpaceR)
 	}
 	name := t.GetNodeId() + "/" + cmp.Or(t.GetSlotLabel(), t.GetDrive().GetId())
-	return b.p.AddBar(0,
+	var opts []mpb.BarOption
+	if b.order != nil {
+		opts = append(opts, mpb.BarRemoveOnComplete())
+	}
+	return b.p.AddBar(0, append(opts,
 		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR),
 			show(func(t *imagefarmv1.Task) string { return enumName(t.GetState()) }),
 			decor.CountersKibiByte("% .1f / % .1f", decor.WCSyncSpaceR)),
@@ -306,7 +330,7 @@ func (b *taskBars) add(t *imagefarmv1.Task) *mpb.Bar {
 				}
 				return "ETA " + t.GetEta().AsDuration().Round(time.Second).String()
 			})),
-	)
+	)...)
 }
 
 // close ends the bars of tasks that are not final and waits for the last
@@ -314,6 +338,9 @@ func (b *taskBars) add(t *imagefarmv1.Task) *mpb.Bar {
 func (b *taskBars) close() {
 	for _, bar := range b.bars {
 		bar.Abort(false)
+	}
+	if b.order != nil {
+		b.order.Abort(false)
 	}
 	b.p.Wait()
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,8 +32,12 @@ func discoverVirtual(dir string) ([]Drive, error) {
 		if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
 			continue // removed meanwhile, or empty: nothing to write
 		}
+		// The serial is the file's inode: a file replaced under the same
+		// name is another key in the same slot, as a real key would be.
+		st, _ := fi.Sys().(*syscall.Stat_t)
 		drives = append(drives, Drive{
 			ID: "virt-" + sanitize(e.Name()), Path: path, Name: e.Name(), Size: fi.Size(),
+			Serial: fmt.Sprintf("VIRT%X-%X", st.Dev, st.Ino),
 			LogicalBlockSize: 512, PhysicalBlockSize: 4096, Model: "virtual drive",
 			Transport: TransportVirtual, ReadOnly: unix.Access(path, unix.W_OK) != nil,
 		})
