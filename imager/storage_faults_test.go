@@ -103,7 +103,8 @@ func TestStorageFaultsFailTasksWithANamedReason(t *testing.T) {
 				t.Fatal(err)
 			}
 			task := &imagefarmv1.TaskAssignment{TaskId: "t-1", Epoch: 1, ManifestDigest: res.Digest,
-				Drive: &imagefarmv1.DriveIdentity{Id: "virt-d.img", SizeBytes: uint64(size), Model: "virtual drive"}}
+				Drive: &imagefarmv1.DriveIdentity{Id: "virt-d.img", Serial: virtualSerial(t, drive.Config{VirtualDir: dir}, "virt-d.img"),
+					SizeBytes: uint64(size), Model: "virtual drive"}}
 			start := time.Now()
 			w := imager.NewWriter(cat, slog.New(slog.DiscardHandler))
 			r := w.RunTasks(t.Context(), res.Digest, []*imagefarmv1.TaskAssignment{task}, drive.Config{VirtualDir: dir}, nil, nil)[0]

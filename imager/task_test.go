@@ -24,7 +24,7 @@ func TestRunTasksChecksEachPlannedDrive(t *testing.T) {
 	cfg := drive.Config{VirtualDir: dir}
 	task := func(id string, size int64) *imagefarmv1.TaskAssignment {
 		return &imagefarmv1.TaskAssignment{TaskId: "t-" + id, Epoch: 7, ManifestDigest: b.digest,
-			Drive: &imagefarmv1.DriveIdentity{Id: id, SizeBytes: uint64(size), Model: "virtual drive"}}
+			Drive: &imagefarmv1.DriveIdentity{Id: id, Serial: virtualSerial(t, cfg, id), SizeBytes: uint64(size), Model: "virtual drive"}}
 	}
 	tasks := []*imagefarmv1.TaskAssignment{
 		task("virt-good.img", 20*chunkSize),
@@ -56,4 +56,19 @@ func TestRunTasksChecksEachPlannedDrive(t *testing.T) {
 			t.Errorf("refused drive %s was written", name)
 		}
 	}
+}
+
+// virtualSerial is the serial of virtual drive id as discovered now, ""
+// when there is no such drive.
+func virtualSerial(t *testing.T, cfg drive.Config, id string) string {
+	t.Helper()
+	drives, err := drive.Discover(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := drive.Find(drives, id)
+	if err != nil {
+		return ""
+	}
+	return d.Serial
 }
