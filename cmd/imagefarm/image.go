@@ -44,8 +44,8 @@ func newImagePushCmd(g *globals) *cobra.Command {
 		chunkSize int64
 	)
 	cmd := &cobra.Command{
-		Use:   "push NAME:VERSION FILE",
-		Short: "Push a file as a new image version; chunks the store has already are not uploaded again",
+		Use:   "push NAME:VERSION FILE|FOLDER",
+		Short: "Push a file (a folder for --kind winpe or drivers) as a new image version; chunks the store has already are not uploaded again",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref, err := catalog.ParseRef(args[0])
@@ -62,14 +62,19 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fi, err := os.Stat(args[1])
+			path, source, cleanup, err := pushSource(args[1], catalog.Kind(kind))
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			fi, err := os.Stat(path)
 			if err != nil {
 				return fmt.Errorf("push: %w", err)
 			}
 			bar := newProgressBar("push", fi.Size())
 			start := time.Now()
-			res, err := c.PushFile(cmd.Context(), args[1], catalog.PushOptions{
-				Name: ref.Name, Version: ref.Tag, Kind: catalog.Kind(kind), Models: models,
+			res, err := c.PushFile(cmd.Context(), path, catalog.PushOptions{
+				Name: ref.Name, Version: ref.Tag, Kind: catalog.Kind(kind), Models: models, Source: source,
 				Labels: labels, Channels: channels, ChunkSize: chunkSize, Progress: bar.Add,
 			})
 			bar.Done(err)
@@ -80,7 +85,7 @@ func newImagePushCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kind, "kind", string(catalog.KindDisk), fmt.Sprintf("what the file is: %v", catalog.Kinds))
+	f.StringVar(&kind, "kind", string(catalog.KindDisk), fmt.Sprintf("what the file is: %v; winpe and drivers are folders", catalog.Kinds))
 	f.StringArrayVar(&models, "model", nil, "exact device model the image applies to (repeatable)")
 	f.StringToStringVar(&labels, "label", nil, "label key=value (repeatable)")
 	f.StringArrayVar(&channels, "channel", nil, "channel to point at this version, such as stable (repeatable)")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imagefarm/imagefarm/storage/bundle"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
@@ -109,9 +110,10 @@ func printInspect(w io.Writer, img catalog.Image) error {
 }
 
 func newImagePullCmd(g *globals) *cobra.Command {
+	var asTar bool
 	cmd := &cobra.Command{
-		Use:   "pull REF FILE|-",
-		Short: "Write an image's bytes to a file (zero chunks as holes) or to stdout, verifying every chunk",
+		Use:   "pull REF FILE|FOLDER|-",
+		Short: "Write an image's bytes to a file (zero chunks as holes) or to stdout, or unpack a winpe or drivers bundle into a new folder, verifying every chunk",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ref, err := openRef(g, args[0])
@@ -124,9 +126,12 @@ func newImagePullCmd(g *globals) *cobra.Command {
 			}
 			bar := newProgressBar("pull", m.Size)
 			start := time.Now()
-			if args[1] == "-" {
+			switch {
+			case args[1] == "-":
 				err = c.Pull(cmd.Context(), m, os.Stdout, bar.Add)
-			} else {
+			case m.Kind.Folder() && !asTar:
+				err = bundle.Extract(args[1], func(w io.Writer) error { return c.Pull(cmd.Context(), m, w, bar.Add) })
+			default:
 				err = c.PullFile(cmd.Context(), m, args[1], bar.Add)
 			}
 			bar.Done(err)
@@ -139,6 +144,7 @@ func newImagePullCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asTar, "tar", false, "write a winpe or drivers bundle as its tar file instead of unpacking it")
 	return cmd
 }
 

@@ -46,6 +46,10 @@ const (
 // Kinds lists every valid Kind.
 var Kinds = []Kind{KindDisk, KindWIM, KindDrivers, KindWinPE, KindPPKG, KindFile}
 
+// Folder reports whether blobs of kind k are folders of files, pushed and
+// pulled as bundles (package bundle): WinPE media and driver bundles.
+func (k Kind) Folder() bool { return k == KindWinPE || k == KindDrivers }
+
 // Manifest describes one blob: its chunks in order and what it is.
 type Manifest struct {
 	SchemaVersion int               `json:"schema_version"`

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/imagefarm/imagefarm/storage/bundle"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+// pushSource returns the file to push for arg: arg itself, or for a kind
+// that is a folder (winpe, drivers) the folder packed as a bundle in a
+// temporary file, which cleanup removes. source is what the manifest
+// records as the pushed file's name.
+func pushSource(arg string, kind catalog.Kind) (path, source string, cleanup func(), err error) {
+	fi, err := os.Stat(arg)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("push: %w", err)
+	}
+	switch {
+	case !kind.Folder() && fi.IsDir():
+		return "", "", nil, fmt.Errorf("push %s: a folder is pushed with --kind winpe or --kind drivers; a %s is one file", arg, kind)
+	case !kind.Folder():
+		return arg, "", func() {}, nil
+	case !fi.IsDir():
+		return "", "", nil, fmt.Errorf("push %s: --kind %s takes a folder (it is stored as a bundle)", arg, kind)
+	}
+	f, err := os.CreateTemp("", "imagefarm-bundle-*.tar")
+	if err != nil {
+		return "", "", nil, fmt.Errorf("push: %w", err)
+	}
+	cleanup = func() { os.Remove(f.Name()) }
+	err = bundle.Write(f, arg)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		cleanup()
+		return "", "", nil, err
+	}
+	return f.Name(), filepath.Base(filepath.Clean(arg)), cleanup, nil
+}
