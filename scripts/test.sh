@@ -40,6 +40,9 @@ install_debian zstd zstd              # benchmark baselines
 install_debian mkfs.ext4 e2fsprogs    # mounted-drive guard tests
 install_debian losetup mount          # loop devices (util-linux)
 install_debian blockdev util-linux
+install_debian sfdisk fdisk           # USB media: the partition table, read back
+install_debian mcopy mtools           # USB media: the FAT32 files, read back
+install_debian fsck.vfat dosfstools   # USB media: the FAT32 checked; mkfs.vfat for the benchmark
 install_minio
 export IMAGEFARM_MINIO="$PWD/.cache/bin/minio"
 
