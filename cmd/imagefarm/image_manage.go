@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,6 +89,7 @@ func printInspect(w io.Writer, img catalog.Image) error {
 	for k, v := range m.Labels {
 		labels = append(labels, k+"="+v)
 	}
+	slices.Sort(labels)
 	row("Labels", dash(strings.Join(labels, ", ")))
 	row("Source", dash(m.Source))
 	if wi := m.WIM; wi != nil {

@@ -77,6 +77,14 @@ type Chunk struct {
 	Zero   bool   `json:"zero,omitempty"`
 }
 
+// AppliesTo reports whether the blob may be used for a device of the
+// given model: it lists that exact model, or it lists none and is
+// universal. An empty model (a use for no model in particular) takes only
+// universal blobs.
+func (m *Manifest) AppliesTo(model string) bool {
+	return len(m.Models) == 0 || model != "" && slices.Contains(m.Models, model)
+}
+
 // StoredBytes is the sum of the compressed sizes of the blob's chunks,
 // counting a chunk used twice twice.
 func (m *Manifest) StoredBytes() int64 {

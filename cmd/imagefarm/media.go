@@ -1,0 +1,218 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/spf13/cobra"
+
+	"github.com/imagefarm/imagefarm/media"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+// version is imagefarm's version, set at build time with
+// -ldflags "-X main.version=v1.2.3"; otherwise the module's build info.
+var version string
+
+func imagefarmVersion() string {
+	if version != "" {
+		return version
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := info.Main.Version
+	for _, s := range info.Settings {
+		if s.Key == "vcs.revision" {
+			v += "+" + s.Value
+		}
+	}
+	return v
+}
+
+func newMediaCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "media",
+		Short: "Build bootable USB media (WinPE, a WIM, drivers, provisioning packages, deploy scripts) as disk images",
+	}
+	cmd.AddCommand(newMediaBuildCmd(g))
+	return cmd
+}
+
+// mediaFlags are the flags of imagefarm media build.
+type mediaFlags struct {
+	winpe, wim, wimIndex, model, splitSize, push, out, workDir string
+	drivers, ppkgs, channels                                   []string
+}
+
+func newMediaBuildCmd(g *globals) *cobra.Command {
+	var mf mediaFlags
+	cmd := &cobra.Command{
+		Use:   "build --winpe REF --wim REF [--drivers REF]... [--ppkg REF]... --model MODEL (--push NAME:VERSION | --out FILE)",
+		Short: "Compose a UEFI-bootable USB key image from catalog items and push it as a disk image; the same inputs give the same image",
+		Long: `Compose a UEFI-bootable USB key image: one FAT32 partition (MBR table) with
+the WinPE files at its root, the WIM under images/ (split into .swm parts when it
+is larger than --split-size), drivers under drivers/<model>/, provisioning packages
+under ppkg/, and deploy.cmd with CreatePartitions-UEFI.txt, which partition disk 0
+for UEFI/GPT, apply the WIM with DISM, add the drivers and packages, and run
+bcdboot. Inputs that list device models are only put on media for one of them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, pushRef, err := mf.spec()
+			if err != nil {
+				return err
+			}
+			c, err := openCatalog(g, catalog.Options{})
+			if err != nil {
+				return err
+			}
+			if pushRef != nil {
+				// Versions never move: refuse before minutes of building.
+				if d, err := c.Resolve(cmd.Context(), *pushRef); err == nil {
+					return fmt.Errorf("%w: %s is %s; push a new version", catalog.ErrVersionExists, pushRef, d)
+				}
+				if spec.Out == "" {
+					tmp, err := os.MkdirTemp(spec.WorkDir, "imagefarm-media-out-")
+					if err != nil {
+						return err
+					}
+					defer os.RemoveAll(tmp)
+					spec.Out = filepath.Join(tmp, "media.img")
+				}
+			}
+			spec.Log = slog.Default()
+			res, err := media.Build(cmd.Context(), c, spec)
+			if err != nil {
+				return err
+			}
+			return finishMedia(cmd, g, c, res, spec, mf.out, pushRef, mf.channels)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&mf.winpe, "winpe", "", "WinPE bundle (kind winpe) with EFI/Boot/bootx64.efi and sources/boot.wim")
+	f.StringVar(&mf.wim, "wim", "", "the Windows image to deploy (kind wim)")
+	f.StringVar(&mf.wimIndex, "wim-index", "all", "the WIM's image to put on the key (exported with wimlib-imagex), or all")
+	f.StringArrayVar(&mf.drivers, "drivers", nil, "driver bundle (kind drivers), added with DISM /Add-Driver /Recurse (repeatable)")
+	f.StringArrayVar(&mf.ppkgs, "ppkg", nil, "provisioning package (kind ppkg), added with DISM /Add-ProvisioningPackage (repeatable)")
+	f.StringVar(&mf.model, "model", "", "the exact device model the key is for; inputs for other models are refused")
+	f.StringVar(&mf.splitSize, "split-size", "4000MiB", "split a WIM larger than this into .swm parts (at most 4095MiB: FAT32 files are under 4 GiB)")
+	f.StringVar(&mf.push, "push", "", "push the image as NAME:VERSION, kind disk, labelled with its inputs")
+	f.StringArrayVar(&mf.channels, "channel", nil, "with --push: channel to point at the new version (repeatable)")
+	f.StringVar(&mf.out, "out", "", "write the image to this file (also when pushing)")
+	f.StringVar(&mf.workDir, "work-dir", "", "where inputs are unpacked (default: the system's temporary folder); needs about the inputs' size")
+	f.BoolVar(&g.json, "json", false, "print the result as JSON")
+	return cmd
+}
+
+// spec turns the flags into a media.Spec and the ref to push, if any.
+func (mf *mediaFlags) spec() (media.Spec, *catalog.Ref, error) {
+	spec := media.Spec{Model: mf.model, Out: mf.out, WorkDir: mf.workDir}
+	if mf.winpe == "" || mf.wim == "" {
+		return spec, nil, errors.New("--winpe and --wim are required")
+	}
+	if mf.push == "" && mf.out == "" {
+		return spec, nil, errors.New("say where the image goes: --push NAME:VERSION, --out FILE, or both")
+	}
+	var err error
+	refs := func(args []string) ([]catalog.Ref, error) {
+		var out []catalog.Ref
+		for _, a := range args {
+			r, err := catalog.ParseRef(a)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		}
+		return out, nil
+	}
+	one, err := refs([]string{mf.winpe, mf.wim})
+	if err != nil {
+		return spec, nil, err
+	}
+	spec.WinPE, spec.WIM = one[0], one[1]
+	if spec.Drivers, err = refs(mf.drivers); err != nil {
+		return spec, nil, err
+	}
+	if spec.PPKGs, err = refs(mf.ppkgs); err != nil {
+		return spec, nil, err
+	}
+	if mf.wimIndex != "all" {
+		if spec.WIMIndex, err = strconv.Atoi(mf.wimIndex); err != nil || spec.WIMIndex < 1 {
+			return spec, nil, fmt.Errorf("--wim-index %q: want an image index (1, 2, ...) or all", mf.wimIndex)
+		}
+	}
+	size, err := humanize.ParseBytes(mf.splitSize)
+	if err != nil || size > media.MaxSplitSize {
+		return spec, nil, fmt.Errorf("--split-size %q: want a size from 1MiB to %dMiB", mf.splitSize, media.MaxSplitSize>>20)
+	}
+	spec.SplitSize = int64(size)
+	if mf.push == "" {
+		return spec, nil, nil
+	}
+	ref, err := catalog.ParseRef(mf.push)
+	if err != nil || ref.Digest != "" {
+		return spec, nil, fmt.Errorf("--push %q: want NAME:VERSION", mf.push)
+	}
+	return spec, &ref, nil
+}
+
+// finishMedia pushes the image if asked and says what was built; out is
+// the --out file, empty when the image was only pushed.
+func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.Result, spec media.Spec, out string, pushRef *catalog.Ref, channels []string) error {
+	w := cmd.OutOrStdout()
+	var pushed *catalog.PushResult
+	var took time.Duration
+	if pushRef != nil {
+		var models []string
+		if spec.Model != "" {
+			models = []string{spec.Model}
+		}
+		bar := newProgressBar("push", res.Size)
+		start := time.Now()
+		var err error
+		pushed, err = c.PushFile(cmd.Context(), spec.Out, catalog.PushOptions{
+			Name: pushRef.Name, Version: pushRef.Tag, Kind: catalog.KindDisk, Models: models,
+			Labels: res.Labels(imagefarmVersion()), Channels: channels, Source: "media.img", Progress: bar.Add,
+		})
+		bar.Done(err)
+		if err != nil {
+			return err
+		}
+		took = time.Since(start)
+	}
+	if g.json {
+		j := map[string]any{"digest": res.Digest, "size": res.Size, "wim_parts": res.WIMParts, "model": res.Model,
+			"inputs": res.Labels(imagefarmVersion()), "fetch_seconds": res.Fetch.Seconds(), "write_seconds": res.Write.Seconds()}
+		if out != "" {
+			j["out"] = out
+		}
+		if pushed != nil {
+			j["ref"], j["manifest_digest"], j["new_bytes"] = pushRef.String(), pushed.Digest, pushed.NewBytes
+		}
+		return printJSON(w, j)
+	}
+	model := res.Model
+	if model == "" {
+		model = "any model (universal inputs)"
+	}
+	fmt.Fprintf(w, "built media for %s: %s %s, WIM in %s; inputs in %.1fs, image in %.1fs\n", model, bytesIEC(res.Size),
+		res.Digest, plural(res.WIMParts, "part"), res.Fetch.Seconds(), res.Write.Seconds())
+	for _, in := range res.Inputs {
+		fmt.Fprintf(w, "  %-8s %s@%s\n", in.Role, in.Ref, in.Digest)
+	}
+	if out != "" {
+		fmt.Fprintf(w, "  written to %s\n", out)
+	}
+	if pushed != nil {
+		return printPush(w, g, *pushRef, pushed, took)
+	}
+	return nil
+}

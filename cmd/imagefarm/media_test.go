@@ -1,0 +1,117 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+// mediaInputs pushes a WinPE folder, a two-image WIM, drivers for the
+// Latitude 7440 and a provisioning package to store with the CLI.
+func mediaInputs(t *testing.T, store string) {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(name string, data []byte) {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("tree/Windows/System32/kernel.dll", []byte(strings.Repeat("kernel ", 50000)))
+	write("tree/Users/readme.txt", []byte("hello"))
+	wim := filepath.Join(dir, "install.wim")
+	wimlib(t, "capture", filepath.Join(dir, "tree"), wim, "Windows 11 Pro")
+	wimlib(t, "append", filepath.Join(dir, "tree"), wim, "Windows 11 Enterprise")
+	boot, _ := os.ReadFile(wim)
+	write("winpe/EFI/Boot/bootx64.efi", []byte("MZ"))
+	write("winpe/sources/boot.wim", boot)
+	write("drivers/net/e1d.inf", []byte("[Version]"))
+	write("enroll.ppkg", []byte("ppkg"))
+	for _, args := range [][]string{
+		{"winpe:1", filepath.Join(dir, "winpe"), "--kind", "winpe"},
+		{"win11:1", wim, "--kind", "wim"},
+		{"drivers-7440:1", filepath.Join(dir, "drivers"), "--kind", "drivers", "--model", "Latitude 7440"},
+		{"enroll:1", filepath.Join(dir, "enroll.ppkg"), "--kind", "ppkg"},
+	} {
+		mustRun(t, append([]string{"--store", store, "image", "push"}, args...)...)
+	}
+}
+
+func TestMediaBuildPush(t *testing.T) {
+	store := "file://" + t.TempDir()
+	mediaInputs(t, store)
+	build := []string{"--store", store, "media", "build", "--winpe", "winpe:1", "--wim", "win11:1", "--wim-index", "2",
+		"--drivers", "drivers-7440:1", "--ppkg", "enroll:1", "--model", "Latitude 7440", "--json"}
+	out := filepath.Join(t.TempDir(), "key.img")
+	var res struct {
+		Digest         string `json:"digest"`
+		ManifestDigest string `json:"manifest_digest"`
+	}
+	text := mustRun(t, append(build, "--push", "key-7440:1", "--out", out)...)
+	if err := json.Unmarshal([]byte(text), &res); err != nil || !strings.HasPrefix(res.ManifestDigest, "sha256:") {
+		t.Fatalf("media build --json = %s (%v)", text, err)
+	}
+	if got := "sha256:" + sha256File(t, out); got != res.Digest {
+		t.Errorf("media build says the image is %s, the file is %s", res.Digest, got)
+	}
+	var img imageJSON
+	json.Unmarshal([]byte(mustRun(t, "--store", store, "image", "inspect", "key-7440:1", "--json")), &img)
+	if img.Kind != "disk" || len(img.Models) != 1 || img.Models[0] != "Latitude 7440" {
+		t.Errorf("the pushed media are %s for %v, want a disk for Latitude 7440", img.Kind, img.Models)
+	}
+	for _, key := range []string{"media.winpe", "media.wim", "media.drivers.1", "media.ppkg.1"} {
+		if !strings.Contains(img.Labels[key], ":1@sha256:") {
+			t.Errorf("label %s = %q, want REF@DIGEST", key, img.Labels[key])
+		}
+	}
+	if img.Labels["media.model"] != "Latitude 7440" || img.Labels["media.wim-index"] != "2" || img.Labels["imagefarm.version"] == "" {
+		t.Errorf("labels %v lack the model, index or imagefarm version", img.Labels)
+	}
+	pulled := filepath.Join(t.TempDir(), "pulled.img")
+	mustRun(t, "--store", store, "image", "pull", "key-7440:1", pulled)
+	if sha256File(t, pulled) != sha256File(t, out) {
+		t.Errorf("the pushed media differ from the file written")
+	}
+	testenv.ReadFATImage(t, pulled).Fsck(t)
+
+	// The same inputs again: the same image, and pushing it stores nothing new.
+	var again struct {
+		Digest   string `json:"digest"`
+		NewBytes int64  `json:"new_bytes"`
+	}
+	json.Unmarshal([]byte(mustRun(t, append(build, "--push", "key-7440:2")...)), &again)
+	if again.Digest != res.Digest || again.NewBytes != 0 {
+		t.Errorf("building again gave %s with %d new bytes, want %s and none", again.Digest, again.NewBytes, res.Digest)
+	}
+}
+
+func TestMediaBuildRefuses(t *testing.T) {
+	store := "file://" + t.TempDir()
+	mediaInputs(t, store)
+	base := []string{"--store", store, "media", "build", "--winpe", "winpe:1", "--wim", "win11:1", "--push", "key:1"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--drivers", "drivers-7440:1", "--model", "OptiPlex 7010"}, `media: model mismatch: --drivers drivers-7440:1 is only for "Latitude 7440", not for media for "OptiPlex 7010"`},
+		{[]string{"--drivers", "drivers-7440:1"}, `is only for "Latitude 7440", not for media for no model in particular`},
+		{[]string{"--wim-index", "0"}, "--wim-index \"0\": want an image index"},
+		{[]string{"--split-size", "5GiB"}, "--split-size \"5GiB\": want a size from 1MiB to 4095MiB"},
+		{[]string{"--ppkg", "nothere:1"}, "--ppkg nothere:1: catalog: image not found"},
+	} {
+		if out, err := run(t, append(base, tc.args...)...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("media build %q = %v (%s), want an error containing %q", tc.args, err, out, tc.want)
+		}
+	}
+	if out := mustRun(t, "--store", store, "image", "ls", "key"); strings.Contains(out, "key") {
+		t.Errorf("refused builds pushed something:\n%s", out)
+	}
+	if _, err := run(t, "--store", store, "media", "build", "--winpe", "winpe:1", "--wim", "win11:1"); err == nil || !strings.Contains(err.Error(), "--push NAME:VERSION, --out FILE, or both") {
+		t.Errorf("media build without --push or --out = %v", err)
+	}
+}

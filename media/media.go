@@ -1,0 +1,250 @@
+package media
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/imagefarm/imagefarm/media/fatdisk"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+// Errors Build returns before anything is downloaded or written.
+var (
+	ErrModelMismatch = errors.New("media: model mismatch")
+	ErrWrongKind     = errors.New("media: wrong kind of image")
+	ErrNotBootable   = errors.New("media: WinPE bundle cannot boot")
+)
+
+// Split sizes: parts must fit a FAT32 file.
+const (
+	DefaultSplitSize = 4000 << 20
+	MaxSplitSize     = fatdisk.MaxFileSize &^ (1<<20 - 1) // whole MiB, as wimlib-imagex split takes it
+)
+
+// Spec says what goes on a key.
+type Spec struct {
+	WinPE     catalog.Ref   // a winpe bundle with EFI/Boot/bootx64.efi and sources/boot.wim
+	WIM       catalog.Ref   // the Windows image to deploy
+	WIMIndex  int           // the one image of the WIM to keep; 0 keeps all
+	Drivers   []catalog.Ref // driver bundles
+	PPKGs     []catalog.Ref // provisioning packages
+	Model     string        // the exact device model the key is for; empty takes only universal inputs
+	SplitSize int64         // a WIM larger than this is split; DefaultSplitSize when 0
+	Out       string        // the image file to write
+	WorkDir   string        // where inputs are unpacked, a temporary folder when empty
+	Log       *slog.Logger  // steps, at info; nil logs nothing
+}
+
+// Input is one catalog item that went into a key.
+type Input struct {
+	Role     string // winpe, wim, drivers or ppkg
+	Ref      catalog.Ref
+	Digest   string
+	Manifest *catalog.Manifest
+}
+
+// Result is what Build made.
+type Result struct {
+	Digest   string // "sha256:<hex>" of the image's bytes
+	Size     int64
+	Inputs   []Input
+	WIMIndex int // as in Spec
+	WIMParts int // 1, or the number of .swm parts
+	Model    string
+	Fetch    time.Duration // downloading, unpacking, exporting and splitting
+	Write    time.Duration // writing the image
+}
+
+// Labels say what went into the image, for its manifest: every input's
+// ref and digest, the model and the imagefarm version that built it.
+func (r *Result) Labels(version string) map[string]string {
+	l := map[string]string{"imagefarm.version": version, "media.wim-index": "all"}
+	if r.WIMIndex > 0 {
+		l["media.wim-index"] = strconv.Itoa(r.WIMIndex)
+	}
+	if r.Model != "" {
+		l["media.model"] = r.Model
+	}
+	n := map[string]int{}
+	for _, in := range r.Inputs {
+		key := "media." + in.Role
+		if in.Role == "drivers" || in.Role == "ppkg" {
+			n[in.Role]++
+			key += "." + strconv.Itoa(n[in.Role])
+		}
+		l[key] = in.Ref.String() + "@" + in.Digest
+	}
+	return l
+}
+
+// Build checks spec's inputs against their kinds and the model, then
+// downloads them and writes the key's image to spec.Out, which appears
+// only once complete.
+func Build(ctx context.Context, c *catalog.Catalog, spec Spec) (*Result, error) {
+	if spec.Out == "" {
+		return nil, errors.New("media: no file to write the image to")
+	}
+	if spec.SplitSize == 0 {
+		spec.SplitSize = DefaultSplitSize
+	}
+	if spec.SplitSize < 1<<20 || spec.SplitSize > MaxSplitSize {
+		return nil, fmt.Errorf("media: split size %d: want 1 MiB to %d MiB, so each part fits a FAT32 file", spec.SplitSize, MaxSplitSize>>20)
+	}
+	if spec.Log == nil {
+		spec.Log = slog.New(slog.DiscardHandler)
+	}
+	inputs, err := resolve(ctx, c, spec)
+	if err != nil {
+		return nil, err
+	}
+	work := spec.WorkDir
+	if work == "" {
+		if work, err = os.MkdirTemp("", "imagefarm-media-"); err != nil {
+			return nil, fmt.Errorf("media: %w", err)
+		}
+		defer os.RemoveAll(work)
+	}
+	res := &Result{Inputs: inputs, WIMIndex: spec.WIMIndex, Model: spec.Model}
+	start := time.Now()
+	b := &builder{c: c, spec: spec, inputs: inputs, work: work, log: spec.Log}
+	if err := b.fetch(ctx); err != nil {
+		return nil, err
+	}
+	res.WIMParts, res.Fetch = b.wimParts, time.Since(start)
+	start = time.Now()
+	if res.Size, res.Digest, err = writeImage(spec.Out, b.files, imageOptions(inputs, spec)); err != nil {
+		return nil, err
+	}
+	res.Write = time.Since(start)
+	spec.Log.Info("media image written", "path", spec.Out, "size", res.Size, "digest", res.Digest)
+	return res, nil
+}
+
+// resolve reads every input's manifest and checks its kind, the model and
+// the WIM index, so that a wrong input is refused before any download.
+func resolve(ctx context.Context, c *catalog.Catalog, spec Spec) ([]Input, error) {
+	var inputs []Input
+	names := map[string]catalog.Ref{}
+	add := func(role string, kind catalog.Kind, ref catalog.Ref) error {
+		m, digest, err := c.Manifest(ctx, ref)
+		if err != nil {
+			return fmt.Errorf("media: --%s %s: %w", role, ref, err)
+		}
+		if m.Kind != kind {
+			return fmt.Errorf("%w: --%s %s is a %s image, want %s", ErrWrongKind, role, ref, m.Kind, kind)
+		}
+		if !m.AppliesTo(spec.Model) {
+			return modelMismatch(role, ref, m.Models, spec.Model)
+		}
+		// Bundles and packages are placed by image name, so a name twice
+		// would put two versions of one thing on the key.
+		if prev, ok := names[role+"/"+ref.Name]; ok {
+			return fmt.Errorf("media: --%s %s and %s are versions of one image; give each once", role, prev, ref)
+		}
+		names[role+"/"+ref.Name] = ref
+		inputs = append(inputs, Input{Role: role, Ref: ref, Digest: digest, Manifest: m})
+		return nil
+	}
+	if err := add("winpe", catalog.KindWinPE, spec.WinPE); err != nil {
+		return nil, err
+	}
+	if err := add("wim", catalog.KindWIM, spec.WIM); err != nil {
+		return nil, err
+	}
+	if err := checkWIM(inputs[1], spec.WIMIndex); err != nil {
+		return nil, err
+	}
+	for _, ref := range spec.Drivers {
+		if err := add("drivers", catalog.KindDrivers, ref); err != nil {
+			return nil, err
+		}
+	}
+	for _, ref := range spec.PPKGs {
+		if err := add("ppkg", catalog.KindPPKG, ref); err != nil {
+			return nil, err
+		}
+	}
+	return inputs, nil
+}
+
+func modelMismatch(role string, ref catalog.Ref, models []string, model string) error {
+	quoted := make([]string, len(models))
+	for i, m := range models {
+		quoted[i] = strconv.Quote(m)
+	}
+	for_ := "media for no model in particular; give the model the key is for"
+	if model != "" {
+		for_ = fmt.Sprintf("media for %q", model)
+	}
+	return fmt.Errorf("%w: --%s %s is only for %s, not for %s", ErrModelMismatch, role, ref, strings.Join(quoted, ", "), for_)
+}
+
+func checkWIM(in Input, index int) error {
+	w := in.Manifest.WIM
+	switch {
+	case w == nil:
+		return fmt.Errorf("%w: --wim %s has no WIM metadata; push it again with --kind wim", ErrWrongKind, in.Ref)
+	case w.TotalParts > 1:
+		return fmt.Errorf("%w: --wim %s is part %d of a %d-part split WIM; push the whole WIM", ErrWrongKind, in.Ref, w.Part, w.TotalParts)
+	case index < 0 || index > w.ImageCount:
+		return fmt.Errorf("media: --wim %s has %d images; index %d is not one of them", in.Ref, w.ImageCount, index)
+	}
+	return nil
+}
+
+// imageOptions fixes what fatdisk would otherwise leave open from the
+// inputs alone: time stamps are the newest input's creation time, the
+// serial numbers come from a hash of everything that shapes the image.
+func imageOptions(inputs []Input, spec Spec) fatdisk.Options {
+	h := sha256.New()
+	fmt.Fprintf(h, "imagefarm media\x00%s\x00%d\x00%d\n", spec.Model, spec.WIMIndex, spec.SplitSize)
+	var newest time.Time
+	for _, in := range inputs {
+		fmt.Fprintf(h, "%s\x00%s\x00%s\n", in.Role, in.Ref.Name, in.Digest)
+		if in.Manifest.Created.After(newest) {
+			newest = in.Manifest.Created
+		}
+	}
+	sum := h.Sum(nil)
+	return fatdisk.Options{
+		Label:    "IMAGEFARM",
+		VolumeID: binary.LittleEndian.Uint32(sum[0:]),
+		DiskID:   binary.LittleEndian.Uint32(sum[4:]),
+		Time:     newest,
+	}
+}
+
+// writeImage writes the image to a temporary file beside path, hashing it
+// as it goes, and renames it to path. It is not synced: the same inputs
+// make it again, byte for byte.
+func writeImage(path string, files []fatdisk.File, opts fatdisk.Options) (int64, string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".build-")
+	if err != nil {
+		return 0, "", fmt.Errorf("media: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	h := sha256.New()
+	size, err := fatdisk.Write(io.MultiWriter(f, h), files, opts)
+	if err == nil {
+		err = f.Close()
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("media: write %s: %w", path, err)
+	}
+	return size, "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,366 @@
+package media_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/imagefarm/imagefarm/media"
+	"github.com/imagefarm/imagefarm/storage"
+	"github.com/imagefarm/imagefarm/storage/bundle"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+const model = "Latitude 7440"
+
+func wimlib(t *testing.T, args ...string) string {
+	t.Helper()
+	return testenv.Run(t, "wimtools", "wimlib-imagex", args...)
+}
+
+// writeFiles writes files (slash paths to contents) under dir.
+func writeFiles(t *testing.T, dir string, files map[string][]byte) string {
+	t.Helper()
+	for name, data := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func random(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, 7))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// captureWIM makes a WIM with wimlib of one image per seed, each a tree
+// with files of incompressible bytes.
+func captureWIM(t *testing.T, fileKiB int, seeds ...uint64) string {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "install.wim")
+	for i, seed := range seeds {
+		tree := writeFiles(t, filepath.Join(dir, "tree", string(rune('a'+i))), map[string][]byte{
+			"Windows/System32/a.dll": random(seed, fileKiB<<10),
+			"Windows/System32/b.dll": random(seed+100, fileKiB<<10),
+			"Windows/explorer.exe":   random(seed+200, fileKiB<<10),
+			"Users/Default/ntuser":   []byte("hello"),
+		})
+		cmd := "append"
+		if i == 0 {
+			cmd = "capture"
+		}
+		wimlib(t, cmd, tree, path, "Windows image "+string(rune('A'+i)), "--compress=none")
+	}
+	return path
+}
+
+// fixture is a catalog holding a key's inputs.
+type fixture struct {
+	c                        *catalog.Catalog
+	winpe, wim, bigWIM       catalog.Ref
+	drivers, otherDrivers    catalog.Ref
+	ppkg, noBoot, wimForOpti catalog.Ref
+	files                    map[string]string // what each input was made from
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	s, err := storage.NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := catalog.New(s, catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{c: c, files: map[string]string{}}
+	bootWIM := captureWIM(t, 20, 9)
+	bootData, _ := os.ReadFile(bootWIM)
+	winpe := writeFiles(t, t.TempDir(), map[string][]byte{
+		"EFI/Boot/bootx64.efi":   random(1, 1500),
+		"EFI/Microsoft/Boot/BCD": random(2, 16384),
+		"sources/boot.wim":       bootData,
+		"bootmgr.efi":            random(3, 2000),
+		"en-us/bootmgr.efi.mui":  random(4, 300),
+	})
+	f.files["winpe"] = winpe
+	f.winpe = f.pushFolder(t, "winpe:1", winpe, catalog.KindWinPE)
+	noBoot := writeFiles(t, t.TempDir(), map[string][]byte{"sources/boot.wim": bootData})
+	f.noBoot = f.pushFolder(t, "winpe-broken:1", noBoot, catalog.KindWinPE)
+
+	f.files["wim"] = captureWIM(t, 300, 1, 2)
+	f.wim = f.push(t, "universal:2026.11", f.files["wim"], catalog.KindWIM)
+	f.files["bigWIM"] = captureWIM(t, 700, 3, 4) // over 4 MiB: split at 1 MiB
+	f.bigWIM = f.push(t, "recovery-7440:1", f.files["bigWIM"], catalog.KindWIM, model)
+	f.wimForOpti = f.push(t, "recovery-7010:1", f.files["wim"], catalog.KindWIM, "OptiPlex 7010")
+
+	f.files["drivers"] = writeFiles(t, t.TempDir(), map[string][]byte{
+		"Audio/RTKVHD64.inf": []byte("[Version]\r\nSignature=\"$WINDOWS NT$\"\r\n"),
+		"Audio/RTKVHD64.sys": random(5, 200<<10),
+		"Net/e1d.inf":        []byte("[Version]"),
+	})
+	f.drivers = f.pushFolder(t, "drivers-7440:1", f.files["drivers"], catalog.KindDrivers, model, "Latitude 7450")
+	f.otherDrivers = f.pushFolder(t, "drivers-7010:1", f.files["drivers"], catalog.KindDrivers, "OptiPlex 7010")
+
+	ppkg := filepath.Join(t.TempDir(), "enroll.ppkg")
+	os.WriteFile(ppkg, random(6, 5000), 0o644)
+	f.files["ppkg"] = ppkg
+	f.ppkg = f.push(t, "enroll:1", ppkg, catalog.KindPPKG)
+	return f
+}
+
+func (f *fixture) push(t *testing.T, ref, path string, kind catalog.Kind, models ...string) catalog.Ref {
+	t.Helper()
+	r, err := catalog.ParseRef(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.c.PushFile(t.Context(), path, catalog.PushOptions{Name: r.Name, Version: r.Tag, Kind: kind, Models: models}); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	return r
+}
+
+func (f *fixture) pushFolder(t *testing.T, ref, dir string, kind catalog.Kind, models ...string) catalog.Ref {
+	t.Helper()
+	tarFile := filepath.Join(t.TempDir(), "bundle.tar")
+	out, err := os.Create(tarFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bundle.Write(out, dir); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	return f.push(t, ref, tarFile, kind, models...)
+}
+
+func (f *fixture) build(t *testing.T, spec media.Spec) (*media.Result, string, error) {
+	t.Helper()
+	spec.Out = filepath.Join(t.TempDir(), "key.img")
+	res, err := media.Build(t.Context(), f.c, spec)
+	return res, spec.Out, err
+}
+
+func sameFile(t *testing.T, got, want string) {
+	t.Helper()
+	g, gerr := os.ReadFile(got)
+	w, werr := os.ReadFile(want)
+	if gerr != nil || werr != nil || !bytes.Equal(g, w) {
+		t.Errorf("%s (%d bytes, %v) differs from %s (%d bytes, %v)", got, len(g), gerr, want, len(w), werr)
+	}
+}
+
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// TestBuildKey builds a key for a model from a WinPE bundle, a universal
+// WIM with all its images, drivers and a provisioning package, then reads
+// it back with sfdisk, fsck.vfat, mtools and wimlib.
+func TestBuildKey(t *testing.T) {
+	f := newFixture(t)
+	res, img, err := f.build(t, media.Spec{WinPE: f.winpe, WIM: f.wim, Drivers: []catalog.Ref{f.drivers}, PPKGs: []catalog.Ref{f.ppkg}, Model: model})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fileSHA256(t, img); res.Digest != got || res.WIMParts != 1 {
+		t.Errorf("Build = digest %s, %d WIM parts; the image has %s, want one part", res.Digest, res.WIMParts, got)
+	}
+	im := testenv.ReadFATImage(t, img)
+	if im.Type != "c" || !im.Bootable || im.Offset != 1<<20 {
+		t.Errorf("sfdisk -J reads %+v, want one bootable FAT32 LBA (c) partition at 1 MiB", im)
+	}
+	im.Fsck(t)
+	out := im.CopyOut(t)
+	for key, local := range map[string]string{
+		"EFI/Boot/bootx64.efi": filepath.Join(f.files["winpe"], "EFI/Boot/bootx64.efi"),
+		"sources/boot.wim":     filepath.Join(f.files["winpe"], "sources/boot.wim"),
+		"bootmgr.efi":          filepath.Join(f.files["winpe"], "bootmgr.efi"),
+		"images/install.wim":   f.files["wim"],
+		"drivers/Latitude 7440/drivers-7440/Audio/RTKVHD64.sys": filepath.Join(f.files["drivers"], "Audio/RTKVHD64.sys"),
+		"ppkg/enroll.ppkg": f.files["ppkg"],
+	} {
+		sameFile(t, filepath.Join(out, filepath.FromSlash(key)), local)
+	}
+	wimlib(t, "verify", filepath.Join(out, "images/install.wim"))
+	if info := wimlib(t, "info", filepath.Join(out, "images/install.wim")); !strings.Contains(info, "Image Count:    2") {
+		t.Errorf("wimlib-imagex info of the key's WIM:\n%s\nwant both images", info)
+	}
+	deploy := readScript(t, filepath.Join(out, "deploy.cmd"))
+	for _, want := range []string{
+		`diskpart /s "%MEDIA%CreatePartitions-UEFI.txt"`,
+		`dism /Apply-Image /ImageFile:"%MEDIA%images\install.wim" /Index:%INDEX% /ApplyDir:W:\`,
+		`set INDEX=1`, `rem   image 2: Windows image B`,
+		`dism /Image:W:\ /Add-Driver /Driver:"%MEDIA%drivers\Latitude 7440" /Recurse`,
+		`dism /Image:W:\ /Add-ProvisioningPackage /PackagePath:"%MEDIA%ppkg\enroll.ppkg"`,
+		`W:\Windows\System32\bcdboot W:\Windows /s S: /f UEFI`,
+		"rem drivers: drivers-7440:1@" + res.Inputs[2].Digest,
+	} {
+		if !strings.Contains(deploy, want) {
+			t.Errorf("deploy.cmd lacks %q:\n%s", want, deploy)
+		}
+	}
+	parts := readScript(t, filepath.Join(out, "CreatePartitions-UEFI.txt"))
+	for _, want := range []string{"convert gpt", "create partition efi size=260", "format quick fs=fat32", "create partition msr size=16",
+		`format quick fs=ntfs label="Windows"`, `set id="de94bba4-06d1-4d40-a16a-bfd50179d6ac"`, "gpt attributes=0x8000000000000001"} {
+		if !strings.Contains(parts, want) {
+			t.Errorf("CreatePartitions-UEFI.txt lacks %q:\n%s", want, parts)
+		}
+	}
+	if res.Size > 40<<20 {
+		t.Errorf("a key image of a few MiB of content is %d bytes, want the smallest FAT32 (about 36 MiB)", res.Size)
+	}
+	labels := res.Labels("v-test")
+	if labels["media.drivers.1"] != "drivers-7440:1@"+res.Inputs[2].Digest || labels["media.model"] != model || labels["imagefarm.version"] != "v-test" || labels["media.wim-index"] != "all" {
+		t.Errorf("Labels = %v", labels)
+	}
+}
+
+// readScript reads a script copied off the key and checks its CRLF line
+// ends; it returns the text with LF line ends.
+func readScript(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Count(b, []byte("\n")) != bytes.Count(b, []byte("\r\n")) {
+		t.Errorf("%s has bare LF line ends; cmd.exe and diskpart want CRLF", filepath.Base(path))
+	}
+	return strings.ReplaceAll(string(b), "\r\n", "\n")
+}
+
+// TestBuildSplitsLargeWIM exports one image of a model's WIM and splits
+// it at 1 MiB; the parts must verify with wimlib as one WIM.
+func TestBuildSplitsLargeWIM(t *testing.T) {
+	f := newFixture(t)
+	res, img, err := f.build(t, media.Spec{WinPE: f.winpe, WIM: f.bigWIM, WIMIndex: 2, Model: model, SplitSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := testenv.ReadFATImage(t, img)
+	im.Fsck(t)
+	out := im.CopyOut(t)
+	parts, _ := filepath.Glob(filepath.Join(out, "images", "*"))
+	if res.WIMParts < 2 || len(parts) != res.WIMParts {
+		t.Fatalf("Build made %d parts, the key holds %v", res.WIMParts, parts)
+	}
+	first := filepath.Join(out, "images", "install.swm")
+	info := wimlib(t, "info", first)
+	for _, want := range []string{"Part Number:    1/" + strconv.Itoa(res.WIMParts), "Image Count:    1", "Name:                   Windows image B"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("wimlib-imagex info install.swm lacks %q:\n%s", want, info)
+		}
+	}
+	wimlib(t, "verify", first, "--ref="+filepath.Join(out, "images", "install*.swm"))
+	guids := map[string]bool{}
+	for _, p := range parts {
+		guids[regexp.MustCompile(`GUID\s+=\s+(\S+)`).FindStringSubmatch(wimlib(t, "info", p, "--header"))[1]] = true
+	}
+	if len(guids) != 1 {
+		t.Errorf("the parts have GUIDs %v, want one", guids)
+	}
+	deploy := readScript(t, filepath.Join(out, "deploy.cmd"))
+	if want := `dism /Apply-Image /ImageFile:"%MEDIA%images\install.swm" /SWMFile:"%MEDIA%images\install*.swm" /Index:%INDEX% /ApplyDir:W:\`; !strings.Contains(deploy, want) {
+		t.Errorf("deploy.cmd lacks %q:\n%s", want, deploy)
+	}
+	if !strings.Contains(deploy, "rem   image 1: Windows image B (image 2 of recovery-7440:1)") {
+		t.Errorf("deploy.cmd does not say which image it holds:\n%s", deploy)
+	}
+}
+
+// TestBuildIsDeterministic builds the same key twice, through the export
+// and split that draw random GUIDs, and wants the same bytes.
+func TestBuildIsDeterministic(t *testing.T) {
+	f := newFixture(t)
+	spec := media.Spec{WinPE: f.winpe, WIM: f.bigWIM, WIMIndex: 1, Drivers: []catalog.Ref{f.drivers}, Model: model, SplitSize: 1 << 20}
+	first, img1, err := f.build(t, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, img2, err := f.build(t, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Digest != second.Digest || fileSHA256(t, img1) != fileSHA256(t, img2) {
+		t.Errorf("two builds of the same inputs: digests %s and %s", first.Digest, second.Digest)
+	}
+	spec.WIMIndex = 2
+	if third, _, err := f.build(t, spec); err != nil || third.Digest == first.Digest {
+		t.Errorf("a build of another image index = %v, %v; want another digest", third, err)
+	}
+}
+
+// TestBuildRefuses covers what Build refuses before writing anything.
+func TestBuildRefuses(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		name string
+		spec media.Spec
+		err  error
+		want []string
+	}{
+		{"drivers for another model", media.Spec{WinPE: f.winpe, WIM: f.wim, Drivers: []catalog.Ref{f.otherDrivers}, Model: model},
+			media.ErrModelMismatch, []string{`drivers-7010:1 is only for "OptiPlex 7010"`, `not for media for "Latitude 7440"`}},
+		{"factory WIM for another model", media.Spec{WinPE: f.winpe, WIM: f.wimForOpti, Model: model},
+			media.ErrModelMismatch, []string{`--wim recovery-7010:1 is only for "OptiPlex 7010"`, `"Latitude 7440"`}},
+		{"model-tagged drivers on media for no model", media.Spec{WinPE: f.winpe, WIM: f.wim, Drivers: []catalog.Ref{f.drivers}},
+			media.ErrModelMismatch, []string{`"Latitude 7440", "Latitude 7450"`, "no model in particular"}},
+		{"WinPE without bootx64.efi", media.Spec{WinPE: f.noBoot, WIM: f.wim},
+			media.ErrNotBootable, []string{"--winpe winpe-broken:1", "no EFI/Boot/bootx64.efi"}},
+		{"a WIM as WinPE", media.Spec{WinPE: f.wim, WIM: f.wim},
+			media.ErrWrongKind, []string{"--winpe universal:2026.11 is a wim image, want winpe"}},
+		{"an index the WIM lacks", media.Spec{WinPE: f.winpe, WIM: f.wim, WIMIndex: 3},
+			nil, []string{"universal:2026.11 has 2 images; index 3"}},
+		{"a split size over 4 GiB", media.Spec{WinPE: f.winpe, WIM: f.wim, SplitSize: 4 << 30},
+			nil, []string{"so each part fits a FAT32 file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			work := t.TempDir()
+			tc.spec.WorkDir = work
+			_, img, err := f.build(t, tc.spec)
+			if err == nil || tc.err != nil && !errors.Is(err, tc.err) {
+				t.Fatalf("Build = %v, want %v", err, tc.err)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Build = %q, want it to say %q", err, want)
+				}
+			}
+			if _, serr := os.Stat(img); serr == nil {
+				t.Errorf("a refused build left %s", img)
+			}
+			if tc.err == media.ErrModelMismatch {
+				if left, _ := os.ReadDir(work); len(left) != 0 {
+					t.Errorf("a model mismatch downloaded %v before refusing", left)
+				}
+			}
+		})
+	}
+}
