@@ -10,5 +10,8 @@
 // back. Drives fail alone, and at once: a drive that is pulled (its size
 // drops to 0) or shrinks fails DRIVE_REMOVED at its next write or read, or
 // within a second while it waits for the stream, and its result is reported
-// without waiting for the others.
+// without waiting for the others. When a job asks for it (check_capacity),
+// each drive's real capacity is probed first (ProbeCapacity) and a
+// counterfeit key, holding less than it advertises, fails FAKE_CAPACITY
+// with nothing of the image written to it.
 package imager

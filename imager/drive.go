@@ -100,7 +100,11 @@ func (f *fanout) drive(ctx context.Context, r *run, digest string) {
 // if r fell behind, the rest from a stream of its own. A drive that fails
 // leaves the stream at once: its result does not wait for the others.
 func (f *fanout) writeAll(ctx context.Context, r *run) error {
-	zeroed, err := f.zeroRuns(r)
+	err := f.checkCapacity(ctx, r)
+	var zeroed bool
+	if err == nil {
+		zeroed, err = f.zeroRuns(r)
+	}
 	f.ready.Done()
 	if err == nil {
 		err = f.drain(ctx, r, zeroed)
@@ -188,6 +192,30 @@ func (f *fanout) writeChunk(ctx context.Context, r *run, ch catalog.Chunk, b *ca
 	f.signal()
 	f.progress(r, PhaseWriting, ch.Offset+ch.Length)
 	return nil
+}
+
+// checkCapacity probes r's drive when asked to, before anything of the
+// image is written to it: a counterfeit drive fails here. The drives are
+// probed at once, each on its own, before the stream starts.
+func (f *fanout) checkCapacity(ctx context.Context, r *run) error {
+	if !f.opts.CheckCapacity {
+		return nil
+	}
+	c, err := ProbeCapacity(ctx, r.t.Dev, func(done, total int64) {
+		if f.opts.Progress != nil {
+			f.opts.Progress(r.index, PhaseChecking, done, total)
+		}
+	})
+	r.res.Capacity = &c
+	f.w.log.Debug("capacity checked", "drive", r.t.ID, "advertised", c.Advertised, "usable", c.Usable,
+		"probes", c.Probes, "seconds", fmt.Sprintf("%.2f", c.Seconds))
+	var ioe *IOError
+	if errors.As(err, &ioe) {
+		if gone := f.removed(r, ioe.Err); gone != nil {
+			ioe.Err = gone
+		}
+	}
+	return err
 }
 
 // zeroRuns zeroes every run of zero chunks when asked to, and reports

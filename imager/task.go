@@ -48,10 +48,14 @@ func (w *Writer) RunTasks(ctx context.Context, digest string, tasks []*imagefarm
 	index := map[string]int{} // drive id -> index in targets
 	for i, t := range targets {
 		index[t.ID] = i
+		if w.wrap != nil {
+			targets[i].Dev = w.wrap(t)
+		}
 	}
 	var opts WriteOptions
-	if len(tasks) > 0 {
+	if len(tasks) > 0 { // a batch is one job's: its tasks share the options
 		opts.Discard = tasks[0].GetOptions().GetDiscard()
+		opts.CheckCapacity = tasks[0].GetOptions().GetCheckCapacity()
 	}
 	byTarget := make([]int, len(targets)) // target index -> task index
 	for i, p := range plans {
@@ -126,6 +130,7 @@ func failure(err error) *imagefarmv1.Failure {
 	var ce *catalog.ChunkError
 	var re refusedError
 	var ioe *IOError
+	var fake *CapacityError
 	switch {
 	case errors.As(err, &mm):
 		f.Reason, f.Offset = imagefarmv1.FailureReason_FAILURE_REASON_VERIFY_MISMATCH, ptr(uint64(mm.Offset))
@@ -139,6 +144,8 @@ func failure(err error) *imagefarmv1.Failure {
 		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_STORAGE_UNAVAILABLE
 	case errors.Is(err, catalog.ErrNotFound):
 		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND
+	case errors.As(err, &fake): // offset: the first byte found not to hold
+		f.Reason, f.Offset = imagefarmv1.FailureReason_FAILURE_REASON_FAKE_CAPACITY, ptr(uint64(max(fake.Usable, 0)))
 	case errors.As(err, &re):
 		f.Reason = guardReason(re.p)
 	case errors.As(err, &ioe):

@@ -17,6 +17,7 @@ type Phase string
 
 // The phases of a drive's write, in order; it ends verified, failed or canceled.
 const (
+	PhaseChecking  Phase = "checking" // its capacity, when asked to
 	PhaseWriting   Phase = "writing"
 	PhaseSyncing   Phase = "syncing"
 	PhaseVerifying Phase = "verifying"
@@ -41,11 +42,16 @@ type WriteOptions struct {
 	// Discard zeroes each run of zero chunks with Device.Zero (BLKZEROOUT,
 	// or a punched hole) and then skips them, instead of writing zeros.
 	Discard bool
+	// CheckCapacity probes each drive's real capacity (ProbeCapacity)
+	// before writing it: a drive that holds less than it advertises fails
+	// with a *CapacityError and nothing of the image is written to it.
+	CheckCapacity bool
 	// Window is DefaultWindow when 0.
 	Window int
 	// Progress, if set, is called with a drive's index in targets, its
-	// phase and how many of the image's bytes that phase has done. It is
-	// called from several goroutines.
+	// phase and how many of the image's bytes that phase has done (for
+	// PhaseChecking, of the probe's I/O). It is called from several
+	// goroutines.
 	Progress func(target int, phase Phase, done, total int64)
 	// Done, if set, is called once for each drive with its index in
 	// targets and its result as soon as that is final: a drive that fails
@@ -56,25 +62,29 @@ type WriteOptions struct {
 
 // Result is what happened to one drive.
 type Result struct {
-	ID             string  `json:"id"`
-	Path           string  `json:"path"`
-	Phase          Phase   `json:"result"`
-	BytesWritten   int64   `json:"bytes_written"`
-	WriteSeconds   float64 `json:"write_seconds"`
-	VerifySeconds  float64 `json:"verify_seconds"`
-	MBps           float64 `json:"mb_per_s"` // write rate, 10^6 bytes a second
-	VerifiedDigest string  `json:"verified_digest,omitempty"`
-	ReadBack       string  `json:"read_back"`       // "direct" (O_DIRECT) or "buffered"
-	Zeros          string  `json:"zeros"`           // "written", or "zeroed" with --discard
-	OwnStream      bool    `json:"own_stream"`      // fell behind and decompressed on its own
-	Error          string  `json:"error,omitempty"` // why it failed
-	Err            error   `json:"-"`
+	ID             string    `json:"id"`
+	Path           string    `json:"path"`
+	Phase          Phase     `json:"result"`
+	BytesWritten   int64     `json:"bytes_written"`
+	WriteSeconds   float64   `json:"write_seconds"`
+	VerifySeconds  float64   `json:"verify_seconds"`
+	MBps           float64   `json:"mb_per_s"` // write rate, 10^6 bytes a second
+	VerifiedDigest string    `json:"verified_digest,omitempty"`
+	ReadBack       string    `json:"read_back"`          // "direct" (O_DIRECT) or "buffered"
+	Zeros          string    `json:"zeros"`              // "written", or "zeroed" with --discard
+	OwnStream      bool      `json:"own_stream"`         // fell behind and decompressed on its own
+	Capacity       *Capacity `json:"capacity,omitempty"` // what the capacity check found, if one ran
+	Error          string    `json:"error,omitempty"`    // why it failed
+	Err            error     `json:"-"`
 }
 
 // Writer writes images from a catalog to drives.
 type Writer struct {
 	cat *catalog.Catalog
 	log *slog.Logger
+	// wrap, set only by tests, is what RunTasks writes each opened drive
+	// through: a fault put at the block layer under a real drive.
+	wrap func(Target) Device
 }
 
 // NewWriter returns a Writer reading from cat (which should have a node

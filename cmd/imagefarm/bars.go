@@ -52,6 +52,7 @@ func (b *driveBars) update(i int, phase imager.Phase, done, total int64) {
 	b.phases[i] = phase
 	b.mu.Unlock()
 	switch phase {
+	case imager.PhaseChecking: // the phase shows it; the bar is the image's
 	case imager.PhaseWriting, imager.PhaseSyncing:
 		b.bars[i].SetCurrent(done)
 	case imager.PhaseVerifying, imager.PhaseVerified:

@@ -25,6 +25,7 @@ import (
 type writeFlags struct {
 	drives    []string
 	discard   bool
+	checkCap  bool
 	dryRun    bool
 	cacheDir  string
 	cacheSize string
@@ -43,7 +44,9 @@ device (bypassing the page cache) and check it against the image. Before a drive
 opened the guards refuse, with a reason and nothing written, a drive that holds the
 system, the node cache or a mounted file system, is not removable or USB (unless
 --allow or the node config admits it), is too small, read-only, changed identity
-or is busy. The exit code is 0 only if every drive verified.`,
+or is busy. With --check-capacity each drive's real capacity is probed first and a
+counterfeit drive (one that holds less than it advertises) fails, not written.
+The exit code is 0 only if every drive verified.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runWrite(cmd, g, &wf, args[0])
@@ -52,6 +55,7 @@ or is busy. The exit code is 0 only if every drive verified.`,
 	f := cmd.Flags()
 	f.StringArrayVar(&wf.drives, "drive", nil, "drive to write, by id or device path (repeatable)")
 	f.BoolVar(&wf.discard, "discard", false, "zero runs of zero chunks with BLKZEROOUT (or punch holes) and skip them instead of writing zeros")
+	f.BoolVar(&wf.checkCap, "check-capacity", false, "first write and read back sentinels across each drive's advertised size, and refuse counterfeit drives (the probe overwrites them)")
 	f.BoolVar(&wf.dryRun, "dry-run", false, "print the plan and what each guard said; write nothing")
 	cache, _ := os.UserCacheDir()
 	f.StringVar(&wf.cacheDir, "cache", filepath.Join(cache, "imagefarm", "node-cache"), "node cache folder (chunks downloaded once for all drives and jobs)")
@@ -81,7 +85,7 @@ func runWrite(cmd *cobra.Command, g *globals, wf *writeFlags, refArg string) err
 	defer closeAll()
 	bars := newDriveBars(plan, targets, m.Size)
 	w := imager.NewWriter(cat, slog.Default())
-	results := w.Write(ctx, m, digest, targets, imager.WriteOptions{Discard: wf.discard, Window: wf.window, Progress: bars.update})
+	results := w.Write(ctx, m, digest, targets, imager.WriteOptions{Discard: wf.discard, CheckCapacity: wf.checkCap, Window: wf.window, Progress: bars.update})
 	bars.wait()
 	return printResults(cmd.OutOrStdout(), g, plan, results)
 }
