@@ -9,6 +9,7 @@ package imagefarmv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1001,11 +1002,231 @@ func (x *GetImageResponse) GetImage() *Image {
 	return nil
 }
 
+// ListAuditRequest says which audit records to stream.
+type ListAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only records made at or after this time; unset means from the first.
+	Since *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=since,proto3" json:"since,omitempty"`
+	// At most this many records; 0 means all.
+	Limit         uint32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRequest) Reset() {
+	*x = ListAuditRequest{}
+	mi := &file_imagefarm_v1_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRequest) ProtoMessage() {}
+
+func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRequest) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListAuditRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ListAuditRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListAuditResponse carries one audit record.
+type ListAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record, with its sequence and hashes.
+	Record        *AuditRecord `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditResponse) Reset() {
+	*x = ListAuditResponse{}
+	mi := &file_imagefarm_v1_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditResponse) ProtoMessage() {}
+
+func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditResponse) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListAuditResponse) GetRecord() *AuditRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+// RecordImageChangeRequest describes a change made to the image catalog.
+type RecordImageChangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// AUDIT_ACTION_IMAGE_PUSH, AUDIT_ACTION_IMAGE_RM or AUDIT_ACTION_IMAGE_TAG.
+	Action AuditAction `protobuf:"varint,1,opt,name=action,proto3,enum=imagefarm.v1.AuditAction" json:"action,omitempty"`
+	// The ref pushed, removed or tagged ("NAME:VERSION", "NAME:CHANNEL").
+	ImageRef string `protobuf:"bytes,2,opt,name=image_ref,json=imageRef,proto3" json:"image_ref,omitempty"`
+	// Manifest digest the ref points, or pointed, at.
+	ImageDigest string `protobuf:"bytes,3,opt,name=image_digest,json=imageDigest,proto3" json:"image_digest,omitempty"`
+	// Size in bytes of the image, for a push.
+	SizeBytes     uint64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordImageChangeRequest) Reset() {
+	*x = RecordImageChangeRequest{}
+	mi := &file_imagefarm_v1_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordImageChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordImageChangeRequest) ProtoMessage() {}
+
+func (x *RecordImageChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordImageChangeRequest.ProtoReflect.Descriptor instead.
+func (*RecordImageChangeRequest) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RecordImageChangeRequest) GetAction() AuditAction {
+	if x != nil {
+		return x.Action
+	}
+	return AuditAction_AUDIT_ACTION_UNSPECIFIED
+}
+
+func (x *RecordImageChangeRequest) GetImageRef() string {
+	if x != nil {
+		return x.ImageRef
+	}
+	return ""
+}
+
+func (x *RecordImageChangeRequest) GetImageDigest() string {
+	if x != nil {
+		return x.ImageDigest
+	}
+	return ""
+}
+
+func (x *RecordImageChangeRequest) GetSizeBytes() uint64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+// RecordImageChangeResponse returns the record as stored.
+type RecordImageChangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The record, with its sequence and hashes.
+	Record        *AuditRecord `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordImageChangeResponse) Reset() {
+	*x = RecordImageChangeResponse{}
+	mi := &file_imagefarm_v1_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordImageChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordImageChangeResponse) ProtoMessage() {}
+
+func (x *RecordImageChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordImageChangeResponse.ProtoReflect.Descriptor instead.
+func (*RecordImageChangeResponse) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *RecordImageChangeResponse) GetRecord() *AuditRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
 var File_imagefarm_v1_service_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1aimagefarm/v1/service.proto\x12\fimagefarm.v1\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/image.proto\x1a\x17imagefarm/v1/jobs.proto\"\xb2\x02\n" +
+	"\x1aimagefarm/v1/service.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imagefarm/v1/audit.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/image.proto\x1a\x17imagefarm/v1/jobs.proto\"\xb2\x02\n" +
 	"\x10SubmitJobRequest\x12\x1b\n" +
 	"\timage_ref\x18\x01 \x01(\tR\bimageRef\x12/\n" +
 	"\atargets\x18\x02 \x01(\v2\x15.imagefarm.v1.TargetsR\atargets\x122\n" +
@@ -1063,7 +1284,20 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\x0fGetImageRequest\x12\x10\n" +
 	"\x03ref\x18\x01 \x01(\tR\x03ref\"=\n" +
 	"\x10GetImageResponse\x12)\n" +
-	"\x05image\x18\x01 \x01(\v2\x13.imagefarm.v1.ImageR\x05image2\xc6\x05\n" +
+	"\x05image\x18\x01 \x01(\v2\x13.imagefarm.v1.ImageR\x05image\"Z\n" +
+	"\x10ListAuditRequest\x120\n" +
+	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\rR\x05limit\"F\n" +
+	"\x11ListAuditResponse\x121\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record\"\xac\x01\n" +
+	"\x18RecordImageChangeRequest\x121\n" +
+	"\x06action\x18\x01 \x01(\x0e2\x19.imagefarm.v1.AuditActionR\x06action\x12\x1b\n" +
+	"\timage_ref\x18\x02 \x01(\tR\bimageRef\x12!\n" +
+	"\fimage_digest\x18\x03 \x01(\tR\vimageDigest\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x04 \x01(\x04R\tsizeBytes\"N\n" +
+	"\x19RecordImageChangeResponse\x121\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\xfc\x06\n" +
 	"\x10ImageFarmService\x12L\n" +
 	"\tSubmitJob\x12\x1e.imagefarm.v1.SubmitJobRequest\x1a\x1f.imagefarm.v1.SubmitJobResponse\x12C\n" +
 	"\x06GetJob\x12\x1b.imagefarm.v1.GetJobRequest\x1a\x1c.imagefarm.v1.GetJobResponse\x12I\n" +
@@ -1075,7 +1309,9 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"ListDrives\x12\x1f.imagefarm.v1.ListDrivesRequest\x1a .imagefarm.v1.ListDrivesResponse\x12O\n" +
 	"\n" +
 	"ListImages\x12\x1f.imagefarm.v1.ListImagesRequest\x1a .imagefarm.v1.ListImagesResponse\x12I\n" +
-	"\bGetImage\x12\x1d.imagefarm.v1.GetImageRequest\x1a\x1e.imagefarm.v1.GetImageResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\bGetImage\x12\x1d.imagefarm.v1.GetImageRequest\x1a\x1e.imagefarm.v1.GetImageResponse\x12N\n" +
+	"\tListAudit\x12\x1e.imagefarm.v1.ListAuditRequest\x1a\x1f.imagefarm.v1.ListAuditResponse0\x01\x12d\n" +
+	"\x11RecordImageChange\x12&.imagefarm.v1.RecordImageChangeRequest\x1a'.imagefarm.v1.RecordImageChangeResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_service_proto_rawDescOnce sync.Once
@@ -1089,81 +1325,96 @@ func file_imagefarm_v1_service_proto_rawDescGZIP() []byte {
 	return file_imagefarm_v1_service_proto_rawDescData
 }
 
-var file_imagefarm_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_imagefarm_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_imagefarm_v1_service_proto_goTypes = []any{
-	(*SubmitJobRequest)(nil),   // 0: imagefarm.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),  // 1: imagefarm.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),      // 2: imagefarm.v1.GetJobRequest
-	(*GetJobResponse)(nil),     // 3: imagefarm.v1.GetJobResponse
-	(*ListJobsRequest)(nil),    // 4: imagefarm.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),   // 5: imagefarm.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),    // 6: imagefarm.v1.WatchJobRequest
-	(*WatchJobResponse)(nil),   // 7: imagefarm.v1.WatchJobResponse
-	(*CancelJobRequest)(nil),   // 8: imagefarm.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),  // 9: imagefarm.v1.CancelJobResponse
-	(*ListNodesRequest)(nil),   // 10: imagefarm.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),  // 11: imagefarm.v1.ListNodesResponse
-	(*ListDrivesRequest)(nil),  // 12: imagefarm.v1.ListDrivesRequest
-	(*ListDrivesResponse)(nil), // 13: imagefarm.v1.ListDrivesResponse
-	(*ListImagesRequest)(nil),  // 14: imagefarm.v1.ListImagesRequest
-	(*ListImagesResponse)(nil), // 15: imagefarm.v1.ListImagesResponse
-	(*GetImageRequest)(nil),    // 16: imagefarm.v1.GetImageRequest
-	(*GetImageResponse)(nil),   // 17: imagefarm.v1.GetImageResponse
-	nil,                        // 18: imagefarm.v1.SubmitJobRequest.LabelsEntry
-	(*Targets)(nil),            // 19: imagefarm.v1.Targets
-	(*JobOptions)(nil),         // 20: imagefarm.v1.JobOptions
-	(*Job)(nil),                // 21: imagefarm.v1.Job
-	(JobState)(0),              // 22: imagefarm.v1.JobState
-	(*JobEvent)(nil),           // 23: imagefarm.v1.JobEvent
-	(NodeState)(0),             // 24: imagefarm.v1.NodeState
-	(*Node)(nil),               // 25: imagefarm.v1.Node
-	(*Selector)(nil),           // 26: imagefarm.v1.Selector
-	(DriveState)(0),            // 27: imagefarm.v1.DriveState
-	(*Drive)(nil),              // 28: imagefarm.v1.Drive
-	(ImageKind)(0),             // 29: imagefarm.v1.ImageKind
-	(*Image)(nil),              // 30: imagefarm.v1.Image
+	(*SubmitJobRequest)(nil),          // 0: imagefarm.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),         // 1: imagefarm.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),             // 2: imagefarm.v1.GetJobRequest
+	(*GetJobResponse)(nil),            // 3: imagefarm.v1.GetJobResponse
+	(*ListJobsRequest)(nil),           // 4: imagefarm.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),          // 5: imagefarm.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),           // 6: imagefarm.v1.WatchJobRequest
+	(*WatchJobResponse)(nil),          // 7: imagefarm.v1.WatchJobResponse
+	(*CancelJobRequest)(nil),          // 8: imagefarm.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),         // 9: imagefarm.v1.CancelJobResponse
+	(*ListNodesRequest)(nil),          // 10: imagefarm.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),         // 11: imagefarm.v1.ListNodesResponse
+	(*ListDrivesRequest)(nil),         // 12: imagefarm.v1.ListDrivesRequest
+	(*ListDrivesResponse)(nil),        // 13: imagefarm.v1.ListDrivesResponse
+	(*ListImagesRequest)(nil),         // 14: imagefarm.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),        // 15: imagefarm.v1.ListImagesResponse
+	(*GetImageRequest)(nil),           // 16: imagefarm.v1.GetImageRequest
+	(*GetImageResponse)(nil),          // 17: imagefarm.v1.GetImageResponse
+	(*ListAuditRequest)(nil),          // 18: imagefarm.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),         // 19: imagefarm.v1.ListAuditResponse
+	(*RecordImageChangeRequest)(nil),  // 20: imagefarm.v1.RecordImageChangeRequest
+	(*RecordImageChangeResponse)(nil), // 21: imagefarm.v1.RecordImageChangeResponse
+	nil,                               // 22: imagefarm.v1.SubmitJobRequest.LabelsEntry
+	(*Targets)(nil),                   // 23: imagefarm.v1.Targets
+	(*JobOptions)(nil),                // 24: imagefarm.v1.JobOptions
+	(*Job)(nil),                       // 25: imagefarm.v1.Job
+	(JobState)(0),                     // 26: imagefarm.v1.JobState
+	(*JobEvent)(nil),                  // 27: imagefarm.v1.JobEvent
+	(NodeState)(0),                    // 28: imagefarm.v1.NodeState
+	(*Node)(nil),                      // 29: imagefarm.v1.Node
+	(*Selector)(nil),                  // 30: imagefarm.v1.Selector
+	(DriveState)(0),                   // 31: imagefarm.v1.DriveState
+	(*Drive)(nil),                     // 32: imagefarm.v1.Drive
+	(ImageKind)(0),                    // 33: imagefarm.v1.ImageKind
+	(*Image)(nil),                     // 34: imagefarm.v1.Image
+	(*timestamppb.Timestamp)(nil),     // 35: google.protobuf.Timestamp
+	(*AuditRecord)(nil),               // 36: imagefarm.v1.AuditRecord
+	(AuditAction)(0),                  // 37: imagefarm.v1.AuditAction
 }
 var file_imagefarm_v1_service_proto_depIdxs = []int32{
-	19, // 0: imagefarm.v1.SubmitJobRequest.targets:type_name -> imagefarm.v1.Targets
-	20, // 1: imagefarm.v1.SubmitJobRequest.options:type_name -> imagefarm.v1.JobOptions
-	18, // 2: imagefarm.v1.SubmitJobRequest.labels:type_name -> imagefarm.v1.SubmitJobRequest.LabelsEntry
-	21, // 3: imagefarm.v1.SubmitJobResponse.job:type_name -> imagefarm.v1.Job
-	21, // 4: imagefarm.v1.GetJobResponse.job:type_name -> imagefarm.v1.Job
-	22, // 5: imagefarm.v1.ListJobsRequest.states:type_name -> imagefarm.v1.JobState
-	21, // 6: imagefarm.v1.ListJobsResponse.jobs:type_name -> imagefarm.v1.Job
-	23, // 7: imagefarm.v1.WatchJobResponse.event:type_name -> imagefarm.v1.JobEvent
-	21, // 8: imagefarm.v1.CancelJobResponse.job:type_name -> imagefarm.v1.Job
-	24, // 9: imagefarm.v1.ListNodesRequest.states:type_name -> imagefarm.v1.NodeState
-	25, // 10: imagefarm.v1.ListNodesResponse.nodes:type_name -> imagefarm.v1.Node
-	26, // 11: imagefarm.v1.ListDrivesRequest.selector:type_name -> imagefarm.v1.Selector
-	27, // 12: imagefarm.v1.ListDrivesRequest.states:type_name -> imagefarm.v1.DriveState
-	28, // 13: imagefarm.v1.ListDrivesResponse.drives:type_name -> imagefarm.v1.Drive
-	29, // 14: imagefarm.v1.ListImagesRequest.kind:type_name -> imagefarm.v1.ImageKind
-	30, // 15: imagefarm.v1.ListImagesResponse.images:type_name -> imagefarm.v1.Image
-	30, // 16: imagefarm.v1.GetImageResponse.image:type_name -> imagefarm.v1.Image
-	0,  // 17: imagefarm.v1.ImageFarmService.SubmitJob:input_type -> imagefarm.v1.SubmitJobRequest
-	2,  // 18: imagefarm.v1.ImageFarmService.GetJob:input_type -> imagefarm.v1.GetJobRequest
-	4,  // 19: imagefarm.v1.ImageFarmService.ListJobs:input_type -> imagefarm.v1.ListJobsRequest
-	6,  // 20: imagefarm.v1.ImageFarmService.WatchJob:input_type -> imagefarm.v1.WatchJobRequest
-	8,  // 21: imagefarm.v1.ImageFarmService.CancelJob:input_type -> imagefarm.v1.CancelJobRequest
-	10, // 22: imagefarm.v1.ImageFarmService.ListNodes:input_type -> imagefarm.v1.ListNodesRequest
-	12, // 23: imagefarm.v1.ImageFarmService.ListDrives:input_type -> imagefarm.v1.ListDrivesRequest
-	14, // 24: imagefarm.v1.ImageFarmService.ListImages:input_type -> imagefarm.v1.ListImagesRequest
-	16, // 25: imagefarm.v1.ImageFarmService.GetImage:input_type -> imagefarm.v1.GetImageRequest
-	1,  // 26: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
-	3,  // 27: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
-	5,  // 28: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
-	7,  // 29: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
-	9,  // 30: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
-	11, // 31: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
-	13, // 32: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
-	15, // 33: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
-	17, // 34: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
-	26, // [26:35] is the sub-list for method output_type
-	17, // [17:26] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	23, // 0: imagefarm.v1.SubmitJobRequest.targets:type_name -> imagefarm.v1.Targets
+	24, // 1: imagefarm.v1.SubmitJobRequest.options:type_name -> imagefarm.v1.JobOptions
+	22, // 2: imagefarm.v1.SubmitJobRequest.labels:type_name -> imagefarm.v1.SubmitJobRequest.LabelsEntry
+	25, // 3: imagefarm.v1.SubmitJobResponse.job:type_name -> imagefarm.v1.Job
+	25, // 4: imagefarm.v1.GetJobResponse.job:type_name -> imagefarm.v1.Job
+	26, // 5: imagefarm.v1.ListJobsRequest.states:type_name -> imagefarm.v1.JobState
+	25, // 6: imagefarm.v1.ListJobsResponse.jobs:type_name -> imagefarm.v1.Job
+	27, // 7: imagefarm.v1.WatchJobResponse.event:type_name -> imagefarm.v1.JobEvent
+	25, // 8: imagefarm.v1.CancelJobResponse.job:type_name -> imagefarm.v1.Job
+	28, // 9: imagefarm.v1.ListNodesRequest.states:type_name -> imagefarm.v1.NodeState
+	29, // 10: imagefarm.v1.ListNodesResponse.nodes:type_name -> imagefarm.v1.Node
+	30, // 11: imagefarm.v1.ListDrivesRequest.selector:type_name -> imagefarm.v1.Selector
+	31, // 12: imagefarm.v1.ListDrivesRequest.states:type_name -> imagefarm.v1.DriveState
+	32, // 13: imagefarm.v1.ListDrivesResponse.drives:type_name -> imagefarm.v1.Drive
+	33, // 14: imagefarm.v1.ListImagesRequest.kind:type_name -> imagefarm.v1.ImageKind
+	34, // 15: imagefarm.v1.ListImagesResponse.images:type_name -> imagefarm.v1.Image
+	34, // 16: imagefarm.v1.GetImageResponse.image:type_name -> imagefarm.v1.Image
+	35, // 17: imagefarm.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	36, // 18: imagefarm.v1.ListAuditResponse.record:type_name -> imagefarm.v1.AuditRecord
+	37, // 19: imagefarm.v1.RecordImageChangeRequest.action:type_name -> imagefarm.v1.AuditAction
+	36, // 20: imagefarm.v1.RecordImageChangeResponse.record:type_name -> imagefarm.v1.AuditRecord
+	0,  // 21: imagefarm.v1.ImageFarmService.SubmitJob:input_type -> imagefarm.v1.SubmitJobRequest
+	2,  // 22: imagefarm.v1.ImageFarmService.GetJob:input_type -> imagefarm.v1.GetJobRequest
+	4,  // 23: imagefarm.v1.ImageFarmService.ListJobs:input_type -> imagefarm.v1.ListJobsRequest
+	6,  // 24: imagefarm.v1.ImageFarmService.WatchJob:input_type -> imagefarm.v1.WatchJobRequest
+	8,  // 25: imagefarm.v1.ImageFarmService.CancelJob:input_type -> imagefarm.v1.CancelJobRequest
+	10, // 26: imagefarm.v1.ImageFarmService.ListNodes:input_type -> imagefarm.v1.ListNodesRequest
+	12, // 27: imagefarm.v1.ImageFarmService.ListDrives:input_type -> imagefarm.v1.ListDrivesRequest
+	14, // 28: imagefarm.v1.ImageFarmService.ListImages:input_type -> imagefarm.v1.ListImagesRequest
+	16, // 29: imagefarm.v1.ImageFarmService.GetImage:input_type -> imagefarm.v1.GetImageRequest
+	18, // 30: imagefarm.v1.ImageFarmService.ListAudit:input_type -> imagefarm.v1.ListAuditRequest
+	20, // 31: imagefarm.v1.ImageFarmService.RecordImageChange:input_type -> imagefarm.v1.RecordImageChangeRequest
+	1,  // 32: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
+	3,  // 33: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
+	5,  // 34: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
+	7,  // 35: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
+	9,  // 36: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
+	11, // 37: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
+	13, // 38: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
+	15, // 39: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
+	17, // 40: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
+	19, // 41: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
+	21, // 42: imagefarm.v1.ImageFarmService.RecordImageChange:output_type -> imagefarm.v1.RecordImageChangeResponse
+	32, // [32:43] is the sub-list for method output_type
+	21, // [21:32] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_service_proto_init() }
@@ -1171,6 +1422,7 @@ func file_imagefarm_v1_service_proto_init() {
 	if File_imagefarm_v1_service_proto != nil {
 		return
 	}
+	file_imagefarm_v1_audit_proto_init()
 	file_imagefarm_v1_farm_proto_init()
 	file_imagefarm_v1_image_proto_init()
 	file_imagefarm_v1_jobs_proto_init()
@@ -1180,7 +1432,7 @@ func file_imagefarm_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagefarm_v1_service_proto_rawDesc), len(file_imagefarm_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,15 +19,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ImageFarmService_SubmitJob_FullMethodName  = "/imagefarm.v1.ImageFarmService/SubmitJob"
-	ImageFarmService_GetJob_FullMethodName     = "/imagefarm.v1.ImageFarmService/GetJob"
-	ImageFarmService_ListJobs_FullMethodName   = "/imagefarm.v1.ImageFarmService/ListJobs"
-	ImageFarmService_WatchJob_FullMethodName   = "/imagefarm.v1.ImageFarmService/WatchJob"
-	ImageFarmService_CancelJob_FullMethodName  = "/imagefarm.v1.ImageFarmService/CancelJob"
-	ImageFarmService_ListNodes_FullMethodName  = "/imagefarm.v1.ImageFarmService/ListNodes"
-	ImageFarmService_ListDrives_FullMethodName = "/imagefarm.v1.ImageFarmService/ListDrives"
-	ImageFarmService_ListImages_FullMethodName = "/imagefarm.v1.ImageFarmService/ListImages"
-	ImageFarmService_GetImage_FullMethodName   = "/imagefarm.v1.ImageFarmService/GetImage"
+	ImageFarmService_SubmitJob_FullMethodName         = "/imagefarm.v1.ImageFarmService/SubmitJob"
+	ImageFarmService_GetJob_FullMethodName            = "/imagefarm.v1.ImageFarmService/GetJob"
+	ImageFarmService_ListJobs_FullMethodName          = "/imagefarm.v1.ImageFarmService/ListJobs"
+	ImageFarmService_WatchJob_FullMethodName          = "/imagefarm.v1.ImageFarmService/WatchJob"
+	ImageFarmService_CancelJob_FullMethodName         = "/imagefarm.v1.ImageFarmService/CancelJob"
+	ImageFarmService_ListNodes_FullMethodName         = "/imagefarm.v1.ImageFarmService/ListNodes"
+	ImageFarmService_ListDrives_FullMethodName        = "/imagefarm.v1.ImageFarmService/ListDrives"
+	ImageFarmService_ListImages_FullMethodName        = "/imagefarm.v1.ImageFarmService/ListImages"
+	ImageFarmService_GetImage_FullMethodName          = "/imagefarm.v1.ImageFarmService/GetImage"
+	ImageFarmService_ListAudit_FullMethodName         = "/imagefarm.v1.ImageFarmService/ListAudit"
+	ImageFarmService_RecordImageChange_FullMethodName = "/imagefarm.v1.ImageFarmService/RecordImageChange"
 )
 
 // ImageFarmServiceClient is the client API for ImageFarmService service.
@@ -63,6 +65,13 @@ type ImageFarmServiceClient interface {
 	ListImages(ctx context.Context, in *ListImagesRequest, opts ...grpc.CallOption) (*ListImagesResponse, error)
 	// GetImage returns one image version in detail.
 	GetImage(ctx context.Context, in *GetImageRequest, opts ...grpc.CallOption) (*GetImageResponse, error)
+	// ListAudit streams audit records in their order, from the first one at or
+	// after since, up to the last one stored when the call began.
+	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListAuditResponse], error)
+	// RecordImageChange records a change the caller made to the image catalog
+	// (image.push, image.rm, image.tag) in the audit trail. The catalog is
+	// written by the CLI directly, so the record is the caller's word.
+	RecordImageChange(ctx context.Context, in *RecordImageChangeRequest, opts ...grpc.CallOption) (*RecordImageChangeResponse, error)
 }
 
 type imageFarmServiceClient struct {
@@ -172,6 +181,35 @@ func (c *imageFarmServiceClient) GetImage(ctx context.Context, in *GetImageReque
 	return out, nil
 }
 
+func (c *imageFarmServiceClient) ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListAuditResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ImageFarmService_ServiceDesc.Streams[1], ImageFarmService_ListAudit_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ListAuditRequest, ListAuditResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ImageFarmService_ListAuditClient = grpc.ServerStreamingClient[ListAuditResponse]
+
+func (c *imageFarmServiceClient) RecordImageChange(ctx context.Context, in *RecordImageChangeRequest, opts ...grpc.CallOption) (*RecordImageChangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordImageChangeResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_RecordImageChange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ImageFarmServiceServer is the server API for ImageFarmService service.
 // All implementations must embed UnimplementedImageFarmServiceServer
 // for forward compatibility.
@@ -205,6 +243,13 @@ type ImageFarmServiceServer interface {
 	ListImages(context.Context, *ListImagesRequest) (*ListImagesResponse, error)
 	// GetImage returns one image version in detail.
 	GetImage(context.Context, *GetImageRequest) (*GetImageResponse, error)
+	// ListAudit streams audit records in their order, from the first one at or
+	// after since, up to the last one stored when the call began.
+	ListAudit(*ListAuditRequest, grpc.ServerStreamingServer[ListAuditResponse]) error
+	// RecordImageChange records a change the caller made to the image catalog
+	// (image.push, image.rm, image.tag) in the audit trail. The catalog is
+	// written by the CLI directly, so the record is the caller's word.
+	RecordImageChange(context.Context, *RecordImageChangeRequest) (*RecordImageChangeResponse, error)
 	mustEmbedUnimplementedImageFarmServiceServer()
 }
 
@@ -241,6 +286,12 @@ func (UnimplementedImageFarmServiceServer) ListImages(context.Context, *ListImag
 }
 func (UnimplementedImageFarmServiceServer) GetImage(context.Context, *GetImageRequest) (*GetImageResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetImage not implemented")
+}
+func (UnimplementedImageFarmServiceServer) ListAudit(*ListAuditRequest, grpc.ServerStreamingServer[ListAuditResponse]) error {
+	return status.Error(codes.Unimplemented, "method ListAudit not implemented")
+}
+func (UnimplementedImageFarmServiceServer) RecordImageChange(context.Context, *RecordImageChangeRequest) (*RecordImageChangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordImageChange not implemented")
 }
 func (UnimplementedImageFarmServiceServer) mustEmbedUnimplementedImageFarmServiceServer() {}
 func (UnimplementedImageFarmServiceServer) testEmbeddedByValue()                          {}
@@ -418,6 +469,35 @@ func _ImageFarmService_GetImage_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ImageFarmService_ListAudit_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ListAuditRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ImageFarmServiceServer).ListAudit(m, &grpc.GenericServerStream[ListAuditRequest, ListAuditResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ImageFarmService_ListAuditServer = grpc.ServerStreamingServer[ListAuditResponse]
+
+func _ImageFarmService_RecordImageChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordImageChangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).RecordImageChange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_RecordImageChange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).RecordImageChange(ctx, req.(*RecordImageChangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ImageFarmService_ServiceDesc is the grpc.ServiceDesc for ImageFarmService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -457,11 +537,20 @@ var ImageFarmService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetImage",
 			Handler:    _ImageFarmService_GetImage_Handler,
 		},
+		{
+			MethodName: "RecordImageChange",
+			Handler:    _ImageFarmService_RecordImageChange_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "WatchJob",
 			Handler:       _ImageFarmService_WatchJob_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ListAudit",
+			Handler:       _ImageFarmService_ListAudit_Handler,
 			ServerStreams: true,
 		},
 	},
