@@ -48,9 +48,6 @@ func (w *Writer) RunTasks(ctx context.Context, digest string, tasks []*imagefarm
 	index := map[string]int{} // drive id -> index in targets
 	for i, t := range targets {
 		index[t.ID] = i
-		if w.wrap != nil {
-			targets[i].Dev = w.wrap(t)
-		}
 	}
 	var opts WriteOptions
 	if len(tasks) > 0 { // a batch is one job's: its tasks share the options

@@ -82,9 +82,6 @@ type Result struct {
 type Writer struct {
 	cat *catalog.Catalog
 	log *slog.Logger
-	// wrap, set only by tests, is what RunTasks writes each opened drive
-	// through: a fault put at the block layer under a real drive.
-	wrap func(Target) Device
 }
 
 // NewWriter returns a Writer reading from cat (which should have a node

@@ -49,7 +49,13 @@ export IMAGEFARM_MINIO="$PWD/.cache/bin/minio"
 say "generated protobuf code is current and buf lint is clean"
 scripts/proto.sh check
 
-say "go vet"
+say "gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "not gofmt-formatted (run gofmt -w on them):"
+	echo "$unformatted"
+	exit 1
+fi
 go vet ./...
 
 say "go test -race"

@@ -37,7 +37,7 @@ func discoverVirtual(dir string) ([]Drive, error) {
 		st, _ := fi.Sys().(*syscall.Stat_t)
 		drives = append(drives, Drive{
 			ID: "virt-" + sanitize(e.Name()), Path: path, Name: e.Name(), Size: fi.Size(),
-			Serial: fmt.Sprintf("VIRT%X-%X", st.Dev, st.Ino),
+			Serial:           fmt.Sprintf("VIRT%X-%X", st.Dev, st.Ino),
 			LogicalBlockSize: 512, PhysicalBlockSize: 4096, Model: "virtual drive",
 			Transport: TransportVirtual, ReadOnly: unix.Access(path, unix.W_OK) != nil,
 		})
