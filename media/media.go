@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -236,7 +237,7 @@ func writeImage(path string, files []fatdisk.File, opts fatdisk.Options) (int64,
 	defer os.Remove(f.Name())
 	defer f.Close()
 	h := sha256.New()
-	size, err := fatdisk.Write(io.MultiWriter(f, h), files, opts)
+	size, err := fatdisk.Write(&hashingWriter{w: f, h: h}, files, opts)
 	if err == nil {
 		err = f.Close()
 	}
@@ -247,4 +248,25 @@ func writeImage(path string, files []fatdisk.File, opts fatdisk.Options) (int64,
 		return 0, "", fmt.Errorf("media: write %s: %w", path, err)
 	}
 	return size, "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// hashingWriter writes each buffer to w while it hashes it, so that the
+// write to the file and SHA-256 (each about a second per GiB here)
+// overlap.
+type hashingWriter struct {
+	w io.Writer
+	h hash.Hash
+}
+
+func (hw *hashingWriter) Write(p []byte) (int, error) {
+	var n int
+	var err error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n, err = hw.w.Write(p)
+	}()
+	hw.h.Write(p)
+	<-done
+	return n, err
 }
