@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
+	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -240,12 +242,18 @@ func TestImagerStreamsThatBreakTheProtocolEnd(t *testing.T) {
 }
 
 // connectErr opens an imager stream, sends msgs and returns the error the
-// stream ends with.
+// stream ends with. The stream has the certificate of the node of the
+// first message's Hello, so that its flaws are what is refused, or of
+// node x when that cannot be certified.
 func connectErr(t *testing.T, f *farm, msgs ...*imagefarmv1.ConnectRequest) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	stream, err := f.imager.Connect(ctx)
+	node := msgs[0].GetHello().GetNodeId()
+	if !ident.Valid(node, pki.MaxNameLen) {
+		node = "x"
+	}
+	stream, err := f.imagerAs(t, node).Connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
@@ -23,9 +27,18 @@ import (
 
 // Config is everything a controller needs.
 type Config struct {
-	NATSURL  string           // the JetStream-enabled NATS server
-	Listen   string           // gRPC listen address, e.g. 127.0.0.1:7700
-	Listener net.Listener     // used instead of Listen when set (tests)
+	NATSURL  string       // the JetStream-enabled NATS server
+	Listen   string       // gRPC listen address, e.g. 127.0.0.1:7700
+	Listener net.Listener // used instead of Listen when set (tests)
+	// TLS is what the listener serves (pki.ServerConfig). Nil only with
+	// Insecure.
+	TLS *tls.Config
+	// ClientCAs is the farm CA, which client certificates are verified
+	// against; imagers must present one. Required with TLS.
+	ClientCAs *x509.CertPool
+	// Insecure serves plaintext, with no TLS and no identities, when TLS
+	// is nil: for a lab on a trusted network only. It is logged loudly.
+	Insecure bool
 	Catalog  *catalog.Catalog // the image store, to resolve refs at submit time
 	// HeartbeatTTL is how long a node may stay silent before it is lost;
 	// scheduler.DefaultHeartbeatTTL when 0.
@@ -62,6 +75,12 @@ type Controller struct {
 func New(cfg Config) (*Controller, error) {
 	if cfg.NATSURL == "" || (cfg.Listen == "" && cfg.Listener == nil) || cfg.Catalog == nil {
 		return nil, errors.New("controller: config needs a NATS URL, a listen address and a catalog")
+	}
+	switch {
+	case cfg.TLS == nil && !cfg.Insecure:
+		return nil, errors.New("controller: config needs TLS, or Insecure to serve plaintext")
+	case cfg.TLS != nil && cfg.ClientCAs == nil:
+		return nil, errors.New("controller: config needs the farm CA (ClientCAs) with TLS, to verify imagers")
 	}
 	if cfg.HeartbeatTTL <= 0 {
 		cfg.HeartbeatTTL = scheduler.DefaultHeartbeatTTL
@@ -106,12 +125,18 @@ func (c *Controller) Run(ctx context.Context) error {
 			return fmt.Errorf("controller: listen on %s: %w", c.cfg.Listen, err)
 		}
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(maxRequestBytes),
-		grpc.ChainUnaryInterceptor(c.recoverUnary), grpc.ChainStreamInterceptor(c.recoverStream))
+	creds := insecure.NewCredentials()
+	if c.cfg.TLS != nil {
+		creds = credentials.NewTLS(c.cfg.TLS)
+	} else {
+		c.log.Warn(insecureWarning)
+	}
+	srv := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(maxRequestBytes),
+		grpc.ChainUnaryInterceptor(c.recoverUnary, c.authUnary), grpc.ChainStreamInterceptor(c.recoverStream, c.authStream))
 	imagefarmv1.RegisterImageFarmServiceServer(srv, c)
 	imagefarmv1.RegisterImagerServiceServer(srv, c)
 	c.addr <- lis.Addr()
-	c.log.Info("controller serving", "addr", lis.Addr().String(), "nats", c.cfg.NATSURL)
+	c.log.Info("controller serving", "addr", lis.Addr().String(), "nats", c.cfg.NATSURL, "tls", c.cfg.TLS != nil)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(lis) })
 	g.Go(func() error { <-gctx.Done(); srv.Stop(); return nil })

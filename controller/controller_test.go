@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/imagefarm/imagefarm/controller"
 	"github.com/imagefarm/imagefarm/controller/dispatch"
@@ -23,8 +23,9 @@ import (
 // farm is a controller on a real NATS server, with its client API and the
 // JetStream handle the test's scripted imagers use.
 type farm struct {
-	api    imagefarmv1.ImageFarmServiceClient
-	imager imagefarmv1.ImagerServiceClient
+	api    imagefarmv1.ImageFarmServiceClient // with TLS and no client certificate
+	addr   string
+	pki    *testenv.PKI // the farm CA
 	js     jetstream.JetStream
 	digest string
 }
@@ -43,7 +44,8 @@ func startFarm(t *testing.T, ttl time.Duration) *farm {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := controller.New(controller.Config{NATSURL: srv.ClientURL(), Listener: lis, Catalog: cat, HeartbeatTTL: ttl,
+	ca := testenv.NewPKI(t)
+	c, err := controller.New(controller.Config{NATSURL: srv.ClientURL(), Listener: lis, TLS: ca.ServerTLS(t), ClientCAs: ca.Pool(), Catalog: cat, HeartbeatTTL: ttl,
 		Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -57,13 +59,28 @@ func startFarm(t *testing.T, ttl time.Duration) *farm {
 			t.Errorf("controller Run = %v", err)
 		}
 	})
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	js, _ := jetstream.New(nc)
+	f := &farm{addr: lis.Addr().String(), pki: ca, js: js, digest: res.Digest}
+	f.api = imagefarmv1.NewImageFarmServiceClient(f.dial(t, credentials.NewTLS(ca.ClientTLS(t, ""))))
+	return f
+}
+
+// dial connects to the controller with creds until the test ends.
+func (f *farm) dial(t *testing.T, creds credentials.TransportCredentials) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	js, _ := jetstream.New(nc)
-	return &farm{api: imagefarmv1.NewImageFarmServiceClient(conn), imager: imagefarmv1.NewImagerServiceClient(conn), js: js, digest: res.Digest}
+	return conn
+}
+
+// imagerAs is an imager's connection to the controller, with the
+// certificate of node.
+func (f *farm) imagerAs(t *testing.T, node string) imagefarmv1.ImagerServiceClient {
+	t.Helper()
+	return imagefarmv1.NewImagerServiceClient(f.dial(t, credentials.NewTLS(f.pki.ClientTLS(t, node))))
 }
 
 // scriptedImager speaks the imager side of the protocol by hand.
@@ -79,7 +96,7 @@ type scriptedImager struct {
 
 func (f *farm) connect(t *testing.T, nodeID string, drives ...*imagefarmv1.Drive) *scriptedImager {
 	t.Helper()
-	stream, err := f.imager.Connect(t.Context())
+	stream, err := f.imagerAs(t, nodeID).Connect(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}

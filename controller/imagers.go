@@ -95,6 +95,9 @@ func (c *Controller) hello(ctx context.Context, stream imagefarmv1.ImagerService
 	if err := checkHello(h); err != nil {
 		return nil, err
 	}
+	if err := c.checkNodePeer(ctx, h.GetNodeId()); err != nil {
+		return nil, err
+	}
 	node, err := c.st.UpdateNode(ctx, h.GetNodeId(), func(n *imagefarmv1.Node) error {
 		if n.InstanceId != h.GetInstanceId() || n.State != imagefarmv1.NodeState_NODE_STATE_ONLINE {
 			n.Epoch++ // a restarted or returning imager: everything older is fenced

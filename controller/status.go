@@ -12,6 +12,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/internal/ident"
+	"github.com/imagefarm/imagefarm/internal/pki"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -58,6 +59,10 @@ func codeOf(err error) codes.Code {
 		return codes.OutOfRange
 	case errors.Is(err, state.ErrExists):
 		return codes.AlreadyExists
+	case isAny(err, errNoCertificate, pki.ErrUntrusted):
+		return codes.Unauthenticated
+	case errors.Is(err, errWrongPeer):
+		return codes.PermissionDenied
 	case isAny(err, errFenced, state.ErrConflict):
 		return codes.Aborted
 	case isAny(err, catalog.ErrBadManifest, catalog.ErrCorruptChunk):

@@ -3,6 +3,7 @@ package imager
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,9 +41,15 @@ type AgentConfig struct {
 	// NATSURL is the NATS server the assignments come from
 	// ("nats://127.0.0.1:4222").
 	NATSURL string
-	// Controller is the host:port of the controller's gRPC listener
-	// (plaintext for now).
+	// Controller is the host:port of the controller's gRPC listener.
 	Controller string
+	// TLS is how the controller is dialed (pki.ClientConfig): its
+	// certificate verified against the farm CA, and this node's
+	// certificate, which binds NodeID. Nil only with Insecure.
+	TLS *tls.Config
+	// Insecure dials the controller in plaintext when TLS is nil: for a
+	// lab on a trusted network only. It is logged loudly.
+	Insecure bool
 	// Catalog is where images are read from; it should have the node cache.
 	Catalog *catalog.Catalog
 	// Drives says where the node's drives are and which it may write.
@@ -88,6 +95,8 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 		return nil, errors.New("imager agent: no controller address")
 	case cfg.Catalog == nil:
 		return nil, errors.New("imager agent: no catalog")
+	case cfg.TLS == nil && !cfg.Insecure:
+		return nil, errors.New("imager agent: no TLS config, and not Insecure")
 	}
 	if _, err := drive.Discover(cfg.Drives); err != nil {
 		return nil, fmt.Errorf("imager agent: %w", err)
@@ -136,7 +145,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.log.Info("imager agent starting", "instance_id", a.instanceID, "controller", a.cfg.Controller, "nats", a.cfg.NATSURL)
+	if a.cfg.TLS == nil {
+		a.log.Warn(insecureWarning, "controller", a.cfg.Controller)
+	}
+	a.log.Info("imager agent starting", "instance_id", a.instanceID, "controller", a.cfg.Controller, "nats", a.cfg.NATSURL, "tls", a.cfg.TLS != nil)
 	g.Go(func() error { return a.stayConnected(ctx, client) })
 	g.Go(func() error { return a.watchDrives(ctx) })
 	g.Go(func() error { return sub.Run(ctx) })

@@ -3,6 +3,7 @@ package imager_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -143,23 +145,24 @@ func (c *fakeController) result(t *testing.T, taskID string) *imagefarmv1.TaskRe
 	return c.results(taskID)[0].GetTaskResult()
 }
 
-// controllerServer serves a fakeController on a loopback address until
-// stopped; a new one can take the same address.
+// controllerServer serves a fakeController on a loopback address, with
+// TLS, until stopped; a new one can take the same address.
 type controllerServer struct {
 	addr string
+	tls  *tls.Config
 	srv  *grpc.Server
 	done chan struct{}
 }
 
-func serveController(t *testing.T, addr string, c *fakeController) *controllerServer {
+func serveController(t *testing.T, addr string, tlsCfg *tls.Config, c *fakeController) *controllerServer {
 	t.Helper()
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer() // default keepalive enforcement, as the controller has
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(tlsCfg))) // default keepalive enforcement, as the controller has
 	imagefarmv1.RegisterImagerServiceServer(srv, c)
-	s := &controllerServer{addr: lis.Addr().String(), srv: srv, done: make(chan struct{})}
+	s := &controllerServer{addr: lis.Addr().String(), tls: tlsCfg, srv: srv, done: make(chan struct{})}
 	go func() { defer close(s.done); srv.Serve(lis) }()
 	t.Cleanup(s.stop)
 	return s
@@ -178,6 +181,7 @@ type farm struct {
 	pub    *dispatch.Publisher
 	ctl    *fakeController
 	srv    *controllerServer
+	pki    *testenv.PKI // the farm CA of the controller and the agent
 	drives []drive.Drive
 }
 
@@ -214,8 +218,8 @@ func startFarm(t *testing.T, b *bench, dcfg drive.Config, drives []drive.Drive, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &farm{b: b, js: js, pub: pub, ctl: &fakeController{epoch: 3}, drives: drives}
-	f.srv = serveController(t, "127.0.0.1:0", f.ctl)
+	f := &farm{b: b, js: js, pub: pub, ctl: &fakeController{epoch: 3}, drives: drives, pki: testenv.NewPKI(t)}
+	f.srv = serveController(t, "127.0.0.1:0", f.pki.ServerTLS(t), f.ctl)
 	if cat == nil {
 		cat = b.cat
 	}
@@ -230,7 +234,7 @@ func (f *farm) startAgent(t *testing.T, natsURL string, cat *catalog.Catalog, dc
 	t.Helper()
 	a, err := imager.NewAgent(imager.AgentConfig{
 		NodeID: testNode, Pool: "usb", Labels: map[string]string{"site": "depot"}, Version: "test",
-		NATSURL: natsURL, Controller: f.srv.addr, Catalog: cat, Drives: dcfg,
+		NATSURL: natsURL, Controller: f.srv.addr, TLS: f.pki.ClientTLS(t, testNode), Catalog: cat, Drives: dcfg,
 		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
@@ -257,7 +261,7 @@ func (f *farm) restartController(t *testing.T, c *fakeController) {
 	t.Helper()
 	f.srv.stop()
 	f.ctl = c
-	f.srv = serveController(t, f.srv.addr, c)
+	f.srv = serveController(t, f.srv.addr, f.srv.tls, c)
 }
 
 // assignment is a task writing the bench image to the farm's drive i.

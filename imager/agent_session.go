@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -43,6 +44,9 @@ const (
 	keepaliveTimeout = 10 * time.Second
 )
 
+// insecureWarning is logged at every start of an agent without TLS.
+const insecureWarning = "INSECURE: no TLS: anyone on the network can pose as the controller to this node, or report as this node to the controller"
+
 // errNoHelloAck is returned when the controller answers Hello with
 // something else.
 var errNoHelloAck = errors.New("imager: controller did not answer Hello with HelloAck")
@@ -50,8 +54,12 @@ var errNoHelloAck = errors.New("imager: controller did not answer Hello with Hel
 // dial prepares the client connection to the controller; it connects
 // lazily, and again by itself after a failure.
 func (a *Agent) dial() (imagefarmv1.ImagerServiceClient, func(), error) {
+	creds := insecure.NewCredentials()
+	if a.cfg.TLS != nil {
+		creds = credentials.NewTLS(a.cfg.TLS)
+	}
 	conn, err := grpc.NewClient(a.cfg.Controller,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 2, Jitter: 0.2, MaxDelay: dialMax},
 			MinConnectTimeout: 5 * time.Second,

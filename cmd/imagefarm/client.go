@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -47,16 +49,27 @@ type controllerClient struct {
 	conn *grpc.ClientConn
 }
 
-// dialController connects to the controller g names. The connection is
-// made on the first call, so an unreachable controller shows up as that
-// call's error.
+// dialController connects to the controller g names, over TLS verified
+// against the farm CA (--ca), or in plaintext with --insecure, which it
+// warns of. The connection is made on the first call, so an unreachable
+// controller shows up as that call's error.
 func dialController(g *globals) (*controllerClient, error) {
 	if g.controller == "" {
 		return nil, errors.New("no controller: pass --controller HOST:PORT or set IMAGEFARM_CONTROLLER")
 	}
+	tlsCfg, err := g.tls.clientTLS()
+	if err != nil {
+		return nil, err
+	}
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	} else {
+		fmt.Fprintln(os.Stderr, cliInsecureWarning)
+	}
 	c := &controllerClient{addr: g.controller}
 	conn, err := grpc.NewClient(g.controller,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryPolicy),
 		grpc.WithChainUnaryInterceptor(c.unary))
 	if err != nil {

@@ -182,7 +182,9 @@ func runFarm(t *testing.T, addr string, args ...string) (string, error) {
 
 // runFarmContext is runFarm with a context, and stderr returned.
 func runFarmContext(ctx context.Context, addr string, args ...string) (stdout, stderr string, err error) {
-	g := &globals{controller: addr}
+	// The fake farms serve plaintext, for the CLI's own logic; tls_test.go
+	// checks its TLS.
+	g := &globals{controller: addr, tls: tlsFlags{insecure: true}}
 	root := &cobra.Command{Use: "imagefarm", SilenceUsage: true, SilenceErrors: true}
 	// drives stands in for imagefarm drives, which calls printFarmDrives
 	// when a controller is given.

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,22 +20,27 @@ const controllerRetryBudget = 10 * time.Second
 
 func newControllerCmd(g *globals) *cobra.Command {
 	var (
-		natsURL, listen string
-		ttl, ackWait    time.Duration
+		natsURL, listen, clientCA string
+		ttl, ackWait              time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "controller --nats URL --store URL --listen ADDR",
+		Use:   "controller --nats URL --store URL --listen ADDR --tls-cert FILE --tls-key FILE --client-ca FILE",
 		Short: "Run the controller: the client API, scheduling, dispatch over NATS JetStream",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if natsURL == "" {
 				return errors.New("--nats: name the NATS server with JetStream, e.g. nats://127.0.0.1:4222")
 			}
+			tlsCfg, clientCAs, err := g.tls.serverTLS(clientCA)
+			if err != nil {
+				return err
+			}
 			cat, err := openCatalog(g, catalog.Options{RetryBudget: controllerRetryBudget})
 			if err != nil {
 				return err
 			}
 			c, err := controller.New(controller.Config{NATSURL: natsURL, Listen: listen, Catalog: cat,
+				TLS: tlsCfg, ClientCAs: clientCAs, Insecure: g.tls.insecure,
 				HeartbeatTTL: ttl, Dispatch: dispatch.Config{AckWait: ackWait}, Log: slog.Default()})
 			if err != nil {
 				return err
@@ -44,6 +50,8 @@ func newControllerCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&natsURL, "nats", "", "NATS server URL (JetStream enabled)")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7700", "gRPC listen address")
+	cmd.Flags().StringVar(&clientCA, "client-ca", os.Getenv("IMAGEFARM_CLIENT_CA"),
+		"the farm CA certificate (ca.crt) that imagers' and clients' certificates are verified against (env IMAGEFARM_CLIENT_CA)")
 	cmd.Flags().DurationVar(&ttl, "heartbeat-ttl", 15*time.Second, "a node silent for this long is lost and its tasks fenced")
 	addAckWaitFlag(cmd, &ackWait)
 	return cmd

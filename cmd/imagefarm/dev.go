@@ -45,7 +45,9 @@ func newDevCmd(g *globals) *cobra.Command {
 		Short: "Run an all-in-one farm: embedded NATS, the controller, one imager with virtual drives, a file store",
 		Long: `Run the whole farm in one process under one data folder: an embedded NATS
 server with JetStream, the controller, one imager (node dev-1, pool dev) whose drives
-are sparse files, and a file:// image store. It prints the addresses to use from
+are sparse files, and a file:// image store. The controller serves TLS with
+certificates of a CA made in the data folder (pki/), and the imager presents its
+node certificate. It prints the addresses and certificate files to use from
 another terminal and runs until interrupted. With --demo it makes a sample disk
 image, pushes it, submits a job for every virtual drive, shows the live progress
 and ends with the verified table and an independent check of every drive.`,
@@ -92,10 +94,14 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	if err != nil {
 		return err
 	}
+	certs, err := devCerts(filepath.Join(f.dataDir, "pki"), f.listen)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	ctl, err := controller.New(controller.Config{NATSURL: ns.ClientURL(), Listen: f.listen, Catalog: cat,
-		HeartbeatTTL: f.heartbeatTTL, Log: slog.Default()})
+		TLS: certs.server, ClientCAs: certs.clientCAs, HeartbeatTTL: f.heartbeatTTL, Log: slog.Default()})
 	if err != nil {
 		return err
 	}
@@ -105,17 +111,19 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	if err != nil {
 		return err
 	}
-	g.controller = addr.String()
-	agent, err := imager.NewAgent(imager.AgentConfig{NodeID: "dev-1", Pool: "dev", NATSURL: ns.ClientURL(),
-		Controller: g.controller, Catalog: cat, Drives: drive.Config{VirtualDir: filepath.Join(f.dataDir, "drives"),
+	g.controller = dialAddr(addr)
+	agent, err := imager.NewAgent(imager.AgentConfig{NodeID: devNode, Pool: "dev", NATSURL: ns.ClientURL(),
+		Controller: g.controller, TLS: certs.node, Catalog: cat, Drives: drive.Config{VirtualDir: filepath.Join(f.dataDir, "drives"),
 			CacheDir: filepath.Join(f.dataDir, "cache")}, Log: slog.Default()})
 	if err != nil {
 		return err
 	}
 	grp.Go(func() error { return agent.Run(ctx) })
-	fmt.Fprintf(out, "dev farm in %s\n  NATS:       %s\n  controller: %s\n  store:      %s\n  drives:     %d × %s virtual drives on node dev-1 (pool dev)\n",
-		f.dataDir, ns.ClientURL(), g.controller, g.store, len(drives), bytesIEC(max(f.driveSize, f.size)))
-	fmt.Fprintf(out, "from another terminal:\n  export IMAGEFARM_CONTROLLER=%s IMAGEFARM_STORE=%s\n", g.controller, g.store)
+	g.tls = certs.client
+	fmt.Fprintf(out, "dev farm in %s\n  NATS:       %s\n  controller: %s (TLS; imagers need a certificate of the CA in %s)\n  store:      %s\n  drives:     %d × %s virtual drives on node %s (pool dev)\n",
+		f.dataDir, ns.ClientURL(), g.controller, filepath.Dir(g.tls.ca), g.store, len(drives), bytesIEC(max(f.driveSize, f.size)), devNode)
+	fmt.Fprintf(out, "from another terminal:\n  export IMAGEFARM_CONTROLLER=%s IMAGEFARM_STORE=%s \\\n    IMAGEFARM_CA=%s IMAGEFARM_TLS_CERT=%s IMAGEFARM_TLS_KEY=%s\n",
+		g.controller, g.store, g.tls.ca, g.tls.cert, g.tls.key)
 	if f.demo {
 		grp.Go(func() error {
 			defer cancel()
@@ -166,12 +174,12 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, f *devFlags, drives
 	ref := "sample-disk:" + time.Now().UTC().Format("20060102.150405")
 	submit := []string{"job", "submit", ref, "--watch"}
 	for _, d := range drives {
-		submit = append(submit, "--drive", "dev-1/virt-"+filepath.Base(d))
+		submit = append(submit, "--drive", devNode+"/virt-"+filepath.Base(d))
 	}
 	for _, args := range [][]string{{"image", "push", ref, src, "--label", "source=demo"}, submit} {
 		fmt.Fprintf(out, "\n$ imagefarm %s\n", strings.Join(args, " "))
 		sub := newRootCmd()
-		sub.SetArgs(append(args, "--store", g.store, "--controller", g.controller))
+		sub.SetArgs(append(args, "--store", g.store, "--controller", g.controller, "--ca", g.tls.ca, "--tls-cert", g.tls.cert, "--tls-key", g.tls.key))
 		sub.SetOut(out)
 		sub.SetErr(out)
 		if err := sub.ExecuteContext(ctx); err != nil {

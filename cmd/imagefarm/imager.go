@@ -39,7 +39,7 @@ const retryBudgetUsage = "how long reading a chunk is retried while storage is u
 func newImagerCmd(g *globals) *cobra.Command {
 	var f imagerFlags
 	cmd := &cobra.Command{
-		Use:   "imager --node-id ID --nats URL --controller ADDR --store URL",
+		Use:   "imager --node-id ID --nats URL --controller ADDR --store URL --tls-cert FILE --tls-key FILE --ca FILE",
 		Short: "Run an imager node: report its drives to the controller and write the tasks it is assigned",
 		Long: `Run an imager node. It keeps one status stream to the controller (hello with
 the drive inventory, heartbeats, drives inserted and removed, task progress and
@@ -47,7 +47,11 @@ results, re-sent after a reconnect until acknowledged) and takes its assignments
 from NATS JetStream. Assignments for the same job and image that arrive together
 are written as one fan-out, so the image is fetched and decompressed once for all
 their drives; every drive is read back and verified before its task is DONE. The
-guards of "imagefarm write" apply to every drive.`,
+guards of "imagefarm write" apply to every drive.
+
+The stream is TLS: the controller is verified against the farm CA (--ca), and
+the node presents its certificate (--tls-cert, --tls-key), which binds its node
+id: imagefarm ca issue --node ID makes it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.agentConfig(g)
@@ -88,6 +92,10 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 	case g.store == "":
 		return none, errors.New("no image store: pass --store URL or set IMAGEFARM_STORE")
 	}
+	tlsCfg, err := g.tls.nodeTLS(f.nodeID)
+	if err != nil {
+		return none, err
+	}
 	dcfg, err := f.df.config()
 	if err != nil {
 		return none, err
@@ -113,7 +121,7 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 	}
 	return imager.AgentConfig{
 		NodeID: f.nodeID, Pool: f.pool, Labels: f.labels, Version: buildVersion(),
-		NATSURL: f.nats, Controller: g.controller, Catalog: cat, Drives: dcfg,
+		NATSURL: f.nats, Controller: g.controller, TLS: tlsCfg, Insecure: g.tls.insecure, Catalog: cat, Drives: dcfg,
 		HeartbeatInterval: f.heartbeat, Dispatch: dispatch.Config{AckWait: f.ackWait}, Log: slog.Default(),
 	}, nil
 }

@@ -41,6 +41,7 @@ type globals struct {
 	logLevel   string
 	debugAddr  string
 	json       bool
+	tls        tlsFlags
 }
 
 func newRootCmd() *cobra.Command {
@@ -68,6 +69,8 @@ func newRootCmd() *cobra.Command {
 		"controller gRPC address HOST:PORT (env IMAGEFARM_CONTROLLER)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.debugAddr, "debug-addr", "", "serve Go profiles and counters (/debug/pprof/, /debug/vars) on this address, e.g. 127.0.0.1:6060")
+	addTLSFlags(root, &g.tls)
+	root.AddCommand(newCACmd())
 	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g), newControllerCmd(g), newJobCmd(g), newNodesCmd(g), newImagerCmd(g), newMediaCmd(g))
 	return root
 }

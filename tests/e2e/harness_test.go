@@ -20,8 +20,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
@@ -135,6 +136,7 @@ type farm struct {
 	t          *testing.T
 	cfg        farmConfig
 	dir, store string
+	pki        string // the farm CA's folder, made with imagefarm ca
 	nats, ctl  string
 	natsProc   *proc
 	controller *proc
@@ -166,8 +168,10 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 	natsPort, _ := testenv.FreePort()
 	ctlPort, _ := testenv.FreePort()
 	f.nats, f.ctl = fmt.Sprintf("nats://127.0.0.1:%d", natsPort), fmt.Sprintf("127.0.0.1:%d", ctlPort)
+	f.makeCerts()
 	f.natsProc = f.newProc("nats", bin.nats, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-sd", filepath.Join(f.dir, "nats"))
-	ctlArgs := []string{bin.imagefarm, "controller", "--nats", f.nats, "--store", f.store, "--listen", f.ctl}
+	ctlArgs := []string{bin.imagefarm, "controller", "--nats", f.nats, "--store", f.store, "--listen", f.ctl,
+		"--tls-cert", f.pkiFile("controller.crt"), "--tls-key", f.pkiFile("controller.key"), "--client-ca", f.pkiFile("ca.crt")}
 	if cfg.ttl > 0 {
 		ctlArgs = append(ctlArgs, "--heartbeat-ttl", cfg.ttl.String())
 	}
@@ -186,14 +190,18 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 		}
 		args := []string{bin.imagefarm, "imager", "--node-id", node, "--pool", "bench", "--nats", f.nats, "--controller", f.ctl,
 			"--store", imagerStore, "--virtual-drives", filepath.Join(f.dir, node), "--cache", filepath.Join(f.dir, node+"-cache"),
-			"--log-level", "debug"}
+			"--log-level", "debug", "--ca", f.pkiFile("ca.crt"), "--tls-cert", f.pkiFile("node-"+node+".crt"), "--tls-key", f.pkiFile("node-"+node+".key")}
 		if cfg.ackWait > 0 {
 			args = append(args, "--ack-wait", cfg.ackWait.String())
 		}
 		args = append(args, cfg.imagerArgs...)
 		f.imagers[node] = f.newProc("imager-"+node, args...)
 	}
-	conn, err := grpc.NewClient(f.ctl, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	tlsCfg, err := pki.ClientConfig(f.pkiFile("ca.crt"), "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(f.ctl, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,6 +210,25 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 	f.waitNodes(len(cfg.nodes))
 	return f
 }
+
+// makeCerts makes the farm's CA, the controller's certificate and each
+// node's with imagefarm ca, as an admin would.
+func (f *farm) makeCerts() {
+	f.t.Helper()
+	f.pki = filepath.Join(f.dir, "pki")
+	cmds := [][]string{{"init"}, {"issue", "--controller", "--host", "127.0.0.1"}}
+	for node := range f.cfg.nodes {
+		cmds = append(cmds, []string{"issue", "--node", node})
+	}
+	for _, args := range cmds {
+		if out, err := exec.Command(bin.imagefarm, append(append([]string{"ca"}, args...), "--dir", f.pki)...).CombinedOutput(); err != nil {
+			f.t.Fatalf("imagefarm ca %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// pkiFile is a file of the farm's CA folder.
+func (f *farm) pkiFile(name string) string { return filepath.Join(f.pki, name) }
 
 // addDrive makes a virtual drive full of 0xEE on node.
 func (f *farm) addDrive(node, name string) string {
@@ -281,7 +308,7 @@ func (f *farm) waitFor(limit time.Duration, what string, cond func() bool) {
 // and exit code.
 func (f *farm) cli(args ...string) (string, int) {
 	f.t.Helper()
-	cmd := exec.Command(bin.imagefarm, append(args, "--store", f.store, "--controller", f.ctl)...)
+	cmd := exec.Command(bin.imagefarm, append(args, "--store", f.store, "--controller", f.ctl, "--ca", f.pkiFile("ca.crt"))...)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {

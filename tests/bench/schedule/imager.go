@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/imagefarm/imagefarm/controller/dispatch"
@@ -50,8 +50,8 @@ func newSimImager(id string, cfg *Config, rec *recorder) *simImager {
 // run connects to the controller and to NATS, each over a connection of
 // its own like a real node, and serves until ctx ends. It calls greeted
 // once the controller answered Hello.
-func (im *simImager) run(ctx context.Context, addr, natsURL string, greeted func()) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func (im *simImager) run(ctx context.Context, addr string, creds credentials.TransportCredentials, natsURL string, greeted func()) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return err
 	}

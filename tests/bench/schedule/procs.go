@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
@@ -159,18 +158,26 @@ func pushImage(ctx context.Context, cfg Config) (string, error) {
 func storeURL(dir string) string { return "file://" + filepath.Join(dir, "store") }
 
 // startController runs `imagefarm controller` and waits until it answers.
-func startController(ctx context.Context, cfg Config, natsURL string) (*proc, string, error) {
+func startController(ctx context.Context, cfg Config, tls *farmTLS, natsURL string) (*proc, string, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, "", err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	p, err := startProc("controller", filepath.Join(cfg.Dir, "controller.log"), cfg.Imagefarm, "controller",
-		"--nats", natsURL, "--store", storeURL(cfg.Dir), "--listen", addr, "--heartbeat-ttl", cfg.TTL.String())
+	tlsFlags, err := tls.controllerFlags()
 	if err != nil {
 		return nil, "", err
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := tls.creds("")
+	if err != nil {
+		return nil, "", err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p, err := startProc("controller", filepath.Join(cfg.Dir, "controller.log"), cfg.Imagefarm, append([]string{"controller",
+		"--nats", natsURL, "--store", storeURL(cfg.Dir), "--listen", addr, "--heartbeat-ttl", cfg.TTL.String()}, tlsFlags...)...)
+	if err != nil {
+		return nil, "", err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		p.stop()
 		return nil, "", err

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
@@ -48,17 +48,25 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer ns.stop()
-	ctrl, addr, err := startController(ctx, cfg, ns.url)
+	tls, err := newFarmTLS(filepath.Join(cfg.Dir, "pki"))
+	if err != nil {
+		return err
+	}
+	ctrl, addr, err := startController(ctx, cfg, tls, ns.url)
 	if err != nil {
 		return err
 	}
 	defer ctrl.stop()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := tls.creds("")
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	b := &bench{cfg: cfg, rec: newRecorder(cfg), api: imagefarmv1.NewImageFarmServiceClient(conn), ctrl: ctrl, nats: ns, addr: addr}
+	b := &bench{cfg: cfg, rec: newRecorder(cfg), api: imagefarmv1.NewImageFarmServiceClient(conn), ctrl: ctrl, nats: ns, addr: addr, tls: tls}
 	return b.run(ctx)
 }
 
@@ -70,6 +78,7 @@ type bench struct {
 	ctrl *proc
 	nats *natsServer
 	addr string
+	tls  *farmTLS
 	m    measures
 }
 
@@ -123,13 +132,17 @@ func (b *bench) connect(ctx context.Context, g *errgroup.Group) error {
 	slots := make(chan struct{}, connectLimit)
 	for i := range b.cfg.Nodes {
 		im := newSimImager(fmt.Sprintf("n%03d", i), &b.cfg, b.rec)
+		creds, err := b.tls.creds(im.id)
+		if err != nil {
+			return err
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return fmt.Errorf("imagers connecting: %w", context.Cause(ctx))
 		}
 		g.Go(func() error {
-			return im.run(ctx, b.addr, b.nats.url, func() { <-slots; greeted <- struct{}{} })
+			return im.run(ctx, b.addr, creds, b.nats.url, func() { <-slots; greeted <- struct{}{} })
 		})
 	}
 	for range b.cfg.Nodes {
