@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
@@ -41,7 +42,11 @@ func (c *Controller) SubmitJob(ctx context.Context, req *imagefarmv1.SubmitJobRe
 	if err := scheduler.ValidateSubmit(sj, farm); err != nil {
 		return nil, toStatus(err)
 	}
-	if _, err := c.st.CreateJob(ctx, job); err != nil && !errors.Is(err, state.ErrExists) {
+	created, err := c.st.CreateJob(ctx, job)
+	if created != nil { // stored, even if its event is pending
+		c.recordSubmit(ctx, created)
+	}
+	if err != nil && !errors.Is(err, state.ErrExists) {
 		return nil, toStatus(err) // ErrExists: a retry of a submit with the same request id
 	}
 	c.wake()
@@ -155,7 +160,7 @@ func (c *Controller) CancelJob(ctx context.Context, req *imagefarmv1.CancelJobRe
 		if err == nil {
 			for _, t := range tasks {
 				if !finalTask(t.GetState()) {
-					c.cancelTask(ctx, t)
+					c.cancelTask(ctx, actor(ctx), t)
 				}
 			}
 			_, err = c.st.UpdateJob(ctx, job.GetId(), func(j *imagefarmv1.Job) error {
@@ -170,17 +175,26 @@ func (c *Controller) CancelJob(ctx context.Context, req *imagefarmv1.CancelJobRe
 			return nil, toStatus(err)
 		}
 	}
+	c.record(ctx, &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: imagefarmv1.AuditAction_AUDIT_ACTION_JOB_CANCEL,
+		JobId: job.GetId(), ImageRef: job.GetImageRef(), ImageDigest: job.GetManifestDigest(),
+		Message: "the job was " + strings.TrimPrefix(job.GetState().String(), "JOB_STATE_")})
 	job, err = c.job(ctx, job.GetId())
 	return &imagefarmv1.CancelJobResponse{Job: job}, err
 }
 
-func (c *Controller) cancelTask(ctx context.Context, t *imagefarmv1.Task) {
-	if _, err := c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
-		if !finalTask(t.State) {
+// cancelTask ends t CANCELED on behalf of who, and stops it on its node.
+func (c *Controller) cancelTask(ctx context.Context, who string, t *imagefarmv1.Task) {
+	ended := false
+	canceled, err := c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
+		if ended = !finalTask(t.State); ended {
 			t.State, t.FinishTime = imagefarmv1.TaskState_TASK_STATE_CANCELED, now()
 		}
 		return nil
-	}); err != nil {
+	})
+	if ended && canceled != nil {
+		c.recordTaskEnd(ctx, who, canceled)
+	}
+	if err != nil {
 		c.log.Warn("cancel task", "task_id", t.GetId(), "error", err)
 	}
 	c.release(ctx, t.GetNodeId(), t.GetDrive().GetId(), t.GetId())

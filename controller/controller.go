@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/imagefarm/imagefarm/controller/audit"
 	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
@@ -45,6 +46,7 @@ type Config struct {
 	HeartbeatTTL time.Duration
 	State        state.Config
 	Dispatch     dispatch.Config
+	Audit        audit.Config
 	Log          *slog.Logger
 }
 
@@ -61,6 +63,7 @@ type Controller struct {
 	log   *slog.Logger
 	st    *state.Store
 	pub   *dispatch.Publisher
+	trail *audit.Log
 	js    jetstream.JetStream
 	kick  chan struct{} // wakes the scheduler
 	addr  chan net.Addr
@@ -118,6 +121,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	if c.pub, err = dispatch.NewPublisher(ctx, c.js, c.cfg.Dispatch); err != nil {
 		return fmt.Errorf("controller: dispatch: %w", err)
+	}
+	if c.trail, err = audit.Open(ctx, c.js, c.cfg.Audit); err != nil {
+		return fmt.Errorf("controller: audit: %w", err)
 	}
 	lis := c.cfg.Listener
 	if lis == nil {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/imagefarm/imagefarm/controller/scheduler"
@@ -59,28 +60,36 @@ func (c *Controller) livenessLoop(ctx context.Context) error {
 // redelivered assignments are refused, and its unfinished tasks end LOST.
 // A standing order then takes other drives on the next placement.
 func (c *Controller) loseNode(ctx context.Context, nodeID string, jobs []scheduler.Job) error {
-	if _, err := c.st.UpdateNode(ctx, nodeID, func(n *imagefarmv1.Node) error {
+	node, err := c.st.UpdateNode(ctx, nodeID, func(n *imagefarmv1.Node) error {
 		n.State = imagefarmv1.NodeState_NODE_STATE_LOST
 		n.Epoch++
 		return nil
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	c.log.Warn("node lost: no heartbeat", "node_id", nodeID, "ttl", c.cfg.HeartbeatTTL)
+	c.record(ctx, &imagefarmv1.AuditRecord{Actor: controllerActor, Action: imagefarmv1.AuditAction_AUDIT_ACTION_NODE_FENCED,
+		NodeId: nodeID, Message: fmt.Sprintf("no heartbeat for %s: epoch raised to %d", c.cfg.HeartbeatTTL, node.GetEpoch())})
 	c.farm.mu.Lock()
 	if s := c.farm.sessions[nodeID]; s != nil {
 		s.fenced.Store(true) // its next report is refused and its stream ended
 	}
 	c.farm.mu.Unlock()
 	for _, lt := range scheduler.LostTasks(nodeID, jobs) {
-		if _, err := c.st.UpdateTask(ctx, lt.JobID, lt.TaskID, func(t *imagefarmv1.Task) error {
-			if !finalTask(t.State) {
+		ended := false
+		t, err := c.st.UpdateTask(ctx, lt.JobID, lt.TaskID, func(t *imagefarmv1.Task) error {
+			if ended = !finalTask(t.State); ended {
 				t.State, t.FinishTime = imagefarmv1.TaskState_TASK_STATE_LOST, now()
 				t.Failure = &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_NODE_LOST,
 					Message: "node " + nodeID + " stopped sending heartbeats"}
 			}
 			return nil
-		}); err != nil {
+		})
+		if ended && t != nil {
+			c.recordTaskEnd(ctx, controllerActor, t)
+		}
+		if err != nil {
 			return err
 		}
 		c.release(ctx, lt.NodeID, lt.DriveID, lt.TaskID)

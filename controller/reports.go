@@ -151,8 +151,9 @@ func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.Task
 		r = &imagefarmv1.TaskResult{State: imagefarmv1.TaskState_TASK_STATE_FAILED, Failure: &imagefarmv1.Failure{
 			Reason: imagefarmv1.FailureReason_FAILURE_REASON_INTERNAL, Message: "the imager reported " + why}}
 	}
-	if _, err := c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
-		if !finalTask(t.State) {
+	ended := false
+	t, err = c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
+		if ended = !finalTask(t.State); ended {
 			t.State, t.VerifiedDigest, t.Failure, t.FinishTime = r.GetState(), r.GetVerifiedDigest(), r.GetFailure(), now()
 			t.BytesDone = r.GetBytesWritten()
 			if d := r.GetDuration().AsDuration(); d > 0 {
@@ -160,7 +161,11 @@ func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.Task
 			}
 		}
 		return nil
-	}); err != nil {
+	})
+	if ended && t != nil {
+		c.recordTaskEnd(ctx, nodeActor(s.nodeID), t)
+	}
+	if err != nil {
 		return err
 	}
 	c.farm.mu.Lock()

@@ -103,7 +103,7 @@ func (c *Controller) markRunning(ctx context.Context, t *imagefarmv1.Task) error
 		return err
 	}
 	if job.GetState() == imagefarmv1.JobState_JOB_STATE_CANCELED {
-		c.cancelTask(ctx, t)
+		c.cancelTask(ctx, controllerActor, t)
 		return errClaimed
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/imagefarm/imagefarm/controller/audit"
 	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
@@ -65,9 +66,9 @@ func codeOf(err error) codes.Code {
 		return codes.PermissionDenied
 	case isAny(err, errFenced, state.ErrConflict):
 		return codes.Aborted
-	case isAny(err, catalog.ErrBadManifest, catalog.ErrCorruptChunk):
+	case isAny(err, catalog.ErrBadManifest, catalog.ErrCorruptChunk, audit.ErrUndecodable):
 		return codes.DataLoss
-	case isAny(err, storage.ErrUnreachable, storage.ErrAccessDenied, storage.ErrNoBucket, state.ErrEventPending):
+	case isAny(err, storage.ErrUnreachable, storage.ErrAccessDenied, storage.ErrNoBucket, state.ErrEventPending, audit.ErrUnavailable):
 		return codes.Unavailable
 	}
 	return codes.Internal

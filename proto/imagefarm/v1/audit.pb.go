@@ -127,9 +127,9 @@ type AuditRecord struct {
 	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// When the controller recorded it.
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
-	// Who did it: "peer:ADDRESS" for a client of the API (until clients
-	// authenticate), "node:ID" for what an imager reported, "controller" for
-	// what the controller decided by itself.
+	// Who did it: "client:NAME" for a client of the API with a certificate,
+	// "peer:HOST:PORT" for one without, "node:ID" for what an imager reported,
+	// "controller" for what the controller decided by itself.
 	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
 	// What was done.
 	Action AuditAction `protobuf:"varint,4,opt,name=action,proto3,enum=imagefarm.v1.AuditAction" json:"action,omitempty"`

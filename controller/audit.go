@@ -1,0 +1,125 @@
+package controller
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/peer"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/imagefarm/imagefarm/internal/pki"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+)
+
+// controllerActor is the actor of what the controller decides by itself:
+// fencing a silent node, ending its tasks.
+const controllerActor = "controller"
+
+// actor names who is behind a client API call, for the audit trail: the
+// identity its certificate binds ("client:NAME"), or else its network
+// address ("peer:HOST:PORT"). It is the one place that names callers.
+func actor(ctx context.Context) string {
+	if id, ok := peerIdentity(ctx); ok {
+		return string(id.Kind) + ":" + id.Name
+	}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return "peer:" + p.Addr.String()
+	}
+	return controllerActor
+}
+
+// nodeActor is the actor of what an imager reported: its node, whose
+// certificate the stream was opened with (as actor names it).
+func nodeActor(nodeID string) string { return string(pki.KindNode) + ":" + nodeID }
+
+// auditTimeout bounds how long a change waits for its audit record while
+// NATS is away; the change itself is already stored.
+const auditTimeout = 30 * time.Second
+
+// record appends rec to the audit trail, even when the request that made
+// the change has gone away meanwhile. A record that cannot be appended is
+// logged in full, as an error: the change it records stands.
+func (c *Controller) record(ctx context.Context, rec *imagefarmv1.AuditRecord) *imagefarmv1.AuditRecord {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditTimeout)
+	defer cancel()
+	stored, err := c.trail.Append(ctx, rec)
+	if err != nil {
+		c.log.Error("audit record not appended", "record", rec.String(), "error", err)
+	}
+	return stored
+}
+
+// recordTaskEnd records how task t ended on its drive: guard.refused when a
+// guard refused the drive, drive.written otherwise.
+//
+// Callers record a change when the store returned the changed record, even
+// with an error: a write whose event is left pending (state.ErrEventPending)
+// is stored, and returns what it stored; a failed write returns nil.
+func (c *Controller) recordTaskEnd(ctx context.Context, who string, t *imagefarmv1.Task) {
+	rec := &imagefarmv1.AuditRecord{Actor: who, Action: imagefarmv1.AuditAction_AUDIT_ACTION_DRIVE_WRITTEN,
+		JobId: t.GetJobId(), TaskId: t.GetId(), NodeId: t.GetNodeId(), Slot: t.GetSlot(), SlotLabel: t.GetSlotLabel(),
+		DriveId: t.GetDrive().GetId(), DriveSerial: t.GetDrive().GetSerial(), SizeBytes: t.GetDrive().GetSizeBytes(),
+		ImageDigest: t.GetVerifiedDigest(), TaskState: t.GetState(),
+		FailureReason: t.GetFailure().GetReason(), Message: t.GetFailure().GetMessage()}
+	if guardRefusal(t.GetFailure().GetReason()) {
+		rec.Action = imagefarmv1.AuditAction_AUDIT_ACTION_GUARD_REFUSED
+	}
+	if job, err := c.st.GetJobRecord(ctx, t.GetJobId()); err == nil {
+		rec.ImageRef, rec.ImageDigest = job.GetImageRef(), cmp.Or(rec.ImageDigest, job.GetManifestDigest())
+	}
+	c.record(ctx, rec)
+}
+
+// guardRefusal reports whether r is a guard's refusal of a drive.
+func guardRefusal(r imagefarmv1.FailureReason) bool {
+	return strings.HasPrefix(r.String(), "FAILURE_REASON_GUARD_")
+}
+
+// recordSubmit records that a job was submitted.
+func (c *Controller) recordSubmit(ctx context.Context, job *imagefarmv1.Job) {
+	what := strings.Join(job.GetTargets().GetDrives().GetDriveIds(), " ")
+	if so := job.GetTargets().GetStandingOrder(); so != nil {
+		sel, _ := protojson.Marshal(so.GetSelector()) // a selector always encodes
+		what = fmt.Sprintf("standing order for %d drives matching %s", so.GetCount(), sel)
+	}
+	c.record(ctx, &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: imagefarmv1.AuditAction_AUDIT_ACTION_JOB_SUBMIT,
+		JobId: job.GetId(), ImageRef: job.GetImageRef(), ImageDigest: job.GetManifestDigest(), Message: what})
+}
+
+// ListAudit implements ImageFarmService.ListAudit.
+func (c *Controller) ListAudit(req *imagefarmv1.ListAuditRequest, stream imagefarmv1.ImageFarmService_ListAuditServer) error {
+	var since time.Time
+	if s := req.GetSince(); s != nil {
+		if err := s.CheckValid(); err != nil {
+			return toStatus(fmt.Errorf("since: %v: %w", err, errBadRequest))
+		}
+		since = s.AsTime()
+	}
+	return toStatus(c.trail.Read(stream.Context(), since, int(req.GetLimit()), func(rec *imagefarmv1.AuditRecord) error {
+		return stream.Send(&imagefarmv1.ListAuditResponse{Record: rec})
+	}))
+}
+
+// RecordImageChange implements ImageFarmService.RecordImageChange.
+func (c *Controller) RecordImageChange(ctx context.Context, req *imagefarmv1.RecordImageChangeRequest) (*imagefarmv1.RecordImageChangeResponse, error) {
+	switch req.GetAction() {
+	case imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_RM, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG:
+	default:
+		return nil, toStatus(fmt.Errorf("action %v is not an image change: want AUDIT_ACTION_IMAGE_PUSH, _RM or _TAG: %w", req.GetAction(), errBadRequest))
+	}
+	if _, err := parseRef(req.GetImageRef()); err != nil {
+		return nil, toStatus(err)
+	}
+	if err := checkLen("image digest", req.GetImageDigest(), maxRefLen); err != nil {
+		return nil, toStatus(err)
+	}
+	rec, err := c.trail.Append(ctx, &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: req.GetAction(),
+		ImageRef: req.GetImageRef(), ImageDigest: req.GetImageDigest(), SizeBytes: req.GetSizeBytes()})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &imagefarmv1.RecordImageChangeResponse{Record: rec}, nil
+}
