@@ -17,7 +17,7 @@ import (
 )
 
 // makeTree writes files (slash paths to contents) under a new folder.
-func makeTree(t *testing.T, files map[string]string) string {
+func makeTree(t testing.TB, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, data := range files {
@@ -32,7 +32,7 @@ func makeTree(t *testing.T, files map[string]string) string {
 	return dir
 }
 
-func pack(t *testing.T, dir string) []byte {
+func pack(t testing.TB, dir string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := bundle.Write(&buf, dir); err != nil {
