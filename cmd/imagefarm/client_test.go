@@ -62,7 +62,7 @@ type fakeFarm struct {
 }
 
 // startFarm serves f on a loopback port and returns its address.
-func startFarm(t *testing.T, f *fakeFarm) string {
+func startFarm(t *testing.T, f imagefarmv1.ImageFarmServiceServer) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

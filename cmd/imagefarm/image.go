@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -81,7 +82,16 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printPush(cmd.OutOrStdout(), g, ref, res, time.Since(start))
+			if err := printPush(cmd.OutOrStdout(), g, ref, res, time.Since(start)); err != nil {
+				return err
+			}
+			changes := []*imagefarmv1.RecordImageChangeRequest{{Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH,
+				ImageRef: ref.String(), ImageDigest: res.Digest, SizeBytes: uint64(res.Manifest.Size)}}
+			for _, ch := range channels {
+				changes = append(changes, &imagefarmv1.RecordImageChangeRequest{Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG,
+					ImageRef: ref.Name + ":" + ch, ImageDigest: res.Digest})
+			}
+			return recordImageChange(cmd.Context(), g, changes...)
 		},
 	}
 	f := cmd.Flags()

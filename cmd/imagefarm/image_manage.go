@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/bundle"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -168,7 +170,8 @@ func newImageTagCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s:%s -> %s\n", ref.Name, args[1], digest)
-			return nil
+			return recordImageChange(cmd.Context(), g, &imagefarmv1.RecordImageChangeRequest{
+				Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG, ImageRef: ref.Name + ":" + args[1], ImageDigest: digest})
 		},
 	}
 }
@@ -183,11 +186,18 @@ func newImageRmCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			digest, err := c.Resolve(cmd.Context(), ref)
+			if err != nil {
+				return err
+			}
 			removed, err := c.Remove(cmd.Context(), ref)
+			var changes []*imagefarmv1.RecordImageChangeRequest
 			for _, r := range removed {
 				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", r)
+				changes = append(changes, &imagefarmv1.RecordImageChangeRequest{
+					Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_RM, ImageRef: r, ImageDigest: digest})
 			}
-			return err
+			return errors.Join(err, recordImageChange(cmd.Context(), g, changes...))
 		},
 	}
 }
