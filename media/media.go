@@ -43,7 +43,7 @@ type Spec struct {
 	Model     string        // the exact device model the key is for; empty takes only universal inputs
 	SplitSize int64         // a WIM larger than this is split; DefaultSplitSize when 0
 	Out       string        // the image file to write
-	WorkDir   string        // where inputs are unpacked, a temporary folder when empty
+	WorkDir   string        // where the folder that inputs are unpacked in is made; the system's temporary folder when empty
 	Log       *slog.Logger  // steps, at info; nil logs nothing
 }
 
@@ -109,13 +109,11 @@ func Build(ctx context.Context, c *catalog.Catalog, spec Spec) (*Result, error) 
 	if err != nil {
 		return nil, err
 	}
-	work := spec.WorkDir
-	if work == "" {
-		if work, err = os.MkdirTemp("", "imagefarm-media-"); err != nil {
-			return nil, fmt.Errorf("media: %w", err)
-		}
-		defer os.RemoveAll(work)
+	work, err := os.MkdirTemp(spec.WorkDir, "imagefarm-media-")
+	if err != nil {
+		return nil, fmt.Errorf("media: %w", err)
 	}
+	defer os.RemoveAll(work)
 	res := &Result{Inputs: inputs, WIMIndex: spec.WIMIndex, Model: spec.Model}
 	start := time.Now()
 	b := &builder{c: c, spec: spec, inputs: inputs, work: work, log: spec.Log}

@@ -107,7 +107,7 @@ bcdboot. Inputs that list device models are only put on media for one of them.`,
 	f.StringVar(&mf.push, "push", "", "push the image as NAME:VERSION, kind disk, labelled with its inputs")
 	f.StringArrayVar(&mf.channels, "channel", nil, "with --push: channel to point at the new version (repeatable)")
 	f.StringVar(&mf.out, "out", "", "write the image to this file (also when pushing)")
-	f.StringVar(&mf.workDir, "work-dir", "", "where inputs are unpacked (default: the system's temporary folder); needs about the inputs' size")
+	f.StringVar(&mf.workDir, "work-dir", "", "where a folder for the inputs is made, and removed after (default: the system's temporary folder); needs about twice the inputs' size")
 	f.BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
 }

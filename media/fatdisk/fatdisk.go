@@ -56,9 +56,10 @@ type node struct {
 	clusters uint32
 }
 
-// Write writes an image holding files to w and returns its size. Sources
-// are read once, in path order; one that changes size while it is read
-// fails the write.
+// Write writes an image holding files to w and returns its size. Nothing
+// is written unless every file can be on the volume. Sources are read
+// once, in the order they lie in the image; one whose size changed since
+// the layout was made fails the write.
 func Write(w io.Writer, files []File, opts Options) (int64, error) {
 	label, err := volumeLabel(opts.Label)
 	if err != nil {
