@@ -1226,7 +1226,7 @@ var File_imagefarm_v1_service_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1aimagefarm/v1/service.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imagefarm/v1/audit.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/image.proto\x1a\x17imagefarm/v1/jobs.proto\"\xb2\x02\n" +
+	"\x1aimagefarm/v1/service.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imagefarm/v1/audit.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/image.proto\x1a\x17imagefarm/v1/jobs.proto\x1a\x18imagefarm/v1/token.proto\"\xb2\x02\n" +
 	"\x10SubmitJobRequest\x12\x1b\n" +
 	"\timage_ref\x18\x01 \x01(\tR\bimageRef\x12/\n" +
 	"\atargets\x18\x02 \x01(\v2\x15.imagefarm.v1.TargetsR\atargets\x122\n" +
@@ -1297,7 +1297,7 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\x04 \x01(\x04R\tsizeBytes\"N\n" +
 	"\x19RecordImageChangeResponse\x121\n" +
-	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\xfc\x06\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\xf5\b\n" +
 	"\x10ImageFarmService\x12L\n" +
 	"\tSubmitJob\x12\x1e.imagefarm.v1.SubmitJobRequest\x1a\x1f.imagefarm.v1.SubmitJobResponse\x12C\n" +
 	"\x06GetJob\x12\x1b.imagefarm.v1.GetJobRequest\x1a\x1c.imagefarm.v1.GetJobResponse\x12I\n" +
@@ -1311,7 +1311,11 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"ListImages\x12\x1f.imagefarm.v1.ListImagesRequest\x1a .imagefarm.v1.ListImagesResponse\x12I\n" +
 	"\bGetImage\x12\x1d.imagefarm.v1.GetImageRequest\x1a\x1e.imagefarm.v1.GetImageResponse\x12N\n" +
 	"\tListAudit\x12\x1e.imagefarm.v1.ListAuditRequest\x1a\x1f.imagefarm.v1.ListAuditResponse0\x01\x12d\n" +
-	"\x11RecordImageChange\x12&.imagefarm.v1.RecordImageChangeRequest\x1a'.imagefarm.v1.RecordImageChangeResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\x11RecordImageChange\x12&.imagefarm.v1.RecordImageChangeRequest\x1a'.imagefarm.v1.RecordImageChangeResponse\x12R\n" +
+	"\vCreateToken\x12 .imagefarm.v1.CreateTokenRequest\x1a!.imagefarm.v1.CreateTokenResponse\x12O\n" +
+	"\n" +
+	"ListTokens\x12\x1f.imagefarm.v1.ListTokensRequest\x1a .imagefarm.v1.ListTokensResponse\x12R\n" +
+	"\vRevokeToken\x12 .imagefarm.v1.RevokeTokenRequest\x1a!.imagefarm.v1.RevokeTokenResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_service_proto_rawDescOnce sync.Once
@@ -1365,6 +1369,12 @@ var file_imagefarm_v1_service_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),     // 35: google.protobuf.Timestamp
 	(*AuditRecord)(nil),               // 36: imagefarm.v1.AuditRecord
 	(AuditAction)(0),                  // 37: imagefarm.v1.AuditAction
+	(*CreateTokenRequest)(nil),        // 38: imagefarm.v1.CreateTokenRequest
+	(*ListTokensRequest)(nil),         // 39: imagefarm.v1.ListTokensRequest
+	(*RevokeTokenRequest)(nil),        // 40: imagefarm.v1.RevokeTokenRequest
+	(*CreateTokenResponse)(nil),       // 41: imagefarm.v1.CreateTokenResponse
+	(*ListTokensResponse)(nil),        // 42: imagefarm.v1.ListTokensResponse
+	(*RevokeTokenResponse)(nil),       // 43: imagefarm.v1.RevokeTokenResponse
 }
 var file_imagefarm_v1_service_proto_depIdxs = []int32{
 	23, // 0: imagefarm.v1.SubmitJobRequest.targets:type_name -> imagefarm.v1.Targets
@@ -1399,19 +1409,25 @@ var file_imagefarm_v1_service_proto_depIdxs = []int32{
 	16, // 29: imagefarm.v1.ImageFarmService.GetImage:input_type -> imagefarm.v1.GetImageRequest
 	18, // 30: imagefarm.v1.ImageFarmService.ListAudit:input_type -> imagefarm.v1.ListAuditRequest
 	20, // 31: imagefarm.v1.ImageFarmService.RecordImageChange:input_type -> imagefarm.v1.RecordImageChangeRequest
-	1,  // 32: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
-	3,  // 33: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
-	5,  // 34: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
-	7,  // 35: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
-	9,  // 36: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
-	11, // 37: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
-	13, // 38: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
-	15, // 39: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
-	17, // 40: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
-	19, // 41: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
-	21, // 42: imagefarm.v1.ImageFarmService.RecordImageChange:output_type -> imagefarm.v1.RecordImageChangeResponse
-	32, // [32:43] is the sub-list for method output_type
-	21, // [21:32] is the sub-list for method input_type
+	38, // 32: imagefarm.v1.ImageFarmService.CreateToken:input_type -> imagefarm.v1.CreateTokenRequest
+	39, // 33: imagefarm.v1.ImageFarmService.ListTokens:input_type -> imagefarm.v1.ListTokensRequest
+	40, // 34: imagefarm.v1.ImageFarmService.RevokeToken:input_type -> imagefarm.v1.RevokeTokenRequest
+	1,  // 35: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
+	3,  // 36: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
+	5,  // 37: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
+	7,  // 38: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
+	9,  // 39: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
+	11, // 40: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
+	13, // 41: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
+	15, // 42: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
+	17, // 43: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
+	19, // 44: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
+	21, // 45: imagefarm.v1.ImageFarmService.RecordImageChange:output_type -> imagefarm.v1.RecordImageChangeResponse
+	41, // 46: imagefarm.v1.ImageFarmService.CreateToken:output_type -> imagefarm.v1.CreateTokenResponse
+	42, // 47: imagefarm.v1.ImageFarmService.ListTokens:output_type -> imagefarm.v1.ListTokensResponse
+	43, // 48: imagefarm.v1.ImageFarmService.RevokeToken:output_type -> imagefarm.v1.RevokeTokenResponse
+	35, // [35:49] is the sub-list for method output_type
+	21, // [21:35] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -1426,6 +1442,7 @@ func file_imagefarm_v1_service_proto_init() {
 	file_imagefarm_v1_farm_proto_init()
 	file_imagefarm_v1_image_proto_init()
 	file_imagefarm_v1_jobs_proto_init()
+	file_imagefarm_v1_token_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

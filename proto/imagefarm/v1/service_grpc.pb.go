@@ -30,6 +30,9 @@ const (
 	ImageFarmService_GetImage_FullMethodName          = "/imagefarm.v1.ImageFarmService/GetImage"
 	ImageFarmService_ListAudit_FullMethodName         = "/imagefarm.v1.ImageFarmService/ListAudit"
 	ImageFarmService_RecordImageChange_FullMethodName = "/imagefarm.v1.ImageFarmService/RecordImageChange"
+	ImageFarmService_CreateToken_FullMethodName       = "/imagefarm.v1.ImageFarmService/CreateToken"
+	ImageFarmService_ListTokens_FullMethodName        = "/imagefarm.v1.ImageFarmService/ListTokens"
+	ImageFarmService_RevokeToken_FullMethodName       = "/imagefarm.v1.ImageFarmService/RevokeToken"
 )
 
 // ImageFarmServiceClient is the client API for ImageFarmService service.
@@ -41,6 +44,10 @@ const (
 // through it. Bad requests fail with INVALID_ARGUMENT, unknown ids and refs
 // with NOT_FOUND, and requests the farm's state forbids with
 // FAILED_PRECONDITION, each with a message a person can act on.
+//
+// Every call carries a bearer token ("authorization: Bearer ift_...") whose
+// role the method needs: calls without a known token fail UNAUTHENTICATED,
+// calls whose token's role is too low PERMISSION_DENIED naming the role.
 type ImageFarmServiceClient interface {
 	// SubmitJob resolves the image ref to a manifest digest, checks that the
 	// targets can be placed (known nodes and drives, not busy, large enough) and
@@ -72,6 +79,12 @@ type ImageFarmServiceClient interface {
 	// (image.push, image.rm, image.tag) in the audit trail. The catalog is
 	// written by the CLI directly, so the record is the caller's word.
 	RecordImageChange(ctx context.Context, in *RecordImageChangeRequest, opts ...grpc.CallOption) (*RecordImageChangeResponse, error)
+	// CreateToken creates an API token and returns its secret, once.
+	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
+	// ListTokens returns every token, without secrets.
+	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
+	// RevokeToken revokes a token by name or id: it is refused from then on.
+	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
 }
 
 type imageFarmServiceClient struct {
@@ -210,6 +223,36 @@ func (c *imageFarmServiceClient) RecordImageChange(ctx context.Context, in *Reco
 	return out, nil
 }
 
+func (c *imageFarmServiceClient) CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateTokenResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_CreateToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTokensResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_ListTokens_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeTokenResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_RevokeToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ImageFarmServiceServer is the server API for ImageFarmService service.
 // All implementations must embed UnimplementedImageFarmServiceServer
 // for forward compatibility.
@@ -219,6 +262,10 @@ func (c *imageFarmServiceClient) RecordImageChange(ctx context.Context, in *Reco
 // through it. Bad requests fail with INVALID_ARGUMENT, unknown ids and refs
 // with NOT_FOUND, and requests the farm's state forbids with
 // FAILED_PRECONDITION, each with a message a person can act on.
+//
+// Every call carries a bearer token ("authorization: Bearer ift_...") whose
+// role the method needs: calls without a known token fail UNAUTHENTICATED,
+// calls whose token's role is too low PERMISSION_DENIED naming the role.
 type ImageFarmServiceServer interface {
 	// SubmitJob resolves the image ref to a manifest digest, checks that the
 	// targets can be placed (known nodes and drives, not busy, large enough) and
@@ -250,6 +297,12 @@ type ImageFarmServiceServer interface {
 	// (image.push, image.rm, image.tag) in the audit trail. The catalog is
 	// written by the CLI directly, so the record is the caller's word.
 	RecordImageChange(context.Context, *RecordImageChangeRequest) (*RecordImageChangeResponse, error)
+	// CreateToken creates an API token and returns its secret, once.
+	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
+	// ListTokens returns every token, without secrets.
+	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
+	// RevokeToken revokes a token by name or id: it is refused from then on.
+	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
 	mustEmbedUnimplementedImageFarmServiceServer()
 }
 
@@ -292,6 +345,15 @@ func (UnimplementedImageFarmServiceServer) ListAudit(*ListAuditRequest, grpc.Ser
 }
 func (UnimplementedImageFarmServiceServer) RecordImageChange(context.Context, *RecordImageChangeRequest) (*RecordImageChangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordImageChange not implemented")
+}
+func (UnimplementedImageFarmServiceServer) CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateToken not implemented")
+}
+func (UnimplementedImageFarmServiceServer) ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTokens not implemented")
+}
+func (UnimplementedImageFarmServiceServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeToken not implemented")
 }
 func (UnimplementedImageFarmServiceServer) mustEmbedUnimplementedImageFarmServiceServer() {}
 func (UnimplementedImageFarmServiceServer) testEmbeddedByValue()                          {}
@@ -498,6 +560,60 @@ func _ImageFarmService_RecordImageChange_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ImageFarmService_CreateToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).CreateToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_CreateToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).CreateToken(ctx, req.(*CreateTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_ListTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTokensRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).ListTokens(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_ListTokens_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).ListTokens(ctx, req.(*ListTokensRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_RevokeToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).RevokeToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_RevokeToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).RevokeToken(ctx, req.(*RevokeTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ImageFarmService_ServiceDesc is the grpc.ServiceDesc for ImageFarmService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -540,6 +656,18 @@ var ImageFarmService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordImageChange",
 			Handler:    _ImageFarmService_RecordImageChange_Handler,
+		},
+		{
+			MethodName: "CreateToken",
+			Handler:    _ImageFarmService_CreateToken_Handler,
+		},
+		{
+			MethodName: "ListTokens",
+			Handler:    _ImageFarmService_ListTokens_Handler,
+		},
+		{
+			MethodName: "RevokeToken",
+			Handler:    _ImageFarmService_RevokeToken_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
