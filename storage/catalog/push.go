@@ -27,6 +27,9 @@ type PushOptions struct {
 	Channels      []string // channels to point at the new version
 	ChunkSize     int64    // DefaultChunkSize when 0
 	Source        string   // the file's base name, recorded in the manifest
+	// SignKey, if set, signs the manifest before any ref points at it,
+	// so that no imager ever sees the new version unsigned.
+	SignKey *SigningKey
 	// Progress, if set, is called with the number of bytes of the blob just
 	// processed. It is called from several goroutines.
 	Progress func(n int64)
@@ -99,6 +102,11 @@ func (c *Catalog) push(ctx context.Context, src io.ReaderAt, size int64, opts Pu
 	}
 	if beforeCommit != nil {
 		if err := beforeCommit(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.SignKey != nil {
+		if err := c.Sign(ctx, m, digest, opts.SignKey); err != nil {
 			return nil, err
 		}
 	}
