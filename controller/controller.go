@@ -22,6 +22,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
+	"github.com/imagefarm/imagefarm/internal/natsauth"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -31,6 +32,9 @@ type Config struct {
 	NATSURL  string       // the JetStream-enabled NATS server
 	Listen   string       // gRPC listen address, e.g. 127.0.0.1:7700
 	Listener net.Listener // used instead of Listen when set (tests)
+	// NATSCreds is the controller's NATS credentials file
+	// (natsauth.ConnectOptions); none when empty.
+	NATSCreds string
 	// TLS is what the listener serves (pki.ServerConfig). Nil only with
 	// Insecure.
 	TLS *tls.Config
@@ -157,8 +161,13 @@ func (c *Controller) Run(ctx context.Context) error {
 // connectNATS connects to NATS, waiting for it to come up: in a deploy the
 // controller and the NATS server often start together.
 func (c *Controller) connectNATS(ctx context.Context) (*nats.Conn, error) {
+	auth, err := natsauth.ConnectOptions(c.cfg.NATSCreds)
+	if err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	opts := append([]nats.Option{nats.Name("imagefarm-controller"), nats.MaxReconnects(-1)}, auth...)
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		nc, err := nats.Connect(c.cfg.NATSURL, nats.Name("imagefarm-controller"), nats.MaxReconnects(-1))
+		nc, err := nats.Connect(c.cfg.NATSURL, opts...)
 		if err == nil {
 			return nc, nil
 		}

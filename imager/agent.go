@@ -16,6 +16,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/imager/drive"
+	"github.com/imagefarm/imagefarm/internal/natsauth"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -41,6 +42,9 @@ type AgentConfig struct {
 	// NATSURL is the NATS server the assignments come from
 	// ("nats://127.0.0.1:4222").
 	NATSURL string
+	// NATSCreds is the node's NATS credentials file
+	// (natsauth.ConnectOptions); none when empty.
+	NATSCreds string
 	// Controller is the host:port of the controller's gRPC listener.
 	Controller string
 	// TLS is how the controller is dialed (pki.ClientConfig): its
@@ -121,8 +125,15 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 // returns nil, once every write it started has ended. It returns an error
 // only when it cannot go on (the NATS connection closed for good).
 func (a *Agent) Run(ctx context.Context) error {
-	nc, err := nats.Connect(a.cfg.NATSURL, nats.Name("imagefarm imager "+a.cfg.NodeID),
-		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	auth, err := natsauth.ConnectOptions(a.cfg.NATSCreds)
+	if err != nil {
+		return fmt.Errorf("imager agent: %w", err)
+	}
+	// Replies come to the node's own inbox prefix, the only one its NATS
+	// user may subscribe to.
+	nc, err := nats.Connect(a.cfg.NATSURL, append([]nats.Option{nats.Name("imagefarm imager " + a.cfg.NodeID),
+		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+		nats.CustomInboxPrefix(natsauth.InboxPrefix(a.cfg.NodeID))}, auth...)...)
 	if err != nil {
 		return fmt.Errorf("connect to nats %s: %w", a.cfg.NATSURL, err)
 	}

@@ -20,8 +20,9 @@ const controllerRetryBudget = 10 * time.Second
 
 func newControllerCmd(g *globals) *cobra.Command {
 	var (
-		natsURL, listen, clientCA string
-		ttl, ackWait              time.Duration
+		natsURL, natsCreds string
+		listen, clientCA   string
+		ttl, ackWait       time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "controller --nats URL --store URL --listen ADDR --tls-cert FILE --tls-key FILE --client-ca FILE",
@@ -39,7 +40,7 @@ func newControllerCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := controller.New(controller.Config{NATSURL: natsURL, Listen: listen, Catalog: cat,
+			c, err := controller.New(controller.Config{NATSURL: natsURL, NATSCreds: natsCreds, Listen: listen, Catalog: cat,
 				TLS: tlsCfg, ClientCAs: clientCAs, Insecure: g.tls.insecure,
 				HeartbeatTTL: ttl, Dispatch: dispatch.Config{AckWait: ackWait}, Log: slog.Default()})
 			if err != nil {
@@ -49,6 +50,7 @@ func newControllerCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&natsURL, "nats", "", "NATS server URL (JetStream enabled)")
+	addNATSCredsFlag(cmd, &natsCreds, "controller.nats-creds")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7700", "gRPC listen address")
 	cmd.Flags().StringVar(&clientCA, "client-ca", os.Getenv("IMAGEFARM_CLIENT_CA"),
 		"the farm CA certificate (ca.crt) that imagers' and clients' certificates are verified against (env IMAGEFARM_CLIENT_CA)")
@@ -61,4 +63,12 @@ func newControllerCmd(g *globals) *cobra.Command {
 // must set alike: either side may create a node's consumer.
 func addAckWaitFlag(cmd *cobra.Command, d *time.Duration) {
 	cmd.Flags().DurationVar(d, "ack-wait", 0, "how long an assignment may go unacknowledged before NATS delivers it again (default 30s; set the same on the controller and every imager)")
+}
+
+// addNATSCredsFlag adds --nats-creds, the file a component logs in to NATS
+// with (imagefarm nats-config writes them; example names the controller's
+// or a node's).
+func addNATSCredsFlag(cmd *cobra.Command, file *string, example string) {
+	cmd.Flags().StringVar(file, "nats-creds", os.Getenv("IMAGEFARM_NATS_CREDS"),
+		"NATS credentials file: USER:PASSWORD as imagefarm nats-config writes it ("+example+"), or a NATS .creds file (env IMAGEFARM_NATS_CREDS)")
 }

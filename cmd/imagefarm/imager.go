@@ -21,6 +21,7 @@ import (
 // imagerFlags are the flags of imagefarm imager.
 type imagerFlags struct {
 	nats      string
+	natsCreds string
 	nodeID    string
 	pool      string
 	labels    map[string]string
@@ -67,6 +68,7 @@ id: imagefarm ca issue --node ID makes it.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.nats, "nats", envOr("IMAGEFARM_NATS", "nats://127.0.0.1:4222"), "NATS server URL (env IMAGEFARM_NATS)")
+	addNATSCredsFlag(cmd, &f.natsCreds, "node-ID.nats-creds")
 	fl.StringVar(&f.nodeID, "node-id", os.Getenv("IMAGEFARM_NODE_ID"), "id of this node in the farm: letters, digits, '-' and '_' (env IMAGEFARM_NODE_ID)")
 	fl.StringVar(&f.pool, "pool", "", "pool of this node, for job selectors")
 	fl.StringToStringVar(&f.labels, "label", nil, "label of this node, for job selectors: KEY=VALUE (repeatable)")
@@ -121,7 +123,7 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 	}
 	return imager.AgentConfig{
 		NodeID: f.nodeID, Pool: f.pool, Labels: f.labels, Version: buildVersion(),
-		NATSURL: f.nats, Controller: g.controller, TLS: tlsCfg, Insecure: g.tls.insecure, Catalog: cat, Drives: dcfg,
+		NATSURL: f.nats, NATSCreds: f.natsCreds, Controller: g.controller, TLS: tlsCfg, Insecure: g.tls.insecure, Catalog: cat, Drives: dcfg,
 		HeartbeatInterval: f.heartbeat, Dispatch: dispatch.Config{AckWait: f.ackWait}, Log: slog.Default(),
 	}, nil
 }

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imagefarm/imagefarm/internal/natsauth"
+)
+
+func newNATSConfigCmd() *cobra.Command {
+	var (
+		dir   string
+		nodes []string
+	)
+	cmd := &cobra.Command{
+		Use:   "nats-config --dir DIR --node ID [--node ID ...]",
+		Short: "Write the NATS users of the controller and each imager node, with least-privilege permissions",
+		Long: `Write, into --dir, the authorization block for nats-server.conf to include
+(` + natsauth.ServerConfigFile + `: each user's bcrypt password hash and permissions) and a
+credentials file for the controller (` + natsauth.ControllerCredsFile + `) and for each node
+(node-ID.nats-creds), to pass with --nats-creds. All are readable by their owner only.
+
+The controller may use the imagefarm subjects, the JetStream API and the KV
+buckets. An imager may only read and ack its own node's assignments: it cannot
+publish an assignment, read another node's, or manage streams, consumers or KV.
+
+Run it again with every node to add one: users whose credentials file is already
+in --dir keep their password.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(nodes) == 0 {
+				return errors.New("no nodes: pass --node ID for every imager node")
+			}
+			if err := natsauth.Generate(dir, nodes); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %d credentials files; restart or reload nats-server\n",
+				filepath.Join(dir, natsauth.ServerConfigFile), len(nodes)+1)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", ".", "folder to write the server's authorization block and the credentials files to")
+	cmd.Flags().StringSliceVar(&nodes, "node", nil, "an imager node id (repeatable)")
+	return cmd
+}
