@@ -58,6 +58,12 @@ type AgentConfig struct {
 	Catalog *catalog.Catalog
 	// Drives says where the node's drives are and which it may write.
 	Drives drive.Config
+	// TrustedKeys are the keys every image must be signed by; it is
+	// checked before a chunk is fetched. Nil only with AllowUnsigned.
+	TrustedKeys *catalog.KeyRing
+	// AllowUnsigned writes images without checking their signatures when
+	// TrustedKeys is nil. It is logged loudly.
+	AllowUnsigned bool
 	// Dispatch sets the node's NATS consumer; it must be what the
 	// controller uses. Zero fields take dispatch's defaults.
 	Dispatch dispatch.Config
@@ -101,6 +107,8 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 		return nil, errors.New("imager agent: no catalog")
 	case cfg.TLS == nil && !cfg.Insecure:
 		return nil, errors.New("imager agent: no TLS config, and not Insecure")
+	case cfg.TrustedKeys == nil && !cfg.AllowUnsigned:
+		return nil, errors.New("imager agent: no trusted keys to verify images against (--trusted-keys FILE), and unsigned images not allowed (--allow-unsigned)")
 	}
 	if _, err := drive.Discover(cfg.Drives); err != nil {
 		return nil, fmt.Errorf("imager agent: %w", err)
@@ -117,6 +125,11 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 		batches:    map[batchKey]*batch{},
 	}
 	a.writer = NewWriter(cfg.Catalog, a.log)
+	trust, err := agentTrust(cfg, a.log)
+	if err != nil {
+		return nil, err
+	}
+	a.writer.SetTrust(trust)
 	a.out = newOutbox(a.acknowledged)
 	return a, nil
 }

@@ -234,7 +234,7 @@ func (f *farm) startAgent(t *testing.T, natsURL string, cat *catalog.Catalog, dc
 	t.Helper()
 	a, err := imager.NewAgent(imager.AgentConfig{
 		NodeID: testNode, Pool: "usb", Labels: map[string]string{"site": "depot"}, Version: "test",
-		NATSURL: natsURL, Controller: f.srv.addr, TLS: f.pki.ClientTLS(t, testNode), Catalog: cat, Drives: dcfg,
+		NATSURL: natsURL, Controller: f.srv.addr, TLS: f.pki.ClientTLS(t, testNode), Catalog: cat, Drives: dcfg, AllowUnsigned: true,
 		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {

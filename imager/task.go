@@ -36,6 +36,9 @@ func (w *Writer) RunTasks(ctx context.Context, digest string, tasks []*imagefarm
 		}
 	}
 	m, err := w.cat.ManifestByDigest(ctx, digest)
+	if err == nil && len(tasks) > 0 { // before any chunk is fetched or drive opened
+		err = w.admit(ctx, m, digest, tasks[0].GetImageRef())
+	}
 	if err != nil {
 		for i := range tasks {
 			finish(i, Result{Phase: PhaseFailed, Err: err})
@@ -139,6 +142,12 @@ func failure(err error) *imagefarmv1.Failure {
 		}
 	case errors.Is(err, catalog.ErrStorageUnavailable): // the manifest, before any chunk
 		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_STORAGE_UNAVAILABLE
+	case errors.Is(err, catalog.ErrSignatureMissing):
+		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_SIGNATURE_MISSING
+	case errors.Is(err, catalog.ErrSignatureInvalid):
+		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_SIGNATURE_INVALID
+	case errors.Is(err, ErrRollback):
+		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_ROLLBACK
 	case errors.Is(err, catalog.ErrNotFound):
 		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND
 	case errors.As(err, &fake): // offset: the first byte found not to hold

@@ -80,8 +80,9 @@ type Result struct {
 
 // Writer writes images from a catalog to drives.
 type Writer struct {
-	cat *catalog.Catalog
-	log *slog.Logger
+	cat   *catalog.Catalog
+	log   *slog.Logger
+	trust Trust
 }
 
 // NewWriter returns a Writer reading from cat (which should have a node

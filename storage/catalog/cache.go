@@ -42,6 +42,10 @@ type CacheStats struct {
 	Chunks  int
 }
 
+// CacheStateDir is the folder in a cache's folder that the cache leaves
+// alone, for the node's own small files (the images it has accepted).
+const CacheStateDir = "state"
+
 // OpenCache opens (creating it if needed) the cache in dir, holding at most
 // maxBytes of compressed chunks.
 func OpenCache(dir string, maxBytes int64) (*Cache, error) {
@@ -70,6 +74,9 @@ func (c *Cache) load() error {
 	}
 	var all []found
 	err := filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && p == filepath.Join(c.dir, CacheStateDir) {
+			return filepath.SkipDir
+		}
 		if err != nil || d.IsDir() {
 			return err
 		}
