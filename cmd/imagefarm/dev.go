@@ -47,7 +47,8 @@ func newDevCmd(g *globals) *cobra.Command {
 server with JetStream, the controller, one imager (node dev-1, pool dev) whose drives
 are sparse files, and a file:// image store. The controller serves TLS with
 certificates of a CA made in the data folder (pki/), and the imager presents its
-node certificate. It prints the addresses and certificate files to use from
+node certificate. The imager writes only images signed with the signing key made
+in the data folder (signing/; IMAGEFARM_SIGN_KEY). It prints the addresses and certificate files to use from
 another terminal and runs until interrupted. With --demo it makes a sample disk
 image, pushes it, submits a job for every virtual drive, shows the live progress
 and ends with the verified table and an independent check of every drive.`,
@@ -112,9 +113,13 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 		return err
 	}
 	g.controller = dialAddr(addr)
+	keys, err := devSigningKey(filepath.Join(f.dataDir, "signing"))
+	if err != nil {
+		return err
+	}
 	agent, err := imager.NewAgent(imager.AgentConfig{NodeID: devNode, Pool: "dev", NATSURL: ns.ClientURL(),
 		Controller: g.controller, TLS: certs.node, Catalog: cat, Drives: drive.Config{VirtualDir: filepath.Join(f.dataDir, "drives"),
-			CacheDir: filepath.Join(f.dataDir, "cache")}, Log: slog.Default()})
+			CacheDir: filepath.Join(f.dataDir, "cache")}, TrustedKeys: keys, Log: slog.Default()})
 	if err != nil {
 		return err
 	}
@@ -122,8 +127,8 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	g.tls = certs.client
 	fmt.Fprintf(out, "dev farm in %s\n  NATS:       %s\n  controller: %s (TLS; imagers need a certificate of the CA in %s)\n  store:      %s\n  drives:     %d × %s virtual drives on node %s (pool dev)\n",
 		f.dataDir, ns.ClientURL(), g.controller, filepath.Dir(g.tls.ca), g.store, len(drives), bytesIEC(max(f.driveSize, f.size)), devNode)
-	fmt.Fprintf(out, "from another terminal:\n  export IMAGEFARM_CONTROLLER=%s IMAGEFARM_STORE=%s \\\n    IMAGEFARM_CA=%s IMAGEFARM_TLS_CERT=%s IMAGEFARM_TLS_KEY=%s\n",
-		g.controller, g.store, g.tls.ca, g.tls.cert, g.tls.key)
+	fmt.Fprintf(out, "from another terminal:\n  export IMAGEFARM_CONTROLLER=%s IMAGEFARM_STORE=%s \\\n    IMAGEFARM_CA=%s IMAGEFARM_TLS_CERT=%s IMAGEFARM_TLS_KEY=%s \\\n    IMAGEFARM_SIGN_KEY=%s\n",
+		g.controller, g.store, g.tls.ca, g.tls.cert, g.tls.key, devSignKey(f))
 	if f.demo {
 		grp.Go(func() error {
 			defer cancel()
@@ -162,6 +167,19 @@ func devCatalog(g *globals, f *devFlags) (*catalog.Catalog, error) {
 	return catalog.New(s, catalog.Options{Cache: cache})
 }
 
+// devSigningKey makes the dev farm's signing key in dir once, and returns
+// the ring of its public key that the dev imager trusts.
+func devSigningKey(dir string) (*catalog.KeyRing, error) {
+	if _, err := os.Stat(filepath.Join(dir, signKeyFile)); errors.Is(err, os.ErrNotExist) {
+		if _, err := initSigningKey(dir, "imagefarm dev"); err != nil {
+			return nil, err
+		}
+	}
+	return catalog.LoadKeyRing(filepath.Join(dir, signPubFile))
+}
+
+func devSignKey(f *devFlags) string { return filepath.Join(f.dataDir, "signing", signKeyFile) }
+
 // runDemo makes a disk-shaped sample image, pushes it, writes it through
 // the farm to every virtual drive, and checks every drive with a hash
 // computed here, independently of the farm's own verification.
@@ -176,7 +194,7 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, f *devFlags, drives
 	for _, d := range drives {
 		submit = append(submit, "--drive", devNode+"/virt-"+filepath.Base(d))
 	}
-	for _, args := range [][]string{{"image", "push", ref, src, "--label", "source=demo"}, submit} {
+	for _, args := range [][]string{{"image", "push", ref, src, "--label", "source=demo", "--sign-key", devSignKey(f)}, submit} {
 		fmt.Fprintf(out, "\n$ imagefarm %s\n", strings.Join(args, " "))
 		sub := newRootCmd()
 		sub.SetArgs(append(args, "--store", g.store, "--controller", g.controller, "--ca", g.tls.ca, "--tls-cert", g.tls.cert, "--tls-key", g.tls.key))

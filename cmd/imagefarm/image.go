@@ -21,7 +21,7 @@ func newImageCmd(g *globals) *cobra.Command {
 		Short: "Push, list, inspect, pull and remove images in the catalog",
 	}
 	cmd.AddCommand(newImagePushCmd(g), newImageLsCmd(g), newImageInspectCmd(g), newImagePullCmd(g),
-		newImageTagCmd(g), newImageRmCmd(g), newImageGCCmd(g))
+		newImageTagCmd(g), newImageRmCmd(g), newImageGCCmd(g), newImageSignCmd(g))
 	return cmd
 }
 
@@ -43,6 +43,7 @@ func newImagePushCmd(g *globals) *cobra.Command {
 		labels    map[string]string
 		channels  []string
 		chunkSize int64
+		signKey   string
 	)
 	cmd := &cobra.Command{
 		Use:   "push NAME:VERSION FILE|FOLDER",
@@ -58,6 +59,10 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			}
 			if !slices.Contains(catalog.Kinds, catalog.Kind(kind)) {
 				return fmt.Errorf("--kind %q: want one of %v", kind, catalog.Kinds)
+			}
+			key, err := loadSignKey(signKey)
+			if err != nil {
+				return err
 			}
 			c, err := openCatalog(g, catalog.Options{})
 			if err != nil {
@@ -76,11 +81,14 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			start := time.Now()
 			res, err := c.PushFile(cmd.Context(), path, catalog.PushOptions{
 				Name: ref.Name, Version: ref.Tag, Kind: catalog.Kind(kind), Models: models, Source: source,
-				Labels: labels, Channels: channels, ChunkSize: chunkSize, Progress: bar.Add,
+				Labels: labels, Channels: channels, ChunkSize: chunkSize, Progress: bar.Add, SignKey: key,
 			})
 			bar.Done(err)
 			if err != nil {
 				return err
+			}
+			if key == nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not signed; imagers with --trusted-keys refuse it until it is (imagefarm image sign)\n", ref)
 			}
 			if err := printPush(cmd.OutOrStdout(), g, ref, res, time.Since(start)); err != nil {
 				return err
@@ -100,6 +108,7 @@ func newImagePushCmd(g *globals) *cobra.Command {
 	f.StringToStringVar(&labels, "label", nil, "label key=value (repeatable)")
 	f.StringArrayVar(&channels, "channel", nil, "channel to point at this version, such as stable (repeatable)")
 	f.Int64Var(&chunkSize, "chunk-size", catalog.DefaultChunkSize, "chunk size in bytes (a multiple of 4096)")
+	f.StringVar(&signKey, "sign-key", os.Getenv("IMAGEFARM_SIGN_KEY"), signKeyUsage)
 	f.BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
 }

@@ -31,6 +31,7 @@ type imagerFlags struct {
 	cacheSize string
 	budget    time.Duration
 	df        driveFlags
+	trust     trustFlags
 }
 
 // retryBudgetUsage is the help of --storage-retry-budget, a flag of every
@@ -79,6 +80,8 @@ id: imagefarm ca issue --node ID makes it.`,
 	fl.DurationVar(&f.budget, "storage-retry-budget", catalog.DefaultRetryBudget, retryBudgetUsage)
 	addAckWaitFlag(cmd, &f.ackWait)
 	addDriveFlags(cmd, &f.df)
+	f.trust.add(cmd)
+	fl.BoolVar(&f.trust.allowUnsigned, "allow-unsigned", false, "write images without checking their signatures when there is no --trusted-keys (unsafe: anyone who can write the store can wipe drives with anything)")
 	return cmd
 }
 
@@ -97,6 +100,13 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 	tlsCfg, err := g.tls.nodeTLS(f.nodeID)
 	if err != nil {
 		return none, err
+	}
+	keys, err := f.trust.keyRing()
+	if err != nil {
+		return none, err
+	}
+	if keys == nil && !f.trust.allowUnsigned {
+		return none, errors.New("no trusted keys: pass --trusted-keys FILE (the farm's signing.pub from imagefarm key init) or set IMAGEFARM_TRUSTED_KEYS; --allow-unsigned writes images nobody signed")
 	}
 	dcfg, err := f.df.config()
 	if err != nil {
@@ -124,6 +134,7 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 	return imager.AgentConfig{
 		NodeID: f.nodeID, Pool: f.pool, Labels: f.labels, Version: buildVersion(),
 		NATSURL: f.nats, NATSCreds: f.natsCreds, Controller: g.controller, TLS: tlsCfg, Insecure: g.tls.insecure, Catalog: cat, Drives: dcfg,
+		TrustedKeys: keys, AllowUnsigned: f.trust.allowUnsigned,
 		HeartbeatInterval: f.heartbeat, Dispatch: dispatch.Config{AckWait: f.ackWait}, Log: slog.Default(),
 	}, nil
 }

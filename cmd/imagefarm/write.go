@@ -32,6 +32,7 @@ type writeFlags struct {
 	budget    time.Duration
 	window    int
 	df        driveFlags
+	trust     trustFlags
 }
 
 func newWriteCmd(g *globals) *cobra.Command {
@@ -64,6 +65,7 @@ The exit code is 0 only if every drive verified.`,
 	f.IntVar(&wf.window, "window", imager.DefaultWindow, "chunks a drive may fall behind the fastest before it streams on its own")
 	f.BoolVar(&g.json, "json", false, "print the plan or the results as JSON")
 	addDriveFlags(cmd, &wf.df)
+	wf.trust.add(cmd)
 	cmd.MarkFlagRequired("drive")
 	return cmd
 }
@@ -126,6 +128,9 @@ func openForWrite(g *globals, wf *writeFlags, refArg string) (*catalog.Catalog, 
 	}
 	m, digest, err := cat.Manifest(context.Background(), ref)
 	if err != nil {
+		return fail(err)
+	}
+	if err := verifyForWrite(cat, m, digest, wf.trust); err != nil {
 		return fail(err)
 	}
 	return cat, m, digest, cfg, nil
@@ -212,4 +217,15 @@ func printResults(w io.Writer, g *globals, plan []imager.Plan, results []imager.
 		return exitError{"some drives were not verified"}
 	}
 	return nil
+}
+
+// verifyForWrite checks the image's signature when trusted keys are
+// given; without them a local write, like its operator, trusts the store.
+func verifyForWrite(cat *catalog.Catalog, m *catalog.Manifest, digest string, t trustFlags) error {
+	keys, err := t.keyRing()
+	if err != nil || keys == nil {
+		return err
+	}
+	_, err = cat.Verify(context.Background(), m, digest, keys)
+	return err
 }
