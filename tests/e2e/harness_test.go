@@ -169,6 +169,11 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 	ctlPort, _ := testenv.FreePort()
 	f.nats, f.ctl = fmt.Sprintf("nats://127.0.0.1:%d", natsPort), fmt.Sprintf("127.0.0.1:%d", ctlPort)
 	f.makeCerts()
+	// Every push through f.cli is signed with the farm's key (IMAGEFARM_SIGN_KEY),
+	// which every imager trusts.
+	if out, err := exec.Command(bin.imagefarm, "key", "init", "--out", filepath.Join(f.dir, "signing")).CombinedOutput(); err != nil {
+		t.Fatalf("imagefarm key init: %v\n%s", err, out)
+	}
 	f.natsProc = f.newProc("nats", bin.nats, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-sd", filepath.Join(f.dir, "nats"))
 	ctlArgs := []string{bin.imagefarm, "controller", "--nats", f.nats, "--store", f.store, "--listen", f.ctl,
 		"--tls-cert", f.pkiFile("controller.crt"), "--tls-key", f.pkiFile("controller.key"), "--client-ca", f.pkiFile("ca.crt")}
@@ -190,7 +195,8 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 		}
 		args := []string{bin.imagefarm, "imager", "--node-id", node, "--pool", "bench", "--nats", f.nats, "--controller", f.ctl,
 			"--store", imagerStore, "--virtual-drives", filepath.Join(f.dir, node), "--cache", filepath.Join(f.dir, node+"-cache"),
-			"--log-level", "debug", "--ca", f.pkiFile("ca.crt"), "--tls-cert", f.pkiFile("node-"+node+".crt"), "--tls-key", f.pkiFile("node-"+node+".key")}
+			"--log-level", "debug", "--ca", f.pkiFile("ca.crt"), "--tls-cert", f.pkiFile("node-" + node + ".crt"), "--tls-key", f.pkiFile("node-" + node + ".key"),
+			"--trusted-keys", filepath.Join(f.dir, "signing", "signing.pub")}
 		if cfg.ackWait > 0 {
 			args = append(args, "--ack-wait", cfg.ackWait.String())
 		}
@@ -309,6 +315,7 @@ func (f *farm) waitFor(limit time.Duration, what string, cond func() bool) {
 func (f *farm) cli(args ...string) (string, int) {
 	f.t.Helper()
 	cmd := exec.Command(bin.imagefarm, append(args, "--store", f.store, "--controller", f.ctl, "--ca", f.pkiFile("ca.crt"))...)
+	cmd.Env = append(os.Environ(), "IMAGEFARM_SIGN_KEY="+filepath.Join(f.dir, "signing", "signing.key"))
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
