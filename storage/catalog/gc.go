@@ -19,6 +19,7 @@ const DefaultGrace = time.Hour
 type GCResult struct {
 	Manifests   int    `json:"manifests"`
 	Chunks      int    `json:"chunks"`
+	Signatures  int    `json:"signatures"` // of manifests deleted (or gone)
 	Bytes       int64  `json:"bytes"`
 	KeptYoung   int    `json:"kept_young"` // unreferenced, but inside the grace period
 	LiveChunks  int    `json:"live_chunks"`
@@ -44,6 +45,7 @@ func (c *Catalog) GC(ctx context.Context, grace time.Duration, dryRun bool) (*GC
 		return nil, fmt.Errorf("gc: list refs: %w", err)
 	}
 	live := map[string]bool{}
+	kept := map[string]bool{} // digests of the manifests GC keeps
 	err = c.store.List(ctx, "manifests/sha256/", func(oi storage.ObjectInfo) error {
 		digest := "sha256:" + strings.TrimPrefix(oi.Key, "manifests/sha256/")
 		if !referenced[digest] {
@@ -53,6 +55,7 @@ func (c *Catalog) GC(ctx context.Context, grace time.Duration, dryRun bool) (*GC
 			}
 			res.KeptYoung++ // perhaps a push about to move its ref: keep its chunks too
 		}
+		kept[digest] = true
 		m, err := c.ManifestByDigest(ctx, digest)
 		if err != nil {
 			return err // never delete chunks when a live manifest cannot be read
@@ -64,6 +67,9 @@ func (c *Catalog) GC(ctx context.Context, grace time.Duration, dryRun bool) (*GC
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gc: manifests: %w", err)
+	}
+	if err := c.gcSignatures(ctx, kept, cutoff, res); err != nil {
+		return nil, err
 	}
 	err = c.store.List(ctx, "chunks/", func(oi storage.ObjectInfo) error {
 		id := oi.Key[strings.LastIndex(oi.Key, "/")+1:]
@@ -84,6 +90,22 @@ func (c *Catalog) GC(ctx context.Context, grace time.Duration, dryRun bool) (*GC
 		return nil, fmt.Errorf("gc: chunks: %w", err)
 	}
 	return res, nil
+}
+
+// gcSignatures deletes the signatures of manifests that are not kept.
+func (c *Catalog) gcSignatures(ctx context.Context, kept map[string]bool, cutoff time.Time, res *GCResult) error {
+	err := c.store.List(ctx, "signatures/sha256/", func(oi storage.ObjectInfo) error {
+		hex, _, _ := strings.Cut(strings.TrimPrefix(oi.Key, "signatures/sha256/"), "/")
+		if kept["sha256:"+hex] || !oi.ModTime.Before(cutoff) {
+			return nil
+		}
+		res.Signatures++
+		return c.deleteIfOld(ctx, oi.Key, cutoff, res.DryRun)
+	})
+	if err != nil {
+		return fmt.Errorf("gc: signatures: %w", err)
+	}
+	return nil
 }
 
 // deleteIfOld deletes key if it is still older than cutoff when looked at

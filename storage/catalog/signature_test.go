@@ -138,3 +138,34 @@ func copySignature(t *testing.T, c *catalog.Catalog, from, to, key string, edit 
 		t.Fatal(err)
 	}
 }
+
+// TestGCDeletesSignaturesWithTheirManifest checks that GC drops the
+// signatures of a manifest it deletes and keeps those of live ones.
+func TestGCDeletesSignaturesWithTheirManifest(t *testing.T) {
+	c, _ := fileCatalog(t)
+	ctx := t.Context()
+	k := newKey(t)
+	ring := catalog.NewKeyRing(k.Public(""))
+	var pushed []*catalog.PushResult
+	for i, v := range []string{"1", "2"} {
+		img := diskImage(t, 2*testChunk, uint64(i))
+		res, err := c.Push(ctx, bytes.NewReader(img), int64(len(img)), catalog.PushOptions{Name: "win", Version: v, ChunkSize: testChunk, SignKey: k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pushed = append(pushed, res)
+	}
+	if _, err := c.Remove(ctx, catalog.Ref{Name: "win", Tag: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.GC(ctx, 0, false)
+	if err != nil || res.Signatures != 1 {
+		t.Fatalf("GC() = %+v, %v, want 1 signature deleted", res, err)
+	}
+	if ids, err := c.Signatures(ctx, pushed[0].Digest); err != nil || len(ids) != 0 {
+		t.Errorf("Signatures(deleted) = %v, %v, want none", ids, err)
+	}
+	if _, err := c.Verify(ctx, pushed[1].Manifest, pushed[1].Digest, ring); err != nil {
+		t.Errorf("Verify(live) after GC = %v", err)
+	}
+}
