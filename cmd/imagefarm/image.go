@@ -87,7 +87,7 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if key == nil {
+			if key == nil && !g.json {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not signed; imagers with --trusted-keys refuse it until it is (imagefarm image sign)\n", ref)
 			}
 			if err := printPush(cmd.OutOrStdout(), g, ref, res, time.Since(start)); err != nil {
