@@ -60,14 +60,17 @@ type authedStream struct {
 func (s *authedStream) Context() context.Context { return s.ctx }
 
 func (c *Controller) authenticate(ctx context.Context) (context.Context, error) {
-	p, _ := peer.FromContext(ctx)
+	p, ok := peer.FromContext(ctx)
+	if !ok || c.cfg.TLS == nil {
+		return ctx, nil
+	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
-	if c.cfg.TLS == nil || !ok || len(info.State.PeerCertificates) == 0 {
+	if !ok || len(info.State.PeerCertificates) == 0 {
 		return ctx, nil
 	}
 	id, err := pki.VerifyClient(c.cfg.ClientCAs, info.State.PeerCertificates, time.Now())
 	if err != nil {
-		c.log.Warn("client certificate refused", "peer", p.Addr.String(), "error", err)
+		c.log.Warn("client certificate refused", "peer", peerAddr(ctx), "error", err)
 		return nil, fmt.Errorf("the controller refuses this client certificate (issue a new one with imagefarm ca issue): %w", err)
 	}
 	return context.WithValue(ctx, peerKey{}, id), nil
@@ -91,10 +94,17 @@ func (c *Controller) checkNodePeer(ctx context.Context, node string) error {
 	}
 	err := nodePeerErr(ctx, node)
 	if err != nil {
-		p, _ := peer.FromContext(ctx)
-		c.log.Warn("imager refused", "node_id", node, "peer", p.Addr.String(), "error", err)
+		c.log.Warn("imager refused", "node_id", node, "peer", peerAddr(ctx), "error", err)
 	}
 	return err
+}
+
+// peerAddr is the network address of a call's peer, for logs.
+func peerAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
 }
 
 func nodePeerErr(ctx context.Context, node string) error {
