@@ -19,9 +19,13 @@ import (
 const controllerActor = "controller"
 
 // actor names who is behind a client API call, for the audit trail: the
+// user of the token it was authorized with ("user:NAME"), else the
 // identity its certificate binds ("client:NAME"), or else its network
 // address ("peer:HOST:PORT"). It is the one place that names callers.
 func actor(ctx context.Context) string {
+	if t, ok := callToken(ctx); ok {
+		return "user:" + t.GetName()
+	}
 	if id, ok := peerIdentity(ctx); ok {
 		return string(id.Kind) + ":" + id.Name
 	}

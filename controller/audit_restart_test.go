@@ -35,7 +35,7 @@ func runController(t *testing.T, f *farm) (api imagefarmv1.ImageFarmServiceClien
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	other := &farm{addr: lis.Addr().String()}
-	return imagefarmv1.NewImageFarmServiceClient(other.dial(t, credentials.NewTLS(f.pki.ClientTLS(t, "")))), func() {
+	return imagefarmv1.NewImageFarmServiceClient(other.dial(t, credentials.NewTLS(f.pki.ClientTLS(t, "")), f.bearer())), func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("controller Run = %v", err)

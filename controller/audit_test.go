@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/imagefarm/imagefarm/controller/audit"
+	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
@@ -104,7 +106,8 @@ func TestAuditRecordsEveryActionInAChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice := imagefarmv1.NewImageFarmServiceClient(f.dial(t, credentials.NewTLS(tlsCfg)))
+	alice := imagefarmv1.NewImageFarmServiceClient(f.dial(t, credentials.NewTLS(tlsCfg),
+		grpc.WithPerRPCCredentials(tokens.Bearer{Secret: storeToken(t, f.js, "alice", imagefarmv1.Role_ROLE_ADMIN)})))
 	push, err := alice.RecordImageChange(t.Context(), &imagefarmv1.RecordImageChangeRequest{
 		Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, ImageRef: "img:2", ImageDigest: f.digest, SizeBytes: 900000})
 	if err != nil {
@@ -137,11 +140,11 @@ func TestAuditRecordsEveryActionInAChain(t *testing.T) {
 	slices.Sort(got)
 	want := []string{
 		"DRIVE_WRITTEN node:n1 node=n1 slot=port 1 serial=SN-d1 image=img:1 DONE",
-		"DRIVE_WRITTEN peer node=n1 slot=port 3 serial=SN-d3 image=img:1 CANCELED",
+		"DRIVE_WRITTEN user:admin node=n1 slot=port 3 serial=SN-d3 image=img:1 CANCELED",
 		"GUARD_REFUSED node:n1 node=n1 slot=port 2 serial=SN-d2 image=img:1 message=sdc1 is mounted FAILED GUARD_MOUNTED",
-		"IMAGE_PUSH client:alice image=img:2",
-		"JOB_CANCEL peer image=img:1 message=the job was RUNNING",
-		"JOB_SUBMIT peer image=img:1 message=n1/d1 n1/d2 n1/d3",
+		"IMAGE_PUSH user:alice image=img:2",
+		"JOB_CANCEL user:admin image=img:1 message=the job was RUNNING",
+		"JOB_SUBMIT user:admin image=img:1 message=n1/d1 n1/d2 n1/d3",
 		"NODE_FENCED controller node=n2 message=no heartbeat for 1.5s: epoch raised to 2",
 	}
 	if !slices.Equal(got, want) {

@@ -22,6 +22,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
+	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/internal/natsauth"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -52,6 +53,10 @@ type Config struct {
 	Dispatch     dispatch.Config
 	Audit        audit.Config
 	Log          *slog.Logger
+	// BootstrapTokenFile, when set, is where the controller writes a new
+	// admin token if the farm has no token at all (readable by its owner
+	// only): the first token, to create the others with.
+	BootstrapTokenFile string
 }
 
 // Controller accepts jobs over gRPC, places them on the imagers' drives,
@@ -76,6 +81,8 @@ type Controller struct {
 	// placing is held while a task is placed and while CancelJob ends a
 	// job's tasks, so that no task is placed on a job being canceled.
 	placing sync.Mutex
+	// tokens are the client API's tokens, which authorize calls.
+	tokens *tokens.Store
 }
 
 // New checks cfg and returns a controller; Run starts it.
@@ -129,6 +136,14 @@ func (c *Controller) Run(ctx context.Context) error {
 	if c.trail, err = audit.Open(ctx, c.js, c.cfg.Audit); err != nil {
 		return fmt.Errorf("controller: audit: %w", err)
 	}
+	if c.tokens, err = tokens.Open(ctx, c.js, c.cfg.State.Replicas); err != nil {
+		return fmt.Errorf("controller: tokens: %w", err)
+	}
+	if f := c.cfg.BootstrapTokenFile; f != "" {
+		if err := c.bootstrapToken(ctx, f); err != nil {
+			return fmt.Errorf("controller: bootstrap token: %w", err)
+		}
+	}
 	lis := c.cfg.Listener
 	if lis == nil {
 		if lis, err = net.Listen("tcp", c.cfg.Listen); err != nil {
@@ -142,7 +157,8 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.log.Warn(insecureWarning)
 	}
 	srv := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(maxRequestBytes),
-		grpc.ChainUnaryInterceptor(c.recoverUnary, c.authUnary), grpc.ChainStreamInterceptor(c.recoverStream, c.authStream))
+		grpc.ChainUnaryInterceptor(c.recoverUnary, c.authUnary, c.authorizeUnary),
+		grpc.ChainStreamInterceptor(c.recoverStream, c.authStream, c.authorizeStream))
 	imagefarmv1.RegisterImageFarmServiceServer(srv, c)
 	imagefarmv1.RegisterImagerServiceServer(srv, c)
 	c.addr <- lis.Addr()

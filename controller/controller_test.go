@@ -14,6 +14,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller"
 	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/controller/tokens"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -23,7 +24,8 @@ import (
 // farm is a controller on a real NATS server, with its client API and the
 // JetStream handle the test's scripted imagers use.
 type farm struct {
-	api    imagefarmv1.ImageFarmServiceClient // with TLS and no client certificate
+	api    imagefarmv1.ImageFarmServiceClient // with TLS, no client certificate and the admin token
+	token  string                             // the bootstrap admin token's secret
 	addr   string
 	pki    *testenv.PKI // the farm CA
 	js     jetstream.JetStream
@@ -61,14 +63,35 @@ func startFarm(t *testing.T, ttl time.Duration) *farm {
 	})
 	js, _ := jetstream.New(nc)
 	f := &farm{addr: lis.Addr().String(), pki: ca, js: js, digest: res.Digest}
-	f.api = imagefarmv1.NewImageFarmServiceClient(f.dial(t, credentials.NewTLS(ca.ClientTLS(t, ""))))
+	f.token = storeToken(t, js, "admin", imagefarmv1.Role_ROLE_ADMIN)
+	f.api = imagefarmv1.NewImageFarmServiceClient(f.dial(t, credentials.NewTLS(ca.ClientTLS(t, "")), f.bearer()))
 	return f
 }
 
-// dial connects to the controller with creds until the test ends.
-func (f *farm) dial(t *testing.T, creds credentials.TransportCredentials) *grpc.ClientConn {
+// storeToken writes a token to the farm's NATS, as an admin on the NATS
+// host can, without an audit record, and returns its secret.
+func storeToken(t *testing.T, js jetstream.JetStream, name string, role imagefarmv1.Role) string {
 	t.Helper()
-	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(creds))
+	st, err := tokens.Open(t.Context(), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := st.Create(t.Context(), name, role, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return secret
+}
+
+// bearer sends the admin token with every call.
+func (f *farm) bearer() grpc.DialOption {
+	return grpc.WithPerRPCCredentials(tokens.Bearer{Secret: f.token})
+}
+
+// dial connects to the controller with creds until the test ends.
+func (f *farm) dial(t *testing.T, creds credentials.TransportCredentials, opts ...grpc.DialOption) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(f.addr, append(opts, grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
+	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/pki"
 	"github.com/imagefarm/imagefarm/storage"
@@ -47,10 +48,10 @@ func toStatus(err error) error {
 
 func codeOf(err error) codes.Code {
 	switch {
-	case isAny(err, catalog.ErrNotFound, storage.ErrNotFound, state.ErrNotFound, scheduler.ErrUnknownNode,
+	case isAny(err, catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, scheduler.ErrUnknownNode,
 		scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode):
 		return codes.NotFound
-	case isAny(err, errBadRequest, errBadPageToken, errProtocol, catalog.ErrBadRef, state.ErrInvalidID,
+	case isAny(err, errBadRequest, tokens.ErrInvalid, errBadPageToken, errProtocol, catalog.ErrBadRef, state.ErrInvalidID,
 		state.ErrInvalidPageToken, dispatch.ErrInvalidNodeID, scheduler.ErrBadID, scheduler.ErrBadDriveRef,
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector):
 		return codes.InvalidArgument
@@ -58,9 +59,9 @@ func codeOf(err error) codes.Code {
 		return codes.FailedPrecondition
 	case isAny(err, state.ErrRevisionTooOld, state.ErrFutureRevision):
 		return codes.OutOfRange
-	case errors.Is(err, state.ErrExists):
+	case isAny(err, state.ErrExists, tokens.ErrExists):
 		return codes.AlreadyExists
-	case isAny(err, errNoCertificate, pki.ErrUntrusted):
+	case isAny(err, errNoCertificate, pki.ErrUntrusted, errNoToken):
 		return codes.Unauthenticated
 	case errors.Is(err, errWrongPeer):
 		return codes.PermissionDenied
@@ -68,7 +69,7 @@ func codeOf(err error) codes.Code {
 		return codes.Aborted
 	case isAny(err, catalog.ErrBadManifest, catalog.ErrCorruptChunk, audit.ErrUndecodable):
 		return codes.DataLoss
-	case isAny(err, storage.ErrUnreachable, storage.ErrAccessDenied, storage.ErrNoBucket, state.ErrEventPending, audit.ErrUnavailable):
+	case isAny(err, storage.ErrUnreachable, storage.ErrAccessDenied, storage.ErrNoBucket, state.ErrEventPending, audit.ErrUnavailable, errTokensUnavailable):
 		return codes.Unavailable
 	}
 	return codes.Internal

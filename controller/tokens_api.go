@@ -1,0 +1,67 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/imagefarm/imagefarm/controller/tokens"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+)
+
+// bootstrapTokenName names the admin token Config.BootstrapTokenFile gets.
+const bootstrapTokenName = "bootstrap"
+
+// CreateToken implements ImageFarmService.CreateToken.
+func (c *Controller) CreateToken(ctx context.Context, req *imagefarmv1.CreateTokenRequest) (*imagefarmv1.CreateTokenResponse, error) {
+	who := actor(ctx)
+	t, secret, err := c.tokens.Create(ctx, req.GetName(), req.GetRole(), who)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	c.record(ctx, &imagefarmv1.AuditRecord{Actor: who, Action: imagefarmv1.AuditAction_AUDIT_ACTION_TOKEN_CREATE,
+		Message: fmt.Sprintf("token %q (id %s), role %s", t.GetName(), t.GetId(), roleName(t.GetRole()))})
+	return &imagefarmv1.CreateTokenResponse{Token: t, Secret: secret}, nil
+}
+
+// ListTokens implements ImageFarmService.ListTokens.
+func (c *Controller) ListTokens(ctx context.Context, _ *imagefarmv1.ListTokensRequest) (*imagefarmv1.ListTokensResponse, error) {
+	ts, err := c.tokens.List(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &imagefarmv1.ListTokensResponse{Tokens: ts}, nil
+}
+
+// RevokeToken implements ImageFarmService.RevokeToken.
+func (c *Controller) RevokeToken(ctx context.Context, req *imagefarmv1.RevokeTokenRequest) (*imagefarmv1.RevokeTokenResponse, error) {
+	t, err := c.tokens.Revoke(ctx, req.GetNameOrId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	c.record(ctx, &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: imagefarmv1.AuditAction_AUDIT_ACTION_TOKEN_REVOKE,
+		Message: fmt.Sprintf("token %q (id %s), role %s", t.GetName(), t.GetId(), roleName(t.GetRole()))})
+	return &imagefarmv1.RevokeTokenResponse{Token: t}, nil
+}
+
+// bootstrapToken writes a new admin token to file when the farm has no
+// token at all, the first time a controller starts, so that its operator
+// can create the others. With tokens, it changes nothing.
+func (c *Controller) bootstrapToken(ctx context.Context, file string) error {
+	empty, err := c.tokens.Empty(ctx)
+	if err != nil || !empty {
+		return err
+	}
+	t, secret, err := c.tokens.Create(ctx, bootstrapTokenName, imagefarmv1.Role_ROLE_ADMIN, controllerActor)
+	if err != nil {
+		return err
+	}
+	if err := tokens.WriteSecret(file, secret); err != nil {
+		c.tokens.Revoke(ctx, t.GetId())
+		return fmt.Errorf("bootstrap token file: %w", err)
+	}
+	c.record(ctx, &imagefarmv1.AuditRecord{Actor: controllerActor, Action: imagefarmv1.AuditAction_AUDIT_ACTION_TOKEN_CREATE,
+		Message: fmt.Sprintf("token %q (id %s), role admin, written to %s", t.GetName(), t.GetId(), file)})
+	c.log.Warn("no API token existed: wrote an admin token; create named tokens with it, then revoke it",
+		"file", file, "token", t.GetName(), "id", t.GetId())
+	return nil
+}
