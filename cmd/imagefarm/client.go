@@ -51,8 +51,9 @@ type controllerClient struct {
 
 // dialController connects to the controller g names, over TLS verified
 // against the farm CA (--ca), or in plaintext with --insecure, which it
-// warns of. The connection is made on the first call, so an unreachable
-// controller shows up as that call's error.
+// warns of, and sends the token (--token) with every call. The connection
+// is made on the first call, so an unreachable controller shows up as that
+// call's error.
 func dialController(g *globals) (*controllerClient, error) {
 	if g.controller == "" {
 		return nil, errors.New("no controller: pass --controller HOST:PORT or set IMAGEFARM_CONTROLLER")
@@ -67,11 +68,15 @@ func dialController(g *globals) (*controllerClient, error) {
 	} else {
 		fmt.Fprintln(os.Stderr, cliInsecureWarning)
 	}
+	opts, err := tokenOption(g, tlsCfg == nil)
+	if err != nil {
+		return nil, err
+	}
 	c := &controllerClient{addr: g.controller}
-	conn, err := grpc.NewClient(g.controller,
+	conn, err := grpc.NewClient(g.controller, append(opts,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(retryPolicy),
-		grpc.WithChainUnaryInterceptor(c.unary))
+		grpc.WithChainUnaryInterceptor(c.unary))...)
 	if err != nil {
 		return nil, fmt.Errorf("controller %s: %w", g.controller, err)
 	}

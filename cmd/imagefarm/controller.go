@@ -22,6 +22,7 @@ func newControllerCmd(g *globals) *cobra.Command {
 	var (
 		natsURL, natsCreds string
 		listen, clientCA   string
+		bootstrap          string
 		ttl, ackWait       time.Duration
 	)
 	cmd := &cobra.Command{
@@ -41,7 +42,7 @@ func newControllerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			c, err := controller.New(controller.Config{NATSURL: natsURL, NATSCreds: natsCreds, Listen: listen, Catalog: cat,
-				TLS: tlsCfg, ClientCAs: clientCAs, Insecure: g.tls.insecure,
+				TLS: tlsCfg, ClientCAs: clientCAs, Insecure: g.tls.insecure, BootstrapTokenFile: bootstrap,
 				HeartbeatTTL: ttl, Dispatch: dispatch.Config{AckWait: ackWait}, Log: slog.Default()})
 			if err != nil {
 				return err
@@ -54,6 +55,8 @@ func newControllerCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7700", "gRPC listen address")
 	cmd.Flags().StringVar(&clientCA, "client-ca", os.Getenv("IMAGEFARM_CLIENT_CA"),
 		"the farm CA certificate (ca.crt) that imagers' and clients' certificates are verified against (env IMAGEFARM_CLIENT_CA)")
+	cmd.Flags().StringVar(&bootstrap, "bootstrap-token-file", "",
+		"when the farm has no API token yet, create an admin token named bootstrap and write it to this file (mode 0600)")
 	cmd.Flags().DurationVar(&ttl, "heartbeat-ttl", 15*time.Second, "a node silent for this long is lost and its tasks fenced")
 	addAckWaitFlag(cmd, &ackWait)
 	return cmd

@@ -99,6 +99,10 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	if err != nil {
 		return err
 	}
+	tokenFile := filepath.Join(f.dataDir, "pki", "admin.token")
+	if g.token, err = devToken(cmd.Context(), ns.ClientURL(), tokenFile); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	ctl, err := controller.New(controller.Config{NATSURL: ns.ClientURL(), Listen: f.listen, Catalog: cat,
@@ -127,8 +131,8 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	g.tls = certs.client
 	fmt.Fprintf(out, "dev farm in %s\n  NATS:       %s\n  controller: %s (TLS; imagers need a certificate of the CA in %s)\n  store:      %s\n  drives:     %d × %s virtual drives on node %s (pool dev)\n",
 		f.dataDir, ns.ClientURL(), g.controller, filepath.Dir(g.tls.ca), g.store, len(drives), bytesIEC(max(f.driveSize, f.size)), devNode)
-	fmt.Fprintf(out, "from another terminal:\n  export IMAGEFARM_CONTROLLER=%s IMAGEFARM_STORE=%s \\\n    IMAGEFARM_CA=%s IMAGEFARM_TLS_CERT=%s IMAGEFARM_TLS_KEY=%s \\\n    IMAGEFARM_SIGN_KEY=%s\n",
-		g.controller, g.store, g.tls.ca, g.tls.cert, g.tls.key, devSignKey(f))
+	fmt.Fprintf(out, "from another terminal:\n  export IMAGEFARM_CONTROLLER=%s IMAGEFARM_STORE=%s \\\n    IMAGEFARM_CA=%s IMAGEFARM_TLS_CERT=%s IMAGEFARM_TLS_KEY=%s \\\n    IMAGEFARM_SIGN_KEY=%s IMAGEFARM_TOKEN=$(cat %s)\n",
+		g.controller, g.store, g.tls.ca, g.tls.cert, g.tls.key, devSignKey(f), tokenFile)
 	if f.demo {
 		grp.Go(func() error {
 			defer cancel()
@@ -197,7 +201,7 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, f *devFlags, drives
 	for _, args := range [][]string{{"image", "push", ref, src, "--label", "source=demo", "--sign-key", devSignKey(f)}, submit} {
 		fmt.Fprintf(out, "\n$ imagefarm %s\n", strings.Join(args, " "))
 		sub := newRootCmd()
-		sub.SetArgs(append(args, "--store", g.store, "--controller", g.controller, "--ca", g.tls.ca, "--tls-cert", g.tls.cert, "--tls-key", g.tls.key))
+		sub.SetArgs(append(args, "--store", g.store, "--controller", g.controller, "--ca", g.tls.ca, "--tls-cert", g.tls.cert, "--tls-key", g.tls.key, "--token", g.token))
 		sub.SetOut(out)
 		sub.SetErr(out)
 		if err := sub.ExecuteContext(ctx); err != nil {

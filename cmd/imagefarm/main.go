@@ -41,6 +41,7 @@ type globals struct {
 	logLevel   string
 	debugAddr  string
 	json       bool
+	token      string // the client API's bearer token
 	tls        tlsFlags
 }
 
@@ -69,8 +70,10 @@ func newRootCmd() *cobra.Command {
 		"controller gRPC address HOST:PORT (env IMAGEFARM_CONTROLLER)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.debugAddr, "debug-addr", "", "serve Go profiles and counters (/debug/pprof/, /debug/vars) on this address, e.g. 127.0.0.1:6060")
+	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("IMAGEFARM_TOKEN"),
+		"bearer token for the controller's client API (imagefarm token create) (env IMAGEFARM_TOKEN)")
 	addTLSFlags(root, &g.tls)
 	root.AddCommand(newCACmd(), newNATSConfigCmd(), newKeyCmd())
-	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g), newControllerCmd(g), newJobCmd(g), newNodesCmd(g), newImagerCmd(g), newMediaCmd(g), newAuditCmd(g))
+	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g), newControllerCmd(g), newJobCmd(g), newNodesCmd(g), newImagerCmd(g), newMediaCmd(g), newAuditCmd(g), newTokenCmd(g))
 	return root
 }

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imagefarm/imagefarm/controller/tokens"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+)
+
+// devTokenName names the dev farm's admin token.
+const devTokenName = "dev"
+
+// devToken is the dev farm's admin token, kept in file: the one written by
+// an earlier run while the farm still knows it, else a new one (replacing
+// a stale "dev" token). dev writes it to the farm's NATS directly, as only
+// the host that runs the farm's NATS can.
+func devToken(ctx context.Context, natsURL, file string) (string, error) {
+	nc, err := nats.Connect(natsURL, nats.Name("imagefarm-dev-token"))
+	if err != nil {
+		return "", fmt.Errorf("dev token: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return "", fmt.Errorf("dev token: %w", err)
+	}
+	st, err := tokens.Open(ctx, js, 1)
+	if err != nil {
+		return "", fmt.Errorf("dev token: %w", err)
+	}
+	if b, err := os.ReadFile(file); err == nil {
+		secret := strings.TrimSpace(string(b))
+		if _, err := st.Lookup(ctx, secret); err == nil {
+			return secret, nil
+		}
+	}
+	if _, err := st.Revoke(ctx, devTokenName); err != nil && !errors.Is(err, tokens.ErrUnknown) {
+		return "", fmt.Errorf("dev token: %w", err)
+	}
+	_, secret, err := st.Create(ctx, devTokenName, imagefarmv1.Role_ROLE_ADMIN, "dev")
+	if err != nil {
+		return "", fmt.Errorf("dev token: %w", err)
+	}
+	if err := tokens.WriteSecret(file, secret); err != nil {
+		return "", fmt.Errorf("dev token: %w", err)
+	}
+	return secret, nil
+}
