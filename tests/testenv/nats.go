@@ -36,3 +36,28 @@ func NATS(t testing.TB) (*server.Server, *nats.Conn) {
 	t.Cleanup(nc.Close)
 	return srv, nc
 }
+
+// NATSFromConfig starts a real NATS server in this process from the
+// configuration file conf (users and permissions included), on a random
+// loopback port with its JetStream store in a test folder, and returns it.
+// It is shut down when the test ends.
+func NATSFromConfig(t testing.TB, conf string) *server.Server {
+	t.Helper()
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port = "127.0.0.1", -1
+	opts.StoreDir = t.TempDir()
+	opts.NoLog, opts.NoSigs = true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready after 10s")
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
