@@ -216,3 +216,28 @@ func (s *SharedMinIO) Stop() {
 		os.RemoveAll(s.dir)
 	}
 }
+
+// ScopedURL is the store URL of prefix in bucket with temporary credentials
+// that policy, an S3 IAM policy document, limits: those of a MinIO user
+// with that policy attached, made with STS AssumeRole rather than the admin
+// API. They are written to a credentials file with their session token.
+func (m *MinIO) ScopedURL(t testing.TB, bucket, prefix, policy string) string {
+	t.Helper()
+	sts, err := credentials.NewSTSAssumeRole("http://"+m.Endpoint, credentials.STSAssumeRoleOptions{
+		AccessKey: m.AccessKey, SecretKey: m.SecretKey, Policy: policy, DurationSeconds: 3600,
+	})
+	if err != nil {
+		t.Fatalf("assume role: %v", err)
+	}
+	v, err := sts.Get()
+	if err != nil {
+		t.Fatalf("assume role: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "credentials")
+	creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n",
+		v.AccessKeyID, v.SecretAccessKey, v.SessionToken)
+	if err := os.WriteFile(file, []byte(creds), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("s3://%s/%s?endpoint=%s&insecure=true&credentials=%s", bucket, prefix, m.Endpoint, file)
+}
