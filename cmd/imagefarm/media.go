@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,8 +50,9 @@ func newMediaCmd(g *globals) *cobra.Command {
 
 // mediaFlags are the flags of imagefarm media build.
 type mediaFlags struct {
-	winpe, wim, wimIndex, model, splitSize, push, out, workDir string
-	drivers, ppkgs, channels                                   []string
+	winpe, wim, wimIndex, model, splitSize, push, out, workDir, signKey string
+	drivers, ppkgs, channels                                            []string
+	trust                                                               trustFlags
 }
 
 func newMediaBuildCmd(g *globals) *cobra.Command {
@@ -74,6 +76,13 @@ bcdboot. Inputs that list device models are only put on media for one of them.`,
 			if err != nil {
 				return err
 			}
+			key, err := loadSignKey(mf.signKey)
+			if err != nil {
+				return err
+			}
+			if err := mf.verifyInputs(cmd.Context(), c, spec); err != nil {
+				return err
+			}
 			if pushRef != nil {
 				// Versions never move: refuse before minutes of building.
 				if d, err := c.Resolve(cmd.Context(), *pushRef); err == nil {
@@ -93,7 +102,7 @@ bcdboot. Inputs that list device models are only put on media for one of them.`,
 			if err != nil {
 				return err
 			}
-			return finishMedia(cmd, g, c, res, spec, mf.out, pushRef, mf.channels)
+			return finishMedia(cmd, g, c, res, spec, mf.out, pushRef, mf.channels, key)
 		},
 	}
 	f := cmd.Flags()
@@ -108,8 +117,30 @@ bcdboot. Inputs that list device models are only put on media for one of them.`,
 	f.StringArrayVar(&mf.channels, "channel", nil, "with --push: channel to point at the new version (repeatable)")
 	f.StringVar(&mf.out, "out", "", "write the image to this file (also when pushing)")
 	f.StringVar(&mf.workDir, "work-dir", "", "where a folder for the inputs is made, and removed after (default: the system's temporary folder); needs about twice the inputs' size")
+	f.StringVar(&mf.signKey, "sign-key", os.Getenv("IMAGEFARM_SIGN_KEY"), signKeyUsage)
+	mf.trust.add(cmd)
 	f.BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
+}
+
+// verifyInputs checks, when --trusted-keys is given, that every input is
+// signed by a trusted key: media built from unsigned inputs and then
+// signed would launder them.
+func (mf *mediaFlags) verifyInputs(ctx context.Context, c *catalog.Catalog, spec media.Spec) error {
+	ring, err := mf.trust.keyRing()
+	if err != nil || ring == nil {
+		return err
+	}
+	for _, ref := range append(append([]catalog.Ref{spec.WinPE, spec.WIM}, spec.Drivers...), spec.PPKGs...) {
+		m, digest, err := c.Manifest(ctx, ref)
+		if err != nil {
+			return err
+		}
+		if _, err := c.Verify(ctx, m, digest, ring); err != nil {
+			return fmt.Errorf("input %s: %w", ref, err)
+		}
+	}
+	return nil
 }
 
 // spec turns the flags into a media.Spec and the ref to push, if any.
@@ -166,7 +197,7 @@ func (mf *mediaFlags) spec() (media.Spec, *catalog.Ref, error) {
 
 // finishMedia pushes the image if asked and says what was built; out is
 // the --out file, empty when the image was only pushed.
-func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.Result, spec media.Spec, out string, pushRef *catalog.Ref, channels []string) error {
+func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.Result, spec media.Spec, out string, pushRef *catalog.Ref, channels []string, key *catalog.SigningKey) error {
 	w := cmd.OutOrStdout()
 	var pushed *catalog.PushResult
 	var took time.Duration
@@ -180,11 +211,14 @@ func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.
 		var err error
 		pushed, err = c.PushFile(cmd.Context(), spec.Out, catalog.PushOptions{
 			Name: pushRef.Name, Version: pushRef.Tag, Kind: catalog.KindDisk, Models: models,
-			Labels: res.Labels(imagefarmVersion()), Channels: channels, Source: "media.img", Progress: bar.Add,
+			Labels: res.Labels(imagefarmVersion()), Channels: channels, Source: "media.img", Progress: bar.Add, SignKey: key,
 		})
 		bar.Done(err)
 		if err != nil {
 			return err
+		}
+		if key == nil && !g.json {
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not signed; imagers with --trusted-keys refuse it until it is (imagefarm image sign)\n", pushRef)
 		}
 		took = time.Since(start)
 	}

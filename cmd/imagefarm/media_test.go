@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imagefarm/imagefarm/storage/catalog"
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
@@ -113,5 +114,37 @@ func TestMediaBuildRefuses(t *testing.T) {
 	}
 	if _, err := run(t, "--store", store, "media", "build", "--winpe", "winpe:1", "--wim", "win11:1"); err == nil || !strings.Contains(err.Error(), "--push NAME:VERSION, --out FILE, or both") {
 		t.Errorf("media build without --push or --out = %v", err)
+	}
+}
+
+func TestMediaBuildSignsAndChecksItsInputs(t *testing.T) {
+	store := "file://" + t.TempDir()
+	mediaInputs(t, store) // pushed unsigned
+	keys := t.TempDir()
+	mustRun(t, "key", "init", "--out", keys)
+	signKey, trusted := filepath.Join(keys, "signing.key"), filepath.Join(keys, "signing.pub")
+	build := []string{"--store", store, "media", "build", "--winpe", "winpe:1", "--wim", "win11:1", "--wim-index", "1",
+		"--sign-key", signKey, "--json"}
+	if _, err := run(t, append(build, "--trusted-keys", trusted, "--push", "key:1")...); err == nil || !strings.Contains(err.Error(), "input winpe:1") {
+		t.Fatalf("media build from unsigned inputs with --trusted-keys = %v, want the unsigned input named", err)
+	}
+	for _, ref := range []string{"winpe:1", "win11:1"} {
+		mustRun(t, "--store", store, "image", "sign", ref, "--sign-key", signKey)
+	}
+	mustRun(t, append(build, "--trusted-keys", trusted, "--push", "key:2")...)
+	c, err := openCatalog(&globals{store: store}, catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := catalog.LoadKeyRing(trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, digest, err := c.Manifest(t.Context(), catalog.Ref{Name: "key", Tag: "2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Verify(t.Context(), m, digest, ring); err != nil {
+		t.Errorf("the pushed media is not signed by --sign-key: %v", err)
 	}
 }
