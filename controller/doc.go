@@ -1,5 +1,10 @@
-// Package controller will own the farm's brain: the client gRPC API, the
+// Package controller owns the farm's brain: the client gRPC API, the
 // scheduler (pure placement logic), dispatch of tasks over NATS JetStream and
-// the job store in JetStream KV. It is built with issue 4; the API it serves
-// is already fixed in proto/imagefarm/v1.
+// the job store in JetStream KV.
+//
+// Who may call what is decided in two steps, by interceptors: authUnary and
+// authStream verify a client certificate against the farm CA (peerIdentity),
+// then authorizeUnary and authorizeStream check the method's entry in policy
+// (authz.go): a bearer token of at least a role for the client API (tokens,
+// callToken), the node certificate alone for ImagerService.Connect.
 package controller
