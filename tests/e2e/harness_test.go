@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv"
@@ -142,6 +143,7 @@ type farm struct {
 	controller *proc
 	imagers    map[string]*proc
 	api        imagefarmv1.ImageFarmServiceClient
+	token      string            // the admin token of api and cli
 	images     map[string]string // image ref -> the file pushed
 }
 
@@ -176,7 +178,8 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 	}
 	f.natsProc = f.newProc("nats", bin.nats, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-sd", filepath.Join(f.dir, "nats"))
 	ctlArgs := []string{bin.imagefarm, "controller", "--nats", f.nats, "--store", f.store, "--listen", f.ctl,
-		"--tls-cert", f.pkiFile("controller.crt"), "--tls-key", f.pkiFile("controller.key"), "--client-ca", f.pkiFile("ca.crt")}
+		"--tls-cert", f.pkiFile("controller.crt"), "--tls-key", f.pkiFile("controller.key"), "--client-ca", f.pkiFile("ca.crt"),
+		"--bootstrap-token-file", filepath.Join(f.dir, "admin.token")}
 	if cfg.ttl > 0 {
 		ctlArgs = append(ctlArgs, "--heartbeat-ttl", cfg.ttl.String())
 	}
@@ -207,7 +210,9 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(f.ctl, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	f.token = f.adminToken()
+	conn, err := grpc.NewClient(f.ctl, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+		grpc.WithPerRPCCredentials(tokens.Bearer{Secret: f.token}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,6 +220,20 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 	f.api = imagefarmv1.NewImageFarmServiceClient(conn)
 	f.waitNodes(len(cfg.nodes))
 	return f
+}
+
+// adminToken waits for the admin token the controller writes at its first
+// start (--bootstrap-token-file), which the API client and f.cli use.
+func (f *farm) adminToken() string {
+	f.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(f.dir, "admin.token")); err == nil && len(b) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatal("the controller wrote no bootstrap token within 30s")
+		}
+	}
 }
 
 // makeCerts makes the farm's CA, the controller's certificate and each
@@ -315,7 +334,7 @@ func (f *farm) waitFor(limit time.Duration, what string, cond func() bool) {
 func (f *farm) cli(args ...string) (string, int) {
 	f.t.Helper()
 	cmd := exec.Command(bin.imagefarm, append(args, "--store", f.store, "--controller", f.ctl, "--ca", f.pkiFile("ca.crt"))...)
-	cmd.Env = append(os.Environ(), "IMAGEFARM_SIGN_KEY="+filepath.Join(f.dir, "signing", "signing.key"))
+	cmd.Env = append(os.Environ(), "IMAGEFARM_SIGN_KEY="+filepath.Join(f.dir, "signing", "signing.key"), "IMAGEFARM_TOKEN="+f.token)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
