@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/internal/natsauth"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
@@ -286,7 +287,11 @@ func TestRedelivery(t *testing.T) {
 // drop, and returns how many it published.
 func (f *farm) republishAssignments() int {
 	f.t.Helper()
-	nc, err := nats.Connect(f.nats)
+	auth, err := natsauth.ConnectOptions(f.natsCreds(""))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	nc, err := nats.Connect(f.nats, auth...)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/imagefarm/imagefarm/controller/tokens"
+	"github.com/imagefarm/imagefarm/internal/natsauth"
 	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv"
@@ -176,8 +177,8 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 	if out, err := exec.Command(bin.imagefarm, "key", "init", "--out", filepath.Join(f.dir, "signing")).CombinedOutput(); err != nil {
 		t.Fatalf("imagefarm key init: %v\n%s", err, out)
 	}
-	f.natsProc = f.newProc("nats", bin.nats, "-js", "-a", "127.0.0.1", "-p", fmt.Sprint(natsPort), "-sd", filepath.Join(f.dir, "nats"))
-	ctlArgs := []string{bin.imagefarm, "controller", "--nats", f.nats, "--store", f.store, "--listen", f.ctl,
+	f.natsProc = f.newProc("nats", bin.nats, "-c", f.natsConfig(natsPort))
+	ctlArgs := []string{bin.imagefarm, "controller", "--nats", f.nats, "--nats-creds", f.natsCreds(""), "--store", f.store, "--listen", f.ctl,
 		"--tls-cert", f.pkiFile("controller.crt"), "--tls-key", f.pkiFile("controller.key"), "--client-ca", f.pkiFile("ca.crt"),
 		"--bootstrap-token-file", filepath.Join(f.dir, "admin.token")}
 	if cfg.ttl > 0 {
@@ -196,7 +197,7 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 		for i := 1; i <= drives; i++ {
 			f.addDrive(node, fmt.Sprintf("d%d.img", i))
 		}
-		args := []string{bin.imagefarm, "imager", "--node-id", node, "--pool", "bench", "--nats", f.nats, "--controller", f.ctl,
+		args := []string{bin.imagefarm, "imager", "--node-id", node, "--pool", "bench", "--nats", f.nats, "--nats-creds", f.natsCreds(node), "--controller", f.ctl,
 			"--store", imagerStore, "--virtual-drives", filepath.Join(f.dir, node), "--cache", filepath.Join(f.dir, node+"-cache"),
 			"--log-level", "debug", "--ca", f.pkiFile("ca.crt"), "--tls-cert", f.pkiFile("node-" + node + ".crt"), "--tls-key", f.pkiFile("node-" + node + ".key"),
 			"--trusted-keys", filepath.Join(f.dir, "signing", "signing.pub")}
@@ -234,6 +235,36 @@ func (f *farm) adminToken() string {
 			f.t.Fatal("the controller wrote no bootstrap token within 30s")
 		}
 	}
+}
+
+// natsConfig writes the NATS server's configuration as deploy/ does:
+// JetStream, and a user for the controller and each node, with the
+// permissions imagefarm nats-config gives them.
+func (f *farm) natsConfig(port int) string {
+	f.t.Helper()
+	args := []string{"nats-config", "--dir", f.dir}
+	for node := range f.cfg.nodes {
+		args = append(args, "--node", node)
+	}
+	if out, err := exec.Command(bin.imagefarm, args...).CombinedOutput(); err != nil {
+		f.t.Fatalf("imagefarm nats-config: %v\n%s", err, out)
+	}
+	conf := filepath.Join(f.dir, "nats-server.conf")
+	text := fmt.Sprintf("listen: 127.0.0.1:%d\njetstream { store_dir: %q }\ninclude %s\n",
+		port, filepath.Join(f.dir, "nats"), natsauth.ServerConfigFile)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+	return conf
+}
+
+// natsCreds is the NATS credentials file of node, or of the controller
+// when node is "".
+func (f *farm) natsCreds(node string) string {
+	if node == "" {
+		return filepath.Join(f.dir, natsauth.ControllerCredsFile)
+	}
+	return filepath.Join(f.dir, natsauth.ImagerCredsFile(node))
 }
 
 // makeCerts makes the farm's CA, the controller's certificate and each
