@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 
+	"github.com/imagefarm/imagefarm/controller/tokens"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -155,6 +156,16 @@ func pushImage(ctx context.Context, cfg Config) (string, error) {
 	return res.Digest, nil
 }
 
+// tokenFile is where the controller writes the admin token the bench
+// calls its API with (--bootstrap-token-file).
+func tokenFile(cfg Config) string { return filepath.Join(cfg.Dir, "admin.token") }
+
+// adminToken is the admin token the controller wrote.
+func adminToken(cfg Config) (tokens.Bearer, error) {
+	b, err := os.ReadFile(tokenFile(cfg))
+	return tokens.Bearer{Secret: strings.TrimSpace(string(b))}, err
+}
+
 func storeURL(dir string) string { return "file://" + filepath.Join(dir, "store") }
 
 // startController runs `imagefarm controller` and waits until it answers.
@@ -173,7 +184,8 @@ func startController(ctx context.Context, cfg Config, tls *farmTLS, natsURL stri
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	p, err := startProc("controller", filepath.Join(cfg.Dir, "controller.log"), cfg.Imagefarm, append([]string{"controller",
-		"--nats", natsURL, "--store", storeURL(cfg.Dir), "--listen", addr, "--heartbeat-ttl", cfg.TTL.String()}, tlsFlags...)...)
+		"--nats", natsURL, "--store", storeURL(cfg.Dir), "--listen", addr, "--heartbeat-ttl", cfg.TTL.String(),
+		"--bootstrap-token-file", tokenFile(cfg)}, tlsFlags...)...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -185,7 +197,10 @@ func startController(ctx context.Context, cfg Config, tls *farmTLS, natsURL stri
 	defer conn.Close()
 	api := imagefarmv1.NewImageFarmServiceClient(conn)
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		_, err := api.ListImages(ctx, &imagefarmv1.ListImagesRequest{})
+		bearer, err := adminToken(cfg)
+		if err == nil {
+			_, err = api.ListImages(ctx, &imagefarmv1.ListImagesRequest{}, grpc.PerRPCCredentials(bearer))
+		}
 		if err == nil {
 			return p, addr, nil
 		}

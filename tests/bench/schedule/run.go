@@ -61,7 +61,11 @@ func run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	bearer, err := adminToken(cfg)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithPerRPCCredentials(bearer))
 	if err != nil {
 		return err
 	}
