@@ -92,7 +92,9 @@ func (c *Controller) loseNode(ctx context.Context, nodeID string, jobs []schedul
 		if err != nil {
 			return err
 		}
-		c.release(ctx, lt.NodeID, lt.DriveID, lt.TaskID)
+		if err := c.release(ctx, lt.NodeID, lt.DriveID, lt.TaskID); err != nil {
+			return err
+		}
 		if err := c.settleJob(ctx, lt.JobID); err != nil {
 			return err
 		}

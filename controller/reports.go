@@ -134,8 +134,16 @@ func runningTask(s imagefarmv1.TaskState) bool {
 // result ends a task with what its imager reports, then its job if done.
 func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.TaskResult) error {
 	t, err := c.owned(ctx, s, r.GetTaskId(), r.GetEpoch())
-	if t == nil || err != nil || finalTask(t.GetState()) {
-		return err // a result already applied (a re-send) changes nothing
+	if t == nil || err != nil {
+		return err
+	}
+	if finalTask(t.GetState()) {
+		// A re-send of a result applied before: the task stays as it
+		// ended, and what the first one may have left undone is done.
+		if err := c.release(ctx, s.nodeID, t.GetDrive().GetId(), t.GetId()); err != nil {
+			return err
+		}
+		return c.settleJob(ctx, t.GetJobId())
 	}
 	job, err := c.st.GetJobRecord(ctx, t.GetJobId())
 	if err != nil {
@@ -171,8 +179,10 @@ func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.Task
 	c.farm.mu.Lock()
 	delete(c.farm.progress, t.GetId())
 	c.farm.mu.Unlock()
-	c.release(ctx, s.nodeID, t.GetDrive().GetId(), t.GetId())
 	defer c.wake()
+	if err := c.release(ctx, s.nodeID, t.GetDrive().GetId(), t.GetId()); err != nil {
+		return err
+	}
 	return c.settleJob(ctx, t.GetJobId())
 }
 

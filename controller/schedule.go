@@ -127,18 +127,24 @@ func (c *Controller) claim(ctx context.Context, nodeID string, planned scheduler
 }
 
 // release frees a drive claimed by taskID, recording it as its last task.
-func (c *Controller) release(ctx context.Context, nodeID, driveID, taskID string) {
-	if _, err := c.st.GetDrive(ctx, nodeID, driveID); err != nil {
-		return // pulled meanwhile
-	}
-	if _, err := c.st.UpdateDrive(ctx, nodeID, driveID, func(d *imagefarmv1.Drive) error {
+// A drive pulled meanwhile has nothing to free. Any other failure (NATS
+// away) is returned, and logged: a claim left behind would keep the drive
+// busy for good, so callers that can be asked again (a result the imager
+// re-sends) must fail and be.
+func (c *Controller) release(ctx context.Context, nodeID, driveID, taskID string) error {
+	_, err := c.st.UpdateDrive(ctx, nodeID, driveID, func(d *imagefarmv1.Drive) error {
 		if d.TaskId == taskID {
 			d.TaskId, d.LastTaskId, d.State = "", taskID, imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE
 		}
 		return nil
-	}); err != nil {
-		c.log.Warn("release drive", "node_id", nodeID, "drive", driveID, "error", err)
+	})
+	if errors.Is(err, state.ErrNotFound) {
+		return nil
 	}
+	if err != nil {
+		c.log.Warn("release drive", "node_id", nodeID, "drive", driveID, "task_id", taskID, "error", err)
+	}
+	return err
 }
 
 // settleJob gives a job its final state once its tasks say so.

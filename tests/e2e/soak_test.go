@@ -115,7 +115,7 @@ func TestSoak(t *testing.T) {
 			s.drives = append(s.drives, fmt.Sprintf("%s/virt-d%d.img", n, i))
 		}
 	}
-	images := []string{"soak:0", "soak:1", "soak:2"}
+	images := []string{"soak-a:1", "soak-b:1", "soak-c:1"} // names of their own: one name going back a version is a rollback, refused
 	for _, ref := range images {
 		f.pushImage(ref, 8<<20)
 	}
