@@ -125,8 +125,9 @@ type farmConfig struct {
 	driveSize int            // bytes per virtual drive; default 64 MiB
 	ttl       time.Duration  // controller heartbeat TTL; default the controller's
 	ackWait   time.Duration  // dispatch ack wait; default the controller's
-	// imagerStore, when set, gives the store URL the imagers read from
-	// (e.g. through a fault proxy); the controller and the CLI use f.store.
+	// imagerStore, when set, turns the imagers' store URL (f.store with
+	// read-only credentials) into the one they read from (e.g. through a
+	// fault proxy); the controller and the CLI use f.store.
 	imagerStore func(store string) string
 	imagerArgs  []string // more flags for every imager
 }
@@ -188,9 +189,11 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 		ctlArgs = append(ctlArgs, "--ack-wait", cfg.ackWait.String())
 	}
 	f.controller = f.newProc("controller", ctlArgs...)
-	imagerStore := f.store
+	// Imagers read the store with read-only credentials, as deployed
+	// (deploy/minio/imager-policy.json).
+	imagerStore := minioServer.Get(t).ImagerURL(t, f.store)
 	if cfg.imagerStore != nil {
-		imagerStore = cfg.imagerStore(f.store)
+		imagerStore = cfg.imagerStore(imagerStore)
 	}
 	for node, drives := range cfg.nodes {
 		os.MkdirAll(filepath.Join(f.dir, node), 0o755)

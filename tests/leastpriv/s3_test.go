@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,19 +18,10 @@ var minioServer testenv.SharedMinIO
 func TestMain(m *testing.M) { minioServer.Main(m) }
 
 // scopedCatalog opens prefix "catalog" of bucket with credentials limited
-// to deploy/minio/NAME, its bucket "images" renamed to bucket.
+// to deploy/minio/name.
 func scopedCatalog(t *testing.T, m *testenv.MinIO, bucket, name string) (*catalog.Catalog, storage.Store) {
 	t.Helper()
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy, err := os.ReadFile(filepath.Join(root, "deploy", "minio", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := strings.ReplaceAll(string(policy), "arn:aws:s3:::images", "arn:aws:s3:::"+bucket)
-	s, err := storage.Open(m.ScopedURL(t, bucket, "catalog", p), storage.Options{})
+	s, err := storage.Open(m.ScopedURL(t, bucket, "catalog", testenv.DeployPolicy(t, name, bucket)), storage.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -224,7 +225,7 @@ func (s *SharedMinIO) Stop() {
 func (m *MinIO) ScopedURL(t testing.TB, bucket, prefix, policy string) string {
 	t.Helper()
 	sts, err := credentials.NewSTSAssumeRole("http://"+m.Endpoint, credentials.STSAssumeRoleOptions{
-		AccessKey: m.AccessKey, SecretKey: m.SecretKey, Policy: policy, DurationSeconds: 3600,
+		AccessKey: m.AccessKey, SecretKey: m.SecretKey, Policy: policy, DurationSeconds: 12 * 3600,
 	})
 	if err != nil {
 		t.Fatalf("assume role: %v", err)
@@ -240,4 +241,30 @@ func (m *MinIO) ScopedURL(t testing.TB, bucket, prefix, policy string) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("s3://%s/%s?endpoint=%s&insecure=true&credentials=%s", bucket, prefix, m.Endpoint, file)
+}
+
+// DeployPolicy is the S3 policy deploy/minio/name, with its bucket
+// "images" renamed to bucket.
+func DeployPolicy(t testing.TB, name, bucket string) string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := os.ReadFile(filepath.Join(root, "deploy", "minio", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.ReplaceAll(string(policy), "arn:aws:s3:::images", "arn:aws:s3:::"+bucket)
+}
+
+// ImagerURL is storeURL, a store URL on m, with the read-only credentials
+// deploy/minio/imager-policy.json gives imagers.
+func (m *MinIO) ImagerURL(t testing.TB, storeURL string) string {
+	t.Helper()
+	u, err := url.Parse(storeURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.ScopedURL(t, u.Host, strings.TrimPrefix(u.Path, "/"), DeployPolicy(t, "imager-policy.json", u.Host))
 }
