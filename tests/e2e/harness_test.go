@@ -170,7 +170,10 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 	f := &farm{t: t, cfg: cfg, dir: dir, imagers: map[string]*proc{}, images: map[string]string{}}
 	f.store = minioServer.Get(t).NewBucket(t) // a real MinIO process, as deployed
 	natsPort, _ := testenv.FreePort()
-	ctlPort, _ := testenv.FreePort()
+	ctlPort := natsPort
+	for ctlPort == natsPort { // "free a moment ago" may be the same port twice
+		ctlPort, _ = testenv.FreePort()
+	}
 	f.nats, f.ctl = fmt.Sprintf("nats://127.0.0.1:%d", natsPort), fmt.Sprintf("127.0.0.1:%d", ctlPort)
 	f.makeCerts()
 	// Every push through f.cli is signed with the farm's key (IMAGEFARM_SIGN_KEY),
