@@ -7,10 +7,50 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
 	"github.com/imagefarm/imagefarm/controller"
+	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
+
+// TestImagerRefusalsSayWhy checks what an imager refused for its
+// certificate is told, and that a refused Hello stores nothing: the
+// authorization matrix (authz_test.go) checks the codes.
+func TestImagerRefusalsSayWhy(t *testing.T) {
+	f := startFarm(t, 5*time.Second)
+	expired := pki.Request{Kind: pki.KindNode, Name: "a", NotBefore: time.Now().Add(-48 * time.Hour), ValidFor: time.Hour}
+	cert, key := f.pki.Issue(t, expired)
+	expiredTLS, err := pki.ClientConfig(f.pki.CAFile(), cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		client imagefarmv1.ImagerServiceClient
+		code   codes.Code
+		msg    string
+	}{
+		{"no certificate", imagefarmv1.NewImagerServiceClient(f.dial(t, credentials.NewTLS(f.pki.ClientTLS(t, "")))),
+			codes.Unauthenticated, `an imager must present its node certificate (imagefarm ca issue --node "a")`},
+		{"an expired certificate", imagefarmv1.NewImagerServiceClient(f.dial(t, credentials.NewTLS(expiredTLS))),
+			codes.Unauthenticated, "certificate has expired"},
+		{"node b's certificate", f.imagerAs(t, "b"),
+			codes.PermissionDenied, `hello for node "a" with the certificate of node "b": a node reports only for itself`},
+	} {
+		err := helloErr(t, tc.client, "a")
+		if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.msg) {
+			t.Errorf("%s: Hello for node a = %v, want %v with %q", tc.name, err, tc.code, tc.msg)
+		}
+	}
+	nodes, err := f.api.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{})
+	if err != nil || len(nodes.GetNodes()) != 0 {
+		t.Errorf("ListNodes() after refused Hellos = %v, %v; want none", nodes.GetNodes(), err)
+	}
+}
 
 // helloErr sends a Hello for node on a new imager stream and returns the
 // error it is refused with, or nil for a HelloAck.
