@@ -186,17 +186,5 @@ func (a *Agent) currentEpoch() uint64 {
 	return a.epoch
 }
 
-// sleep waits d or until ctx ends, and reports whether it waited d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // send queues one numbered message for the controller.
 func (a *Agent) send(m *imagefarmv1.ConnectRequest) uint64 { return a.out.add(m) }

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -58,7 +59,7 @@ func (a *Agent) unbatch(r *taskRun) {
 // soon as it is final: a drive pulled mid-write is reported at once, not
 // when the other drives are done.
 func (a *Agent) runBatch(ctx context.Context, b *batch) {
-	if !sleep(ctx, batchWindow) {
+	if !wait.Sleep(ctx, batchWindow) {
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/imagefarm/imagefarm/imager/drive"
+	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -88,17 +89,17 @@ func (a *Agent) protoDrive(d drive.Drive, taskID string) *imagefarmv1.Drive {
 // stops at a failed look (sysfs or the virtual drive folder unreadable);
 // it is started again after a pause, and reports every drive once more.
 func (a *Agent) watchDrives(ctx context.Context) error {
-	wait := reconnectMin
+	delay := reconnectMin
 	for {
 		err := drive.Watch(ctx, a.cfg.Drives, 0, a.driveEvent)
 		if ctx.Err() != nil {
 			return nil
 		}
 		a.log.Warn("drive watch", "error", err)
-		if !sleep(ctx, wait) {
+		if !wait.Sleep(ctx, delay) {
 			return nil
 		}
-		wait = min(2*wait, reconnectMax)
+		delay = min(2*delay, reconnectMax)
 	}
 }
 

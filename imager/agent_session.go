@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -29,7 +30,7 @@ const (
 	// back within about a second of a restarted controller, well inside
 	// its heartbeat TTL. A connection attempt costs the controller little.
 	dialMax = time.Second
-	// helloTimeout bounds the wait for HelloAck, so that a controller that
+	// helloTimeout bounds the delay for HelloAck, so that a controller that
 	// accepted the stream and hangs does not hold the node.
 	helloTimeout = 10 * time.Second
 	// keepaliveTimeout is how long data sent to the controller may go
@@ -76,7 +77,7 @@ func (a *Agent) dial() (imagefarmv1.ImagerServiceClient, func(), error) {
 // one after a pause that doubles up to reconnectMax (jittered) while
 // attempts keep failing.
 func (a *Agent) stayConnected(ctx context.Context, client imagefarmv1.ImagerServiceClient) error {
-	wait := reconnectMin
+	delay := reconnectMin
 	for {
 		start := time.Now()
 		greeted, err := a.session(ctx, client)
@@ -85,14 +86,14 @@ func (a *Agent) stayConnected(ctx context.Context, client imagefarmv1.ImagerServ
 		}
 		a.log.Warn("controller stream ended", "controller", a.cfg.Controller, "error", err)
 		if greeted && time.Since(start) > reconnectMax {
-			wait = reconnectMin // it was up for a while: try again soon
+			delay = reconnectMin // it was up for a while: try again soon
 		}
-		// Full jitter in [wait/2, wait], so a farm of imagers does not
+		// Full jitter in [delay/2, delay], so a farm of imagers does not
 		// come back in step after a controller restart.
-		if !sleep(ctx, wait/2+rand.N(wait/2+1)) {
+		if !wait.Sleep(ctx, delay/2+rand.N(delay/2+1)) {
 			return nil
 		}
-		wait = min(2*wait, reconnectMax)
+		delay = min(2*delay, reconnectMax)
 	}
 }
 
@@ -134,7 +135,7 @@ func recvHelloAck(stream imagefarmv1.ImagerService_ConnectClient, cancel func())
 	defer t.Stop()
 	m, err := stream.Recv()
 	if err != nil {
-		return nil, fmt.Errorf("wait for hello ack: %w", err)
+		return nil, fmt.Errorf("delay for hello ack: %w", err)
 	}
 	if m.GetHelloAck() == nil {
 		return nil, errNoHelloAck

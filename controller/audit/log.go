@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -123,7 +124,7 @@ func (l *Log) Append(ctx context.Context, rec *imagefarmv1.AuditRecord) (*imagef
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
 		before := l.lastSeq
 		err := l.publish(ctx, rec)
 		if err == nil {
@@ -138,7 +139,7 @@ func (l *Log) Append(ctx context.Context, rec *imagefarmv1.AuditRecord) (*imagef
 		if l.lastSeq != before {
 			continue // chain after the other writer's record, at once
 		}
-		if serr := sleep(ctx, wait); serr != nil {
+		if !wait.Sleep(ctx, delay) {
 			return nil, fmt.Errorf("append audit record: %w: %w", ErrUnavailable, err)
 		}
 	}
@@ -218,15 +219,4 @@ func decode(data []byte, seq uint64) (*imagefarmv1.AuditRecord, error) {
 		return nil, fmt.Errorf("message %d of %s: %w: %w", seq, Stream, ErrUndecodable, err)
 	}
 	return rec, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

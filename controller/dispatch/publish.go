@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -75,7 +76,7 @@ func (p *Publisher) publish(ctx context.Context, nodeID, msgID string, m *imagef
 		return nil, fmt.Errorf("encode %s: %w", msgID, err)
 	}
 	subject := Subject(nodeID)
-	wait := retryMinWait
+	delay := retryMinWait
 	for {
 		ack, err := p.publishOnce(ctx, subject, msgID, data)
 		if err == nil {
@@ -84,14 +85,14 @@ func (p *Publisher) publish(ctx context.Context, nodeID, msgID string, m *imagef
 		if !retryable(err) {
 			return nil, fmt.Errorf("publish %s on %s: %w", msgID, subject, err)
 		}
-		if !sleep(ctx, wait) {
+		if !wait.Sleep(ctx, delay) {
 			return nil, fmt.Errorf("publish %s on %s: %w: %w", msgID, subject, err, context.Cause(ctx))
 		}
-		wait = min(2*wait, retryMaxWait)
+		delay = min(2*delay, retryMaxWait)
 		if errors.Is(err, nats.ErrConnectionReconnecting) {
 			// Nothing was sent: look at the connection at a steady pace,
 			// so that the message goes out as soon as NATS is back.
-			wait = retryMinWait
+			delay = retryMinWait
 		}
 	}
 }
@@ -103,7 +104,7 @@ func (p *Publisher) publishOnce(ctx context.Context, subject, msgID string, data
 	dropped := nc.StatusChanged(nats.RECONNECTING)
 	defer nc.RemoveStatusListener(dropped)
 	if nc.IsReconnecting() {
-		// A request made now would wait in the client's reconnect buffer,
+		// A request made now would delay in the client's reconnect buffer,
 		// where it can be lost, and would be waited on for a whole attempt.
 		return nil, nats.ErrConnectionReconnecting
 	}
@@ -136,16 +137,4 @@ func retryable(err error) bool {
 	return !errors.Is(err, nats.ErrConnectionClosed) &&
 		!errors.Is(err, nats.ErrMaxPayload) &&
 		!errors.Is(err, nats.ErrBadSubject)
-}
-
-// sleep waits d or until ctx ends, and reports whether it waited d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/imagefarm/imagefarm/internal/wait"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -82,7 +83,7 @@ func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig, h Handler) (*Su
 // returns an error only when the NATS connection is closed for good, so the
 // connection should be made with nats.MaxReconnects(-1).
 func (s *Subscriber) Run(ctx context.Context) error {
-	wait := retryMinWait
+	delay := retryMinWait
 	for {
 		attached, err := s.consume(ctx)
 		if ctx.Err() != nil {
@@ -93,12 +94,12 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}
 		s.report(fmt.Errorf("subscribe node %s: %w", s.cfg.NodeID, err))
 		if attached {
-			wait = retryMinWait
+			delay = retryMinWait
 		}
-		if !sleep(ctx, wait) {
+		if !wait.Sleep(ctx, delay) {
 			return nil
 		}
-		wait = min(2*wait, subscribeMaxWait)
+		delay = min(2*delay, subscribeMaxWait)
 	}
 }
 

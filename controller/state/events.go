@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -86,7 +87,7 @@ func (l *eventLog) publish(ctx context.Context, p pendingEvent) (uint64, error) 
 			return ack.Sequence, nil
 		}
 		if attempt < publishAttempts {
-			if serr := sleep(ctx, 100*time.Millisecond<<attempt); serr != nil {
+			if !wait.Sleep(ctx, 100*time.Millisecond<<attempt) {
 				break
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -93,8 +94,8 @@ func (k *kind[T]) write(ctx context.Context, key string, mode writeMode, seed, f
 	for attempt := 1; ; attempt++ {
 		next, rev, created, err := k.tryWrite(ctx, key, mode, seed, fn)
 		if isConflict(err) && attempt < maxAttempts {
-			if err := sleep(ctx, backoff(attempt)); err != nil {
-				return zero, err
+			if !wait.Sleep(ctx, backoff(attempt)) {
+				return zero, ctx.Err()
 			}
 			continue
 		}
@@ -197,17 +198,6 @@ func isConflict(err error) bool {
 func backoff(attempt int) time.Duration {
 	d := time.Millisecond << min(attempt-1, 6)
 	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // scan calls fn with every record whose key matches filter (a KV key

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -264,7 +265,7 @@ func (im *simImager) refuse(ctx context.Context, a *imagefarmv1.TaskAssignment, 
 // work plays one task: progress, result, the NATS ack once the controller
 // has the result, then the key swap.
 func (im *simImager) work(ctx context.Context, a *imagefarmv1.TaskAssignment, d *dispatch.Delivery, keep func()) error {
-	if !sleep(ctx, im.cfg.WriteTime) {
+	if !wait.Sleep(ctx, im.cfg.WriteTime) {
 		return nil
 	}
 	size := uint64(im.cfg.ImageSize)
@@ -287,7 +288,7 @@ func (im *simImager) work(ctx context.Context, a *imagefarmv1.TaskAssignment, d 
 	start := time.Now()
 	im.ackDelivery(ctx, d)
 	im.rec.natsAcked(time.Since(start))
-	if !sleep(ctx, im.cfg.SwapTime) {
+	if !wait.Sleep(ctx, im.cfg.SwapTime) {
 		return nil
 	}
 	return im.swap(ctx, a.GetDrive())
@@ -324,19 +325,4 @@ func (im *simImager) swap(ctx context.Context, written *imagefarmv1.DriveIdentit
 		im.rec.insertAcked(sent)
 	}
 	return nil
-}
-
-// sleep waits d or until ctx ends, and reports whether it waited d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
