@@ -64,6 +64,8 @@ type AgentConfig struct {
 	// AllowUnsigned writes images without checking their signatures when
 	// TrustedKeys is nil. It is logged loudly.
 	AllowUnsigned bool
+	// WriteWhileFetching: see Writer.WriteWhileFetching.
+	WriteWhileFetching bool
 	// Dispatch sets the node's NATS consumer; it must be what the
 	// controller uses. Zero fields take dispatch's defaults.
 	Dispatch dispatch.Config
@@ -130,6 +132,7 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 		return nil, err
 	}
 	a.writer.SetTrust(trust)
+	a.writer.WriteWhileFetching(cfg.WriteWhileFetching)
 	a.out = newOutbox(a.acknowledged)
 	return a, nil
 }

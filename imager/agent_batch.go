@@ -132,9 +132,10 @@ type progressMark struct {
 
 // phaseStates maps the write's phases to the task states reported while
 // they run; the final phases are reported by the result. The capacity
-// check comes before the first chunk is written, while the image is
+// check comes before the first chunk is written, after the image is
 // fetched: its progress is reported as FETCHING's, in bytes of probe I/O.
 var phaseStates = map[Phase]imagefarmv1.TaskState{
+	PhaseFetching:  imagefarmv1.TaskState_TASK_STATE_FETCHING,
 	PhaseChecking:  imagefarmv1.TaskState_TASK_STATE_FETCHING,
 	PhaseWriting:   imagefarmv1.TaskState_TASK_STATE_WRITING,
 	PhaseSyncing:   imagefarmv1.TaskState_TASK_STATE_WRITING,

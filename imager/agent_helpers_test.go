@@ -187,7 +187,9 @@ type farm struct {
 
 // newFarm starts an agent over n virtual drives of size bytes, filled with
 // 0xEE so that nothing verifies by accident. cat, when not nil, replaces
-// the bench's catalog as the agent's.
+// the bench's catalog as the agent's: a slow or gated store, which the
+// agent then writes from while it fetches (WriteWhileFetching), so that a
+// test can act mid-write.
 func newFarm(t *testing.T, b *bench, n int, size int64, cat *catalog.Catalog) *farm {
 	t.Helper()
 	dir := t.TempDir()
@@ -220,22 +222,24 @@ func startFarm(t *testing.T, b *bench, dcfg drive.Config, drives []drive.Drive, 
 	}
 	f := &farm{b: b, js: js, pub: pub, ctl: &fakeController{epoch: 3}, drives: drives, pki: testenv.NewPKI(t)}
 	f.srv = serveController(t, "127.0.0.1:0", f.pki.ServerTLS(t), f.ctl)
+	whileFetching := cat != nil
 	if cat == nil {
 		cat = b.cat
 	}
-	f.startAgent(t, srvNATS.ClientURL(), cat, dcfg)
+	f.startAgent(t, srvNATS.ClientURL(), cat, dcfg, whileFetching)
 	eventually(t, "hello", func() bool { return len(f.ctl.hellos()) > 0 })
 	return f
 }
 
 // startAgent runs an agent for the farm until the test ends, and checks
 // that it stops cleanly.
-func (f *farm) startAgent(t *testing.T, natsURL string, cat *catalog.Catalog, dcfg drive.Config) {
+func (f *farm) startAgent(t *testing.T, natsURL string, cat *catalog.Catalog, dcfg drive.Config, whileFetching bool) {
 	t.Helper()
 	a, err := imager.NewAgent(imager.AgentConfig{
 		NodeID: testNode, Pool: "usb", Labels: map[string]string{"site": "depot"}, Version: "test",
 		NATSURL: natsURL, Controller: f.srv.addr, TLS: f.pki.ClientTLS(t, testNode), Catalog: cat, Drives: dcfg, AllowUnsigned: true,
-		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		WriteWhileFetching: whileFetching,
+		Log:                slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatalf("NewAgent() = %v", err)

@@ -60,8 +60,8 @@ func TestCheckCapacityPassesHonestLoopDevices(t *testing.T) {
 		if r.Phase != imager.PhaseVerified || r.Capacity == nil || r.Capacity.Usable != size || r.ReadBack != "direct" {
 			t.Errorf("loop %d: %s, capacity %+v (%v); want verified with O_DIRECT read-back, all %d bytes usable", i, r.Phase, r.Capacity, r.Err, size)
 		}
-		if got := ph.of(i); len(got) == 0 || got[0] != imager.PhaseChecking || !slices.Contains(got, imager.PhaseWriting) {
-			t.Errorf("loop %d went through %v, want checking, then writing", i, got)
+		if got := ph.of(i); len(got) < 2 || got[0] != imager.PhaseFetching || got[1] != imager.PhaseChecking || !slices.Contains(got, imager.PhaseWriting) {
+			t.Errorf("loop %d went through %v, want fetching, checking, then writing", i, got)
 		}
 		if got := testenv.SHA256(t, loops[i].Path, b.m.Size); got != want {
 			t.Errorf("loop %d holds sha256 %s, the image %s", i, got, want)
@@ -105,8 +105,8 @@ func runFakeKeyJob(t *testing.T, b *bench, w *imager.Writer, drives []drive.Driv
 		!strings.Contains(f.GetMessage(), "advertises 67 MB but holds only 17 MB (16777216 bytes)") {
 		t.Errorf("task of the fake key: %v; want FAILED, FAKE_CAPACITY at offset %d naming both sizes, nothing written", r, real)
 	}
-	if got := ph.of(victim); !slices.Equal(got, []imager.Phase{imager.PhaseChecking, imager.PhaseFailed}) {
-		t.Errorf("the fake key went through %v, want checking, failed: never written", got)
+	if got := ph.of(victim); !slices.Equal(got, []imager.Phase{imager.PhaseFetching, imager.PhaseChecking, imager.PhaseFailed}) {
+		t.Errorf("the fake key went through %v, want fetching, checking, failed: never written", got)
 	}
 	want := testenv.SHA256(t, writeFile(t, b.image), -1)
 	for i, r := range results {

@@ -77,6 +77,12 @@ func (f *fanout) drive(ctx context.Context, r *run, digest string) {
 			err = &IOError{Op: "read back", Offset: f.m.Size, Err: gone}
 		}
 	}
+	f.finish(ctx, r, digest, err)
+}
+
+// finish records how r's drive ended, err nil meaning verified, and
+// reports it.
+func (f *fanout) finish(ctx context.Context, r *run, digest string, err error) {
 	switch {
 	case err == nil:
 		r.res.Phase, r.res.VerifiedDigest = PhaseVerified, digest

@@ -3,6 +3,7 @@ package imager_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -30,7 +31,12 @@ func TestUntrustedImagesLeaveDrivesUntouched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := catalog.New(s, catalog.Options{})
+	cacheDir := t.TempDir()
+	cache, err := catalog.OpenCache(cacheDir, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.New(s, catalog.Options{Cache: cache})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,9 +62,11 @@ func TestUntrustedImagesLeaveDrivesUntouched(t *testing.T) {
 	moved := push("evil:1", 1, nil)
 	copyFile(t, signaturePath(storeDir, current.Digest, farm.ID), signaturePath(storeDir, moved.Digest, farm.ID))
 	otherName := push("lab-tools:1", 1, farm)
+	// The last chunk: the chunks before it are sound, and none of them may
+	// reach the drive either.
 	tampered := push("tamper:1", 2, farm)
-	first := tampered.Manifest.Chunks[0]
-	chunkFile := filepath.Join(storeDir, "chunks", first.ID[:2], first.ID)
+	last := tampered.Manifest.Chunks[len(tampered.Manifest.Chunks)-1]
+	chunkFile := filepath.Join(storeDir, "chunks", last.ID[:2], last.ID)
 	data, err := os.ReadFile(chunkFile)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +74,6 @@ func TestUntrustedImagesLeaveDrivesUntouched(t *testing.T) {
 	data[len(data)/2] ^= 0x01
 	os.WriteFile(chunkFile, data, 0o644)
 
-	cacheDir := t.TempDir()
 	acc, err := imager.OpenAccepted(filepath.Join(cacheDir, catalog.CacheStateDir, imager.AcceptedFile))
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +116,7 @@ func TestUntrustedImagesLeaveDrivesUntouched(t *testing.T) {
 		{"signature of another image", moved, "evil:1", imagefarmv1.FailureReason_FAILURE_REASON_SIGNATURE_INVALID, []string{"evil:1", "win:2"}},
 		{"signed image under another name", otherName, "win:stable", imagefarmv1.FailureReason_FAILURE_REASON_SIGNATURE_INVALID, []string{"win:stable", "lab-tools:1"}},
 		{"rollback", old, "win:stable", imagefarmv1.FailureReason_FAILURE_REASON_ROLLBACK, []string{"win:1", "win:2"}},
-		{"tampered chunk", tampered, "tamper:1", imagefarmv1.FailureReason_FAILURE_REASON_CHUNK_CORRUPT, []string{first.ID[:16]}},
+		{"tampered chunk", tampered, "tamper:1", imagefarmv1.FailureReason_FAILURE_REASON_CHUNK_CORRUPT, []string{last.ID[:16], fmt.Sprint(last.Offset)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, untouched := run(tc.res, tc.ref)

@@ -17,6 +17,7 @@ type Phase string
 
 // The phases of a drive's write, in order; it ends verified, failed or canceled.
 const (
+	PhaseFetching  Phase = "fetching" // the image into the node cache, before any drive is written
 	PhaseChecking  Phase = "checking" // its capacity, when asked to
 	PhaseWriting   Phase = "writing"
 	PhaseSyncing   Phase = "syncing"
@@ -80,9 +81,10 @@ type Result struct {
 
 // Writer writes images from a catalog to drives.
 type Writer struct {
-	cat   *catalog.Catalog
-	log   *slog.Logger
-	trust Trust
+	cat           *catalog.Catalog
+	log           *slog.Logger
+	trust         Trust
+	whileFetching bool
 }
 
 // NewWriter returns a Writer reading from cat (which should have a node
@@ -91,11 +93,22 @@ func NewWriter(cat *catalog.Catalog, log *slog.Logger) *Writer {
 	return &Writer{cat: cat, log: log}
 }
 
+// WriteWhileFetching makes w start writing drives while the image is still
+// being fetched, instead of fetching and checking all of it into the node
+// cache first. That saves the download's time on a cold cache, but a chunk
+// the store serves damaged is then found only after the chunks before it
+// have been written: the drives fail (never verified) but are not left
+// untouched.
+func (w *Writer) WriteWhileFetching(on bool) { w.whileFetching = on }
+
 // Write writes the image m (named digest) to every target at once, then
-// reads each back from the device and checks it. Each chunk is decompressed
-// once and written to every drive that keeps pace; a drive that falls more
-// than the window behind the fastest reads on its own. A drive that fails
-// fails alone, at once. Write returns one Result per target, in order.
+// reads each back from the device and checks it. When the node cache can
+// hold the image, every chunk is first fetched into it and checked, so that
+// a chunk the store serves tampered fails every drive with nothing written
+// (see prefetch). Each chunk is decompressed once and written to every
+// drive that keeps pace; a drive that falls more than the window behind the
+// fastest reads on its own. A drive that fails fails alone, at once. Write
+// returns one Result per target, in order.
 func (w *Writer) Write(ctx context.Context, m *catalog.Manifest, digest string, targets []Target, opts WriteOptions) []Result {
 	if len(targets) == 0 {
 		return nil
@@ -113,6 +126,47 @@ func (w *Writer) Write(ctx context.Context, m *catalog.Manifest, digest string, 
 		}
 		f.runs = append(f.runs, r)
 	}
+	if err := f.prefetch(ctx); err != nil {
+		for _, r := range f.runs {
+			f.finish(ctx, r, digest, err)
+		}
+	} else {
+		f.write(ctx, digest)
+	}
+	results := make([]Result, len(f.runs))
+	for i, r := range f.runs {
+		results[i] = r.res
+	}
+	return results
+}
+
+// prefetch fetches and checks the whole image into the node cache before
+// any drive is touched, when the cache can hold it. Without the room (or
+// with WriteWhileFetching), the image streams, and a chunk that fails its
+// check is found mid-write: the drives fail (never verified) holding the
+// chunks before it. Fetching first gives up overlapping the download with
+// the writes, which costs time only when the image is not in the cache.
+func (f *fanout) prefetch(ctx context.Context) error {
+	if f.w.whileFetching {
+		return nil
+	}
+	start := time.Now()
+	whole, err := f.w.cat.Prefetch(ctx, f.m, func(done int64) {
+		for _, r := range f.runs {
+			f.progress(r, PhaseFetching, done)
+		}
+	})
+	if !whole {
+		f.w.log.Warn("the node cache cannot hold this image: it streams, so a chunk the store serves damaged is found only after the chunks before it are written",
+			"image_stored_bytes", f.m.StoredBytes())
+		return nil
+	}
+	f.w.log.Debug("image fetched and checked", "seconds", fmt.Sprintf("%.2f", time.Since(start).Seconds()), "error", err)
+	return err
+}
+
+// write runs every drive on the shared stream.
+func (f *fanout) write(ctx context.Context, digest string) {
 	var wg sync.WaitGroup
 	f.ready.Add(len(f.runs))
 	for _, r := range f.runs {
@@ -121,11 +175,6 @@ func (w *Writer) Write(ctx context.Context, m *catalog.Manifest, digest string, 
 	f.ready.Wait() // every drive has zeroed what it will skip: they start level
 	f.produce(ctx)
 	wg.Wait()
-	results := make([]Result, len(f.runs))
-	for i, r := range f.runs {
-		results[i] = r.res
-	}
-	return results
 }
 
 // item is one chunk on its way to a drive; buf is nil for a zero chunk.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -109,10 +111,13 @@ func TestWriteManyDrivesAllVerified(t *testing.T) {
 			}
 		}
 	}
-	// With every drive keeping pace, each write fetched and decompressed
+	// Each stored chunk was downloaded and checked once, before the first
+	// write; with every drive keeping pace, each write then decompressed
 	// each stored chunk once, for all four drives.
-	if st, want := b.cache.Stats(), 2*(int64(len(b.m.Chunks))-zeroChunks(b.m)); st.Hits+st.Misses != want {
-		t.Errorf("chunk reads for two writes to 4 drives = %d, want %d (one per stored chunk per write)", st.Hits+st.Misses, want)
+	stored := int64(len(b.m.Chunks)) - zeroChunks(b.m)
+	if st := b.cache.Stats(); st.Misses != stored || st.Hits != 2*stored {
+		t.Errorf("two writes to 4 drives: %d chunks downloaded and %d served from the cache, want %d and %d",
+			st.Misses, st.Hits, stored, 2*stored)
 	}
 }
 
@@ -260,22 +265,71 @@ func TestCancelStopsWithinASecond(t *testing.T) {
 	}
 }
 
+// TestCorruptStoreChunkFailsEveryDriveNamingIt damages the last stored
+// chunk of an image in the store. By default the image is fetched and
+// checked before any drive is written, so every drive fails naming the
+// chunk and keeps every byte it had; writing while fetching, the drives
+// fail as well, never verified, holding the chunks before it.
 func TestCorruptStoreChunkFailsEveryDriveNamingIt(t *testing.T) {
-	b := newBench(t, 16*chunkSize)
-	var victim catalog.Chunk
-	for _, ch := range b.m.Chunks {
-		if !ch.Zero {
-			victim = ch
-			break
+	for _, whileFetching := range []bool{false, true} {
+		t.Run(fmt.Sprintf("write while fetching %v", whileFetching), func(t *testing.T) {
+			b := newBench(t, 16*chunkSize)
+			var victim catalog.Chunk
+			for _, ch := range b.m.Chunks {
+				if !ch.Zero {
+					victim = ch // the last stored chunk
+				}
+			}
+			junk := bytes.Repeat([]byte{1}, int(victim.Stored))
+			b.cat.Store().Put(t.Context(), "chunks/"+victim.ID[:2]+"/"+victim.ID, bytes.NewReader(junk), int64(len(junk)))
+			ts, paths := targets(t, 2, 16*chunkSize, nil)
+			w := imager.NewWriter(b.cat, slog.New(slog.DiscardHandler))
+			w.WriteWhileFetching(whileFetching)
+			for i, r := range w.Write(t.Context(), b.m, b.digest, ts, imager.WriteOptions{}) {
+				var ce *catalog.ChunkError
+				if r.Phase != imager.PhaseFailed || !errors.As(r.Err, &ce) || ce.Offset != victim.Offset || r.VerifiedDigest != "" {
+					t.Errorf("drive %d with a corrupt chunk in the store: %s %v, want failed naming the chunk at %d", i, r.Phase, r.Err, victim.Offset)
+				}
+				data, err := os.ReadFile(paths[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				untouched := bytes.Count(data, []byte{0xEE}) == len(data)
+				if !whileFetching && (!untouched || r.BytesWritten != 0) {
+					t.Errorf("drive %d: %d bytes written, want the drive untouched", i, r.BytesWritten)
+				}
+				if whileFetching && r.BytesWritten == 0 {
+					t.Errorf("drive %d writing while fetching: nothing written before the corrupt chunk at %d", i, victim.Offset)
+				}
+			}
+		})
+	}
+}
+
+// TestCancelWhileFetching cancels a write while the image is still being
+// fetched into the node cache: every drive ends canceled within a second,
+// untouched.
+func TestCancelWhileFetching(t *testing.T) {
+	b := newBench(t, 32*chunkSize)
+	gate := make(chan struct{}) // never opened: the fetch stalls at this chunk
+	cat := storeCatalog(t, &gatedStore{Store: b.cat.Store(), key: chunkKey(stallChunk(t, b.m, b.m.Size/2)), open: gate})
+	ts, paths := targets(t, 2, 32*chunkSize, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	var once sync.Once
+	var canceledAt time.Time
+	progress := func(_ int, phase imager.Phase, done, _ int64) {
+		if phase == imager.PhaseFetching && done > 0 {
+			once.Do(func() { canceledAt = time.Now(); cancel() })
 		}
 	}
-	junk := bytes.Repeat([]byte{1}, int(victim.Stored))
-	b.cat.Store().Put(t.Context(), "chunks/"+victim.ID[:2]+"/"+victim.ID, bytes.NewReader(junk), int64(len(junk)))
-	ts, _ := targets(t, 2, 16*chunkSize, nil)
-	for i, r := range b.write(t, t.Context(), ts, imager.WriteOptions{}) {
-		var ce *catalog.ChunkError
-		if r.Phase != imager.PhaseFailed || !errors.As(r.Err, &ce) || ce.Offset != victim.Offset {
-			t.Errorf("drive %d with a corrupt chunk in the store: %s %v, want failed naming the chunk at %d", i, r.Phase, r.Err, victim.Offset)
+	results := imager.NewWriter(cat, slog.New(slog.DiscardHandler)).Write(ctx, b.m, b.digest, ts, imager.WriteOptions{Progress: progress})
+	if took := time.Since(canceledAt); canceledAt.IsZero() || took > time.Second {
+		t.Errorf("Write returned %v after the cancel (made: %v), want within a second", took, !canceledAt.IsZero())
+	}
+	for i, r := range results {
+		data, _ := os.ReadFile(paths[i])
+		if r.Phase != imager.PhaseCanceled || r.BytesWritten != 0 || bytes.Count(data, []byte{0xEE}) != len(data) {
+			t.Errorf("drive %d canceled while fetching: %s, %d bytes written; want canceled, untouched", i, r.Phase, r.BytesWritten)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/vbauerster/mpb/v8"
@@ -15,7 +16,7 @@ type driveBars struct {
 	p      *mpb.Progress
 	bars   []*mpb.Bar
 	mu     sync.Mutex
-	phases []imager.Phase
+	phases []string // what each drive is doing
 	size   int64
 }
 
@@ -26,11 +27,11 @@ func newDriveBars(plan []imager.Plan, targets []imager.Target, size int64) *driv
 		labels[p.Drive.ID] = driveLabel(p.Drive)
 	}
 	for i, t := range targets {
-		b.phases = append(b.phases, imager.PhaseWriting)
+		b.phases = append(b.phases, string(imager.PhaseWriting))
 		b.bars = append(b.bars, b.p.AddBar(2*size,
 			mpb.PrependDecorators(
 				decor.Name(labels[t.ID], decor.WCSyncSpaceR),
-				decor.Any(func(decor.Statistics) string { return string(b.phase(i)) }, decor.WCSyncSpaceR),
+				decor.Any(func(decor.Statistics) string { return b.phase(i) }, decor.WCSyncSpaceR),
 			),
 			mpb.AppendDecorators(decor.Percentage(decor.WCSyncSpace), decor.Name("  "),
 				decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name("  ETA "), decor.AverageETA(decor.ET_STYLE_GO)),
@@ -39,7 +40,7 @@ func newDriveBars(plan []imager.Plan, targets []imager.Target, size int64) *driv
 	return b
 }
 
-func (b *driveBars) phase(i int) imager.Phase {
+func (b *driveBars) phase(i int) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.phases[i]
@@ -48,11 +49,15 @@ func (b *driveBars) phase(i int) imager.Phase {
 // update is the imager's progress callback: writing fills the first half
 // of a bar, verifying the second.
 func (b *driveBars) update(i int, phase imager.Phase, done, total int64) {
+	label := string(phase)
+	if phase == imager.PhaseFetching && total > 0 {
+		label = fmt.Sprintf("%s %d%%", phase, done*100/total)
+	}
 	b.mu.Lock()
-	b.phases[i] = phase
+	b.phases[i] = label
 	b.mu.Unlock()
 	switch phase {
-	case imager.PhaseChecking: // the phase shows it; the bar is the image's
+	case imager.PhaseFetching, imager.PhaseChecking: // the phase shows it; the bar is the image's
 	case imager.PhaseWriting, imager.PhaseSyncing:
 		b.bars[i].SetCurrent(done)
 	case imager.PhaseVerifying, imager.PhaseVerified:

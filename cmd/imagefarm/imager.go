@@ -134,7 +134,7 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 	return imager.AgentConfig{
 		NodeID: f.nodeID, Pool: f.pool, Labels: f.labels, Version: buildVersion(),
 		NATSURL: f.nats, NATSCreds: f.natsCreds, Controller: g.controller, TLS: tlsCfg, Insecure: g.tls.insecure, Catalog: cat, Drives: dcfg,
-		TrustedKeys: keys, AllowUnsigned: f.trust.allowUnsigned,
+		TrustedKeys: keys, AllowUnsigned: f.trust.allowUnsigned, WriteWhileFetching: f.trust.writeWhileFetching,
 		HeartbeatInterval: f.heartbeat, Dispatch: dispatch.Config{AckWait: f.ackWait}, Log: slog.Default(),
 	}, nil
 }

@@ -145,13 +145,16 @@ func newImageSignCmd(g *globals) *cobra.Command {
 // trustFlags are the flags that say which image signatures a command
 // trusts.
 type trustFlags struct {
-	trustedKeys   string
-	allowUnsigned bool
+	trustedKeys        string
+	allowUnsigned      bool
+	writeWhileFetching bool
 }
 
 func (t *trustFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&t.trustedKeys, "trusted-keys", os.Getenv("IMAGEFARM_TRUSTED_KEYS"),
 		"file of public keys (imagefarm-ed25519 lines, as in signing.pub) images must be signed by (env IMAGEFARM_TRUSTED_KEYS)")
+	cmd.Flags().BoolVar(&t.writeWhileFetching, "write-while-fetching", false,
+		"start writing before the whole image is in the node cache and checked (faster on a cold cache, but a chunk the store serves damaged is found only after the chunks before it were written)")
 }
 
 // keyRing loads the trusted keys, or returns nil when none are given.

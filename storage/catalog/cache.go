@@ -98,6 +98,14 @@ func (c *Cache) load() error {
 
 func (c *Cache) path(id string) string { return filepath.Join(c.dir, id[:2], id) }
 
+// has reports whether the cache holds chunk id (its copy is checked when read).
+func (c *Cache) has(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.index[id]
+	return ok
+}
+
 // read returns the cached compressed chunk id into buf, or false.
 func (c *Cache) read(id string, buf []byte) ([]byte, bool) {
 	c.mu.Lock()

@@ -3,11 +3,14 @@
 # (it mounts a tmpfs and attaches loop devices):
 #   fan-out  imagefarm writing and verifying 4 targets vs `zstd -dc | tee t1 t2 t3 > t4`
 #            (which verifies nothing), on tmpfs files and on loop devices
+#   cold     4 tmpfs targets from an empty node cache: the whole image fetched and
+#            checked before a drive is written (the default) vs --write-while-fetching
 #   scaling  1, 2, 4 and 8 targets: aggregate MB/s and CPU-seconds per GB written
 #   devices  4 loop devices vs `dd oflag=direct` writes then an `iflag=direct`
 #            read-back hash per device
 #   zeros    a 4 GiB image that is 90% zeros, --discard vs writing zeros
-# The node cache is warm (one untimed write first): these measure writing.
+# Except for "cold", the node cache is warm (one untimed write first): these
+# measure writing.
 #
 #   tests/bench/write.sh                  # SIZE=1GiB RUNS=3 ZSIZE=4GiB
 #   SIZE=256MiB RUNS=1 ZSIZE=1GiB tests/bench/write.sh
@@ -59,9 +62,14 @@ vdrives() {
 	done
 	echo "$args --virtual-drives $tmp/vd --cache $out/cache"
 }
-write_files() { # N
+write_files() { # N [FLAGS...]
 	# shellcheck disable=SC2046
-	"$bin" write bench:1 $(vdrives "$1")
+	"$bin" write bench:1 $(vdrives "$1") "${@:2}"
+}
+cold_files() { # FLAGS...: 4 targets from an empty node cache
+	rm -rf "$out/cold-cache"
+	# shellcheck disable=SC2046
+	"$bin" write bench:1 $(vdrives 4) --cache "$out/cold-cache" "$@"
 }
 tee_files() { # N
 	rm -f "$tmp"/t*
@@ -70,15 +78,17 @@ tee_files() { # N
 	# shellcheck disable=SC2086
 	zstd -dc "$out/img.zst" | tee $files >"$tmp/t1"
 }
-export -f vdrives write_files tee_files
+export -f vdrives write_files cold_files tee_files
 export bin tmp out bytes
 
 write_files 1 >/dev/null # warm the node cache
-rm -f "$out"/{tee4,write4,scale*,dd4,loop4,zeros*,discard*}
+rm -f "$out"/{tee4,write4,scale*,cold*,teeloop4,dd4,loop4,zeros*,discard*}
 for r in $(seq "$RUNS"); do
 	measure tee4 bash -c "tee_files 4"
 	measure write4 bash -c "write_files 4"
 	for n in 1 2 4 8; do measure "scale$n" bash -c "write_files $n"; done
+	measure coldfirst bash -c "cold_files"
+	measure coldstream bash -c "cold_files --write-while-fetching"
 done
 rm -rf "$tmp/vd" "$tmp"/t*
 
@@ -95,12 +105,17 @@ dd4() {
 	done
 	wait
 }
-export -f dd4
+tee_loops() {
+	zstd -dc "$out/img.zst" | tee "${@:2}" >"$1"
+	sync
+}
+export -f dd4 tee_loops
 export chunks
 loopargs=""
 for l in "${loops[@]}"; do loopargs+=" --drive $l --allow $l"; done
 for r in $(seq "$RUNS"); do
 	measure dd4 bash -c "dd4 ${loops[*]}"
+	measure teeloop4 bash -c "tee_loops ${loops[*]}"
 	# shellcheck disable=SC2086
 	measure loop4 "$bin" write bench:1 $loopargs --cache "$out/cache"
 done
@@ -139,7 +154,11 @@ for n in 1 2 4 8; do
 	awk -v n="$n" -v w="$(wall scale$n)" -v c="$(cpu scale$n)" -v b="$bytes" 'BEGIN {
 		printf "scaling, %d target(s):    %.2fs   aggregate %.0f MB/s written and verified   %.2f CPU-s per GB\n", n, w, n*b/w/1e6, c/(n*b/1e9) }'
 done
+printf "cold cache, 4 tmpfs files: fetched and checked first %.2fs   --write-while-fetching %.2fs   time ratio %sx\n" \
+	"$(wall coldfirst)" "$(wall coldstream)" "$(ratio coldfirst coldstream)"
 printf "4 loop devices:          imagefarm write+verify %.2fs   dd oflag=direct + iflag=direct sha256 %.2fs   time ratio %sx\n" \
 	"$(wall loop4)" "$(wall dd4)" "$(ratio loop4 dd4)"
+printf "4 loop devices:          imagefarm write+verify %.2fs   zstd -dc | tee + sync (no verify) %.2fs   time ratio %sx\n" \
+	"$(wall loop4)" "$(wall teeloop4)" "$(ratio loop4 teeloop4)"
 printf "%s image, 90%% zeros:  --discard %.2fs   writing zeros %.2fs   time ratio %sx\n" "$ZSIZE" "$(wall discard)" "$(wall zeros)" "$(ratio discard zeros)"
 echo "($gib GiB image; raw figures in $out)"

@@ -24,12 +24,16 @@ var lossRuns = flag.Int("loss-runs", 20, "runs of TestImagerLost: each kills or 
 
 // throttled starts a farm whose imagers read the store through a fault
 // proxy limited to rate bytes per second per connection, so that a task
-// lasts long enough to be interrupted.
+// lasts long enough to be interrupted. They write while they fetch, so
+// that the store's pace is the writes' and a fault lands mid-write (by
+// default an imager fetches the whole image first, then writes it from
+// its cache at the drives' speed).
 func throttled(t *testing.T, cfg farmConfig, rate int64) (*farm, *testenv.FaultProxy) {
 	t.Helper()
 	proxy := testenv.StartFaultProxy(t, minioServer.Get(t).Endpoint)
 	proxy.SetRate(rate)
 	cfg.imagerStore = proxy.StoreURL
+	cfg.imagerArgs = append(cfg.imagerArgs, "--write-while-fetching")
 	return startFarmWith(t, cfg), proxy
 }
 
