@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv"
@@ -69,23 +70,38 @@ func TestJobOverSixDrivesOnTwoNodes(t *testing.T) {
 	}
 }
 
+// TestStandingOrderTakesDrivesInsertedLater plugs three keys into a bench
+// after a standing order for 5 drives: each must be taken (a task assigned
+// on it) within 2 seconds of appearing, and the order must finish.
 func TestStandingOrderTakesDrivesInsertedLater(t *testing.T) {
-	f := startFarm(t, map[string]int{"n1": 2})
+	const within = 2 * time.Second
+	const slack = time.Second // a loaded 2-core machine: the 50 ms poll, the RPC, the scheduler's turn
+	f := startFarmWith(t, farmConfig{nodes: map[string]int{"n1": 2}, driveSize: 8 << 20})
 	f.pushImage("e2e:1", 4<<20)
-	sub, err := f.api.SubmitJob(context.Background(), &imagefarmv1.SubmitJobRequest{ImageRef: "e2e:1",
-		Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_StandingOrder{StandingOrder: &imagefarmv1.StandingOrder{
-			Count: 5, Selector: &imagefarmv1.Selector{Pool: "bench"}}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 3; i <= 5; i++ { // keys plugged in after the order
+	id := f.submit(standingOrder("e2e:1", 5))
+	var took []time.Duration
+	for i := 3; i <= 5; i++ { // keys plugged in after the order, one at a time
+		drive := fmt.Sprintf("virt-d%d.img", i)
 		f.addDrive("n1", fmt.Sprintf("d%d.img", i))
+		inserted := time.Now()
+		f.waitFor(30*time.Second, "task on n1/"+drive, func() bool {
+			return countTasks(f.job(id), "n1", func(t *imagefarmv1.Task) bool {
+				return t.GetDrive().GetId() == drive && t.GetState() >= imagefarmv1.TaskState_TASK_STATE_ASSIGNED
+			}) > 0
+		})
+		took = append(took, time.Since(inserted))
 	}
-	job := waitFinal(t, f, sub.GetJob().GetId())
+	t.Logf("standing order: drive inserted to task assigned %v (limit %v + %v slack)", took, within, slack)
+	for i, d := range took {
+		if d > within+slack {
+			t.Errorf("n1/virt-d%d.img was taken %v after it was inserted, want within %v", i+3, d, within)
+		}
+	}
+	job := waitFinal(t, f, id)
 	if job.GetState() != imagefarmv1.JobState_JOB_STATE_SUCCEEDED || job.GetTaskCounts().GetDone() != 5 {
 		t.Errorf("standing order ended %v with %v, want SUCCEEDED with 5 done", job.GetState(), job.GetTaskCounts())
 	}
-	t.Logf("invariants hold: %v", f.checkInvariants([]string{sub.GetJob().GetId()}))
+	t.Logf("invariants hold: %v", f.checkInvariants([]string{id}))
 }
 
 func TestCancelEndsTasksCanceled(t *testing.T) {
