@@ -56,8 +56,9 @@ func (c *Controller) record(ctx context.Context, rec *imagefarmv1.AuditRecord) *
 	return stored
 }
 
-// recordTaskEnd records how task t ended on its drive: guard.refused when a
-// guard refused the drive, drive.written otherwise.
+// recordTaskEnd records how task t ended on its drive: guard.refused when
+// the drive was refused before a byte was written to it (see refused),
+// drive.written otherwise.
 //
 // Callers record a change when the store returned the changed record, even
 // with an error: a write whose event is left pending (state.ErrEventPending)
@@ -68,7 +69,7 @@ func (c *Controller) recordTaskEnd(ctx context.Context, who string, t *imagefarm
 		DriveId: t.GetDrive().GetId(), DriveSerial: t.GetDrive().GetSerial(), SizeBytes: t.GetDrive().GetSizeBytes(),
 		ImageDigest: t.GetVerifiedDigest(), TaskState: t.GetState(),
 		FailureReason: t.GetFailure().GetReason(), Message: t.GetFailure().GetMessage()}
-	if guardRefusal(t.GetFailure().GetReason()) {
+	if refused(t) {
 		rec.Action = imagefarmv1.AuditAction_AUDIT_ACTION_GUARD_REFUSED
 	}
 	if job, err := c.st.GetJobRecord(ctx, t.GetJobId()); err == nil {
@@ -77,9 +78,21 @@ func (c *Controller) recordTaskEnd(ctx context.Context, who string, t *imagefarm
 	c.record(ctx, rec)
 }
 
-// guardRefusal reports whether r is a guard's refusal of a drive.
-func guardRefusal(r imagefarmv1.FailureReason) bool {
-	return strings.HasPrefix(r.String(), "FAILURE_REASON_GUARD_")
+// refused reports whether task t ended refused, its drive untouched: a
+// guard refused the drive, or the imager refused the image itself, as
+// unsigned, badly signed or rolled back (checked before a byte is fetched),
+// or with a chunk that fails its hash before any byte reached the drive.
+// They share guard.refused, whose failure reason says which; a corrupt
+// chunk met while writing (--write-while-fetching) is a drive.written
+// FAILED, as the drive was changed.
+func refused(t *imagefarmv1.Task) bool {
+	switch r := t.GetFailure().GetReason(); r {
+	case imagefarmv1.FailureReason_FAILURE_REASON_SIGNATURE_MISSING, imagefarmv1.FailureReason_FAILURE_REASON_SIGNATURE_INVALID,
+		imagefarmv1.FailureReason_FAILURE_REASON_ROLLBACK, imagefarmv1.FailureReason_FAILURE_REASON_CHUNK_CORRUPT:
+		return t.GetBytesDone() == 0
+	default:
+		return strings.HasPrefix(r.String(), "FAILURE_REASON_GUARD_")
+	}
 }
 
 // recordSubmit records that a job was submitted.

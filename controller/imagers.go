@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/imagefarm/imagefarm/controller/state"
+	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -98,9 +99,12 @@ func (c *Controller) hello(ctx context.Context, stream imagefarmv1.ImagerService
 	if err := c.checkNodePeer(ctx, h.GetNodeId()); err != nil {
 		return nil, err
 	}
+	var fenced string // why the node's epoch moved on under a live instance, if it did
 	node, err := c.st.UpdateNode(ctx, h.GetNodeId(), func(n *imagefarmv1.Node) error {
+		fenced = ""
 		if n.InstanceId != h.GetInstanceId() || n.State != imagefarmv1.NodeState_NODE_STATE_ONLINE {
 			n.Epoch++ // a restarted or returning imager: everything older is fenced
+			fenced = takeover(n, h.GetInstanceId())
 		}
 		n.Id, n.Pool, n.Labels, n.Version, n.InstanceId = h.GetNodeId(), h.GetPool(), h.GetLabels(), h.GetVersion(), h.GetInstanceId()
 		n.State, n.LastHeartbeatTime, n.DriveCount = imagefarmv1.NodeState_NODE_STATE_ONLINE, now(), uint32(len(h.GetDrives()))
@@ -108,6 +112,10 @@ func (c *Controller) hello(ctx context.Context, stream imagefarmv1.ImagerService
 	})
 	if err != nil {
 		return nil, err
+	}
+	if fenced != "" {
+		c.record(ctx, &imagefarmv1.AuditRecord{Actor: nodeActor(node.GetId()), Action: imagefarmv1.AuditAction_AUDIT_ACTION_NODE_FENCED,
+			NodeId: node.GetId(), Message: fmt.Sprintf("%s: epoch raised to %d", fenced, node.GetEpoch())})
 	}
 	if err := c.syncDrives(ctx, h.GetNodeId(), h.GetDrives()); err != nil {
 		return nil, err
@@ -127,11 +135,28 @@ func (c *Controller) hello(ctx context.Context, stream imagefarmv1.ImagerService
 	return s, nil
 }
 
-// register makes s the node's session.
+// takeover says why a Hello from instance fences what node n held before
+// it, or "" when nothing is fenced: a node's first Hello, or one after the
+// node was declared lost (loseNode fenced it then, and recorded it).
+func takeover(n *imagefarmv1.Node, instance string) string {
+	switch {
+	case n.GetInstanceId() == "" || n.GetState() == imagefarmv1.NodeState_NODE_STATE_LOST:
+		return ""
+	case n.GetInstanceId() != instance:
+		return fmt.Sprintf("imager instance %s replaced instance %s", ident.Quote(instance), ident.Quote(n.GetInstanceId()))
+	}
+	return fmt.Sprintf("imager instance %s reconnected to the node in state %v", ident.Quote(instance), n.GetState())
+}
+
+// register makes s the node's session, fencing the one it replaces if
+// the node's epoch moved on.
 func (c *Controller) register(node *imagefarmv1.Node, stream imagefarmv1.ImagerService_ConnectServer) *session {
 	c.farm.mu.Lock()
 	defer c.farm.mu.Unlock()
 	s := &session{nodeID: node.GetId(), instanceID: node.GetInstanceId(), epoch: node.GetEpoch(), stream: stream}
+	if old := c.farm.sessions[node.GetId()]; old != nil && old.epoch != s.epoch {
+		old.fenced.Store(true) // a replaced instance: its next report is refused and its stream ended
+	}
 	c.farm.sessions[node.GetId()] = s
 	c.farm.seen[node.GetId()] = time.Now()
 	return s

@@ -1,0 +1,126 @@
+package controller_test
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+)
+
+// TestAuditRecordsImageRefusals checks that a task the imager failed by
+// refusing the image itself, before its drive was written, is recorded as
+// a refusal with the drive and the image, and that a corrupt chunk met
+// after bytes reached the drive stays a drive write.
+func TestAuditRecordsImageRefusals(t *testing.T) {
+	tests := []struct {
+		drive  string
+		reason imagefarmv1.FailureReason
+		bytes  uint64
+		want   imagefarmv1.AuditAction
+	}{
+		{"d1", imagefarmv1.FailureReason_FAILURE_REASON_SIGNATURE_MISSING, 0, imagefarmv1.AuditAction_AUDIT_ACTION_GUARD_REFUSED},
+		{"d2", imagefarmv1.FailureReason_FAILURE_REASON_SIGNATURE_INVALID, 0, imagefarmv1.AuditAction_AUDIT_ACTION_GUARD_REFUSED},
+		{"d3", imagefarmv1.FailureReason_FAILURE_REASON_ROLLBACK, 0, imagefarmv1.AuditAction_AUDIT_ACTION_GUARD_REFUSED},
+		{"d4", imagefarmv1.FailureReason_FAILURE_REASON_CHUNK_CORRUPT, 0, imagefarmv1.AuditAction_AUDIT_ACTION_GUARD_REFUSED},
+		{"d5", imagefarmv1.FailureReason_FAILURE_REASON_CHUNK_CORRUPT, 4096, imagefarmv1.AuditAction_AUDIT_ACTION_DRIVE_WRITTEN},
+		{"d6", imagefarmv1.FailureReason_FAILURE_REASON_DRIVE_IO_ERROR, 0, imagefarmv1.AuditAction_AUDIT_ACTION_DRIVE_WRITTEN},
+	}
+	f := startFarm(t, 5*time.Second)
+	var drives []*imagefarmv1.Drive
+	var targets []string
+	for _, tt := range tests {
+		drives = append(drives, usbDrive(tt.drive))
+		targets = append(targets, "n1/"+tt.drive)
+	}
+	im := f.connect(t, "n1", drives...)
+	if _, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit(targets...)}); err != nil {
+		t.Fatal(err)
+	}
+	assigned := map[string]*imagefarmv1.TaskAssignment{}
+	for range tests {
+		a := im.assignment()
+		assigned[a.GetDrive().GetId()] = a
+	}
+	for _, tt := range tests {
+		a := assigned[tt.drive]
+		im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
+			TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED, BytesWritten: tt.bytes,
+			Failure: &imagefarmv1.Failure{Reason: tt.reason, Message: "refused " + tt.drive}}}})
+	}
+	var ends []*imagefarmv1.AuditRecord
+	waitFor(t, "every task's end recorded", func() bool {
+		recs, _ := trail(t, f.api)
+		ends = slices.DeleteFunc(recs, func(r *imagefarmv1.AuditRecord) bool { return r.GetTaskId() == "" })
+		return len(ends) == len(tests)
+	})
+	for _, tt := range tests {
+		i := slices.IndexFunc(ends, func(r *imagefarmv1.AuditRecord) bool { return r.GetDriveId() == tt.drive })
+		if i < 0 {
+			t.Errorf("no record of %s", tt.drive)
+			continue
+		}
+		r := ends[i]
+		got := fmt.Sprintf("%v %s %s %s %s %v %q", r.GetAction(), r.GetActor(), r.GetNodeId(), r.GetDriveSerial(),
+			r.GetImageDigest(), r.GetFailureReason(), r.GetMessage())
+		want := fmt.Sprintf("%v node:n1 n1 SN-%s %s %v %q", tt.want, tt.drive, f.digest, tt.reason, "refused "+tt.drive)
+		if got != want {
+			t.Errorf("%v after %d bytes recorded as\n%s, want\n%s", tt.reason, tt.bytes, got, want)
+		}
+	}
+}
+
+// TestAuditRecordsAFenceByANewInstance checks that a Hello from a new
+// imager instance of a node that was online records the fence, with the
+// reason, and that the replaced instance's late report is refused.
+func TestAuditRecordsAFenceByANewInstance(t *testing.T) {
+	f := startFarm(t, 5*time.Second)
+	old := f.connect(t, "n1", usbDrive("d1"))
+	if _, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")}); err != nil {
+		t.Fatal(err)
+	}
+	a := old.assignment()
+
+	stream, err := f.imagerAs(t, "n1").Connect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_Hello{Hello: &imagefarmv1.Hello{
+		NodeId: "n1", InstanceId: "i-n1-restarted", Pool: "bench", Drives: []*imagefarmv1.Drive{usbDrive("d1")}}}})
+	ack, err := stream.Recv()
+	if err != nil || ack.GetHelloAck().GetEpoch() != a.GetEpoch()+1 {
+		t.Fatalf("new instance's Hello answered %v, %v; want HelloAck at epoch %d", ack, err, a.GetEpoch()+1)
+	}
+
+	recs, err := trail(t, f.api)
+	if err != nil {
+		t.Fatalf("the trail does not verify: %v", err)
+	}
+	var got []string
+	for _, r := range recs {
+		if r.GetAction() == imagefarmv1.AuditAction_AUDIT_ACTION_NODE_FENCED {
+			got = append(got, summary(r))
+		}
+	}
+	want := []string{fmt.Sprintf(`NODE_FENCED node:n1 node=n1 message=imager instance "i-n1-restarted" replaced instance "i-n1": epoch raised to %d`, a.GetEpoch()+1)}
+	if !slices.Equal(got, want) {
+		t.Errorf("fence records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// The replaced instance's report at the old epoch is refused, and its
+	// stream ended.
+	old.result(a, imagefarmv1.TaskState_TASK_STATE_DONE, f.digest)
+	stopped := false
+	for m := range old.replies {
+		if st := m.GetStopTask(); st != nil && st.GetTaskId() == a.GetTaskId() {
+			stopped = true
+		}
+	}
+	if !stopped || old.err == nil {
+		t.Errorf("replaced instance's late result: stopped %v, stream ended with %v; want a StopTask and the stream ended", stopped, old.err)
+	}
+	resp, err := f.api.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: a.GetJobId()})
+	t.Logf("job after takeover: %v %v", resp.GetJob().GetTasks(), err)
+}
