@@ -47,17 +47,26 @@ func loopTarget(t *testing.T, size int64) (imager.Target, *testenv.Loop) {
 	return imager.Target{ID: d.ID, Path: l.Path, Dev: dev}, l
 }
 
+// TestLoopDevicesVerifiedFromTheDevice writes fresh garbage-filled loop
+// devices with zeros written and with --discard, which must zero the zero
+// chunks on the device (WRITE ZEROES) without writing them.
 func TestLoopDevicesVerifiedFromTheDevice(t *testing.T) {
 	testenv.RequireRoot(t)
-	b := newBench(t, 24*chunkSize+4096+512) // a tail that is not 4 KiB aligned
-	var ts []imager.Target
-	var loops []*testenv.Loop
-	for range 3 {
-		tg, l := loopTarget(t, 32*chunkSize)
-		ts, loops = append(ts, tg), append(loops, l)
+	b := newBench(t, 24*chunkSize+4096+512, 2, 3, 7, 8, 9) // a tail that is not 4 KiB aligned
+	if n := zeroChunks(b.m); n != 5 {
+		t.Fatalf("the image has %d zero chunks, want 5", n)
 	}
 	want := testenv.SHA256(t, writeFile(t, b.image), -1)
 	for _, discard := range []bool{false, true} {
+		var ts []imager.Target
+		var loops []*testenv.Loop
+		var counts []*countingDevice
+		for range 3 {
+			tg, l := loopTarget(t, 32*chunkSize)
+			c := &countingDevice{Device: tg.Dev}
+			tg.Dev = c
+			ts, loops, counts = append(ts, tg), append(loops, l), append(counts, c)
+		}
 		for i, r := range b.write(t, t.Context(), ts, imager.WriteOptions{Discard: discard}) {
 			if r.Phase != imager.PhaseVerified || r.ReadBack != "direct" || discard && r.Zeros != "zeroed" {
 				t.Errorf("discard=%v loop %d: %s, read back %s, zeros %s (%v); want verified with O_DIRECT read-back",
@@ -65,6 +74,11 @@ func TestLoopDevicesVerifiedFromTheDevice(t *testing.T) {
 			}
 			if got := testenv.SHA256(t, loops[i].Path, b.m.Size); got != want {
 				t.Errorf("discard=%v loop %d holds sha256 %s, the image %s", discard, i, got, want)
+			}
+			for _, ch := range b.m.Chunks {
+				if got := counts[i].writes(ch.Offset); ch.Zero && discard && got != 0 {
+					t.Errorf("discard loop %d: zero chunk at %d written %d times, want zeroed, not written", i, ch.Offset, got)
+				}
 			}
 		}
 	}

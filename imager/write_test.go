@@ -31,7 +31,9 @@ type bench struct {
 	image  []byte
 }
 
-func newBench(t *testing.T, size int64) *bench {
+// newBench pushes a disk-shaped image of size bytes whose chunks at the
+// indexes zeroed are all zeros (the sample's shape makes none).
+func newBench(t *testing.T, size int64, zeroed ...int) *bench {
 	t.Helper()
 	store, err := storage.NewFileStore(t.TempDir())
 	if err != nil {
@@ -43,6 +45,9 @@ func newBench(t *testing.T, size int64) *bench {
 	data := img.Bytes()
 	for i := 0; i < len(data); i += 5 * chunkSize {
 		copy(data[i:], "stored chunk") // some stored chunks whatever the seed made
+	}
+	for _, i := range zeroed {
+		clear(data[i*chunkSize : (i+1)*chunkSize])
 	}
 	res, err := plain.Push(t.Context(), bytes.NewReader(data), size, catalog.PushOptions{Name: "img", Version: "1", Kind: catalog.KindDisk, ChunkSize: chunkSize})
 	if err != nil {
@@ -93,33 +98,116 @@ func targets(t *testing.T, n int, size int64, wrap func(i int, d imager.Device) 
 	return ts, paths
 }
 
+// TestWriteManyDrivesAllVerified writes four fresh garbage-filled drives
+// for each way zero chunks can go: written, zeroed with --discard (no write
+// reaches a zero chunk), and written after all on drives that cannot zero.
+// A Zero that does nothing leaves garbage where the image has zeros: that
+// fails read-back at the first zero chunk.
 func TestWriteManyDrivesAllVerified(t *testing.T) {
-	b := newBench(t, 40*chunkSize+4096)
-	ts, paths := targets(t, 4, 48*chunkSize, nil)
-	for _, discard := range []bool{false, true} {
-		results := b.write(t, t.Context(), ts, imager.WriteOptions{Discard: discard})
-		want := testenv.SHA256(t, writeFile(t, b.image), -1)
-		for i, r := range results {
-			if r.OwnStream {
-				t.Errorf("discard=%v drive %d read on its own; all drives keep pace here", discard, i)
-			}
-			if r.Phase != imager.PhaseVerified || r.VerifiedDigest != b.digest || r.BytesWritten != b.m.Size {
-				t.Errorf("discard=%v drive %d: %+v, want verified %s", discard, i, r, b.digest)
-			}
-			if got := testenv.SHA256(t, paths[i], b.m.Size); got != want {
-				t.Errorf("discard=%v drive %d: sha256 of the written bytes differs from the image's", discard, i)
-			}
+	b := newBench(t, 40*chunkSize+4096, 2, 3, 4, 11, 17, 18)
+	want := testenv.SHA256(t, writeFile(t, b.image), -1)
+	firstZero := int64(-1)
+	for _, ch := range b.m.Chunks {
+		if ch.Zero {
+			firstZero = ch.Offset
+			break
 		}
 	}
+	if firstZero < 0 {
+		t.Fatal("the sample image has no zero chunk: nothing here tests --discard")
+	}
+	for _, tc := range []struct {
+		name       string
+		discard    bool
+		wrap       func(imager.Device) imager.Device
+		zeros      string // the results' Zeros
+		zeroWrites int    // writes each zero chunk gets
+	}{
+		{"zeros written", false, nil, "written", 1},
+		{"discard", true, nil, "zeroed", 0},
+		{"discard, device cannot zero", true, func(d imager.Device) imager.Device { return noZeroDevice{d} },
+			"written (the device cannot zero ranges)", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			counts := make([]*countingDevice, 4)
+			ts, paths := targets(t, 4, 48*chunkSize, func(i int, d imager.Device) imager.Device {
+				if tc.wrap != nil {
+					d = tc.wrap(d)
+				}
+				counts[i] = &countingDevice{Device: d}
+				return counts[i]
+			})
+			for i, r := range b.write(t, t.Context(), ts, imager.WriteOptions{Discard: tc.discard}) {
+				if r.OwnStream {
+					t.Errorf("drive %d read on its own; all drives keep pace here", i)
+				}
+				if r.Phase != imager.PhaseVerified || r.VerifiedDigest != b.digest || r.BytesWritten != b.m.Size || r.Zeros != tc.zeros {
+					t.Errorf("drive %d: %+v, want verified %s, zeros %q", i, r, b.digest, tc.zeros)
+				}
+				if got := testenv.SHA256(t, paths[i], b.m.Size); got != want {
+					t.Errorf("drive %d: sha256 of the written bytes differs from the image's", i)
+				}
+				for _, ch := range b.m.Chunks {
+					if got, want := counts[i].writes(ch.Offset), tc.zeroWrites; ch.Zero && got != want || !ch.Zero && got != 1 {
+						t.Errorf("drive %d: chunk at %d (zero %v) written %d times, want %d", i, ch.Offset, ch.Zero, got, map[bool]int{true: want, false: 1}[ch.Zero])
+					}
+				}
+			}
+		})
+	}
+	t.Run("discard, zero does nothing", func(t *testing.T) {
+		ts, _ := targets(t, 1, 48*chunkSize, func(_ int, d imager.Device) imager.Device { return idleZeroDevice{d} })
+		r := b.write(t, t.Context(), ts, imager.WriteOptions{Discard: true})[0]
+		var mm *imager.MismatchError
+		if !errors.As(r.Err, &mm) || mm.Offset != firstZero || r.VerifiedDigest != "" {
+			t.Errorf("drive whose Zero does nothing: %s %v, want a mismatch at the first zero chunk, %d", r.Phase, r.Err, firstZero)
+		}
+	})
 	// Each stored chunk was downloaded and checked once, before the first
 	// write; with every drive keeping pace, each write then decompressed
-	// each stored chunk once, for all four drives.
+	// each stored chunk once, for all its drives.
 	stored := int64(len(b.m.Chunks)) - zeroChunks(b.m)
-	if st := b.cache.Stats(); st.Misses != stored || st.Hits != 2*stored {
-		t.Errorf("two writes to 4 drives: %d chunks downloaded and %d served from the cache, want %d and %d",
-			st.Misses, st.Hits, stored, 2*stored)
+	if st := b.cache.Stats(); st.Misses != stored || st.Hits != 4*stored {
+		t.Errorf("four writes: %d chunks downloaded and %d served from the cache, want %d and %d",
+			st.Misses, st.Hits, stored, 4*stored)
 	}
 }
+
+// countingDevice counts the writes at each offset.
+type countingDevice struct {
+	imager.Device
+	mu   sync.Mutex
+	offs map[int64]int
+}
+
+func (d *countingDevice) WriteAt(p []byte, off int64) (int, error) {
+	d.mu.Lock()
+	if d.offs == nil {
+		d.offs = map[int64]int{}
+	}
+	d.offs[off]++
+	d.mu.Unlock()
+	return d.Device.WriteAt(p, off)
+}
+
+func (d *countingDevice) writes(off int64) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.offs[off]
+}
+
+// noZeroDevice cannot zero ranges, like a USB key without WRITE ZEROES.
+type noZeroDevice struct{ imager.Device }
+
+func (noZeroDevice) Zero(off, n int64) error {
+	return fmt.Errorf("zero %d bytes at %d: %w", n, off, imager.ErrZeroUnsupported)
+}
+
+// idleZeroDevice says it zeroed a range and did nothing, like a device
+// whose discard is not deterministic.
+type idleZeroDevice struct{ imager.Device }
+
+func (idleZeroDevice) Zero(off, n int64) error { return nil }
 
 func zeroChunks(m *catalog.Manifest) int64 {
 	var n int64
