@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -104,27 +105,79 @@ func TestStandingOrderTakesDrivesInsertedLater(t *testing.T) {
 	t.Logf("invariants hold: %v", f.checkInvariants([]string{id}))
 }
 
+// TestCancelEndsTasksCanceled cancels, through the CLI, a job whose two
+// tasks are writing (the store is throttled so that they still are): both
+// tasks must be CANCELED within a second, the job CANCELED, the imager must
+// close the drives, and the drives must be available for the next job.
 func TestCancelEndsTasksCanceled(t *testing.T) {
-	f := startFarm(t, map[string]int{"n1": 2})
-	f.pushImage("e2e:1", 48<<20)
-	sub, err := f.api.SubmitJob(context.Background(), &imagefarmv1.SubmitJobRequest{ImageRef: "e2e:1",
-		Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_Drives{Drives: &imagefarmv1.DriveList{DriveIds: []string{"n1/virt-d1.img", "n1/virt-d2.img"}}}}})
-	if err != nil {
-		t.Fatal(err)
+	const within = time.Second
+	const slack = 2 * time.Second // a loaded 2-core machine: the CLI's start, the 50 ms poll
+	drives := []string{"virt-d1.img", "virt-d2.img"}
+	f, _ := throttled(t, farmConfig{nodes: map[string]int{"n1": 2}, driveSize: 20 << 20}, 512<<10)
+	f.pushImage("e2e:1", 16<<20)
+	id := f.submit(drivesJob("e2e:1", "n1/"+drives[0], "n1/"+drives[1]))
+	f.waitFor(60*time.Second, "2 tasks writing", func() bool {
+		return countTasks(f.job(id), "n1", func(t *imagefarmv1.Task) bool { return t.GetState() == imagefarmv1.TaskState_TASK_STATE_WRITING }) == 2
+	})
+	t0 := time.Now()
+	if out, code := f.cli("job", "cancel", id); code != 0 {
+		t.Fatalf("job cancel exited %d: %s", code, out)
 	}
-	if out, code := f.cli("job", "cancel", sub.GetJob().GetId()); code != 0 {
-		t.Fatalf("job cancel: %s", out)
+	ran := time.Since(t0)
+	var job *imagefarmv1.Job
+	f.waitFor(30*time.Second, "every task of job "+id+" CANCELED", func() bool {
+		job = f.job(id)
+		return len(job.GetTasks()) > 0 && countTasks(job, "", func(t *imagefarmv1.Task) bool { return t.GetState() == imagefarmv1.TaskState_TASK_STATE_CANCELED }) == len(job.GetTasks())
+	})
+	canceled := time.Since(t0)
+	if len(job.GetTasks()) != len(drives) {
+		t.Errorf("job %s has %d tasks, want %d", id, len(job.GetTasks()), len(drives))
 	}
-	job := waitFinal(t, f, sub.GetJob().GetId())
-	if job.GetState() != imagefarmv1.JobState_JOB_STATE_CANCELED {
+	if canceled > within+slack {
+		t.Errorf("tasks CANCELED %v after job cancel was run, want within %v", canceled, within)
+	}
+	if job = waitFinal(t, f, id); job.GetState() != imagefarmv1.JobState_JOB_STATE_CANCELED {
 		t.Errorf("job %v after cancel, want CANCELED", job.GetState())
 	}
-	for _, task := range job.GetTasks() {
-		if task.GetState() != imagefarmv1.TaskState_TASK_STATE_CANCELED {
-			t.Errorf("task %s is %v, want CANCELED", task.GetId(), task.GetState())
-		}
+	closed := f.waitClosed(job).Sub(t0)
+	if closed > within+slack {
+		t.Errorf("the imager closed the drives %v after job cancel was run, want within %v", closed, within)
 	}
-	t.Logf("invariants hold: %v", f.checkInvariants([]string{sub.GetJob().GetId()}))
+	f.waitFor(10*time.Second, "drives available after cancel", func() bool {
+		resp, err := f.api.ListDrives(context.Background(), &imagefarmv1.ListDrivesRequest{})
+		free := 0
+		for _, d := range resp.GetDrives() {
+			if err == nil && d.GetNodeId() == "n1" && slices.Contains(drives, d.GetId()) &&
+				d.GetState() == imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE && d.GetTaskId() == "" {
+				free++
+			}
+		}
+		return free == len(drives)
+	})
+	t.Logf("cancel mid-write: job cancel ran %v; tasks CANCELED %v, drives closed by the imager %v after it started (limit %v + %v slack); %v",
+		ran.Round(time.Millisecond), canceled.Round(time.Millisecond), closed.Round(time.Millisecond), within, slack, f.checkInvariants([]string{id}))
+}
+
+// waitClosed waits until the imagers' logs say every task of job closed
+// its drive, and returns when the last one was closed.
+func (f *farm) waitClosed(job *imagefarmv1.Job) time.Time {
+	f.t.Helper()
+	var last time.Time
+	f.waitFor(10*time.Second, "drives of job "+job.GetId()+" closed", func() bool {
+		polled, closed := time.Now(), 0
+		for _, o := range f.driveOpens() {
+			for _, task := range job.GetTasks() {
+				if o.task == task.GetId() && o.to.Before(polled) { // an open not closed yet ends at the read
+					closed++
+					if o.to.After(last) {
+						last = o.to
+					}
+				}
+			}
+		}
+		return closed == len(job.GetTasks())
+	})
+	return last
 }
 
 func TestWatchReconnectedMidJobSeesEveryEventOnce(t *testing.T) {
