@@ -6,6 +6,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -180,56 +181,60 @@ func (f *farm) waitClosed(job *imagefarmv1.Job) time.Time {
 	return last
 }
 
+// TestWatchReconnectedMidJobSeesEveryEventOnce drops a watch after every
+// two events while the job runs (the store is throttled so that it still
+// does) and resumes from the revision after the last one seen: the watch
+// must never send an event before that revision nor one twice, and must see
+// the same events as one unbroken watch.
 func TestWatchReconnectedMidJobSeesEveryEventOnce(t *testing.T) {
-	f := startFarm(t, map[string]int{"n1": 2})
-	f.pushImage("e2e:1", 16<<20)
-	sub, err := f.api.SubmitJob(context.Background(), &imagefarmv1.SubmitJobRequest{ImageRef: "e2e:1",
-		Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_Drives{Drives: &imagefarmv1.DriveList{DriveIds: []string{"n1/virt-d1.img", "n1/virt-d2.img"}}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := sub.GetJob().GetId()
+	f, _ := throttled(t, farmConfig{nodes: map[string]int{"n1": 2}, driveSize: 20 << 20}, 1<<20)
+	f.pushImage("e2e:1", 8<<20)
+	id := f.submit(drivesJob("e2e:1", "n1/virt-d1.img", "n1/virt-d2.img"))
 	var seen []uint64
-	from := uint64(1)
-	for attempt := 0; ; attempt++ { // drop the stream after every 2 events, then resume
+	from, midJob, ended := uint64(1), 0, false
+	for attempt := 0; !ended && attempt < 100; attempt++ {
 		ctx, cancel := context.WithCancel(context.Background())
 		w, err := f.api.WatchJob(ctx, &imagefarmv1.WatchJobRequest{JobId: id, FromRevision: from})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, final := 0, false
-		for got < 2 {
+		for got := 0; got < 2; {
 			resp, err := w.Recv()
-			if err != nil {
-				final = true
+			if err == io.EOF {
+				ended = true
 				break
 			}
-			if ev := resp.GetEvent(); ev.GetKind() != imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS && ev.GetRevision() >= from {
-				seen = append(seen, ev.GetRevision())
-				from = ev.GetRevision() + 1
-				got++
+			if err != nil {
+				t.Fatalf("watch from revision %d: %v", from, err)
 			}
+			ev := resp.GetEvent()
+			if ev.GetKind() == imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS {
+				continue // not stored, no revision of its own
+			}
+			if r := ev.GetRevision(); r < from || slices.Contains(seen, r) {
+				t.Errorf("watch resumed from revision %d sent revision %d (seen %v)", from, r, seen)
+			}
+			seen = append(seen, ev.GetRevision())
+			from = ev.GetRevision() + 1
+			got++
 		}
-		cancel()
-		if final || attempt > 100 {
-			break
+		if !ended && f.job(id).GetState() < imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
+			midJob++
 		}
+		cancel() // the stream dropped; the next turn resumes
 	}
-	full, err := f.api.WatchJob(context.Background(), &imagefarmv1.WatchJobRequest{JobId: id, FromRevision: 1})
-	if err != nil {
-		t.Fatal(err)
+	if !ended {
+		t.Fatalf("the watch of job %s never ended", id)
 	}
-	var all []uint64
-	for {
-		resp, err := full.Recv()
-		if err != nil {
-			break
-		}
-		if ev := resp.GetEvent(); ev.GetKind() != imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS {
-			all = append(all, ev.GetRevision())
-		}
+	if midJob == 0 {
+		t.Errorf("no stream was dropped while job %s ran", id)
 	}
-	if fmt.Sprint(seen) != fmt.Sprint(all) {
+	all := revisions(f.events(id))
+	if !slices.Equal(seen, all) {
 		t.Errorf("reconnecting watch saw revisions %v, one unbroken watch %v", seen, all)
 	}
+	if job := f.job(id); job.GetState() != imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Errorf("job %s ended %v, want SUCCEEDED", id, job.GetState())
+	}
+	t.Logf("watch dropped %d times mid-job, saw %d events once each", midJob, len(seen))
 }
