@@ -73,8 +73,9 @@ func TestAuditRecordsImageRefusals(t *testing.T) {
 }
 
 // TestAuditRecordsAFenceByANewInstance checks that a Hello from a new
-// imager instance of a node that was online records the fence, with the
-// reason, and that the replaced instance's late report is refused.
+// imager instance of a node that was online fences the old one: the fence
+// is recorded with its reason, the old instance's task ends LOST, and its
+// late report is refused.
 func TestAuditRecordsAFenceByANewInstance(t *testing.T) {
 	f := startFarm(t, 5*time.Second)
 	old := f.connect(t, "n1", usbDrive("d1"))
@@ -94,19 +95,29 @@ func TestAuditRecordsAFenceByANewInstance(t *testing.T) {
 		t.Fatalf("new instance's Hello answered %v, %v; want HelloAck at epoch %d", ack, err, a.GetEpoch()+1)
 	}
 
+	// The task the old instance held ends LOST, and both are recorded.
+	job := waitJob(t, f, a.GetJobId(), imagefarmv1.JobState_JOB_STATE_FAILED)
+	if task := job.GetTasks()[0]; task.GetState() != imagefarmv1.TaskState_TASK_STATE_LOST ||
+		task.GetFailure().GetReason() != imagefarmv1.FailureReason_FAILURE_REASON_NODE_LOST {
+		t.Errorf("the replaced instance's task is %v %v, want LOST NODE_LOST", task.GetState(), task.GetFailure())
+	}
 	recs, err := trail(t, f.api)
 	if err != nil {
 		t.Fatalf("the trail does not verify: %v", err)
 	}
 	var got []string
 	for _, r := range recs {
-		if r.GetAction() == imagefarmv1.AuditAction_AUDIT_ACTION_NODE_FENCED {
+		if r.GetAction() != imagefarmv1.AuditAction_AUDIT_ACTION_JOB_SUBMIT {
 			got = append(got, summary(r))
 		}
 	}
-	want := []string{fmt.Sprintf(`NODE_FENCED node:n1 node=n1 message=imager instance "i-n1-restarted" replaced instance "i-n1": epoch raised to %d`, a.GetEpoch()+1)}
+	why := `imager instance "i-n1-restarted" replaced instance "i-n1"`
+	want := []string{
+		fmt.Sprintf("NODE_FENCED node:n1 node=n1 message=%s: epoch raised to %d", why, a.GetEpoch()+1),
+		"DRIVE_WRITTEN controller node=n1 serial=SN-d1 image=img:1 message=" + why + " LOST NODE_LOST",
+	}
 	if !slices.Equal(got, want) {
-		t.Errorf("fence records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		t.Errorf("records after the submit:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
 	// The replaced instance's report at the old epoch is refused, and its
@@ -121,6 +132,4 @@ func TestAuditRecordsAFenceByANewInstance(t *testing.T) {
 	if !stopped || old.err == nil {
 		t.Errorf("replaced instance's late result: stopped %v, stream ended with %v; want a StopTask and the stream ended", stopped, old.err)
 	}
-	resp, err := f.api.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: a.GetJobId()})
-	t.Logf("job after takeover: %v %v", resp.GetJob().GetTasks(), err)
 }

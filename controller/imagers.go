@@ -113,12 +113,11 @@ func (c *Controller) hello(ctx context.Context, stream imagefarmv1.ImagerService
 	if err != nil {
 		return nil, err
 	}
-	if fenced != "" {
-		c.record(ctx, &imagefarmv1.AuditRecord{Actor: nodeActor(node.GetId()), Action: imagefarmv1.AuditAction_AUDIT_ACTION_NODE_FENCED,
-			NodeId: node.GetId(), Message: fmt.Sprintf("%s: epoch raised to %d", fenced, node.GetEpoch())})
-	}
 	if err := c.syncDrives(ctx, h.GetNodeId(), h.GetDrives()); err != nil {
 		return nil, err
+	}
+	if fenced != "" {
+		c.fenceByHello(ctx, node, fenced)
 	}
 	s := c.register(node, stream)
 	if err := s.send(&imagefarmv1.ConnectResponse{Body: &imagefarmv1.ConnectResponse_HelloAck{HelloAck: &imagefarmv1.HelloAck{

@@ -58,7 +58,6 @@ func (c *Controller) livenessLoop(ctx context.Context) error {
 
 // loseNode fences a silent node: its epoch rises, so its late reports and
 // redelivered assignments are refused, and its unfinished tasks end LOST.
-// A standing order then takes other drives on the next placement.
 func (c *Controller) loseNode(ctx context.Context, nodeID string, jobs []scheduler.Job) error {
 	node, err := c.st.UpdateNode(ctx, nodeID, func(n *imagefarmv1.Node) error {
 		n.State = imagefarmv1.NodeState_NODE_STATE_LOST
@@ -76,13 +75,39 @@ func (c *Controller) loseNode(ctx context.Context, nodeID string, jobs []schedul
 		s.fenced.Store(true) // its next report is refused and its stream ended
 	}
 	c.farm.mu.Unlock()
+	if err := c.endFenced(ctx, nodeID, node.GetEpoch(), jobs, "node "+nodeID+" stopped sending heartbeats"); err != nil {
+		return err
+	}
+	c.wake()
+	return nil
+}
+
+// fenceByHello records that a Hello raised the epoch of a node whose
+// imager was live (why says how), and ends the tasks it held then: their
+// reports are refused from now on, so they could never end otherwise.
+func (c *Controller) fenceByHello(ctx context.Context, node *imagefarmv1.Node, why string) {
+	c.log.Warn("node fenced by a new Hello", "node_id", node.GetId(), "reason", why)
+	c.record(ctx, &imagefarmv1.AuditRecord{Actor: nodeActor(node.GetId()), Action: imagefarmv1.AuditAction_AUDIT_ACTION_NODE_FENCED,
+		NodeId: node.GetId(), Message: fmt.Sprintf("%s: epoch raised to %d", why, node.GetEpoch())})
+	_, jobs, err := c.snapshot(ctx)
+	if err == nil {
+		err = c.endFenced(ctx, node.GetId(), node.GetEpoch(), jobs, why)
+	}
+	if err != nil {
+		c.log.Warn("end fenced tasks", "node_id", node.GetId(), "error", err)
+	}
+}
+
+// endFenced ends LOST the unfinished tasks of node nodeID assigned before
+// its epoch rose to epoch, frees their drives and settles their jobs. A
+// standing order then takes other drives on the next placement.
+func (c *Controller) endFenced(ctx context.Context, nodeID string, epoch uint64, jobs []scheduler.Job, why string) error {
 	for _, lt := range scheduler.LostTasks(nodeID, jobs) {
 		ended := false
 		t, err := c.st.UpdateTask(ctx, lt.JobID, lt.TaskID, func(t *imagefarmv1.Task) error {
-			if ended = !finalTask(t.State); ended {
+			if ended = !finalTask(t.State) && t.Epoch < epoch; ended {
 				t.State, t.FinishTime = imagefarmv1.TaskState_TASK_STATE_LOST, now()
-				t.Failure = &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_NODE_LOST,
-					Message: "node " + nodeID + " stopped sending heartbeats"}
+				t.Failure = &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_NODE_LOST, Message: why}
 			}
 			return nil
 		})
@@ -92,6 +117,9 @@ func (c *Controller) loseNode(ctx context.Context, nodeID string, jobs []schedul
 		if err != nil {
 			return err
 		}
+		if t.GetEpoch() >= epoch {
+			continue // assigned under the new epoch: not fenced
+		}
 		if err := c.release(ctx, lt.NodeID, lt.DriveID, lt.TaskID); err != nil {
 			return err
 		}
@@ -99,6 +127,5 @@ func (c *Controller) loseNode(ctx context.Context, nodeID string, jobs []schedul
 			return err
 		}
 	}
-	c.wake()
 	return nil
 }
