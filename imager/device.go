@@ -85,8 +85,12 @@ func (d *FileDevice) WriteAt(p []byte, off int64) (int, error) {
 // ReadAt implements Device. With O_DIRECT, p must be aligned and its
 // capacity must allow rounding its length up to the alignment (the bytes
 // past len(p) are scratch): read-back never falls back to the page cache.
+// Without O_DIRECT, the range's clean cached pages are dropped just before
+// it is read, so that pages read into the cache since Sync (by blkid, or
+// anyone) are not taken for the device's bytes.
 func (d *FileDevice) ReadAt(p []byte, off int64) (int, error) {
 	if !d.direct {
+		_ = unix.Fadvise(int(d.f.Fd()), off, int64(len(p)), unix.FADV_DONTNEED) // best effort: a file system may keep its pages
 		return d.f.ReadAt(p, off)
 	}
 	full := p[:min(cap(p), roundUp(len(p)))]

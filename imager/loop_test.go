@@ -2,8 +2,12 @@ package imager_test
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/imagefarm/imagefarm/imager"
 	"github.com/imagefarm/imagefarm/imager/drive"
@@ -91,4 +95,86 @@ func writeFile(t *testing.T, data []byte) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// staleCacheDevice, once the write is flushed, reads the loop device
+// through the page cache (as blkid or a curious technician might), so the
+// cache holds the image as written, then flips one byte in the loop's
+// backing file: the device now differs from its cached pages.
+type staleCacheDevice struct {
+	imager.Device
+	t    *testing.T
+	loop *testenv.Loop
+	at   int64
+}
+
+func (d staleCacheDevice) Sync() error {
+	if err := d.Device.Sync(); err != nil {
+		return err
+	}
+	cached := d.readBuffered()
+	f, err := os.OpenFile(d.loop.Backing, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{cached ^ 0x10}, d.at); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if now := d.readBuffered(); now != cached {
+		d.t.Errorf("%s: a buffered read sees the flipped byte: the cache is not stale and this test proves nothing", d.loop.Path)
+	}
+	return nil
+}
+
+// readBuffered reads the loop device through its page cache up to and
+// including d.at, and returns the byte at d.at.
+func (d staleCacheDevice) readBuffered() byte {
+	f, err := os.Open(d.loop.Path)
+	if err != nil {
+		d.t.Error(err)
+		return 0
+	}
+	defer f.Close()
+	buf := make([]byte, d.at+1)
+	if _, err := f.ReadAt(buf, 0); err != nil {
+		d.t.Error(err)
+	}
+	return buf[d.at]
+}
+
+// TestReadBackComesFromTheDevice flips a byte on a loop device's medium
+// behind its page cache, which holds the image as written: read-back must
+// see the flip at its offset, and the drive not be verified. It does so
+// for a drive opened with O_DIRECT and for one opened without it (the
+// fallback where the kernel refuses O_DIRECT), whose read-back must drop
+// the cached pages.
+func TestReadBackComesFromTheDevice(t *testing.T) {
+	testenv.RequireRoot(t)
+	b := newBench(t, 16*chunkSize)
+	const at = 6*chunkSize + 777
+	for _, direct := range []bool{true, false} {
+		t.Run(fmt.Sprintf("direct %v", direct), func(t *testing.T) {
+			tg, l := loopTarget(t, 16*chunkSize)
+			if !direct {
+				tg.Dev.Close()
+				f, err := os.OpenFile(l.Path, os.O_RDWR|unix.O_EXCL, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tg.Dev = imager.NewFileDevice(f, false)
+				t.Cleanup(func() { tg.Dev.Close() })
+			}
+			tg.Dev = staleCacheDevice{Device: tg.Dev, t: t, loop: l, at: at}
+			r := b.write(t, t.Context(), []imager.Target{tg}, imager.WriteOptions{})[0]
+			var mm *imager.MismatchError
+			if !errors.As(r.Err, &mm) || mm.Offset != at || r.Phase != imager.PhaseFailed || r.VerifiedDigest != "" {
+				t.Errorf("loop with a byte flipped behind its cache (read back %s): %s %v, want a mismatch at offset %d, not verified",
+					r.ReadBack, r.Phase, r.Err, at)
+			}
+		})
+	}
 }
