@@ -18,6 +18,10 @@ import (
 	"github.com/imagefarm/imagefarm/storage/wim"
 )
 
+// ErrChunkGone: a chunk a push uploaded or reused was deleted before the
+// push could point a ref at it. Pushing again stores it again.
+var ErrChunkGone = errors.New("catalog: chunk deleted during the push")
+
 // PushOptions describe the blob being pushed.
 type PushOptions struct {
 	Name, Version string
@@ -89,8 +93,29 @@ func (c *Catalog) push(ctx context.Context, src io.ReaderAt, size int64, opts Pu
 	if err != nil {
 		return nil, err
 	}
+	// The upload marker keeps a gc off this push's objects (see markerTTL).
+	var res *PushResult
+	var pushErr error
+	err = c.whileMarked(ctx, uploadsPrefix, func(ctx context.Context, mk *marker) error {
+		res, pushErr = c.pushMarked(ctx, mk, src, m, opts, beforeCommit)
+		return pushErr
+	})
+	if err != nil && err != pushErr {
+		return nil, fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
+	}
+	return res, err
+}
+
+func (c *Catalog) pushMarked(ctx context.Context, mk *marker, src io.ReaderAt, m *Manifest, opts PushOptions, beforeCommit func() error) (*PushResult, error) {
+	gcs, err := c.liveMarkers(ctx, gcPrefix, func(context.Context, string) error { return nil })
+	if err != nil {
+		return nil, fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
+	}
 	res, err := c.pushChunks(ctx, src, m, opts.Progress)
 	if err != nil {
+		return nil, fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
+	}
+	if err := c.checkChunks(ctx, mk, gcs, m); err != nil {
 		return nil, fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
 	}
 	data, digest, err := m.Encode()
@@ -110,6 +135,9 @@ func (c *Catalog) push(ctx context.Context, src io.ReaderAt, size int64, opts Pu
 			return nil, err
 		}
 	}
+	if err := mk.fresh(); err != nil {
+		return nil, fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
+	}
 	// Created, not put: of two pushes racing for one version, one wins.
 	if err := c.writeRef(ctx, versionKey(m.Name, m.Version), digest, true); errors.Is(err, storage.ErrExists) {
 		return nil, fmt.Errorf("%w: %s:%s was pushed by someone else meanwhile; push a new version", ErrVersionExists, m.Name, m.Version)
@@ -123,6 +151,40 @@ func (c *Catalog) push(ctx context.Context, src io.ReaderAt, size int64, opts Pu
 	}
 	res.Digest, res.Manifest = digest, m
 	return res, nil
+}
+
+// checkChunks is the last step before a push writes its manifest: it waits
+// for the gcs that were running when the push began (they may have missed
+// its marker) to end, and then makes sure every chunk m uses is still
+// stored. Any gc that starts later sees the marker, so a chunk found here
+// stays until the ref points at it.
+func (c *Catalog) checkChunks(ctx context.Context, mk *marker, gcs map[string]time.Time, m *Manifest) error {
+	for key := range gcs {
+		if err := c.waitEnded(ctx, key); err != nil {
+			return fmt.Errorf("wait for %s to end: %w", key, err)
+		}
+	}
+	if err := mk.touch(ctx); err != nil {
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.concurrency)
+	seen := map[string]bool{}
+	for i, ch := range m.Chunks {
+		if ch.Zero || seen[ch.ID] {
+			continue
+		}
+		seen[ch.ID] = true
+		g.Go(func() error {
+			_, err := c.store.Stat(ctx, chunkKey(ch.ID))
+			if errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("chunk %d at offset %d (%s) was deleted while the push ran (by a gc that started before it?); push again: %w",
+					i, ch.Offset, shortID(ch.ID), ErrChunkGone)
+			}
+			return err
+		})
+	}
+	return g.Wait()
 }
 
 // newManifest checks everything that can be checked before a byte is
