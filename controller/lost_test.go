@@ -96,3 +96,80 @@ func TestCancelStopsTheImagerAndEndsTasksCanceled(t *testing.T) {
 		}
 	}
 }
+
+// TestImagerBackWithAStaleEpochIsToldToStop has an imager say Hello again
+// holding the task it was assigned, once after its node was declared lost
+// and once as a restarted instance: either way the node's epoch moved on,
+// and the controller must answer with a StopTask for that very task at
+// the epoch it holds it under, with reason STALE_EPOCH.
+func TestImagerBackWithAStaleEpochIsToldToStop(t *testing.T) {
+	for _, tc := range []struct {
+		name, instance string
+		lost           bool // wait for the node to be declared lost first
+	}{
+		{"back after it was declared lost", "i-n1", true},
+		{"restarted as another instance", "i-n1-restarted", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := startFarm(t, 1500*time.Millisecond)
+			old := f.connect(t, "n1", usbDrive("d1"))
+			if _, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")}); err != nil {
+				t.Fatal(err)
+			}
+			a := old.assignment()
+			if tc.lost {
+				waitNode(t, f, "n1", imagefarmv1.NodeState_NODE_STATE_LOST)
+			}
+			stop := helloHolding(t, f, &imagefarmv1.Hello{NodeId: "n1", InstanceId: tc.instance, Pool: "bench", Drives: []*imagefarmv1.Drive{usbDrive("d1")},
+				HeldTasks: []*imagefarmv1.HeldTask{{TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_WRITING}}})
+			if stop.GetTaskId() != a.GetTaskId() || stop.GetEpoch() != a.GetEpoch() || stop.GetReason() != imagefarmv1.StopReason_STOP_REASON_STALE_EPOCH {
+				t.Errorf("Hello holding task %s at epoch %d answered StopTask{task %s, epoch %d, %v}, want that task and epoch, STALE_EPOCH",
+					a.GetTaskId(), a.GetEpoch(), stop.GetTaskId(), stop.GetEpoch(), stop.GetReason())
+			}
+		})
+	}
+}
+
+// waitNode waits until the controller lists node in state want.
+func waitNode(t *testing.T, f *farm, node string, want imagefarmv1.NodeState) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := f.api.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{})
+		for _, n := range resp.GetNodes() {
+			if err == nil && n.GetId() == node && n.GetState() == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s is not %v after 10s (%v)", node, want, err)
+		}
+	}
+}
+
+// helloHolding connects as h's node, says h, and returns the first
+// StopTask the controller answers with after its HelloAck.
+func helloHolding(t *testing.T, f *farm, h *imagefarmv1.Hello) *imagefarmv1.StopTask {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	stream, err := f.imagerAs(t, h.GetNodeId()).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_Hello{Hello: h}}); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := stream.Recv()
+	if err != nil || ack.GetHelloAck() == nil {
+		t.Fatalf("Hello answered %v, %v; want HelloAck", ack, err)
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("no StopTask after HelloAck at epoch %d: %v", ack.GetHelloAck().GetEpoch(), err)
+		}
+		if st := m.GetStopTask(); st != nil {
+			return st
+		}
+	}
+}
