@@ -77,7 +77,15 @@ func (c *Catalog) PushFile(ctx context.Context, path string, opts PushOptions) (
 		}
 		return nil
 	}
-	return c.push(ctx, f, before.Size(), opts, unchanged)
+	res, err := c.push(ctx, f, before.Size(), opts, unchanged)
+	if err != nil {
+		// A read cut short by a truncation says more as the file's change.
+		if cerr := unchanged(); cerr != nil {
+			return nil, cerr
+		}
+		return nil, err
+	}
+	return res, nil
 }
 
 // Push chunks size bytes of src into the store, writes the manifest and
