@@ -81,6 +81,9 @@ func runWrite(cmd *cobra.Command, g *globals, wf *writeFlags, refArg string) err
 		return fmt.Errorf("--%w", err)
 	}
 	if wf.dryRun {
+		for i := range plan {
+			checkOpen(&plan[i], cfg)
+		}
 		return printPlan(cmd.OutOrStdout(), g, refArg, digest, m, plan)
 	}
 	targets, closeAll := imager.Open(plan, cfg, slog.Default())
@@ -144,6 +147,26 @@ func driveLabel(d drive.Drive) string {
 		}
 	}
 	return d.Name
+}
+
+// checkOpen adds to a dry run's plan the verdicts of the guards a write
+// runs when it opens a drive: identity (the drive re-read is the one
+// planned) and exclusive (it opens with O_EXCL, here read-only and closed
+// at once, so nothing is written).
+func checkOpen(p *imager.Plan, cfg drive.Config) {
+	identity := drive.Verdict{Guard: drive.GuardIdentity, OK: true, Reason: "re-read: the drive planned"}
+	exclusive := drive.Verdict{Guard: drive.GuardExclusive, OK: true, Reason: "opened exclusively (read-only, closed at once)"}
+	now, err := drive.Reverify(p.Drive, cfg)
+	if err != nil {
+		identity.OK, identity.Reason = false, err.Error()
+		exclusive.OK, exclusive.Reason = false, "not tried: the drive is not the one planned"
+	} else if err := drive.CheckExclusive(now); err != nil {
+		exclusive.OK, exclusive.Reason = false, err.Error()
+	}
+	p.Verdicts = append(p.Verdicts, identity, exclusive)
+	if err := drive.Refusal(p.Verdicts); err != nil {
+		p.Refused = err.Error()
+	}
 }
 
 func printPlan(w io.Writer, g *globals, ref, digest string, m *catalog.Manifest, plan []imager.Plan) error {

@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
@@ -128,5 +131,80 @@ func TestWriteDryRunWritesNothing(t *testing.T) {
 	}
 	if _, err := run(t, "--store", store, "write", "disk:1", "--virtual-drives", dir, "--drive", "nope", "--cache", t.TempDir()); err == nil || !strings.Contains(err.Error(), "--drive nope") {
 		t.Errorf("write to an unknown drive = %v, want an error naming it", err)
+	}
+}
+
+// TestWriteDryRunNamesTheRefusingGuard dry-runs a write to a loop device
+// that is not allowed and to one that is allowed but held open exclusively
+// elsewhere: each is refused naming its guard, in text and in JSON, the
+// exit code is non-zero, and neither is written.
+func TestWriteDryRunNamesTheRefusingGuard(t *testing.T) {
+	testenv.RequireRoot(t)
+	store, _ := pushedImage(t, 4<<20)
+	free, held := garbageLoop(t, 16<<20), garbageLoop(t, 16<<20)
+	holder, err := os.OpenFile(held.Path, os.O_RDONLY|unix.O_EXCL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	before := []string{testenv.DeviceSHA256(t, free.Path), testenv.DeviceSHA256(t, held.Path)}
+	args := []string{"--store", store, "write", "disk:1", "--dry-run", "--cache", t.TempDir(),
+		"--drive", free.Path, "--drive", held.Path, "--allow", held.Path}
+
+	out, err := run(t, args...)
+	if err == nil || !strings.Contains(err.Error(), "would be refused") {
+		t.Errorf("dry run with refused drives = %v, want an error saying drives would be refused", err)
+	}
+	blocks := strings.Split(out, "\n\n")
+	if len(blocks) != 3 {
+		t.Fatalf("dry run output is not a plan line and two drives:\n%s", out)
+	}
+	for i, wants := range [][]string{
+		{"REFUSE ", free.Path, "FAIL policy     loop disk, not removable", "ok   identity", "ok   exclusive  opened exclusively"},
+		{"REFUSE ", held.Path, "ok   policy     allowed by path", "ok   identity", "FAIL exclusive  open " + held.Path + " exclusively"},
+	} {
+		for _, want := range wants {
+			if !strings.Contains(blocks[i+1], want) {
+				t.Errorf("dry run, drive %d: output lacks %q:\n%s", i, want, blocks[i+1])
+			}
+		}
+	}
+
+	out, err = run(t, append(args, "--json")...)
+	if err == nil {
+		t.Errorf("dry run --json with refused drives succeeded, want a non-zero exit")
+	}
+	var plan struct {
+		Ref    string `json:"ref"`
+		Size   int64  `json:"size"`
+		Drives []struct {
+			Drive    struct{ Path string } `json:"drive"`
+			Verdicts []struct {
+				Guard string `json:"guard"`
+				OK    bool   `json:"ok"`
+			} `json:"verdicts"`
+			Refused string `json:"refused"`
+		} `json:"drives"`
+	}
+	if err := json.Unmarshal([]byte(out), &plan); err != nil || plan.Ref != "disk:1" || plan.Size != 4<<20 || len(plan.Drives) != 2 {
+		t.Fatalf("dry run --json = %s (%v), want the plan of disk:1 for two drives", out, err)
+	}
+	for i, refusedBy := range []string{"policy", "exclusive"} {
+		d := plan.Drives[i]
+		var failed []string
+		for _, v := range d.Verdicts {
+			if !v.OK {
+				failed = append(failed, v.Guard)
+			}
+		}
+		if len(d.Verdicts) != 9 || !slices.Equal(failed, []string{refusedBy}) || !strings.HasPrefix(d.Refused, "refused: "+refusedBy+": ") {
+			t.Errorf("dry run --json, %s: %d verdicts, failed %v, refused %q; want all 9 guards, refused by %s alone",
+				d.Drive.Path, len(d.Verdicts), failed, d.Refused, refusedBy)
+		}
+	}
+	for i, l := range []*testenv.Loop{free, held} {
+		if after := testenv.DeviceSHA256(t, l.Path); after != before[i] {
+			t.Errorf("dry run changed %s", l.Path)
+		}
 	}
 }

@@ -103,10 +103,24 @@ func sizeString(n int64) string {
 // tells whether the file is open with O_DIRECT: the kernel refuses it on
 // some file systems (EINVAL), and then the file is opened without it.
 func OpenExclusive(d Drive) (f *os.File, direct bool, err error) {
-	if !d.IsBlock() {
-		return openVirtual(d, os.O_RDWR, true)
+	return openExclusive(d, os.O_RDWR)
+}
+
+// CheckExclusive is the exclusive guard without the write: it opens d as
+// OpenExclusive does, but read-only, and closes it. A dry run uses it.
+func CheckExclusive(d Drive) error {
+	f, _, err := openExclusive(d, os.O_RDONLY)
+	if err != nil {
+		return err
 	}
-	f, direct, err = openDirect(d.Path, os.O_RDWR|unix.O_EXCL)
+	return f.Close()
+}
+
+func openExclusive(d Drive, flag int) (f *os.File, direct bool, err error) {
+	if !d.IsBlock() {
+		return openVirtual(d, flag, true)
+	}
+	f, direct, err = openDirect(d.Path, flag|unix.O_EXCL)
 	if errors.Is(err, unix.EBUSY) {
 		return nil, false, fmt.Errorf("open %s exclusively (mounted, held by device-mapper or md, or open in another writer): %w", d.Path, ErrBusy)
 	} else if err != nil {

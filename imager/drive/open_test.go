@@ -139,11 +139,23 @@ func TestOpenExclusiveBlock(t *testing.T) {
 		}
 		t.Errorf("second OpenExclusive() = %v, want ErrBusy", err)
 	}
+	if err := CheckExclusive(d); !errors.Is(err, ErrBusy) {
+		t.Errorf("CheckExclusive() while held = %v, want ErrBusy", err)
+	}
 	r, direct, err := OpenRead(d) // read-back while the writer holds it
 	if err != nil || !direct {
 		t.Fatalf("OpenRead() while held = direct %v, %v; want O_DIRECT", direct, err)
 	}
 	r.Close()
+	f.Close()
+	if err := CheckExclusive(d); err != nil {
+		t.Errorf("CheckExclusive() of a free drive = %v", err)
+	}
+	if g, _, err := OpenExclusive(d); err != nil { // CheckExclusive let it go
+		t.Errorf("OpenExclusive() after CheckExclusive() = %v", err)
+	} else {
+		g.Close()
+	}
 }
 
 func TestOpenExclusiveVirtual(t *testing.T) {
