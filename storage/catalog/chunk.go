@@ -68,7 +68,7 @@ type codec struct {
 func newCodec(concurrency int) (*codec, error) {
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault),
 		zstd.WithEncoderConcurrency(concurrency), zstd.WithZeroFrames(true),
-		zstd.WithEncoderCRC(false)) // the chunk's SHA-256 is checked instead
+		zstd.WithEncoderCRC(false)) // every read checks the chunk's BLAKE3 (Chunk.Check) instead
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
