@@ -13,13 +13,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/imagefarm/imagefarm/controller"
 	"github.com/imagefarm/imagefarm/imager"
 	"github.com/imagefarm/imagefarm/imager/drive"
+	"github.com/imagefarm/imagefarm/internal/natsauth"
 	"github.com/imagefarm/imagefarm/internal/sample"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -44,7 +44,8 @@ func newDevCmd(g *globals) *cobra.Command {
 		Use:   "dev [--demo]",
 		Short: "Run an all-in-one farm: embedded NATS, the controller, one imager with virtual drives, a file store",
 		Long: `Run the whole farm in one process under one data folder: an embedded NATS
-server with JetStream, the controller, one imager (node dev-1, pool dev) whose drives
+server with JetStream, whose users are those of deploy (nats-auth/: the controller
+and the node each log in with their own credentials and permissions), the controller, one imager (node dev-1, pool dev) whose drives
 are sparse files, and a file:// image store. The controller serves TLS with
 certificates of a CA made in the data folder (pki/), and the imager presents its
 node certificate. The imager writes only images signed with the signing key made
@@ -86,11 +87,13 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	if err != nil {
 		return err
 	}
-	ns, err := startNATS(f)
+	creds := filepath.Join(f.dataDir, "nats-auth")
+	ns, err := startNATS(f, creds)
 	if err != nil {
 		return err
 	}
 	defer ns.Shutdown()
+	ctlCreds, nodeCreds := filepath.Join(creds, natsauth.ControllerCredsFile), filepath.Join(creds, natsauth.ImagerCredsFile(devNode))
 	cat, err := devCatalog(g, f)
 	if err != nil {
 		return err
@@ -100,12 +103,12 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 		return err
 	}
 	tokenFile := filepath.Join(f.dataDir, "pki", "admin.token")
-	if g.token, err = devToken(cmd.Context(), ns.ClientURL(), tokenFile); err != nil {
+	if g.token, err = devToken(cmd.Context(), ns.ClientURL(), ctlCreds, tokenFile); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
-	ctl, err := controller.New(controller.Config{NATSURL: ns.ClientURL(), Listen: f.listen, Catalog: cat,
+	ctl, err := controller.New(controller.Config{NATSURL: ns.ClientURL(), NATSCreds: ctlCreds, Listen: f.listen, Catalog: cat,
 		TLS: certs.server, ClientCAs: certs.clientCAs, HeartbeatTTL: f.heartbeatTTL, Log: slog.Default()})
 	if err != nil {
 		return err
@@ -121,7 +124,7 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	if err != nil {
 		return err
 	}
-	agent, err := imager.NewAgent(imager.AgentConfig{NodeID: devNode, Pool: "dev", NATSURL: ns.ClientURL(),
+	agent, err := imager.NewAgent(imager.AgentConfig{NodeID: devNode, Pool: "dev", NATSURL: ns.ClientURL(), NATSCreds: nodeCreds,
 		Controller: g.controller, TLS: certs.node, Catalog: cat, Drives: drive.Config{VirtualDir: filepath.Join(f.dataDir, "drives"),
 			CacheDir: filepath.Join(f.dataDir, "cache")}, TrustedKeys: keys, Log: slog.Default()})
 	if err != nil {
@@ -129,8 +132,8 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	}
 	grp.Go(func() error { return agent.Run(ctx) })
 	g.tls = certs.client
-	fmt.Fprintf(out, "dev farm in %s\n  NATS:       %s\n  controller: %s (TLS; imagers need a certificate of the CA in %s)\n  store:      %s\n  drives:     %d × %s virtual drives on node %s (pool dev)\n",
-		f.dataDir, ns.ClientURL(), g.controller, filepath.Dir(g.tls.ca), g.store, len(drives), bytesIEC(max(f.driveSize, f.size)), devNode)
+	fmt.Fprintf(out, "dev farm in %s\n  NATS:       %s (users and credentials files in %s)\n  controller: %s (TLS; imagers need a certificate of the CA in %s)\n  store:      %s\n  drives:     %d × %s virtual drives on node %s (pool dev)\n",
+		f.dataDir, ns.ClientURL(), creds, g.controller, filepath.Dir(g.tls.ca), g.store, len(drives), bytesIEC(max(f.driveSize, f.size)), devNode)
 	fmt.Fprintf(out, "from another terminal:\n  export IMAGEFARM_CONTROLLER=%s IMAGEFARM_STORE=%s \\\n    IMAGEFARM_CA=%s IMAGEFARM_TLS_CERT=%s IMAGEFARM_TLS_KEY=%s \\\n    IMAGEFARM_SIGN_KEY=%s IMAGEFARM_TOKEN=$(cat %s)\n",
 		g.controller, g.store, g.tls.ca, g.tls.cert, g.tls.key, devSignKey(f), tokenFile)
 	if f.demo {
@@ -143,19 +146,6 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 		return err
 	}
 	return cmd.Context().Err()
-}
-
-func startNATS(f *devFlags) (*server.Server, error) {
-	ns, err := server.NewServer(&server.Options{Host: f.natsHost, Port: f.natsPort, JetStream: true,
-		StoreDir: filepath.Join(f.dataDir, "nats"), NoLog: true, NoSigs: true})
-	if err != nil {
-		return nil, fmt.Errorf("embedded NATS: %w", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		return nil, fmt.Errorf("embedded NATS on %s:%d did not start within 10s", f.natsHost, f.natsPort)
-	}
-	return ns, nil
 }
 
 // devCatalog opens the store with the dev node's cache.

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/imagefarm/imagefarm/controller/tokens"
+	"github.com/imagefarm/imagefarm/internal/natsauth"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -20,9 +21,14 @@ const devTokenName = "dev"
 // devToken is the dev farm's admin token, kept in file: the one written by
 // an earlier run while the farm still knows it, else a new one (replacing
 // a stale "dev" token). dev writes it to the farm's NATS directly, as only
-// the host that runs the farm's NATS can.
-func devToken(ctx context.Context, natsURL, file string) (string, error) {
-	nc, err := nats.Connect(natsURL, nats.Name("imagefarm-dev-token"))
+// the host that runs the farm's NATS can, logged in with the controller's
+// credentials file creds.
+func devToken(ctx context.Context, natsURL, creds, file string) (string, error) {
+	auth, err := natsauth.ConnectOptions(creds)
+	if err != nil {
+		return "", fmt.Errorf("dev token: %w", err)
+	}
+	nc, err := nats.Connect(natsURL, append(auth, nats.Name("imagefarm-dev-token"))...)
 	if err != nil {
 		return "", fmt.Errorf("dev token: %w", err)
 	}
