@@ -312,7 +312,7 @@ func TestSlowDriveFallsBehindWithoutHoldingOthers(t *testing.T) {
 	b := newBench(t, 96*chunkSize)
 	ts, _ := targets(t, 3, 96*chunkSize, func(i int, d imager.Device) imager.Device {
 		if i == 2 {
-			return slowDevice{Device: d, delay: 20 * time.Millisecond}
+			return slowDevice{Device: d, delay: 30 * time.Millisecond}
 		}
 		return d
 	})
@@ -323,6 +323,17 @@ func TestSlowDriveFallsBehindWithoutHoldingOthers(t *testing.T) {
 		}
 		if slow := i == 2; r.OwnStream != slow {
 			t.Errorf("drive %d: own stream %v, want %v (only the slow drive leaves the shared stream)", i, r.OwnStream, slow)
+		}
+	}
+	// The slow drive holds the others back for at most the grace it gets
+	// to catch up (0.5 s) before it streams on its own: they finish their
+	// writes well before it does (96 writes of 30 ms: 2.9 s at least).
+	slow := results[2].WriteSeconds
+	for i, r := range results[:2] {
+		t.Logf("drive %d wrote in %.2fs, the slow one in %.2fs", i, r.WriteSeconds, slow)
+		if r.WriteSeconds > slow/2 {
+			t.Errorf("fast drive %d wrote in %.2fs, the slow one in %.2fs: want under half of it (0.5s of grace, then its own pace)",
+				i, r.WriteSeconds, slow)
 		}
 	}
 }
