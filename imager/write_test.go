@@ -432,3 +432,52 @@ func TestCancelWhileFetching(t *testing.T) {
 		}
 	}
 }
+
+// TestCorruptCachedChunkIsFetchedAgain damages a chunk in the node cache
+// after a first write: the second write finds the copy fails its check,
+// fetches the chunk again from the store, and every drive verifies.
+func TestCorruptCachedChunkIsFetchedAgain(t *testing.T) {
+	b := newBench(t, 16*chunkSize)
+	ts, _ := targets(t, 2, 16*chunkSize, nil)
+	for i, r := range b.write(t, t.Context(), ts, imager.WriteOptions{}) {
+		if r.Phase != imager.PhaseVerified {
+			t.Fatalf("first write, drive %d: %s %v", i, r.Phase, r.Err)
+		}
+	}
+	var victim catalog.Chunk
+	for _, ch := range b.m.Chunks {
+		if !ch.Zero {
+			victim = ch
+			break
+		}
+	}
+	p := filepath.Join(b.cache.Dir(), victim.ID[:2], victim.ID)
+	copied, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("the first write left no cached copy of chunk %s: %v", victim.ID, err)
+	}
+	copied[len(copied)/2] ^= 0xFF
+	if err := os.WriteFile(p, copied, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := b.cache.Stats()
+
+	ts, paths := targets(t, 2, 16*chunkSize, nil)
+	want := testenv.SHA256(t, writeFile(t, b.image), -1)
+	for i, r := range b.write(t, t.Context(), ts, imager.WriteOptions{}) {
+		if r.Phase != imager.PhaseVerified || r.VerifiedDigest != b.digest {
+			t.Errorf("second write, drive %d: %s %v, want verified", i, r.Phase, r.Err)
+		}
+		if got := testenv.SHA256(t, paths[i], b.m.Size); got != want {
+			t.Errorf("second write, drive %d: sha256 of the written bytes differs from the image's", i)
+		}
+	}
+	after := b.cache.Stats()
+	if after.Corrupt < 1 || after.Misses <= before.Misses {
+		t.Errorf("cache after a write over a corrupt copy: %d corrupt, %d downloads (%d before); want the copy found corrupt and the chunk downloaded again",
+			after.Corrupt, after.Misses, before.Misses)
+	}
+	if fixed, err := os.ReadFile(p); err != nil || bytes.Equal(fixed, copied) {
+		t.Errorf("the corrupt copy of chunk %s is still in the cache (%v)", victim.ID, err)
+	}
+}
