@@ -30,22 +30,22 @@ const DefaultGrace = time.Hour
 //   - GC writes its marker and then lists the live upload markers: it never
 //     deletes an object modified after the earliest live push started
 //     (less clockSlack, for clocks that disagree), whatever its grace.
-//     Every chunk a push relies on was uploaded or touched after the push
-//     started, and its manifest is written after that, so a gc that saw the
-//     push's marker leaves all of them alone.
-//   - A push writes its marker and then lists the live gc markers: those
-//     gcs may have listed the upload markers before this one existed. Just
-//     before it writes its manifest, the push waits until they have ended
-//     and then checks that every chunk it uploaded or reused is still
-//     there; if one is gone the push fails and no ref moves. Any gc started
-//     after the push's marker sees it.
-//   - Both check, before each step that depends on it, that their own
-//     marker is still there and fresh: a process stalled for longer than
-//     markerTTL/2 stops rather than trust a marker others may have
-//     written off.
+//     Every chunk a push relies on is uploaded or touched after the push
+//     started, and its manifest is written after that.
+//   - That leaves the gcs running when the push uploaded or touched a chunk:
+//     they may have missed its marker, or looked at a reused chunk just
+//     before the push touched it. So just before it writes its manifest the
+//     push waits until every gc running then has ended, and checks that
+//     every chunk it relies on is still there; if one is gone it fails with
+//     ErrChunkGone and no ref moves. A gc that starts after that sees the
+//     marker and the touched chunks, and keeps them.
+//   - A process stalled for longer than markerTTL/2 may have had its marker
+//     written off by others: a gc then deletes nothing more, and a push
+//     moves no ref. Each delete, and the push's ref, must be done by then.
 //
 // So safety does not depend on the grace period; it assumes only that the
-// clocks of the store and the hosts agree within clockSlack.
+// clocks of the store and the hosts agree within clockSlack. A push may
+// wait at its end for as long as a gc runs.
 const (
 	markerTTL     = 10 * time.Minute
 	markerRefresh = markerTTL / 10
@@ -206,12 +206,14 @@ func (g *gcRun) deleteIfOld(ctx context.Context, key string) error {
 	if g.mk == nil {
 		return nil
 	}
-	if err := g.mk.fresh(); err != nil {
-		return fmt.Errorf("gc: %w", err)
-	}
 	oi, err := g.c.store.Stat(ctx, key)
 	if err != nil || !oi.ModTime.Before(g.cutoff) {
 		return ignoreNotFound(err)
+	}
+	ctx, cancel := g.mk.bound(ctx)
+	defer cancel()
+	if err := g.mk.fresh(); err != nil {
+		return fmt.Errorf("gc: %w", err)
 	}
 	return g.c.store.Delete(ctx, key)
 }
@@ -310,6 +312,11 @@ func (mk *marker) fresh() error {
 		return fmt.Errorf("marker %s not touched for %v; run again", mk.key, age.Round(time.Second))
 	}
 	return nil
+}
+
+// bound returns ctx ending when others may take the marker for stale.
+func (mk *marker) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(ctx, time.Unix(0, mk.touched.Load()).Add(markerTTL/2))
 }
 
 // waitEnded waits until the marker at key is deleted or stale.

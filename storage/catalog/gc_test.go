@@ -175,8 +175,9 @@ func TestGCRemovesStaleMarkers(t *testing.T) {
 	}
 }
 
-// A gc running when a push starts may have missed its marker, so the push
-// waits for it to end before it writes its manifest; a stale one it ignores.
+// A gc running when a push is about to write its manifest may have missed
+// its marker or a chunk's touch, so the push waits for it to end; a stale
+// one it ignores.
 func TestPushWaitsForRunningGC(t *testing.T) {
 	c, dir := fileCatalog(t)
 	putMarker(t, c, "gc/running", time.Now())

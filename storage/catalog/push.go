@@ -115,15 +115,11 @@ func (c *Catalog) push(ctx context.Context, src io.ReaderAt, size int64, opts Pu
 }
 
 func (c *Catalog) pushMarked(ctx context.Context, mk *marker, src io.ReaderAt, m *Manifest, opts PushOptions, beforeCommit func() error) (*PushResult, error) {
-	gcs, err := c.liveMarkers(ctx, gcPrefix, func(context.Context, string) error { return nil })
-	if err != nil {
-		return nil, fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
-	}
 	res, err := c.pushChunks(ctx, src, m, opts.Progress)
 	if err != nil {
 		return nil, fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
 	}
-	if err := c.checkChunks(ctx, mk, gcs, m); err != nil {
+	if err := c.checkChunks(ctx, mk, m); err != nil {
 		return nil, fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
 	}
 	data, digest, err := m.Encode()
@@ -143,14 +139,8 @@ func (c *Catalog) pushMarked(ctx context.Context, mk *marker, src io.ReaderAt, m
 			return nil, err
 		}
 	}
-	if err := mk.fresh(); err != nil {
-		return nil, fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
-	}
-	// Created, not put: of two pushes racing for one version, one wins.
-	if err := c.writeRef(ctx, versionKey(m.Name, m.Version), digest, true); errors.Is(err, storage.ErrExists) {
-		return nil, fmt.Errorf("%w: %s:%s was pushed by someone else meanwhile; push a new version", ErrVersionExists, m.Name, m.Version)
-	} else if err != nil {
-		return nil, fmt.Errorf("push %s:%s: ref: %w", m.Name, m.Version, err)
+	if err := c.commitRef(ctx, mk, m, digest); err != nil {
+		return nil, err
 	}
 	for _, ch := range opts.Channels {
 		if err := c.SetChannel(ctx, m.Name, ch, digest); err != nil {
@@ -161,12 +151,32 @@ func (c *Catalog) pushMarked(ctx context.Context, mk *marker, src io.ReaderAt, m
 	return res, nil
 }
 
-// checkChunks is the last step before a push writes its manifest: it waits
-// for the gcs that were running when the push began (they may have missed
-// its marker) to end, and then makes sure every chunk m uses is still
-// stored. Any gc that starts later sees the marker, so a chunk found here
-// stays until the ref points at it.
-func (c *Catalog) checkChunks(ctx context.Context, mk *marker, gcs map[string]time.Time, m *Manifest) error {
+// commitRef points name:version at digest while the push's marker is
+// fresh, so no gc that wrote it off has deleted a chunk the ref needs.
+func (c *Catalog) commitRef(ctx context.Context, mk *marker, m *Manifest, digest string) error {
+	ctx, cancel := mk.bound(ctx)
+	defer cancel()
+	if err := mk.fresh(); err != nil {
+		return fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
+	}
+	// Created, not put: of two pushes racing for one version, one wins.
+	if err := c.writeRef(ctx, versionKey(m.Name, m.Version), digest, true); errors.Is(err, storage.ErrExists) {
+		return fmt.Errorf("%w: %s:%s was pushed by someone else meanwhile; push a new version", ErrVersionExists, m.Name, m.Version)
+	} else if err != nil {
+		return fmt.Errorf("push %s:%s: ref: %w", m.Name, m.Version, err)
+	}
+	return nil
+}
+
+// checkChunks is the last step before a push writes its manifest: it
+// waits for the gcs running now to end (they may have missed the push's
+// marker or a chunk's touch), and then makes sure every chunk m uses is
+// still stored. A gc that starts later keeps them all (see markerTTL).
+func (c *Catalog) checkChunks(ctx context.Context, mk *marker, m *Manifest) error {
+	gcs, err := c.liveMarkers(ctx, gcPrefix, func(context.Context, string) error { return nil })
+	if err != nil {
+		return err
+	}
 	for key := range gcs {
 		if err := c.waitEnded(ctx, key); err != nil {
 			return fmt.Errorf("wait for %s to end: %w", key, err)
@@ -186,7 +196,7 @@ func (c *Catalog) checkChunks(ctx context.Context, mk *marker, gcs map[string]ti
 		g.Go(func() error {
 			_, err := c.store.Stat(ctx, chunkKey(ch.ID))
 			if errors.Is(err, storage.ErrNotFound) {
-				return fmt.Errorf("chunk %d at offset %d (%s) was deleted while the push ran (by a gc that started before it?); push again: %w",
+				return fmt.Errorf("chunk %d at offset %d (%s) was deleted while the push ran (by a gc?); push again: %w",
 					i, ch.Offset, shortID(ch.ID), ErrChunkGone)
 			}
 			return err
