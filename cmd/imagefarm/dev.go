@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 	"github.com/imagefarm/imagefarm/imager/drive"
 	"github.com/imagefarm/imagefarm/internal/natsauth"
 	"github.com/imagefarm/imagefarm/internal/sample"
+	"github.com/imagefarm/imagefarm/internal/wait"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -185,8 +188,13 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, f *devFlags, drives
 	fmt.Fprintf(out, "\nmade a %s sample disk image (random, zeros and text) at %s\n", bytesIEC(f.size), src)
 	ref := "sample-disk:" + time.Now().UTC().Format("20060102.150405")
 	submit := []string{"job", "submit", ref, "--watch"}
-	for _, d := range drives {
-		submit = append(submit, "--drive", devNode+"/virt-"+filepath.Base(d))
+	ids := make([]string, len(drives))
+	for i, d := range drives {
+		ids[i] = devNode + "/virt-" + filepath.Base(d)
+		submit = append(submit, "--drive", ids[i])
+	}
+	if err := waitDevDrives(ctx, g, ids); err != nil {
+		return err
 	}
 	for _, args := range [][]string{{"image", "push", ref, src, "--label", "source=demo", "--sign-key", devSignKey(f)}, submit} {
 		fmt.Fprintf(out, "\n$ imagefarm %s\n", strings.Join(args, " "))
@@ -199,6 +207,31 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, f *devFlags, drives
 		}
 	}
 	return checkDrives(out, src, drives, f.size)
+}
+
+// waitDevDrives waits until the controller knows every drive in ids
+// (NODE/DRIVE): the imager's Hello may still be storing them.
+func waitDevDrives(ctx context.Context, g *globals, ids []string) error {
+	c, err := dialController(g)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		resp, err := c.ListDrives(ctx, &imagefarmv1.ListDrivesRequest{})
+		known := map[string]bool{}
+		for _, d := range resp.GetDrives() {
+			known[d.GetNodeId()+"/"+d.GetId()] = true
+		}
+		if err == nil && !slices.ContainsFunc(ids, func(id string) bool { return !known[id] }) {
+			return nil
+		}
+		if !wait.Sleep(ctx, 100*time.Millisecond) {
+			return fmt.Errorf("the dev node did not report its virtual drives %s within 30s (last error: %v)", strings.Join(ids, ", "), err)
+		}
+	}
 }
 
 func writeSample(path string, size int64) error {
