@@ -45,15 +45,15 @@ func runController(t *testing.T, f *farm) (api imagefarmv1.ImageFarmServiceClien
 
 func TestAuditChainContinuesAcrossControllers(t *testing.T) {
 	f := startFarm(t, 5*time.Second)
-	recordPush(t, f.api, "a:1")
+	recordRemoval(t, f.api, "a:1")
 	restarted, stop := runController(t, f)
-	recordPush(t, restarted, "a:2")
+	recordRemoval(t, restarted, "a:2")
 	stop()
 	// f's controller last saw record 1: it must chain after record 2, not fork.
-	recordPush(t, f.api, "a:3")
+	recordRemoval(t, f.api, "a:3")
 	again, stop := runController(t, f)
 	defer stop()
-	recordPush(t, again, "a:4")
+	recordRemoval(t, again, "a:4")
 	recs, err := trail(t, again)
 	if err != nil {
 		t.Fatalf("the trail does not verify: %v", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
 // trail reads the whole audit trail through ListAudit, as imagefarm audit
@@ -109,7 +110,7 @@ func TestAuditRecordsEveryActionInAChain(t *testing.T) {
 	alice := imagefarmv1.NewImageFarmServiceClient(f.dial(t, credentials.NewTLS(tlsCfg),
 		grpc.WithPerRPCCredentials(tokens.Bearer{Secret: storeToken(t, f.js, "alice", imagefarmv1.Role_ROLE_ADMIN)})))
 	push, err := alice.RecordImageChange(t.Context(), &imagefarmv1.RecordImageChangeRequest{
-		Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, ImageRef: "img:2", ImageDigest: f.digest, SizeBytes: 900000})
+		Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, ImageRef: "img:1", ImageDigest: f.digest, SizeBytes: 900000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestAuditRecordsEveryActionInAChain(t *testing.T) {
 		"DRIVE_WRITTEN node:n1 node=n1 slot=port 1 serial=SN-d1 image=img:1 DONE",
 		"DRIVE_WRITTEN user:admin node=n1 slot=port 3 serial=SN-d3 image=img:1 CANCELED",
 		"GUARD_REFUSED node:n1 node=n1 slot=port 2 serial=SN-d2 image=img:1 message=sdc1 is mounted FAILED GUARD_MOUNTED",
-		"IMAGE_PUSH user:alice image=img:2",
+		"IMAGE_PUSH user:alice image=img:1",
 		"JOB_CANCEL user:admin image=img:1 message=the job was RUNNING",
 		"JOB_SUBMIT user:admin image=img:1 message=n1/d1 n1/d2 n1/d3",
 		"NODE_FENCED controller node=n2 message=no heartbeat for 1.5s: epoch raised to 2",
@@ -150,7 +151,9 @@ func TestAuditRecordsEveryActionInAChain(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if !proto.Equal(push.GetRecord(), recs[slices.IndexFunc(recs, func(r *imagefarmv1.AuditRecord) bool { return r.GetImageRef() == "img:2" })]) {
+	if !proto.Equal(push.GetRecord(), recs[slices.IndexFunc(recs, func(r *imagefarmv1.AuditRecord) bool {
+		return r.GetAction() == imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH
+	})]) {
 		t.Errorf("RecordImageChange returned %v, not the stored record", push.GetRecord())
 	}
 }
@@ -164,11 +167,73 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-func recordPush(t *testing.T, api imagefarmv1.ImageFarmServiceClient, ref string) {
+// recordRemoval records the removal of ref, which the catalog does not hold.
+func recordRemoval(t *testing.T, api imagefarmv1.ImageFarmServiceClient, ref string) {
 	t.Helper()
 	if _, err := api.RecordImageChange(t.Context(), &imagefarmv1.RecordImageChangeRequest{
-		Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, ImageRef: ref}); err != nil {
+		Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_RM, ImageRef: ref}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestImageChangesAreCheckedAgainstTheCatalog: a reported push, tag,
+// removal or signature is recorded only when the catalog shows it, and is
+// otherwise refused naming what the catalog holds.
+func TestImageChangesAreCheckedAgainstTheCatalog(t *testing.T) {
+	f := startFarm(t, 5*time.Second)
+	key, err := catalog.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := f.cat.ManifestByDigest(t.Context(), f.digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cat.Sign(t.Context(), m, f.digest, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cat.SetChannel(t.Context(), "img", "stable", f.digest); err != nil {
+		t.Fatal(err)
+	}
+	other := "sha256:" + strings.Repeat("ab", 32)
+	push, tag, rm, sign := imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG,
+		imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_RM, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_SIGN
+	for _, tc := range []struct {
+		name string
+		req  *imagefarmv1.RecordImageChangeRequest
+		msg  string // "" when recorded
+	}{
+		{"push as stored", &imagefarmv1.RecordImageChangeRequest{Action: push, ImageRef: "img:1", ImageDigest: f.digest}, ""},
+		{"tag as stored", &imagefarmv1.RecordImageChangeRequest{Action: tag, ImageRef: "img:stable", ImageDigest: f.digest}, ""},
+		{"removal of what is gone", &imagefarmv1.RecordImageChangeRequest{Action: rm, ImageRef: "img:2"}, ""},
+		{"signature stored", &imagefarmv1.RecordImageChangeRequest{Action: sign, ImageRef: "img:1", ImageDigest: f.digest, KeyId: key.ID}, ""},
+		{"push of another digest", &imagefarmv1.RecordImageChangeRequest{Action: push, ImageRef: "img:1", ImageDigest: other},
+			"img:1 points at " + f.digest + " in the catalog, not " + other},
+		{"push of what is not there", &imagefarmv1.RecordImageChangeRequest{Action: push, ImageRef: "ghost:1", ImageDigest: other}, "ghost:1 is not in the catalog"},
+		{"tag of another digest", &imagefarmv1.RecordImageChangeRequest{Action: tag, ImageRef: "img:stable", ImageDigest: other}, "img:stable points at"},
+		{"removal of what is there", &imagefarmv1.RecordImageChangeRequest{Action: rm, ImageRef: "img:1"}, "img:1 is still in the catalog"},
+		{"signature not stored", &imagefarmv1.RecordImageChangeRequest{Action: sign, ImageRef: "img:1", ImageDigest: f.digest, KeyId: "0123456789abcdef"},
+			`no signature by key "0123456789abcdef" in the catalog (keys: ` + key.ID + ")"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := f.api.RecordImageChange(t.Context(), tc.req)
+			if tc.msg == "" {
+				if err != nil || resp.GetRecord().GetAction() != tc.req.GetAction() || resp.GetRecord().GetImageRef() != tc.req.GetImageRef() {
+					t.Fatalf("RecordImageChange = %v, %v; want it recorded", resp, err)
+				}
+				if tc.req.GetAction() == sign && resp.GetRecord().GetMessage() != "key "+key.ID {
+					t.Errorf("sign record says %q, want the key %s", resp.GetRecord().GetMessage(), key.ID)
+				}
+				return
+			}
+			if st, _ := status.FromError(err); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), tc.msg) {
+				t.Errorf("RecordImageChange = %v, want FailedPrecondition saying %q", err, tc.msg)
+			}
+		})
+	}
+	recs, err := trail(t, f.api)
+	if err != nil || len(recs) != 4 {
+		t.Errorf("trail: %d records, %v; want the 4 changes the catalog shows", len(recs), err)
 	}
 }
 
@@ -179,7 +244,7 @@ func recordPush(t *testing.T, api imagefarmv1.ImageFarmServiceClient, ref string
 func TestAuditVerifyDetectsEditedLogs(t *testing.T) {
 	f := startFarm(t, 5*time.Second)
 	for _, ref := range []string{"a:1", "a:2", "a:3", "a:4", "a:5"} {
-		recordPush(t, f.api, ref)
+		recordRemoval(t, f.api, ref)
 	}
 	orig, err := trail(t, f.api)
 	if err != nil || len(orig) != 5 {

@@ -29,7 +29,8 @@ type farm struct {
 	addr   string
 	pki    *testenv.PKI // the farm CA
 	js     jetstream.JetStream
-	digest string
+	cat    *catalog.Catalog // the catalog the controller reads: img:1 only
+	digest string           // img:1's
 }
 
 func startFarm(t *testing.T, ttl time.Duration) *farm {
@@ -62,7 +63,7 @@ func startFarm(t *testing.T, ttl time.Duration) *farm {
 		}
 	})
 	js, _ := jetstream.New(nc)
-	f := &farm{addr: lis.Addr().String(), pki: ca, js: js, digest: res.Digest}
+	f := &farm{addr: lis.Addr().String(), pki: ca, js: js, cat: cat, digest: res.Digest}
 	f.token = storeToken(t, js, "admin", imagefarmv1.Role_ROLE_ADMIN)
 	f.api = imagefarmv1.NewImageFarmServiceClient(f.dial(t, credentials.NewTLS(ca.ClientTLS(t, "")), f.bearer()))
 	return f

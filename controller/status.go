@@ -32,6 +32,9 @@ var (
 	// errFenced: the node of an imager stream was declared lost while
 	// connected. Aborted.
 	errFenced = errors.New("controller: node fenced")
+	// errNotInCatalog: a change reported for the audit trail is not what
+	// the catalog holds.
+	errNotInCatalog = errors.New("controller: the catalog does not show that change")
 )
 
 // toStatus turns a domain error into a gRPC status, in this one place, with
@@ -55,7 +58,7 @@ func codeOf(err error) codes.Code {
 		state.ErrInvalidPageToken, dispatch.ErrInvalidNodeID, scheduler.ErrBadID, scheduler.ErrBadDriveRef,
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector):
 		return codes.InvalidArgument
-	case isAny(err, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy, scheduler.ErrDriveTooSmall):
+	case isAny(err, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy, scheduler.ErrDriveTooSmall, errNotInCatalog):
 		return codes.FailedPrecondition
 	case isAny(err, state.ErrRevisionTooOld, state.ErrFutureRevision):
 		return codes.OutOfRange

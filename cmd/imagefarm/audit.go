@@ -25,8 +25,10 @@ func newAuditCmd(g *globals) *cobra.Command {
 		Use:   "audit [--since 24h|7d|RFC3339|all] [--limit N] [--json]",
 		Short: "Show the audit trail: jobs submitted and canceled, images pushed and removed, drives written or refused, nodes fenced",
 		Long: `Show the farm's audit trail, oldest first: who submitted or canceled a job, pushed,
-tagged or removed an image, which drive (node, slot, serial) was written with which
-image and how it ended, which drives a guard refused, which nodes were fenced. The
+tagged, signed or removed an image, which drive (node, slot, serial) was written
+with which image and how it ended, which drives were refused before a byte was
+written (a guard, or the image's signature, rollback or chunk check), which nodes
+were fenced. The
 trail is append-only and hash-chained; imagefarm audit verify checks it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {

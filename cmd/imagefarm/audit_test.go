@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -137,15 +138,18 @@ func TestImageChangesAreRecorded(t *testing.T) {
 	var push struct {
 		Digest string `json:"digest"`
 	}
-	out := mustRun(t, append(args, "push", "fleet:1", img, "--channel", "stable", "--json")...)
+	keys := t.TempDir()
+	mustRun(t, "key", "init", "--out", keys)
+	out := mustRun(t, append(args, "push", "fleet:1", img, "--channel", "stable", "--json", "--sign-key", filepath.Join(keys, "signing.key"))...)
 	if err := json.Unmarshal([]byte(out), &push); err != nil {
 		t.Fatal(err)
 	}
 	mustRun(t, append(args, "tag", "fleet:1", "pilot")...)
+	mustRun(t, append(args, "sign", "fleet:pilot", "--sign-key", filepath.Join(keys, "signing.key"))...)
 	mustRun(t, append(args, "rm", "fleet@"+push.Digest)...)
 	d := push.Digest
-	want := []string{"image.push fleet:1 " + d, "image.tag fleet:stable " + d, "image.tag fleet:pilot " + d,
-		"image.rm fleet:1 " + d, "image.rm fleet:pilot " + d, "image.rm fleet:stable " + d}
+	want := []string{"image.push fleet:1 " + d, "image.sign fleet:1 " + d, "image.tag fleet:stable " + d, "image.tag fleet:pilot " + d,
+		"image.sign fleet:1 " + d, "image.rm fleet:1 " + d, "image.rm fleet:pilot " + d, "image.rm fleet:stable " + d}
 	if strings.Join(f.changes, "\n") != strings.Join(want, "\n") {
 		t.Errorf("recorded:\n%s\nwant:\n%s", strings.Join(f.changes, "\n"), strings.Join(want, "\n"))
 	}

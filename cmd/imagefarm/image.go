@@ -95,6 +95,9 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			}
 			changes := []*imagefarmv1.RecordImageChangeRequest{{Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH,
 				ImageRef: ref.String(), ImageDigest: res.Digest, SizeBytes: uint64(res.Manifest.Size)}}
+			if key != nil {
+				changes = append(changes, signChange(ref.String(), res.Digest, key))
+			}
 			for _, ch := range channels {
 				changes = append(changes, &imagefarmv1.RecordImageChangeRequest{Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG,
 					ImageRef: ref.Name + ":" + ch, ImageDigest: res.Digest})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
@@ -135,11 +136,17 @@ func newImageSignCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "signed %s:%s %s with key %s\n", m.Name, m.Version, digest, key.ID)
-			return nil
+			return recordImageChange(cmd.Context(), g, signChange(m.Name+":"+m.Version, digest, key))
 		},
 	}
 	cmd.Flags().StringVar(&keyPath, "sign-key", os.Getenv("IMAGEFARM_SIGN_KEY"), signKeyUsage)
 	return cmd
+}
+
+// signChange is the audit record of signing digest, named ref, with key.
+func signChange(ref, digest string, key *catalog.SigningKey) *imagefarmv1.RecordImageChangeRequest {
+	return &imagefarmv1.RecordImageChangeRequest{Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_SIGN,
+		ImageRef: ref, ImageDigest: digest, KeyId: key.ID}
 }
 
 // trustFlags are the flags that say which image signatures a command

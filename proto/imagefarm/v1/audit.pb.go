@@ -43,13 +43,16 @@ const (
 	AuditAction_AUDIT_ACTION_TOKEN_CREATE AuditAction = 6
 	// An API token was revoked.
 	AuditAction_AUDIT_ACTION_TOKEN_REVOKE AuditAction = 7
-	// A guard refused a task's drive; nothing was written.
+	// A guard, or the image's signature, rollback or chunk check, refused a
+	// task's drive before anything was written to it.
 	AuditAction_AUDIT_ACTION_GUARD_REFUSED AuditAction = 8
 	// A task ended on its drive: DONE (written and verified), FAILED,
 	// CANCELED or LOST.
 	AuditAction_AUDIT_ACTION_DRIVE_WRITTEN AuditAction = 9
 	// A node was declared lost and fenced: its epoch rose and its tasks ended.
 	AuditAction_AUDIT_ACTION_NODE_FENCED AuditAction = 10
+	// An image was signed; the message names the key.
+	AuditAction_AUDIT_ACTION_IMAGE_SIGN AuditAction = 11
 )
 
 // Enum value maps for AuditAction.
@@ -66,6 +69,7 @@ var (
 		8:  "AUDIT_ACTION_GUARD_REFUSED",
 		9:  "AUDIT_ACTION_DRIVE_WRITTEN",
 		10: "AUDIT_ACTION_NODE_FENCED",
+		11: "AUDIT_ACTION_IMAGE_SIGN",
 	}
 	AuditAction_value = map[string]int32{
 		"AUDIT_ACTION_UNSPECIFIED":   0,
@@ -79,6 +83,7 @@ var (
 		"AUDIT_ACTION_GUARD_REFUSED": 8,
 		"AUDIT_ACTION_DRIVE_WRITTEN": 9,
 		"AUDIT_ACTION_NODE_FENCED":   10,
+		"AUDIT_ACTION_IMAGE_SIGN":    11,
 	}
 )
 
@@ -362,7 +367,7 @@ const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\x0efailure_reason\x18\x10 \x01(\x0e2\x1b.imagefarm.v1.FailureReasonR\rfailureReason\x12\x18\n" +
 	"\amessage\x18\x11 \x01(\tR\amessage\x12\x1b\n" +
 	"\tprev_hash\x18\x12 \x01(\tR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\x13 \x01(\tR\x04hash*\xd5\x02\n" +
+	"\x04hash\x18\x13 \x01(\tR\x04hash*\xf2\x02\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17AUDIT_ACTION_JOB_SUBMIT\x10\x01\x12\x1b\n" +
@@ -375,7 +380,8 @@ const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\x1aAUDIT_ACTION_GUARD_REFUSED\x10\b\x12\x1e\n" +
 	"\x1aAUDIT_ACTION_DRIVE_WRITTEN\x10\t\x12\x1c\n" +
 	"\x18AUDIT_ACTION_NODE_FENCED\x10\n" +
-	"B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\x12\x1b\n" +
+	"\x17AUDIT_ACTION_IMAGE_SIGN\x10\vB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_audit_proto_rawDescOnce sync.Once

@@ -1104,16 +1104,21 @@ func (x *ListAuditResponse) GetRecord() *AuditRecord {
 }
 
 // RecordImageChangeRequest describes a change made to the image catalog.
+// The controller checks it against the catalog before recording it: a
+// pushed or tagged ref must point at image_digest, a removed one be gone,
+// and a signature by key_id be stored for image_digest.
 type RecordImageChangeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// AUDIT_ACTION_IMAGE_PUSH, AUDIT_ACTION_IMAGE_RM or AUDIT_ACTION_IMAGE_TAG.
+	// AUDIT_ACTION_IMAGE_PUSH, _RM, _TAG or _SIGN.
 	Action AuditAction `protobuf:"varint,1,opt,name=action,proto3,enum=imagefarm.v1.AuditAction" json:"action,omitempty"`
-	// The ref pushed, removed or tagged ("NAME:VERSION", "NAME:CHANNEL").
+	// The ref pushed, removed, tagged or signed ("NAME:VERSION", "NAME:CHANNEL").
 	ImageRef string `protobuf:"bytes,2,opt,name=image_ref,json=imageRef,proto3" json:"image_ref,omitempty"`
 	// Manifest digest the ref points, or pointed, at.
 	ImageDigest string `protobuf:"bytes,3,opt,name=image_digest,json=imageDigest,proto3" json:"image_digest,omitempty"`
 	// Size in bytes of the image, for a push.
-	SizeBytes     uint64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	SizeBytes uint64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// The signing key's id, for a sign.
+	KeyId         string `protobuf:"bytes,5,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1174,6 +1179,13 @@ func (x *RecordImageChangeRequest) GetSizeBytes() uint64 {
 		return x.SizeBytes
 	}
 	return 0
+}
+
+func (x *RecordImageChangeRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
 }
 
 // RecordImageChangeResponse returns the record as stored.
@@ -1289,13 +1301,14 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"F\n" +
 	"\x11ListAuditResponse\x121\n" +
-	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record\"\xac\x01\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record\"\xc3\x01\n" +
 	"\x18RecordImageChangeRequest\x121\n" +
 	"\x06action\x18\x01 \x01(\x0e2\x19.imagefarm.v1.AuditActionR\x06action\x12\x1b\n" +
 	"\timage_ref\x18\x02 \x01(\tR\bimageRef\x12!\n" +
 	"\fimage_digest\x18\x03 \x01(\tR\vimageDigest\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x04 \x01(\x04R\tsizeBytes\"N\n" +
+	"size_bytes\x18\x04 \x01(\x04R\tsizeBytes\x12\x15\n" +
+	"\x06key_id\x18\x05 \x01(\tR\x05keyId\"N\n" +
 	"\x19RecordImageChangeResponse\x121\n" +
 	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\xf5\b\n" +
 	"\x10ImageFarmService\x12L\n" +
