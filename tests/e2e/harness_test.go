@@ -127,7 +127,7 @@ type farmConfig struct {
 	ackWait   time.Duration  // dispatch ack wait; default the controller's
 	// imagerStore, when set, turns the imagers' store URL (f.store with
 	// read-only credentials) into the one they read from (e.g. through a
-	// fault proxy); the controller and the CLI use f.store.
+	// fault proxy); the controller reads f.store read-only, the CLI writes it.
 	imagerStore func(store string) string
 	imagerArgs  []string // more flags for every imager
 }
@@ -182,7 +182,11 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 		t.Fatalf("imagefarm key init: %v\n%s", err, out)
 	}
 	f.natsProc = f.newProc("nats", bin.nats, "-c", f.natsConfig(natsPort))
-	ctlArgs := []string{bin.imagefarm, "controller", "--nats", f.nats, "--nats-creds", f.natsCreds(""), "--store", f.store, "--listen", f.ctl,
+	// The controller and the imagers read the store with read-only
+	// credentials, as deployed (deploy/minio/imager-policy.json); only
+	// the CLI, an admin's, writes it.
+	readOnly := minioServer.Get(t).ImagerURL(t, f.store)
+	ctlArgs := []string{bin.imagefarm, "controller", "--nats", f.nats, "--nats-creds", f.natsCreds(""), "--store", readOnly, "--listen", f.ctl,
 		"--tls-cert", f.pkiFile("controller.crt"), "--tls-key", f.pkiFile("controller.key"), "--client-ca", f.pkiFile("ca.crt"),
 		"--bootstrap-token-file", filepath.Join(f.dir, "admin.token")}
 	if cfg.ttl > 0 {
@@ -192,9 +196,7 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 		ctlArgs = append(ctlArgs, "--ack-wait", cfg.ackWait.String())
 	}
 	f.controller = f.newProc("controller", ctlArgs...)
-	// Imagers read the store with read-only credentials, as deployed
-	// (deploy/minio/imager-policy.json).
-	imagerStore := minioServer.Get(t).ImagerURL(t, f.store)
+	imagerStore := readOnly
 	if cfg.imagerStore != nil {
 		imagerStore = cfg.imagerStore(imagerStore)
 	}
