@@ -86,7 +86,8 @@ func (c *Controller) loseNode(ctx context.Context, nodeID string, jobs []schedul
 // imager was live (why says how), and ends the tasks it held then: their
 // reports are refused from now on, so they could never end otherwise.
 func (c *Controller) fenceByHello(ctx context.Context, node *imagefarmv1.Node, why string) {
-	c.log.Warn("node fenced by a new Hello", "node_id", node.GetId(), "reason", why)
+	// A restarted imager does this every time: the audit trail keeps it.
+	c.log.Info("node fenced by a new Hello", "node_id", node.GetId(), "reason", why)
 	c.record(ctx, &imagefarmv1.AuditRecord{Actor: nodeActor(node.GetId()), Action: imagefarmv1.AuditAction_AUDIT_ACTION_NODE_FENCED,
 		NodeId: node.GetId(), Message: fmt.Sprintf("%s: epoch raised to %d", why, node.GetEpoch())})
 	_, jobs, err := c.snapshot(ctx)

@@ -34,7 +34,7 @@ func newDriveBars(plan []imager.Plan, targets []imager.Target, size int64) *driv
 				decor.Any(func(decor.Statistics) string { return b.phase(i) }, decor.WCSyncSpaceR),
 			),
 			mpb.AppendDecorators(decor.Percentage(decor.WCSyncSpace), decor.Name("  "),
-				decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name("  ETA "), decor.AverageETA(decor.ET_STYLE_GO)),
+				decor.AverageSpeed(decor.SizeB1000(0), "% .1f"), decor.Name("  ETA "), decor.AverageETA(decor.ET_STYLE_GO)),
 		))
 	}
 	return b
