@@ -176,5 +176,25 @@ func (c *Controller) RecordImageChange(ctx context.Context, req *imagefarmv1.Rec
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	c.knowRef(ctx, ref, rec)
 	return &imagefarmv1.RecordImageChangeResponse{Record: rec}, nil
+}
+
+// knowRef tells the catalog watcher about the recorded change rec of ref.
+// A failure is only logged: the change is recorded, and at worst the
+// watcher records it once more as image.unrecorded.
+func (c *Controller) knowRef(ctx context.Context, ref catalog.Ref, rec *imagefarmv1.AuditRecord) {
+	if ref.Tag == "" {
+		return // a digest is not a ref the catalog lists
+	}
+	var err error
+	switch rec.GetAction() {
+	case imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG:
+		err = c.refs.Set(ctx, ref.String(), rec.GetImageDigest())
+	case imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_RM:
+		err = c.refs.Delete(ctx, ref.String())
+	}
+	if err != nil {
+		c.log.Warn("recorded image change not passed to the catalog watcher", "image_ref", ref.String(), "error", err)
+	}
 }

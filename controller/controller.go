@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/imagefarm/imagefarm/controller/audit"
+	"github.com/imagefarm/imagefarm/controller/catalogrefs"
 	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
@@ -57,6 +58,10 @@ type Config struct {
 	// admin token if the farm has no token at all (readable by its owner
 	// only): the first token, to create the others with.
 	BootstrapTokenFile string
+	// CatalogScanInterval is how often the catalog watcher looks for
+	// catalog changes nobody reported (catalogScanLoop):
+	// DefaultCatalogScanInterval when 0, never when negative.
+	CatalogScanInterval time.Duration
 }
 
 // Controller accepts jobs over gRPC, places them on the imagers' drives,
@@ -83,6 +88,8 @@ type Controller struct {
 	placing sync.Mutex
 	// tokens are the client API's tokens, which authorize calls.
 	tokens *tokens.Store
+	// refs are the catalog refs the audit trail knows.
+	refs *catalogrefs.Store
 }
 
 // New checks cfg and returns a controller; Run starts it.
@@ -98,6 +105,9 @@ func New(cfg Config) (*Controller, error) {
 	}
 	if cfg.HeartbeatTTL <= 0 {
 		cfg.HeartbeatTTL = scheduler.DefaultHeartbeatTTL
+	}
+	if cfg.CatalogScanInterval == 0 {
+		cfg.CatalogScanInterval = DefaultCatalogScanInterval
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -139,6 +149,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	if c.tokens, err = tokens.Open(ctx, c.js, c.cfg.State.Replicas); err != nil {
 		return fmt.Errorf("controller: tokens: %w", err)
 	}
+	if c.refs, err = catalogrefs.Open(ctx, c.js, c.cfg.State.Replicas); err != nil {
+		return fmt.Errorf("controller: catalog refs: %w", err)
+	}
 	if f := c.cfg.BootstrapTokenFile; f != "" {
 		if err := c.bootstrapToken(ctx, f); err != nil {
 			return fmt.Errorf("controller: bootstrap token: %w", err)
@@ -168,6 +181,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	g.Go(func() error { <-gctx.Done(); srv.Stop(); return nil })
 	g.Go(func() error { return c.scheduleLoop(gctx) })
 	g.Go(func() error { return c.livenessLoop(gctx) })
+	if c.cfg.CatalogScanInterval > 0 {
+		g.Go(func() error { return c.catalogScanLoop(gctx) })
+	}
 	if err := g.Wait(); err != nil && ctx.Err() == nil {
 		return err
 	}

@@ -33,7 +33,16 @@ type farm struct {
 	digest string           // img:1's
 }
 
+// startFarm starts a farm whose nodes are lost after ttl, without the
+// catalog watcher, so that the trail holds only what a test does.
 func startFarm(t *testing.T, ttl time.Duration) *farm {
+	t.Helper()
+	return startFarmWith(t, controller.Config{HeartbeatTTL: ttl, CatalogScanInterval: -1})
+}
+
+// startFarmWith starts a farm whose controller has cfg's HeartbeatTTL and
+// CatalogScanInterval.
+func startFarmWith(t *testing.T, cfg controller.Config) *farm {
 	t.Helper()
 	srv, nc := testenv.NATS(t)
 	s, _ := storage.NewFileStore(t.TempDir())
@@ -48,8 +57,8 @@ func startFarm(t *testing.T, ttl time.Duration) *farm {
 		t.Fatal(err)
 	}
 	ca := testenv.NewPKI(t)
-	c, err := controller.New(controller.Config{NATSURL: srv.ClientURL(), Listener: lis, TLS: ca.ServerTLS(t), ClientCAs: ca.Pool(), Catalog: cat, HeartbeatTTL: ttl,
-		Log: slog.New(slog.DiscardHandler)})
+	c, err := controller.New(controller.Config{NATSURL: srv.ClientURL(), Listener: lis, TLS: ca.ServerTLS(t), ClientCAs: ca.Pool(), Catalog: cat, HeartbeatTTL: cfg.HeartbeatTTL,
+		CatalogScanInterval: cfg.CatalogScanInterval, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,6 +53,12 @@ const (
 	AuditAction_AUDIT_ACTION_NODE_FENCED AuditAction = 10
 	// An image was signed; the message names the key.
 	AuditAction_AUDIT_ACTION_IMAGE_SIGN AuditAction = 11
+	// The controller's catalog watcher found a ref the trail does not
+	// explain: it appeared, moved or was removed in the catalog without a
+	// reported push, tag or rm (someone used the S3 keys directly). The actor
+	// is "controller"; image_digest is the ref's new digest, or its last
+	// known one for a removal; the message says what changed.
+	AuditAction_AUDIT_ACTION_IMAGE_UNRECORDED AuditAction = 12
 )
 
 // Enum value maps for AuditAction.
@@ -70,20 +76,22 @@ var (
 		9:  "AUDIT_ACTION_DRIVE_WRITTEN",
 		10: "AUDIT_ACTION_NODE_FENCED",
 		11: "AUDIT_ACTION_IMAGE_SIGN",
+		12: "AUDIT_ACTION_IMAGE_UNRECORDED",
 	}
 	AuditAction_value = map[string]int32{
-		"AUDIT_ACTION_UNSPECIFIED":   0,
-		"AUDIT_ACTION_JOB_SUBMIT":    1,
-		"AUDIT_ACTION_JOB_CANCEL":    2,
-		"AUDIT_ACTION_IMAGE_PUSH":    3,
-		"AUDIT_ACTION_IMAGE_RM":      4,
-		"AUDIT_ACTION_IMAGE_TAG":     5,
-		"AUDIT_ACTION_TOKEN_CREATE":  6,
-		"AUDIT_ACTION_TOKEN_REVOKE":  7,
-		"AUDIT_ACTION_GUARD_REFUSED": 8,
-		"AUDIT_ACTION_DRIVE_WRITTEN": 9,
-		"AUDIT_ACTION_NODE_FENCED":   10,
-		"AUDIT_ACTION_IMAGE_SIGN":    11,
+		"AUDIT_ACTION_UNSPECIFIED":      0,
+		"AUDIT_ACTION_JOB_SUBMIT":       1,
+		"AUDIT_ACTION_JOB_CANCEL":       2,
+		"AUDIT_ACTION_IMAGE_PUSH":       3,
+		"AUDIT_ACTION_IMAGE_RM":         4,
+		"AUDIT_ACTION_IMAGE_TAG":        5,
+		"AUDIT_ACTION_TOKEN_CREATE":     6,
+		"AUDIT_ACTION_TOKEN_REVOKE":     7,
+		"AUDIT_ACTION_GUARD_REFUSED":    8,
+		"AUDIT_ACTION_DRIVE_WRITTEN":    9,
+		"AUDIT_ACTION_NODE_FENCED":      10,
+		"AUDIT_ACTION_IMAGE_SIGN":       11,
+		"AUDIT_ACTION_IMAGE_UNRECORDED": 12,
 	}
 )
 
@@ -367,7 +375,7 @@ const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\x0efailure_reason\x18\x10 \x01(\x0e2\x1b.imagefarm.v1.FailureReasonR\rfailureReason\x12\x18\n" +
 	"\amessage\x18\x11 \x01(\tR\amessage\x12\x1b\n" +
 	"\tprev_hash\x18\x12 \x01(\tR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\x13 \x01(\tR\x04hash*\xf2\x02\n" +
+	"\x04hash\x18\x13 \x01(\tR\x04hash*\x95\x03\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17AUDIT_ACTION_JOB_SUBMIT\x10\x01\x12\x1b\n" +
@@ -381,7 +389,8 @@ const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\x1aAUDIT_ACTION_DRIVE_WRITTEN\x10\t\x12\x1c\n" +
 	"\x18AUDIT_ACTION_NODE_FENCED\x10\n" +
 	"\x12\x1b\n" +
-	"\x17AUDIT_ACTION_IMAGE_SIGN\x10\vB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\x17AUDIT_ACTION_IMAGE_SIGN\x10\v\x12!\n" +
+	"\x1dAUDIT_ACTION_IMAGE_UNRECORDED\x10\fB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_audit_proto_rawDescOnce sync.Once

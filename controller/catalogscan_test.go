@@ -1,0 +1,108 @@
+package controller_test
+
+import (
+	"bytes"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/imagefarm/imagefarm/controller"
+	"github.com/imagefarm/imagefarm/controller/catalogrefs"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+)
+
+// scanEvery is the catalog watcher's interval in these tests.
+const scanEvery = 200 * time.Millisecond
+
+// pushVersion pushes name:version straight to the catalog, as the S3 keys
+// allow, and returns its digest.
+func (f *farm) pushVersion(t *testing.T, name, version string) string {
+	t.Helper()
+	img := bytes.Repeat([]byte("imagefarm "+version), 1000)
+	res, err := f.cat.Push(t.Context(), bytes.NewReader(img), int64(len(img)), catalog.PushOptions{Name: name, Version: version, Kind: catalog.KindDisk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Digest
+}
+
+// report records a change through RecordImageChange.
+func (f *farm) report(t *testing.T, action imagefarmv1.AuditAction, ref, digest string) {
+	t.Helper()
+	if _, err := f.api.RecordImageChange(t.Context(), &imagefarmv1.RecordImageChangeRequest{
+		Action: action, ImageRef: ref, ImageDigest: digest}); err != nil {
+		t.Fatalf("RecordImageChange(%v %s) = %v", action, ref, err)
+	}
+}
+
+// unrecorded returns the summaries and digests of the trail's
+// image.unrecorded records, checking the chain.
+func unrecorded(t *testing.T, api imagefarmv1.ImageFarmServiceClient) (sums, digests []string) {
+	t.Helper()
+	recs, err := trail(t, api)
+	if err != nil {
+		t.Fatalf("audit chain: %v", err)
+	}
+	for _, r := range recs {
+		if r.GetAction() == imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_UNRECORDED {
+			sums, digests = append(sums, summary(r)), append(digests, r.GetImageDigest())
+		}
+	}
+	return sums, digests
+}
+
+// TestCatalogWatcherRecordsUnreportedChanges: the images already in the
+// catalog and the changes reported right after they are made are not
+// flagged; a push, a channel move and a removal made with the catalog's
+// keys and never reported are each recorded once as image.unrecorded, and
+// the chain still verifies.
+func TestCatalogWatcherRecordsUnreportedChanges(t *testing.T) {
+	f := startFarmWith(t, controller.Config{HeartbeatTTL: 5 * time.Second, CatalogScanInterval: scanEvery})
+	refs, err := catalogrefs.Open(t.Context(), f.js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the catalog refs seeded", func() bool { _, seeded, err := refs.All(t.Context()); return err == nil && seeded })
+
+	d2 := f.pushVersion(t, "img", "2")
+	f.report(t, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, "img:2", d2)
+	if err := f.cat.SetChannel(t.Context(), "img", "stable", d2); err != nil {
+		t.Fatal(err)
+	}
+	f.report(t, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG, "img:stable", d2)
+	d4 := f.pushVersion(t, "img", "4")
+	f.report(t, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, "img:4", d4)
+	if _, err := f.cat.Remove(t.Context(), catalog.Ref{Name: "img", Tag: "4"}); err != nil {
+		t.Fatal(err)
+	}
+	f.report(t, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_RM, "img:4", d4)
+	time.Sleep(3 * scanEvery) // scans that could wrongly flag them
+
+	start := time.Now()
+	d3 := f.pushVersion(t, "img", "3")
+	if err := f.cat.SetChannel(t.Context(), "img", "stable", d3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.cat.Remove(t.Context(), catalog.Ref{Name: "img", Tag: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "three image.unrecorded records", func() bool { sums, _ := unrecorded(t, f.api); return len(sums) >= 3 })
+	t.Logf("recorded %v after the changes (scan interval %v)", time.Since(start).Round(time.Millisecond), scanEvery)
+	time.Sleep(3 * scanEvery) // scans that could record them again
+
+	sums, digests := unrecorded(t, f.api)
+	want := []string{
+		"IMAGE_UNRECORDED controller image=img:1 message=img:1 was removed without a recorded change",
+		"IMAGE_UNRECORDED controller image=img:3 message=img:3 appeared without a recorded change",
+		"IMAGE_UNRECORDED controller image=img:stable message=img:stable moved from " + d2 + " to " + d3 + " without a recorded change",
+	}
+	if !slices.Equal(sortedCopy(sums), want) {
+		t.Errorf("image.unrecorded records = %q, want %q", sums, want)
+	}
+	if wantDigests := []string{f.digest, d3, d3}; !slices.Equal(sortedCopy(digests), sortedCopy(wantDigests)) {
+		t.Errorf("image.unrecorded digests = %q, want %q", digests, wantDigests)
+	}
+}
+
+func sortedCopy(s []string) []string { return slices.Sorted(slices.Values(s)) }
