@@ -23,8 +23,15 @@ var skipRe = regexp.MustCompile(`^(zram|ram|dm-|md|drbd|bcache|sr|fd|nbd|rbd|mmc
 // Discover lists the whole disks of the node and the virtual drives of
 // cfg.VirtualDir, sorted by kind then kernel name. Partitions, stacked
 // and RAM devices, empty card readers and unbound loop devices are left
-// out. A device that disappears while it is read is skipped.
+// out. A device that disappears while it is read is skipped. Where a
+// udev database runs (cfg.UdevDir) it completes what sysfs does not say;
+// see fillFromUdev for which source wins.
 func Discover(cfg Config) ([]Drive, error) {
+	return discover(cfg, cfg.udevDir())
+}
+
+// discover is Discover reading the udev database in udevDir, none if "".
+func discover(cfg Config, udevDir string) ([]Drive, error) {
 	blockDir := filepath.Join(cfg.sysRoot(), "block")
 	ents, err := os.ReadDir(blockDir)
 	if err != nil {
@@ -36,7 +43,7 @@ func Discover(cfg Config) ([]Drive, error) {
 		if skipRe.MatchString(e.Name()) {
 			continue
 		}
-		d, ok, err := readBlock(cfg, e.Name(), slots)
+		d, ok, err := readBlock(cfg, e.Name(), slots, udevDir)
 		if err != nil {
 			return nil, fmt.Errorf("discover drives: %w", err)
 		}
@@ -74,8 +81,9 @@ func compareDrives(a, b Drive) int {
 
 // readBlock reads one disk from /sys/block; ok is false for a disk that
 // is no imaging target or that vanished while it was read. slots maps
-// kernel names to /dev/disk/by-path names where udev made them.
-func readBlock(cfg Config, name string, slots map[string]string) (d Drive, ok bool, err error) {
+// kernel names to /dev/disk/by-path names where udev made them; udevDir
+// is the udev database, none if "".
+func readBlock(cfg Config, name string, slots map[string]string, udevDir string) (d Drive, ok bool, err error) {
 	dir := filepath.Join(cfg.sysRoot(), "block", name)
 	devNum, err := os.ReadFile(filepath.Join(dir, "dev"))
 	if vanished(err) {
@@ -102,7 +110,13 @@ func readBlock(cfg Config, name string, slots map[string]string) (d Drive, ok bo
 		return d, readLoop(dir, &d), nil
 	}
 	readIdentity(dir, devPath, &d)
-	d.Slot = cmp.Or(slots[name], slotOf(name, devPath))
+	udev := readUdev(udevDir, d.DevNum)
+	if !fillFromUdev(&d, udev) {
+		udev = nil
+	}
+	// The slot udev gave /dev/disk/by-path, then the one it computed
+	// (ID_PATH, where no rules made the links), then sysfs's derivation.
+	d.Slot = cmp.Or(slots[name], clean(udev["ID_PATH"]), slotOf(name, devPath))
 	if d.Slot == "" && d.Transport == TransportNVMe {
 		d.Slot = nvmeControllerSlot(dir, name) // multipath head: the slot is its controller's
 	}

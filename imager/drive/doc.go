@@ -1,9 +1,11 @@
 // Package drive owns what an imaging node knows about the disks attached to
 // it and what keeps it from writing the wrong one.
 //
-// It discovers whole disks from sysfs (no udev database needed): USB keys,
-// docked SATA/NVMe drives, loop devices, and virtual drives (regular files in
-// a folder, for the dev farm and tests). Each drive gets a stable id, its
+// It discovers whole disks from sysfs: USB keys, docked SATA/NVMe drives,
+// loop devices, and virtual drives (regular files in a folder, for the dev
+// farm and tests). No udev database is needed; where one runs, it fills
+// what sysfs lacks (a bridge's hidden serial, a WWN, the slot as udev
+// names it) and never overrides an identity sysfs reads. Each drive gets a stable id, its
 // physical slot and the label the node config gives that slot. Watch reports
 // insertions and removals by polling.
 //

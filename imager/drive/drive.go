@@ -77,6 +77,12 @@ type Config struct {
 	// SysRoot is where sysfs is mounted, "/sys" when empty. Only parsing
 	// tests point it elsewhere.
 	SysRoot string
+	// UdevDir is the udev database, one file per device
+	// (b<major>:<minor>). When empty it is /run/udev/data if SysRoot is
+	// the live sysfs, else none: a fake sysfs's devices are not the
+	// host's. A missing folder means no udev, which is common (imager
+	// hosts without udevd, containers); discovery then uses sysfs alone.
+	UdevDir string
 	// VirtualDir is a folder whose regular files are virtual drives.
 	VirtualDir string
 	// SlotLabels maps a slot (or, for drives without a slot such as loop
@@ -99,6 +105,13 @@ func (c Config) sysRoot() string {
 // realSys reports whether SysRoot is the live sysfs, so that /dev
 // describes the same devices.
 func (c Config) realSys() bool { return c.sysRoot() == "/sys" }
+
+func (c Config) udevDir() string {
+	if c.UdevDir == "" && c.realSys() {
+		return "/run/udev/data"
+	}
+	return c.UdevDir
+}
 
 // fileConfig is the node config file.
 type fileConfig struct {

@@ -50,11 +50,38 @@ func (e *IdentityError) Unwrap() error { return ErrIdentityChanged }
 // planned (other serial, model, WWN, size, or loop backing file) gives an
 // *IdentityError; a drive that is gone gives ErrNotFound. Open the drive
 // Reverify returns, not the planned one: its device number is current.
+//
+// It reads the drive as Discover does, udev database included. udevd
+// writes a new disk's entry a moment after the kernel shows the disk, so
+// a drive planned before then may now have a serial, WWN or model from
+// udev that it was planned without: when sysfs alone still reads the
+// planned drive, it is that drive, and Reverify returns it read without
+// the database, as it was planned (the id stays the one it was planned
+// under).
 func Reverify(planned Drive, cfg Config) (Drive, error) {
+	now, err := reread(planned, cfg, cfg.udevDir())
+	if err != nil {
+		return Drive{}, err
+	}
+	ms := mismatches(now, planned)
+	if len(ms) > 0 && planned.IsBlock() && cfg.udevDir() != "" {
+		if bare, err := reread(planned, cfg, ""); err == nil && len(mismatches(bare, planned)) == 0 {
+			return bare, nil
+		}
+	}
+	if len(ms) > 0 {
+		return now, &IdentityError{Path: planned.Path, Mismatches: ms}
+	}
+	return now, nil
+}
+
+// reread reads the drive at planned.Path again, with the udev database in
+// udevDir (none if "").
+func reread(planned Drive, cfg Config, udevDir string) (Drive, error) {
 	var drives []Drive
 	var err error
 	if planned.IsBlock() {
-		drives, err = Discover(Config{SysRoot: cfg.SysRoot, SlotLabels: cfg.SlotLabels})
+		drives, err = discover(Config{SysRoot: cfg.SysRoot, SlotLabels: cfg.SlotLabels}, udevDir)
 	} else {
 		drives, err = discoverVirtual(filepath.Dir(planned.Path))
 	}
@@ -67,9 +94,6 @@ func Reverify(planned Drive, cfg Config) (Drive, error) {
 	}
 	now := drives[i]
 	now.SlotLabel = labelOf(now, cfg)
-	if ms := mismatches(now, planned); len(ms) > 0 {
-		return now, &IdentityError{Path: planned.Path, Mismatches: ms}
-	}
 	return now, nil
 }
 

@@ -168,11 +168,17 @@ func readIdentity(dir, devPath string, d *Drive) {
 		d.Serial = vpdSerial(filepath.Join(dev, "vpd_pg80"))
 	}
 	d.WWN = wwnOf(firstOf(attr(dir, "wwid"), attr(dev, "wwid")))
-	// "ATA" (libata) and PCI vendor ids (virtio "0x1af4") say nothing to a
-	// technician; the model names the drive.
-	if d.Vendor == "ATA" || strings.HasPrefix(d.Vendor, "0x") {
-		d.Vendor = ""
+	d.Vendor = vendorName(d.Vendor)
+}
+
+// vendorName drops vendors that say nothing to a technician: "ATA"
+// (libata) and PCI vendor ids (virtio "0x1af4"); the model names the
+// drive.
+func vendorName(v string) string {
+	if v == "ATA" || strings.HasPrefix(v, "0x") {
+		return ""
 	}
+	return v
 }
 
 func firstOf(ss ...string) string {
