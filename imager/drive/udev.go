@@ -123,7 +123,10 @@ func (p udevProps) contradicts(d Drive) bool {
 	if !ok || d.Transport == TransportUnknown {
 		return false
 	}
-	return (bus == TransportUSB) != (d.Transport == TransportUSB) || (bus == TransportNVMe) != (d.Transport == TransportNVMe)
+	// A USB-SATA bridge that passes ATA commands through is ID_BUS=ata:
+	// only usb on a disk sysfs shows elsewhere, or NVMe on one side only,
+	// is another disk.
+	return bus == TransportUSB && d.Transport != TransportUSB || (bus == TransportNVMe) != (d.Transport == TransportNVMe)
 }
 
 // fillFromUdev completes a disk read from sysfs with its udev database
@@ -142,9 +145,10 @@ func (p udevProps) contradicts(d Drive) bool {
 //
 // The slot is the caller's: ID_PATH comes after /dev/disk/by-path and
 // before the sysfs derivation. An entry that contradicts sysfs (another
-// serial, or a USB or NVMe disk where sysfs shows otherwise) describes a
-// disk that was there before: nothing is taken from it, and it reports
-// false so that the caller does not take its ID_PATH either.
+// serial; usb for a disk sysfs shows elsewhere; nvme on one side only)
+// describes a disk that was there before: nothing is taken from it, and
+// fillFromUdev reports false so that the caller does not take its
+// ID_PATH either.
 func fillFromUdev(d *Drive, p udevProps) bool {
 	if p == nil || p.contradicts(*d) {
 		return false

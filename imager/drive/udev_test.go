@@ -179,6 +179,30 @@ func TestParseUdev(t *testing.T) {
 	}
 }
 
+func TestUdevContradicts(t *testing.T) {
+	usbKey := Drive{Transport: TransportUSB, Serial: "60A44C413A8FE1A0B9B30029"}
+	for _, tc := range []struct {
+		d    Drive
+		p    udevProps
+		want bool
+	}{
+		{usbKey, udevProps{"ID_BUS": "usb", "ID_SERIAL_SHORT": "60a44c413a8fe1a0b9b30029"}, false},
+		{usbKey, udevProps{"ID_BUS": "ata"}, false}, // a bridge passing ATA through
+		{usbKey, udevProps{"ID_SERIAL_SHORT": "0000DEADBEEF"}, true},
+		{usbKey, udevProps{"ID_BUS": "nvme"}, true},
+		{Drive{Transport: TransportSATA, Serial: "S3Z1 NB0K"}, udevProps{"ID_BUS": "ata", "ID_SERIAL_SHORT": "S3Z1_NB0K"}, false},
+		{Drive{Transport: TransportSATA}, udevProps{"ID_BUS": "usb"}, true},
+		{Drive{Transport: TransportNVMe}, udevProps{"ID_BUS": "scsi"}, true},
+		{Drive{Transport: TransportNVMe}, udevProps{"ID_BUS": "nvme"}, false},
+		{Drive{Transport: TransportUnknown}, udevProps{"ID_BUS": "usb"}, false},
+		{Drive{Transport: TransportVirtio}, udevProps{"ID_BUS": "scsi"}, false},
+	} {
+		if got := tc.p.contradicts(tc.d); got != tc.want {
+			t.Errorf("%v.contradicts(%+v) = %t, want %t", tc.p, tc.d, got, tc.want)
+		}
+	}
+}
+
 // A drive planned before udevd wrote its entry is the same drive once
 // the entry is there; a drive whose udev serial changed is not.
 func TestReverifyUdevCaughtUp(t *testing.T) {
