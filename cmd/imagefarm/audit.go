@@ -28,8 +28,11 @@ func newAuditCmd(g *globals) *cobra.Command {
 tagged, signed or removed an image, which drive (node, slot, serial) was written
 with which image and how it ended, which drives were refused before a byte was
 written (a guard, or the image's signature, rollback or chunk check), which nodes
-were fenced. The
-trail is append-only and hash-chained; imagefarm audit verify checks it.`,
+were fenced. A catalog ref that appeared, moved or was removed without being
+reported (changed with the S3 keys directly, or without --controller) shows as
+image.unrecorded by controller within two of the controller's catalog scans
+(--catalog-scan-interval, 1m). The trail is append-only and hash-chained;
+imagefarm audit verify checks it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			from, err := parseSince(since, time.Now())

@@ -24,6 +24,7 @@ func newControllerCmd(g *globals) *cobra.Command {
 		listen, clientCA   string
 		bootstrap          string
 		ttl, ackWait       time.Duration
+		scanEvery          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "controller --nats URL --store URL --listen ADDR --tls-cert FILE --tls-key FILE --client-ca FILE",
@@ -41,9 +42,12 @@ func newControllerCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if scanEvery <= 0 {
+				scanEvery = -1 // off: the controller's 0 means its default
+			}
 			c, err := controller.New(controller.Config{NATSURL: natsURL, NATSCreds: natsCreds, Listen: listen, Catalog: cat,
 				TLS: tlsCfg, ClientCAs: clientCAs, Insecure: g.tls.insecure, BootstrapTokenFile: bootstrap,
-				HeartbeatTTL: ttl, Dispatch: dispatch.Config{AckWait: ackWait}, Log: slog.Default()})
+				HeartbeatTTL: ttl, CatalogScanInterval: scanEvery, Dispatch: dispatch.Config{AckWait: ackWait}, Log: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -58,6 +62,8 @@ func newControllerCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&bootstrap, "bootstrap-token-file", "",
 		"when the farm has no API token yet, create an admin token named bootstrap and write it to this file (mode 0600)")
 	cmd.Flags().DurationVar(&ttl, "heartbeat-ttl", 15*time.Second, "a node silent for this long is lost and its tasks fenced")
+	cmd.Flags().DurationVar(&scanEvery, "catalog-scan-interval", controller.DefaultCatalogScanInterval,
+		"compare the catalog's refs with the audit trail this often, and record a change nobody reported as image.unrecorded at the next scan (0: never)")
 	addAckWaitFlag(cmd, &ackWait)
 	return cmd
 }
