@@ -3,6 +3,7 @@ package controller_test
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,3 +107,32 @@ func TestCatalogWatcherRecordsUnreportedChanges(t *testing.T) {
 }
 
 func sortedCopy(s []string) []string { return slices.Sorted(slices.Values(s)) }
+
+// TestCatalogWatcherOutlivesUnreadableCatalog: while the catalog cannot be
+// listed (a ref names a manifest that is not there) the scans fail and are
+// retried; the controller keeps serving, and once the catalog reads again
+// an unreported change is recorded.
+func TestCatalogWatcherOutlivesUnreadableCatalog(t *testing.T) {
+	f := startFarmWith(t, controller.Config{HeartbeatTTL: 5 * time.Second, CatalogScanInterval: scanEvery})
+	refs, err := catalogrefs.Open(t.Context(), f.js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the catalog refs seeded", func() bool { _, seeded, err := refs.All(t.Context()); return err == nil && seeded })
+	bad := "sha256:" + strings.Repeat("0", 64) + "\n"
+	if err := f.cat.Store().Put(t.Context(), "refs/img/versions/9", strings.NewReader(bad), int64(len(bad))); err != nil {
+		t.Fatal(err)
+	}
+	d3 := f.pushVersion(t, "img", "3")
+	time.Sleep(4 * scanEvery) // failing scans
+	if sums, _ := unrecorded(t, f.api); len(sums) != 0 {
+		t.Fatalf("image.unrecorded records while the catalog cannot be listed: %q", sums)
+	}
+	if err := f.cat.Store().Delete(t.Context(), "refs/img/versions/9"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "img:3 recorded", func() bool { sums, _ := unrecorded(t, f.api); return len(sums) == 1 })
+	if _, digests := unrecorded(t, f.api); digests[0] != d3 {
+		t.Errorf("image.unrecorded digest = %s, want img:3's %s", digests[0], d3)
+	}
+}
