@@ -27,7 +27,7 @@ func runController(t *testing.T, f *farm) (api imagefarmv1.ImageFarmServiceClien
 		t.Fatal(err)
 	}
 	c, err := controller.New(controller.Config{NATSURL: f.js.Conn().ConnectedUrl(), Listener: lis, TLS: f.pki.ServerTLS(t),
-		ClientCAs: f.pki.Pool(), Catalog: cat, Log: slog.New(slog.DiscardHandler)})
+		ClientCAs: f.pki.Pool(), Catalog: cat, CatalogScanInterval: -1, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

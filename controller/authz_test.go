@@ -286,7 +286,7 @@ func TestBootstrapTokenOnlyWhenNoneExist(t *testing.T) {
 			t.Fatal(err)
 		}
 		c, err := controller.New(controller.Config{NATSURL: srv.ClientURL(), Listener: lis, Insecure: true, Catalog: cat,
-			BootstrapTokenFile: file, Log: slog.New(slog.DiscardHandler)})
+			BootstrapTokenFile: file, CatalogScanInterval: -1, Log: slog.New(slog.DiscardHandler)}) // a catalog with no store: nothing to scan
 		if err != nil {
 			t.Fatal(err)
 		}
