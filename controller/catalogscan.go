@@ -68,7 +68,7 @@ func (c *Controller) catalogScanLoop(ctx context.Context) error {
 // scanCatalog returns the refs whose catalog digest differs from the known
 // one, or seeds the known refs from the catalog if they never were.
 func (c *Controller) scanCatalog(ctx context.Context) (map[string]refChange, error) {
-	images, err := c.cfg.Catalog.List(ctx, "")
+	images, err := c.cfg.Catalog.Refs(ctx, "") // refs only: a bad manifest does not blind the watcher
 	if err != nil {
 		return nil, fmt.Errorf("list catalog: %w", err)
 	}

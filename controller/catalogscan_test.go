@@ -109,9 +109,10 @@ func TestCatalogWatcherRecordsUnreportedChanges(t *testing.T) {
 func sortedCopy(s []string) []string { return slices.Sorted(slices.Values(s)) }
 
 // TestCatalogWatcherOutlivesUnreadableCatalog: while the catalog cannot be
-// listed (a ref names a manifest that is not there) the scans fail and are
-// retried; the controller keeps serving, and once the catalog reads again
-// an unreported change is recorded.
+// listed (a ref holds no digest) the scans fail and are retried; the
+// controller keeps serving, and once the catalog reads again an unreported
+// change is recorded. A ref to a manifest that is not there does not stop
+// the scans: it is an unreported change like any other.
 func TestCatalogWatcherOutlivesUnreadableCatalog(t *testing.T) {
 	f := startFarmWith(t, controller.Config{HeartbeatTTL: 5 * time.Second, CatalogScanInterval: scanEvery})
 	refs, err := catalogrefs.Open(t.Context(), f.js, 1)
@@ -119,8 +120,8 @@ func TestCatalogWatcherOutlivesUnreadableCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the catalog refs seeded", func() bool { _, seeded, err := refs.All(t.Context()); return err == nil && seeded })
-	bad := "sha256:" + strings.Repeat("0", 64) + "\n"
-	if err := f.cat.Store().Put(t.Context(), "refs/img/versions/9", strings.NewReader(bad), int64(len(bad))); err != nil {
+	garbage := "not a digest\n"
+	if err := f.cat.Store().Put(t.Context(), "refs/img/versions/9", strings.NewReader(garbage), int64(len(garbage))); err != nil {
 		t.Fatal(err)
 	}
 	d3 := f.pushVersion(t, "img", "3")
@@ -128,11 +129,18 @@ func TestCatalogWatcherOutlivesUnreadableCatalog(t *testing.T) {
 	if sums, _ := unrecorded(t, f.api); len(sums) != 0 {
 		t.Fatalf("image.unrecorded records while the catalog cannot be listed: %q", sums)
 	}
-	if err := f.cat.Store().Delete(t.Context(), "refs/img/versions/9"); err != nil {
+	if _, err := f.api.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{}); err != nil {
+		t.Errorf("the controller stopped serving while its scans failed: %v", err)
+	}
+	missing := "sha256:" + strings.Repeat("0", 64) + "\n"
+	if err := f.cat.Store().Put(t.Context(), "refs/img/versions/9", strings.NewReader(missing), int64(len(missing))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "img:3 recorded", func() bool { sums, _ := unrecorded(t, f.api); return len(sums) == 1 })
-	if _, digests := unrecorded(t, f.api); digests[0] != d3 {
-		t.Errorf("image.unrecorded digest = %s, want img:3's %s", digests[0], d3)
+	waitFor(t, "img:3 and img:9 recorded", func() bool { sums, _ := unrecorded(t, f.api); return len(sums) == 2 })
+	sums, digests := unrecorded(t, f.api)
+	for i, want := range map[string]string{"img:3": d3, "img:9": strings.TrimSpace(missing)} {
+		if j := slices.IndexFunc(sums, func(s string) bool { return strings.Contains(s, "image="+i+" ") }); j < 0 || digests[j] != want {
+			t.Errorf("image.unrecorded records %q with digests %q, want %s at %s", sums, digests, i, want)
+		}
 	}
 }

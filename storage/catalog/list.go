@@ -36,6 +36,26 @@ func (img Image) refs() []refEntry {
 // List returns the catalog's images, or those of one name, sorted by name
 // and then by creation time, with their manifests read and verified.
 func (c *Catalog) List(ctx context.Context, name string) ([]Image, error) {
+	images, err := c.Refs(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	for i := range images {
+		if images[i].Manifest, err = c.ManifestByDigest(ctx, images[i].Digest); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(images, func(a, b Image) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), a.Manifest.Created.Compare(b.Manifest.Created), cmp.Compare(a.Digest, b.Digest))
+	})
+	return images, nil
+}
+
+// Refs returns what the catalog's refs, or those of one name, point at:
+// its images as List does, but without reading their manifests (Manifest
+// is nil), sorted by name and digest. A ref to a missing manifest is
+// listed like any other.
+func (c *Catalog) Refs(ctx context.Context, name string) ([]Image, error) {
 	prefix := "refs/"
 	if name != "" {
 		if err := checkIdent("name", name); err != nil {
@@ -72,14 +92,11 @@ func (c *Catalog) List(ctx context.Context, name string) ([]Image, error) {
 	}
 	images := make([]Image, 0, len(byDigest))
 	for _, img := range byDigest {
-		if img.Manifest, err = c.ManifestByDigest(ctx, img.Digest); err != nil {
-			return nil, err
-		}
 		slices.Sort(img.Channels)
 		images = append(images, *img)
 	}
 	slices.SortFunc(images, func(a, b Image) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), a.Manifest.Created.Compare(b.Manifest.Created), cmp.Compare(a.Digest, b.Digest))
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Digest, b.Digest))
 	})
 	return images, nil
 }
