@@ -78,6 +78,16 @@ func (a *Agent) runBatch(ctx context.Context, b *batch) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		r := runs[i]
+		if res.GetState() == imagefarmv1.TaskState_TASK_STATE_CANCELED && !r.canceled && !r.stopped && !b.ended {
+			// Nobody canceled it or its batch: the imager is shutting down. Reporting
+			// CANCELED would cancel the job; the controller ends the task
+			// LOST instead (a restarted imager's Hello, or the heartbeat
+			// TTL) and a standing order takes another drive.
+			a.log.Warn("task interrupted by the imager's shutdown: not reported, the controller will end it LOST",
+				"task_id", r.key.id, "epoch", r.key.epoch, "drive", tasks[i].GetDrive().GetId())
+			r.result, r.stopped = res, true
+			return
+		}
 		a.log.Info("task finished", "task_id", r.key.id, "epoch", r.key.epoch, "drive", tasks[i].GetDrive().GetId(),
 			"state", res.GetState(), "verified_digest", res.GetVerifiedDigest(), "failure", res.GetFailure().GetMessage(),
 			"stopped", r.stopped)

@@ -183,6 +183,27 @@ type farm struct {
 	srv    *controllerServer
 	pki    *testenv.PKI // the farm CA of the controller and the agent
 	drives []drive.Drive
+	// stopAgent shuts the agent down, as SIGTERM does, and waits for it.
+	stopAgent func()
+	logs      lockedBuffer // the agent's log
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // newFarm starts an agent over n virtual drives of size bytes, filled with
@@ -239,7 +260,7 @@ func (f *farm) startAgent(t *testing.T, natsURL string, cat *catalog.Catalog, dc
 		NodeID: testNode, Pool: "usb", Labels: map[string]string{"site": "depot"}, Version: "test",
 		NATSURL: natsURL, Controller: f.srv.addr, TLS: f.pki.ClientTLS(t, testNode), Catalog: cat, Drives: dcfg, AllowUnsigned: true,
 		WriteWhileFetching: whileFetching,
-		Log:                slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Log:                slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), &f.logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		t.Fatalf("NewAgent() = %v", err)
@@ -247,17 +268,21 @@ func (f *farm) startAgent(t *testing.T, natsURL string, cat *catalog.Catalog, dc
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run() after cancel = %v, want nil", err)
+	var once sync.Once
+	f.stopAgent = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run() after cancel = %v, want nil", err)
+				}
+			case <-time.After(waitLong):
+				t.Errorf("Run() still running %v after cancel", waitLong)
 			}
-		case <-time.After(waitLong):
-			t.Errorf("Run() still running %v after cancel", waitLong)
-		}
-	})
+		})
+	}
+	t.Cleanup(f.stopAgent)
 }
 
 // restartController stops the controller and serves c on the same address.

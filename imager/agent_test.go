@@ -3,6 +3,7 @@ package imager_test
 import (
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,6 +170,29 @@ func TestAgentCancelMidWrite(t *testing.T) {
 		t.Errorf("results CANCELED %v after the cancel, want about a second", took)
 	}
 	f.drained(t)
+}
+
+// TestAgentShutdownMidWriteReportsNoCancel shuts an agent down while it
+// writes: its task must not be reported CANCELED (that would cancel the
+// job), nor verified; the controller ends it LOST when the node comes back
+// or its heartbeats stop.
+func TestAgentShutdownMidWriteReportsNoCancel(t *testing.T) {
+	b := newBench(t, 64*chunkSize)
+	f := newFarm(t, b, 1, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
+	f.publish(t, f.assignment("job-1.t1", 0, 3))
+	eventually(t, "writing", func() bool {
+		return countState(f.ctl.progress("job-1.t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
+	})
+	f.stopAgent()
+	if rs := f.ctl.results("job-1.t1"); len(rs) != 0 {
+		t.Errorf("results after the agent's shutdown mid-write: %v, want none", rs)
+	}
+	// Whether a result queued during the shutdown would still have reached
+	// the controller is a race; what the agent decided is in its log.
+	logs := f.logs.String()
+	if !strings.Contains(logs, "task interrupted by the imager's shutdown") || strings.Contains(logs, `msg="task finished"`) {
+		t.Errorf("the agent's log does not show the task left unreported:\n%s", logs)
+	}
 }
 
 func TestAgentCancelBeforeAssignment(t *testing.T) {
