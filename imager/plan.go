@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 
 	"github.com/imagefarm/imagefarm/imager/drive"
 )
@@ -71,14 +72,32 @@ func Open(plans []Plan, cfg drive.Config, log *slog.Logger) (targets []Target, c
 		// The fault tests read these two lines to prove that no drive had
 		// two writers and each was the one planned.
 		log.Debug("drive opened", "drive", p.Drive.ID, "path", now.Path, "serial", now.Serial, "size", now.Size, "task_id", p.Task)
+		dev = &closeOnce{Device: dev, closed: func() { log.Debug("drive closed", "drive", p.Drive.ID, "path", p.Drive.Path) }}
 		targets = append(targets, Target{ID: p.Drive.ID, Path: p.Drive.Path, Dev: dev})
 	}
 	return targets, func() {
 		for _, t := range targets {
 			t.Dev.Close()
-			log.Debug("drive closed", "drive", t.ID, "path", t.Path)
 		}
 	}
+}
+
+// closeOnce closes its device once, however often Close is called, so
+// that a drive can be closed as soon as its result is final and again with
+// the rest.
+type closeOnce struct {
+	Device
+	once   sync.Once
+	err    error
+	closed func()
+}
+
+func (c *closeOnce) Close() error {
+	c.once.Do(func() {
+		c.err = c.Device.Close()
+		c.closed()
+	})
+	return c.err
 }
 
 // openPlanned re-checks planned and opens it exclusively, returning the

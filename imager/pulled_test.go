@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/imagefarm/imagefarm/imager"
 	"github.com/imagefarm/imagefarm/imager/drive"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
@@ -84,7 +86,7 @@ func TestDriveFaultFailsOnlyThatTask(t *testing.T) {
 			if tc.stall {
 				cat = storeCatalog(t, &gatedStore{Store: b.cat.Store(), key: chunkKey(stall), open: reported})
 			}
-			f := fault{victim: victim, phase: tc.phase, at: tc.at, do: func() { tc.fault(t, loops[victim]) }}
+			f := fault{victim: victim, phase: tc.phase, at: tc.at, do: func() { tc.fault(t, loops[victim]) }, path: loops[victim].Path}
 			w := imager.NewWriter(cat, slog.New(slog.DiscardHandler))
 			w.WriteWhileFetching(tc.stall) // the download stalls mid-write
 			run := runWithFault(t, w, b.digest, tasksFor(b, drives), cfg, f, reported)
@@ -92,6 +94,9 @@ func TestDriveFaultFailsOnlyThatTask(t *testing.T) {
 				tc.name, run.faultAt, tc.phase, run.inject.Round(time.Millisecond), run.took.Round(time.Microsecond), run.total.Round(time.Millisecond))
 			if run.took < 0 || run.took > failWithin {
 				t.Errorf("faulty drive's task failed %v after the fault, want within %v", run.took, failWithin)
+			}
+			if run.held != nil {
+				t.Errorf("faulty drive still held when its result came (the others writing on): exclusive open: %v", run.held)
 			}
 			r, fl := run.results[victim], run.results[victim].GetFailure()
 			wantMsg := fmt.Sprintf("%s at offset %d: ", tc.op, tc.offset(run.faultAt))
@@ -159,6 +164,7 @@ type fault struct {
 	phase  imager.Phase
 	at     int64 // bytes of phase done
 	do     func()
+	path   string // the victim's device, checked to be released when its result comes
 }
 
 // faultRun is what runWithFault measured.
@@ -169,6 +175,7 @@ type faultRun struct {
 	took     time.Duration // from the fault made to the victim's result
 	total    time.Duration // RunTasks, all tasks
 	verified bool          // the victim reported PhaseVerified, which it must not
+	held     error         // opening the victim exclusively when its result came, while the others still ran
 }
 
 // runWithFault runs tasks with w, making f from the victim's goroutine
@@ -210,6 +217,13 @@ func runWithFault(t *testing.T, w *imager.Writer, digest string, tasks []*imagef
 	result := func(task int, _ *imagefarmv1.TaskResult) {
 		if task == f.victim {
 			failed = time.Now()
+			if f.path != "" {
+				fd, err := unix.Open(f.path, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+				if err == nil {
+					unix.Close(fd)
+				}
+				run.held = err
+			}
 			close(reported)
 		}
 	}

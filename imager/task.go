@@ -68,7 +68,12 @@ func (w *Writer) RunTasks(ctx context.Context, digest string, tasks []*imagefarm
 	if progress != nil {
 		opts.Progress = func(t int, phase Phase, done, total int64) { progress(byTarget[t], phase, done, total) }
 	}
-	opts.Done = func(t int, r Result) { finish(byTarget[t], r) }
+	opts.Done = func(t int, r Result) {
+		// Its write is over: release the drive now, not when the whole
+		// batch is, so that another task can have it.
+		targets[t].Dev.Close()
+		finish(byTarget[t], r)
+	}
 	w.Write(ctx, m, digest, targets, opts)
 	return results
 }
