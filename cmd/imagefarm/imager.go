@@ -36,7 +36,7 @@ type imagerFlags struct {
 
 // retryBudgetUsage is the help of --storage-retry-budget, a flag of every
 // command that pulls chunks for drives.
-const retryBudgetUsage = "how long reading a chunk is retried while storage is unreachable before the write fails"
+const retryBudgetUsage = "how long reading a chunk is retried while storage is unreachable before the write fails (counted from the first failing attempt, the S3 client's own retries included)"
 
 func newImagerCmd(g *globals) *cobra.Command {
 	var f imagerFlags

@@ -135,6 +135,7 @@ func (c *Catalog) retry(ctx context.Context, fetch func(context.Context) error) 
 		if !failing.IsZero() {
 			actx, cancel = context.WithDeadline(ctx, failing.Add(c.retryBudget))
 		}
+		began := time.Now()
 		err := fetch(actx)
 		expired := actx.Err() != nil
 		cancel()
@@ -149,7 +150,9 @@ func (c *Catalog) retry(ctx context.Context, fetch func(context.Context) error) 
 			}
 			corrupt = true
 		case failing.IsZero():
-			failing = time.Now()
+			// From when the failing attempt began: the store's client may
+			// have retried inside it for a while already.
+			failing = began
 		}
 		if !expired || last == nil {
 			last = err
