@@ -64,6 +64,19 @@ func New(store storage.Store, opts Options) (*Catalog, error) {
 	return c, nil
 }
 
+// memoryBudget bounds the chunk buffers one push or stream keeps in
+// flight (about two chunks' worth each: the data and its compressed form),
+// so that memory stays bounded whatever the chunk size, not only whatever
+// the image size.
+const memoryBudget = 96 << 20
+
+// window is how many chunks of chunkSize bytes a push or stream handles at
+// once: the catalog's concurrency, fewer for chunks so large that the
+// memory budget would not hold them, and at least one.
+func (c *Catalog) window(chunkSize int64) int {
+	return max(1, min(c.concurrency, int(memoryBudget/(2*max(chunkSize, 1)))))
+}
+
 // Store is the store the catalog lives in.
 func (c *Catalog) Store() storage.Store { return c.store }
 

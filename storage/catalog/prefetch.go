@@ -30,7 +30,7 @@ func (c *Catalog) Prefetch(ctx context.Context, m *Manifest, progress func(done 
 	}
 	pool := newBufferPool(m.ChunkSize)
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.concurrency)
+	g.SetLimit(c.window(m.ChunkSize))
 	for i, ch := range m.Chunks {
 		if ch.Zero || c.cache.has(ch.ID) {
 			report(ch.Length)

@@ -279,7 +279,7 @@ func (c *Catalog) pushChunks(ctx context.Context, src io.ReaderAt, m *Manifest, 
 	n := (m.Size + m.ChunkSize - 1) / m.ChunkSize
 	m.Chunks = make([]Chunk, n)
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.concurrency)
+	g.SetLimit(c.window(m.ChunkSize))
 	for i := range m.Chunks {
 		off := int64(i) * m.ChunkSize
 		m.Chunks[i] = Chunk{Offset: off, Length: min(m.ChunkSize, m.Size-off)}

@@ -82,7 +82,7 @@ func (c *Catalog) StreamFrom(ctx context.Context, m *Manifest, from int, fn func
 	defer cancel()
 	g, ctx := errgroup.WithContext(ctx)
 	// futures holds one slot per chunk in flight; its capacity is the window.
-	futures := make(chan chan fetched, c.concurrency)
+	futures := make(chan chan fetched, c.window(m.ChunkSize))
 	g.Go(func() error {
 		defer close(futures)
 		for i := from; i < len(m.Chunks); i++ {
