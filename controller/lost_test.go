@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -171,5 +172,40 @@ func helloHolding(t *testing.T, f *farm, h *imagefarmv1.Hello) *imagefarmv1.Stop
 		if st := m.GetStopTask(); st != nil {
 			return st
 		}
+	}
+}
+
+// TestPulledDriveStaysGoneAfterItsResult: a drive pulled mid-write is
+// removed, then its task's result frees the claim: the drive must stay
+// gone (it used to come back, empty, as a 0-byte drive a job could name).
+func TestPulledDriveStaysGoneAfterItsResult(t *testing.T) {
+	f := startFarm(t, 5*time.Second)
+	im := f.connect(t, "n1", usbDrive("d1"), usbDrive("d2"))
+	if _, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")}); err != nil {
+		t.Fatal(err)
+	}
+	a := im.assignment()
+	listed := func() []string {
+		resp, err := f.api.ListDrives(t.Context(), &imagefarmv1.ListDrivesRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, d := range resp.GetDrives() {
+			ids = append(ids, d.GetId())
+		}
+		return ids
+	}
+	im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_DriveRemoved{DriveRemoved: &imagefarmv1.DriveRemoved{DriveId: "d1"}}})
+	waitFor(t, "d1 removed", func() bool { return !slices.Contains(listed(), "d1") })
+	im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
+		TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED,
+		Failure: &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_DRIVE_REMOVED, Message: "device ended at offset 0"}}}})
+	waitFor(t, "the task FAILED", func() bool {
+		resp, err := f.api.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: a.GetJobId()})
+		return err == nil && resp.GetJob().GetTaskCounts().GetFailed() == 1
+	})
+	if ids := listed(); !slices.Equal(ids, []string{"d2"}) {
+		t.Errorf("drives after the pulled drive's result: %v, want only d2", ids)
 	}
 }

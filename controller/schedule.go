@@ -113,7 +113,7 @@ func (c *Controller) markRunning(ctx context.Context, t *imagefarmv1.Task) error
 // the placement was made for (a key swapped meanwhile is left for the next
 // placement, which sees the new key).
 func (c *Controller) claim(ctx context.Context, nodeID string, planned scheduler.DriveIdentity, taskID string) error {
-	_, err := c.st.UpdateDrive(ctx, nodeID, planned.ID, func(d *imagefarmv1.Drive) error {
+	_, err := c.st.UpdateDriveIfStored(ctx, nodeID, planned.ID, func(d *imagefarmv1.Drive) error {
 		if d.TaskId != "" && d.TaskId != taskID {
 			return fmt.Errorf("%w: %s/%s has %s", errClaimed, nodeID, planned.ID, d.TaskId)
 		}
@@ -123,6 +123,9 @@ func (c *Controller) claim(ctx context.Context, nodeID string, planned scheduler
 		d.TaskId, d.State = taskID, imagefarmv1.DriveState_DRIVE_STATE_BUSY
 		return nil
 	})
+	if errors.Is(err, state.ErrNotFound) {
+		return fmt.Errorf("%w: %s/%s was pulled", errClaimed, nodeID, planned.ID)
+	}
 	return err
 }
 
@@ -132,7 +135,7 @@ func (c *Controller) claim(ctx context.Context, nodeID string, planned scheduler
 // busy for good, so callers that can be asked again (a result the imager
 // re-sends) must fail and be.
 func (c *Controller) release(ctx context.Context, nodeID, driveID, taskID string) error {
-	_, err := c.st.UpdateDrive(ctx, nodeID, driveID, func(d *imagefarmv1.Drive) error {
+	_, err := c.st.UpdateDriveIfStored(ctx, nodeID, driveID, func(d *imagefarmv1.Drive) error {
 		if d.TaskId == taskID {
 			d.TaskId, d.LastTaskId, d.State = "", taskID, imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE
 		}

@@ -93,6 +93,17 @@ func (s *Store) UpdateDrive(ctx context.Context, nodeID, driveID string, fn func
 	return s.drives.write(ctx, key, upsert, seed, fn)
 }
 
+// UpdateDriveIfStored lets fn change the drive as UpdateDrive does, but
+// fails with ErrNotFound, storing nothing, when the drive is not stored:
+// what changes a drive's claim must not bring back a drive that was pulled.
+func (s *Store) UpdateDriveIfStored(ctx context.Context, nodeID, driveID string, fn func(*imagefarmv1.Drive) error) (*imagefarmv1.Drive, error) {
+	key, err := driveKey(nodeID, driveID)
+	if err != nil {
+		return nil, err
+	}
+	return s.drives.write(ctx, key, mustExist, noSeed, fn)
+}
+
 // GetDrive returns one drive.
 func (s *Store) GetDrive(ctx context.Context, nodeID, driveID string) (*imagefarmv1.Drive, error) {
 	key, err := driveKey(nodeID, driveID)

@@ -104,6 +104,13 @@ func TestDrives(t *testing.T) {
 	if got := list("n1"); strings.Contains(got, "wwn") {
 		t.Errorf("ListDrives(n1) after delete = %s", got)
 	}
+	// Freeing the claim of a drive pulled meanwhile does not bring it back.
+	if _, err := s.UpdateDriveIfStored(ctx, "n1", "wwn-0x5000c500a1b2.c3d4", func(*imagefarmv1.Drive) error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("UpdateDriveIfStored(deleted drive) = %v, want ErrNotFound", err)
+	}
+	if got := list("n1"); strings.Contains(got, "wwn") {
+		t.Errorf("ListDrives(n1) after UpdateDriveIfStored of a deleted drive = %s", got)
+	}
 	// A drive re-inserted after deletion is stored again.
 	if _, err := s.UpdateDrive(ctx, "n1", "wwn-0x5000c500a1b2.c3d4", func(*imagefarmv1.Drive) error { return nil }); err != nil {
 		t.Errorf("UpdateDrive(deleted drive) = %v", err)
