@@ -149,11 +149,13 @@ func signChange(ref, digest string, key *catalog.SigningKey) *imagefarmv1.Record
 		ImageRef: ref, ImageDigest: digest, KeyId: key.ID}
 }
 
-// trustFlags are the flags that say which image signatures a command
-// trusts.
+// trustFlags are the flags, shared by write and imager, that say how far a
+// command that writes drives trusts what the store serves: which image
+// signatures it accepts, and whether it may write chunks before every
+// chunk of the image has been fetched and checked.
 type trustFlags struct {
 	trustedKeys        string
-	allowUnsigned      bool
+	allowUnsigned      bool // registered by imager only
 	writeWhileFetching bool
 }
 
