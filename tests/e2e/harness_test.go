@@ -297,10 +297,14 @@ func (f *farm) pkiFile(name string) string { return filepath.Join(f.pki, name) }
 // addDrive makes a virtual drive full of 0xEE on node.
 func (f *farm) addDrive(node, name string) string {
 	p := filepath.Join(f.dir, node, name)
-	if err := os.WriteFile(p+".tmp", bytes.Repeat([]byte{0xEE}, f.cfg.driveSize), 0o644); err != nil {
+	// Written under a hidden name, which is no drive: a visible partial
+	// file would be one for a moment, and a wait for the node's drives
+	// could count it.
+	tmp := filepath.Join(f.dir, node, "."+name+".tmp")
+	if err := os.WriteFile(tmp, bytes.Repeat([]byte{0xEE}, f.cfg.driveSize), 0o644); err != nil {
 		f.t.Fatal(err)
 	}
-	os.Rename(p+".tmp", p) // appears whole, as a drive does
+	os.Rename(tmp, p) // appears whole, as a drive does
 	return p
 }
 
