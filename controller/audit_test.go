@@ -189,7 +189,7 @@ func TestImageChangesAreCheckedAgainstTheCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.cat.Sign(t.Context(), m, f.digest, key); err != nil {
+	if err := f.cat.AddSignature(t.Context(), f.digest, key.Public(""), key.SignImage(m, f.digest)); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.cat.SetChannel(t.Context(), "img", "stable", f.digest); err != nil {

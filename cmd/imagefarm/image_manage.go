@@ -193,9 +193,9 @@ func newImageRmCmd(g *globals) *cobra.Command {
 			removed, err := c.Remove(cmd.Context(), ref)
 			var changes []*imagefarmv1.RecordImageChangeRequest
 			for _, r := range removed {
-				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", r)
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", r.Ref)
 				changes = append(changes, &imagefarmv1.RecordImageChangeRequest{
-					Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_RM, ImageRef: r, ImageDigest: digest})
+					Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_RM, ImageRef: r.Ref.String(), ImageDigest: digest})
 			}
 			return errors.Join(err, recordImageChange(cmd.Context(), g, changes...))
 		},

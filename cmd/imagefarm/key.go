@@ -132,7 +132,7 @@ func newImageSignCmd(g *globals) *cobra.Command {
 			if m.Name != ref.Name {
 				return fmt.Errorf("%s points at %s, which is the image %s:%s; sign it by its own name", ref, digest, m.Name, m.Version)
 			}
-			if err := c.Sign(cmd.Context(), m, digest, key); err != nil {
+			if err := c.AddSignature(cmd.Context(), digest, key.Public(""), key.SignImage(m, digest)); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "signed %s:%s %s with key %s\n", m.Name, m.Version, digest, key.ID)

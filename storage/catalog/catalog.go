@@ -1,13 +1,11 @@
 package catalog
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -160,54 +158,4 @@ func (c *Catalog) readSmall(ctx context.Context, key string, limit int64) ([]byt
 		err = fmt.Errorf("%s is larger than %d bytes", key, limit)
 	}
 	return data, err
-}
-
-// writeRef points key at digest; with create, only if key does not exist.
-func (c *Catalog) writeRef(ctx context.Context, key, digest string, create bool) error {
-	data := []byte(digest + "\n")
-	if create {
-		return c.store.Create(ctx, key, bytes.NewReader(data), int64(len(data)))
-	}
-	return c.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
-}
-
-// SetChannel points name:channel at digest, moving it if it exists. A
-// channel may not share its name with a version of the same image.
-func (c *Catalog) SetChannel(ctx context.Context, name, channel, digest string) error {
-	if err := checkIdent("channel", channel); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRef, err)
-	}
-	if _, err := c.store.Stat(ctx, versionKey(name, channel)); err == nil {
-		return fmt.Errorf("%w: %s:%s is a version; a channel needs another name", ErrBadRef, name, channel)
-	}
-	if _, err := c.ManifestByDigest(ctx, digest); err != nil {
-		return err
-	}
-	return c.writeRef(ctx, channelKey(name, channel), digest, false)
-}
-
-// Remove deletes a version or channel ref, or with a digest every ref of
-// the name that points at it. It returns the refs removed. Chunks and
-// manifests are left for GC.
-func (c *Catalog) Remove(ctx context.Context, ref Ref) ([]string, error) {
-	images, err := c.List(ctx, ref.Name)
-	if err != nil {
-		return nil, err
-	}
-	var removed []string
-	for _, img := range images {
-		for _, r := range img.refs() {
-			if ref.Digest == img.Digest || (ref.Digest == "" && r.tag == ref.Tag) {
-				if err := c.store.Delete(ctx, r.key); err != nil {
-					return removed, err
-				}
-				removed = append(removed, ref.Name+":"+r.tag)
-			}
-		}
-	}
-	if len(removed) == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, ref)
-	}
-	slices.Sort(removed)
-	return removed, nil
 }

@@ -187,8 +187,8 @@ func TestVersionsNeverMoveChannelsDo(t *testing.T) {
 	if d := resolve(t, c, "uni:stable"); d != r2.Digest {
 		t.Errorf("uni:stable after move = %s, want %s", d, r2.Digest)
 	}
-	if err := c.SetChannel(ctx, "uni", "1", r2.Digest); !errors.Is(err, catalog.ErrBadRef) {
-		t.Errorf("channel named like a version = %v, want ErrBadRef", err)
+	if err := c.SetChannel(ctx, "uni", "1", r2.Digest); !errors.Is(err, catalog.ErrNameTaken) {
+		t.Errorf("channel named like a version = %v, want ErrNameTaken", err)
 	}
 	images, err := c.List(ctx, "")
 	if err != nil || len(images) != 2 || images[1].Version != "2" || images[1].Channels[0] != "stable" {
@@ -339,7 +339,7 @@ func TestRemoveAndGC(t *testing.T) {
 	push(t, c, "app:1", v1, catalog.PushOptions{})
 	push(t, c, "app:2", v2, catalog.PushOptions{Channels: []string{"stable"}})
 	removed, err := c.Remove(ctx, catalog.Ref{Name: "app", Tag: "1"})
-	if err != nil || len(removed) != 1 || removed[0] != "app:1" {
+	if err != nil || len(removed) != 1 || removed[0].Ref.String() != "app:1" {
 		t.Fatalf("Remove(app:1) = %q, %v", removed, err)
 	}
 	if _, err := c.Remove(ctx, catalog.Ref{Name: "app", Tag: "1"}); !errors.Is(err, catalog.ErrNotFound) {

@@ -8,6 +8,7 @@
 //	manifests/sha256/<hex>           a manifest's exact JSON bytes; hex = SHA-256 of those bytes
 //	refs/<name>/versions/<version>   "sha256:<hex>\n"; a version, once pushed, never moves
 //	refs/<name>/channels/<channel>   "sha256:<hex>\n"; a channel (stable, beta, …) moves
+//	refs/<name>/claims/<tag>         "version\n" or "channel\n": what <tag> is, for good (claim.go)
 //	signatures/sha256/<hex>/<keyid>  one key's ed25519 signature (JSON Signature) of the manifest <hex>
 //
 // Every byte read back is checked: a manifest against its digest, a chunk

@@ -126,6 +126,9 @@ func (g *gcRun) run(ctx context.Context, grace time.Duration) error {
 func (g *gcRun) manifests(ctx context.Context) (live, kept map[string]bool, err error) {
 	referenced := map[string]bool{}
 	err = g.c.store.List(ctx, "refs/", func(oi storage.ObjectInfo) error {
+		if _, _, _, ok := parseRefKey(oi.Key); !ok {
+			return nil // a claim
+		}
 		d, err := g.c.readRef(ctx, oi.Key)
 		if err == nil {
 			referenced[d] = true

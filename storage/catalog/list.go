@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"strings"
 
 	"github.com/imagefarm/imagefarm/storage"
 )
@@ -65,9 +64,9 @@ func (c *Catalog) Refs(ctx context.Context, name string) ([]Image, error) {
 	}
 	byDigest := map[[2]string]*Image{}
 	err := c.store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
-		parts := strings.Split(oi.Key, "/") // refs/NAME/{versions,channels}/TAG
-		if len(parts) != 4 {
-			return nil
+		name, tag, kind, ok := parseRefKey(oi.Key)
+		if !ok {
+			return nil // a claim
 		}
 		digest, err := c.readRef(ctx, oi.Key)
 		if errors.Is(err, storage.ErrNotFound) {
@@ -75,15 +74,15 @@ func (c *Catalog) Refs(ctx context.Context, name string) ([]Image, error) {
 		} else if err != nil {
 			return err
 		}
-		img := byDigest[[2]string{parts[1], digest}]
+		img := byDigest[[2]string{name, digest}]
 		if img == nil {
-			img = &Image{Name: parts[1], Digest: digest}
-			byDigest[[2]string{parts[1], digest}] = img
+			img = &Image{Name: name, Digest: digest}
+			byDigest[[2]string{name, digest}] = img
 		}
-		if parts[2] == "versions" {
-			img.Version = parts[3]
+		if kind == kindVersion {
+			img.Version = tag
 		} else {
-			img.Channels = append(img.Channels, parts[3])
+			img.Channels = append(img.Channels, tag)
 		}
 		return nil
 	})

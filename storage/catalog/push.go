@@ -34,6 +34,9 @@ type PushOptions struct {
 	// SignKey, if set, signs the manifest before any ref points at it,
 	// so that no imager ever sees the new version unsigned.
 	SignKey *SigningKey
+	// Refs writes the signature and the refs once the chunks and the
+	// manifest are stored; the catalog itself when nil.
+	Refs RefWriter
 	// Progress, if set, is called with the number of bytes of the blob just
 	// processed. It is called from several goroutines.
 	Progress func(n int64)
@@ -134,38 +137,46 @@ func (c *Catalog) pushMarked(ctx context.Context, mk *marker, src io.ReaderAt, m
 			return nil, err
 		}
 	}
-	if opts.SignKey != nil {
-		if err := c.Sign(ctx, m, digest, opts.SignKey); err != nil {
-			return nil, err
-		}
-	}
-	if err := c.commitRef(ctx, mk, m, digest); err != nil {
+	if err := c.commit(ctx, mk, m, digest, opts); err != nil {
 		return nil, err
-	}
-	for _, ch := range opts.Channels {
-		if err := c.SetChannel(ctx, m.Name, ch, digest); err != nil {
-			return nil, fmt.Errorf("push %s:%s: channel %s: %w", m.Name, m.Version, ch, err)
-		}
 	}
 	res.Digest, res.Manifest = digest, m
 	return res, nil
 }
 
-// commitRef points name:version at digest while the push's marker is
-// fresh, so no gc that wrote it off has deleted a chunk the ref needs.
-func (c *Catalog) commitRef(ctx context.Context, mk *marker, m *Manifest, digest string) error {
+// commit points refs at the pushed manifest through opts.Refs (the
+// catalog itself when nil): the signature first, so that no imager ever
+// sees the new version unsigned, then the version, then the channels.
+func (c *Catalog) commit(ctx context.Context, mk *marker, m *Manifest, digest string, opts PushOptions) error {
+	refs := opts.Refs
+	if refs == nil {
+		refs = c
+	}
+	if k := opts.SignKey; k != nil {
+		if err := refs.AddSignature(ctx, digest, k.Public(""), k.SignImage(m, digest)); err != nil {
+			return fmt.Errorf("push %s:%s: sign: %w", m.Name, m.Version, err)
+		}
+	}
+	if err := commitVersion(ctx, mk, refs, m, digest); err != nil {
+		return fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
+	}
+	for _, ch := range opts.Channels {
+		if err := refs.SetChannel(ctx, m.Name, ch, digest); err != nil {
+			return fmt.Errorf("push %s:%s: channel %s: %w", m.Name, m.Version, ch, err)
+		}
+	}
+	return nil
+}
+
+// commitVersion points name:version at digest while the push's marker is
+// fresh, so no gc that wrote it off has deleted a chunk the version needs.
+func commitVersion(ctx context.Context, mk *marker, refs RefWriter, m *Manifest, digest string) error {
 	ctx, cancel := mk.bound(ctx)
 	defer cancel()
 	if err := mk.fresh(); err != nil {
-		return fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
+		return err
 	}
-	// Created, not put: of two pushes racing for one version, one wins.
-	if err := c.writeRef(ctx, versionKey(m.Name, m.Version), digest, true); errors.Is(err, storage.ErrExists) {
-		return fmt.Errorf("%w: %s:%s was pushed by someone else meanwhile; push a new version", ErrVersionExists, m.Name, m.Version)
-	} else if err != nil {
-		return fmt.Errorf("push %s:%s: ref: %w", m.Name, m.Version, err)
-	}
-	return nil
+	return refs.CreateVersion(ctx, m.Name, m.Version, digest)
 }
 
 // checkChunks is the last step before a push writes its manifest: it
@@ -246,6 +257,12 @@ func (c *Catalog) checkNew(ctx context.Context, m *Manifest, channels []string) 
 		if ch == m.Version {
 			return fmt.Errorf("%w: channel %q has the same name as the version", ErrBadRef, ch)
 		}
+		if err := c.checkFree(ctx, m.Name, ch, kindChannel); err != nil {
+			return err
+		}
+	}
+	if err := c.checkFree(ctx, m.Name, m.Version, kindVersion); err != nil {
+		return err
 	}
 	if d, err := c.readRef(ctx, versionKey(m.Name, m.Version)); err == nil {
 		return fmt.Errorf("%w: %s:%s is %s; push a new version (versions never change, channels move)", ErrVersionExists, m.Name, m.Version, d)

@@ -62,16 +62,32 @@ func signatureDir(digest string) string {
 
 const maxSignatureBytes = 4096
 
-// Sign signs the image m named digest with k and stores the signature
-// beside the manifest, replacing an earlier one by the same key.
-func (c *Catalog) Sign(ctx context.Context, m *Manifest, digest string, k *SigningKey) error {
+// SignImage returns k's signature of the image m named digest, which
+// AddSignature stores: the private key never leaves the signer.
+func (k *SigningKey) SignImage(m *Manifest, digest string) []byte {
+	return ed25519.Sign(k.priv, StatementFor(m, digest).Bytes())
+}
+
+// AddSignature stores sig, key's signature of the image named digest,
+// beside its manifest, replacing an earlier one by the same key. It is
+// stored only if it verifies against the manifest's statement, under key;
+// ErrSignatureInvalid otherwise.
+func (c *Catalog) AddSignature(ctx context.Context, digest string, key PublicKey, sig []byte) error {
+	m, err := c.ManifestByDigest(ctx, digest)
+	if err != nil {
+		return err
+	}
 	st := StatementFor(m, digest)
-	sig := Signature{KeyID: k.ID, Statement: st, Sig: ed25519.Sign(k.priv, st.Bytes())}
-	data, err := json.Marshal(sig)
+	if len(key.Key) != ed25519.PublicKeySize || !ed25519.Verify(key.Key, st.Bytes(), sig) {
+		return fmt.Errorf("%w: the signature does not verify under key %s against %s:%s (%s): sign the image's own statement with the key's private half",
+			ErrSignatureInvalid, KeyID(key.Key), m.Name, m.Version, digest)
+	}
+	id := KeyID(key.Key)
+	data, err := json.Marshal(Signature{KeyID: id, Statement: st, Sig: sig})
 	if err != nil {
 		return fmt.Errorf("sign %s:%s: %w", m.Name, m.Version, err)
 	}
-	if err := c.store.Put(ctx, signatureDir(digest)+k.ID, bytes.NewReader(data), int64(len(data))); err != nil {
+	if err := c.store.Put(ctx, signatureDir(digest)+id, bytes.NewReader(data), int64(len(data))); err != nil {
 		return fmt.Errorf("sign %s:%s: %w", m.Name, m.Version, err)
 	}
 	return nil

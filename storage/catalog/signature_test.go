@@ -104,7 +104,7 @@ func TestVerify(t *testing.T) {
 				t.Errorf("Verify(flipped) = %v, want ErrSignatureInvalid", err)
 			}
 			// Signing an existing image afterwards makes it valid.
-			if err := c.Sign(ctx, unsigned.Manifest, unsigned.Digest, farm); err != nil {
+			if err := c.AddSignature(ctx, unsigned.Digest, farm.Public(""), farm.SignImage(unsigned.Manifest, unsigned.Digest)); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := c.Verify(ctx, unsigned.Manifest, unsigned.Digest, ring); err != nil {
