@@ -35,7 +35,11 @@ func (w *Writer) RunTasks(ctx context.Context, digest string, tasks []*imagefarm
 			done(i, results[i])
 		}
 	}
-	m, err := w.cat.ManifestByDigest(ctx, digest)
+	err := w.recoverCache()
+	var m *catalog.Manifest
+	if err == nil {
+		m, err = w.cat.ManifestByDigest(ctx, digest)
+	}
 	if err == nil && len(tasks) > 0 { // before any chunk is fetched or drive opened
 		err = w.admit(ctx, m, digest, tasks[0].GetImageRef())
 	}

@@ -45,8 +45,39 @@ func agentTrust(cfg AgentConfig, log *slog.Logger) (Trust, error) {
 	if err != nil {
 		return Trust{}, fmt.Errorf("imager agent: %w", err)
 	}
+	if acc.Len() == 0 {
+		log.Warn("no accepted images recorded: rollbacks are refused from the first image this node accepts "+
+			"(a new node, or its node cache was removed while it was stopped)", "path", acc.path)
+	}
 	t.Accepted = acc
 	return t, nil
+}
+
+// recoverCache makes the node cache and the accepted-images record whole
+// again if the cache's folder was removed under the running node, before
+// a batch is admitted. Nothing is lost but chunks to fetch again: the
+// record is written back from memory, so rollbacks are still refused.
+func (w *Writer) recoverCache() error {
+	if c := w.cat.Cache(); c != nil {
+		recreated, err := c.Recover()
+		if err != nil {
+			return err
+		}
+		if recreated {
+			w.log.Error("NODE CACHE REMOVED while this imager ran: made it again; its chunks will be fetched again", "cache", c.Dir())
+		}
+	}
+	if a := w.trust.Accepted; a != nil {
+		restored, err := a.Restore()
+		if err != nil {
+			return fmt.Errorf("the accepted-images record was removed (node cache wiped?) and cannot be written again: %w", err)
+		}
+		if restored {
+			w.log.Error("ACCEPTED-IMAGES RECORD REMOVED while this imager ran: wrote it again from memory; rollbacks are still refused",
+				"path", a.path, "images", a.Len())
+		}
+	}
+	return nil
 }
 
 // SetTrust makes w check every image it runs tasks for against t.
@@ -93,10 +124,16 @@ func (w *Writer) admit(ctx context.Context, m *catalog.Manifest, digest, imageRe
 }
 
 // Accepted remembers, per image name, the newest manifest a node has
-// accepted, in a small JSON file replaced atomically.
+// accepted, in a small JSON file replaced atomically. The record read at
+// open and every image accepted since are kept in memory too, and that
+// copy rules: a file removed while the node runs (its node cache wiped) is
+// written again from it, so the node's rollback protection outlives the
+// file. Only the process that owns the node cache may open it.
 type Accepted struct {
 	path string
-	mu   sync.Mutex
+
+	mu     sync.Mutex
+	images map[string]acceptedImage
 }
 
 type acceptedImage struct {
@@ -111,26 +148,33 @@ func OpenAccepted(path string) (*Accepted, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("accepted images: %w", err)
 	}
-	a := &Accepted{path: path}
-	if _, err := a.read(); err != nil {
-		return nil, err
-	}
-	return a, nil
-}
-
-func (a *Accepted) read() (map[string]acceptedImage, error) {
 	images := map[string]acceptedImage{}
-	data, err := os.ReadFile(a.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return images, nil
-	}
+	data, err := os.ReadFile(path)
 	if err == nil {
 		err = json.Unmarshal(data, &images)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("accepted images %s: %w", a.path, err)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("accepted images %s: %w", path, err)
 	}
-	return images, nil
+	return &Accepted{path: path, images: images}, nil
+}
+
+// Len is how many image names the record holds.
+func (a *Accepted) Len() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.images)
+}
+
+// Restore writes the file again when it is gone and the record is not
+// empty, and reports whether it did.
+func (a *Accepted) Restore() (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, err := os.Stat(a.path); !errors.Is(err, os.ErrNotExist) || len(a.images) == 0 {
+		return false, nil
+	}
+	return true, a.write()
 }
 
 // Admit refuses m with a *RollbackError if it was created before the
@@ -139,27 +183,35 @@ func (a *Accepted) read() (map[string]acceptedImage, error) {
 func (a *Accepted) Admit(m *catalog.Manifest, digest string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	images, err := a.read()
-	if err != nil {
-		return err
-	}
-	newest, seen := images[m.Name]
+	newest, seen := a.images[m.Name]
 	switch {
 	case seen && m.Created.Before(newest.Created):
 		return &RollbackError{Name: m.Name, Version: m.Version, Created: m.Created, Newest: newest.Version, NewestT: newest.Created}
 	case seen && !m.Created.After(newest.Created):
 		return nil
 	}
-	images[m.Name] = acceptedImage{Version: m.Version, Created: m.Created, Digest: digest}
-	return a.write(images)
+	a.images[m.Name] = acceptedImage{Version: m.Version, Created: m.Created, Digest: digest}
+	if err := a.write(); err != nil {
+		if seen {
+			a.images[m.Name] = newest
+		} else {
+			delete(a.images, m.Name)
+		}
+		return err
+	}
+	return nil
 }
 
-// write replaces the file atomically: a crash leaves the old record or
-// the new one, never half of one.
-func (a *Accepted) write(images map[string]acceptedImage) error {
-	data, err := json.MarshalIndent(images, "", "  ")
+// write replaces the file atomically with the record: a crash leaves the
+// old record or the new one, never half of one. It makes the folder again
+// if it was removed. Called with a.mu held.
+func (a *Accepted) write() error {
+	data, err := json.MarshalIndent(a.images, "", "  ")
 	if err != nil {
 		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(a.path), 0o755); err != nil {
+		return fmt.Errorf("accepted images: %w", err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(a.path), ".accepted-*")
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller"
 	"github.com/imagefarm/imagefarm/imager"
 	"github.com/imagefarm/imagefarm/imager/drive"
+	"github.com/imagefarm/imagefarm/internal/dirlock"
 	"github.com/imagefarm/imagefarm/internal/natsauth"
 	"github.com/imagefarm/imagefarm/internal/sample"
 	"github.com/imagefarm/imagefarm/internal/wait"
@@ -78,6 +79,13 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	if f.demo && !cmd.Flags().Changed("log-level") { // the demo's bars and tables say it all
 		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	}
+	// The data folder (its NATS store, node cache and drives with it) is
+	// this farm's alone: a second one would fence its node.
+	lock, err := dirlock.Acquire(f.dataDir, "data folder", "--data")
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	for _, d := range []string{"nats", "store", "cache", "drives"} {
 		if err := os.MkdirAll(filepath.Join(f.dataDir, d), 0o755); err != nil {
 			return fmt.Errorf("data folder: %w", err)
@@ -101,6 +109,7 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	if err != nil {
 		return err
 	}
+	defer cat.Cache().Close()
 	certs, err := devCerts(filepath.Join(f.dataDir, "pki"), f.listen)
 	if err != nil {
 		return err

@@ -15,7 +15,8 @@ import (
 // deployment has (natsauth.Generate, as imagefarm nats-config writes them):
 // the controller's and the dev node's, each with its own password and
 // permissions, their credentials files in credsDir. Nobody else may log in,
-// so the dev farm runs under the permissions a real one does.
+// so the dev farm runs under the permissions a real one does. Its store is
+// in the data folder, which runDev holds locked (dirlock).
 func startNATS(f *devFlags, credsDir string) (*server.Server, error) {
 	if err := os.MkdirAll(credsDir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded NATS users: %w", err)

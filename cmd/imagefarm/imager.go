@@ -60,6 +60,7 @@ id: imagefarm ca issue --node ID makes it.`,
 			if err != nil {
 				return err
 			}
+			defer cfg.Catalog.Cache().Close()
 			a, err := imager.NewAgent(cfg)
 			if err != nil {
 				return err
@@ -124,11 +125,12 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 		return none, err
 	}
 	s, err := storage.Open(g.store, storage.Options{})
-	if err != nil {
-		return none, err
+	var cat *catalog.Catalog
+	if err == nil {
+		cat, err = catalog.New(s, catalog.Options{Cache: cache, RetryBudget: f.budget})
 	}
-	cat, err := catalog.New(s, catalog.Options{Cache: cache, RetryBudget: f.budget})
 	if err != nil {
+		cache.Close()
 		return none, err
 	}
 	return imager.AgentConfig{

@@ -88,6 +88,13 @@ func runWrite(cmd *cobra.Command, g *globals, wf *writeFlags, refArg string) err
 	}
 	targets, closeAll := imager.Open(plan, cfg, slog.Default())
 	defer closeAll()
+	if len(targets) == 0 { // every drive refused: the node cache is not even opened
+		return printResults(cmd.OutOrStdout(), g, plan, nil)
+	}
+	if cat, err = wf.cachedCatalog(cat, cfg.CacheDir); err != nil {
+		return err
+	}
+	defer cat.Cache().Close()
 	bars := newDriveBars(plan, targets, m.Size)
 	w := imager.NewWriter(cat, slog.Default())
 	w.WriteWhileFetching(wf.trust.writeWhileFetching)
@@ -111,13 +118,8 @@ func openForWrite(g *globals, wf *writeFlags, refArg string) (*catalog.Catalog, 
 	if cfg.CacheDir == "" {
 		cfg.CacheDir = wf.cacheDir
 	}
-	size, err := humanize.ParseBytes(wf.cacheSize)
-	if err != nil {
+	if _, err := humanize.ParseBytes(wf.cacheSize); err != nil {
 		return fail(fmt.Errorf("--cache-size %q: %w", wf.cacheSize, err))
-	}
-	cache, err := catalog.OpenCache(cfg.CacheDir, int64(size))
-	if err != nil {
-		return fail(err)
 	}
 	if g.store == "" {
 		return fail(errors.New("no image store: pass --store URL or set IMAGEFARM_STORE"))
@@ -126,7 +128,7 @@ func openForWrite(g *globals, wf *writeFlags, refArg string) (*catalog.Catalog, 
 	if err != nil {
 		return fail(err)
 	}
-	cat, err := catalog.New(s, catalog.Options{Cache: cache, RetryBudget: wf.budget})
+	cat, err := catalog.New(s, catalog.Options{RetryBudget: wf.budget})
 	if err != nil {
 		return fail(err)
 	}
@@ -138,6 +140,27 @@ func openForWrite(g *globals, wf *writeFlags, refArg string) (*catalog.Catalog, 
 		return fail(err)
 	}
 	return cat, m, digest, cfg, nil
+}
+
+// cachedCatalog reads cat's store through the node cache in dir, which is
+// this process's until it is closed. write opens it only once it has a
+// drive to write, so that a dry run, or a write whose drives are all
+// refused, leaves the cache folder and the disk it is on as they were.
+func (wf *writeFlags) cachedCatalog(cat *catalog.Catalog, dir string) (*catalog.Catalog, error) {
+	size, err := humanize.ParseBytes(wf.cacheSize) // checked by openForWrite
+	if err != nil {
+		return nil, fmt.Errorf("--cache-size %q: %w", wf.cacheSize, err)
+	}
+	cache, err := catalog.OpenCache(dir, int64(size))
+	if err != nil {
+		return nil, err
+	}
+	c, err := catalog.New(cat.Store(), catalog.Options{Cache: cache, RetryBudget: wf.budget})
+	if err != nil {
+		cache.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 func driveLabel(d drive.Drive) string {

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"container/list"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/imagefarm/imagefarm/internal/dirlock"
 )
 
 // Cache keeps compressed chunks on a node's local disk, so that a chunk is
@@ -21,6 +24,7 @@ type Cache struct {
 	max int64
 
 	mu    sync.Mutex
+	lock  *dirlock.Lock            // the folder is this process's alone
 	lru   *list.List               // of *cacheEntry, most recently used first
 	index map[string]*list.Element // chunk id -> element
 	size  int64
@@ -47,25 +51,68 @@ type CacheStats struct {
 const CacheStateDir = "state"
 
 // OpenCache opens (creating it if needed) the cache in dir, holding at most
-// maxBytes of compressed chunks.
+// maxBytes of compressed chunks. The folder is this process's until Close:
+// another process (an imager, imagefarm write) opening it is refused with
+// a *dirlock.BusyError naming this one.
 func OpenCache(dir string, maxBytes int64) (*Cache, error) {
 	if maxBytes < MaxChunkSize {
 		return nil, fmt.Errorf("node cache %s: size %d is smaller than one chunk", dir, maxBytes)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("node cache: %w", err)
+	lock, err := lockCache(dir)
+	if err != nil {
+		return nil, err
 	}
-	c := &Cache{dir: dir, max: maxBytes, lru: list.New(), index: map[string]*list.Element{}}
+	c := &Cache{dir: dir, max: maxBytes, lock: lock, lru: list.New(), index: map[string]*list.Element{}}
 	if err := c.load(); err != nil {
+		lock.Release()
 		return nil, fmt.Errorf("node cache %s: %w", dir, err)
 	}
 	return c, nil
 }
 
+func lockCache(dir string) (*dirlock.Lock, error) {
+	return dirlock.Acquire(dir, "node cache", "--cache folder")
+}
+
 // Dir is the folder the cache lives in.
 func (c *Cache) Dir() string { return c.dir }
 
-// load indexes the chunks already on disk, oldest first.
+// Close gives the cache's folder up for another process to open.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lock.Release()
+}
+
+// Recover makes sure the cache's folder is still there and still this
+// process's, for a node whose cache was removed while it ran (an operator
+// wiping the folder to free space): it then recreates the folder, takes its
+// lock again, indexes what is on disk afresh and reports true. It fails
+// when the folder cannot be made again, or when another process has taken
+// it since.
+func (c *Cache) Recover() (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lock.Intact() {
+		return false, nil
+	}
+	lock, err := lockCache(c.dir)
+	if err != nil {
+		return false, fmt.Errorf("node cache %s was removed while in use, and cannot be made again: %w", c.dir, err)
+	}
+	c.lock.Release()
+	c.lock = lock
+	c.lru.Init()
+	clear(c.index)
+	c.size = 0
+	if err := c.load(); err != nil {
+		return false, fmt.Errorf("node cache %s was removed while in use: %w", c.dir, err)
+	}
+	return true, nil
+}
+
+// load indexes the chunks already on disk, oldest first. Called at open or
+// with c.mu held.
 func (c *Cache) load() error {
 	type found struct {
 		id   string
@@ -77,7 +124,7 @@ func (c *Cache) load() error {
 		if err == nil && d.IsDir() && p == filepath.Join(c.dir, CacheStateDir) {
 			return filepath.SkipDir
 		}
-		if err != nil || d.IsDir() {
+		if err != nil || d.IsDir() || p == filepath.Join(c.dir, dirlock.FileName) {
 			return err
 		}
 		info, err := d.Info()
@@ -98,11 +145,20 @@ func (c *Cache) load() error {
 
 func (c *Cache) path(id string) string { return filepath.Join(c.dir, id[:2], id) }
 
-// has reports whether the cache holds chunk id (its copy is checked when read).
+// has reports whether the cache holds chunk id (its copy is checked when
+// read). A chunk indexed but no longer on disk (removed from under the
+// node) is dropped from the index, so that a prefetch fetches it again
+// rather than counting on it.
 func (c *Cache) has(id string) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	_, ok := c.index[id]
+	c.mu.Unlock()
+	if ok {
+		if _, err := os.Stat(c.path(id)); errors.Is(err, fs.ErrNotExist) {
+			c.drop(id)
+			return false
+		}
+	}
 	return ok
 }
 

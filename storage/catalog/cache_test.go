@@ -3,6 +3,8 @@ package catalog_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/imagefarm/imagefarm/internal/dirlock"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -117,6 +120,9 @@ func TestCacheServesWithoutTheStore(t *testing.T) {
 	}
 	before := cs.opens.Load()
 	// A second cache over the same folder (a restarted imager) serves too.
+	if err := cache.Close(); err != nil {
+		t.Fatal(err)
+	}
 	again, err := catalog.OpenCache(cache.Dir(), 1<<30)
 	if err != nil {
 		t.Fatal(err)
@@ -166,4 +172,67 @@ func TestCacheStaysWithinItsBound(t *testing.T) {
 	if st := cache.Stats(); st.Bytes > limit || st.Chunks == 0 {
 		t.Errorf("cache holds %d bytes in %d chunks, want at most %d", st.Bytes, st.Chunks, limit)
 	}
+}
+
+// TestCacheRemovedUnderIt wipes a cache's folder while it is open: a
+// prefetch fetches every chunk again rather than trusting its index, and
+// Recover takes the recreated folder back, so that no other process can
+// open it.
+func TestCacheRemovedUnderIt(t *testing.T) {
+	c, cache, cs, m, _ := cachedCatalog(t, 1<<30)
+	if _, err := c.Prefetch(t.Context(), m, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(cache.Dir()); err != nil {
+		t.Fatal(err)
+	}
+	before := cs.opens.Load()
+	if ok, err := c.Prefetch(t.Context(), m, nil); !ok || err != nil {
+		t.Fatalf("Prefetch after the wipe = %v, %v", ok, err)
+	}
+	if got, want := cs.opens.Load()-before, stored(m); got != want {
+		t.Errorf("Prefetch after the wipe read %d chunks from the store, want all %d again", got, want)
+	}
+	for _, ch := range m.Chunks {
+		if ch.Zero {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(cache.Dir(), ch.ID[:2], ch.ID)); err != nil {
+			t.Errorf("chunk %s not in the cache folder after the prefetch: %v", ch.ID[:12], err)
+		}
+	}
+	if ok, err := cache.Recover(); !ok || err != nil {
+		t.Fatalf("Recover() after the wipe = %v, %v; want true", ok, err)
+	}
+	if st := cache.Stats(); st.Chunks != int(stored(m)) {
+		t.Errorf("cache indexes %d chunks after Recover, want the %d on disk", st.Chunks, stored(m))
+	}
+	if ok, err := cache.Recover(); ok || err != nil {
+		t.Errorf("Recover() again = %v, %v; want false, nothing to do", ok, err)
+	}
+	if _, err := catalog.OpenCache(cache.Dir(), 1<<30); !errors.Is(err, dirlock.ErrBusy) {
+		t.Errorf("OpenCache(the recovered folder) = %v, want it refused as in use", err)
+	}
+}
+
+// TestCacheHasOneOwner: a folder open as a cache is refused to a second
+// cache, naming this process, until the first is closed.
+func TestCacheHasOneOwner(t *testing.T) {
+	dir := t.TempDir()
+	first, err := catalog.OpenCache(dir, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = catalog.OpenCache(dir, 1<<30)
+	if want := fmt.Sprintf("node cache %s is in use by %s (pid %d); stop it first or use another --cache folder", dir, filepath.Base(os.Args[0]), os.Getpid()); fmt.Sprint(err) != want {
+		t.Errorf("second OpenCache = %v, want %q", err, want)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := catalog.OpenCache(dir, 1<<30)
+	if err != nil {
+		t.Fatalf("OpenCache after Close = %v", err)
+	}
+	again.Close()
 }

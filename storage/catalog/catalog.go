@@ -78,6 +78,9 @@ func (c *Catalog) window(chunkSize int64) int {
 // Store is the store the catalog lives in.
 func (c *Catalog) Store() storage.Store { return c.store }
 
+// Cache is the node cache chunks are kept in, or nil.
+func (c *Catalog) Cache() *Cache { return c.cache }
+
 // Resolve returns the digest ref names: a version, else a channel, else
 // the digest itself once its manifest is known to exist.
 func (c *Catalog) Resolve(ctx context.Context, ref Ref) (string, error) {
