@@ -11,9 +11,14 @@
 //	                                              install2.swm, ... when it is split
 //	drivers/<model>/<bundle name>/...             each driver bundle
 //	ppkg/<name>.ppkg                              each provisioning package
-//	deploy.cmd                                    partitions disk 0, applies the WIM with
-//	                                              DISM, adds drivers and packages, runs bcdboot
-//	CreatePartitions-UEFI.txt                     the diskpart script for UEFI/GPT
+//	deploy.cmd                                    checks and partitions the disk it is given
+//	                                              (or the only internal one), applies the WIM
+//	                                              with DISM, adds drivers and packages, runs bcdboot
+//	CreatePartitions-UEFI.txt                     the diskpart script for UEFI/GPT, run on the
+//	                                              disk deploy.cmd selected
+//
+// The scripts are in scripts/, as they are on the key but for the template
+// actions and line ends (CRLF on the key).
 //
 // FAT32 files are under 4 GiB, so a WIM larger than the split size (4000
 // MiB by default) is split into .swm parts with wimlib-imagex, and deploy.cmd

@@ -214,9 +214,10 @@ func TestBuildKey(t *testing.T) {
 	}
 	deploy := readScript(t, filepath.Join(out, "deploy.cmd"))
 	for _, want := range []string{
-		`diskpart /s "%MEDIA%CreatePartitions-UEFI.txt"`,
+		`(echo select disk %DISK%& type "%MEDIA%CreatePartitions-UEFI.txt") > "%WORK%\partitions.txt"`,
+		`diskpart /s "%WORK%\partitions.txt"`,
 		`dism /Apply-Image /ImageFile:"%MEDIA%images\install.wim" /Index:%INDEX% /ApplyDir:W:\`,
-		`set INDEX=1`, `rem   image 2: Windows image B`,
+		`set "INDEX=1"`, `rem     image 2: Windows image B`,
 		`dism /Image:W:\ /Add-Driver /Driver:"%MEDIA%drivers\Latitude 7440" /Recurse`,
 		`dism /Image:W:\ /Add-ProvisioningPackage /PackagePath:"%MEDIA%ppkg\enroll.ppkg"`,
 		`W:\Windows\System32\bcdboot W:\Windows /s S: /f UEFI`,
@@ -290,7 +291,7 @@ func TestBuildSplitsLargeWIM(t *testing.T) {
 	if want := `dism /Apply-Image /ImageFile:"%MEDIA%images\install.swm" /SWMFile:"%MEDIA%images\install*.swm" /Index:%INDEX% /ApplyDir:W:\`; !strings.Contains(deploy, want) {
 		t.Errorf("deploy.cmd lacks %q:\n%s", want, deploy)
 	}
-	if !strings.Contains(deploy, "rem   image 1: Windows image B (image 2 of recovery-7440:1)") {
+	if !strings.Contains(deploy, "rem     image 1: Windows image B (image 2 of recovery-7440:1)") {
 		t.Errorf("deploy.cmd does not say which image it holds:\n%s", deploy)
 	}
 }

@@ -2,6 +2,7 @@ package media
 
 import (
 	"bytes"
+	_ "embed"
 	"fmt"
 	"strings"
 	"text/template"
@@ -9,93 +10,28 @@ import (
 	"github.com/imagefarm/imagefarm/media/fatdisk"
 )
 
-// The scripts on the key. The partitioning follows Microsoft's
-// CreatePartitions-UEFI.txt and ApplyImage.bat samples (and HP's
-// ReCreatePartitions.txt): EFI system 260 MiB FAT32 (large enough for 4Kn
-// drives), MSR 16 MiB, Windows NTFS, and a 1 GiB Recovery partition at the
-// end with the Windows RE type id and the attributes that hide it.
+// The scripts on the key, in scripts/ to be read as they are. The
+// partitioning follows Microsoft's CreatePartitions-UEFI.txt and
+// ApplyImage.bat samples (and HP's ReCreatePartitions.txt): EFI system 260
+// MiB FAT32 (large enough for 4Kn drives), MSR 16 MiB, Windows NTFS, and a
+// 1 GiB Recovery partition at the end with the Windows RE type id and the
+// attributes that hide it. The diskpart script selects no disk: deploy.cmd
+// chooses one, checks it with diskpart's "list disk" and "detail disk"
+// (refusing a USB, removable or virtual disk, the boot disk and the key's
+// own disk), shows it and has the technician confirm it, then runs the
+// script after "select disk N" (HP's deploy.cmd, too, is told the disk).
 const (
 	deployName     = "deploy.cmd"
 	partitionsName = "CreatePartitions-UEFI.txt"
 )
 
-var partitionsScript = `rem == CreatePartitions-UEFI.txt, written by imagefarm media build ==
-rem Partitions disk 0 of a UEFI/GPT PC for Windows. IT ERASES DISK 0.
-select disk 0
-clean
-convert gpt
-rem == 1. System partition (EFI) ==
-create partition efi size=260
-format quick fs=fat32 label="System"
-assign letter="S"
-rem == 2. Microsoft Reserved (MSR) partition ==
-create partition msr size=16
-rem == 3. Windows partition, leaving 1 GiB for the Recovery partition ==
-create partition primary
-shrink minimum=1024
-format quick fs=ntfs label="Windows"
-assign letter="W"
-rem == 4. Recovery partition: Windows RE type, hidden and required ==
-create partition primary
-format quick fs=ntfs label="Recovery"
-assign letter="R"
-set id="de94bba4-06d1-4d40-a16a-bfd50179d6ac"
-gpt attributes=0x8000000000000001
-list volume
-exit
-`
-
-var deployTemplate = template.Must(template.New(deployName).Parse(`@echo off
-rem == deploy.cmd, written by imagefarm media build ==
-rem Model: {{.Model}}
-{{- range .Inputs}}
-rem {{.}}
-{{- end}}
-rem Run from this key in WinPE: deploy.cmd [IMAGE-INDEX]. IT ERASES DISK 0.
-{{- range .Images}}
-rem   image {{.}}
-{{- end}}
-setlocal
-set MEDIA=%~dp0
-set INDEX={{.Index}}
-if not "%~1"=="" set INDEX=%~1
-
-echo == Partitioning disk 0 for UEFI/GPT
-diskpart /s "%MEDIA%` + partitionsName + `" || goto :fail
-
-echo == Applying image %INDEX% to W:
-{{if .Split -}}
-dism /Apply-Image /ImageFile:"%MEDIA%images\install.swm" /SWMFile:"%MEDIA%images\install*.swm" /Index:%INDEX% /ApplyDir:W:\ || goto :fail
-{{- else -}}
-dism /Apply-Image /ImageFile:"%MEDIA%images\install.wim" /Index:%INDEX% /ApplyDir:W:\ || goto :fail
-{{- end}}
-{{- if .DriverFolder}}
-
-echo == Adding drivers
-dism /Image:W:\ /Add-Driver /Driver:"%MEDIA%drivers\{{.DriverFolder}}" /Recurse || goto :fail
-{{- end}}
-{{- range .PPKGs}}
-
-echo == Adding provisioning package {{.}}
-dism /Image:W:\ /Add-ProvisioningPackage /PackagePath:"%MEDIA%ppkg\{{.}}" || goto :fail
-{{- end}}
-
-echo == Making the disk boot Windows by UEFI
-W:\Windows\System32\bcdboot W:\Windows /s S: /f UEFI || goto :fail
-
-if exist W:\Windows\System32\Recovery\Winre.wim (
-  echo == Moving Windows RE to the Recovery partition
-  md R:\Recovery\WindowsRE
-  xcopy /h W:\Windows\System32\Recovery\Winre.wim R:\Recovery\WindowsRE\ || goto :fail
-  W:\Windows\System32\Reagentc /Setreimage /Path R:\Recovery\WindowsRE /Target W:\Windows || goto :fail
+var (
+	//go:embed scripts/CreatePartitions-UEFI.txt
+	partitionsScript string
+	//go:embed scripts/deploy.cmd.tmpl
+	deploySource   string
+	deployTemplate = template.Must(template.New(deployName).Parse(deploySource))
 )
-echo == Done: remove the key and restart.
-exit /b 0
-
-:fail
-echo == FAILED with code %errorlevel%: the device is not ready, see above.
-exit /b 1
-`))
 
 // writeScripts returns deploy.cmd and the diskpart script, with CRLF line
 // ends as cmd.exe and diskpart expect.
@@ -106,7 +42,8 @@ func writeScripts(b *builder) ([]fatdisk.File, error) {
 		Index               int
 		Split               bool
 		PPKGs               []string
-	}{Model: batchSafe(b.spec.Model), Index: 1, Split: b.wimParts > 1, PPKGs: b.ppkgs}
+		Partitions          string
+	}{Model: batchSafe(b.spec.Model), Index: 1, Split: b.wimParts > 1, PPKGs: b.ppkgs, Partitions: partitionsName}
 	if data.Model == "" {
 		data.Model = "any (universal inputs only)"
 	}

@@ -63,9 +63,11 @@ func newMediaBuildCmd(g *globals) *cobra.Command {
 		Long: `Compose a UEFI-bootable USB key image: one FAT32 partition (MBR table) with
 the WinPE files at its root, the WIM under images/ (split into .swm parts when it
 is larger than --split-size), drivers under drivers/<model>/, provisioning packages
-under ppkg/, and deploy.cmd with CreatePartitions-UEFI.txt, which partition disk 0
-for UEFI/GPT, apply the WIM with DISM, add the drivers and packages, and run
-bcdboot. Inputs that list device models are only put on media for one of them.`,
+under ppkg/, and deploy.cmd with CreatePartitions-UEFI.txt, which partition the
+disk named on deploy.cmd's command line (or the only internal one) for UEFI/GPT
+after refusing a USB, removable or boot disk and the key's own and asking the
+technician to confirm it, apply the WIM with DISM, add the drivers and packages,
+and run bcdboot. Inputs that list device models are only put on media for one of them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, pushRef, err := mf.spec()
