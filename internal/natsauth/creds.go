@@ -112,10 +112,28 @@ func loadOrCreate(file string, u *User) error {
 	default:
 		return err
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.DefaultCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(u.Password), hashCost(u.Password))
 	if err != nil {
 		return fmt.Errorf("hash password of %s: %w", u.Name, err)
 	}
 	u.PasswordHash = string(h)
 	return nil
 }
+
+// hashCost is the bcrypt cost for a password's hash in the server
+// configuration. A password Generate made (rand.Text: 26 base32 characters,
+// 130 random bits) has nothing a slow hash would protect, as with the
+// client API's tokens, so it gets bcrypt's minimum cost: the server checks
+// it at every login, and at the default cost that check outlasts the 2 s
+// in which the server expects a new client's first PONG on a loaded
+// machine (a race-built dev farm failed its own logins). A password a
+// person wrote gets the default cost.
+func hashCost(pass string) int {
+	if len(pass) >= len(rand.Text()) && strings.Trim(pass, base32Alphabet) == "" {
+		return bcrypt.MinCost
+	}
+	return bcrypt.DefaultCost
+}
+
+// base32Alphabet is the alphabet of rand.Text.
+const base32Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
