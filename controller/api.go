@@ -144,46 +144,77 @@ func (c *Controller) countTasks(ctx context.Context, jobs []*imagefarmv1.Job) er
 
 // CancelJob implements ImageFarmService.CancelJob: unfinished tasks end
 // CANCELED and their imagers are told to stop, over NATS and, when
-// connected, over their status stream too.
+// connected, over their status stream too. A job that had already ended
+// is refused, with its state, and nothing is recorded.
 func (c *Controller) CancelJob(ctx context.Context, req *imagefarmv1.CancelJobRequest) (*imagefarmv1.CancelJobResponse, error) {
 	job, err := c.job(ctx, req.GetJobId())
 	if err != nil {
 		return nil, err
 	}
-	if !state.FinalJobState(job.GetState()) {
-		// Tasks first, so that the job's final event is its last and a
-		// watch that ends there misses nothing; no task is placed
-		// meanwhile. A task canceled here settles the job CANCELED once
-		// none is left open (jobOutcome).
-		c.placing.Lock()
-		tasks, err := c.st.ListTasks(ctx, job.GetId())
-		if err == nil {
-			for _, t := range tasks {
-				if !finalTask(t.GetState()) {
-					c.cancelTask(ctx, actor(ctx), t)
-				}
-			}
-			_, err = c.st.UpdateJob(ctx, job.GetId(), func(j *imagefarmv1.Job) error {
-				if !state.FinalJobState(j.State) {
-					j.State, j.FinishTime = imagefarmv1.JobState_JOB_STATE_CANCELED, now()
-				}
-				return nil
-			})
-		}
-		c.placing.Unlock()
-		if err != nil {
-			return nil, toStatus(err)
-		}
+	ended, err := c.cancelJob(ctx, job)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if ended != imagefarmv1.JobState_JOB_STATE_UNSPECIFIED {
+		return nil, toStatus(fmt.Errorf("job %s already %s: nothing to cancel: %w", job.GetId(), jobStateName(ended), errJobEnded))
 	}
 	c.record(ctx, &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: imagefarmv1.AuditAction_AUDIT_ACTION_JOB_CANCEL,
 		JobId: job.GetId(), ImageRef: job.GetImageRef(), ImageDigest: job.GetManifestDigest(),
-		Message: "the job was " + strings.TrimPrefix(job.GetState().String(), "JOB_STATE_")})
+		Message: "the job was " + jobStateName(job.GetState())})
 	job, err = c.job(ctx, job.GetId())
 	return &imagefarmv1.CancelJobResponse{Job: job}, err
 }
 
+// errJobEnded: a job that had ended is canceled. FailedPrecondition.
+var errJobEnded = errors.New("controller: job already ended")
+
+// cancelJob cancels job's open tasks, then the job. When it changed
+// nothing (the job had ended, by itself or by another cancel), it returns
+// the state the job had ended in.
+func (c *Controller) cancelJob(ctx context.Context, job *imagefarmv1.Job) (imagefarmv1.JobState, error) {
+	if state.FinalJobState(job.GetState()) {
+		return job.GetState(), nil
+	}
+	// Tasks first, so that the job's final event is its last and a watch
+	// that ends there misses nothing; no task is placed meanwhile. A task
+	// canceled here settles the job CANCELED once none is left open
+	// (jobOutcome).
+	c.placing.Lock()
+	defer c.placing.Unlock()
+	tasks, err := c.st.ListTasks(ctx, job.GetId())
+	if err != nil {
+		return 0, err
+	}
+	changed := false
+	for _, t := range tasks {
+		if !finalTask(t.GetState()) && c.cancelTask(ctx, actor(ctx), t) {
+			changed = true
+		}
+	}
+	var ended imagefarmv1.JobState
+	_, err = c.st.UpdateJob(ctx, job.GetId(), func(j *imagefarmv1.Job) error {
+		ended = imagefarmv1.JobState_JOB_STATE_UNSPECIFIED
+		if state.FinalJobState(j.State) {
+			ended = j.State
+		} else {
+			j.State, j.FinishTime = imagefarmv1.JobState_JOB_STATE_CANCELED, now()
+		}
+		return nil
+	})
+	if err != nil || changed {
+		return 0, err
+	}
+	return ended, nil
+}
+
+// jobStateName is "SUCCEEDED" for JOB_STATE_SUCCEEDED.
+func jobStateName(s imagefarmv1.JobState) string {
+	return strings.TrimPrefix(s.String(), "JOB_STATE_")
+}
+
 // cancelTask ends t CANCELED on behalf of who, and stops it on its node.
-func (c *Controller) cancelTask(ctx context.Context, who string, t *imagefarmv1.Task) {
+// It reports whether it ended the task (false: the task had ended).
+func (c *Controller) cancelTask(ctx context.Context, who string, t *imagefarmv1.Task) bool {
 	ended := false
 	canceled, err := c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
 		if ended = !finalTask(t.State); ended {
@@ -208,4 +239,5 @@ func (c *Controller) cancelTask(ctx context.Context, who string, t *imagefarmv1.
 	if s != nil {
 		s.stop(t.GetId(), t.GetEpoch(), imagefarmv1.StopReason_STOP_REASON_CANCELED, "job canceled")
 	}
+	return ended && err == nil
 }

@@ -58,7 +58,8 @@ func codeOf(err error) codes.Code {
 		state.ErrInvalidPageToken, dispatch.ErrInvalidNodeID, scheduler.ErrBadID, scheduler.ErrBadDriveRef,
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector):
 		return codes.InvalidArgument
-	case isAny(err, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy, scheduler.ErrDriveTooSmall, errNotInCatalog):
+	case isAny(err, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy, scheduler.ErrDriveTooSmall, errNotInCatalog,
+		errJobEnded):
 		return codes.FailedPrecondition
 	case isAny(err, state.ErrRevisionTooOld, state.ErrFutureRevision):
 		return codes.OutOfRange
