@@ -7,7 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
@@ -25,37 +28,80 @@ func (c *Controller) GetImage(ctx context.Context, req *imagefarmv1.GetImageRequ
 }
 
 // SubmitJob implements ImageFarmService.SubmitJob: the ref is resolved to a
-// digest now, and what can never be placed is refused now.
+// digest now, and what can never be placed is refused now. A submit with
+// the request id of an earlier one gets that job back when it asks for the
+// same, and is refused when it asks for something else.
 func (c *Controller) SubmitJob(ctx context.Context, req *imagefarmv1.SubmitJobRequest) (*imagefarmv1.SubmitJobResponse, error) {
 	job, err := c.newJob(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	sj, err := c.schedJob(ctx, job)
-	if err != nil {
-		return nil, toStatus(err)
+	got, err := c.retriedSubmit(ctx, req.GetRequestId(), job)
+	if got == nil && err == nil {
+		got, err = c.createJob(ctx, req.GetRequestId(), job)
 	}
-	farm, _, err := c.farmSnapshot(ctx)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	if err := scheduler.ValidateSubmit(sj, farm); err != nil {
-		return nil, toStatus(err)
-	}
-	created, err := c.st.CreateJob(ctx, job)
-	if created != nil { // stored, even if its event is pending
-		c.recordSubmit(ctx, created)
-	}
-	if err != nil && !errors.Is(err, state.ErrExists) {
-		return nil, toStatus(err) // ErrExists: a retry of a submit with the same request id
-	}
-	c.wake()
-	got, err := c.st.GetJob(ctx, job.GetId())
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	c.log.Info("job submitted", "job_id", got.GetId(), "image", got.GetImageRef(), "digest", got.GetManifestDigest())
 	return &imagefarmv1.SubmitJobResponse{Job: got}, nil
+}
+
+// createJob stores job once it is known that it can be placed, and
+// returns it as stored.
+func (c *Controller) createJob(ctx context.Context, requestID string, job *imagefarmv1.Job) (*imagefarmv1.Job, error) {
+	sj, err := c.schedJob(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	farm, _, err := c.farmSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := scheduler.ValidateSubmit(sj, farm); err != nil {
+		return nil, err
+	}
+	created, err := c.st.CreateJob(ctx, job)
+	if created != nil { // stored, even if its event is pending
+		c.recordSubmit(ctx, created)
+	}
+	if errors.Is(err, state.ErrExists) { // a submit with the same request id got there first
+		if prior, perr := c.retriedSubmit(ctx, requestID, job); prior != nil || perr != nil {
+			return prior, perr
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.wake()
+	return c.st.GetJob(ctx, job.GetId())
+}
+
+// errRequestIDReused: a request id is sent again with another request.
+// AlreadyExists.
+var errRequestIDReused = errors.New("controller: request id already used")
+
+// retriedSubmit returns the job that an earlier submit with requestID made,
+// when job (made from a submit with requestID) asks for the same image,
+// targets, options and labels, or refuses job when it asks for anything
+// else. Without an earlier submit it returns nil.
+func (c *Controller) retriedSubmit(ctx context.Context, requestID string, job *imagefarmv1.Job) (*imagefarmv1.Job, error) {
+	if requestID == "" {
+		return nil, nil
+	}
+	prior, err := c.st.GetJob(ctx, job.GetId())
+	if errors.Is(err, state.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if prior.GetImageRef() != job.GetImageRef() || !proto.Equal(prior.GetTargets(), job.GetTargets()) ||
+		!proto.Equal(prior.GetOptions(), job.GetOptions()) || !maps.Equal(prior.GetLabels(), job.GetLabels()) {
+		return nil, fmt.Errorf("request id %q was used for job %s (%s to %s): give another request a new request id: %w",
+			requestID, prior.GetId(), prior.GetImageRef(), targetsText(prior.GetTargets()), errRequestIDReused)
+	}
+	return prior, nil
 }
 
 // newJob checks a submit request and turns it into a job record.
@@ -69,6 +115,9 @@ func (c *Controller) newJob(ctx context.Context, req *imagefarmv1.SubmitJobReque
 	}
 	digest, err := c.cfg.Catalog.Resolve(ctx, ref)
 	if err != nil {
+		return nil, err
+	}
+	if err := c.checkDriveImage(ctx, digest); err != nil {
 		return nil, err
 	}
 	id := newID("j")

@@ -100,13 +100,18 @@ func refused(t *imagefarmv1.Task) bool {
 
 // recordSubmit records that a job was submitted.
 func (c *Controller) recordSubmit(ctx context.Context, job *imagefarmv1.Job) {
-	what := strings.Join(job.GetTargets().GetDrives().GetDriveIds(), " ")
-	if so := job.GetTargets().GetStandingOrder(); so != nil {
-		sel, _ := protojson.Marshal(so.GetSelector()) // a selector always encodes
-		what = fmt.Sprintf("standing order for %d drives matching %s", so.GetCount(), sel)
-	}
 	c.record(ctx, &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: imagefarmv1.AuditAction_AUDIT_ACTION_JOB_SUBMIT,
-		JobId: job.GetId(), ImageRef: job.GetImageRef(), ImageDigest: job.GetManifestDigest(), Message: what})
+		JobId: job.GetId(), ImageRef: job.GetImageRef(), ImageDigest: job.GetManifestDigest(), Message: targetsText(job.GetTargets())})
+}
+
+// targetsText says what a job's targets are: its drives, or its standing
+// order.
+func targetsText(t *imagefarmv1.Targets) string {
+	if so := t.GetStandingOrder(); so != nil {
+		sel, _ := protojson.Marshal(so.GetSelector()) // a selector always encodes
+		return fmt.Sprintf("standing order for %d drives matching %s", so.GetCount(), sel)
+	}
+	return strings.Join(t.GetDrives().GetDriveIds(), " ")
 }
 
 // ListAudit implements ImageFarmService.ListAudit.

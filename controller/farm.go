@@ -67,6 +67,20 @@ func (c *Controller) imageSize(ctx context.Context, digest string) (uint64, erro
 	return uint64(m.Size), nil
 }
 
+// checkDriveImage refuses an image that does not go on a drive (see
+// catalog.Manifest.ForDrive), and remembers the size of one that does.
+func (c *Controller) checkDriveImage(ctx context.Context, digest string) error {
+	m, err := c.cfg.Catalog.ManifestByDigest(ctx, digest)
+	if err != nil {
+		return err
+	}
+	if err := m.ForDrive(); err != nil {
+		return err
+	}
+	c.sizes.Store(digest, uint64(m.Size))
+	return nil
+}
+
 // snapshot builds the scheduler's view of the farm and of the open jobs.
 func (c *Controller) snapshot(ctx context.Context) (scheduler.Farm, []scheduler.Job, error) {
 	farm, tasks, err := c.farmSnapshot(ctx)

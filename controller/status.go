@@ -59,11 +59,11 @@ func codeOf(err error) codes.Code {
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector):
 		return codes.InvalidArgument
 	case isAny(err, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy, scheduler.ErrDriveTooSmall, errNotInCatalog,
-		errJobEnded):
+		errJobEnded, catalog.ErrNotForDrive):
 		return codes.FailedPrecondition
 	case isAny(err, state.ErrRevisionTooOld, state.ErrFutureRevision):
 		return codes.OutOfRange
-	case isAny(err, state.ErrExists, tokens.ErrExists):
+	case isAny(err, state.ErrExists, tokens.ErrExists, errRequestIDReused):
 		return codes.AlreadyExists
 	case isAny(err, errNoCertificate, pki.ErrUntrusted, errNoToken):
 		return codes.Unauthenticated

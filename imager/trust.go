@@ -102,9 +102,14 @@ func (e *RollbackError) Error() string {
 
 func (e *RollbackError) Unwrap() error { return ErrRollback }
 
-// admit checks the image of a batch of tasks: its signature, that it is
-// the image the assignment names, and that it is no rollback.
+// admit checks the image of a batch of tasks: that it goes on a drive
+// (the controller refuses other images at submit; a job stored before it
+// did is refused here), its signature, that it is the image the assignment
+// names, and that it is no rollback.
 func (w *Writer) admit(ctx context.Context, m *catalog.Manifest, digest, imageRef string) error {
+	if err := m.ForDrive(); err != nil {
+		return err
+	}
 	if w.trust.Keys != nil {
 		id, err := w.cat.Verify(ctx, m, digest, w.trust.Keys)
 		if err != nil {

@@ -22,8 +22,8 @@ import (
 // a real file store with a trusted key and a rollback record: an unsigned
 // image, a bad signature (bytes flipped, an untrusted key, a signature
 // moved from another image, a signed image assigned under another name),
-// a rollback and a tampered chunk each fail with their named reason, and
-// the drive keeps every byte it had.
+// a rollback, an image that is not a disk image and a tampered chunk each
+// fail with their named reason, and the drive keeps every byte it had.
 func TestUntrustedImagesLeaveDrivesUntouched(t *testing.T) {
 	ctx := t.Context()
 	storeDir := t.TempDir()
@@ -42,17 +42,21 @@ func TestUntrustedImagesLeaveDrivesUntouched(t *testing.T) {
 	}
 	farm, stranger := mustKey(t), mustKey(t)
 	ring := catalog.NewKeyRing(farm.Public("farm"))
-	push := func(ref string, seed uint64, key *catalog.SigningKey) *catalog.PushResult {
+	pushKind := func(ref string, kind catalog.Kind, seed uint64, key *catalog.SigningKey) *catalog.PushResult {
 		t.Helper()
 		name, version, _ := strings.Cut(ref, ":")
 		var img bytes.Buffer
 		sample.WriteImage(&img, 8*chunkSize, seed, sample.Shape{Random: 100})
 		res, err := cat.Push(ctx, bytes.NewReader(img.Bytes()), int64(img.Len()), catalog.PushOptions{
-			Name: name, Version: version, Kind: catalog.KindDisk, ChunkSize: chunkSize, SignKey: key})
+			Name: name, Version: version, Kind: kind, ChunkSize: chunkSize, SignKey: key})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res
+	}
+	push := func(ref string, seed uint64, key *catalog.SigningKey) *catalog.PushResult {
+		t.Helper()
+		return pushKind(ref, catalog.KindDisk, seed, key)
 	}
 	old, current := push("win:1", 1, farm), push("win:2", 1, farm)
 	unsigned := push("win:3", 1, nil)
@@ -62,6 +66,7 @@ func TestUntrustedImagesLeaveDrivesUntouched(t *testing.T) {
 	moved := push("evil:1", 1, nil)
 	copyFile(t, signaturePath(storeDir, current.Digest, farm.ID), signaturePath(storeDir, moved.Digest, farm.ID))
 	otherName := push("lab-tools:1", 1, farm)
+	winpe := pushKind("pe:1", catalog.KindWinPE, 1, farm) // a job stored before submits checked the kind
 	// The last chunk: the chunks before it are sound, and none of them may
 	// reach the drive either.
 	tampered := push("tamper:1", 2, farm)
@@ -116,6 +121,7 @@ func TestUntrustedImagesLeaveDrivesUntouched(t *testing.T) {
 		{"signature of another image", moved, "evil:1", imagefarmv1.FailureReason_FAILURE_REASON_SIGNATURE_INVALID, []string{"evil:1", "win:2"}},
 		{"signed image under another name", otherName, "win:stable", imagefarmv1.FailureReason_FAILURE_REASON_SIGNATURE_INVALID, []string{"win:stable", "lab-tools:1"}},
 		{"rollback", old, "win:stable", imagefarmv1.FailureReason_FAILURE_REASON_ROLLBACK, []string{"win:1", "win:2"}},
+		{"not a disk image", winpe, "pe:1", imagefarmv1.FailureReason_FAILURE_REASON_INTERNAL, []string{"pe:1 is a winpe, not a disk image"}},
 		{"tampered chunk", tampered, "tamper:1", imagefarmv1.FailureReason_FAILURE_REASON_CHUNK_CORRUPT, []string{last.ID[:16], fmt.Sprint(last.Offset)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -136,6 +136,9 @@ func openForWrite(g *globals, wf *writeFlags, refArg string) (*catalog.Catalog, 
 	if err != nil {
 		return fail(err)
 	}
+	if err := m.ForDrive(); err != nil {
+		return fail(err)
+	}
 	if err := verifyForWrite(cat, m, digest, wf.trust); err != nil {
 		return fail(err)
 	}

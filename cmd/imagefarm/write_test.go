@@ -208,3 +208,34 @@ func TestWriteDryRunNamesTheRefusingGuard(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteRefusesImagesThatAreNotDiskImages: imagefarm write names the
+// kind of an image that does not go on a drive (or says it is empty) and
+// writes nothing, by the same rule as the controller's at submit.
+func TestWriteRefusesImagesThatAreNotDiskImages(t *testing.T) {
+	store := "file://" + t.TempDir()
+	dir, drives := t.TempDir(), t.TempDir()
+	notes, empty, drive := filepath.Join(dir, "notes.txt"), filepath.Join(dir, "empty.img"), filepath.Join(drives, "drive.img")
+	for _, f := range []struct {
+		path string
+		data string
+	}{{notes, "not a disk"}, {empty, ""}, {drive, strings.Repeat("\xEE", 1<<20)}} {
+		if err := os.WriteFile(f.path, []byte(f.data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustRun(t, "--store", store, "image", "push", "notes:1", notes, "--kind", "file")
+	mustRun(t, "--store", store, "image", "push", "empty:1", empty)
+	for ref, want := range map[string]string{
+		"notes:1": "image notes:1 is a file, not a disk image: only disk images are written to drives",
+		"empty:1": "image empty:1 is empty (0 bytes)",
+	} {
+		out, err := run(t, "--store", store, "write", ref, "--cache", t.TempDir(), "--virtual-drives", drives, "--drive", "virt-drive.img")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("write %s = %v (%s), want %q", ref, err, out, want)
+		}
+	}
+	if got, err := os.ReadFile(drive); err != nil || string(got) != strings.Repeat("\xEE", 1<<20) {
+		t.Errorf("the drive file changed (%v)", err)
+	}
+}

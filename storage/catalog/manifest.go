@@ -50,6 +50,31 @@ var Kinds = []Kind{KindDisk, KindWIM, KindDrivers, KindWinPE, KindPPKG, KindFile
 // pulled as bundles (package bundle): WinPE media and driver bundles.
 func (k Kind) Folder() bool { return k == KindWinPE || k == KindDrivers }
 
+// ErrNotForDrive is an image that is not written to drives: it is not a
+// disk image, or it is empty.
+var ErrNotForDrive = errors.New("catalog: image does not go on a drive")
+
+// ForDrive returns ErrNotForDrive, saying why and what to do, unless the
+// blob is an image a drive is written with: only a disk image (KindDisk)
+// goes on a drive as it is. A WIM is applied to a disk by Windows (DISM,
+// Setup) from boot media, and WinPE files, drivers and provisioning
+// packages go on boot media too: imagefarm media build makes a disk image
+// of them. An empty image would write nothing and "verify".
+func (m *Manifest) ForDrive() error {
+	ref := m.Name + ":" + m.Version
+	switch {
+	case m.Kind == KindWIM || m.Kind == KindWinPE || m.Kind == KindDrivers || m.Kind == KindPPKG:
+		return fmt.Errorf("image %s is a %s, not a disk image: only disk images are written to drives; "+
+			"build a USB key's disk image from it with imagefarm media build --%s: %w", ref, m.Kind, m.Kind, ErrNotForDrive)
+	case m.Kind != KindDisk:
+		return fmt.Errorf("image %s is a %s, not a disk image: only disk images are written to drives; "+
+			"push the drive's raw image with --kind disk: %w", ref, m.Kind, ErrNotForDrive)
+	case m.Size == 0:
+		return fmt.Errorf("image %s is empty (0 bytes): there is nothing to write to a drive: %w", ref, ErrNotForDrive)
+	}
+	return nil
+}
+
 // Manifest describes one blob: its chunks in order and what it is.
 type Manifest struct {
 	SchemaVersion int               `json:"schema_version"`
