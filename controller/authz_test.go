@@ -273,10 +273,11 @@ func TestTokensAreManagedAndAudited(t *testing.T) {
 	}
 }
 
-// TestBootstrapTokenOnlyWhenNoneExist: the first controller of a farm
+// TestBootstrapTokenOnlyWhenNoAdminExists: the first controller of a farm
 // writes an admin token (0600) that works; a controller of a farm that has
-// tokens writes none.
-func TestBootstrapTokenOnlyWhenNoneExist(t *testing.T) {
+// an admin token writes none; once the last admin token was revoked (with
+// force), the next controller writes a new one.
+func TestBootstrapTokenOnlyWhenNoAdminExists(t *testing.T) {
 	srv, _ := testenv.NATS(t)
 	cat, _ := catalog.New(nil, catalog.Options{})
 	dir := t.TempDir()
@@ -315,5 +316,16 @@ func TestBootstrapTokenOnlyWhenNoneExist(t *testing.T) {
 	run(second)
 	if _, err := os.Stat(second); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a farm with tokens got a bootstrap token file: %v", err)
+	}
+	if _, err := api.CreateToken(t.Context(), &imagefarmv1.CreateTokenRequest{Name: "bootstrap-viewer", Role: imagefarmv1.Role_ROLE_VIEWER}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.RevokeToken(t.Context(), &imagefarmv1.RevokeTokenRequest{NameOrId: "bootstrap", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	third := filepath.Join(dir, "third.token")
+	list, err = run(third).ListTokens(t.Context(), &imagefarmv1.ListTokensRequest{})
+	if err != nil || len(list.GetTokens()) != 2 || list.GetTokens()[0].GetName() != "bootstrap" || list.GetTokens()[0].GetRole() != imagefarmv1.Role_ROLE_ADMIN {
+		t.Errorf("ListTokens(a new bootstrap token, after the last admin was revoked) = %v, %v; want a new admin bootstrap and the viewer", list, err)
 	}
 }

@@ -55,8 +55,9 @@ type Config struct {
 	Audit        audit.Config
 	Log          *slog.Logger
 	// BootstrapTokenFile, when set, is where the controller writes a new
-	// admin token if the farm has no token at all (readable by its owner
-	// only): the first token, to create the others with.
+	// admin token if the farm has no admin token (readable by its owner
+	// only): the first token, to create the others with, or a new one after
+	// the last admin token was revoked with force.
 	BootstrapTokenFile string
 	// CatalogScanInterval is how often the catalog watcher looks for
 	// catalog changes nobody reported (catalogScanLoop):

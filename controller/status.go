@@ -54,12 +54,12 @@ func codeOf(err error) codes.Code {
 	case isAny(err, catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, scheduler.ErrUnknownNode,
 		scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode):
 		return codes.NotFound
-	case isAny(err, errBadRequest, tokens.ErrInvalid, errBadPageToken, errProtocol, catalog.ErrBadRef, state.ErrInvalidID,
+	case isAny(err, errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, errBadPageToken, errProtocol, catalog.ErrBadRef, state.ErrInvalidID,
 		state.ErrInvalidPageToken, dispatch.ErrInvalidNodeID, scheduler.ErrBadID, scheduler.ErrBadDriveRef,
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector):
 		return codes.InvalidArgument
 	case isAny(err, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy, scheduler.ErrDriveTooSmall, errNotInCatalog,
-		errJobEnded, catalog.ErrNotForDrive):
+		errJobEnded, catalog.ErrNotForDrive, tokens.ErrLastAdmin):
 		return codes.FailedPrecondition
 	case isAny(err, state.ErrRevisionTooOld, state.ErrFutureRevision):
 		return codes.OutOfRange

@@ -2,7 +2,9 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/imagefarm/imagefarm/controller/tokens"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
@@ -34,7 +36,7 @@ func (c *Controller) ListTokens(ctx context.Context, _ *imagefarmv1.ListTokensRe
 
 // RevokeToken implements ImageFarmService.RevokeToken.
 func (c *Controller) RevokeToken(ctx context.Context, req *imagefarmv1.RevokeTokenRequest) (*imagefarmv1.RevokeTokenResponse, error) {
-	t, err := c.tokens.Revoke(ctx, req.GetNameOrId())
+	t, err := c.tokens.Revoke(ctx, req.GetNameOrId(), req.GetForce())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -44,24 +46,28 @@ func (c *Controller) RevokeToken(ctx context.Context, req *imagefarmv1.RevokeTok
 }
 
 // bootstrapToken writes a new admin token to file when the farm has no
-// token at all, the first time a controller starts, so that its operator
-// can create the others. With tokens, it changes nothing.
+// admin token: the first time a controller starts, so that its operator
+// can create the others, and after the last admin token was revoked with
+// force. With an admin token, it changes nothing.
 func (c *Controller) bootstrapToken(ctx context.Context, file string) error {
-	empty, err := c.tokens.Empty(ctx)
-	if err != nil || !empty {
+	has, err := c.tokens.HasAdmin(ctx)
+	if err != nil || has {
 		return err
 	}
 	t, secret, err := c.tokens.Create(ctx, bootstrapTokenName, imagefarmv1.Role_ROLE_ADMIN, controllerActor)
+	if errors.Is(err, tokens.ErrExists) { // a viewer or operator token has the name
+		t, secret, err = c.tokens.Create(ctx, bootstrapTokenName+"-"+time.Now().UTC().Format("20060102-150405"), imagefarmv1.Role_ROLE_ADMIN, controllerActor)
+	}
 	if err != nil {
 		return err
 	}
 	if err := tokens.WriteSecret(file, secret); err != nil {
-		c.tokens.Revoke(ctx, t.GetId())
+		c.tokens.Revoke(ctx, t.GetId(), true)
 		return fmt.Errorf("bootstrap token file: %w", err)
 	}
 	c.record(ctx, &imagefarmv1.AuditRecord{Actor: controllerActor, Action: imagefarmv1.AuditAction_AUDIT_ACTION_TOKEN_CREATE,
 		Message: fmt.Sprintf("token %q (id %s), role admin, written to %s", t.GetName(), t.GetId(), file)})
-	c.log.Warn("no API token existed: wrote an admin token; create named tokens with it, then revoke it",
+	c.log.Warn("no admin API token existed: wrote one; create named tokens with it, then revoke it",
 		"file", file, "token", t.GetName(), "id", t.GetId())
 	return nil
 }

@@ -60,7 +60,7 @@ func newControllerCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&clientCA, "client-ca", os.Getenv("IMAGEFARM_CLIENT_CA"),
 		"the farm CA certificate (ca.crt) that imagers' and clients' certificates are verified against (env IMAGEFARM_CLIENT_CA)")
 	cmd.Flags().StringVar(&bootstrap, "bootstrap-token-file", "",
-		"when the farm has no API token yet, create an admin token named bootstrap and write it to this file (mode 0600)")
+		"when the farm has no admin API token (its first start, or after the last was revoked with --force), create an admin token named bootstrap and write it to this file (mode 0600)")
 	cmd.Flags().DurationVar(&ttl, "heartbeat-ttl", 15*time.Second, "a node silent for this long is lost and its tasks fenced")
 	cmd.Flags().DurationVar(&scanEvery, "catalog-scan-interval", controller.DefaultCatalogScanInterval,
 		"compare the catalog's refs with the audit trail this often, and record a change nobody reported as image.unrecorded at the next scan (0: never)")

@@ -47,7 +47,8 @@ func devToken(ctx context.Context, natsURL, creds, file string) (string, error) 
 			return secret, nil
 		}
 	}
-	if _, err := st.Revoke(ctx, devTokenName); err != nil && !errors.Is(err, tokens.ErrUnknown) {
+	// Forced: it may be the farm's only admin token, and is replaced at once.
+	if _, err := st.Revoke(ctx, devTokenName, true); err != nil && !errors.Is(err, tokens.ErrUnknown) {
 		return "", fmt.Errorf("dev token: %w", err)
 	}
 	_, secret, err := st.Create(ctx, devTokenName, imagefarmv1.Role_ROLE_ADMIN, "dev")

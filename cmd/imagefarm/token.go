@@ -101,24 +101,41 @@ func printTokens(w io.Writer, ts []*imagefarmv1.Token) error {
 }
 
 func newTokenRevokeCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	cmd := &cobra.Command{
 		Use:   "revoke NAME|ID",
 		Short: "Revoke a token: the controller refuses it from now on",
-		Args:  cobra.ExactArgs(1),
+		Long: `Revoke the token with this name or id: the controller refuses its secret from
+the next call on. A name or id that more than one token matches is refused, naming
+them. The last admin token is revoked only with --force: create another admin
+token first. Forced, the farm has no admin until a controller started with
+--bootstrap-token-file writes a new admin token.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := dialController(g)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			resp, err := c.RevokeToken(cmd.Context(), &imagefarmv1.RevokeTokenRequest{NameOrId: args[0]})
+			resp, err := c.RevokeToken(cmd.Context(), &imagefarmv1.RevokeTokenRequest{NameOrId: args[0], Force: force})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "revoked token %q (id %s)\n", resp.GetToken().GetName(), resp.GetToken().GetId())
+			if g.json {
+				return printProto(cmd.OutOrStdout(), resp.GetToken())
+			}
+			t := resp.GetToken()
+			by := "id"
+			if t.GetName() == args[0] {
+				by = "name"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked token %q (id %s, %s), matched by %s\n", t.GetName(), t.GetId(), strings.ToLower(enumName(t.GetRole())), by)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "revoke the last admin token too")
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the revoked token as JSON")
+	return cmd
 }
 
 // tokenOption sends g's token with every call. A token goes in plaintext

@@ -9,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
@@ -18,8 +20,9 @@ import (
 type fakeTokens struct {
 	imagefarmv1.UnimplementedImageFarmServiceServer
 
-	mu    sync.Mutex
-	auths []string
+	mu      sync.Mutex
+	auths   []string
+	revokes []*imagefarmv1.RevokeTokenRequest
 }
 
 func (f *fakeTokens) saw(ctx context.Context) {
@@ -41,8 +44,11 @@ func (f *fakeTokens) ListTokens(ctx context.Context, _ *imagefarmv1.ListTokensRe
 	return &imagefarmv1.ListTokensResponse{Tokens: []*imagefarmv1.Token{aliceToken}}, nil
 }
 
-func (f *fakeTokens) RevokeToken(ctx context.Context, _ *imagefarmv1.RevokeTokenRequest) (*imagefarmv1.RevokeTokenResponse, error) {
+func (f *fakeTokens) RevokeToken(ctx context.Context, req *imagefarmv1.RevokeTokenRequest) (*imagefarmv1.RevokeTokenResponse, error) {
 	f.saw(ctx)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.revokes = append(f.revokes, req)
 	return &imagefarmv1.RevokeTokenResponse{Token: aliceToken}, nil
 }
 
@@ -70,7 +76,8 @@ func TestTokenCommandsSendTheToken(t *testing.T) {
 	}{
 		{[]string{"create", "--name", "bob", "--role", "viewer"}, "ift_new\n"},
 		{[]string{"ls"}, "alice  0123456789ab  operator"},
-		{[]string{"revoke", "alice"}, `revoked token "alice" (id 0123456789ab)`},
+		{[]string{"revoke", "alice"}, `revoked token "alice" (id 0123456789ab, operator), matched by name`},
+		{[]string{"revoke", "0123456789ab"}, `revoked token "alice" (id 0123456789ab, operator), matched by id`},
 	} {
 		out, err := runToken(t, addr, "ift_admin", tc.args...)
 		if err != nil || !strings.Contains(out, tc.want) {
@@ -104,5 +111,23 @@ func TestTokenGoesInPlaintextOnlyToLoopback(t *testing.T) {
 		if (err != nil) != tc.refused || (err != nil && !strings.Contains(err.Error(), "refusing to send the token in plaintext")) {
 			t.Errorf("tokenOption(%s, plaintext %v) = %v, want refused %v", tc.addr, tc.plaintext, err, tc.refused)
 		}
+	}
+}
+
+// TestTokenRevokeForceAndJSON: --force goes to the controller (only with
+// the flag), and --json prints the revoked token.
+func TestTokenRevokeForceAndJSON(t *testing.T) {
+	f := &fakeTokens{}
+	addr := startFarm(t, f)
+	if _, err := runToken(t, addr, "ift_admin", "revoke", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runToken(t, addr, "ift_admin", "revoke", "alice", "--force", "--json")
+	got := &imagefarmv1.Token{}
+	if err != nil || protojson.Unmarshal([]byte(out), got) != nil || !proto.Equal(got, aliceToken) {
+		t.Errorf("token revoke --json = %v:\n%s\nwant alice's token", err, out)
+	}
+	if len(f.revokes) != 2 || f.revokes[0].GetForce() || !f.revokes[1].GetForce() || f.revokes[1].GetNameOrId() != "alice" {
+		t.Errorf("revoke requests %v, want alice without force, then with", f.revokes)
 	}
 }

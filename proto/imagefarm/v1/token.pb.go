@@ -360,7 +360,10 @@ func (x *ListTokensResponse) GetTokens() []*Token {
 type RevokeTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The token's name or id.
-	NameOrId      string `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	NameOrId string `protobuf:"bytes,1,opt,name=name_or_id,json=nameOrId,proto3" json:"name_or_id,omitempty"`
+	// Revoke the last admin token too, leaving nobody to manage tokens until
+	// a controller started with --bootstrap-token-file writes a new one.
+	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -400,6 +403,13 @@ func (x *RevokeTokenRequest) GetNameOrId() string {
 		return x.NameOrId
 	}
 	return ""
+}
+
+func (x *RevokeTokenRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
 }
 
 // RevokeTokenResponse is the revoked token.
@@ -468,10 +478,11 @@ const file_imagefarm_v1_token_proto_rawDesc = "" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"\x13\n" +
 	"\x11ListTokensRequest\"A\n" +
 	"\x12ListTokensResponse\x12+\n" +
-	"\x06tokens\x18\x01 \x03(\v2\x13.imagefarm.v1.TokenR\x06tokens\"2\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x13.imagefarm.v1.TokenR\x06tokens\"H\n" +
 	"\x12RevokeTokenRequest\x12\x1c\n" +
 	"\n" +
-	"name_or_id\x18\x01 \x01(\tR\bnameOrId\"@\n" +
+	"name_or_id\x18\x01 \x01(\tR\bnameOrId\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"@\n" +
 	"\x13RevokeTokenResponse\x12)\n" +
 	"\x05token\x18\x01 \x01(\v2\x13.imagefarm.v1.TokenR\x05token*P\n" +
 	"\x04Role\x12\x14\n" +
