@@ -25,6 +25,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/internal/natsauth"
+	"github.com/imagefarm/imagefarm/internal/redact"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -176,7 +177,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	imagefarmv1.RegisterImageFarmServiceServer(srv, c)
 	imagefarmv1.RegisterImagerServiceServer(srv, c)
 	c.addr <- lis.Addr()
-	c.log.Info("controller serving", "addr", lis.Addr().String(), "nats", c.cfg.NATSURL, "tls", c.cfg.TLS != nil)
+	c.log.Info("controller serving", "addr", lis.Addr().String(), "nats", redact.URL(c.cfg.NATSURL), "tls", c.cfg.TLS != nil)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(lis) })
 	g.Go(func() error { <-gctx.Done(); srv.Stop(); return nil })
@@ -204,10 +205,11 @@ func (c *Controller) connectNATS(ctx context.Context) (*nats.Conn, error) {
 		if err == nil {
 			return nc, nil
 		}
-		c.log.Warn("waiting for NATS", "url", c.cfg.NATSURL, "error", err)
+		err = redact.Error(err, c.cfg.NATSURL) // a URL that does not parse is quoted whole
+		c.log.Warn("waiting for NATS", "url", redact.URL(c.cfg.NATSURL), "error", err)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("controller: connect to NATS at %s: %w", c.cfg.NATSURL, err)
+			return nil, fmt.Errorf("controller: connect to NATS at %s: %w", redact.URL(c.cfg.NATSURL), err)
 		case <-time.After(wait):
 		}
 	}

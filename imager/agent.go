@@ -17,6 +17,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/imager/drive"
 	"github.com/imagefarm/imagefarm/internal/natsauth"
+	"github.com/imagefarm/imagefarm/internal/redact"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -151,7 +152,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.CustomInboxPrefix(natsauth.InboxPrefix(a.cfg.NodeID))}, auth...)...)
 	if err != nil {
-		return fmt.Errorf("connect to nats %s: %w", a.cfg.NATSURL, err)
+		return fmt.Errorf("connect to nats %s: %w", redact.URL(a.cfg.NATSURL), redact.Error(err, a.cfg.NATSURL))
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -175,7 +176,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.cfg.TLS == nil {
 		a.log.Warn(insecureWarning, "controller", a.cfg.Controller)
 	}
-	a.log.Info("imager agent starting", "instance_id", a.instanceID, "controller", a.cfg.Controller, "nats", a.cfg.NATSURL, "tls", a.cfg.TLS != nil)
+	a.log.Info("imager agent starting", "instance_id", a.instanceID, "controller", a.cfg.Controller, "nats", redact.URL(a.cfg.NATSURL), "tls", a.cfg.TLS != nil)
 	g.Go(func() error { return a.stayConnected(ctx, client) })
 	g.Go(func() error { return a.watchDrives(ctx) })
 	g.Go(func() error { return sub.Run(ctx) })

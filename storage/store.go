@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/imagefarm/imagefarm/internal/redact"
 )
 
 // Errors returned by every Store. Callers test them with errors.Is.
@@ -71,21 +73,33 @@ type Options struct {
 //	   &insecure=true                              plain HTTP (MinIO in a lab)
 //	   &region=R &profile=P &credentials=FILE      region, shared credentials
 //	   &retries=N                                  attempts per request (default 5)
+//
+// A URL carries no credentials: one with user info is refused, and errors
+// quote it without (redact.URL).
 func Open(rawURL string, opts Options) (Store, error) {
+	shown := redact.URL(rawURL)
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w %q: %v", ErrBadURL, rawURL, err)
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // without the URL it quotes
+		}
+		return nil, fmt.Errorf("%w %q: %v", ErrBadURL, shown, err)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%w %q: a store URL carries no credentials; give S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "+
+			"or a shared credentials file with ?credentials=FILE", ErrBadURL, shown)
 	}
 	switch u.Scheme {
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("%w %q: a file URL has three slashes: file:///path", ErrBadURL, rawURL)
+			return nil, fmt.Errorf("%w %q: a file URL has three slashes: file:///path", ErrBadURL, shown)
 		}
 		return NewFileStore(u.Path)
 	case "s3":
 		return newS3FromURL(u, opts)
 	default:
-		return nil, fmt.Errorf("%w %q: use file:///PATH or s3://BUCKET/PREFIX?endpoint=HOST:PORT", ErrBadURL, rawURL)
+		return nil, fmt.Errorf("%w %q: use file:///PATH or s3://BUCKET/PREFIX?endpoint=HOST:PORT", ErrBadURL, shown)
 	}
 }
 

@@ -192,8 +192,8 @@ func TestS3Errors(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = s.Stat(ctx, "key")
-			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.mention) {
-				t.Errorf("Stat = %v, want %v mentioning %q", err, tc.want, tc.mention)
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.mention) || strings.Contains(err.Error(), "wrong-secret") {
+				t.Errorf("Stat = %v, want %v mentioning %q, without the secret key", err, tc.want, tc.mention)
 			}
 		})
 	}
@@ -210,6 +210,30 @@ func TestOpenBadURLs(t *testing.T) {
 		if _, err := storage.Open(u, storage.Options{}); !errors.Is(err, storage.ErrBadURL) {
 			t.Errorf("Open(%q) = %v, want ErrBadURL", u, err)
 		}
+	}
+}
+
+// TestOpenKeepsCredentialsOutOfErrors: a store URL with credentials in it
+// is refused, saying where S3 keys go, and no error quotes the secret,
+// also of a URL that does not parse.
+func TestOpenKeepsCredentialsOutOfErrors(t *testing.T) {
+	for _, u := range []string{
+		"s3://AKIAEXAMPLE:s3cret@bucket/p?endpoint=127.0.0.1:9000",
+		"s3://s3cret@bucket/p?endpoint=127.0.0.1:9000",
+		"file://user:s3cret@localhost/srv/images",
+		"s3://AKIA:s3cret@bucket/p?endpoint=127.0.0.1:9000&insecure=maybe",
+		"s3://AKIA:s3cret@bu cket/p",
+		"s3://AKIA:s3cret@%zz/p",
+		"ftp://AKIA:s3cret@host/p",
+	} {
+		_, err := storage.Open(u, storage.Options{})
+		if !errors.Is(err, storage.ErrBadURL) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("Open(%q) = %v, want ErrBadURL without the secret", u, err)
+		}
+	}
+	_, err := storage.Open("s3://AKIA:s3cret@bucket/p?endpoint=127.0.0.1:9000", storage.Options{})
+	if want := "a store URL carries no credentials; give S3 keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Open(an S3 URL with keys) = %v, want %q", err, want)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/imager"
+	"github.com/imagefarm/imagefarm/internal/redact"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -70,6 +71,7 @@ id: imagefarm ca issue --node ID makes it.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.nats, "nats", envOr("IMAGEFARM_NATS", "nats://127.0.0.1:4222"), "NATS server URL (env IMAGEFARM_NATS)")
+	hideDefault(fl, "nats", redact.URL)
 	addNATSCredsFlag(cmd, &f.natsCreds, "node-ID.nats-creds")
 	fl.StringVar(&f.nodeID, "node-id", os.Getenv("IMAGEFARM_NODE_ID"), "id of this node in the farm: letters, digits, '-' and '_' (env IMAGEFARM_NODE_ID)")
 	fl.StringVar(&f.pool, "pool", "", "pool of this node, for job selectors")

@@ -13,6 +13,9 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/imagefarm/imagefarm/internal/redact"
 )
 
 func main() {
@@ -72,8 +75,18 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.debugAddr, "debug-addr", "", "serve Go profiles and counters (/debug/pprof/, /debug/vars) on this address, e.g. 127.0.0.1:6060")
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("IMAGEFARM_TOKEN"),
 		"bearer token for the controller's client API (imagefarm token create) (env IMAGEFARM_TOKEN)")
+	hideDefault(root.PersistentFlags(), "token", func(string) string { return "" })
+	hideDefault(root.PersistentFlags(), "store", redact.URL)
 	addTLSFlags(root, &g.tls)
 	root.AddCommand(newCACmd(), newNATSConfigCmd(), newKeyCmd())
 	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g), newControllerCmd(g), newJobCmd(g), newNodesCmd(g), newImagerCmd(g), newMediaCmd(g), newAuditCmd(g), newTokenCmd(g))
 	return root
+}
+
+// hideDefault keeps the default of flag name, taken from the environment,
+// out of help when it holds a secret or may: help shows show(default), and
+// no default when that is "". The flag's value is unchanged.
+func hideDefault(fs *pflag.FlagSet, name string, show func(string) string) {
+	f := fs.Lookup(name)
+	f.DefValue = show(f.DefValue)
 }
