@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -248,7 +249,7 @@ func match(all []entry, nameOrID string) (entry, error) {
 	}
 	switch len(found) {
 	case 0:
-		return entry{}, fmt.Errorf("token %q: no token has this name or id (list them with imagefarm token ls): %w", nameOrID, ErrUnknown)
+		return entry{}, fmt.Errorf("token %s: no token has this name or id (list them with imagefarm token ls): %w", ident.Quote(nameOrID), ErrUnknown)
 	case 1:
 		return found[0], nil
 	}
@@ -256,8 +257,8 @@ func match(all []entry, nameOrID string) (entry, error) {
 	for _, e := range found {
 		which = append(which, fmt.Sprintf("%q (id %s)", e.token.GetName(), e.token.GetId()))
 	}
-	return entry{}, fmt.Errorf("token %q: %s all match; revoke one by the name or id that only it has: %w",
-		nameOrID, strings.Join(which, " and "), ErrAmbiguous)
+	return entry{}, fmt.Errorf("token %s: %s all match; revoke one by the name or id that only it has: %w",
+		ident.Quote(nameOrID), strings.Join(which, " and "), ErrAmbiguous)
 }
 
 func isAdmin(t *imagefarmv1.Token) bool { return t.GetRole() == imagefarmv1.Role_ROLE_ADMIN }

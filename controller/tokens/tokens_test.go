@@ -115,6 +115,9 @@ func TestRevokeRefusesANameThatIsAnotherTokensID(t *testing.T) {
 	if _, err := st.Revoke(t.Context(), "nobody", false); !errors.Is(err, tokens.ErrUnknown) {
 		t.Errorf("Revoke(nobody) = %v, want ErrUnknown", err)
 	}
+	if _, err := st.Revoke(t.Context(), strings.Repeat("x", 1<<20), false); !errors.Is(err, tokens.ErrUnknown) || len(err.Error()) > 1024 {
+		t.Errorf("Revoke(1 MiB name) = %d bytes of error (%v), want ErrUnknown in at most 1024", len(err.Error()), errors.Is(err, tokens.ErrUnknown))
+	}
 }
 
 // TestLastAdminTokenIsKept: the last admin token is revoked only when
