@@ -3,7 +3,7 @@
 # README's test command and what CI runs; on a fresh machine it needs only Go
 # (and root or sudo for Debian packages).
 #
-#   scripts/test.sh            install, check generated code, vet, test -race, fuzz briefly
+#   scripts/test.sh            install, check generated code, vet, test -race, soak 3 minutes, fuzz briefly
 #   FUZZTIME=2000000x scripts/test.sh   fuzz each target longer (executions per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +60,9 @@ go vet ./...
 
 say "go test -race"
 go test -race -count=1 ./...
+
+say "soak: faults at random over jobs for 3 minutes (skipped without -soak)"
+go test -race -count=1 -run TestSoak ./tests/e2e/ -soak=3m
 
 say "fuzzing each target for $FUZZTIME"
 for target in $(grep -rl --include='*_test.go' '^func Fuzz' . | xargs grep -ho '^func Fuzz[A-Za-z0-9_]*' | sed 's/^func //' | sort -u); do
