@@ -3,9 +3,7 @@ package controller
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -14,7 +12,6 @@ import (
 
 	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
-	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
 // controllerActor is the actor of what the controller decides by itself:
@@ -126,80 +123,4 @@ func (c *Controller) ListAudit(req *imagefarmv1.ListAuditRequest, stream imagefa
 	return toStatus(c.trail.Read(stream.Context(), since, int(req.GetLimit()), func(rec *imagefarmv1.AuditRecord) error {
 		return stream.Send(&imagefarmv1.ListAuditResponse{Record: rec})
 	}))
-}
-
-// RecordImageChange implements ImageFarmService.RecordImageChange. The
-// change is checked against the catalog before it is recorded, so a record
-// says what the catalog held just after the caller (an admin, by its
-// token) changed it, not merely what the caller said.
-func (c *Controller) RecordImageChange(ctx context.Context, req *imagefarmv1.RecordImageChangeRequest) (*imagefarmv1.RecordImageChangeResponse, error) {
-	ref, err := parseRef(req.GetImageRef())
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	if err := checkLen("image digest", req.GetImageDigest(), maxRefLen); err != nil {
-		return nil, toStatus(err)
-	}
-	rec := &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: req.GetAction(),
-		ImageRef: req.GetImageRef(), ImageDigest: req.GetImageDigest(), SizeBytes: req.GetSizeBytes()}
-	switch req.GetAction() {
-	case imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG:
-		d, err := c.cfg.Catalog.Resolve(ctx, ref)
-		switch {
-		case errors.Is(err, catalog.ErrNotFound):
-			return nil, toStatus(fmt.Errorf("%s is not in the catalog: %w", ref, errNotInCatalog))
-		case err != nil:
-			return nil, toStatus(err)
-		case d != req.GetImageDigest():
-			return nil, toStatus(fmt.Errorf("%s points at %s in the catalog, not %s: %w", ref, d, req.GetImageDigest(), errNotInCatalog))
-		}
-	case imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_RM:
-		d, err := c.cfg.Catalog.Resolve(ctx, ref)
-		switch {
-		case err == nil:
-			return nil, toStatus(fmt.Errorf("%s is still in the catalog (at %s): %w", ref, d, errNotInCatalog))
-		case !errors.Is(err, catalog.ErrNotFound):
-			return nil, toStatus(err)
-		}
-	case imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_SIGN:
-		if err := catalog.CheckDigest(req.GetImageDigest()); err != nil {
-			return nil, toStatus(fmt.Errorf("%w: %w", err, errBadRequest))
-		}
-		ids, err := c.cfg.Catalog.Signatures(ctx, req.GetImageDigest())
-		if err != nil {
-			return nil, toStatus(err)
-		}
-		if !slices.Contains(ids, req.GetKeyId()) {
-			return nil, toStatus(fmt.Errorf("%s has no signature by key %q in the catalog (keys: %s): %w",
-				req.GetImageDigest(), req.GetKeyId(), strings.Join(ids, ", "), errNotInCatalog))
-		}
-		rec.Message = "key " + req.GetKeyId()
-	default:
-		return nil, toStatus(fmt.Errorf("action %v is not an image change: want AUDIT_ACTION_IMAGE_PUSH, _RM, _TAG or _SIGN: %w", req.GetAction(), errBadRequest))
-	}
-	rec, err = c.trail.Append(ctx, rec)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	c.knowRef(ctx, ref, rec)
-	return &imagefarmv1.RecordImageChangeResponse{Record: rec}, nil
-}
-
-// knowRef tells the catalog watcher about the recorded change rec of ref.
-// A failure is only logged: the change is recorded, and at worst the
-// watcher records it once more as image.unrecorded.
-func (c *Controller) knowRef(ctx context.Context, ref catalog.Ref, rec *imagefarmv1.AuditRecord) {
-	if ref.Tag == "" {
-		return // a digest is not a ref the catalog lists
-	}
-	var err error
-	switch rec.GetAction() {
-	case imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG:
-		err = c.refs.Set(ctx, ref.String(), rec.GetImageDigest())
-	case imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_RM:
-		err = c.refs.Delete(ctx, ref.String())
-	}
-	if err != nil {
-		c.log.Warn("recorded image change not passed to the catalog watcher", "image_ref", ref.String(), "error", err)
-	}
 }

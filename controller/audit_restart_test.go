@@ -12,22 +12,18 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
-	"github.com/imagefarm/imagefarm/storage"
-	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
-// runController runs another controller on f's NATS server, with an empty
-// catalog, until stop is called.
+// runController runs another controller on f's NATS server and catalog
+// until stop is called.
 func runController(t *testing.T, f *farm) (api imagefarmv1.ImageFarmServiceClient, stop func()) {
 	t.Helper()
-	s, _ := storage.NewFileStore(t.TempDir())
-	cat, _ := catalog.New(s, catalog.Options{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := controller.New(controller.Config{NATSURL: f.js.Conn().ConnectedUrl(), Listener: lis, TLS: f.pki.ServerTLS(t),
-		ClientCAs: f.pki.Pool(), Catalog: cat, CatalogScanInterval: -1, Log: slog.New(slog.DiscardHandler)})
+		ClientCAs: f.pki.Pool(), Catalog: f.cat, CatalogScanInterval: -1, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,15 +41,15 @@ func runController(t *testing.T, f *farm) (api imagefarmv1.ImageFarmServiceClien
 
 func TestAuditChainContinuesAcrossControllers(t *testing.T) {
 	f := startFarm(t, 5*time.Second)
-	recordRemoval(t, f.api, "a:1")
+	recordTag(t, f.api, "a1")
 	restarted, stop := runController(t, f)
-	recordRemoval(t, restarted, "a:2")
+	recordTag(t, restarted, "a2")
 	stop()
 	// f's controller last saw record 1: it must chain after record 2, not fork.
-	recordRemoval(t, f.api, "a:3")
+	recordTag(t, f.api, "a3")
 	again, stop := runController(t, f)
 	defer stop()
-	recordRemoval(t, again, "a:4")
+	recordTag(t, again, "a4")
 	recs, err := trail(t, again)
 	if err != nil {
 		t.Fatalf("the trail does not verify: %v", err)
@@ -62,7 +58,7 @@ func TestAuditChainContinuesAcrossControllers(t *testing.T) {
 	for _, r := range recs {
 		refs = append(refs, r.GetImageRef())
 	}
-	if want := []string{"a:1", "a:2", "a:3", "a:4"}; !slices.Equal(refs, want) {
+	if want := []string{"img:a1", "img:a2", "img:a3", "img:a4"}; !slices.Equal(refs, want) {
 		t.Errorf("records of %v, want %v", refs, want)
 	}
 }

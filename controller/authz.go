@@ -45,10 +45,13 @@ var policy = map[string]access{
 	imagefarmv1.ImageFarmService_SubmitJob_FullMethodName: operator,
 	imagefarmv1.ImageFarmService_CancelJob_FullMethodName: operator,
 
-	imagefarmv1.ImageFarmService_RecordImageChange_FullMethodName: admin,
-	imagefarmv1.ImageFarmService_CreateToken_FullMethodName:       admin,
-	imagefarmv1.ImageFarmService_ListTokens_FullMethodName:        admin,
-	imagefarmv1.ImageFarmService_RevokeToken_FullMethodName:       admin,
+	imagefarmv1.ImageFarmService_CreateImageVersion_FullMethodName: admin,
+	imagefarmv1.ImageFarmService_SetImageChannel_FullMethodName:    admin,
+	imagefarmv1.ImageFarmService_RemoveImageRef_FullMethodName:     admin,
+	imagefarmv1.ImageFarmService_SignImage_FullMethodName:          admin,
+	imagefarmv1.ImageFarmService_CreateToken_FullMethodName:        admin,
+	imagefarmv1.ImageFarmService_ListTokens_FullMethodName:         admin,
+	imagefarmv1.ImageFarmService_RevokeToken_FullMethodName:        admin,
 
 	imagefarmv1.ImagerService_Connect_FullMethodName: {nodeCert: true},
 }

@@ -34,7 +34,7 @@ var wantPolicy = map[string]string{
 	"GetJob": "viewer", "ListJobs": "viewer", "WatchJob": "viewer", "ListNodes": "viewer", "ListDrives": "viewer",
 	"ListImages": "viewer", "GetImage": "viewer", "ListAudit": "viewer",
 	"SubmitJob": "operator", "CancelJob": "operator",
-	"RecordImageChange": "admin", "CreateToken": "admin", "ListTokens": "admin", "RevokeToken": "admin",
+	"CreateImageVersion": "admin", "SetImageChannel": "admin", "RemoveImageRef": "admin", "SignImage": "admin", "CreateToken": "admin", "ListTokens": "admin", "RevokeToken": "admin",
 	"Connect": "node",
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller"
 	"github.com/imagefarm/imagefarm/controller/catalogrefs"
+	"github.com/imagefarm/imagefarm/controller/refclient"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -16,25 +17,15 @@ import (
 // scanEvery is the catalog watcher's interval in these tests.
 const scanEvery = 200 * time.Millisecond
 
-// pushVersion pushes name:version straight to the catalog, as the S3 keys
-// allow, and returns its digest.
-func (f *farm) pushVersion(t *testing.T, name, version string) string {
+// pushVersion pushes name:version with refs and returns its digest.
+func (f *farm) pushVersion(t *testing.T, refs catalog.RefWriter, name, version string) string {
 	t.Helper()
 	img := bytes.Repeat([]byte("imagefarm "+version), 1000)
-	res, err := f.cat.Push(t.Context(), bytes.NewReader(img), int64(len(img)), catalog.PushOptions{Name: name, Version: version, Kind: catalog.KindDisk})
+	res, err := f.cat.Push(t.Context(), bytes.NewReader(img), int64(len(img)), catalog.PushOptions{Name: name, Version: version, Kind: catalog.KindDisk, Refs: refs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return res.Digest
-}
-
-// report records a change through RecordImageChange.
-func (f *farm) report(t *testing.T, action imagefarmv1.AuditAction, ref, digest string) {
-	t.Helper()
-	if _, err := f.api.RecordImageChange(t.Context(), &imagefarmv1.RecordImageChangeRequest{
-		Action: action, ImageRef: ref, ImageDigest: digest}); err != nil {
-		t.Fatalf("RecordImageChange(%v %s) = %v", action, ref, err)
-	}
 }
 
 // unrecorded returns the summaries and digests of the trail's
@@ -54,9 +45,9 @@ func unrecorded(t *testing.T, api imagefarmv1.ImageFarmServiceClient) (sums, dig
 }
 
 // TestCatalogWatcherRecordsUnreportedChanges: the images already in the
-// catalog and the changes reported right after they are made are not
-// flagged; a push, a channel move and a removal made with the catalog's
-// keys and never reported are each recorded once as image.unrecorded, and
+// catalog and the changes made through the controller are not flagged; a
+// push, a channel move and a removal made with the store's keys, not
+// through the controller, are each recorded once as image.unrecorded, and
 // the chain still verifies.
 func TestCatalogWatcherRecordsUnreportedChanges(t *testing.T) {
 	f := startFarmWith(t, controller.Config{HeartbeatTTL: 5 * time.Second, CatalogScanInterval: scanEvery})
@@ -66,22 +57,19 @@ func TestCatalogWatcherRecordsUnreportedChanges(t *testing.T) {
 	}
 	waitFor(t, "the catalog refs seeded", func() bool { _, seeded, err := refs.All(t.Context()); return err == nil && seeded })
 
-	d2 := f.pushVersion(t, "img", "2")
-	f.report(t, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, "img:2", d2)
-	if err := f.cat.SetChannel(t.Context(), "img", "stable", d2); err != nil {
+	api := refclient.New(f.api) // changes through the controller
+	d2 := f.pushVersion(t, api, "img", "2")
+	if err := api.SetChannel(t.Context(), "img", "stable", d2); err != nil {
 		t.Fatal(err)
 	}
-	f.report(t, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG, "img:stable", d2)
-	d4 := f.pushVersion(t, "img", "4")
-	f.report(t, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH, "img:4", d4)
-	if _, err := f.cat.Remove(t.Context(), catalog.Ref{Name: "img", Tag: "4"}); err != nil {
+	f.pushVersion(t, api, "img", "4")
+	if _, err := api.Remove(t.Context(), catalog.Ref{Name: "img", Tag: "4"}); err != nil {
 		t.Fatal(err)
 	}
-	f.report(t, imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_RM, "img:4", d4)
 	time.Sleep(3 * scanEvery) // scans that could wrongly flag them
 
 	start := time.Now()
-	d3 := f.pushVersion(t, "img", "3")
+	d3 := f.pushVersion(t, f.cat, "img", "3") // with the store's keys
 	if err := f.cat.SetChannel(t.Context(), "img", "stable", d3); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +112,7 @@ func TestCatalogWatcherOutlivesUnreadableCatalog(t *testing.T) {
 	if err := f.cat.Store().Put(t.Context(), "refs/img/versions/9", strings.NewReader(garbage), int64(len(garbage))); err != nil {
 		t.Fatal(err)
 	}
-	d3 := f.pushVersion(t, "img", "3")
+	d3 := f.pushVersion(t, f.cat, "img", "3")
 	time.Sleep(4 * scanEvery) // failing scans
 	if sums, _ := unrecorded(t, f.api); len(sums) != 0 {
 		t.Fatalf("image.unrecorded records while the catalog cannot be listed: %q", sums)

@@ -47,7 +47,16 @@ type Config struct {
 	// Insecure serves plaintext, with no TLS and no identities, when TLS
 	// is nil: for a lab on a trusted network only. It is logged loudly.
 	Insecure bool
-	Catalog  *catalog.Catalog // the image store, to resolve refs at submit time
+	// Catalog is the image store: read to resolve refs at submit time and
+	// to list images, and written by the ref changes (CreateImageVersion,
+	// SetImageChannel, RemoveImageRef, SignImage), which only the
+	// controller makes: its credentials may write refs/ and signatures/
+	// (deploy/minio/controller-policy.json).
+	Catalog *catalog.Catalog
+	// TrustedKeys, when set, are the only keys SignImage accepts
+	// signatures by (the imagers' --trusted-keys); any key whose signature
+	// verifies when nil.
+	TrustedKeys *catalog.KeyRing
 	// HeartbeatTTL is how long a node may stay silent before it is lost;
 	// scheduler.DefaultHeartbeatTTL when 0.
 	HeartbeatTTL time.Duration

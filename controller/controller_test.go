@@ -40,8 +40,8 @@ func startFarm(t *testing.T, ttl time.Duration) *farm {
 	return startFarmWith(t, controller.Config{HeartbeatTTL: ttl, CatalogScanInterval: -1})
 }
 
-// startFarmWith starts a farm whose controller has cfg's HeartbeatTTL and
-// CatalogScanInterval.
+// startFarmWith starts a farm whose controller has cfg's HeartbeatTTL,
+// CatalogScanInterval and TrustedKeys.
 func startFarmWith(t *testing.T, cfg controller.Config) *farm {
 	t.Helper()
 	srv, nc := testenv.NATS(t)
@@ -58,7 +58,7 @@ func startFarmWith(t *testing.T, cfg controller.Config) *farm {
 	}
 	ca := testenv.NewPKI(t)
 	c, err := controller.New(controller.Config{NATSURL: srv.ClientURL(), Listener: lis, TLS: ca.ServerTLS(t), ClientCAs: ca.Pool(), Catalog: cat, HeartbeatTTL: cfg.HeartbeatTTL,
-		CatalogScanInterval: cfg.CatalogScanInterval, Log: slog.New(slog.DiscardHandler)})
+		CatalogScanInterval: cfg.CatalogScanInterval, TrustedKeys: cfg.TrustedKeys, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,9 +32,16 @@ var (
 	// errFenced: the node of an imager stream was declared lost while
 	// connected. Aborted.
 	errFenced = errors.New("controller: node fenced")
-	// errNotInCatalog: a change reported for the audit trail is not what
-	// the catalog holds.
-	errNotInCatalog = errors.New("controller: the catalog does not show that change")
+	// errUntrustedKey: a signature by a key the controller does not trust.
+	// FailedPrecondition.
+	errUntrustedKey = errors.New("controller: signing key not trusted")
+	// errNotRecorded: a catalog change was made, but its audit record
+	// could not be appended. Internal, not Unavailable: a retry would not
+	// find the change to make.
+	errNotRecorded = errors.New("controller: change not recorded")
+	// errStoreReadOnly: the store refused the controller a write to refs/
+	// or signatures/. FailedPrecondition.
+	errStoreReadOnly = errors.New("controller: store credentials read-only")
 )
 
 // toStatus turns a domain error into a gRPC status, in this one place, with
@@ -51,19 +58,21 @@ func toStatus(err error) error {
 
 func codeOf(err error) codes.Code {
 	switch {
+	case errors.Is(err, errNotRecorded):
+		return codes.Internal
 	case isAny(err, catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, scheduler.ErrUnknownNode,
 		scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode):
 		return codes.NotFound
-	case isAny(err, errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, errBadPageToken, errProtocol, catalog.ErrBadRef, state.ErrInvalidID,
-		state.ErrInvalidPageToken, dispatch.ErrInvalidNodeID, scheduler.ErrBadID, scheduler.ErrBadDriveRef,
+	case isAny(err, errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, errBadPageToken, errProtocol, catalog.ErrBadRef, catalog.ErrSignatureInvalid,
+		state.ErrInvalidID, state.ErrInvalidPageToken, dispatch.ErrInvalidNodeID, scheduler.ErrBadID, scheduler.ErrBadDriveRef,
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector):
 		return codes.InvalidArgument
-	case isAny(err, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy, scheduler.ErrDriveTooSmall, errNotInCatalog,
-		errJobEnded, catalog.ErrNotForDrive, tokens.ErrLastAdmin):
+	case isAny(err, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy, scheduler.ErrDriveTooSmall,
+		errJobEnded, catalog.ErrNotForDrive, tokens.ErrLastAdmin, catalog.ErrNameTaken, errUntrustedKey, errStoreReadOnly):
 		return codes.FailedPrecondition
 	case isAny(err, state.ErrRevisionTooOld, state.ErrFutureRevision):
 		return codes.OutOfRange
-	case isAny(err, state.ErrExists, tokens.ErrExists, errRequestIDReused):
+	case isAny(err, state.ErrExists, tokens.ErrExists, errRequestIDReused, catalog.ErrVersionExists):
 		return codes.AlreadyExists
 	case isAny(err, errNoCertificate, pki.ErrUntrusted, errNoToken):
 		return codes.Unauthenticated

@@ -190,24 +190,3 @@ func joinSet(sep string, parts ...string) string {
 	}
 	return strings.Join(set, sep)
 }
-
-// recordImageChange records changes this command made to the catalog in
-// the controller's audit trail, when a controller is configured. The
-// controller takes the CLI's word for them: the catalog is written here,
-// not by the controller.
-func recordImageChange(ctx context.Context, g *globals, reqs ...*imagefarmv1.RecordImageChangeRequest) error {
-	if g.controller == "" || len(reqs) == 0 {
-		return nil
-	}
-	c, err := dialController(g)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	for _, req := range reqs {
-		if _, err := c.RecordImageChange(ctx, req); err != nil {
-			return fmt.Errorf("%s %s done, but not recorded in the audit trail: %w", actionName(req.GetAction()), req.GetImageRef(), err)
-		}
-	}
-	return nil
-}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,14 +15,13 @@ import (
 )
 
 // fakeTrail is the audit part of the client API: it streams canned
-// records and keeps the image changes recorded.
+// records.
 type fakeTrail struct {
 	imagefarmv1.UnimplementedImageFarmServiceServer
 
 	mu      sync.Mutex
 	records []*imagefarmv1.AuditRecord
 	lists   []*imagefarmv1.ListAuditRequest
-	changes []string // "action ref digest"
 }
 
 func (f *fakeTrail) ListAudit(req *imagefarmv1.ListAuditRequest, stream grpc.ServerStreamingServer[imagefarmv1.ListAuditResponse]) error {
@@ -38,13 +35,6 @@ func (f *fakeTrail) ListAudit(req *imagefarmv1.ListAuditRequest, stream grpc.Ser
 		}
 	}
 	return nil
-}
-
-func (f *fakeTrail) RecordImageChange(_ context.Context, req *imagefarmv1.RecordImageChangeRequest) (*imagefarmv1.RecordImageChangeResponse, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.changes = append(f.changes, strings.Join([]string{actionName(req.GetAction()), req.GetImageRef(), req.GetImageDigest()}, " "))
-	return &imagefarmv1.RecordImageChangeResponse{Record: &imagefarmv1.AuditRecord{Sequence: 1}}, nil
 }
 
 // testTrail is a job submitted, one drive written and one refused, chained
@@ -127,31 +117,6 @@ func TestAuditVerify(t *testing.T) {
 	_, err = run(t, "--insecure", "--controller", startFarm(t, &fakeTrail{records: removed}), "audit", "verify")
 	if want := "record 3: follows record 1: record 2 is missing"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("verify of a trail with a record removed = %v, want %q", err, want)
-	}
-}
-
-func TestImageChangesAreRecorded(t *testing.T) {
-	f := &fakeTrail{}
-	store := "file://" + t.TempDir()
-	img := writeDiskImage(t, 4<<20, 3)
-	args := []string{"--insecure", "--controller", startFarm(t, f), "--store", store, "image"}
-	var push struct {
-		Digest string `json:"digest"`
-	}
-	keys := t.TempDir()
-	mustRun(t, "key", "init", "--out", keys)
-	out := mustRun(t, append(args, "push", "fleet:1", img, "--channel", "stable", "--json", "--sign-key", filepath.Join(keys, "signing.key"))...)
-	if err := json.Unmarshal([]byte(out), &push); err != nil {
-		t.Fatal(err)
-	}
-	mustRun(t, append(args, "tag", "fleet:1", "pilot")...)
-	mustRun(t, append(args, "sign", "fleet:pilot", "--sign-key", filepath.Join(keys, "signing.key"))...)
-	mustRun(t, append(args, "rm", "fleet@"+push.Digest)...)
-	d := push.Digest
-	want := []string{"image.push fleet:1 " + d, "image.sign fleet:1 " + d, "image.tag fleet:stable " + d, "image.tag fleet:pilot " + d,
-		"image.sign fleet:1 " + d, "image.rm fleet:1 " + d, "image.rm fleet:pilot " + d, "image.rm fleet:stable " + d}
-	if strings.Join(f.changes, "\n") != strings.Join(want, "\n") {
-		t.Errorf("recorded:\n%s\nwant:\n%s", strings.Join(f.changes, "\n"), strings.Join(want, "\n"))
 	}
 }
 

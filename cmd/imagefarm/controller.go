@@ -25,9 +25,15 @@ func newControllerCmd(g *globals) *cobra.Command {
 		bootstrap          string
 		ttl, ackWait       time.Duration
 		scanEvery          time.Duration
+		trustedKeys        string
 	)
 	cmd := &cobra.Command{
-		Use:   "controller --nats URL --store URL --listen ADDR --tls-cert FILE --tls-key FILE --client-ca FILE",
+		Use: "controller --nats URL --store URL --listen ADDR --tls-cert FILE --tls-key FILE --client-ca FILE",
+		Long: `Run the controller. It alone writes the catalog's refs and signatures
+(image push, tag, rm and sign ask it, and it records each change in the
+audit trail), so its store credentials (--store; S3 keys from the
+environment or the URL's credentials file) must write refs/ and
+signatures/: deploy/minio/controller-policy.json.`,
 		Short: "Run the controller: the client API, scheduling, dispatch over NATS JetStream",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -42,12 +48,18 @@ func newControllerCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var ring *catalog.KeyRing
+			if trustedKeys != "" {
+				if ring, err = catalog.LoadKeyRing(trustedKeys); err != nil {
+					return err
+				}
+			}
 			if scanEvery <= 0 {
 				scanEvery = -1 // off: the controller's 0 means its default
 			}
 			c, err := controller.New(controller.Config{NATSURL: natsURL, NATSCreds: natsCreds, Listen: listen, Catalog: cat,
 				TLS: tlsCfg, ClientCAs: clientCAs, Insecure: g.tls.insecure, BootstrapTokenFile: bootstrap,
-				HeartbeatTTL: ttl, CatalogScanInterval: scanEvery, Dispatch: dispatch.Config{AckWait: ackWait}, Log: slog.Default()})
+				HeartbeatTTL: ttl, CatalogScanInterval: scanEvery, TrustedKeys: ring, Dispatch: dispatch.Config{AckWait: ackWait}, Log: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -64,6 +76,8 @@ func newControllerCmd(g *globals) *cobra.Command {
 	cmd.Flags().DurationVar(&ttl, "heartbeat-ttl", 15*time.Second, "a node silent for this long is lost and its tasks fenced")
 	cmd.Flags().DurationVar(&scanEvery, "catalog-scan-interval", controller.DefaultCatalogScanInterval,
 		"compare the catalog's refs with the audit trail this often, and record a change nobody reported as image.unrecorded at the next scan (0: never)")
+	cmd.Flags().StringVar(&trustedKeys, "trusted-keys", os.Getenv("IMAGEFARM_TRUSTED_KEYS"),
+		"file of public keys (as in signing.pub) that image sign may sign with; any key whose signature verifies when unset (env IMAGEFARM_TRUSTED_KEYS)")
 	addAckWaitFlag(cmd, &ackWait)
 	return cmd
 }

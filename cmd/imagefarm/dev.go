@@ -118,10 +118,14 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	if g.token, err = devToken(cmd.Context(), ns.ClientURL(), ctlCreds, tokenFile); err != nil {
 		return err
 	}
+	keys, err := devSigningKey(filepath.Join(f.dataDir, "signing"))
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	ctl, err := controller.New(controller.Config{NATSURL: ns.ClientURL(), NATSCreds: ctlCreds, Listen: f.listen, Catalog: cat,
-		TLS: certs.server, ClientCAs: certs.clientCAs, HeartbeatTTL: f.heartbeatTTL, Log: slog.Default()})
+		TLS: certs.server, ClientCAs: certs.clientCAs, HeartbeatTTL: f.heartbeatTTL, TrustedKeys: keys, Log: slog.Default()})
 	if err != nil {
 		return err
 	}
@@ -132,10 +136,6 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 		return err
 	}
 	g.controller = dialAddr(addr)
-	keys, err := devSigningKey(filepath.Join(f.dataDir, "signing"))
-	if err != nil {
-		return err
-	}
 	agent, err := imager.NewAgent(imager.AgentConfig{NodeID: devNode, Pool: "dev", NATSURL: ns.ClientURL(), NATSCreds: nodeCreds,
 		Controller: g.controller, TLS: certs.node, Catalog: cat, Drives: drive.Config{VirtualDir: filepath.Join(f.dataDir, "drives"),
 			CacheDir: filepath.Join(f.dataDir, "cache")}, TrustedKeys: keys, Log: slog.Default()})

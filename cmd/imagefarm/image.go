@@ -68,6 +68,11 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), c)
+			if err != nil {
+				return err
+			}
+			defer done()
 			path, source, cleanup, err := pushSource(args[1], catalog.Kind(kind))
 			if err != nil {
 				return err
@@ -81,7 +86,7 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			start := time.Now()
 			res, err := c.PushFile(cmd.Context(), path, catalog.PushOptions{
 				Name: ref.Name, Version: ref.Tag, Kind: catalog.Kind(kind), Models: models, Source: source,
-				Labels: labels, Channels: channels, ChunkSize: chunkSize, Progress: bar.Add, SignKey: key,
+				Labels: labels, Channels: channels, ChunkSize: chunkSize, Progress: bar.Add, SignKey: key, Refs: refs,
 			})
 			bar.Done(err)
 			if err != nil {
@@ -90,19 +95,7 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if key == nil && !g.json {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not signed; imagers with --trusted-keys refuse it until it is (imagefarm image sign)\n", ref)
 			}
-			if err := printPush(cmd.OutOrStdout(), g, ref, res, time.Since(start)); err != nil {
-				return err
-			}
-			changes := []*imagefarmv1.RecordImageChangeRequest{{Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_PUSH,
-				ImageRef: ref.String(), ImageDigest: res.Digest, SizeBytes: uint64(res.Manifest.Size)}}
-			if key != nil {
-				changes = append(changes, signChange(ref.String(), res.Digest, key))
-			}
-			for _, ch := range channels {
-				changes = append(changes, &imagefarmv1.RecordImageChangeRequest{Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG,
-					ImageRef: ref.Name + ":" + ch, ImageDigest: res.Digest})
-			}
-			return recordImageChange(cmd.Context(), g, changes...)
+			return printPush(cmd.OutOrStdout(), g, ref, res, time.Since(start), refs.Records())
 		},
 	}
 	f := cmd.Flags()
@@ -116,15 +109,25 @@ func newImagePushCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printPush(w io.Writer, g *globals, ref catalog.Ref, res *catalog.PushResult, took time.Duration) error {
+// printPush says what a push stored, and the audit records of its ref
+// changes (none: unaudited).
+func printPush(w io.Writer, g *globals, ref catalog.Ref, res *catalog.PushResult, took time.Duration, recs []*imagefarmv1.AuditRecord) error {
+	var seqs []uint64
+	for _, r := range recs {
+		seqs = append(seqs, r.GetSequence())
+	}
 	if g.json {
 		return printJSON(w, map[string]any{
 			"ref": ref.String(), "digest": res.Digest, "size": res.Manifest.Size, "chunks": res.Chunks,
 			"zero_chunks": res.ZeroChunks, "new_chunks": res.NewChunks, "new_bytes": res.NewBytes,
 			"stored_bytes": res.Manifest.StoredBytes(), "seconds": took.Seconds(),
+			"audited": len(recs) > 0, "audit_sequences": seqs,
 		})
 	}
 	fmt.Fprintf(w, "pushed %s %s\n", ref, res.Digest)
+	if len(seqs) > 0 {
+		fmt.Fprintf(w, "  recorded in the audit trail: %s\n", strings.Trim(fmt.Sprint(seqs), "[]"))
+	}
 	fmt.Fprintf(w, "  %s in %s (%d zero, not stored); %s stored, %s of it new in %s; %.1fs, %s/s\n",
 		bytesIEC(res.Manifest.Size), plural(res.Chunks, "chunk"), res.ZeroChunks,
 		bytesIEC(res.Manifest.StoredBytes()), bytesIEC(res.NewBytes), plural(res.NewChunks, "new chunk"),

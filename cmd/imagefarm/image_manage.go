@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -153,53 +152,77 @@ func newImagePullCmd(g *globals) *cobra.Command {
 }
 
 func newImageTagCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "tag REF CHANNEL",
 		Short: "Point a channel (such as stable) of the image's name at REF, moving it if it exists",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ref, err := openRef(g, args[0])
+			ref, err := catalog.ParseRef(args[0])
 			if err != nil {
 				return err
 			}
-			digest, err := c.Resolve(cmd.Context(), ref)
+			refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), nil)
 			if err != nil {
 				return err
 			}
-			if err := c.SetChannel(cmd.Context(), ref.Name, args[1], digest); err != nil {
+			defer done()
+			digest, err := refs.Tag(cmd.Context(), ref, args[1])
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s:%s -> %s\n", ref.Name, args[1], digest)
-			return recordImageChange(cmd.Context(), g, &imagefarmv1.RecordImageChangeRequest{
-				Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG, ImageRef: ref.Name + ":" + args[1], ImageDigest: digest})
+			channel := ref.Name + ":" + args[1]
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), newChangeJSON(channel, digest, lastRecord(refs)))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s -> %s%s\n", channel, digest, auditNote(lastRecord(refs)))
+			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
+	return cmd
 }
 
 func newImageRmCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "rm NAME:VERSION|NAME:CHANNEL|NAME@sha256:DIGEST",
 		Short: "Remove a ref (with a digest: every ref of the name pointing at it); image gc frees the space",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ref, err := openRef(g, args[0])
+			ref, err := catalog.ParseRef(args[0])
 			if err != nil {
 				return err
 			}
-			digest, err := c.Resolve(cmd.Context(), ref)
+			refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), nil)
 			if err != nil {
 				return err
 			}
-			removed, err := c.Remove(cmd.Context(), ref)
-			var changes []*imagefarmv1.RecordImageChangeRequest
-			for _, r := range removed {
-				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", r.Ref)
-				changes = append(changes, &imagefarmv1.RecordImageChangeRequest{
-					Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_RM, ImageRef: r.Ref.String(), ImageDigest: digest})
+			defer done()
+			removed, err := refs.Remove(cmd.Context(), ref)
+			if err != nil && len(removed) == 0 {
+				return err
 			}
-			return errors.Join(err, recordImageChange(cmd.Context(), g, changes...))
+			recs := refs.Records()
+			out := struct {
+				Removed []changeJSON `json:"removed"`
+			}{}
+			for i, r := range removed {
+				var rec *imagefarmv1.AuditRecord
+				if i < len(recs) {
+					rec = recs[i]
+				}
+				out.Removed = append(out.Removed, newChangeJSON(r.Ref.String(), r.Digest, rec))
+				if !g.json || err != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "removed %s (was %s)%s\n", r.Ref, r.Digest, auditNote(rec))
+				}
+			}
+			if g.json && err == nil {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			return err
 		},
 	}
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
+	return cmd
 }
 
 func newImageGCCmd(g *globals) *cobra.Command {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
@@ -107,7 +106,7 @@ func newImageSignCmd(g *globals) *cobra.Command {
 	var keyPath string
 	cmd := &cobra.Command{
 		Use:   "sign REF --sign-key FILE",
-		Short: "Sign an image already in the catalog (NAME:VERSION, NAME:CHANNEL or NAME@DIGEST)",
+		Short: "Sign an image already in the catalog (NAME:VERSION, NAME:CHANNEL or NAME@DIGEST); the key never leaves this machine",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref, err := catalog.ParseRef(args[0])
@@ -121,7 +120,7 @@ func newImageSignCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := openCatalog(g, catalog.Options{})
+			c, err := openCatalog(g, catalog.Options{}) // the manifest, to sign its statement
 			if err != nil {
 				return err
 			}
@@ -132,21 +131,26 @@ func newImageSignCmd(g *globals) *cobra.Command {
 			if m.Name != ref.Name {
 				return fmt.Errorf("%s points at %s, which is the image %s:%s; sign it by its own name", ref, digest, m.Name, m.Version)
 			}
-			if err := c.AddSignature(cmd.Context(), digest, key.Public(""), key.SignImage(m, digest)); err != nil {
+			refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), c)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "signed %s:%s %s with key %s\n", m.Name, m.Version, digest, key.ID)
-			return recordImageChange(cmd.Context(), g, signChange(m.Name+":"+m.Version, digest, key))
+			defer done()
+			if err := refs.AddSignature(cmd.Context(), digest, key.Public(""), key.SignImage(m, digest)); err != nil {
+				return err
+			}
+			res := newChangeJSON(m.Name+":"+m.Version, digest, lastRecord(refs))
+			res.KeyID = key.ID
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "signed %s %s with key %s%s\n", res.Ref, digest, key.ID, auditNote(lastRecord(refs)))
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&keyPath, "sign-key", os.Getenv("IMAGEFARM_SIGN_KEY"), signKeyUsage)
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
-}
-
-// signChange is the audit record of signing digest, named ref, with key.
-func signChange(ref, digest string, key *catalog.SigningKey) *imagefarmv1.RecordImageChangeRequest {
-	return &imagefarmv1.RecordImageChangeRequest{Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_SIGN,
-		ImageRef: ref, ImageDigest: digest, KeyId: key.ID}
 }
 
 // trustFlags are the flags, shared by write and imager, that say how far a

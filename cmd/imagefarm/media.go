@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imagefarm/imagefarm/media"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
@@ -203,17 +204,22 @@ func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.
 	w := cmd.OutOrStdout()
 	var pushed *catalog.PushResult
 	var took time.Duration
+	var recs []*imagefarmv1.AuditRecord
 	if pushRef != nil {
+		refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), c)
+		if err != nil {
+			return err
+		}
+		defer done()
 		var models []string
 		if spec.Model != "" {
 			models = []string{spec.Model}
 		}
 		bar := newProgressBar("push", res.Size)
 		start := time.Now()
-		var err error
 		pushed, err = c.PushFile(cmd.Context(), spec.Out, catalog.PushOptions{
 			Name: pushRef.Name, Version: pushRef.Tag, Kind: catalog.KindDisk, Models: models,
-			Labels: res.Labels(imagefarmVersion()), Channels: channels, Source: "media.img", Progress: bar.Add, SignKey: key,
+			Labels: res.Labels(imagefarmVersion()), Channels: channels, Source: "media.img", Progress: bar.Add, SignKey: key, Refs: refs,
 		})
 		bar.Done(err)
 		if err != nil {
@@ -222,7 +228,7 @@ func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.
 		if key == nil && !g.json {
 			fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not signed; imagers with --trusted-keys refuse it until it is (imagefarm image sign)\n", pushRef)
 		}
-		took = time.Since(start)
+		took, recs = time.Since(start), refs.Records()
 	}
 	if g.json {
 		j := map[string]any{"digest": res.Digest, "size": res.Size, "wim_parts": res.WIMParts, "model": res.Model,
@@ -231,7 +237,7 @@ func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.
 			j["out"] = out
 		}
 		if pushed != nil {
-			j["ref"], j["manifest_digest"], j["new_bytes"] = pushRef.String(), pushed.Digest, pushed.NewBytes
+			j["ref"], j["manifest_digest"], j["new_bytes"], j["audited"] = pushRef.String(), pushed.Digest, pushed.NewBytes, len(recs) > 0
 		}
 		return printJSON(w, j)
 	}
@@ -248,7 +254,7 @@ func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.
 		fmt.Fprintf(w, "  written to %s\n", out)
 	}
 	if pushed != nil {
-		return printPush(w, g, *pushRef, pushed, took)
+		return printPush(w, g, *pushRef, pushed, took, recs)
 	}
 	return nil
 }

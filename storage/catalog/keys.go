@@ -151,6 +151,12 @@ func LoadKeyRing(path string) (*KeyRing, error) {
 	return NewKeyRing(keys...), nil
 }
 
+// Has reports whether the key with id is in the ring.
+func (r *KeyRing) Has(id string) bool {
+	_, ok := r.keys[id]
+	return ok
+}
+
 // IDs returns the ids of the keys, sorted.
 func (r *KeyRing) IDs() []string {
 	ids := make([]string, 0, len(r.keys))

@@ -38,13 +38,17 @@ type RefTarget struct {
 // and is not the name of a channel of name (ErrNameTaken): of several
 // writers racing for one version, one wins.
 func (c *Catalog) CreateVersion(ctx context.Context, name, version, digest string) error {
-	if _, err := c.imageOf(ctx, name, digest); err != nil {
+	m, err := c.imageOf(ctx, name, digest)
+	if err != nil {
 		return err
+	}
+	if m.Version != version {
+		return fmt.Errorf("%w: %s is the image %s:%s, not %s:%s; a version points only at its own manifest", ErrBadRef, digest, m.Name, m.Version, name, version)
 	}
 	if err := c.claim(ctx, name, version, kindVersion); err != nil {
 		return err
 	}
-	err := c.writeRef(ctx, versionKey(name, version), digest, true)
+	err = c.writeRef(ctx, versionKey(name, version), digest, true)
 	if errors.Is(err, storage.ErrExists) {
 		return fmt.Errorf("%w: %s:%s was pushed by someone else meanwhile; push a new version", ErrVersionExists, name, version)
 	}

@@ -93,6 +93,17 @@ func (c *Catalog) AddSignature(ctx context.Context, digest string, key PublicKey
 	return nil
 }
 
+// DeleteSignature deletes key id's signature of digest, if there is one.
+func (c *Catalog) DeleteSignature(ctx context.Context, digest, id string) error {
+	if err := CheckDigest(digest); err != nil {
+		return err
+	}
+	if err := c.store.Delete(ctx, signatureDir(digest)+id); err != nil {
+		return fmt.Errorf("delete signature %s of %s: %w", id, digest, err)
+	}
+	return nil
+}
+
 // Signatures returns the key ids that have signed digest, sorted.
 func (c *Catalog) Signatures(ctx context.Context, digest string) ([]string, error) {
 	if err := CheckDigest(digest); err != nil {

@@ -55,7 +55,8 @@ const (
 	AuditAction_AUDIT_ACTION_IMAGE_SIGN AuditAction = 11
 	// The controller's catalog watcher found a ref the trail does not
 	// explain: it appeared, moved or was removed in the catalog without a
-	// reported push, tag or rm (someone used the S3 keys directly). The actor
+	// push, tag or rm through the controller (someone wrote the store
+	// directly, or a change's record could not be appended). The actor
 	// is "controller"; image_digest is the ref's new digest, or its last
 	// known one for a removal; the message says what changed.
 	AuditAction_AUDIT_ACTION_IMAGE_UNRECORDED AuditAction = 12

@@ -1103,40 +1103,31 @@ func (x *ListAuditResponse) GetRecord() *AuditRecord {
 	return nil
 }
 
-// RecordImageChangeRequest describes a change made to the image catalog.
-// The controller checks it against the catalog before recording it: a
-// pushed or tagged ref must point at image_digest, a removed one be gone,
-// and a signature by key_id be stored for image_digest.
-type RecordImageChangeRequest struct {
+// CreateImageVersionRequest names the version to create.
+type CreateImageVersionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// AUDIT_ACTION_IMAGE_PUSH, _RM, _TAG or _SIGN.
-	Action AuditAction `protobuf:"varint,1,opt,name=action,proto3,enum=imagefarm.v1.AuditAction" json:"action,omitempty"`
-	// The ref pushed, removed, tagged or signed ("NAME:VERSION", "NAME:CHANNEL").
-	ImageRef string `protobuf:"bytes,2,opt,name=image_ref,json=imageRef,proto3" json:"image_ref,omitempty"`
-	// Manifest digest the ref points, or pointed, at.
-	ImageDigest string `protobuf:"bytes,3,opt,name=image_digest,json=imageDigest,proto3" json:"image_digest,omitempty"`
-	// Size in bytes of the image, for a push.
-	SizeBytes uint64 `protobuf:"varint,4,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
-	// The signing key's id, for a sign.
-	KeyId         string `protobuf:"bytes,5,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// "NAME:VERSION": the manifest's own name and version.
+	ImageRef string `protobuf:"bytes,1,opt,name=image_ref,json=imageRef,proto3" json:"image_ref,omitempty"`
+	// Digest of the manifest, stored already: "sha256:" and 64 hex digits.
+	ImageDigest   string `protobuf:"bytes,2,opt,name=image_digest,json=imageDigest,proto3" json:"image_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *RecordImageChangeRequest) Reset() {
-	*x = RecordImageChangeRequest{}
+func (x *CreateImageVersionRequest) Reset() {
+	*x = CreateImageVersionRequest{}
 	mi := &file_imagefarm_v1_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *RecordImageChangeRequest) String() string {
+func (x *CreateImageVersionRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*RecordImageChangeRequest) ProtoMessage() {}
+func (*CreateImageVersionRequest) ProtoMessage() {}
 
-func (x *RecordImageChangeRequest) ProtoReflect() protoreflect.Message {
+func (x *CreateImageVersionRequest) ProtoReflect() protoreflect.Message {
 	mi := &file_imagefarm_v1_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1148,69 +1139,48 @@ func (x *RecordImageChangeRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use RecordImageChangeRequest.ProtoReflect.Descriptor instead.
-func (*RecordImageChangeRequest) Descriptor() ([]byte, []int) {
+// Deprecated: Use CreateImageVersionRequest.ProtoReflect.Descriptor instead.
+func (*CreateImageVersionRequest) Descriptor() ([]byte, []int) {
 	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{20}
 }
 
-func (x *RecordImageChangeRequest) GetAction() AuditAction {
-	if x != nil {
-		return x.Action
-	}
-	return AuditAction_AUDIT_ACTION_UNSPECIFIED
-}
-
-func (x *RecordImageChangeRequest) GetImageRef() string {
+func (x *CreateImageVersionRequest) GetImageRef() string {
 	if x != nil {
 		return x.ImageRef
 	}
 	return ""
 }
 
-func (x *RecordImageChangeRequest) GetImageDigest() string {
+func (x *CreateImageVersionRequest) GetImageDigest() string {
 	if x != nil {
 		return x.ImageDigest
 	}
 	return ""
 }
 
-func (x *RecordImageChangeRequest) GetSizeBytes() uint64 {
-	if x != nil {
-		return x.SizeBytes
-	}
-	return 0
-}
-
-func (x *RecordImageChangeRequest) GetKeyId() string {
-	if x != nil {
-		return x.KeyId
-	}
-	return ""
-}
-
-// RecordImageChangeResponse returns the record as stored.
-type RecordImageChangeResponse struct {
+// CreateImageVersionResponse returns the audit record of the change.
+type CreateImageVersionResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The record, with its sequence and hashes.
+	// The image.push record, with its sequence and hashes.
 	Record        *AuditRecord `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *RecordImageChangeResponse) Reset() {
-	*x = RecordImageChangeResponse{}
+func (x *CreateImageVersionResponse) Reset() {
+	*x = CreateImageVersionResponse{}
 	mi := &file_imagefarm_v1_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *RecordImageChangeResponse) String() string {
+func (x *CreateImageVersionResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*RecordImageChangeResponse) ProtoMessage() {}
+func (*CreateImageVersionResponse) ProtoMessage() {}
 
-func (x *RecordImageChangeResponse) ProtoReflect() protoreflect.Message {
+func (x *CreateImageVersionResponse) ProtoReflect() protoreflect.Message {
 	mi := &file_imagefarm_v1_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1222,12 +1192,319 @@ func (x *RecordImageChangeResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use RecordImageChangeResponse.ProtoReflect.Descriptor instead.
-func (*RecordImageChangeResponse) Descriptor() ([]byte, []int) {
+// Deprecated: Use CreateImageVersionResponse.ProtoReflect.Descriptor instead.
+func (*CreateImageVersionResponse) Descriptor() ([]byte, []int) {
 	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{21}
 }
 
-func (x *RecordImageChangeResponse) GetRecord() *AuditRecord {
+func (x *CreateImageVersionResponse) GetRecord() *AuditRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+// SetImageChannelRequest says which channel to point at which image.
+type SetImageChannelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What to point the channel at: "NAME:VERSION", "NAME:CHANNEL" or
+	// "NAME@sha256:DIGEST", an image of NAME.
+	ImageRef string `protobuf:"bytes,1,opt,name=image_ref,json=imageRef,proto3" json:"image_ref,omitempty"`
+	// The channel of NAME to set (e.g. "stable").
+	Channel       string `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetImageChannelRequest) Reset() {
+	*x = SetImageChannelRequest{}
+	mi := &file_imagefarm_v1_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetImageChannelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetImageChannelRequest) ProtoMessage() {}
+
+func (x *SetImageChannelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetImageChannelRequest.ProtoReflect.Descriptor instead.
+func (*SetImageChannelRequest) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SetImageChannelRequest) GetImageRef() string {
+	if x != nil {
+		return x.ImageRef
+	}
+	return ""
+}
+
+func (x *SetImageChannelRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+// SetImageChannelResponse returns the audit record of the change.
+type SetImageChannelResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The image.tag record: image_ref is "NAME:CHANNEL", image_digest where it
+	// points now.
+	Record        *AuditRecord `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetImageChannelResponse) Reset() {
+	*x = SetImageChannelResponse{}
+	mi := &file_imagefarm_v1_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetImageChannelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetImageChannelResponse) ProtoMessage() {}
+
+func (x *SetImageChannelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetImageChannelResponse.ProtoReflect.Descriptor instead.
+func (*SetImageChannelResponse) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SetImageChannelResponse) GetRecord() *AuditRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+// RemoveImageRefRequest names the refs to remove.
+type RemoveImageRefRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "NAME:VERSION", "NAME:CHANNEL", or "NAME@sha256:DIGEST" for every ref of
+	// NAME that points at DIGEST.
+	ImageRef      string `protobuf:"bytes,1,opt,name=image_ref,json=imageRef,proto3" json:"image_ref,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveImageRefRequest) Reset() {
+	*x = RemoveImageRefRequest{}
+	mi := &file_imagefarm_v1_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveImageRefRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveImageRefRequest) ProtoMessage() {}
+
+func (x *RemoveImageRefRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveImageRefRequest.ProtoReflect.Descriptor instead.
+func (*RemoveImageRefRequest) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RemoveImageRefRequest) GetImageRef() string {
+	if x != nil {
+		return x.ImageRef
+	}
+	return ""
+}
+
+// RemoveImageRefResponse returns the audit records of the refs removed.
+type RemoveImageRefResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One image.rm record per ref removed, in the order of their names.
+	Records       []*AuditRecord `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveImageRefResponse) Reset() {
+	*x = RemoveImageRefResponse{}
+	mi := &file_imagefarm_v1_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveImageRefResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveImageRefResponse) ProtoMessage() {}
+
+func (x *RemoveImageRefResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveImageRefResponse.ProtoReflect.Descriptor instead.
+func (*RemoveImageRefResponse) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RemoveImageRefResponse) GetRecords() []*AuditRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// SignImageRequest carries a signature made by the caller.
+type SignImageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Digest of the manifest signed: "sha256:" and 64 hex digits.
+	ImageDigest string `protobuf:"bytes,1,opt,name=image_digest,json=imageDigest,proto3" json:"image_digest,omitempty"`
+	// The ed25519 public key (32 bytes) whose private half signed.
+	PublicKey []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The ed25519 signature (64 bytes) of the image's statement (digest, name,
+	// version, created; see "Signed images" in the README).
+	Signature     []byte `protobuf:"bytes,3,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignImageRequest) Reset() {
+	*x = SignImageRequest{}
+	mi := &file_imagefarm_v1_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignImageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignImageRequest) ProtoMessage() {}
+
+func (x *SignImageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignImageRequest.ProtoReflect.Descriptor instead.
+func (*SignImageRequest) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *SignImageRequest) GetImageDigest() string {
+	if x != nil {
+		return x.ImageDigest
+	}
+	return ""
+}
+
+func (x *SignImageRequest) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *SignImageRequest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// SignImageResponse returns the audit record of the signature.
+type SignImageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The image.sign record; its message names the key.
+	Record        *AuditRecord `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignImageResponse) Reset() {
+	*x = SignImageResponse{}
+	mi := &file_imagefarm_v1_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignImageResponse) ProtoMessage() {}
+
+func (x *SignImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignImageResponse.ProtoReflect.Descriptor instead.
+func (*SignImageResponse) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SignImageResponse) GetRecord() *AuditRecord {
 	if x != nil {
 		return x.Record
 	}
@@ -1301,16 +1578,28 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"F\n" +
 	"\x11ListAuditResponse\x121\n" +
-	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record\"\xc3\x01\n" +
-	"\x18RecordImageChangeRequest\x121\n" +
-	"\x06action\x18\x01 \x01(\x0e2\x19.imagefarm.v1.AuditActionR\x06action\x12\x1b\n" +
-	"\timage_ref\x18\x02 \x01(\tR\bimageRef\x12!\n" +
-	"\fimage_digest\x18\x03 \x01(\tR\vimageDigest\x12\x1d\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record\"[\n" +
+	"\x19CreateImageVersionRequest\x12\x1b\n" +
+	"\timage_ref\x18\x01 \x01(\tR\bimageRef\x12!\n" +
+	"\fimage_digest\x18\x02 \x01(\tR\vimageDigest\"O\n" +
+	"\x1aCreateImageVersionResponse\x121\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record\"O\n" +
+	"\x16SetImageChannelRequest\x12\x1b\n" +
+	"\timage_ref\x18\x01 \x01(\tR\bimageRef\x12\x18\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\"L\n" +
+	"\x17SetImageChannelResponse\x121\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record\"4\n" +
+	"\x15RemoveImageRefRequest\x12\x1b\n" +
+	"\timage_ref\x18\x01 \x01(\tR\bimageRef\"M\n" +
+	"\x16RemoveImageRefResponse\x123\n" +
+	"\arecords\x18\x01 \x03(\v2\x19.imagefarm.v1.AuditRecordR\arecords\"r\n" +
+	"\x10SignImageRequest\x12!\n" +
+	"\fimage_digest\x18\x01 \x01(\tR\vimageDigest\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\x04 \x01(\x04R\tsizeBytes\x12\x15\n" +
-	"\x06key_id\x18\x05 \x01(\tR\x05keyId\"N\n" +
-	"\x19RecordImageChangeResponse\x121\n" +
-	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\xf5\b\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x1c\n" +
+	"\tsignature\x18\x03 \x01(\fR\tsignature\"F\n" +
+	"\x11SignImageResponse\x121\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\x83\v\n" +
 	"\x10ImageFarmService\x12L\n" +
 	"\tSubmitJob\x12\x1e.imagefarm.v1.SubmitJobRequest\x1a\x1f.imagefarm.v1.SubmitJobResponse\x12C\n" +
 	"\x06GetJob\x12\x1b.imagefarm.v1.GetJobRequest\x1a\x1c.imagefarm.v1.GetJobResponse\x12I\n" +
@@ -1323,8 +1612,11 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\n" +
 	"ListImages\x12\x1f.imagefarm.v1.ListImagesRequest\x1a .imagefarm.v1.ListImagesResponse\x12I\n" +
 	"\bGetImage\x12\x1d.imagefarm.v1.GetImageRequest\x1a\x1e.imagefarm.v1.GetImageResponse\x12N\n" +
-	"\tListAudit\x12\x1e.imagefarm.v1.ListAuditRequest\x1a\x1f.imagefarm.v1.ListAuditResponse0\x01\x12d\n" +
-	"\x11RecordImageChange\x12&.imagefarm.v1.RecordImageChangeRequest\x1a'.imagefarm.v1.RecordImageChangeResponse\x12R\n" +
+	"\tListAudit\x12\x1e.imagefarm.v1.ListAuditRequest\x1a\x1f.imagefarm.v1.ListAuditResponse0\x01\x12g\n" +
+	"\x12CreateImageVersion\x12'.imagefarm.v1.CreateImageVersionRequest\x1a(.imagefarm.v1.CreateImageVersionResponse\x12^\n" +
+	"\x0fSetImageChannel\x12$.imagefarm.v1.SetImageChannelRequest\x1a%.imagefarm.v1.SetImageChannelResponse\x12[\n" +
+	"\x0eRemoveImageRef\x12#.imagefarm.v1.RemoveImageRefRequest\x1a$.imagefarm.v1.RemoveImageRefResponse\x12L\n" +
+	"\tSignImage\x12\x1e.imagefarm.v1.SignImageRequest\x1a\x1f.imagefarm.v1.SignImageResponse\x12R\n" +
 	"\vCreateToken\x12 .imagefarm.v1.CreateTokenRequest\x1a!.imagefarm.v1.CreateTokenResponse\x12O\n" +
 	"\n" +
 	"ListTokens\x12\x1f.imagefarm.v1.ListTokensRequest\x1a .imagefarm.v1.ListTokensResponse\x12R\n" +
@@ -1342,108 +1634,121 @@ func file_imagefarm_v1_service_proto_rawDescGZIP() []byte {
 	return file_imagefarm_v1_service_proto_rawDescData
 }
 
-var file_imagefarm_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_imagefarm_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_imagefarm_v1_service_proto_goTypes = []any{
-	(*SubmitJobRequest)(nil),          // 0: imagefarm.v1.SubmitJobRequest
-	(*SubmitJobResponse)(nil),         // 1: imagefarm.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),             // 2: imagefarm.v1.GetJobRequest
-	(*GetJobResponse)(nil),            // 3: imagefarm.v1.GetJobResponse
-	(*ListJobsRequest)(nil),           // 4: imagefarm.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),          // 5: imagefarm.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),           // 6: imagefarm.v1.WatchJobRequest
-	(*WatchJobResponse)(nil),          // 7: imagefarm.v1.WatchJobResponse
-	(*CancelJobRequest)(nil),          // 8: imagefarm.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),         // 9: imagefarm.v1.CancelJobResponse
-	(*ListNodesRequest)(nil),          // 10: imagefarm.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),         // 11: imagefarm.v1.ListNodesResponse
-	(*ListDrivesRequest)(nil),         // 12: imagefarm.v1.ListDrivesRequest
-	(*ListDrivesResponse)(nil),        // 13: imagefarm.v1.ListDrivesResponse
-	(*ListImagesRequest)(nil),         // 14: imagefarm.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),        // 15: imagefarm.v1.ListImagesResponse
-	(*GetImageRequest)(nil),           // 16: imagefarm.v1.GetImageRequest
-	(*GetImageResponse)(nil),          // 17: imagefarm.v1.GetImageResponse
-	(*ListAuditRequest)(nil),          // 18: imagefarm.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),         // 19: imagefarm.v1.ListAuditResponse
-	(*RecordImageChangeRequest)(nil),  // 20: imagefarm.v1.RecordImageChangeRequest
-	(*RecordImageChangeResponse)(nil), // 21: imagefarm.v1.RecordImageChangeResponse
-	nil,                               // 22: imagefarm.v1.SubmitJobRequest.LabelsEntry
-	(*Targets)(nil),                   // 23: imagefarm.v1.Targets
-	(*JobOptions)(nil),                // 24: imagefarm.v1.JobOptions
-	(*Job)(nil),                       // 25: imagefarm.v1.Job
-	(JobState)(0),                     // 26: imagefarm.v1.JobState
-	(*JobEvent)(nil),                  // 27: imagefarm.v1.JobEvent
-	(NodeState)(0),                    // 28: imagefarm.v1.NodeState
-	(*Node)(nil),                      // 29: imagefarm.v1.Node
-	(*Selector)(nil),                  // 30: imagefarm.v1.Selector
-	(DriveState)(0),                   // 31: imagefarm.v1.DriveState
-	(*Drive)(nil),                     // 32: imagefarm.v1.Drive
-	(ImageKind)(0),                    // 33: imagefarm.v1.ImageKind
-	(*Image)(nil),                     // 34: imagefarm.v1.Image
-	(*timestamppb.Timestamp)(nil),     // 35: google.protobuf.Timestamp
-	(*AuditRecord)(nil),               // 36: imagefarm.v1.AuditRecord
-	(AuditAction)(0),                  // 37: imagefarm.v1.AuditAction
-	(*CreateTokenRequest)(nil),        // 38: imagefarm.v1.CreateTokenRequest
-	(*ListTokensRequest)(nil),         // 39: imagefarm.v1.ListTokensRequest
-	(*RevokeTokenRequest)(nil),        // 40: imagefarm.v1.RevokeTokenRequest
-	(*CreateTokenResponse)(nil),       // 41: imagefarm.v1.CreateTokenResponse
-	(*ListTokensResponse)(nil),        // 42: imagefarm.v1.ListTokensResponse
-	(*RevokeTokenResponse)(nil),       // 43: imagefarm.v1.RevokeTokenResponse
+	(*SubmitJobRequest)(nil),           // 0: imagefarm.v1.SubmitJobRequest
+	(*SubmitJobResponse)(nil),          // 1: imagefarm.v1.SubmitJobResponse
+	(*GetJobRequest)(nil),              // 2: imagefarm.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 3: imagefarm.v1.GetJobResponse
+	(*ListJobsRequest)(nil),            // 4: imagefarm.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 5: imagefarm.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),            // 6: imagefarm.v1.WatchJobRequest
+	(*WatchJobResponse)(nil),           // 7: imagefarm.v1.WatchJobResponse
+	(*CancelJobRequest)(nil),           // 8: imagefarm.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 9: imagefarm.v1.CancelJobResponse
+	(*ListNodesRequest)(nil),           // 10: imagefarm.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),          // 11: imagefarm.v1.ListNodesResponse
+	(*ListDrivesRequest)(nil),          // 12: imagefarm.v1.ListDrivesRequest
+	(*ListDrivesResponse)(nil),         // 13: imagefarm.v1.ListDrivesResponse
+	(*ListImagesRequest)(nil),          // 14: imagefarm.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),         // 15: imagefarm.v1.ListImagesResponse
+	(*GetImageRequest)(nil),            // 16: imagefarm.v1.GetImageRequest
+	(*GetImageResponse)(nil),           // 17: imagefarm.v1.GetImageResponse
+	(*ListAuditRequest)(nil),           // 18: imagefarm.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),          // 19: imagefarm.v1.ListAuditResponse
+	(*CreateImageVersionRequest)(nil),  // 20: imagefarm.v1.CreateImageVersionRequest
+	(*CreateImageVersionResponse)(nil), // 21: imagefarm.v1.CreateImageVersionResponse
+	(*SetImageChannelRequest)(nil),     // 22: imagefarm.v1.SetImageChannelRequest
+	(*SetImageChannelResponse)(nil),    // 23: imagefarm.v1.SetImageChannelResponse
+	(*RemoveImageRefRequest)(nil),      // 24: imagefarm.v1.RemoveImageRefRequest
+	(*RemoveImageRefResponse)(nil),     // 25: imagefarm.v1.RemoveImageRefResponse
+	(*SignImageRequest)(nil),           // 26: imagefarm.v1.SignImageRequest
+	(*SignImageResponse)(nil),          // 27: imagefarm.v1.SignImageResponse
+	nil,                                // 28: imagefarm.v1.SubmitJobRequest.LabelsEntry
+	(*Targets)(nil),                    // 29: imagefarm.v1.Targets
+	(*JobOptions)(nil),                 // 30: imagefarm.v1.JobOptions
+	(*Job)(nil),                        // 31: imagefarm.v1.Job
+	(JobState)(0),                      // 32: imagefarm.v1.JobState
+	(*JobEvent)(nil),                   // 33: imagefarm.v1.JobEvent
+	(NodeState)(0),                     // 34: imagefarm.v1.NodeState
+	(*Node)(nil),                       // 35: imagefarm.v1.Node
+	(*Selector)(nil),                   // 36: imagefarm.v1.Selector
+	(DriveState)(0),                    // 37: imagefarm.v1.DriveState
+	(*Drive)(nil),                      // 38: imagefarm.v1.Drive
+	(ImageKind)(0),                     // 39: imagefarm.v1.ImageKind
+	(*Image)(nil),                      // 40: imagefarm.v1.Image
+	(*timestamppb.Timestamp)(nil),      // 41: google.protobuf.Timestamp
+	(*AuditRecord)(nil),                // 42: imagefarm.v1.AuditRecord
+	(*CreateTokenRequest)(nil),         // 43: imagefarm.v1.CreateTokenRequest
+	(*ListTokensRequest)(nil),          // 44: imagefarm.v1.ListTokensRequest
+	(*RevokeTokenRequest)(nil),         // 45: imagefarm.v1.RevokeTokenRequest
+	(*CreateTokenResponse)(nil),        // 46: imagefarm.v1.CreateTokenResponse
+	(*ListTokensResponse)(nil),         // 47: imagefarm.v1.ListTokensResponse
+	(*RevokeTokenResponse)(nil),        // 48: imagefarm.v1.RevokeTokenResponse
 }
 var file_imagefarm_v1_service_proto_depIdxs = []int32{
-	23, // 0: imagefarm.v1.SubmitJobRequest.targets:type_name -> imagefarm.v1.Targets
-	24, // 1: imagefarm.v1.SubmitJobRequest.options:type_name -> imagefarm.v1.JobOptions
-	22, // 2: imagefarm.v1.SubmitJobRequest.labels:type_name -> imagefarm.v1.SubmitJobRequest.LabelsEntry
-	25, // 3: imagefarm.v1.SubmitJobResponse.job:type_name -> imagefarm.v1.Job
-	25, // 4: imagefarm.v1.GetJobResponse.job:type_name -> imagefarm.v1.Job
-	26, // 5: imagefarm.v1.ListJobsRequest.states:type_name -> imagefarm.v1.JobState
-	25, // 6: imagefarm.v1.ListJobsResponse.jobs:type_name -> imagefarm.v1.Job
-	27, // 7: imagefarm.v1.WatchJobResponse.event:type_name -> imagefarm.v1.JobEvent
-	25, // 8: imagefarm.v1.CancelJobResponse.job:type_name -> imagefarm.v1.Job
-	28, // 9: imagefarm.v1.ListNodesRequest.states:type_name -> imagefarm.v1.NodeState
-	29, // 10: imagefarm.v1.ListNodesResponse.nodes:type_name -> imagefarm.v1.Node
-	30, // 11: imagefarm.v1.ListDrivesRequest.selector:type_name -> imagefarm.v1.Selector
-	31, // 12: imagefarm.v1.ListDrivesRequest.states:type_name -> imagefarm.v1.DriveState
-	32, // 13: imagefarm.v1.ListDrivesResponse.drives:type_name -> imagefarm.v1.Drive
-	33, // 14: imagefarm.v1.ListImagesRequest.kind:type_name -> imagefarm.v1.ImageKind
-	34, // 15: imagefarm.v1.ListImagesResponse.images:type_name -> imagefarm.v1.Image
-	34, // 16: imagefarm.v1.GetImageResponse.image:type_name -> imagefarm.v1.Image
-	35, // 17: imagefarm.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	36, // 18: imagefarm.v1.ListAuditResponse.record:type_name -> imagefarm.v1.AuditRecord
-	37, // 19: imagefarm.v1.RecordImageChangeRequest.action:type_name -> imagefarm.v1.AuditAction
-	36, // 20: imagefarm.v1.RecordImageChangeResponse.record:type_name -> imagefarm.v1.AuditRecord
-	0,  // 21: imagefarm.v1.ImageFarmService.SubmitJob:input_type -> imagefarm.v1.SubmitJobRequest
-	2,  // 22: imagefarm.v1.ImageFarmService.GetJob:input_type -> imagefarm.v1.GetJobRequest
-	4,  // 23: imagefarm.v1.ImageFarmService.ListJobs:input_type -> imagefarm.v1.ListJobsRequest
-	6,  // 24: imagefarm.v1.ImageFarmService.WatchJob:input_type -> imagefarm.v1.WatchJobRequest
-	8,  // 25: imagefarm.v1.ImageFarmService.CancelJob:input_type -> imagefarm.v1.CancelJobRequest
-	10, // 26: imagefarm.v1.ImageFarmService.ListNodes:input_type -> imagefarm.v1.ListNodesRequest
-	12, // 27: imagefarm.v1.ImageFarmService.ListDrives:input_type -> imagefarm.v1.ListDrivesRequest
-	14, // 28: imagefarm.v1.ImageFarmService.ListImages:input_type -> imagefarm.v1.ListImagesRequest
-	16, // 29: imagefarm.v1.ImageFarmService.GetImage:input_type -> imagefarm.v1.GetImageRequest
-	18, // 30: imagefarm.v1.ImageFarmService.ListAudit:input_type -> imagefarm.v1.ListAuditRequest
-	20, // 31: imagefarm.v1.ImageFarmService.RecordImageChange:input_type -> imagefarm.v1.RecordImageChangeRequest
-	38, // 32: imagefarm.v1.ImageFarmService.CreateToken:input_type -> imagefarm.v1.CreateTokenRequest
-	39, // 33: imagefarm.v1.ImageFarmService.ListTokens:input_type -> imagefarm.v1.ListTokensRequest
-	40, // 34: imagefarm.v1.ImageFarmService.RevokeToken:input_type -> imagefarm.v1.RevokeTokenRequest
-	1,  // 35: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
-	3,  // 36: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
-	5,  // 37: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
-	7,  // 38: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
-	9,  // 39: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
-	11, // 40: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
-	13, // 41: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
-	15, // 42: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
-	17, // 43: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
-	19, // 44: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
-	21, // 45: imagefarm.v1.ImageFarmService.RecordImageChange:output_type -> imagefarm.v1.RecordImageChangeResponse
-	41, // 46: imagefarm.v1.ImageFarmService.CreateToken:output_type -> imagefarm.v1.CreateTokenResponse
-	42, // 47: imagefarm.v1.ImageFarmService.ListTokens:output_type -> imagefarm.v1.ListTokensResponse
-	43, // 48: imagefarm.v1.ImageFarmService.RevokeToken:output_type -> imagefarm.v1.RevokeTokenResponse
-	35, // [35:49] is the sub-list for method output_type
-	21, // [21:35] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	29, // 0: imagefarm.v1.SubmitJobRequest.targets:type_name -> imagefarm.v1.Targets
+	30, // 1: imagefarm.v1.SubmitJobRequest.options:type_name -> imagefarm.v1.JobOptions
+	28, // 2: imagefarm.v1.SubmitJobRequest.labels:type_name -> imagefarm.v1.SubmitJobRequest.LabelsEntry
+	31, // 3: imagefarm.v1.SubmitJobResponse.job:type_name -> imagefarm.v1.Job
+	31, // 4: imagefarm.v1.GetJobResponse.job:type_name -> imagefarm.v1.Job
+	32, // 5: imagefarm.v1.ListJobsRequest.states:type_name -> imagefarm.v1.JobState
+	31, // 6: imagefarm.v1.ListJobsResponse.jobs:type_name -> imagefarm.v1.Job
+	33, // 7: imagefarm.v1.WatchJobResponse.event:type_name -> imagefarm.v1.JobEvent
+	31, // 8: imagefarm.v1.CancelJobResponse.job:type_name -> imagefarm.v1.Job
+	34, // 9: imagefarm.v1.ListNodesRequest.states:type_name -> imagefarm.v1.NodeState
+	35, // 10: imagefarm.v1.ListNodesResponse.nodes:type_name -> imagefarm.v1.Node
+	36, // 11: imagefarm.v1.ListDrivesRequest.selector:type_name -> imagefarm.v1.Selector
+	37, // 12: imagefarm.v1.ListDrivesRequest.states:type_name -> imagefarm.v1.DriveState
+	38, // 13: imagefarm.v1.ListDrivesResponse.drives:type_name -> imagefarm.v1.Drive
+	39, // 14: imagefarm.v1.ListImagesRequest.kind:type_name -> imagefarm.v1.ImageKind
+	40, // 15: imagefarm.v1.ListImagesResponse.images:type_name -> imagefarm.v1.Image
+	40, // 16: imagefarm.v1.GetImageResponse.image:type_name -> imagefarm.v1.Image
+	41, // 17: imagefarm.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	42, // 18: imagefarm.v1.ListAuditResponse.record:type_name -> imagefarm.v1.AuditRecord
+	42, // 19: imagefarm.v1.CreateImageVersionResponse.record:type_name -> imagefarm.v1.AuditRecord
+	42, // 20: imagefarm.v1.SetImageChannelResponse.record:type_name -> imagefarm.v1.AuditRecord
+	42, // 21: imagefarm.v1.RemoveImageRefResponse.records:type_name -> imagefarm.v1.AuditRecord
+	42, // 22: imagefarm.v1.SignImageResponse.record:type_name -> imagefarm.v1.AuditRecord
+	0,  // 23: imagefarm.v1.ImageFarmService.SubmitJob:input_type -> imagefarm.v1.SubmitJobRequest
+	2,  // 24: imagefarm.v1.ImageFarmService.GetJob:input_type -> imagefarm.v1.GetJobRequest
+	4,  // 25: imagefarm.v1.ImageFarmService.ListJobs:input_type -> imagefarm.v1.ListJobsRequest
+	6,  // 26: imagefarm.v1.ImageFarmService.WatchJob:input_type -> imagefarm.v1.WatchJobRequest
+	8,  // 27: imagefarm.v1.ImageFarmService.CancelJob:input_type -> imagefarm.v1.CancelJobRequest
+	10, // 28: imagefarm.v1.ImageFarmService.ListNodes:input_type -> imagefarm.v1.ListNodesRequest
+	12, // 29: imagefarm.v1.ImageFarmService.ListDrives:input_type -> imagefarm.v1.ListDrivesRequest
+	14, // 30: imagefarm.v1.ImageFarmService.ListImages:input_type -> imagefarm.v1.ListImagesRequest
+	16, // 31: imagefarm.v1.ImageFarmService.GetImage:input_type -> imagefarm.v1.GetImageRequest
+	18, // 32: imagefarm.v1.ImageFarmService.ListAudit:input_type -> imagefarm.v1.ListAuditRequest
+	20, // 33: imagefarm.v1.ImageFarmService.CreateImageVersion:input_type -> imagefarm.v1.CreateImageVersionRequest
+	22, // 34: imagefarm.v1.ImageFarmService.SetImageChannel:input_type -> imagefarm.v1.SetImageChannelRequest
+	24, // 35: imagefarm.v1.ImageFarmService.RemoveImageRef:input_type -> imagefarm.v1.RemoveImageRefRequest
+	26, // 36: imagefarm.v1.ImageFarmService.SignImage:input_type -> imagefarm.v1.SignImageRequest
+	43, // 37: imagefarm.v1.ImageFarmService.CreateToken:input_type -> imagefarm.v1.CreateTokenRequest
+	44, // 38: imagefarm.v1.ImageFarmService.ListTokens:input_type -> imagefarm.v1.ListTokensRequest
+	45, // 39: imagefarm.v1.ImageFarmService.RevokeToken:input_type -> imagefarm.v1.RevokeTokenRequest
+	1,  // 40: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
+	3,  // 41: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
+	5,  // 42: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
+	7,  // 43: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
+	9,  // 44: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
+	11, // 45: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
+	13, // 46: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
+	15, // 47: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
+	17, // 48: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
+	19, // 49: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
+	21, // 50: imagefarm.v1.ImageFarmService.CreateImageVersion:output_type -> imagefarm.v1.CreateImageVersionResponse
+	23, // 51: imagefarm.v1.ImageFarmService.SetImageChannel:output_type -> imagefarm.v1.SetImageChannelResponse
+	25, // 52: imagefarm.v1.ImageFarmService.RemoveImageRef:output_type -> imagefarm.v1.RemoveImageRefResponse
+	27, // 53: imagefarm.v1.ImageFarmService.SignImage:output_type -> imagefarm.v1.SignImageResponse
+	46, // 54: imagefarm.v1.ImageFarmService.CreateToken:output_type -> imagefarm.v1.CreateTokenResponse
+	47, // 55: imagefarm.v1.ImageFarmService.ListTokens:output_type -> imagefarm.v1.ListTokensResponse
+	48, // 56: imagefarm.v1.ImageFarmService.RevokeToken:output_type -> imagefarm.v1.RevokeTokenResponse
+	40, // [40:57] is the sub-list for method output_type
+	23, // [23:40] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_service_proto_init() }
@@ -1462,7 +1767,7 @@ func file_imagefarm_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagefarm_v1_service_proto_rawDesc), len(file_imagefarm_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,20 +19,23 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ImageFarmService_SubmitJob_FullMethodName         = "/imagefarm.v1.ImageFarmService/SubmitJob"
-	ImageFarmService_GetJob_FullMethodName            = "/imagefarm.v1.ImageFarmService/GetJob"
-	ImageFarmService_ListJobs_FullMethodName          = "/imagefarm.v1.ImageFarmService/ListJobs"
-	ImageFarmService_WatchJob_FullMethodName          = "/imagefarm.v1.ImageFarmService/WatchJob"
-	ImageFarmService_CancelJob_FullMethodName         = "/imagefarm.v1.ImageFarmService/CancelJob"
-	ImageFarmService_ListNodes_FullMethodName         = "/imagefarm.v1.ImageFarmService/ListNodes"
-	ImageFarmService_ListDrives_FullMethodName        = "/imagefarm.v1.ImageFarmService/ListDrives"
-	ImageFarmService_ListImages_FullMethodName        = "/imagefarm.v1.ImageFarmService/ListImages"
-	ImageFarmService_GetImage_FullMethodName          = "/imagefarm.v1.ImageFarmService/GetImage"
-	ImageFarmService_ListAudit_FullMethodName         = "/imagefarm.v1.ImageFarmService/ListAudit"
-	ImageFarmService_RecordImageChange_FullMethodName = "/imagefarm.v1.ImageFarmService/RecordImageChange"
-	ImageFarmService_CreateToken_FullMethodName       = "/imagefarm.v1.ImageFarmService/CreateToken"
-	ImageFarmService_ListTokens_FullMethodName        = "/imagefarm.v1.ImageFarmService/ListTokens"
-	ImageFarmService_RevokeToken_FullMethodName       = "/imagefarm.v1.ImageFarmService/RevokeToken"
+	ImageFarmService_SubmitJob_FullMethodName          = "/imagefarm.v1.ImageFarmService/SubmitJob"
+	ImageFarmService_GetJob_FullMethodName             = "/imagefarm.v1.ImageFarmService/GetJob"
+	ImageFarmService_ListJobs_FullMethodName           = "/imagefarm.v1.ImageFarmService/ListJobs"
+	ImageFarmService_WatchJob_FullMethodName           = "/imagefarm.v1.ImageFarmService/WatchJob"
+	ImageFarmService_CancelJob_FullMethodName          = "/imagefarm.v1.ImageFarmService/CancelJob"
+	ImageFarmService_ListNodes_FullMethodName          = "/imagefarm.v1.ImageFarmService/ListNodes"
+	ImageFarmService_ListDrives_FullMethodName         = "/imagefarm.v1.ImageFarmService/ListDrives"
+	ImageFarmService_ListImages_FullMethodName         = "/imagefarm.v1.ImageFarmService/ListImages"
+	ImageFarmService_GetImage_FullMethodName           = "/imagefarm.v1.ImageFarmService/GetImage"
+	ImageFarmService_ListAudit_FullMethodName          = "/imagefarm.v1.ImageFarmService/ListAudit"
+	ImageFarmService_CreateImageVersion_FullMethodName = "/imagefarm.v1.ImageFarmService/CreateImageVersion"
+	ImageFarmService_SetImageChannel_FullMethodName    = "/imagefarm.v1.ImageFarmService/SetImageChannel"
+	ImageFarmService_RemoveImageRef_FullMethodName     = "/imagefarm.v1.ImageFarmService/RemoveImageRef"
+	ImageFarmService_SignImage_FullMethodName          = "/imagefarm.v1.ImageFarmService/SignImage"
+	ImageFarmService_CreateToken_FullMethodName        = "/imagefarm.v1.ImageFarmService/CreateToken"
+	ImageFarmService_ListTokens_FullMethodName         = "/imagefarm.v1.ImageFarmService/ListTokens"
+	ImageFarmService_RevokeToken_FullMethodName        = "/imagefarm.v1.ImageFarmService/RevokeToken"
 )
 
 // ImageFarmServiceClient is the client API for ImageFarmService service.
@@ -75,10 +78,26 @@ type ImageFarmServiceClient interface {
 	// ListAudit streams audit records in their order, from the first one at or
 	// after since, up to the last one stored when the call began.
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ListAuditResponse], error)
-	// RecordImageChange records a change the caller made to the image catalog
-	// (image.push, image.rm, image.tag) in the audit trail. The catalog is
-	// written by the CLI directly, so the record is the caller's word.
-	RecordImageChange(ctx context.Context, in *RecordImageChangeRequest, opts ...grpc.CallOption) (*RecordImageChangeResponse, error)
+	// CreateImageVersion points NAME:VERSION at a manifest already in the
+	// store (a push uploads its chunks and manifest first), once and for good,
+	// and records it as image.push. Refused with ALREADY_EXISTS for a version
+	// that exists, FAILED_PRECONDITION for a name that is a channel, NOT_FOUND
+	// for a manifest not stored. The refs and signatures of the catalog are
+	// written only by the controller, so every change is in the audit trail.
+	CreateImageVersion(ctx context.Context, in *CreateImageVersionRequest, opts ...grpc.CallOption) (*CreateImageVersionResponse, error)
+	// SetImageChannel points a channel of an image at what a ref names,
+	// moving it if it exists, and records it as image.tag. Refused with
+	// FAILED_PRECONDITION for a name that is a version.
+	SetImageChannel(ctx context.Context, in *SetImageChannelRequest, opts ...grpc.CallOption) (*SetImageChannelResponse, error)
+	// RemoveImageRef removes a version or a channel, or with a digest every
+	// ref of the name that points at it, and records each as image.rm.
+	// Chunks and manifests stay until image gc.
+	RemoveImageRef(ctx context.Context, in *RemoveImageRefRequest, opts ...grpc.CallOption) (*RemoveImageRefResponse, error)
+	// SignImage stores a signature the caller made of an image with their
+	// own key (the private key never leaves them), once it verifies against
+	// the image's manifest (and, when the controller has trusted keys, is by
+	// one of them), and records it as image.sign.
+	SignImage(ctx context.Context, in *SignImageRequest, opts ...grpc.CallOption) (*SignImageResponse, error)
 	// CreateToken creates an API token and returns its secret, once.
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
 	// ListTokens returns every token, without secrets.
@@ -213,10 +232,40 @@ func (c *imageFarmServiceClient) ListAudit(ctx context.Context, in *ListAuditReq
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ImageFarmService_ListAuditClient = grpc.ServerStreamingClient[ListAuditResponse]
 
-func (c *imageFarmServiceClient) RecordImageChange(ctx context.Context, in *RecordImageChangeRequest, opts ...grpc.CallOption) (*RecordImageChangeResponse, error) {
+func (c *imageFarmServiceClient) CreateImageVersion(ctx context.Context, in *CreateImageVersionRequest, opts ...grpc.CallOption) (*CreateImageVersionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(RecordImageChangeResponse)
-	err := c.cc.Invoke(ctx, ImageFarmService_RecordImageChange_FullMethodName, in, out, cOpts...)
+	out := new(CreateImageVersionResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_CreateImageVersion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) SetImageChannel(ctx context.Context, in *SetImageChannelRequest, opts ...grpc.CallOption) (*SetImageChannelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetImageChannelResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_SetImageChannel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) RemoveImageRef(ctx context.Context, in *RemoveImageRefRequest, opts ...grpc.CallOption) (*RemoveImageRefResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveImageRefResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_RemoveImageRef_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) SignImage(ctx context.Context, in *SignImageRequest, opts ...grpc.CallOption) (*SignImageResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignImageResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_SignImage_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -293,10 +342,26 @@ type ImageFarmServiceServer interface {
 	// ListAudit streams audit records in their order, from the first one at or
 	// after since, up to the last one stored when the call began.
 	ListAudit(*ListAuditRequest, grpc.ServerStreamingServer[ListAuditResponse]) error
-	// RecordImageChange records a change the caller made to the image catalog
-	// (image.push, image.rm, image.tag) in the audit trail. The catalog is
-	// written by the CLI directly, so the record is the caller's word.
-	RecordImageChange(context.Context, *RecordImageChangeRequest) (*RecordImageChangeResponse, error)
+	// CreateImageVersion points NAME:VERSION at a manifest already in the
+	// store (a push uploads its chunks and manifest first), once and for good,
+	// and records it as image.push. Refused with ALREADY_EXISTS for a version
+	// that exists, FAILED_PRECONDITION for a name that is a channel, NOT_FOUND
+	// for a manifest not stored. The refs and signatures of the catalog are
+	// written only by the controller, so every change is in the audit trail.
+	CreateImageVersion(context.Context, *CreateImageVersionRequest) (*CreateImageVersionResponse, error)
+	// SetImageChannel points a channel of an image at what a ref names,
+	// moving it if it exists, and records it as image.tag. Refused with
+	// FAILED_PRECONDITION for a name that is a version.
+	SetImageChannel(context.Context, *SetImageChannelRequest) (*SetImageChannelResponse, error)
+	// RemoveImageRef removes a version or a channel, or with a digest every
+	// ref of the name that points at it, and records each as image.rm.
+	// Chunks and manifests stay until image gc.
+	RemoveImageRef(context.Context, *RemoveImageRefRequest) (*RemoveImageRefResponse, error)
+	// SignImage stores a signature the caller made of an image with their
+	// own key (the private key never leaves them), once it verifies against
+	// the image's manifest (and, when the controller has trusted keys, is by
+	// one of them), and records it as image.sign.
+	SignImage(context.Context, *SignImageRequest) (*SignImageResponse, error)
 	// CreateToken creates an API token and returns its secret, once.
 	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
 	// ListTokens returns every token, without secrets.
@@ -343,8 +408,17 @@ func (UnimplementedImageFarmServiceServer) GetImage(context.Context, *GetImageRe
 func (UnimplementedImageFarmServiceServer) ListAudit(*ListAuditRequest, grpc.ServerStreamingServer[ListAuditResponse]) error {
 	return status.Error(codes.Unimplemented, "method ListAudit not implemented")
 }
-func (UnimplementedImageFarmServiceServer) RecordImageChange(context.Context, *RecordImageChangeRequest) (*RecordImageChangeResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method RecordImageChange not implemented")
+func (UnimplementedImageFarmServiceServer) CreateImageVersion(context.Context, *CreateImageVersionRequest) (*CreateImageVersionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateImageVersion not implemented")
+}
+func (UnimplementedImageFarmServiceServer) SetImageChannel(context.Context, *SetImageChannelRequest) (*SetImageChannelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetImageChannel not implemented")
+}
+func (UnimplementedImageFarmServiceServer) RemoveImageRef(context.Context, *RemoveImageRefRequest) (*RemoveImageRefResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveImageRef not implemented")
+}
+func (UnimplementedImageFarmServiceServer) SignImage(context.Context, *SignImageRequest) (*SignImageResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SignImage not implemented")
 }
 func (UnimplementedImageFarmServiceServer) CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateToken not implemented")
@@ -542,20 +616,74 @@ func _ImageFarmService_ListAudit_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ImageFarmService_ListAuditServer = grpc.ServerStreamingServer[ListAuditResponse]
 
-func _ImageFarmService_RecordImageChange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(RecordImageChangeRequest)
+func _ImageFarmService_CreateImageVersion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateImageVersionRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(ImageFarmServiceServer).RecordImageChange(ctx, in)
+		return srv.(ImageFarmServiceServer).CreateImageVersion(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: ImageFarmService_RecordImageChange_FullMethodName,
+		FullMethod: ImageFarmService_CreateImageVersion_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ImageFarmServiceServer).RecordImageChange(ctx, req.(*RecordImageChangeRequest))
+		return srv.(ImageFarmServiceServer).CreateImageVersion(ctx, req.(*CreateImageVersionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_SetImageChannel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetImageChannelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).SetImageChannel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_SetImageChannel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).SetImageChannel(ctx, req.(*SetImageChannelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_RemoveImageRef_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveImageRefRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).RemoveImageRef(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_RemoveImageRef_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).RemoveImageRef(ctx, req.(*RemoveImageRefRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_SignImage_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignImageRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).SignImage(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_SignImage_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).SignImage(ctx, req.(*SignImageRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -654,8 +782,20 @@ var ImageFarmService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ImageFarmService_GetImage_Handler,
 		},
 		{
-			MethodName: "RecordImageChange",
-			Handler:    _ImageFarmService_RecordImageChange_Handler,
+			MethodName: "CreateImageVersion",
+			Handler:    _ImageFarmService_CreateImageVersion_Handler,
+		},
+		{
+			MethodName: "SetImageChannel",
+			Handler:    _ImageFarmService_SetImageChannel_Handler,
+		},
+		{
+			MethodName: "RemoveImageRef",
+			Handler:    _ImageFarmService_RemoveImageRef_Handler,
+		},
+		{
+			MethodName: "SignImage",
+			Handler:    _ImageFarmService_SignImage_Handler,
 		},
 		{
 			MethodName: "CreateToken",

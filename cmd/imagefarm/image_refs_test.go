@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imagefarm/imagefarm/controller"
+	"github.com/imagefarm/imagefarm/controller/tokens"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage"
+	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+// runSplit is run with stdout and stderr apart.
+func runSplit(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(args)
+	err = cmd.ExecuteContext(t.Context())
+	return out.String(), errOut.String(), err
+}
+
+// realFarm is a real controller, on an embedded NATS server, over a file
+// store, in plaintext on loopback, with an admin and a viewer token.
+type realFarm struct {
+	addr, store   string
+	admin, viewer string
+	cat           *catalog.Catalog
+}
+
+func startRealFarm(t *testing.T) *realFarm {
+	t.Helper()
+	srv, nc := testenv.NATS(t)
+	dir := t.TempDir()
+	s, err := storage.NewFileStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.New(s, catalog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := controller.New(controller.Config{NATSURL: srv.ClientURL(), Listener: lis, Insecure: true, Catalog: cat,
+		CatalogScanInterval: -1, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	js, _ := jetstream.New(nc)
+	st, err := tokens.Open(t.Context(), js, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &realFarm{addr: lis.Addr().String(), store: "file://" + dir, cat: cat}
+	for name, secret := range map[string]*string{"admin": &f.admin, "viewer": &f.viewer} {
+		role := imagefarmv1.Role(imagefarmv1.Role_value["ROLE_"+strings.ToUpper(name)])
+		if _, *secret, err = st.Create(t.Context(), name, role, "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// as runs imagefarm against f with token.
+func (f *realFarm) as(t *testing.T, token string, args ...string) (string, string, error) {
+	t.Helper()
+	return runSplit(t, append([]string{"--insecure", "--controller", f.addr, "--store", f.store, "--token", token}, args...)...)
+}
+
+// refs is every version and channel of the catalog, "name:tag digest".
+func (f *realFarm) refs(t *testing.T) []string {
+	t.Helper()
+	images, err := f.cat.Refs(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, img := range images {
+		for _, tag := range append(slices.Clone(img.Channels), img.Version) {
+			if tag != "" {
+				out = append(out, img.Name+":"+tag+" "+img.Digest)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestImageRefChangesGoThroughTheController: with a controller, image
+// push, tag, sign and rm change refs through it: a viewer's are refused,
+// naming the admin role, with the catalog's refs unchanged (even with
+// write access to the store); an admin's are made, recorded by the admin,
+// and --json says so with the records' sequences.
+func TestImageRefChangesGoThroughTheController(t *testing.T) {
+	f := startRealFarm(t)
+	keys := t.TempDir()
+	mustRun(t, "key", "init", "--out", keys)
+	signKey := filepath.Join(keys, "signing.key")
+	img := writeDiskImage(t, 2<<20, 9)
+
+	out, _, err := f.as(t, f.admin, "image", "push", "demo-disk:1.0", img, "--channel", "stable", "--sign-key", signKey, "--json")
+	var push struct {
+		Digest  string   `json:"digest"`
+		Audited bool     `json:"audited"`
+		Seqs    []uint64 `json:"audit_sequences"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &push) != nil || !push.Audited || len(push.Seqs) != 3 {
+		t.Fatalf("admin push --json = %s, %v; want it audited with 3 records (sign, push, tag)", out, err)
+	}
+	before := f.refs(t)
+
+	for _, args := range [][]string{
+		{"image", "tag", "demo-disk:1.0", "pilot"},
+		{"image", "rm", "demo-disk:stable"},
+		{"image", "sign", "demo-disk:1.0", "--sign-key", signKey},
+		{"image", "push", "demo-disk:2.0", img},
+	} {
+		_, _, err := f.as(t, f.viewer, args...)
+		if err == nil || !strings.Contains(err.Error(), "needs the admin role") || !strings.Contains(err.Error(), `token "viewer" is a viewer`) {
+			t.Errorf("%s as a viewer = %v, want refused for needing the admin role", strings.Join(args[:2], " "), err)
+		}
+	}
+	if after := f.refs(t); !slices.Equal(after, before) {
+		t.Errorf("a viewer's refused changes changed the refs:\nbefore %q\nafter  %q", before, after)
+	}
+
+	var change changeJSON
+	out, _, err = f.as(t, f.admin, "image", "tag", "demo-disk:1.0", "pilot", "--json")
+	if err != nil || json.Unmarshal([]byte(out), &change) != nil || change.Ref != "demo-disk:pilot" || change.Digest != push.Digest ||
+		!change.Audited || change.AuditSequence != 4 {
+		t.Errorf("admin tag --json = %s, %v; want demo-disk:pilot at %s, audit record 4", out, err, push.Digest)
+	}
+	out, _, err = f.as(t, f.admin, "image", "sign", "demo-disk:pilot", "--sign-key", signKey, "--json")
+	if err != nil || json.Unmarshal([]byte(out), &change) != nil || change.Ref != "demo-disk:1.0" || change.KeyID == "" || change.AuditSequence != 5 {
+		t.Errorf("admin sign --json = %s, %v; want demo-disk:1.0 signed, audit record 5", out, err)
+	}
+	var rm struct {
+		Removed []changeJSON `json:"removed"`
+	}
+	out, _, err = f.as(t, f.admin, "image", "rm", "demo-disk@"+push.Digest, "--json")
+	if err != nil || json.Unmarshal([]byte(out), &rm) != nil || len(rm.Removed) != 3 || rm.Removed[2].Ref != "demo-disk:stable" || rm.Removed[2].AuditSequence != 8 {
+		t.Errorf("admin rm --json = %s, %v; want 3 refs removed, recorded as 6 to 8", out, err)
+	}
+
+	out, _, err = f.as(t, f.viewer, "audit", "--since", "all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"image.sign  user:admin", "image.push  user:admin", "image.tag   user:admin", "image.rm    user:admin  demo-disk:stable"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit printed\n%s\nwithout %q", out, want)
+		}
+	}
+}
+
+// TestImageRefChangesWithoutAControllerSayUnaudited: with --store only, as
+// on a dev laptop, push, tag, sign and rm change the store themselves and
+// say on stderr that the change is unaudited; with --json, the result
+// says "audited": false.
+func TestImageRefChangesWithoutAControllerSayUnaudited(t *testing.T) {
+	store := "file://" + t.TempDir()
+	keys := t.TempDir()
+	mustRun(t, "key", "init", "--out", keys)
+	img := writeDiskImage(t, 1<<20, 10)
+	signKey := filepath.Join(keys, "signing.key")
+	for i, args := range [][]string{
+		{"image", "push", "lab:1", img, "--sign-key", signKey},
+		{"image", "tag", "lab:1", "stable"},
+		{"image", "sign", "lab:1", "--sign-key", signKey},
+		{"image", "rm", "lab:stable"},
+		{"image", "push", "lab:2", img, "--sign-key", signKey, "--json"},
+		{"image", "tag", "lab:2", "stable", "--json"},
+		{"image", "sign", "lab:2", "--sign-key", signKey, "--json"},
+		{"image", "rm", "lab:stable", "--json"},
+	} {
+		what := strings.Join(args[:2], " ")
+		out, stderr, err := runSplit(t, append([]string{"--store", store}, args...)...)
+		switch {
+		case err != nil:
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, stderr)
+		case i < 4 && !strings.Contains(stderr, "this change is made straight in the store and is unaudited"):
+			t.Errorf("%s printed %q on stderr, want it to say the change is unaudited", what, stderr)
+		case i >= 4 && (!strings.Contains(out, `"audited": false`) || !json.Valid([]byte(out))):
+			t.Errorf("%s --json printed %s, want JSON with \"audited\": false", what, out)
+		}
+	}
+}
