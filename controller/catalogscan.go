@@ -23,18 +23,20 @@ type refChange struct {
 	now   string
 }
 
-// catalogScanLoop is the catalog watcher. Admins change the catalog with
-// their S3 keys and then report the change (RecordImageChange), which
-// keeps the refs the trail knows (catalogrefs) in step; a change made
-// with the keys and never reported would otherwise leave no record.
+// catalogScanLoop is the catalog watcher. Refs change through the
+// controller (imagerefs.go), which records each change and keeps the refs
+// the trail knows (catalogrefs) in step; a change made in the store
+// directly (no controller, keys that can write refs) or whose record
+// could not be appended would otherwise leave no record.
 //
 // Every interval (measured from the end of one scan to the start of the
 // next) the watcher lists the catalog's refs and compares them with the
 // known ones. A ref that differs is recorded as image.unrecorded only when
 // the next scan finds it still differing in the same way: a change
-// reported within one interval of being made is never flagged, and an
-// unreported one is recorded within two intervals. Recording moves the
-// known ref, only if no report moved it meanwhile, so it is recorded once.
+// recorded within one interval of being made is never flagged, and an
+// unrecorded one is recorded within two intervals. Recording moves the
+// known ref, only if no recorded change moved it meanwhile, so it is
+// recorded once.
 //
 // The first scan of a bucket never seeded (a new farm, or one upgraded to
 // this) takes the catalog as known without recording anything. A scan

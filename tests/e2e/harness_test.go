@@ -127,7 +127,8 @@ type farmConfig struct {
 	ackWait   time.Duration  // dispatch ack wait; default the controller's
 	// imagerStore, when set, turns the imagers' store URL (f.store with
 	// read-only credentials) into the one they read from (e.g. through a
-	// fault proxy); the controller reads f.store read-only, the CLI writes it.
+	// fault proxy); the controller reads f.store and writes its refs, the
+	// CLI its chunks and manifests, each with its deploy/minio policy.
 	imagerStore func(store string) string
 	imagerArgs  []string // more flags for every imager
 }
@@ -138,7 +139,8 @@ type farmConfig struct {
 type farm struct {
 	t          *testing.T
 	cfg        farmConfig
-	dir, store string
+	dir, store string // store: the bucket's URL with MinIO's root keys, for the test itself
+	adminStore string // the store with deploy/minio/admin-policy.json, for the CLI
 	pki        string // the farm CA's folder, made with imagefarm ca
 	nats, ctl  string
 	natsProc   *proc
@@ -182,11 +184,13 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 		t.Fatalf("imagefarm key init: %v\n%s", err, out)
 	}
 	f.natsProc = f.newProc("nats", bin.nats, "-c", f.natsConfig(natsPort))
-	// The controller and the imagers read the store with read-only
-	// credentials, as deployed (deploy/minio/imager-policy.json); only
-	// the CLI, an admin's, writes it.
-	readOnly := minioServer.Get(t).ImagerURL(t, f.store)
-	ctlArgs := []string{bin.imagefarm, "controller", "--nats", f.nats, "--nats-creds", f.natsCreds(""), "--store", readOnly, "--listen", f.ctl,
+	// Each reaches the store with its own credentials, as deployed
+	// (deploy/minio): the imagers read only, the controller writes refs and
+	// signatures, the CLI (an admin's) chunks and manifests.
+	readOnly := minioServer.Get(t).PolicyURL(t, f.store, "imager-policy.json")
+	f.adminStore = minioServer.Get(t).PolicyURL(t, f.store, "admin-policy.json")
+	ctlStore := minioServer.Get(t).PolicyURL(t, f.store, "controller-policy.json")
+	ctlArgs := []string{bin.imagefarm, "controller", "--nats", f.nats, "--nats-creds", f.natsCreds(""), "--store", ctlStore, "--listen", f.ctl,
 		"--tls-cert", f.pkiFile("controller.crt"), "--tls-key", f.pkiFile("controller.key"), "--client-ca", f.pkiFile("ca.crt"),
 		"--bootstrap-token-file", filepath.Join(f.dir, "admin.token")}
 	if cfg.ttl > 0 {
@@ -376,7 +380,7 @@ func (f *farm) waitFor(limit time.Duration, what string, cond func() bool) {
 // and exit code.
 func (f *farm) cli(args ...string) (string, int) {
 	f.t.Helper()
-	cmd := exec.Command(bin.imagefarm, append(args, "--store", f.store, "--controller", f.ctl, "--ca", f.pkiFile("ca.crt"))...)
+	cmd := exec.Command(bin.imagefarm, append(args, "--store", f.adminStore, "--controller", f.ctl, "--ca", f.pkiFile("ca.crt"))...)
 	cmd.Env = append(os.Environ(), "IMAGEFARM_SIGN_KEY="+filepath.Join(f.dir, "signing", "signing.key"), "IMAGEFARM_TOKEN="+f.token)
 	out, err := cmd.CombinedOutput()
 	code := 0

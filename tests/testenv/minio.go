@@ -243,9 +243,9 @@ func (m *MinIO) ScopedURL(t testing.TB, bucket, prefix, policy string) string {
 	return fmt.Sprintf("s3://%s/%s?endpoint=%s&insecure=true&credentials=%s", bucket, prefix, m.Endpoint, file)
 }
 
-// DeployPolicy is the S3 policy deploy/minio/name, with its bucket
-// "images" renamed to bucket.
-func DeployPolicy(t testing.TB, name, bucket string) string {
+// DeployPolicy is the S3 policy deploy/minio/name, written for the store
+// s3://images/farm, made for prefix of bucket instead.
+func DeployPolicy(t testing.TB, name, bucket, prefix string) string {
 	t.Helper()
 	root, err := RepoRoot()
 	if err != nil {
@@ -255,16 +255,19 @@ func DeployPolicy(t testing.TB, name, bucket string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.ReplaceAll(string(policy), "arn:aws:s3:::images", "arn:aws:s3:::"+bucket)
+	p := strings.ReplaceAll(string(policy), "arn:aws:s3:::images/farm/", "arn:aws:s3:::"+bucket+"/"+prefix+"/")
+	return strings.ReplaceAll(p, "arn:aws:s3:::images", "arn:aws:s3:::"+bucket)
 }
 
-// ImagerURL is storeURL, a store URL on m, with the read-only credentials
-// deploy/minio/imager-policy.json gives imagers.
-func (m *MinIO) ImagerURL(t testing.TB, storeURL string) string {
+// PolicyURL is storeURL, a store URL on m, with the credentials the
+// policy deploy/minio/name gives: "imager-policy.json",
+// "admin-policy.json" or "controller-policy.json".
+func (m *MinIO) PolicyURL(t testing.TB, storeURL, name string) string {
 	t.Helper()
 	u, err := url.Parse(storeURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m.ScopedURL(t, u.Host, strings.TrimPrefix(u.Path, "/"), DeployPolicy(t, "imager-policy.json", u.Host))
+	prefix := strings.TrimPrefix(u.Path, "/")
+	return m.ScopedURL(t, u.Host, prefix, DeployPolicy(t, name, u.Host, prefix))
 }
