@@ -54,10 +54,10 @@ func (c *Controller) SetImageChannel(ctx context.Context, req *imagefarmv1.SetIm
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	channel, err := parseTagRef(target.Name + ":" + req.GetChannel())
-	if err != nil {
+	if err := checkLen("channel", req.GetChannel(), maxRefLen); err != nil {
 		return nil, toStatus(err)
 	}
+	channel := catalog.Ref{Name: target.Name, Tag: req.GetChannel()} // SetChannel checks it before any write
 	digest, err := c.cfg.Catalog.Resolve(ctx, target)
 	if err != nil {
 		return nil, toStatus(err)

@@ -68,11 +68,6 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), c)
-			if err != nil {
-				return err
-			}
-			defer done()
 			path, source, cleanup, err := pushSource(args[1], catalog.Kind(kind))
 			if err != nil {
 				return err
@@ -82,6 +77,11 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("push: %w", err)
 			}
+			refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), c)
+			if err != nil {
+				return err
+			}
+			defer done()
 			bar := newProgressBar("push", fi.Size())
 			start := time.Now()
 			res, err := c.PushFile(cmd.Context(), path, catalog.PushOptions{
@@ -112,7 +112,7 @@ func newImagePushCmd(g *globals) *cobra.Command {
 // printPush says what a push stored, and the audit records of its ref
 // changes (none: unaudited).
 func printPush(w io.Writer, g *globals, ref catalog.Ref, res *catalog.PushResult, took time.Duration, recs []*imagefarmv1.AuditRecord) error {
-	var seqs []uint64
+	seqs := []uint64{}
 	for _, r := range recs {
 		seqs = append(seqs, r.GetSequence())
 	}

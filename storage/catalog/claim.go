@@ -78,7 +78,7 @@ func (c *Catalog) claim(ctx context.Context, name, tag string, want tagKind) err
 			kind = want
 		}
 	}
-	return taken(name, tag, kind, want)
+	return c.taken(ctx, name, tag, kind, want)
 }
 
 // checkFree is claim without claiming: it fails with ErrNameTaken if
@@ -88,16 +88,20 @@ func (c *Catalog) checkFree(ctx context.Context, name, tag string, want tagKind)
 	if err != nil {
 		return err
 	}
-	return taken(name, tag, kind, want)
+	return c.taken(ctx, name, tag, kind, want)
 }
 
 // taken is the error for name:tag being a kind, when want is asked for.
-func taken(name, tag string, kind, want tagKind) error {
+func (c *Catalog) taken(ctx context.Context, name, tag string, kind, want tagKind) error {
 	if kind == "" || kind == want {
 		return nil
 	}
-	return fmt.Errorf("%w: %s:%s is a %s (or was one): a %s needs another name (NAME:TAG names one image, so a name is a version or a channel for good)",
-		ErrNameTaken, name, tag, kind, want)
+	is := "is"
+	if _, err := c.store.Stat(ctx, refKey(name, tag, kind)); errors.Is(err, storage.ErrNotFound) {
+		is = "was" // removed since
+	}
+	return fmt.Errorf("%w: %s:%s %s a %s, so it cannot be a %s: give the %s another name (NAME:TAG names one image, so a name stays a version or a channel, even once removed)",
+		ErrNameTaken, name, tag, is, kind, want, want)
 }
 
 // kindOf says what name:tag is: its claim, or, for a tag never claimed,

@@ -67,8 +67,8 @@ func TestNameIsAVersionOrAChannel(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = c.Push(ctx, strings.NewReader("small"), 5, catalog.PushOptions{Name: "y", Version: "stable"})
-			if !errors.Is(err, catalog.ErrNameTaken) {
-				t.Errorf("push y:stable after the channel was removed = %v, want ErrNameTaken", err)
+			if !errors.Is(err, catalog.ErrNameTaken) || !strings.Contains(err.Error(), "y:stable was a channel") {
+				t.Errorf("push y:stable after the channel was removed = %v, want ErrNameTaken saying y:stable was a channel", err)
 			}
 			// but a removed version may be pushed again, and a channel set again.
 			if _, err := c.Remove(ctx, catalog.Ref{Name: "y", Tag: "1"}); err != nil {
