@@ -35,7 +35,7 @@ func submits(t *testing.T, f *farm) int {
 // AlreadyExists naming the job it made, and no job is made.
 func TestRequestIDIsOneRequest(t *testing.T) {
 	f := startFarm(t, 5*time.Second)
-	f.pushVersion(t, "img", "2")
+	f.pushVersion(t, f.cat, "img", "2")
 	im := f.connect(t, "n1", usbDrive("d1"), usbDrive("d2"))
 	first := &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1"), RequestId: "rq1",
 		Options: &imagefarmv1.JobOptions{}, Labels: map[string]string{"ticket": "7"}}
