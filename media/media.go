@@ -11,11 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/imagefarm/imagefarm/internal/userpath"
 	"github.com/imagefarm/imagefarm/media/fatdisk"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -42,7 +42,8 @@ type Spec struct {
 	PPKGs     []catalog.Ref // provisioning packages
 	Model     string        // the exact device model the key is for; empty takes only universal inputs
 	SplitSize int64         // a WIM larger than this is split; DefaultSplitSize when 0
-	Out       string        // the image file to write
+	Out       string        // the image file to write: a new path, or an existing regular file with Replace (userpath.Create)
+	Replace   bool          // replace Out if it is an existing regular file
 	WorkDir   string        // where the folder that inputs are unpacked in is made; the system's temporary folder when empty
 	Log       *slog.Logger  // steps, at info; nil logs nothing
 }
@@ -96,6 +97,10 @@ func Build(ctx context.Context, c *catalog.Catalog, spec Spec) (*Result, error) 
 	if spec.Out == "" {
 		return nil, errors.New("media: no file to write the image to")
 	}
+	// Refused before minutes of downloading; checked again as it is written.
+	if err := userpath.CheckOutput(spec.Out, spec.Replace); err != nil {
+		return nil, fmt.Errorf("media: %w", err)
+	}
 	if spec.SplitSize == 0 {
 		spec.SplitSize = DefaultSplitSize
 	}
@@ -122,7 +127,7 @@ func Build(ctx context.Context, c *catalog.Catalog, spec Spec) (*Result, error) 
 	}
 	res.WIMParts, res.Fetch = b.wimParts, time.Since(start)
 	start = time.Now()
-	if res.Size, res.Digest, err = writeImage(spec.Out, b.files, imageOptions(inputs, spec)); err != nil {
+	if res.Size, res.Digest, err = writeImage(ctx, spec.Out, spec.Replace, b.files, imageOptions(inputs, spec)); err != nil {
 		return nil, err
 	}
 	res.Write = time.Since(start)
@@ -224,23 +229,19 @@ func imageOptions(inputs []Input, spec Spec) fatdisk.Options {
 	}
 }
 
-// writeImage writes the image to a temporary file beside path, hashing it
-// as it goes, and renames it to path. It is not synced: the same inputs
-// make it again, byte for byte.
-func writeImage(path string, files []fatdisk.File, opts fatdisk.Options) (int64, string, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".build-")
+// writeImage writes the image to path (userpath.Create: it appears there
+// only once complete), hashing it as it goes, until ctx is done. It is not
+// synced: the same inputs make it again, byte for byte.
+func writeImage(ctx context.Context, path string, replace bool, files []fatdisk.File, opts fatdisk.Options) (int64, string, error) {
+	out, err := userpath.Create(path, userpath.Options{Force: replace, NoSync: true})
 	if err != nil {
 		return 0, "", fmt.Errorf("media: %w", err)
 	}
-	defer os.Remove(f.Name())
-	defer f.Close()
+	defer out.Abort()
 	h := sha256.New()
-	size, err := fatdisk.Write(&hashingWriter{w: f, h: h}, files, opts)
+	size, err := fatdisk.Write(&hashingWriter{ctx: ctx, w: out, h: h}, files, opts)
 	if err == nil {
-		err = f.Close()
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
+		err = out.Commit()
 	}
 	if err != nil {
 		return 0, "", fmt.Errorf("media: write %s: %w", path, err)
@@ -250,13 +251,17 @@ func writeImage(path string, files []fatdisk.File, opts fatdisk.Options) (int64,
 
 // hashingWriter writes each buffer to w while it hashes it, so that the
 // write to the file and SHA-256 (each about a second per GiB here)
-// overlap.
+// overlap. It fails once ctx is done, so that an interrupted build stops.
 type hashingWriter struct {
-	w io.Writer
-	h hash.Hash
+	ctx context.Context
+	w   io.Writer
+	h   hash.Hash
 }
 
 func (hw *hashingWriter) Write(p []byte) (int, error) {
+	if err := hw.ctx.Err(); err != nil {
+		return 0, err
+	}
 	var n int
 	var err error
 	done := make(chan struct{})

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
 // tmpDir holds objects being written; it is not part of the key space.
@@ -17,17 +19,20 @@ const tmpDir = ".tmp"
 
 // FileStore keeps objects as files below a root directory. It is the
 // embedded default of the dev farm and needs nothing but a file system.
+// Only writes create anything: the root and tmpDir are made by the first
+// write, so reading a store (or a folder that is none) changes nothing.
 type FileStore struct {
 	root string
 }
 
-// NewFileStore returns a store rooted at dir, creating dir if needed.
+// NewFileStore returns a store rooted at dir, which must be a folder or
+// not exist yet (a store nothing was written to is empty).
 func NewFileStore(dir string) (*FileStore, error) {
 	if dir == "" || !filepath.IsAbs(dir) {
 		return nil, fmt.Errorf("%w: file store needs an absolute path, got %q", ErrBadURL, dir)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, tmpDir), 0o755); err != nil {
-		return nil, fmt.Errorf("file store %s: %w", dir, err)
+	if err := userpath.CheckFolder(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: file store: %v", ErrBadURL, err)
 	}
 	return &FileStore{root: filepath.Clean(dir)}, nil
 }
@@ -62,13 +67,13 @@ func (s *FileStore) Open(ctx context.Context, key string, off, n int64) (io.Read
 
 // Put implements Store: it writes a temporary file and renames it into place.
 func (s *FileStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	return s.place(key, r, size, os.Rename)
+	return s.place(ctx, key, r, size, os.Rename)
 }
 
 // Create implements Store: a hard link, unlike a rename, fails if the
 // target exists, atomically.
 func (s *FileStore) Create(ctx context.Context, key string, r io.Reader, size int64) error {
-	err := s.place(key, r, size, os.Link)
+	err := s.place(ctx, key, r, size, os.Link)
 	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("create %s in %s: %w", key, s, ErrExists)
 	}
@@ -76,19 +81,22 @@ func (s *FileStore) Create(ctx context.Context, key string, r io.Reader, size in
 }
 
 // place writes a temporary file, syncs it and moves it to key with move.
-func (s *FileStore) place(key string, r io.Reader, size int64, move func(old, new string) error) error {
+func (s *FileStore) place(ctx context.Context, key string, r io.Reader, size int64, move func(old, new string) error) error {
 	p, err := s.path(key)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Join(s.root, tmpDir), "put-")
+	tmp, err := s.createTemp()
 	if err != nil {
 		return s.fail("put", key, err)
 	}
 	defer os.Remove(tmp.Name())
-	n, err := io.Copy(tmp, r)
+	n, err := io.Copy(tmp, contextReader{ctx, r})
 	if err == nil && n != size {
 		err = fmt.Errorf("wrote %d bytes, want %d", n, size)
+	}
+	if err == nil {
+		err = ctx.Err() // a sync can take long: not for a write nobody waits for
 	}
 	if err == nil {
 		err = tmp.Sync()
@@ -106,6 +114,33 @@ func (s *FileStore) place(key string, r io.Reader, size int64, move func(old, ne
 		return err
 	}
 	return s.fail("put", key, err)
+}
+
+// createTemp makes a file in tmpDir, making tmpDir (and the root) first
+// if this is the store's first write.
+func (s *FileStore) createTemp() (*os.File, error) {
+	dir := filepath.Join(s.root, tmpDir)
+	f, err := os.CreateTemp(dir, "put-")
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(dir, 0o755); err == nil {
+			f, err = os.CreateTemp(dir, "put-")
+		}
+	}
+	return f, err
+}
+
+// contextReader ends a copy from r once ctx is done, so that a write in
+// progress stops when its caller is interrupted.
+type contextReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c contextReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p[:min(len(p), 1<<20)])
 }
 
 // Stat implements Store.

@@ -14,6 +14,8 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
+
+	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
 // S3Store keeps objects in a bucket of an S3-compatible service, under a
@@ -87,6 +89,13 @@ func NewS3Store(cfg S3Config) (*S3Store, error) {
 	}
 	if cfg.Retries == 0 {
 		cfg.Retries = 5
+	}
+	// The S3 client reads the file itself, later: a FIFO there would hang
+	// the first request.
+	if cfg.CredentialsFile != "" {
+		if err := userpath.CheckFile(cfg.CredentialsFile); err != nil {
+			return nil, fmt.Errorf("%w: credentials file: %v", ErrBadURL, err)
+		}
 	}
 	transport, err := minio.DefaultTransport(!cfg.Insecure)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller"
 	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/internal/userpath"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
@@ -39,6 +41,11 @@ signatures/: deploy/minio/controller-policy.json.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if natsURL == "" {
 				return errors.New("--nats: name the NATS server with JetStream, e.g. nats://127.0.0.1:4222")
+			}
+			if bootstrap != "" {
+				if err := userpath.CheckOutput(bootstrap, true); err != nil {
+					return fmt.Errorf("--bootstrap-token-file: %w", err)
+				}
 			}
 			tlsCfg, clientCAs, err := g.tls.serverTLS(clientCA)
 			if err != nil {

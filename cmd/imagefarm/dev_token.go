@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/internal/natsauth"
+	"github.com/imagefarm/imagefarm/internal/userpath"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -41,7 +41,7 @@ func devToken(ctx context.Context, natsURL, creds, file string) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("dev token: %w", err)
 	}
-	if b, err := os.ReadFile(file); err == nil {
+	if b, err := userpath.ReadFile(file); err == nil {
 		secret := strings.TrimSpace(string(b))
 		if _, err := st.Lookup(ctx, secret); err == nil {
 			return secret, nil

@@ -68,7 +68,7 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path, source, cleanup, err := pushSource(args[1], catalog.Kind(kind))
+			path, source, cleanup, err := pushSource(cmd.Context(), args[1], catalog.Kind(kind))
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -12,8 +14,8 @@ import (
 // pushSource returns the file to push for arg: arg itself, or for a kind
 // that is a folder (winpe, drivers) the folder packed as a bundle in a
 // temporary file, which cleanup removes. source is what the manifest
-// records as the pushed file's name.
-func pushSource(arg string, kind catalog.Kind) (path, source string, cleanup func(), err error) {
+// records as the pushed file's name. Packing stops when ctx is done.
+func pushSource(ctx context.Context, arg string, kind catalog.Kind) (path, source string, cleanup func(), err error) {
 	fi, err := os.Stat(arg)
 	if err != nil {
 		return "", "", nil, fmt.Errorf("push: %w", err)
@@ -31,7 +33,7 @@ func pushSource(arg string, kind catalog.Kind) (path, source string, cleanup fun
 		return "", "", nil, fmt.Errorf("push: %w", err)
 	}
 	cleanup = func() { os.Remove(f.Name()) }
-	err = bundle.Write(f, arg)
+	err = bundle.Write(contextWriter{ctx, f}, arg)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -40,4 +42,18 @@ func pushSource(arg string, kind catalog.Kind) (path, source string, cleanup fun
 		return "", "", nil, err
 	}
 	return f.Name(), filepath.Base(filepath.Clean(arg)), cleanup, nil
+}
+
+// contextWriter fails writes once ctx is done, so that a long copy into w
+// stops when the command is interrupted.
+type contextWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c contextWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }

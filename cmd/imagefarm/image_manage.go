@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
-	"github.com/imagefarm/imagefarm/storage/bundle"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
@@ -110,45 +108,6 @@ func printInspect(w io.Writer, img catalog.Image) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", im.Index, im.Name, dash(im.Edition), dash(im.Build), dash(im.Arch), bytesIEC(im.TotalBytes), im.FileCount)
 	}
 	return tw.Flush()
-}
-
-func newImagePullCmd(g *globals) *cobra.Command {
-	var asTar bool
-	cmd := &cobra.Command{
-		Use:   "pull REF FILE|FOLDER|-",
-		Short: "Write an image's bytes to a file (zero chunks as holes) or to stdout, or unpack a winpe or drivers bundle into a new folder, verifying every chunk",
-		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, ref, err := openRef(g, args[0])
-			if err != nil {
-				return err
-			}
-			m, digest, err := c.Manifest(cmd.Context(), ref)
-			if err != nil {
-				return err
-			}
-			bar := newProgressBar("pull", m.Size)
-			start := time.Now()
-			switch {
-			case args[1] == "-":
-				err = c.Pull(cmd.Context(), m, os.Stdout, bar.Add)
-			case m.Kind.Folder() && !asTar:
-				err = bundle.Extract(args[1], func(w io.Writer) error { return c.Pull(cmd.Context(), m, w, bar.Add) })
-			default:
-				err = c.PullFile(cmd.Context(), m, args[1], bar.Add)
-			}
-			bar.Done(err)
-			if err != nil {
-				return err
-			}
-			took := time.Since(start)
-			fmt.Fprintf(cmd.ErrOrStderr(), "pulled %s %s: %s verified in %.1fs, %s/s\n", ref, digest, bytesIEC(m.Size),
-				took.Seconds(), bytesIEC(int64(float64(m.Size)/max(took.Seconds(), 0.001))))
-			return nil
-		},
-	}
-	cmd.Flags().BoolVar(&asTar, "tar", false, "write a winpe or drivers bundle as its tar file instead of unpacking it")
-	return cmd
 }
 
 func newImageTagCmd(g *globals) *cobra.Command {

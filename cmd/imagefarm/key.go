@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/imagefarm/imagefarm/internal/userpath"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
@@ -79,13 +80,13 @@ func initSigningKey(dir, name string) (catalog.PublicKey, error) {
 		return none, err
 	}
 	pub := k.Public(name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := userpath.MakeFolder(dir, 0o755); err != nil {
 		return none, fmt.Errorf("key init: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, signKeyFile), priv, 0o600); err != nil {
+	if err := userpath.WriteFile(filepath.Join(dir, signKeyFile), priv, userpath.Options{Perm: 0o600}); err != nil {
 		return none, fmt.Errorf("key init: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, signPubFile), []byte(pub.String()+"\n"), 0o644); err != nil {
+	if err := userpath.WriteFile(filepath.Join(dir, signPubFile), []byte(pub.String()+"\n"), userpath.Options{Perm: 0o644}); err != nil {
 		return none, fmt.Errorf("key init: %w", err)
 	}
 	return pub, nil

@@ -4,13 +4,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -19,16 +15,10 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCmd().ExecuteContext(ctx)
+	ctx, stop := signalContext()
+	cmd, err := newRootCmd().ExecuteContextC(ctx)
 	stop()
-	if err != nil {
-		var exit exitError
-		if !errors.As(err, &exit) {
-			fmt.Fprintln(os.Stderr, "imagefarm:", err)
-		}
-		os.Exit(1)
-	}
+	os.Exit(exitStatus(ctx, os.Stderr, cmd, err))
 }
 
 // exitError ends the program with status 1 without printing more: the

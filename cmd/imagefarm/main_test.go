@@ -20,7 +20,12 @@ import (
 
 var minioServer testenv.SharedMinIO
 
-func TestMain(m *testing.M) { minioServer.Main(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	minioServer.Stop()
+	cliBinary.remove()
+	os.Exit(code)
+}
 
 // run executes imagefarm in-process with args and returns what it printed
 // and its error.

@@ -14,6 +14,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/imagefarm/imagefarm/internal/userpath"
 	"github.com/imagefarm/imagefarm/media"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -53,6 +54,7 @@ func newMediaCmd(g *globals) *cobra.Command {
 type mediaFlags struct {
 	winpe, wim, wimIndex, model, splitSize, push, out, workDir, signKey string
 	drivers, ppkgs, channels                                            []string
+	force                                                               bool
 	trust                                                               trustFlags
 }
 
@@ -118,7 +120,8 @@ and run bcdboot. Inputs that list device models are only put on media for one of
 	f.StringVar(&mf.splitSize, "split-size", "4000MiB", "split a WIM larger than this into .swm parts (at most 4095MiB: FAT32 files are under 4 GiB)")
 	f.StringVar(&mf.push, "push", "", "push the image as NAME:VERSION, kind disk, labelled with its inputs")
 	f.StringArrayVar(&mf.channels, "channel", nil, "with --push: channel to point at the new version (repeatable)")
-	f.StringVar(&mf.out, "out", "", "write the image to this file (also when pushing)")
+	f.StringVar(&mf.out, "out", "", "write the image to this file, a new path (also when pushing)")
+	f.BoolVar(&mf.force, "force", false, "replace the --out file if it exists (a regular file only)")
 	f.StringVar(&mf.workDir, "work-dir", "", "where a folder for the inputs is made, and removed after (default: the system's temporary folder); needs about twice the inputs' size")
 	f.StringVar(&mf.signKey, "sign-key", os.Getenv("IMAGEFARM_SIGN_KEY"), signKeyUsage)
 	mf.trust.add(cmd)
@@ -148,9 +151,14 @@ func (mf *mediaFlags) verifyInputs(ctx context.Context, c *catalog.Catalog, spec
 
 // spec turns the flags into a media.Spec and the ref to push, if any.
 func (mf *mediaFlags) spec() (media.Spec, *catalog.Ref, error) {
-	spec := media.Spec{Model: mf.model, Out: mf.out, WorkDir: mf.workDir}
+	spec := media.Spec{Model: mf.model, Out: mf.out, Replace: mf.force, WorkDir: mf.workDir}
 	if mf.winpe == "" || mf.wim == "" {
 		return spec, nil, errors.New("--winpe and --wim are required")
+	}
+	if mf.workDir != "" {
+		if err := userpath.CheckFolder(mf.workDir); err != nil {
+			return spec, nil, fmt.Errorf("--work-dir: %w", err)
+		}
 	}
 	if mf.push == "" && mf.out == "" {
 		return spec, nil, errors.New("say where the image goes: --push NAME:VERSION, --out FILE, or both")

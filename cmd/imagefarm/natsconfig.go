@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imagefarm/imagefarm/internal/natsauth"
+	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
 func newNATSConfigCmd() *cobra.Command {
@@ -33,6 +34,9 @@ in --dir keep their password.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(nodes) == 0 {
 				return errors.New("no nodes: pass --node ID for every imager node")
+			}
+			if err := userpath.MakeFolder(dir, 0o700); err != nil {
+				return fmt.Errorf("--dir: %w", err)
 			}
 			if err := natsauth.Generate(dir, nodes); err != nil {
 				return err

@@ -258,6 +258,9 @@ func printResults(w io.Writer, g *globals, plan []imager.Plan, results []imager.
 			if r.Result != nil {
 				result, rate = string(r.Result.Phase), fmt.Sprintf("%.1f", r.Result.MBps)
 				detail = r.Result.VerifiedDigest + r.Result.Error
+				if r.Result.Phase == imager.PhaseCanceled {
+					detail = "stopped before it was verified: the drive may hold part of the image; write it again"
+				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(driveLabel(r.Drive)), r.Drive.ID, dash(r.Drive.Serial), strings.ToUpper(result), rate, detail)
 		}

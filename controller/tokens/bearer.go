@@ -2,8 +2,8 @@ package tokens
 
 import (
 	"context"
-	"os"
-	"path/filepath"
+
+	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
 // Bearer is the client side of a token: it sends the secret with every
@@ -25,23 +25,8 @@ func (b Bearer) GetRequestMetadata(context.Context, ...string) (map[string]strin
 func (b Bearer) RequireTransportSecurity() bool { return !b.Plaintext }
 
 // WriteSecret writes secret to file, readable by its owner only, replacing
-// the file atomically.
+// the file atomically: file must be new or a regular file
+// (userpath.Create).
 func WriteSecret(file, secret string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".token-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.WriteString(secret + "\n"); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), file)
+	return userpath.WriteFile(file, []byte(secret+"\n"), userpath.Options{Force: true, Perm: 0o600})
 }

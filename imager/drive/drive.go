@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
+
+	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
 // Sentinel errors; the typed errors of this package wrap them, so callers
@@ -129,7 +130,7 @@ type fileConfig struct {
 // Every key is optional; keys it does not know are left for other parts of
 // the node.
 func LoadConfig(path string) (Config, error) {
-	b, err := os.ReadFile(path)
+	b, err := userpath.ReadFile(path)
 	if err != nil {
 		return Config{}, fmt.Errorf("node config: %w", err)
 	}

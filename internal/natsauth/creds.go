@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
 // ServerConfigFile is the name Generate gives the authorization block.
@@ -41,7 +41,7 @@ func ConnectOptions(file string) ([]nats.Option, error) {
 	if file == "" {
 		return nil, nil
 	}
-	data, err := os.ReadFile(file)
+	data, err := userpath.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("nats credentials: %w", err)
 	}
@@ -87,13 +87,13 @@ func Generate(dir string, nodes []string) error {
 	if err := WriteServerConfig(&conf, users); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, ServerConfigFile), conf.Bytes(), 0o600)
+	return userpath.WriteFile(filepath.Join(dir, ServerConfigFile), conf.Bytes(), userpath.Options{Force: true, Perm: 0o600})
 }
 
 // loadOrCreate reads u's password from file, or makes one and writes it
 // there, and hashes it.
 func loadOrCreate(file string, u *User) error {
-	data, err := os.ReadFile(file)
+	data, err := userpath.ReadFile(file)
 	switch {
 	case err == nil:
 		user, pass, err := parseCreds(data)
@@ -106,7 +106,7 @@ func loadOrCreate(file string, u *User) error {
 		u.Password = pass
 	case errors.Is(err, fs.ErrNotExist):
 		u.Password = rand.Text()
-		if err := os.WriteFile(file, []byte(u.Name+":"+u.Password+"\n"), 0o600); err != nil {
+		if err := userpath.WriteFile(file, []byte(u.Name+":"+u.Password+"\n"), userpath.Options{Perm: 0o600}); err != nil {
 			return err
 		}
 	default:

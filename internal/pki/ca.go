@@ -5,7 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
 const (
@@ -77,22 +78,22 @@ func InitCA(dir string) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := userpath.MakeFolder(dir, 0o700); err != nil {
 		return nil, err
 	}
 	key, err := keyPEM(ca.key)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFile(filepath.Join(dir, CAKeyFile), key, 0o600); err != nil {
+	if err := userpath.WriteFile(filepath.Join(dir, CAKeyFile), key, userpath.Options{Perm: 0o600}); err != nil {
 		return nil, err
 	}
-	return ca, writeFile(filepath.Join(dir, CACertFile), certPEM(ca.Cert), 0o644)
+	return ca, userpath.WriteFile(filepath.Join(dir, CACertFile), certPEM(ca.Cert), userpath.Options{Perm: 0o644, Force: true})
 }
 
 // LoadCA reads the CA saved in dir.
 func LoadCA(dir string) (*CA, error) {
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile))
+	pair, err := loadKeyPair(filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile))
 	if err != nil {
 		return nil, fmt.Errorf("load CA from %s (make one with imagefarm ca init --dir %s): %w", dir, dir, err)
 	}
@@ -160,15 +161,17 @@ func (ca *CA) IssueFiles(dir string, r Request) (certPath, keyPath string, err e
 	if err != nil {
 		return "", "", err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := userpath.MakeFolder(dir, 0o755); err != nil {
 		return "", "", err
 	}
 	certName, keyName := FileNames(r)
 	certPath, keyPath = filepath.Join(dir, certName), filepath.Join(dir, keyName)
-	if err := writeFile(keyPath, key, 0o600); err != nil {
+	replace := userpath.Options{Force: true, Perm: 0o600}
+	if err := userpath.WriteFile(keyPath, key, replace); err != nil {
 		return "", "", err
 	}
-	return certPath, keyPath, writeFile(certPath, cert, 0o644)
+	replace.Perm = 0o644
+	return certPath, keyPath, userpath.WriteFile(certPath, cert, replace)
 }
 
 // template is the certificate r asks for, not signed yet.

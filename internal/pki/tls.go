@@ -5,7 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
+
+	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
 // ServerConfig is the controller's TLS: its certificate and key, TLS 1.3
@@ -17,7 +18,7 @@ import (
 // client sends the certificate it has, even one of another CA, and is told
 // so, rather than sending none.
 func ServerConfig(certFile, keyFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	cert, err := loadKeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("controller certificate: %w", err)
 	}
@@ -38,7 +39,7 @@ func ClientConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 		return nil, errors.New("a certificate needs its key and a key its certificate: give both files or neither")
 	}
 	if certFile != "" {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		cert, err := loadKeyPair(certFile, keyFile)
 		if err != nil {
 			return nil, fmt.Errorf("client certificate: %w", err)
 		}
@@ -49,7 +50,7 @@ func ClientConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 
 // LoadPool reads the PEM certificates in file, the farm CA.
 func LoadPool(file string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(file)
+	data, err := userpath.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("farm CA: %w", err)
 	}
@@ -58,4 +59,18 @@ func LoadPool(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("farm CA: no PEM certificate in %s", file)
 	}
 	return pool, nil
+}
+
+// loadKeyPair is tls.LoadX509KeyPair for files a person named
+// (userpath.ReadFile: a FIFO or a device is refused, not waited on).
+func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	cert, err := userpath.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	key, err := userpath.ReadFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(cert, key)
 }

@@ -10,6 +10,8 @@ import (
 	"path"
 	"path/filepath"
 	"time"
+
+	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
 // ErrNotBundle is wrapped by Extract's errors for an archive that is not a
@@ -57,7 +59,7 @@ func Write(w io.Writer, dir string) error {
 }
 
 func writeFile(tw *tar.Writer, p, name string) error {
-	f, err := os.Open(p)
+	f, err := userpath.Open(p) // never waits on a file swapped for a FIFO
 	if err != nil {
 		return err
 	}

@@ -12,9 +12,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
+
+	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
 // PublicKeyType is the first word of a public key line.
@@ -73,7 +74,7 @@ func (k *SigningKey) MarshalPEM() ([]byte, error) {
 // LoadSigningKey reads a PKCS #8 PEM ed25519 private key, as imagefarm key
 // init writes it.
 func LoadSigningKey(path string) (*SigningKey, error) {
-	data, err := os.ReadFile(path)
+	data, err := userpath.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
@@ -137,7 +138,7 @@ func NewKeyRing(keys ...PublicKey) *KeyRing {
 
 // LoadKeyRing reads one or more public keys from the file at path.
 func LoadKeyRing(path string) (*KeyRing, error) {
-	data, err := os.ReadFile(path)
+	data, err := userpath.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("trusted keys: %w", err)
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+
+	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
 // Pull writes the blob to w in order, zero chunks as zeros.
@@ -36,17 +36,32 @@ func writeZeros(w io.Writer, n int64) error {
 }
 
 // PullFile writes the blob to a new file at path, leaving zero chunks as
-// holes. The file appears at path only once complete and synced.
+// holes. The file appears at path only once complete and synced; path must
+// not exist yet (userpath.Create).
 func (c *Catalog) PullFile(ctx context.Context, m *Manifest, path string, progress func(int64)) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".pull-")
+	out, err := userpath.Create(path, userpath.Options{})
 	if err != nil {
 		return fmt.Errorf("pull: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	err = c.Stream(ctx, m, func(ch Chunk, data []byte) error {
+	defer out.Abort()
+	if err := c.PullInto(ctx, m, out, progress); err != nil {
+		return fmt.Errorf("pull to %s: %w", path, err)
+	}
+	return out.Commit()
+}
+
+// FileWriter is what PullInto writes: a new, empty file.
+type FileWriter interface {
+	io.WriterAt
+	Truncate(size int64) error
+}
+
+// PullInto writes the blob to the empty file w at the chunks' offsets,
+// leaving zero chunks as holes, and sets its size.
+func (c *Catalog) PullInto(ctx context.Context, m *Manifest, w FileWriter, progress func(int64)) error {
+	err := c.Stream(ctx, m, func(ch Chunk, data []byte) error {
 		if data != nil {
-			if _, err := tmp.WriteAt(data, ch.Offset); err != nil {
+			if _, err := w.WriteAt(data, ch.Offset); err != nil {
 				return err
 			}
 		}
@@ -55,20 +70,8 @@ func (c *Catalog) PullFile(ctx context.Context, m *Manifest, path string, progre
 		}
 		return nil
 	})
-	if err == nil {
-		err = tmp.Truncate(m.Size)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if err == nil {
-		err = tmp.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
 	if err != nil {
-		return fmt.Errorf("pull to %s: %w", path, err)
+		return err
 	}
-	return nil
+	return w.Truncate(m.Size)
 }

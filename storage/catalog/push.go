@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/imagefarm/imagefarm/internal/userpath"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/wim"
 )
@@ -55,7 +56,7 @@ type PushResult struct {
 // PushFile pushes the file at path. If the file changes size or time while
 // it is read, the push fails and no ref moves.
 func (c *Catalog) PushFile(ctx context.Context, path string, opts PushOptions) (*PushResult, error) {
-	f, err := os.Open(path)
+	f, err := userpath.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("push: %w", err)
 	}
