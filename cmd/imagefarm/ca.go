@@ -41,7 +41,7 @@ func newCAInitCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ca, err := pki.InitCA(dir)
 			if err != nil {
-				return err
+				return fmt.Errorf("ca init: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "farm CA %q, valid until %s:\n  %s  give it to the controller, every imager and every client\n  %s  mode 0600: it issues every certificate; keep it safe, off the farm's hosts\n",
 				ca.Cert.Subject.CommonName, ca.Cert.NotAfter.Format(time.DateOnly),
@@ -80,7 +80,7 @@ func newCAIssueCmd() *cobra.Command {
 			}
 			certPath, keyPath, err := ca.IssueFiles(out, r)
 			if err != nil {
-				return err
+				return fmt.Errorf("ca issue: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s, valid until %s:\n  %s\n  %s  mode 0600\n", issued(r),
 				time.Now().Add(validFor).Format(time.DateOnly), certPath, keyPath)

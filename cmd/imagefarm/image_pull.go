@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -67,10 +68,12 @@ func pullTo(ctx context.Context, stdout io.Writer, c *catalog.Catalog, m *catalo
 	case dst == "-":
 		return c.Pull(ctx, m, stdout, progress)
 	case folder:
-		// Extract says itself that a folder exists; the rest (a device,
-		// a missing parent folder) is refused as for a file.
-		if err := userpath.CheckOutput(dst, false); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("pull: %w", err)
+		// Extract refuses a path that exists; a missing parent folder is
+		// named as for a file.
+		if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
+			if err := userpath.CheckOutput(dst, false); err != nil {
+				return fmt.Errorf("pull: %w", err)
+			}
 		}
 		return bundle.Extract(dst, func(w io.Writer) error { return c.Pull(ctx, m, w, progress) })
 	}

@@ -66,6 +66,9 @@ func newKeyInitCmd() *cobra.Command {
 // initSigningKey writes a new key pair in dir, refusing to replace one.
 func initSigningKey(dir, name string) (catalog.PublicKey, error) {
 	var none catalog.PublicKey
+	if err := userpath.CheckFolder(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return none, fmt.Errorf("key init: %w", err)
+	}
 	for _, f := range []string{signKeyFile, signPubFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); !errors.Is(err, fs.ErrNotExist) {
 			return none, fmt.Errorf("key init: %s already exists; images signed with it would no longer verify if it changed", filepath.Join(dir, f))

@@ -68,13 +68,29 @@ func Create(path string, opts Options) (*Output, error) {
 }
 
 // Write implements io.Writer.
-func (o *Output) Write(p []byte) (int, error) { return o.f.Write(p) }
+func (o *Output) Write(p []byte) (int, error) {
+	n, err := o.f.Write(p)
+	return n, o.named(err)
+}
 
 // WriteAt implements io.WriterAt.
-func (o *Output) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, off) }
+func (o *Output) WriteAt(p []byte, off int64) (int, error) {
+	n, err := o.f.WriteAt(p, off)
+	return n, o.named(err)
+}
 
 // Truncate sets the file's size.
-func (o *Output) Truncate(size int64) error { return o.f.Truncate(size) }
+func (o *Output) Truncate(size int64) error { return o.named(o.f.Truncate(size)) }
+
+// named makes an error about the temporary file (a full disk, say) name
+// the path it stands for, which is what the reader knows.
+func (o *Output) named(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == o.f.Name() {
+		return &fs.PathError{Op: pe.Op, Path: o.given, Err: pe.Err}
+	}
+	return err
+}
 
 // Commit syncs the file (unless Options.NoSync) and renames it to the
 // path, after checking the path again: what is there may have changed
@@ -151,6 +167,9 @@ func CheckOutput(path string, force bool) error {
 // target is where output for path goes: path itself, or the regular file
 // its symbolic link names. It refuses what Create refuses.
 func target(path string, force bool) (string, error) {
+	if path == "" {
+		return "", errors.New("no path given: give a new path or an existing regular file")
+	}
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return path, checkParent(path)
