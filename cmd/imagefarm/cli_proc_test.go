@@ -17,8 +17,10 @@ import (
 )
 
 // cliBinary is imagefarm built from this package, once, for the tests
-// that run it as a process of its own: its signals and exit status, at
-// the speed users get (not under the race detector).
+// that run it as a process of its own (its signals, exit status, locks),
+// without the race detector: at the speed users get, and because under it
+// the farm's NATS logins (bcrypt) outlast the NATS client's connect
+// timeout.
 var cliBinary builtBinary
 
 type builtBinary struct {
@@ -109,6 +111,9 @@ func startCLIStdout(t *testing.T, stdout *os.File, args ...string) *cliProc {
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
 		<-p.done
+		if t.Failed() {
+			t.Logf("imagefarm %s said:\n%s", strings.Join(args, " "), p.out)
+		}
 	})
 	return p
 }
@@ -150,5 +155,34 @@ func (p *cliProc) signal(t *testing.T, sig syscall.Signal) (took time.Duration, 
 	case <-time.After(10 * time.Second):
 		t.Fatalf("imagefarm %s still runs 10s after %v:\n%s", strings.Join(p.cmd.Args[1:], " "), sig, p.out)
 		return 0, 0
+	}
+}
+
+// waitFor waits until the process has printed s.
+func (p *cliProc) waitFor(t *testing.T, s string) {
+	t.Helper()
+	p.waitUntil(t, fmt.Sprintf("%q printed", s), p.said(s))
+}
+
+// output waits up to a minute for the process to end and returns what it
+// printed; it fails the test at once if the process prints never.
+func (p *cliProc) output(t *testing.T, never string) string {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		select {
+		case <-p.done:
+		default:
+			if p.said(never)() || time.Now().After(deadline) {
+				t.Fatalf("imagefarm %s printed %q or did not end within a minute:\n%s", strings.Join(p.cmd.Args[1:], " "), never, p.out)
+			}
+			wait.Sleep(t.Context(), 20*time.Millisecond)
+			continue
+		}
+		out := p.out.String()
+		if strings.Contains(out, never) {
+			t.Fatalf("imagefarm %s printed %q:\n%s", strings.Join(p.cmd.Args[1:], " "), never, out)
+		}
+		return out
 	}
 }
