@@ -23,8 +23,9 @@ const (
 	wantDriveHint = "use imagefarm write to write drives; here give a new path or an existing regular file"
 )
 
-// describe says what a file of mode m is, for people.
-func describe(m fs.FileMode) string {
+// Describe says what a file of mode m is, for people: "a regular file",
+// "a named pipe (FIFO)", "a block device (a drive)", ...
+func Describe(m fs.FileMode) string {
 	switch {
 	case m.IsRegular():
 		return "a regular file"
@@ -49,5 +50,5 @@ func wrongType(path string, m fs.FileMode, want string) *TypeError {
 	if m&fs.ModeDevice != 0 && m&fs.ModeCharDevice == 0 && want == wantOutput {
 		want = wantDriveHint
 	}
-	return &TypeError{Path: path, Is: describe(m), Want: want}
+	return &TypeError{Path: path, Is: Describe(m), Want: want}
 }

@@ -46,7 +46,7 @@ func Write(w io.Writer, dir string) error {
 		case d.Type().IsRegular():
 			return writeFile(tw, p, name)
 		default:
-			return fmt.Errorf("%s is a %s; a bundle holds only folders and regular files", name, d.Type())
+			return fmt.Errorf("%s is %s; a bundle holds only folders and regular files", name, userpath.Describe(d.Type()))
 		}
 	})
 	if err == nil {

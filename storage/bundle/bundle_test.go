@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,14 +163,19 @@ func TestExtractRoundTrip(t *testing.T) {
 	}
 }
 
-func TestWriteRefusesLinks(t *testing.T) {
-	dir := makeTree(t, map[string]string{"drv/a.inf": "x"})
-	if err := os.Symlink("a.inf", filepath.Join(dir, "drv", "link.inf")); err != nil {
-		t.Fatal(err)
-	}
-	err := bundle.Write(io.Discard, dir)
-	if err == nil || !strings.Contains(err.Error(), "drv/link.inf") || !strings.Contains(err.Error(), "only folders and regular files") {
-		t.Errorf("Write of a folder with a symlink = %v, want an error naming drv/link.inf", err)
+func TestWriteRefusesLinksAndSpecialFiles(t *testing.T) {
+	for name, mk := range map[string]func(string) error{
+		"drv/link.inf is a symbolic link": func(p string) error { return os.Symlink("a.inf", p) },
+		"drv/pipe is a named pipe (FIFO)": func(p string) error { return syscall.Mkfifo(p, 0o600) },
+	} {
+		dir := makeTree(t, map[string]string{"drv/a.inf": "x"})
+		if err := mk(filepath.Join(dir, "drv", strings.Fields(name)[0][len("drv/"):])); err != nil {
+			t.Fatal(err)
+		}
+		err := bundle.Write(io.Discard, dir)
+		if err == nil || !strings.Contains(err.Error(), name+"; a bundle holds only folders and regular files") {
+			t.Errorf("Write of a folder where %s = %v, want it refused, saying so", name, err)
+		}
 	}
 }
 
