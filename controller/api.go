@@ -152,7 +152,7 @@ func (c *Controller) withProgress(tasks []*imagefarmv1.Task) {
 	c.farm.mu.Lock()
 	defer c.farm.mu.Unlock()
 	for _, t := range tasks {
-		if p := c.farm.progress[t.GetId()]; p != nil && !finalTask(t.GetState()) {
+		if p := c.farm.progress[t.GetId()]; p != nil && !t.GetState().Final() {
 			t.BytesDone, t.BytesTotal, t.BytesPerSecond = p.GetBytesDone(), p.GetBytesTotal(), p.GetBytesPerSecond()
 		}
 	}
@@ -221,7 +221,7 @@ var errJobEnded = errors.New("controller: job already ended")
 // nothing (the job had ended, by itself or by another cancel), it returns
 // the state the job had ended in.
 func (c *Controller) cancelJob(ctx context.Context, job *imagefarmv1.Job) (imagefarmv1.JobState, error) {
-	if state.FinalJobState(job.GetState()) {
+	if job.GetState().Final() {
 		return job.GetState(), nil
 	}
 	// Tasks first, so that the job's final event is its last and a watch
@@ -236,14 +236,14 @@ func (c *Controller) cancelJob(ctx context.Context, job *imagefarmv1.Job) (image
 	}
 	changed := false
 	for _, t := range tasks {
-		if !finalTask(t.GetState()) && c.cancelTask(ctx, actor(ctx), t) {
+		if !t.GetState().Final() && c.cancelTask(ctx, actor(ctx), t) {
 			changed = true
 		}
 	}
 	var ended imagefarmv1.JobState
 	_, err = c.st.UpdateJob(ctx, job.GetId(), func(j *imagefarmv1.Job) error {
 		ended = imagefarmv1.JobState_JOB_STATE_UNSPECIFIED
-		if state.FinalJobState(j.State) {
+		if j.State.Final() {
 			ended = j.State
 		} else {
 			j.State, j.FinishTime = imagefarmv1.JobState_JOB_STATE_CANCELED, now()
@@ -266,7 +266,7 @@ func jobStateName(s imagefarmv1.JobState) string {
 func (c *Controller) cancelTask(ctx context.Context, who string, t *imagefarmv1.Task) bool {
 	ended := false
 	canceled, err := c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
-		if ended = !finalTask(t.State); ended {
+		if ended = !t.State.Final(); ended {
 			t.State, t.FinishTime = imagefarmv1.TaskState_TASK_STATE_CANCELED, now()
 		}
 		return nil

@@ -112,7 +112,7 @@ func (c *Controller) farmSnapshot(ctx context.Context) (scheduler.Farm, []*image
 func buildFarm(nodes []*imagefarmv1.Node, drives []*imagefarmv1.Drive, tasks []*imagefarmv1.Task) scheduler.Farm {
 	busy := map[string]string{} // node/drive -> running task
 	for _, t := range tasks {
-		if !finalTask(t.GetState()) {
+		if !t.GetState().Final() {
 			busy[t.GetNodeId()+"/"+t.GetDrive().GetId()] = t.GetId()
 		}
 	}
@@ -198,10 +198,6 @@ func schedSelector(sel *imagefarmv1.Selector) *scheduler.Selector {
 	}
 	return &scheduler.Selector{Pool: sel.Pool, Labels: sel.Labels, NodeIDs: sel.NodeIds,
 		MinSize: sel.MinSizeBytes, Removable: sel.Removable}
-}
-
-func finalTask(s imagefarmv1.TaskState) bool {
-	return s >= imagefarmv1.TaskState_TASK_STATE_DONE
 }
 
 func now() *timestamppb.Timestamp { return timestamppb.Now() }

@@ -106,7 +106,7 @@ func (c *Controller) endFenced(ctx context.Context, nodeID string, epoch uint64,
 	for _, lt := range scheduler.LostTasks(nodeID, jobs) {
 		ended := false
 		t, err := c.st.UpdateTask(ctx, lt.JobID, lt.TaskID, func(t *imagefarmv1.Task) error {
-			if ended = !finalTask(t.State) && t.Epoch < epoch; ended {
+			if ended = !t.State.Final() && t.Epoch < epoch; ended {
 				t.State, t.FinishTime = imagefarmv1.TaskState_TASK_STATE_LOST, now()
 				t.Failure = &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_NODE_LOST, Message: why}
 			}

@@ -94,7 +94,7 @@ func (c *Controller) owned(ctx context.Context, s *session, taskID string, epoch
 // report that cannot be true of the task is dropped.
 func (c *Controller) progress(ctx context.Context, s *session, p *imagefarmv1.TaskProgress) error {
 	t, err := c.owned(ctx, s, p.GetTaskId(), p.GetEpoch())
-	if t == nil || err != nil || finalTask(t.GetState()) {
+	if t == nil || err != nil || t.GetState().Final() {
 		return err
 	}
 	if !runningTask(p.GetState()) || p.GetBytesDone() > p.GetBytesTotal() || p.GetBytesTotal() > t.GetDrive().GetSizeBytes() {
@@ -111,7 +111,7 @@ func (c *Controller) progress(ctx context.Context, s *session, p *imagefarmv1.Ta
 		return nil
 	}
 	_, err = c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
-		if !finalTask(t.State) {
+		if !t.State.Final() {
 			t.State, t.BytesTotal = p.GetState(), p.GetBytesTotal()
 			if t.StartTime == nil {
 				t.StartTime = now()
@@ -137,7 +137,7 @@ func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.Task
 	if t == nil || err != nil {
 		return err
 	}
-	if finalTask(t.GetState()) {
+	if t.GetState().Final() {
 		// A re-send of a result applied before: the task stays as it
 		// ended, and what the first one may have left undone is done.
 		if err := c.release(ctx, s.nodeID, t.GetDrive().GetId(), t.GetId()); err != nil {
@@ -161,7 +161,7 @@ func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.Task
 	}
 	ended := false
 	t, err = c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
-		if ended = !finalTask(t.State); ended {
+		if ended = !t.State.Final(); ended {
 			t.State, t.VerifiedDigest, t.Failure, t.FinishTime = r.GetState(), r.GetVerifiedDigest(), r.GetFailure(), now()
 			t.BytesDone = r.GetBytesWritten()
 			if d := r.GetDuration().AsDuration(); d > 0 {

@@ -58,7 +58,7 @@ func (c *Controller) assign(ctx context.Context, p scheduler.Placement) error {
 	c.placing.Lock() // not while CancelJob ends the job's tasks
 	defer c.placing.Unlock()
 	job, err := c.st.GetJob(ctx, p.JobID)
-	if err != nil || state.FinalJobState(job.GetState()) {
+	if err != nil || job.GetState().Final() {
 		return err
 	}
 	id := taskID(p.JobID)
@@ -153,7 +153,7 @@ func (c *Controller) release(ctx context.Context, nodeID, driveID, taskID string
 // settleJob gives a job its final state once its tasks say so.
 func (c *Controller) settleJob(ctx context.Context, jobID string) error {
 	job, err := c.st.GetJob(ctx, jobID)
-	if err != nil || state.FinalJobState(job.GetState()) {
+	if err != nil || job.GetState().Final() {
 		return err
 	}
 	final := jobOutcome(job)
@@ -161,7 +161,7 @@ func (c *Controller) settleJob(ctx context.Context, jobID string) error {
 		return nil
 	}
 	_, err = c.st.UpdateJob(ctx, jobID, func(j *imagefarmv1.Job) error {
-		if !state.FinalJobState(j.State) {
+		if !j.State.Final() {
 			j.State, j.FinishTime = final, now()
 		}
 		return nil
@@ -177,7 +177,7 @@ func jobOutcome(job *imagefarmv1.Job) imagefarmv1.JobState {
 	counts := state.CountTasks(job.GetTasks())
 	open := 0
 	for _, t := range job.GetTasks() {
-		if !finalTask(t.GetState()) {
+		if !t.GetState().Final() {
 			open++
 		}
 	}

@@ -49,7 +49,7 @@ func (c *Controller) WatchJob(req *imagefarmv1.WatchJobRequest, stream imagefarm
 			if err := send(ev); err != nil {
 				return err
 			}
-			if j := ev.GetJob(); req.GetJobId() != "" && j != nil && state.FinalJobState(j.GetState()) {
+			if j := ev.GetJob(); req.GetJobId() != "" && j != nil && j.GetState().Final() {
 				return state.ErrStopWatch
 			}
 			return nil

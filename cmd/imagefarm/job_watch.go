@@ -48,7 +48,7 @@ func watchJob(cmd *cobra.Command, c *controllerClient, id string, asJSON bool) e
 		view = newTaskBars()
 	}
 	view.sync(resp.GetJob())
-	jw := &jobWatch{c: c, id: id, view: view, last: resp.GetJob().GetRevision(), final: isFinal(resp.GetJob().GetState())}
+	jw := &jobWatch{c: c, id: id, view: view, last: resp.GetJob().GetRevision(), final: resp.GetJob().GetState().Final()}
 	err = jw.follow(ctx)
 	view.close()
 	if err != nil && ctx.Err() != nil {
@@ -79,12 +79,6 @@ func jobResult(job *imagefarmv1.Job) error {
 		return exitError{fmt.Sprintf("job %s %s", job.GetId(), strings.ToLower(enumName(s)))}
 	}
 	return nil
-}
-
-// isFinal says whether a job has ended: the final states are the last
-// four.
-func isFinal(s imagefarmv1.JobState) bool {
-	return s >= imagefarmv1.JobState_JOB_STATE_SUCCEEDED
 }
 
 // jobWatch streams one job's events into a view, resuming after the last
@@ -147,7 +141,7 @@ func (jw *jobWatch) resync(ctx context.Context) error {
 		return err
 	}
 	jw.view.sync(resp.GetJob())
-	jw.last, jw.final = resp.GetJob().GetRevision(), isFinal(resp.GetJob().GetState())
+	jw.last, jw.final = resp.GetJob().GetRevision(), resp.GetJob().GetState().Final()
 	return nil
 }
 
@@ -179,7 +173,7 @@ func (jw *jobWatch) stream(ctx context.Context) (got bool, err error) {
 		if err := jw.view.event(ev); err != nil {
 			return got, err
 		}
-		jw.final = ev.GetJob() != nil && isFinal(ev.GetJob().GetState())
+		jw.final = ev.GetJob() != nil && ev.GetJob().GetState().Final()
 	}
 	return got, nil
 }
@@ -260,7 +254,7 @@ func (b *taskBars) event(ev *imagefarmv1.JobEvent) error {
 		b.mu.Lock()
 		known := b.tasks[t.GetId()]
 		b.mu.Unlock()
-		if known.GetState() >= imagefarmv1.TaskState_TASK_STATE_DONE {
+		if known.GetState().Final() {
 			return nil
 		}
 	}
@@ -323,7 +317,7 @@ func (b *taskBars) add(t *imagefarmv1.Task) *mpb.Bar {
 			show(func(t *imagefarmv1.Task) string { return fmt.Sprintf("%.1f MB/s", float64(t.GetBytesPerSecond())/1e6) }),
 			show(func(t *imagefarmv1.Task) string {
 				switch {
-				case t.GetState() >= imagefarmv1.TaskState_TASK_STATE_DONE:
+				case t.GetState().Final():
 					return "" // final: nothing left to wait for
 				case t.GetEta() == nil:
 					return "ETA -"

@@ -125,15 +125,7 @@ func (p Placement) Ref() DriveRef { return DriveRef{p.NodeID, p.Drive.ID} }
 // active reports whether a task in state s holds its drive: it has been
 // planned and has not reached a final state.
 func active(s imagefarmv1.TaskState) bool {
-	switch s {
-	case imagefarmv1.TaskState_TASK_STATE_QUEUED,
-		imagefarmv1.TaskState_TASK_STATE_ASSIGNED,
-		imagefarmv1.TaskState_TASK_STATE_FETCHING,
-		imagefarmv1.TaskState_TASK_STATE_WRITING,
-		imagefarmv1.TaskState_TASK_STATE_VERIFYING:
-		return true
-	}
-	return false
+	return s != imagefarmv1.TaskState_TASK_STATE_UNSPECIFIED && !s.Final()
 }
 
 // holding counts the tasks that count towards a standing order: done, or

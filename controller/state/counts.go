@@ -29,13 +29,3 @@ func CountTasks(tasks []*imagefarmv1.Task) *imagefarmv1.TaskCounts {
 	}
 	return c
 }
-
-// FinalJobState reports whether a job in state s will never change again.
-func FinalJobState(s imagefarmv1.JobState) bool {
-	switch s {
-	case imagefarmv1.JobState_JOB_STATE_SUCCEEDED, imagefarmv1.JobState_JOB_STATE_PARTIAL,
-		imagefarmv1.JobState_JOB_STATE_FAILED, imagefarmv1.JobState_JOB_STATE_CANCELED:
-		return true
-	}
-	return false
-}

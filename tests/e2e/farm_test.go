@@ -218,7 +218,7 @@ func TestWatchReconnectedMidJobSeesEveryEventOnce(t *testing.T) {
 			from = ev.GetRevision() + 1
 			got++
 		}
-		if !ended && f.job(id).GetState() < imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
+		if !ended && !f.job(id).GetState().Final() {
 			midJob++
 		}
 		cancel() // the stream dropped; the next turn resumes

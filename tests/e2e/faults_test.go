@@ -202,7 +202,7 @@ func (f *farm) watchAcrossRestarts(id string) (seen []uint64, redials int) {
 			if ev := resp.GetEvent(); ev.GetKind() != imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS {
 				seen = append(seen, ev.GetRevision())
 				from = ev.GetRevision() + 1
-				if j := ev.GetJob(); j != nil && j.GetState() >= imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
+				if j := ev.GetJob(); j != nil && j.GetState().Final() {
 					cancel()
 					return seen, redials
 				}

@@ -444,7 +444,7 @@ func waitFinal(t *testing.T, f *farm, id string) *imagefarmv1.Job {
 	var job *imagefarmv1.Job
 	f.waitFor(120*time.Second, "final state of job "+id, func() bool {
 		job = f.job(id)
-		return job.GetState() >= imagefarmv1.JobState_JOB_STATE_SUCCEEDED
+		return job.GetState().Final()
 	})
 	return job
 }

@@ -121,7 +121,7 @@ func (f *farm) checkEvents(job *imagefarmv1.Job, events []*imagefarmv1.JobEvent)
 			continue
 		}
 		task := ev.GetTask()
-		if was, ok := lastTask[task.GetId()]; ok && was >= imagefarmv1.TaskState_TASK_STATE_DONE && task.GetState() != was {
+		if was, ok := lastTask[task.GetId()]; ok && was.Final() && task.GetState() != was {
 			f.t.Errorf("task %s changed from final %v to %v (revision %d): a late report was accepted", task.GetId(), was, task.GetState(), ev.GetRevision())
 		}
 		lastTask[task.GetId()] = task.GetState()
