@@ -46,7 +46,12 @@ func driveMatches(s *Selector, minSize uint64, d *Drive) bool {
 // image sizes accept the same drives, so that a scan made for one holds
 // for the other. Every string is quoted, so no two selectors share a key.
 func selectorKey(j *Job) string {
-	s := j.Selector
+	return fleetKey(j.Selector) + "|" + strconv.FormatUint(max(j.Selector.MinSize, j.ImageSize), 10)
+}
+
+// fleetKey is selectorKey leaving sizes aside: the same for two selectors
+// exactly when they accept the same nodes and kind of drive.
+func fleetKey(s *Selector) string {
 	var b strings.Builder
 	b.WriteString(strconv.Quote(s.Pool))
 	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
@@ -60,7 +65,6 @@ func selectorKey(j *Job) string {
 		b.WriteString(strconv.Quote(id))
 	}
 	b.WriteByte('|')
-	b.WriteString(strconv.FormatUint(max(s.MinSize, j.ImageSize), 10))
 	if s.Removable != nil {
 		b.WriteString(strconv.FormatBool(*s.Removable))
 	}

@@ -54,6 +54,9 @@ type Drive struct {
 	// Refused is why the node's guards refuse the drive ("holds the root
 	// file system"); "" when they do not. A refused drive is never placed.
 	Refused string
+	// Virtual says the drive is a file standing in for one (the dev farm),
+	// which is re-inserted with imagefarm dev reinsert, not by hand.
+	Virtual bool
 }
 
 // DriveRef names a drive across the farm, written "NODE/DRIVE".
