@@ -87,7 +87,7 @@ func (c *Controller) snapshot(ctx context.Context) (scheduler.Farm, []scheduler.
 	if err != nil {
 		return scheduler.Farm{}, nil, err
 	}
-	jobs, err := c.openJobs(ctx, tasks)
+	jobs, _, err := c.openJobs(ctx, tasks)
 	return farm, jobs, err
 }
 
@@ -120,7 +120,8 @@ func buildFarm(nodes []*imagefarmv1.Node, drives []*imagefarmv1.Drive, tasks []*
 	for _, d := range drives {
 		sd := scheduler.Drive{ID: d.GetId(), Serial: d.GetSerial(), Model: d.GetModel(), Size: d.GetSizeBytes(),
 			Removable: d.GetRemovable(), Slot: d.GetSlot(), SlotLabel: d.GetSlotLabel(), Inserted: d.GetInsertTime().AsTime(),
-			TaskID: cmp.Or(busy[d.GetNodeId()+"/"+d.GetId()], d.GetTaskId()), LastTaskID: d.GetLastTaskId()}
+			TaskID: cmp.Or(busy[d.GetNodeId()+"/"+d.GetId()], d.GetTaskId()), LastTaskID: d.GetLastTaskId(),
+			Virtual: d.GetTransport() == imagefarmv1.Transport_TRANSPORT_VIRTUAL}
 		if d.GetState() == imagefarmv1.DriveState_DRIVE_STATE_REFUSED {
 			sd.Refused = d.GetRefusal().GetMessage()
 		}
@@ -135,21 +136,23 @@ func buildFarm(nodes []*imagefarmv1.Node, drives []*imagefarmv1.Drive, tasks []*
 }
 
 // openJobs returns the jobs still taking or running tasks, as the
-// scheduler sees them.
-func (c *Controller) openJobs(ctx context.Context, tasks []*imagefarmv1.Task) ([]scheduler.Job, error) {
+// scheduler sees them, and why each waits as stored (by job id).
+func (c *Controller) openJobs(ctx context.Context, tasks []*imagefarmv1.Task) ([]scheduler.Job, map[string]string, error) {
 	byJob := map[string][]scheduler.Task{}
 	for _, t := range tasks {
 		byJob[t.GetJobId()] = append(byJob[t.GetJobId()], scheduler.Task{ID: t.GetId(), NodeID: t.GetNodeId(),
 			DriveID: t.GetDrive().GetId(), State: t.GetState(), Created: t.GetCreateTime().AsTime()})
 	}
 	var out []scheduler.Job
+	waiting := map[string]string{}
 	token := ""
 	for {
 		jobs, next, err := c.st.ListJobs(ctx, openJobsFilter(token))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, j := range jobs {
+			waiting[j.GetId()] = j.GetWaitingReason()
 			sj, err := c.schedJob(ctx, j)
 			if err != nil {
 				c.log.Warn("job cannot be scheduled", "job_id", j.GetId(), "error", err)
@@ -159,7 +162,7 @@ func (c *Controller) openJobs(ctx context.Context, tasks []*imagefarmv1.Task) ([
 			out = append(out, sj)
 		}
 		if token = next; token == "" {
-			return out, nil
+			return out, waiting, nil
 		}
 	}
 }

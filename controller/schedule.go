@@ -30,21 +30,43 @@ func (c *Controller) scheduleLoop(ctx context.Context) error {
 }
 
 func (c *Controller) schedule(ctx context.Context) error {
-	farm, jobs, err := c.snapshot(ctx)
+	farm, tasks, err := c.farmSnapshot(ctx)
 	if err != nil {
 		return err
 	}
-	for _, p := range scheduler.Place(jobs, farm) {
+	jobs, stored, err := c.openJobs(ctx, tasks)
+	if err != nil {
+		return err
+	}
+	placed := scheduler.Place(jobs, farm)
+	for _, p := range placed {
 		if err := c.assign(ctx, p); err != nil {
 			c.log.Warn("assign failed", "job_id", p.JobID, "node_id", p.NodeID, "drive", p.Drive.ID, "error", err)
 		}
 	}
+	waiting := scheduler.Waiting(jobs, farm, placed)
 	for _, j := range jobs {
+		if waiting[j.ID] != stored[j.ID] {
+			c.setWaiting(ctx, j.ID, waiting[j.ID])
+		}
 		if err := c.settleJob(ctx, j.ID); err != nil {
 			c.log.Warn("settle job failed", "job_id", j.ID, "error", err)
 		}
 	}
 	return nil
+}
+
+// setWaiting stores why a job waits, "" when it no longer does; watchers
+// see the change as a job event. A job that became final meanwhile keeps
+// none (the store clears it).
+func (c *Controller) setWaiting(ctx context.Context, jobID, why string) {
+	_, err := c.st.UpdateJob(ctx, jobID, func(j *imagefarmv1.Job) error {
+		j.WaitingReason = why
+		return nil
+	})
+	if err != nil {
+		c.log.Warn("store why a job waits", "job_id", jobID, "error", err)
+	}
 }
 
 // errClaimed means a drive already has a task: a placement made from a

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -90,28 +89,17 @@ func printDrives(w io.Writer, rows []driveJSON) error {
 		fmt.Fprintln(w, "no drives")
 		return nil
 	}
-	tw := table(w)
-	fmt.Fprintln(tw, "NAME\tID\tPATH\tSIZE\tTRANSPORT\tREMOVABLE\tMODEL\tSERIAL\tSLOT\tLABEL\tWRITE")
+	t := newNotedTable(w)
+	t.row("NAME", "ID", "PATH", "SIZE", "TRANSPORT", "REMOVABLE", "MODEL", "SERIAL", "SLOT", "LABEL", "WRITE")
 	for _, r := range rows {
 		d := r.Drive
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.ID, d.Path, bytesIEC(d.Size), d.Transport,
-			yesNo(d.Removable), dash(d.Model), dash(d.Serial), dash(d.Slot), dash(d.SlotLabel), writeColumn(r.Verdicts))
-	}
-	return tw.Flush()
-}
-
-// writeColumn says "yes", or "no: " and every guard that refused.
-func writeColumn(vs []drive.Verdict) string {
-	var no []string
-	for _, v := range vs {
-		if !v.OK {
-			no = append(no, v.Guard+": "+v.Reason)
+		t.row(d.Name, d.ID, d.Path, bytesIEC(d.Size), string(d.Transport), yesNo(d.Removable), dash(d.Model), dash(d.Serial),
+			dash(d.Slot), dash(d.SlotLabel), yesNo(r.Writable))
+		if err := drive.Refusal(r.Verdicts); err != nil {
+			t.note("%v", err)
 		}
 	}
-	if len(no) == 0 {
-		return "yes"
-	}
-	return "no: " + strings.Join(no, "; ")
+	return t.flush()
 }
 
 func yesNo(b bool) string {

@@ -245,16 +245,27 @@ func printJobs(w io.Writer, jobs []*imagefarmv1.Job) error {
 		fmt.Fprintln(w, "no jobs")
 		return nil
 	}
-	tw := table(w)
-	fmt.Fprintln(tw, "ID\tIMAGE\tSTATE\tTASKS\tCREATED")
+	t := newNotedTable(w)
+	t.row("ID", "IMAGE", "STATE", "TASKS", "CREATED")
 	for _, j := range jobs {
 		tasks := fmt.Sprintf("%d/%d", j.GetTaskCounts().GetDone(), wanted(j))
 		if n := j.GetTaskCounts().GetFailed(); n > 0 {
 			tasks += fmt.Sprintf(" (%d failed)", n)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", j.GetId(), j.GetImageRef(), enumName(j.GetState()), tasks, localTime(j.GetCreateTime()))
+		t.row(j.GetId(), j.GetImageRef(), enumName(j.GetState()), tasks, localTime(j.GetCreateTime()))
+		if why := waitingReason(j); why != "" {
+			t.note("waiting: %s", why)
+		}
 	}
-	return tw.Flush()
+	return t.flush()
+}
+
+// waitingReason is why a job that is not final waits, "" if it does not.
+func waitingReason(j *imagefarmv1.Job) string {
+	if isFinal(j.GetState()) {
+		return ""
+	}
+	return j.GetWaitingReason()
 }
 
 // wanted is how many drives the job is to write: the named drives, or the

@@ -45,7 +45,7 @@ func watchJob(cmd *cobra.Command, c *controllerClient, id string, asJSON bool) e
 	}
 	var view watchView = &jsonLines{w: w, errw: cmd.ErrOrStderr()}
 	if !asJSON {
-		view = newTaskBars()
+		view = newTaskBars(cmd.ErrOrStderr())
 	}
 	view.sync(resp.GetJob())
 	jw := &jobWatch{c: c, id: id, view: view, last: resp.GetJob().GetRevision(), final: resp.GetJob().GetState().Final()}
@@ -221,18 +221,43 @@ type taskBars struct {
 	// bench of keys plugged in batches stays on one screen.
 	order    *mpb.Bar
 	verified map[string]bool
+	// notes get the lines that tell what happened (a drive verified, why
+	// the job waits): above the bars on a terminal, else errw, so that a
+	// watch in a log still says them.
+	notes   io.Writer
+	waiting string // why the job waits, as last told
 }
 
-func newTaskBars() *taskBars {
-	return &taskBars{
-		p:        mpb.New(mpb.WithOutput(progressOutput()), mpb.WithWidth(30)),
+// newTaskBars shows bars on stderr when it is a terminal; notes go to errw
+// when it is not.
+func newTaskBars(errw io.Writer) *taskBars {
+	out := progressOutput()
+	b := &taskBars{
+		p:        mpb.New(mpb.WithOutput(out), mpb.WithWidth(30)),
 		bars:     map[string]*mpb.Bar{},
 		tasks:    map[string]*imagefarmv1.Task{},
 		verified: map[string]bool{},
+		notes:    errw,
+	}
+	if out != io.Discard {
+		b.notes = b.p
+	}
+	return b
+}
+
+// showWaiting tells why the job waits when that changed.
+func (b *taskBars) showWaiting(job *imagefarmv1.Job) {
+	why := waitingReason(job)
+	if why == b.waiting {
+		return
+	}
+	if b.waiting = why; why != "" {
+		b.notice("waiting: %s", why)
 	}
 }
 
 func (b *taskBars) sync(job *imagefarmv1.Job) {
+	b.showWaiting(job)
 	if so := job.GetTargets().GetStandingOrder(); so != nil && b.order == nil {
 		b.order = b.p.AddBar(int64(so.GetCount()),
 			mpb.PrependDecorators(decor.Name("standing order", decor.WCSyncSpaceR),
@@ -244,6 +269,10 @@ func (b *taskBars) sync(job *imagefarmv1.Job) {
 }
 
 func (b *taskBars) event(ev *imagefarmv1.JobEvent) error {
+	if job := ev.GetJob(); job != nil {
+		b.showWaiting(job)
+		return nil
+	}
 	t := ev.GetTask()
 	if t == nil {
 		return nil
@@ -262,7 +291,7 @@ func (b *taskBars) event(ev *imagefarmv1.JobEvent) error {
 	return nil
 }
 
-func (b *taskBars) notice(format string, args ...any) { fmt.Fprintf(b.p, format+"\n", args...) }
+func (b *taskBars) notice(format string, args ...any) { fmt.Fprintf(b.notes, format+"\n", args...) }
 
 // update shows a task's new snapshot, adding its bar when it is new.
 func (b *taskBars) update(t *imagefarmv1.Task) {

@@ -78,17 +78,16 @@ func printFarmDrives(cmd *cobra.Command, g *globals) error {
 		fmt.Fprintln(w, "no drives")
 		return nil
 	}
-	tw := table(w)
-	fmt.Fprintln(tw, "NODE\tDRIVE\tSLOT/LABEL\tSIZE\tTRANSPORT\tSTATE\tTASK")
+	t := newNotedTable(w)
+	t.row("NODE", "DRIVE", "SLOT/LABEL", "SIZE", "TRANSPORT", "STATE", "TASK")
 	for _, d := range resp.GetDrives() {
-		state := enumName(d.GetState())
+		t.row(d.GetNodeId(), d.GetId(), dash(slotName(d.GetSlotLabel(), d.GetSlot())),
+			bytesIEC(int64(d.GetSizeBytes())), enumName(d.GetTransport()), enumName(d.GetState()), dash(d.GetTaskId()))
 		if r := d.GetRefusal(); r != nil {
-			state += ": " + r.GetMessage()
+			t.note("%s", r.GetMessage())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.GetNodeId(), d.GetId(), dash(slotName(d.GetSlotLabel(), d.GetSlot())),
-			bytesIEC(int64(d.GetSizeBytes())), enumName(d.GetTransport()), state, dash(d.GetTaskId()))
 	}
-	return tw.Flush()
+	return t.flush()
 }
 
 // slotName is the slot's human label when the node's config names it, else

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
@@ -22,6 +24,62 @@ func printJSON(w io.Writer, v any) error {
 // table writes aligned columns; call flush when done.
 func table(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+}
+
+// notedTable writes aligned columns, and under a row, a note that takes
+// no part in the alignment: one long reason (a refusal, why a job waits)
+// does not push every row's columns out of the screen.
+type notedTable struct {
+	w     io.Writer
+	buf   bytes.Buffer
+	tw    *tabwriter.Writer
+	rows  int
+	notes map[int][]string // by row, the header being row 0
+}
+
+func newNotedTable(w io.Writer) *notedTable {
+	t := &notedTable{w: w, notes: map[int][]string{}}
+	t.tw = table(&t.buf)
+	return t
+}
+
+// row adds a row of cells; tabs and line breaks in them become spaces.
+func (t *notedTable) row(cells ...string) {
+	for i, c := range cells {
+		cells[i] = oneLine(c)
+	}
+	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+	t.rows++
+}
+
+// note adds a note under the last row.
+func (t *notedTable) note(format string, args ...any) {
+	t.notes[t.rows-1] = append(t.notes[t.rows-1], oneLine(fmt.Sprintf(format, args...)))
+}
+
+// flush writes the table, each note under its row.
+func (t *notedTable) flush() error {
+	if err := t.tw.Flush(); err != nil {
+		return err
+	}
+	lines := strings.SplitAfter(t.buf.String(), "\n")
+	for i, line := range lines {
+		if _, err := io.WriteString(t.w, line); err != nil {
+			return err
+		}
+		for _, n := range t.notes[i] {
+			if _, err := fmt.Fprintf(t.w, "    %s\n", n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// oneLine keeps a cell on its line and in its column whatever a node or a
+// drive reported.
+func oneLine(s string) string {
+	return strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
 }
 
 func bytesIEC(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }

@@ -20,8 +20,14 @@ func newJobKind(kv jetstream.KeyValue, s *Store) *kind[*imagefarmv1.Job] {
 		fresh: func() *imagefarmv1.Job { return &imagefarmv1.Job{} },
 		key:   func(j *imagefarmv1.Job) (string, error) { return jobKey(j.GetId()) },
 		// Tasks live in their own bucket and the revision is the event
-		// stream's, so neither is stored with the job.
-		tidy: func(j *imagefarmv1.Job) { j.Tasks, j.Revision = nil, 0 },
+		// stream's, so neither is stored with the job. A final job waits
+		// for nothing.
+		tidy: func(j *imagefarmv1.Job) {
+			j.Tasks, j.Revision = nil, 0
+			if FinalJobState(j.State) {
+				j.WaitingReason = ""
+			}
+		},
 		stamp: func(prev, next *imagefarmv1.Job, created bool) {
 			next.CreateTime, next.UpdateTime = stampTimes(prev.GetUpdateTime(), next.GetCreateTime(), created)
 		},

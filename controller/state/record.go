@@ -36,8 +36,8 @@ type kind[T proto.Message] struct {
 	// key says under which key a record belongs, so that a write can refuse
 	// an update that moved the record.
 	key func(T) (string, error)
-	// tidy clears fields that are derived on read and never stored; nil if
-	// none.
+	// tidy clears fields that are derived on read and never stored, or
+	// that the record's state rules out; nil if none.
 	tidy func(T)
 	// stamp sets the record's timestamps; nil if it has none.
 	stamp func(prev, next T, created bool)

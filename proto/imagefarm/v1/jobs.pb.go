@@ -244,7 +244,7 @@ const (
 	JobEventKind_JOB_EVENT_KIND_UNSPECIFIED JobEventKind = 0
 	// A job was submitted (snapshot: job).
 	JobEventKind_JOB_EVENT_KIND_JOB_SUBMITTED JobEventKind = 1
-	// A job changed state (snapshot: job).
+	// A job changed state, or why it waits (snapshot: job).
 	JobEventKind_JOB_EVENT_KIND_JOB_STATE_CHANGED JobEventKind = 2
 	// A task was created (snapshot: task).
 	JobEventKind_JOB_EVENT_KIND_TASK_CREATED JobEventKind = 3
@@ -338,7 +338,14 @@ type Job struct {
 	Tasks []*Task `protobuf:"bytes,13,rep,name=tasks,proto3" json:"tasks,omitempty"`
 	// Revision of the last event reflected in this snapshot. WatchJob with
 	// from_revision = revision + 1 continues from it with no gap.
-	Revision      uint64 `protobuf:"varint,14,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision uint64 `protobuf:"varint,14,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Why the job waits, for a person to read, while it is not final and
+	// fewer of its drives are done or under way than it needs: what the
+	// drives it could use are doing (busy, written since they were inserted)
+	// and why the others are not for it (too small, refused, on a node that
+	// is away). Empty otherwise. The controller updates it as the farm
+	// changes, each change a JOB_STATE_CHANGED event.
+	WaitingReason string `protobuf:"bytes,15,opt,name=waiting_reason,json=waitingReason,proto3" json:"waiting_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -469,6 +476,13 @@ func (x *Job) GetRevision() uint64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *Job) GetWaitingReason() string {
+	if x != nil {
+		return x.WaitingReason
+	}
+	return ""
 }
 
 // Targets says which drives a job writes.
@@ -1166,7 +1180,7 @@ var File_imagefarm_v1_jobs_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\n" +
-	"\x17imagefarm/v1/jobs.proto\x12\fimagefarm.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagefarm/v1/failure.proto\x1a\x17imagefarm/v1/farm.proto\"\xbb\x05\n" +
+	"\x17imagefarm/v1/jobs.proto\x12\fimagefarm.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagefarm/v1/failure.proto\x1a\x17imagefarm/v1/farm.proto\"\xe2\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\timage_ref\x18\x02 \x01(\tR\bimageRef\x12'\n" +
@@ -1186,7 +1200,8 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\vtask_counts\x18\f \x01(\v2\x18.imagefarm.v1.TaskCountsR\n" +
 	"taskCounts\x12(\n" +
 	"\x05tasks\x18\r \x03(\v2\x12.imagefarm.v1.TaskR\x05tasks\x12\x1a\n" +
-	"\brevision\x18\x0e \x01(\x04R\brevision\x1a9\n" +
+	"\brevision\x18\x0e \x01(\x04R\brevision\x12%\n" +
+	"\x0ewaiting_reason\x18\x0f \x01(\tR\rwaitingReason\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x01\n" +
