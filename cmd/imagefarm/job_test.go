@@ -216,6 +216,32 @@ func TestWatchInterrupted(t *testing.T) {
 	}
 }
 
+// TestWatchSaysWhyTheJobWaits follows a standing order that waits, then
+// waits for another reason, then runs: watch says each reason once, when
+// it changes, on stderr when that is no terminal.
+func TestWatchSaysWhyTheJobWaits(t *testing.T) {
+	const first, second = "needs 2 more drives: 2 written since inserted (n1/d1, n1/d2)", "needs 1 more drive: 1 busy with other tasks (n1/d2)"
+	f := watchFarm(imagefarmv1.JobState_JOB_STATE_SUCCEEDED)
+	f.jobs[0].WaitingReason = first
+	jobEvent := func(rev uint64, why string) *imagefarmv1.JobEvent {
+		j := testJob(imagefarmv1.JobState_JOB_STATE_PENDING, rev)
+		j.WaitingReason = why
+		return &imagefarmv1.JobEvent{Revision: rev, Time: testTime, Kind: imagefarmv1.JobEventKind_JOB_EVENT_KIND_JOB_STATE_CHANGED, Snapshot: &imagefarmv1.JobEvent_Job{Job: j}}
+	}
+	for i := range f.events {
+		f.events[i].Revision += 3
+	}
+	f.events = append([]*imagefarmv1.JobEvent{jobEvent(4, first), jobEvent(5, second), jobEvent(6, "")}, f.events...)
+	f.jobs[1].Revision += 3
+	_, stderr, err := runFarmContext(t.Context(), startFarm(t, f), "job", "watch", "j1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "waiting: " + first + "\nwaiting: " + second + "\n"; !strings.Contains(stderr, want) || strings.Count(stderr, "waiting:") != 2 {
+		t.Errorf("watch said on stderr:\n%s\nwant each reason once, in order:\n%s", stderr, want)
+	}
+}
+
 func TestSubmitBuildsRequest(t *testing.T) {
 	drives := func(ids ...string) *imagefarmv1.Targets {
 		return &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_Drives{Drives: &imagefarmv1.DriveList{DriveIds: ids}}}
@@ -330,8 +356,13 @@ func TestJobLs(t *testing.T) {
 		j.Id, j.TaskCounts = id, &imagefarmv1.TaskCounts{Done: done, Failed: 2 - done}
 		return j
 	}
+	const why = "needs 1 more drive: 1 written since inserted (n1/d2); a standing order takes only freshly inserted drives: pull and re-insert them"
+	waiting := job("j3", imagefarmv1.JobState_JOB_STATE_RUNNING, 1)
+	waiting.WaitingReason = why
+	stale := job("j2", imagefarmv1.JobState_JOB_STATE_FAILED, 0)
+	stale.WaitingReason = "from an older controller" // a final job waits for nothing
 	pages := [][]*imagefarmv1.Job{
-		{job("j3", imagefarmv1.JobState_JOB_STATE_RUNNING, 1), job("j2", imagefarmv1.JobState_JOB_STATE_FAILED, 0)},
+		{waiting, stale},
 		{job("j1", imagefarmv1.JobState_JOB_STATE_SUCCEEDED, 2)},
 	}
 	f := &fakeFarm{pages: pages}
@@ -340,9 +371,10 @@ func TestJobLs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, row := range []string{`j3\s+fleet:1\s+RUNNING\s+1/2 \(1 failed\)\s+2025-03-14`, `j2\s+fleet:1\s+FAILED\s+0/2 \(2 failed\)`, `j1\s+fleet:1\s+SUCCEEDED\s+2/2\s+2025-03-14`} {
+	for _, row := range []string{`(?m)^j3\s+fleet:1\s+RUNNING\s+1/2 \(1 failed\)\s+2025-03-14 \S+\n    waiting: ` + regexp.QuoteMeta(why) + "\n",
+		`(?m)^j2\s+fleet:1\s+FAILED\s+0/2 \(2 failed\)\s+\S+ \S+\nj1\s+fleet:1\s+SUCCEEDED\s+2/2\s+2025-03-14`} {
 		if !regexp.MustCompile(row).MatchString(out) {
-			t.Errorf("job ls lacks a row matching %q:\n%s", row, out)
+			t.Errorf("job ls lacks rows matching %q:\n%s", row, out)
 		}
 	}
 	wantStates := []imagefarmv1.JobState{imagefarmv1.JobState_JOB_STATE_RUNNING, imagefarmv1.JobState_JOB_STATE_FAILED, imagefarmv1.JobState_JOB_STATE_SUCCEEDED}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,13 +41,19 @@ func TestNodes(t *testing.T) {
 	}
 }
 
+// TestFarmDrives lists the farm's drives: a refused drive's reason, however
+// long, goes under its row and leaves the columns as narrow as the others
+// need.
 func TestFarmDrives(t *testing.T) {
+	long := "refused: system: system disk: holds / (on /dev/vda), /boot (on /dev/vda); cache: holds the node cache /var/cache/imagefarm (on /dev/vda); " +
+		"mounted: /dev/vda is mounted on /; policy: virtio disk, not removable or USB"
 	f := &fakeFarm{drives: []*imagefarmv1.Drive{
 		{Id: "SER1", NodeId: "bench-1", SizeBytes: 16 << 30, Transport: imagefarmv1.Transport_TRANSPORT_USB,
 			Slot: "pci-0000:00:14.0-usb-0:3.2:1.0-scsi-0:0:0:0", SlotLabel: "bench 1, port 12", State: imagefarmv1.DriveState_DRIVE_STATE_BUSY, TaskId: "t7"},
 		{Id: "SER2", NodeId: "bench-1", SizeBytes: 500 << 30, Transport: imagefarmv1.Transport_TRANSPORT_SATA, Slot: "pci-0000:00:17.0-ata-1",
 			State: imagefarmv1.DriveState_DRIVE_STATE_REFUSED, Refusal: &imagefarmv1.Failure{
-				Reason: imagefarmv1.FailureReason_FAILURE_REASON_GUARD_SYSTEM_DISK, Message: "holds the root file system"}},
+				Reason: imagefarmv1.FailureReason_FAILURE_REASON_GUARD_SYSTEM_DISK, Message: long}},
+		{Id: "SER3", NodeId: "bench-1", SizeBytes: 8 << 30, Transport: imagefarmv1.Transport_TRANSPORT_USB, State: imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE},
 	}}
 	addr := startFarm(t, f)
 	out, err := runFarm(t, addr, "drives")
@@ -54,15 +61,21 @@ func TestFarmDrives(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, row := range []string{`(?m)^NODE\s+DRIVE\s+SLOT/LABEL\s+SIZE\s+TRANSPORT\s+STATE\s+TASK$`,
-		`bench-1\s+SER1\s+bench 1, port 12\s+16 GiB\s+USB\s+BUSY\s+t7`,
-		`bench-1\s+SER2\s+pci-0000:00:17.0-ata-1\s+500 GiB\s+SATA\s+REFUSED: holds the root file system\s+-`} {
+		`(?m)^bench-1\s+SER1\s+bench 1, port 12\s+16 GiB\s+USB\s+BUSY\s+t7$`,
+		`(?m)^bench-1\s+SER2\s+pci-0000:00:17.0-ata-1\s+500 GiB\s+SATA\s+REFUSED\s+-\n    ` + regexp.QuoteMeta(long) + `\n`,
+		`(?m)^bench-1\s+SER3\s+-\s+8.0 GiB\s+USB\s+AVAILABLE\s+-$`} {
 		if !regexp.MustCompile(row).MatchString(out) {
 			t.Errorf("drives lacks a row matching %q:\n%s", row, out)
 		}
 	}
+	for _, line := range strings.Split(out, "\n") {
+		if len(line) > 100 && !strings.Contains(line, long) {
+			t.Errorf("drives has a row %d characters wide, want the refusal out of the columns:\n%s", len(line), out)
+		}
+	}
 	out, err = runFarm(t, addr, "drives", "--json")
 	var got []map[string]any
-	if err != nil || json.Unmarshal([]byte(out), &got) != nil || len(got) != 2 || got[0]["task_id"] != "t7" || got[1]["size_bytes"] != "536870912000" {
+	if err != nil || json.Unmarshal([]byte(out), &got) != nil || len(got) != 3 || got[0]["task_id"] != "t7" || got[1]["size_bytes"] != "536870912000" {
 		t.Errorf("drives --json = %v:\n%s", err, out)
 	}
 	if out, err := runFarm(t, startFarm(t, &fakeFarm{}), "drives"); err != nil || out != "no drives\n" {
