@@ -20,8 +20,8 @@ import (
 // the eMMC boot and RPMB areas.
 var skipRe = regexp.MustCompile(`^(zram|ram|dm-|md|drbd|bcache|sr|fd|nbd|rbd|mmcblk\d+(boot|rpmb))`)
 
-// Discover lists the whole disks of the node and the virtual drives of
-// cfg.VirtualDir, sorted by kind then kernel name. Partitions, stacked
+// Discover lists the whole disks of the node (unless cfg.VirtualOnly) and
+// the virtual drives of cfg.VirtualDir, sorted by kind then kernel name. Partitions, stacked
 // and RAM devices, empty card readers and unbound loop devices are left
 // out. A device that disappears while it is read is skipped. Where a
 // udev database runs (cfg.UdevDir) it completes what sysfs does not say;
@@ -32,8 +32,30 @@ func Discover(cfg Config) ([]Drive, error) {
 
 // discover is Discover reading the udev database in udevDir, none if "".
 func discover(cfg Config, udevDir string) ([]Drive, error) {
-	blockDir := filepath.Join(cfg.sysRoot(), "block")
-	ents, err := os.ReadDir(blockDir)
+	var drives []Drive
+	if !cfg.VirtualOnly {
+		var err error
+		if drives, err = discoverBlock(cfg, udevDir); err != nil {
+			return nil, err
+		}
+	}
+	virt, err := discoverVirtual(cfg.VirtualDir)
+	if err != nil {
+		return nil, err
+	}
+	drives = append(drives, virt...)
+	uniqueIDs(drives)
+	for i := range drives {
+		drives[i].SlotLabel = labelOf(drives[i], cfg)
+	}
+	slices.SortFunc(drives, compareDrives)
+	return drives, nil
+}
+
+// discoverBlock lists the whole disks of /sys/block that are imaging
+// targets.
+func discoverBlock(cfg Config, udevDir string) ([]Drive, error) {
+	ents, err := os.ReadDir(filepath.Join(cfg.sysRoot(), "block"))
 	if err != nil {
 		return nil, fmt.Errorf("discover drives: %w", err)
 	}
@@ -51,16 +73,6 @@ func discover(cfg Config, udevDir string) ([]Drive, error) {
 			drives = append(drives, d)
 		}
 	}
-	virt, err := discoverVirtual(cfg.VirtualDir)
-	if err != nil {
-		return nil, err
-	}
-	drives = append(drives, virt...)
-	uniqueIDs(drives)
-	for i := range drives {
-		drives[i].SlotLabel = labelOf(drives[i], cfg)
-	}
-	slices.SortFunc(drives, compareDrives)
 	return drives, nil
 }
 

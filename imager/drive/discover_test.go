@@ -81,6 +81,10 @@ func TestDiscoverVirtual(t *testing.T) {
 	if err == nil {
 		t.Fatalf("Discover() with no sysfs = %v, want an error", drives)
 	}
+	drives, err = Discover(Config{VirtualDir: dir, VirtualOnly: true})
+	if err != nil || len(drives) != 1 || drives[0].Transport != TransportVirtual {
+		t.Errorf("Discover(VirtualOnly) = %+v, %v; want key 1.img and none of the machine's disks", drives, err)
+	}
 	virt, err := discoverVirtual(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -144,6 +148,9 @@ func TestDiff(t *testing.T) {
 	a := Drive{ID: "usb-A", Path: "/dev/sdb", DevNum: "8:16"}
 	b := Drive{ID: "usb-B", Path: "/dev/sdc", DevNum: "8:32"}
 	swapped := Drive{ID: "usb-C", Path: "/dev/sdb", DevNum: "8:16"}
+	virt := Drive{ID: "virt-key.img", Path: "/dev-farm/key.img", Serial: "VIRT803-11"}
+	reinserted := virt
+	reinserted.Serial = "VIRT803-12" // the file replaced under its name
 	known := map[string]Drive{}
 	steps := []struct {
 		drives []Drive
@@ -155,6 +162,8 @@ func TestDiff(t *testing.T) {
 		{[]Drive{a, b}, []string{"inserted usb-A"}},
 		{[]Drive{swapped, b}, []string{"removed usb-A", "inserted usb-C"}},
 		{nil, []string{"removed usb-C", "removed usb-B"}},
+		{[]Drive{virt}, []string{"inserted virt-key.img"}},
+		{[]Drive{reinserted}, []string{"removed virt-key.img", "inserted virt-key.img"}},
 	}
 	for i, s := range steps {
 		var got []string

@@ -86,6 +86,10 @@ type Config struct {
 	UdevDir string
 	// VirtualDir is a folder whose regular files are virtual drives.
 	VirtualDir string
+	// VirtualOnly lists the virtual drives of VirtualDir and none of the
+	// machine's own disks: the dev farm's node stands for a bench of its
+	// own, and the host it runs on has no drive to offer it.
+	VirtualOnly bool
 	// SlotLabels maps a slot (or, for drives without a slot such as loop
 	// and virtual drives, an id) to the label a technician reads.
 	SlotLabels map[string]string

@@ -37,7 +37,8 @@ type Verdict struct {
 // When it cannot tell (mount table unreadable, drive gone or replaced)
 // the guards concerned refuse.
 func Check(d Drive, imageSize int64, cfg Config) []Verdict {
-	return append(placement(d, cfg), checkPolicy(d, cfg), checkSize(d, imageSize), checkReadOnly(d))
+	held := placement(d, cfg)
+	return append(held, checkPolicy(d, cfg, Refusal(held) == nil), checkSize(d, imageSize), checkReadOnly(d))
 }
 
 // placement runs the guards that ask what the disk holds and who uses it.
@@ -160,8 +161,11 @@ func checkHolders(members []member) Verdict {
 // checkPolicy admits by default only what a technician plugs in and pulls
 // out: removable media and USB disks. Docks, internal disks and loop
 // devices must be named in Allow, so that no disk of the node itself is
-// written because someone mistyped a drive name.
-func checkPolicy(d Drive, cfg Config) Verdict {
+// written because someone mistyped a drive name. hint says how to allow
+// the drive; it is false when what the disk holds or who uses it refuses
+// it anyway (the system disk above all), so that no message ever suggests
+// allowing such a disk.
+func checkPolicy(d Drive, cfg Config, hint bool) Verdict {
 	v := Verdict{Guard: GuardPolicy, OK: true}
 	switch how := allowedBy(d, cfg.Allow); {
 	case d.Transport == TransportVirtual:
@@ -172,9 +176,12 @@ func checkPolicy(d Drive, cfg Config) Verdict {
 		v.Reason = "usb"
 	case d.Removable:
 		v.Reason = "removable"
-	default:
+	case hint:
 		v.OK = false
 		v.Reason = fmt.Sprintf("%s disk, not removable: allow it by id, slot or path (--allow %s)", d.Transport, d.ID)
+	default:
+		v.OK = false
+		v.Reason = fmt.Sprintf("%s disk, not removable", d.Transport)
 	}
 	return v
 }

@@ -64,6 +64,9 @@ func TestCacheDeviceRefused(t *testing.T) {
 		wantRefused(t, vs, GuardCache, "holds the node cache "+dir+" (on "+l.Path+")")
 		wantRefused(t, vs, GuardMounted, l.Path+" is mounted on "+mnt)
 		wantPassed(t, Check(discovered(t, cfg, other.Path), 0, cfg), GuardCache)
+		if err := Refusal(Check(discovered(t, cfg, l.Path), 0, Config{CacheDir: dir})); strings.Contains(err.Error(), "--allow") {
+			t.Errorf("Refusal() of the cache disk, not allowed = %v, want no hint to allow it", err)
+		}
 	}
 	if after := testenv.DeviceSHA256(t, l.Path); after != before {
 		t.Errorf("device bytes changed: sha256 %s, want %s", after, before)
@@ -87,6 +90,16 @@ func TestRootDiskRefused(t *testing.T) {
 	wantRefused(t, vs, GuardSystem, "system disk: holds / (on /dev/")
 	if err := Refusal(vs); !errors.Is(err, ErrRefused) {
 		t.Errorf("Refusal() = %v, want ErrRefused", err)
+	}
+	// Not allowed: the policy refuses it too, without ever suggesting to
+	// allow the disk that holds /.
+	if d.Transport == TransportUSB || d.Removable {
+		return
+	}
+	vs = Check(d, 0, Config{})
+	wantRefused(t, vs, GuardPolicy, "disk, not removable")
+	if err := Refusal(vs); strings.Contains(err.Error(), "allow") {
+		t.Errorf("Refusal() of the system disk = %v, want no hint to allow it", err)
 	}
 }
 

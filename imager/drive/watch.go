@@ -82,5 +82,9 @@ func diff(known map[string]Drive, drives []Drive) []Event {
 }
 
 // watchKey tells one drive from another: a new id at the same path is a
-// new drive, and so is a new device number (unplugged and plugged again).
-func watchKey(d Drive) string { return d.ID + "\x00" + d.Path + "\x00" + d.DevNum }
+// new drive, and so is a new device number (unplugged and plugged again)
+// or a new serial (a virtual drive's file replaced under its name, which
+// keeps its id).
+func watchKey(d Drive) string {
+	return d.ID + "\x00" + d.Path + "\x00" + d.DevNum + "\x00" + d.Serial
+}
