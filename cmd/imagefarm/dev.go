@@ -61,12 +61,13 @@ and ends with the verified table and an independent check of every drive.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runDev(cmd, g, &f) },
 	}
 	cache, _ := os.UserCacheDir()
+	cmd.PersistentFlags().StringVar(&f.dataDir, "data", filepath.Join(cache, "imagefarm", "dev"), "data folder of the dev farm")
+	cmd.AddCommand(newDevReinsertCmd(g, &f))
 	fl := cmd.Flags()
-	fl.StringVar(&f.dataDir, "data", filepath.Join(cache, "imagefarm", "dev"), "data folder of the dev farm")
 	fl.BoolVar(&f.demo, "demo", false, "push a sample disk image, write it to every virtual drive through the farm, verify, exit")
 	fl.Int64Var(&f.size, "size", 256<<20, "size of the demo's sample disk image in bytes")
-	fl.IntVar(&f.drives, "drives", 4, "number of virtual drives")
-	fl.Int64Var(&f.driveSize, "drive-size", 1<<30, "size of each virtual drive in bytes (sparse)")
+	fl.IntVar(&f.drives, "drives", 4, fmt.Sprintf("number of virtual drives (1 to %d)", maxDevDrives))
+	fl.Int64Var(&f.driveSize, "drive-size", 1<<30, "size of each virtual drive in bytes (sparse; with --demo, at least --size)")
 	fl.StringVar(&f.natsHost, "nats-host", "127.0.0.1", "address of the embedded NATS server")
 	fl.IntVar(&f.natsPort, "nats-port", -1, "port of the embedded NATS server (-1: any free port)")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "controller gRPC address (port 0: any free port)")
@@ -74,7 +75,29 @@ and ends with the verified table and an independent check of every drive.`,
 	return cmd
 }
 
+// maxDevDrives bounds --drives: the dev farm is one bench, not a depot.
+const maxDevDrives = 64
+
+// check refuses flags that make no dev farm, before anything is made.
+func (f *devFlags) check() error {
+	switch {
+	case f.drives < 1 || f.drives > maxDevDrives:
+		return fmt.Errorf("--drives %d: give 1 to %d virtual drives", f.drives, maxDevDrives)
+	case f.driveSize < 1<<20 || f.driveSize%512 != 0:
+		return fmt.Errorf("--drive-size %d: give a size in bytes of at least 1 MiB (1048576) and a multiple of 512", f.driveSize)
+	case f.demo && f.size < 1<<20:
+		return fmt.Errorf("--size %d: the demo's sample image needs at least 1 MiB (1048576 bytes)", f.size)
+	case f.demo && f.driveSize < f.size:
+		return fmt.Errorf("--drive-size %d is smaller than the demo's sample image (--size %d): give --drive-size %d or more, or a smaller --size",
+			f.driveSize, f.size, f.size)
+	}
+	return nil
+}
+
 func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
+	if err := f.check(); err != nil {
+		return err
+	}
 	out := cmd.OutOrStdout()
 	if f.demo && !cmd.Flags().Changed("log-level") { // the demo's bars and tables say it all
 		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
@@ -94,7 +117,7 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	if g.store == "" {
 		g.store = "file://" + filepath.Join(f.dataDir, "store")
 	}
-	drives, err := makeVirtualDrives(filepath.Join(f.dataDir, "drives"), f.drives, max(f.driveSize, f.size))
+	drives, err := makeVirtualDrives(filepath.Join(f.dataDir, "drives"), f.drives, f.driveSize)
 	if err != nil {
 		return err
 	}
@@ -138,16 +161,19 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	g.controller = dialAddr(addr)
 	agent, err := imager.NewAgent(imager.AgentConfig{NodeID: devNode, Pool: "dev", NATSURL: ns.ClientURL(), NATSCreds: nodeCreds,
 		Controller: g.controller, TLS: certs.node, Catalog: cat, Drives: drive.Config{VirtualDir: filepath.Join(f.dataDir, "drives"),
-			CacheDir: filepath.Join(f.dataDir, "cache")}, TrustedKeys: keys, Log: slog.Default()})
+			VirtualOnly: true, CacheDir: filepath.Join(f.dataDir, "cache")}, TrustedKeys: keys, Log: slog.Default()})
 	if err != nil {
 		return err
 	}
 	grp.Go(func() error { return agent.Run(ctx) })
 	g.tls = certs.client
 	fmt.Fprintf(out, "dev farm in %s\n  NATS:       %s (users and credentials files in %s)\n  controller: %s (TLS; imagers need a certificate of the CA in %s)\n  store:      %s\n  drives:     %d × %s virtual drives on node %s (pool dev)\n",
-		f.dataDir, ns.ClientURL(), creds, g.controller, filepath.Dir(g.tls.ca), g.store, len(drives), bytesIEC(max(f.driveSize, f.size)), devNode)
+		f.dataDir, ns.ClientURL(), creds, g.controller, filepath.Dir(g.tls.ca), g.store, len(drives), bytesIEC(f.driveSize), devNode)
 	fmt.Fprintf(out, "from another terminal:\n  export IMAGEFARM_CONTROLLER=%s IMAGEFARM_STORE=%s \\\n    IMAGEFARM_CA=%s IMAGEFARM_TLS_CERT=%s IMAGEFARM_TLS_KEY=%s \\\n    IMAGEFARM_SIGN_KEY=%s IMAGEFARM_TOKEN=$(cat %s)\n",
 		g.controller, g.store, g.tls.ca, g.tls.cert, g.tls.key, devSignKey(f), tokenFile)
+	if !f.demo {
+		fmt.Fprintf(out, "standing orders (job submit --count) take only freshly inserted drives; make written ones fresh with:\n  imagefarm dev reinsert --data %s --all\n", f.dataDir)
+	}
 	if f.demo {
 		grp.Go(func() error {
 			defer cancel()
@@ -157,7 +183,22 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	if err := grp.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	return cmd.Context().Err()
+	return devStopped(cmd, f)
+}
+
+// devStopped says how the farm ended once it stopped without a failure:
+// interrupted (Ctrl-C, SIGTERM), which is how a dev farm is stopped, or
+// at the end of the demo. An interrupted demo did not finish: its exit
+// code says so.
+func devStopped(cmd *cobra.Command, f *devFlags) error {
+	if cmd.Context().Err() == nil {
+		return nil // the demo ended
+	}
+	if f.demo {
+		return errors.New("demo interrupted before it finished; the dev farm stopped")
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "dev farm stopped; its data stays in %s for the next imagefarm dev --data %s\n", f.dataDir, f.dataDir)
+	return nil
 }
 
 // devCatalog opens the store with the dev node's cache.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,7 +29,9 @@ func devToken(ctx context.Context, natsURL, creds, file string) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("dev token: %w", err)
 	}
-	nc, err := nats.Connect(natsURL, append(auth, nats.Name("imagefarm-dev-token"))...)
+	// The server is this process's own, just started: a loaded machine
+	// may take longer than nats.go's 2s to answer, never forever.
+	nc, err := nats.Connect(natsURL, append(auth, nats.Name("imagefarm-dev-token"), nats.Timeout(30*time.Second))...)
 	if err != nil {
 		return "", fmt.Errorf("dev token: %w", err)
 	}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+// TestDevRefusesFlagsThatMakeNoFarm: drives too small for the demo's
+// sample, no drives or absurd sizes are refused by name, before the data
+// folder is made.
+func TestDevRefusesFlagsThatMakeNoFarm(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--demo", "--size", "33554432", "--drive-size", "16777216"},
+			"--drive-size 16777216 is smaller than the demo's sample image (--size 33554432): give --drive-size 33554432 or more, or a smaller --size"},
+		{[]string{"--drives", "0"}, "--drives 0: give 1 to 64 virtual drives"},
+		{[]string{"--drives", "100000"}, "--drives 100000: give 1 to 64"},
+		{[]string{"--drive-size", "1000"}, "--drive-size 1000: give a size in bytes of at least 1 MiB"},
+		{[]string{"--drive-size", "1048577"}, "a multiple of 512"},
+		{[]string{"--drive-size", "-1"}, "--drive-size -1"},
+		{[]string{"--demo", "--size", "0"}, "--size 0: the demo's sample image needs at least 1 MiB"},
+	} {
+		data := filepath.Join(t.TempDir(), "dev")
+		out, err := run(t, append([]string{"dev", "--data", data}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("dev %v = %v (%s), want an error containing %q", tc.args, err, out, tc.want)
+		}
+		if _, err := os.Stat(data); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("dev %v made its data folder (%v), want nothing made", tc.args, err)
+		}
+	}
+}
+
+// TestDevStopsCleanlyOnSignals runs the real binary: SIGTERM or SIGINT to
+// a dev farm is how it is stopped, so it exits 0 saying so, not with
+// "context canceled".
+func TestDevStopsCleanlyOnSignals(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "imagefarm")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			data := t.TempDir()
+			cmd := exec.Command(bin, "dev", "--data", data, "--drives", "1", "--drive-size", "1048576", "--log-level", "warn")
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			lines := bufio.NewScanner(stdout)
+			for lines.Scan() && !strings.HasPrefix(lines.Text(), "from another terminal") {
+			}
+			cmd.Process.Signal(sig)
+			rest, _ := io.ReadAll(stdout)
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("dev still runs 10s after %v", sig)
+			}
+			if err != nil || !strings.Contains(string(rest), "dev farm stopped; its data stays in "+data) || strings.Contains(stderr.String(), "context canceled") {
+				t.Errorf("dev after %v: exit %v, stdout after start %q, stderr %q; want exit 0 and a clean stop", sig, err, rest, stderr.String())
+			}
+		})
+	}
+}
+
+// devFarm is a dev farm running in-process, and the flags that reach it.
+type devFarm struct {
+	data string
+	args []string // --controller, TLS, token and store flags
+}
+
+// startDev runs imagefarm dev with n drives of size bytes until the test
+// ends.
+func startDev(t *testing.T, n int, size int64) *devFarm {
+	t.Helper()
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &devFarm{data: t.TempDir()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		cmd := newRootCmd()
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		cmd.SetArgs([]string{"dev", "--data", d.data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--drives", fmt.Sprint(n),
+			"--drive-size", fmt.Sprint(size), "--log-level", "warn"})
+		done <- cmd.ExecuteContext(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dev = %v, want nil when stopped", err)
+		}
+	})
+	pki := filepath.Join(d.data, "pki")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		token, err := os.ReadFile(filepath.Join(pki, "admin.token"))
+		if err == nil && len(token) > 0 {
+			d.args = []string{"--controller", fmt.Sprintf("127.0.0.1:%d", port), "--ca", filepath.Join(pki, "ca.crt"),
+				"--tls-cert", filepath.Join(pki, "client-dev.crt"), "--tls-key", filepath.Join(pki, "client-dev.key"),
+				"--token", strings.TrimSpace(string(token)), "--store", "file://" + filepath.Join(d.data, "store")}
+			if out, err := run(t, d.cli("drives", "--json")...); err == nil && strings.Count(out, `"TRANSPORT_VIRTUAL"`) == n {
+				return d
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dev farm did not report its drives within a minute")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// cli is args with the flags that reach the farm.
+func (d *devFarm) cli(args ...string) []string { return append(args, d.args...) }
+
+// TestDevReinsertFeedsAStandingOrder writes every virtual drive of a dev
+// farm with a first standing order; a second one then waits, saying the
+// drives were written and how to re-insert them; dev reinsert makes one
+// fresh, and the second order takes it. The farm lists only its virtual
+// drives, never the host's disks.
+func TestDevReinsertFeedsAStandingOrder(t *testing.T) {
+	d := startDev(t, 2, 8<<20)
+	var drives []map[string]any
+	out := mustRun(t, d.cli("drives", "--json")...)
+	if err := json.Unmarshal([]byte(out), &drives); err != nil || len(drives) != 2 {
+		t.Fatalf("drives of the dev farm = %v:\n%s\nwant its 2 virtual drives only", err, out)
+	}
+	img := writeDiskImage(t, 4<<20, 3)
+	mustRun(t, d.cli("image", "push", "demo:1", img, "--sign-key", filepath.Join(d.data, "signing", signKeyFile))...)
+	if out := mustRun(t, d.cli("job", "submit", "demo:1", "--count", "2", "--watch")...); !strings.Contains(out, "SUCCEEDED: 2 of 2") {
+		t.Fatalf("first order:\n%s", out)
+	}
+
+	out = mustRun(t, d.cli("job", "submit", "demo:1", "--count", "1", "--json")...)
+	var job struct{ ID string }
+	if err := json.Unmarshal([]byte(out), &job); err != nil {
+		t.Fatalf("submit --json = %v:\n%s", err, out)
+	}
+	want := regexp.MustCompile(regexp.QuoteMeta(job.ID) + `\s+demo:1\s+PENDING\s+0/1\s+.*\n    waiting: needs 1 more drive: 2 written since inserted \(dev-1/virt-drive1.img, dev-1/virt-drive2.img\); ` +
+		`a standing order takes only freshly inserted drives: pull and re-insert them \(virtual drives: imagefarm dev reinsert\)\n`)
+	waitOutput(t, "job ls saying why the order waits", want, d.cli("job", "ls")...)
+
+	f, err := os.Open(filepath.Join(d.data, "drives", "drive1.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Flock(int(f.Fd()), unix.LOCK_EX) // as a writer holds it
+	if _, err := run(t, "dev", "reinsert", "--data", d.data, "--all"); err == nil || !strings.Contains(err.Error(), "virtual drive virt-drive1.img is being written: wait for its task to end") {
+		t.Errorf("dev reinsert of a drive being written = %v, want it refused", err)
+	}
+	f.Close()
+
+	out = mustRun(t, "dev", "reinsert", "--data", d.data, "virt-drive2.img")
+	if !strings.Contains(out, "re-inserted dev-1/virt-drive2.img: a blank 8.0 MiB drive") {
+		t.Errorf("dev reinsert said %q", out)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	cmd := newRootCmd()
+	var watch strings.Builder
+	cmd.SetOut(&watch)
+	cmd.SetErr(&watch)
+	cmd.SetArgs(d.cli("job", "watch", job.ID))
+	if err := cmd.ExecuteContext(ctx); err != nil || !regexp.MustCompile(`dev-1\s+virt-drive2.img\s+.*DONE`).MatchString(watch.String()) {
+		t.Errorf("job watch of the second order = %v; want it to take the re-inserted drive:\n%s", err, watch.String())
+	}
+}
+
+// waitOutput runs imagefarm args until its output matches want, for up to
+// 10 seconds.
+func waitOutput(t *testing.T, what string, want *regexp.Regexp, args ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := run(t, args...)
+		if err == nil && want.MatchString(out) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 10s; last (%v):\n%s", what, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
