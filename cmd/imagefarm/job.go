@@ -262,7 +262,7 @@ func printJobs(w io.Writer, jobs []*imagefarmv1.Job) error {
 
 // waitingReason is why a job that is not final waits, "" if it does not.
 func waitingReason(j *imagefarmv1.Job) string {
-	if isFinal(j.GetState()) {
+	if j.GetState().Final() {
 		return ""
 	}
 	return j.GetWaitingReason()

@@ -24,7 +24,7 @@ func newJobKind(kv jetstream.KeyValue, s *Store) *kind[*imagefarmv1.Job] {
 		// for nothing.
 		tidy: func(j *imagefarmv1.Job) {
 			j.Tasks, j.Revision = nil, 0
-			if FinalJobState(j.State) {
+			if j.State.Final() {
 				j.WaitingReason = ""
 			}
 		},
