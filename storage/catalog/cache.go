@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/imagefarm/imagefarm/internal/dirlock"
+	"github.com/imagefarm/imagefarm/internal/ident"
 )
 
 // Cache keeps compressed chunks on a node's local disk, so that a chunk is
@@ -128,7 +129,7 @@ func (c *Cache) load() error {
 			return err
 		}
 		info, err := d.Info()
-		if err != nil || !isHexID(d.Name()) {
+		if err != nil || ident.ChunkID(d.Name()) != nil {
 			os.Remove(p) // a temporary file left by a crash, or junk
 			return nil
 		}

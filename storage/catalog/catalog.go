@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/storage"
 )
 
@@ -119,8 +120,8 @@ func (c *Catalog) Manifest(ctx context.Context, ref Ref) (*Manifest, string, err
 
 // ManifestByDigest reads, verifies and decodes the manifest named digest.
 func (c *Catalog) ManifestByDigest(ctx context.Context, digest string) (*Manifest, error) {
-	if err := CheckDigest(digest); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadManifest, err)
+	if err := ident.Digest(digest); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadManifest, err)
 	}
 	// Retried like a chunk: an imager starting a task while storage is
 	// away waits for it as long as its downloads would.
@@ -144,7 +145,7 @@ func (c *Catalog) readRef(ctx context.Context, key string) (string, error) {
 		return "", err
 	}
 	d := strings.TrimSpace(string(data))
-	if err := CheckDigest(d); err != nil {
+	if err := ident.Digest(d); err != nil {
 		return "", fmt.Errorf("ref %s: %w", key, err)
 	}
 	return d, nil

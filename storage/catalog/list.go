@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/storage"
 )
 
@@ -57,7 +58,7 @@ func (c *Catalog) List(ctx context.Context, name string) ([]Image, error) {
 func (c *Catalog) Refs(ctx context.Context, name string) ([]Image, error) {
 	prefix := "refs/"
 	if name != "" {
-		if err := checkIdent("name", name); err != nil {
+		if err := ident.ImageName(name); err != nil {
 			return nil, err
 		}
 		prefix += name + "/"

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/storage/wim"
 )
 
@@ -169,10 +170,10 @@ func (m *Manifest) Validate() error {
 	switch {
 	case m.SchemaVersion < 1 || m.SchemaVersion > SchemaVersion:
 		return bad("schema version %d, this imagefarm reads 1 to %d (upgrade it)", m.SchemaVersion, SchemaVersion)
-	case checkIdent("name", m.Name) != nil:
-		return bad("%v", checkIdent("name", m.Name))
-	case checkIdent("version", m.Version) != nil:
-		return bad("%v", checkIdent("version", m.Version))
+	case ident.ImageName(m.Name) != nil:
+		return bad("%v", ident.ImageName(m.Name))
+	case ident.Version(m.Version) != nil:
+		return bad("%v", ident.Version(m.Version))
 	case !slices.Contains(Kinds, m.Kind):
 		return bad("unknown kind %q", m.Kind)
 	case m.ChunkSize < MinChunkSize || m.ChunkSize > MaxChunkSize || m.ChunkSize%4096 != 0:
@@ -195,7 +196,7 @@ func (m *Manifest) validateChunks() error {
 			return fmt.Errorf("%w: chunk %d has length %d; only the last chunk may be short", ErrBadManifest, i, c.Length)
 		case c.Zero && (c.ID != "" || c.Check != "" || c.Stored != 0):
 			return fmt.Errorf("%w: zero chunk %d has an id, check hash or stored size", ErrBadManifest, i)
-		case !c.Zero && (!isHexID(c.ID) || !isHexID(c.Check) || c.Stored <= 0 || c.Stored > maxStored(c.Length)):
+		case !c.Zero && (ident.ChunkID(c.ID) != nil || ident.ChunkID(c.Check) != nil || c.Stored <= 0 || c.Stored > maxStored(c.Length)):
 			return fmt.Errorf("%w: chunk %d has id %q, check hash %q and stored size %d", ErrBadManifest, i, c.ID, c.Check, c.Stored)
 		}
 		off += c.Length

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/userpath"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/wim"
@@ -251,9 +252,12 @@ func (c *Catalog) checkNew(ctx context.Context, m *Manifest, channels []string) 
 	if err := probe.Validate(); err != nil {
 		return err
 	}
+	if err := ident.Labels(m.Labels); err != nil {
+		return fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
+	}
 	for _, ch := range channels {
-		if err := checkIdent("channel", ch); err != nil {
-			return fmt.Errorf("%w: %v", ErrBadRef, err)
+		if err := ident.Channel(ch); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadRef, err)
 		}
 		if ch == m.Version {
 			return fmt.Errorf("%w: channel %q has the same name as the version", ErrBadRef, ch)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/storage"
 )
 
@@ -62,8 +63,8 @@ func (c *Catalog) CreateVersion(ctx context.Context, name, version, digest strin
 // if it exists. A channel may not share its name with a version of the
 // same image (ErrNameTaken).
 func (c *Catalog) SetChannel(ctx context.Context, name, channel, digest string) error {
-	if err := checkIdent("channel", channel); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRef, err)
+	if err := ident.Channel(channel); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRef, err)
 	}
 	if _, err := c.imageOf(ctx, name, digest); err != nil {
 		return err

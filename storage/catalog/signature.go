@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/storage"
 )
 
@@ -106,7 +107,7 @@ func (c *Catalog) DeleteSignature(ctx context.Context, digest, id string) error 
 
 // Signatures returns the key ids that have signed digest, sorted.
 func (c *Catalog) Signatures(ctx context.Context, digest string) ([]string, error) {
-	if err := CheckDigest(digest); err != nil {
+	if err := ident.Digest(digest); err != nil {
 		return nil, err
 	}
 	dir := signatureDir(digest)
