@@ -161,7 +161,7 @@ func (c *Controller) withProgress(tasks []*imagefarmv1.Task) {
 // ListJobs implements ImageFarmService.ListJobs.
 func (c *Controller) ListJobs(ctx context.Context, req *imagefarmv1.ListJobsRequest) (*imagefarmv1.ListJobsResponse, error) {
 	if err := cmp.Or(checkEnums("states", req.GetStates()...), checkPageSize(req.GetPageSize()),
-		checkLen("image", req.GetImage(), maxRefLen)); err != nil {
+		checkImageFilter(req.GetImage())); err != nil {
 		return nil, toStatus(err)
 	}
 	jobs, next, err := c.st.ListJobs(ctx, state.JobFilter{States: req.GetStates(), Image: req.GetImage(),

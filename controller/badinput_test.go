@@ -124,7 +124,7 @@ func TestBadRequestsGetCodesAndMessages(t *testing.T) {
 	sel := func(s *imagefarmv1.Selector) *imagefarmv1.ListDrivesRequest {
 		return &imagefarmv1.ListDrivesRequest{Selector: s}
 	}
-	badRef := "must be 1-128 letters"
+	badRef := "use 1 to 128 ASCII letters"
 
 	for _, tc := range []struct {
 		name string
@@ -135,14 +135,14 @@ func TestBadRequestsGetCodesAndMessages(t *testing.T) {
 		{"SubmitJob empty", submitReq(&imagefarmv1.SubmitJobRequest{}), codes.InvalidArgument, "name drives"},
 		{"SubmitJob no targets", submit("img:1", nil), codes.InvalidArgument, "name drives"},
 		{"SubmitJob empty drive list", submit("img:1", explicit()), codes.InvalidArgument, "no drives and no selector"},
-		{"SubmitJob empty ref", submit("", explicit("n1/d2")), codes.InvalidArgument, "want NAME:VERSION"},
-		{"SubmitJob 1 MiB ref", submit(mib, explicit("n1/d2")), codes.InvalidArgument, "image ref is 1048576 bytes"},
+		{"SubmitJob empty ref", submit("", explicit("n1/d2")), codes.InvalidArgument, "use NAME:VERSION"},
+		{"SubmitJob 1 MiB ref", submit(mib, explicit("n1/d2")), codes.InvalidArgument, "is 1048576 bytes long, the limit is 257"},
 		{"SubmitJob ref ../x:1", submit("../x:1", explicit("n1/d2")), codes.InvalidArgument, badRef},
 		{"SubmitJob ref a/b:1", submit("a/b:1", explicit("n1/d2")), codes.InvalidArgument, badRef},
 		{"SubmitJob ref x:..", submit("x:..", explicit("n1/d2")), codes.InvalidArgument, badRef},
 		{"SubmitJob ref with NUL", submit("img\x00:1", explicit("n1/d2")), codes.InvalidArgument, badRef},
 		{"SubmitJob ref %2e%2e", submit("%2e%2e:1", explicit("n1/d2")), codes.InvalidArgument, badRef},
-		{"SubmitJob ref bad digest", submit("img@sha256:../../x", explicit("n1/d2")), codes.InvalidArgument, "not sha256:<64 hex digits>"},
+		{"SubmitJob ref bad digest", submit("img@sha256:../../x", explicit("n1/d2")), codes.InvalidArgument, `digest "sha256:../../x" has '.'`},
 		{"SubmitJob unknown image", submit("nope:1", explicit("n1/d2")), codes.NotFound, "nope:1"},
 		{"SubmitJob unknown digest", submit("img@"+zeros, explicit("n1/d2")), codes.NotFound, zeros},
 		{"SubmitJob 100k job labels", submitReq(&imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d2"),
@@ -150,12 +150,12 @@ func TestBadRequestsGetCodesAndMessages(t *testing.T) {
 		{"SubmitJob 1 MiB job label", submitReq(&imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d2"),
 			Labels: map[string]string{"ticket": mib}}), codes.InvalidArgument, "is 1048576 bytes long"},
 		{"SubmitJob job label with escape", submitReq(&imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d2"),
-			Labels: map[string]string{"ticket": "\x1b[2J"}}), codes.InvalidArgument, "control character"},
+			Labels: map[string]string{"ticket": "\x1b[2J"}}), codes.InvalidArgument, `has '\x1b'`},
 		{"SubmitJob 1 MiB request id", submitReq(&imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d2"),
-			RequestId: mib}), codes.InvalidArgument, "request id is 1048576 bytes"},
+			RequestId: mib}), codes.InvalidArgument, "is 1048576 bytes long, the limit is 128"},
 		{"SubmitJob malformed drive", submit("img:1", explicit("n1")), codes.InvalidArgument, "want NODE/DRIVE"},
-		{"SubmitJob drive n1/../x", submit("img:1", explicit("n1/../x")), codes.InvalidArgument, `drive id has '/'`},
-		{"SubmitJob 1 MiB drive", submit("img:1", explicit("n1/"+mib)), codes.InvalidArgument, "drive id is 1048576 bytes long"},
+		{"SubmitJob drive n1/../x", submit("img:1", explicit("n1/../x")), codes.InvalidArgument, `drive id "../x" has '/'`},
+		{"SubmitJob 1 MiB drive", submit("img:1", explicit("n1/"+mib)), codes.InvalidArgument, "is 1048576 bytes long, the limit is 255"},
 		{"SubmitJob drive twice", submit("img:1", explicit("n1/d2", "n1/d2")), codes.InvalidArgument, "listed twice"},
 		{"SubmitJob 100k+1 drives", submit("img:1", explicit(manyStrings(100_001, func(i int) string { return "n1/d" + strconv.Itoa(i) })...)),
 			codes.InvalidArgument, "100001 drives listed, the limit is 100000"},
@@ -184,7 +184,7 @@ func TestBadRequestsGetCodesAndMessages(t *testing.T) {
 		{"GetJob wildcard", getJob("j.>"), codes.InvalidArgument, `id "j.>"`},
 		{"GetJob NUL", getJob("j\x00"), codes.InvalidArgument, `id "j\x00"`},
 		{"GetJob %2e%2e", getJob("%2e%2e"), codes.InvalidArgument, `id "%2e%2e"`},
-		{"GetJob 1 MiB", getJob(mib), codes.InvalidArgument, "use 1 to 128 letters"},
+		{"GetJob 1 MiB", getJob(mib), codes.InvalidArgument, "use 1 to 128 ASCII letters, digits, '_' or '-'"},
 
 		{"ListJobs bad page token", listJobs(&imagefarmv1.ListJobsRequest{PageToken: "not-a-token"}), codes.InvalidArgument, "next_page_token"},
 		{"ListJobs 1 MiB page token", listJobs(&imagefarmv1.ListJobsRequest{PageToken: mib}), codes.InvalidArgument, "next_page_token"},
@@ -192,18 +192,18 @@ func TestBadRequestsGetCodesAndMessages(t *testing.T) {
 		{"ListJobs unknown state", listJobs(&imagefarmv1.ListJobsRequest{States: []imagefarmv1.JobState{999}}), codes.InvalidArgument, "states: 999 is not one of JOB_STATE_PENDING"},
 		{"ListJobs unspecified state", listJobs(&imagefarmv1.ListJobsRequest{States: []imagefarmv1.JobState{0}}), codes.InvalidArgument, "states: 0 is not one of"},
 		{"ListJobs node ../x", listJobs(&imagefarmv1.ListJobsRequest{NodeId: "../x"}), codes.InvalidArgument, `id "../x"`},
-		{"ListJobs 1 MiB image", listJobs(&imagefarmv1.ListJobsRequest{Image: mib}), codes.InvalidArgument, "image is 1048576 bytes"},
+		{"ListJobs 1 MiB image", listJobs(&imagefarmv1.ListJobsRequest{Image: mib}), codes.InvalidArgument, "is 1048576 bytes long, the limit is 128"},
 
 		{"WatchJob unknown job", watch("jnope", 0), codes.NotFound, `no job "jnope"`},
 		{"WatchJob bad id", watch("../x", 0), codes.InvalidArgument, `id "../x"`},
-		{"WatchJob 1 MiB id", watch(mib, 0), codes.InvalidArgument, "use 1 to 128 letters"},
+		{"WatchJob 1 MiB id", watch(mib, 0), codes.InvalidArgument, "use 1 to 128 ASCII letters, digits, '_' or '-'"},
 		{"WatchJob revision in the future", watch(jobID, 1<<40), codes.OutOfRange, "revision 1099511627776"},
 		{"WatchJob all from max revision", watch("", math.MaxUint64), codes.OutOfRange, "revision 18446744073709551615"},
 
 		{"CancelJob empty", cancelJob(""), codes.InvalidArgument, `id ""`},
 		{"CancelJob unknown", cancelJob("jnope"), codes.NotFound, `no job "jnope"`},
 		{"CancelJob ../x", cancelJob("../x"), codes.InvalidArgument, `id "../x"`},
-		{"CancelJob 1 MiB", cancelJob(mib), codes.InvalidArgument, "use 1 to 128 letters"},
+		{"CancelJob 1 MiB", cancelJob(mib), codes.InvalidArgument, "use 1 to 128 ASCII letters, digits, '_' or '-'"},
 
 		{"ListNodes 1 MiB pool", listNodes(&imagefarmv1.ListNodesRequest{Pool: mib}), codes.InvalidArgument, "pool"},
 		{"ListNodes unknown state", listNodes(&imagefarmv1.ListNodesRequest{States: []imagefarmv1.NodeState{-3}}), codes.InvalidArgument, "states: -3 is not one of NODE_STATE_ONLINE"},
@@ -222,13 +222,13 @@ func TestBadRequestsGetCodesAndMessages(t *testing.T) {
 		{"ListImages 1 MiB page token", listImages(&imagefarmv1.ListImagesRequest{PageToken: mib}), codes.InvalidArgument, "next_page_token"},
 		{"ListImages negative page size", listImages(&imagefarmv1.ListImagesRequest{PageSize: math.MinInt32}), codes.InvalidArgument, "page_size -2147483648"},
 
-		{"GetImage empty", getImage(""), codes.InvalidArgument, "want NAME:VERSION"},
+		{"GetImage empty", getImage(""), codes.InvalidArgument, "use NAME:VERSION"},
 		{"GetImage ../x:1", getImage("../x:1"), codes.InvalidArgument, badRef},
 		{"GetImage a/b:1", getImage("a/b:1"), codes.InvalidArgument, badRef},
 		{"GetImage x:..", getImage("x:.."), codes.InvalidArgument, badRef},
 		{"GetImage NUL", getImage("img:1\x00"), codes.InvalidArgument, badRef},
 		{"GetImage %2e%2e", getImage("%2e%2e:1"), codes.InvalidArgument, badRef},
-		{"GetImage 1 MiB", getImage(mib), codes.InvalidArgument, "image ref is 1048576 bytes"},
+		{"GetImage 1 MiB", getImage(mib), codes.InvalidArgument, "is 1048576 bytes long, the limit is 257"},
 		{"GetImage unknown", getImage("nope:1"), codes.NotFound, "nope:1"},
 		{"GetImage unknown digest", getImage("img@" + zeros), codes.NotFound, zeros},
 	} {

@@ -13,7 +13,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/imagefarm/imagefarm/internal/ident"
-	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -250,7 +249,7 @@ func connectErr(t *testing.T, f *farm, msgs ...*imagefarmv1.ConnectRequest) erro
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	node := msgs[0].GetHello().GetNodeId()
-	if !ident.Valid(node, pki.MaxNameLen) {
+	if ident.NodeID(node) != nil {
 		node = "x"
 	}
 	stream, err := f.imagerAs(t, node).Connect(ctx)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -54,10 +55,10 @@ func (c *Controller) SetImageChannel(ctx context.Context, req *imagefarmv1.SetIm
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := checkLen("channel", req.GetChannel(), maxRefLen); err != nil {
+	if err := ident.Channel(req.GetChannel()); err != nil {
 		return nil, toStatus(err)
 	}
-	channel := catalog.Ref{Name: target.Name, Tag: req.GetChannel()} // SetChannel checks it before any write
+	channel := catalog.Ref{Name: target.Name, Tag: req.GetChannel()}
 	digest, err := c.cfg.Catalog.Resolve(ctx, target)
 	if err != nil {
 		return nil, toStatus(err)
@@ -207,11 +208,8 @@ func parseTagRef(s string) (catalog.Ref, error) {
 
 // parseDigest checks a manifest digest a client sent.
 func parseDigest(d string) (string, error) {
-	if err := checkLen("image digest", d, maxRefLen); err != nil {
+	if err := ident.Digest(d); err != nil {
 		return "", err
-	}
-	if err := catalog.CheckDigest(d); err != nil {
-		return "", fmt.Errorf("image digest: %w: %w", err, errBadRequest)
 	}
 	return d, nil
 }

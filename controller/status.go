@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/imagefarm/imagefarm/controller/audit"
-	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/controller/tokens"
@@ -63,8 +62,8 @@ func codeOf(err error) codes.Code {
 	case isAny(err, catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, scheduler.ErrUnknownNode,
 		scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode):
 		return codes.NotFound
-	case isAny(err, errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, errBadPageToken, errProtocol, catalog.ErrBadRef, catalog.ErrSignatureInvalid,
-		state.ErrInvalidID, state.ErrInvalidPageToken, dispatch.ErrInvalidNodeID, scheduler.ErrBadID, scheduler.ErrBadDriveRef,
+	case isAny(err, errBadRequest, ident.ErrInvalid, tokens.ErrInvalid, tokens.ErrAmbiguous, errBadPageToken, errProtocol, catalog.ErrBadRef,
+		catalog.ErrSignatureInvalid, state.ErrInvalidID, state.ErrInvalidPageToken, scheduler.ErrBadDriveRef,
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector):
 		return codes.InvalidArgument
 	case isAny(err, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy, scheduler.ErrDriveTooSmall,

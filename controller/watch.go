@@ -12,6 +12,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
+	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -92,7 +93,7 @@ func (c *Controller) streamProgress(ctx context.Context, jobID string, send func
 
 // ListNodes implements ImageFarmService.ListNodes.
 func (c *Controller) ListNodes(ctx context.Context, req *imagefarmv1.ListNodesRequest) (*imagefarmv1.ListNodesResponse, error) {
-	if err := cmp.Or(checkEnums("states", req.GetStates()...), checkText("pool", req.GetPool())); err != nil {
+	if err := cmp.Or(checkEnums("states", req.GetStates()...), ident.Pool(req.GetPool())); err != nil {
 		return nil, toStatus(err)
 	}
 	nodes, err := c.st.ListNodes(ctx, state.NodeFilter{Pool: req.GetPool(), States: req.GetStates()})

@@ -1,6 +1,7 @@
 package imager
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/imager/drive"
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/natsauth"
 	"github.com/imagefarm/imagefarm/internal/redact"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
@@ -33,9 +35,10 @@ const batchWindow = 300 * time.Millisecond
 
 // AgentConfig configures an imager node's agent.
 type AgentConfig struct {
-	// NodeID names the node in the farm; it must pass dispatch.ValidateNodeID.
+	// NodeID names the node in the farm; it must pass ident.NodeID.
 	NodeID string
-	// Pool and Labels are what job selectors match the node on.
+	// Pool and Labels are what job selectors match the node on; they must
+	// pass ident.Pool and ident.Labels, as the controller checks them.
 	Pool   string
 	Labels map[string]string
 	// Version is the imager's software version, for the controller.
@@ -98,7 +101,7 @@ type Agent struct {
 
 // NewAgent checks cfg and returns an agent; nothing is connected until Run.
 func NewAgent(cfg AgentConfig) (*Agent, error) {
-	if err := dispatch.ValidateNodeID(cfg.NodeID); err != nil {
+	if err := cmp.Or(ident.NodeID(cfg.NodeID), ident.Pool(cfg.Pool), ident.Labels(cfg.Labels)); err != nil {
 		return nil, fmt.Errorf("imager agent: %w", err)
 	}
 	switch {

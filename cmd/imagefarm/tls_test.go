@@ -64,7 +64,7 @@ func TestCAAndTheCLIOverTLS(t *testing.T) {
 		{[]string{"ca", "init", "--dir", dir}, "never overwrites"},
 		{[]string{"ca", "issue", "--dir", dir}, "node controller client"},
 		{[]string{"ca", "issue", "--dir", dir, "--controller"}, "--controller needs --host"},
-		{[]string{"ca", "issue", "--dir", dir, "--node", "a.b"}, `node name "a.b"`},
+		{[]string{"ca", "issue", "--dir", dir, "--node", "a.b"}, `node id "a.b" has '.'`},
 		{[]string{"ca", "issue", "--dir", t.TempDir(), "--node", "n1"}, "imagefarm ca init"},
 	} {
 		if _, err := run(t, tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -2,7 +2,6 @@ package dispatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -17,7 +16,6 @@ const StreamName = "IMAGEFARM_ASSIGN"
 const (
 	subjectPrefix  = "imagefarm.assign."
 	consumerPrefix = "imager-"
-	maxNodeIDLen   = 64
 
 	defaultDuplicateWindow = 2 * time.Minute
 	defaultAckWait         = 30 * time.Second
@@ -31,10 +29,6 @@ const (
 	// has no deadline, so a call made while disconnected fails and is retried.
 	apiTimeout = 10 * time.Second
 )
-
-// ErrInvalidNodeID is returned for a node id that cannot name a NATS
-// subject and consumer.
-var ErrInvalidNodeID = errors.New("dispatch: invalid node id")
 
 // Config sets up the stream and the per-node consumers. The zero value is
 // usable; zero fields take the defaults documented on them. The controller
@@ -73,24 +67,12 @@ func (c Config) withDefaults() Config {
 }
 
 // Subject is the subject a node's messages are published on. nodeID must
-// pass ValidateNodeID.
+// pass ident.NodeID.
 func Subject(nodeID string) string { return subjectPrefix + nodeID }
 
 // ConsumerName is the durable consumer a node reads its messages through.
-// nodeID must pass ValidateNodeID.
+// nodeID must pass ident.NodeID.
 func ConsumerName(nodeID string) string { return consumerPrefix + nodeID }
-
-// ValidateNodeID accepts 1 to 64 ASCII letters, digits, '-' and '_'. A node
-// id becomes a subject token and a consumer name (a file name on the
-// server), where '.', '*', '>', '/', spaces and control characters break
-// routing or storage; the narrow set also keeps ids readable.
-func ValidateNodeID(id string) error {
-	if !ident.Valid(id, maxNodeIDLen) {
-		return fmt.Errorf("node id %s: use 1 to %d letters, digits, '-' or '_' (it names a NATS subject): %w",
-			ident.Quote(id), maxNodeIDLen, ErrInvalidNodeID)
-	}
-	return nil
-}
 
 // EnsureStream creates the assignment stream, or updates it to cfg.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Stream, error) {
@@ -117,8 +99,8 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg Config) (jets
 // EnsureConsumer creates a node's durable consumer, or updates it to cfg.
 // The stream must exist.
 func EnsureConsumer(ctx context.Context, js jetstream.JetStream, nodeID string, cfg Config) (jetstream.Consumer, error) {
-	if err := ValidateNodeID(nodeID); err != nil {
-		return nil, err
+	if err := ident.NodeID(nodeID); err != nil {
+		return nil, fmt.Errorf("ensure consumer: %w", err)
 	}
 	cfg = cfg.withDefaults()
 	ctx, cancel := withAPITimeout(ctx)

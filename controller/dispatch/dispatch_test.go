@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
@@ -149,15 +150,15 @@ func TestPublishRefusesInvalid(t *testing.T) {
 		a    *imagefarmv1.TaskAssignment
 		want error
 	}{
-		{"nil", nil, ErrInvalidNodeID},
-		{"no node", withNode(""), ErrInvalidNodeID},
-		{"dot", withNode("bench.a"), ErrInvalidNodeID},
-		{"star", withNode("bench*"), ErrInvalidNodeID},
-		{"gt", withNode("bench>"), ErrInvalidNodeID},
-		{"space", withNode("bench a"), ErrInvalidNodeID},
-		{"slash", withNode("../etc"), ErrInvalidNodeID},
-		{"non-ascii", withNode("bänk"), ErrInvalidNodeID},
-		{"too long", withNode(strings.Repeat("n", 65)), ErrInvalidNodeID},
+		{"nil", nil, ident.ErrInvalid},
+		{"no node", withNode(""), ident.ErrInvalid},
+		{"dot", withNode("bench.a"), ident.ErrInvalid},
+		{"star", withNode("bench*"), ident.ErrInvalid},
+		{"gt", withNode("bench>"), ident.ErrInvalid},
+		{"space", withNode("bench a"), ident.ErrInvalid},
+		{"slash", withNode("../etc"), ident.ErrInvalid},
+		{"non-ascii", withNode("bänk"), ident.ErrInvalid},
+		{"too long", withNode(strings.Repeat("n", 65)), ident.ErrInvalid},
 		{"no task", assignment("bench-a", "", 1), ErrInvalidMessage},
 		{"task with newline", assignment("bench-a", "t\r\nX: y", 1), ErrInvalidMessage},
 		{"epoch 0", assignment("bench-a", "task-1", 0), ErrInvalidMessage},
@@ -169,8 +170,8 @@ func TestPublishRefusesInvalid(t *testing.T) {
 			}
 		})
 	}
-	if _, err := p.Cancel(t.Context(), "a.b", &imagefarmv1.TaskCancel{TaskId: "t", Epoch: 1}); !errors.Is(err, ErrInvalidNodeID) {
-		t.Errorf("Cancel(node a.b) = %v, want %v", err, ErrInvalidNodeID)
+	if _, err := p.Cancel(t.Context(), "a.b", &imagefarmv1.TaskCancel{TaskId: "t", Epoch: 1}); !errors.Is(err, ident.ErrInvalid) {
+		t.Errorf("Cancel(node a.b) = %v, want %v", err, ident.ErrInvalid)
 	}
 	if _, err := p.Cancel(t.Context(), "bench-a", &imagefarmv1.TaskCancel{TaskId: "t"}); !errors.Is(err, ErrInvalidMessage) {
 		t.Errorf("Cancel(epoch 0) = %v, want %v", err, ErrInvalidMessage)

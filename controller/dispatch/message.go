@@ -4,22 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
-	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
 // ErrInvalidMessage is wrapped by every error about a DispatchMessage that
 // must not be published or acted on.
 var ErrInvalidMessage = errors.New("dispatch: invalid message")
-
-// maxTaskIDLen keeps message ids, which embed the task id, well inside what
-// the server accepts in a header.
-const maxTaskIDLen = 256
 
 // Decode parses a message read from nodeID's subject and checks it the same
 // way Publish does: an assignment must be for nodeID, name its task, epoch,
@@ -59,10 +53,10 @@ func checkAssignment(a *imagefarmv1.TaskAssignment, nodeID string) error {
 		return invalid("assignment of task %s is for node %s, not %s",
 			ident.Quote(a.GetTaskId()), ident.Quote(a.GetNodeId()), ident.Quote(nodeID))
 	}
-	if a.GetDrive().GetId() == "" {
-		return invalid("assignment of task %s names no drive", ident.Quote(a.GetTaskId()))
+	if err := ident.DriveID(a.GetDrive().GetId()); err != nil {
+		return invalid("assignment of task %s: %v", ident.Quote(a.GetTaskId()), err)
 	}
-	if err := catalog.CheckDigest(a.GetManifestDigest()); err != nil {
+	if err := ident.Digest(a.GetManifestDigest()); err != nil {
 		return invalid("assignment of task %s: %v", ident.Quote(a.GetTaskId()), err)
 	}
 	return nil
@@ -75,25 +69,19 @@ func checkCancel(c *imagefarmv1.TaskCancel) error {
 	return checkTask("cancel", c.GetTaskId(), c.GetEpoch())
 }
 
-// checkTask checks what goes into a message id. Epoch 0 is refused because
-// proto3 cannot tell it from "not set", and an unfenced assignment would run
-// under any epoch.
+// checkTask checks what goes into a message id (the task id, which
+// ident.TaskID keeps to a header's characters). Epoch 0 is refused because
+// proto3 cannot tell it from "not set", and an unfenced assignment would
+// run under any epoch.
 func checkTask(kind, taskID string, epoch uint64) error {
-	switch {
-	case taskID == "":
-		return invalid("%s has no task id", kind)
-	case len(taskID) > maxTaskIDLen || strings.IndexFunc(taskID, notPrintable) >= 0:
-		return invalid("%s task id %s: use at most %d visible ASCII characters",
-			kind, ident.Quote(taskID), maxTaskIDLen)
-	case epoch == 0:
+	if err := ident.TaskID(taskID); err != nil {
+		return invalid("%s: %v", kind, err)
+	}
+	if epoch == 0 {
 		return invalid("%s of task %s has no epoch", kind, ident.Quote(taskID))
 	}
 	return nil
 }
-
-// notPrintable keeps task ids to visible ASCII, since they travel in a
-// message header.
-func notPrintable(r rune) bool { return r < '!' || r > '~' }
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), ErrInvalidMessage)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
@@ -42,10 +43,11 @@ func NewPublisher(ctx context.Context, js jetstream.JetStream, cfg Config) (*Pub
 // "<task_id>/<epoch>". It retries while NATS is unreachable until ctx ends;
 // this is safe because a message stored by an attempt whose answer was lost
 // is dropped as a duplicate (PubAck.Duplicate) when retried within the
-// duplicate window. An invalid assignment is refused with ErrInvalidNodeID
-// or ErrInvalidMessage and never retried.
+// duplicate window. An invalid assignment is refused with an error that
+// wraps ident.ErrInvalid (its node id) or ErrInvalidMessage, and never
+// retried.
 func (p *Publisher) Publish(ctx context.Context, a *imagefarmv1.TaskAssignment) (*jetstream.PubAck, error) {
-	if err := ValidateNodeID(a.GetNodeId()); err != nil {
+	if err := ident.NodeID(a.GetNodeId()); err != nil {
 		return nil, fmt.Errorf("publish assignment: %w", err)
 	}
 	if err := checkAssignment(a, a.GetNodeId()); err != nil {
@@ -60,7 +62,7 @@ func (p *Publisher) Publish(ctx context.Context, a *imagefarmv1.TaskAssignment) 
 // name its node, so the caller passes the node the task was assigned to.
 // Retries are as for Publish.
 func (p *Publisher) Cancel(ctx context.Context, nodeID string, c *imagefarmv1.TaskCancel) (*jetstream.PubAck, error) {
-	if err := ValidateNodeID(nodeID); err != nil {
+	if err := ident.NodeID(nodeID); err != nil {
 		return nil, fmt.Errorf("publish cancel: %w", err)
 	}
 	if err := checkCancel(c); err != nil {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/imagefarm/imagefarm/internal/wait"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/imagefarm/imagefarm/internal/ident"
+	"github.com/imagefarm/imagefarm/internal/wait"
 )
 
 // subscribeMaxWait caps the pause between attempts to (re)attach to the
@@ -26,7 +28,7 @@ type Handler func(ctx context.Context, d *Delivery)
 
 // SubscriberConfig configures one imager node's subscription.
 type SubscriberConfig struct {
-	// NodeID is the node whose subject is read; it must pass ValidateNodeID.
+	// NodeID is the node whose subject is read; it must pass ident.NodeID.
 	NodeID string
 	// Dispatch sets the node's consumer. The stream settings in it are not
 	// used: the controller owns the stream.
@@ -67,8 +69,8 @@ func (e *MalformedError) Unwrap() error { return e.Err }
 // NewSubscriber returns a Subscriber for cfg.NodeID; nothing is read until
 // Run.
 func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig, h Handler) (*Subscriber, error) {
-	if err := ValidateNodeID(cfg.NodeID); err != nil {
-		return nil, err
+	if err := ident.NodeID(cfg.NodeID); err != nil {
+		return nil, fmt.Errorf("dispatch: %w", err)
 	}
 	if h == nil {
 		return nil, errors.New("dispatch: nil handler")

@@ -24,7 +24,7 @@
 //     waiting to be pulled is never overwritten by another order, and a key
 //     that failed is not retried until it is re-inserted.
 //
-// ValidateSubmit, ParseDriveRef and ValidateID return errors that wrap one
+// ValidateSubmit and ParseDriveRef return errors that wrap one
 // sentinel each; the sentinels' doc comments say which gRPC code the API
 // layer maps them to.
 package scheduler

@@ -8,26 +8,18 @@ const (
 	// MaxCount is the largest count of a standing order and the longest
 	// explicit drive list.
 	MaxCount = 100_000
-	// MaxIDLen is the longest node or drive id.
-	MaxIDLen = 255
-	// MaxTextLen is the longest pool name, label key or label value.
-	MaxTextLen = 255
-	// MaxLabels is the most labels a selector may require.
-	MaxLabels = 64
 	// MaxMinSize is the largest minimum drive size a selector may ask for,
 	// 1 PiB. No drive comes near it: a larger minimum is a typo that would
 	// keep a standing order waiting for ever.
 	MaxMinSize = 1 << 50
 )
 
-// Errors of ParseDriveRef, ValidateID and ValidateSubmit. Each error they
+// Errors of ParseDriveRef and ValidateSubmit. Each error they
 // return wraps exactly one of these, with a message saying what to change;
 // the API layer maps them to the gRPC code named in each comment.
 var (
-	// ErrBadID: a node or drive id that is empty, too long or has characters
-	// outside letters, digits, '.', '_', ':' and '-'. InvalidArgument.
-	ErrBadID = errors.New("scheduler: bad id")
-	// ErrBadDriveRef: a drive reference that is not NODE/DRIVE. InvalidArgument.
+	// ErrBadDriveRef: a drive reference that is not NODE/DRIVE, or whose
+	// node or drive id breaks its internal/ident rule. InvalidArgument.
 	ErrBadDriveRef = errors.New("scheduler: bad drive reference")
 	// ErrBadTargets: neither or both of drives and selector, an empty or
 	// too long drive list, a drive listed twice, or a count given with
@@ -36,8 +28,9 @@ var (
 	// ErrBadCount: a standing order's count below 1 or above MaxCount.
 	// InvalidArgument.
 	ErrBadCount = errors.New("scheduler: bad count")
-	// ErrBadSelector: a selector with a malformed pool, label or node id, or
-	// a minimum size above MaxMinSize. InvalidArgument.
+	// ErrBadSelector: a selector with a pool, label or node id that breaks
+	// its internal/ident rule, too many node ids, or a minimum size above
+	// MaxMinSize. InvalidArgument.
 	ErrBadSelector = errors.New("scheduler: bad selector")
 
 	// ErrUnknownNode: a node id the farm has never seen. NotFound.

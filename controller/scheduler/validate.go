@@ -65,7 +65,7 @@ func validateExplicit(j Job, x index) error {
 	seen := make(map[DriveRef]bool, len(j.Drives))
 	for _, ref := range j.Drives {
 		if err := ref.check(); err != nil {
-			return fmt.Errorf("drive %s: %v: %w", quote(ref.String()), err, ErrBadDriveRef)
+			return fmt.Errorf("%w: %w", ErrBadDriveRef, err)
 		}
 		if seen[ref] {
 			return fmt.Errorf("targets: drive %s is listed twice: %w", ref, ErrBadTargets)

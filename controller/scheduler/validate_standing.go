@@ -1,9 +1,12 @@
 package scheduler
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"slices"
+
+	"github.com/imagefarm/imagefarm/internal/ident"
 )
 
 func validateStanding(j Job, x index) error {
@@ -21,22 +24,19 @@ func validateStanding(j Job, x index) error {
 	return checkSizes(j, nodes)
 }
 
-// ValidateSelector refuses a selector with a malformed part: a pool or
-// labels that are not CheckText and CheckLabels, a node id that is not an
-// id, or a minimum size above MaxMinSize. Errors wrap ErrBadSelector.
+// ValidateSelector refuses a selector with a malformed part: a pool,
+// labels or node ids that break their internal/ident rules, or a minimum
+// size above MaxMinSize. Errors wrap ErrBadSelector.
 func ValidateSelector(s *Selector) error {
-	if err := CheckText(s.Pool); err != nil {
-		return fmt.Errorf("selector: pool %s %v: %w", quote(s.Pool), err, ErrBadSelector)
-	}
-	if err := CheckLabels(s.Labels); err != nil {
-		return fmt.Errorf("selector: %v: %w", err, ErrBadSelector)
+	if err := cmp.Or(ident.Pool(s.Pool), ident.Labels(s.Labels)); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSelector, err)
 	}
 	if len(s.NodeIDs) > MaxCount {
 		return fmt.Errorf("selector: %d node ids, the limit is %d: %w", len(s.NodeIDs), MaxCount, ErrBadSelector)
 	}
 	for _, id := range s.NodeIDs {
-		if reason := idProblem(id); reason != "" {
-			return fmt.Errorf("selector: node id %s %s: %w", quote(id), reason, ErrBadSelector)
+		if err := ident.NodeID(id); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadSelector, err)
 		}
 	}
 	if s.MinSize > MaxMinSize {

@@ -21,14 +21,15 @@
 //
 // # Keys
 //
-// Job, task and node ids must be 1 to 128 ASCII letters, digits, '-' or '_'
-// (ValidID); anything else is refused with ErrInvalidID, never rewritten,
-// because these ids also appear in subjects (the events' and dispatch's
+// Job, task, node and drive ids must follow their internal/ident rules
+// (ident.JobID, TaskID, NodeID, DriveID); anything else is refused with
+// ErrInvalidID, never rewritten. Job, task and node ids are used as they
+// are, because they also appear in subjects (the events' and dispatch's
 // imagefarm.assign.<node>) where '.', '*' and '>' change the meaning. Drive
-// ids come from serials, WWNs and file names and may hold '.', ':' and the
-// like, so their key token is the id in base32 "extended hex" without
-// padding ([0-9A-V] only, order-preserving); the Drive value keeps the id
-// as it is, and keys are never parsed back.
+// ids come from serials, WWNs and file names and may hold '.' and ':', so
+// their key token is the id in base32 "extended hex" without padding
+// ([0-9A-V] only, order-preserving); the Drive value keeps the id as it
+// is, and keys are never parsed back.
 //
 // # Writes: KV first, then the event
 //

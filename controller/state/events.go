@@ -60,8 +60,8 @@ func encodeEvent(ev *imagefarmv1.JobEvent, msgID string) (pendingEvent, error) {
 	if ev.GetTask() != nil {
 		jobID = ev.GetTask().GetJobId()
 	}
-	if err := ValidID(jobID); err != nil {
-		return pendingEvent{}, fmt.Errorf("append event: job: %w", err)
+	if _, err := jobKey(jobID); err != nil {
+		return pendingEvent{}, fmt.Errorf("append event: %w", err)
 	}
 	ev = proto.CloneOf(ev)
 	ev.Revision = 0

@@ -60,13 +60,13 @@ func TestDrives(t *testing.T) {
 	js, _ := newJS(t)
 	s := newStore(t, js, Config{})
 	ctx := t.Context()
-	// Drive ids hold what serials, WWNs and file names hold, '.' and '/'
+	// Drive ids hold what serials, WWNs and file names hold, '.' and ':'
 	// included; a key token must not, so they are encoded.
 	drives := []struct{ node, id, slot string }{
 		{"n2", "disk.img", "a"},
 		{"n1", "wwn-0x5000c500a1b2.c3d4", "b"},
 		{"n1", "usb-Generic_Flash_Disk_1234:0", "a"},
-		{"n1", "weird id/with spaces ✓", "c"},
+		{"n1", "virt-odd:name.img", "c"},
 	}
 	for _, d := range drives {
 		got, err := s.UpdateDrive(ctx, d.node, d.id, func(drive *imagefarmv1.Drive) error {
@@ -89,7 +89,7 @@ func TestDrives(t *testing.T) {
 		}
 		return strings.Join(out, ",")
 	}
-	if got, want := list("n1"), "n1/usb-Generic_Flash_Disk_1234:0,n1/wwn-0x5000c500a1b2.c3d4,n1/weird id/with spaces ✓"; got != want {
+	if got, want := list("n1"), "n1/usb-Generic_Flash_Disk_1234:0,n1/wwn-0x5000c500a1b2.c3d4,n1/virt-odd:name.img"; got != want {
 		t.Errorf("ListDrives(n1) = %s, want %s (by slot)", got, want)
 	}
 	if got := list(""); !strings.HasSuffix(got, ",n2/disk.img") || strings.Count(got, ",") != 3 {
@@ -117,31 +117,33 @@ func TestDrives(t *testing.T) {
 	}
 }
 
+// TestKeyValidation checks that keys take the ids internal/ident allows,
+// and only those, and that a drive key is one safe token after the node's.
 func TestKeyValidation(t *testing.T) {
-	long := strings.Repeat("a", MaxIDLen)
+	long := strings.Repeat("a", ident.MaxRecordIDLen)
 	for _, id := range []string{"j", "job-1", "JOB_2", "0123", long} {
-		if err := ValidID(id); err != nil {
-			t.Errorf("ValidID(%q) = %v, want nil", id, err)
+		if _, err := jobKey(id); err != nil {
+			t.Errorf("jobKey(%q) = %v, want nil", id, err)
 		}
 	}
 	for _, id := range []string{"", long + "a", "a.b", "a*", ">", "a b", "a/b", "a=b", "ü", "a\nb", "$KV"} {
-		if err := ValidID(id); !errors.Is(err, ErrInvalidID) {
-			t.Errorf("ValidID(%q) = %v, want ErrInvalidID", id, err)
+		if _, err := jobKey(id); !errors.Is(err, ErrInvalidID) || !errors.Is(err, ident.ErrInvalid) {
+			t.Errorf("jobKey(%q) = %v, want ErrInvalidID and ident.ErrInvalid", id, err)
 		}
 	}
-	for _, id := range []string{"a.b", "x/y:z", "with space", "✓", strings.Repeat("d", MaxDriveIDLen)} {
-		if err := ValidDriveID(id); err != nil {
-			t.Errorf("ValidDriveID(%q) = %v, want nil", id, err)
-		}
+	if _, err := nodeKey(strings.Repeat("n", ident.MaxNodeIDLen+1)); !errors.Is(err, ErrInvalidID) {
+		t.Errorf("nodeKey(65 bytes) = %v, want ErrInvalidID: a node id is a NATS subject token of at most 64", err)
+	}
+	for _, id := range []string{"a.b", "x:y:z", "-lead", strings.Repeat("d", ident.MaxDriveIDLen)} {
 		key, err := driveKey("n1", id)
 		node, token, _ := strings.Cut(key, ".")
-		if err != nil || strings.Count(key, ".") != 1 || !ident.Valid(node, MaxIDLen) || !ident.Valid(token, len(token)) {
+		if err != nil || strings.Count(key, ".") != 1 || ident.NodeID(node) != nil || ident.NodeID(token[:min(len(token), 64)]) != nil {
 			t.Errorf("driveKey(n1, %q) = %q, %v; want one '.' and only [A-Za-z0-9_-] otherwise", id, key, err)
 		}
 	}
-	for _, id := range []string{"", "a\x00b", "tab\there", strings.Repeat("d", MaxDriveIDLen+1), "\xff"} {
-		if err := ValidDriveID(id); !errors.Is(err, ErrInvalidID) {
-			t.Errorf("ValidDriveID(%q) = %v, want ErrInvalidID", id, err)
+	for _, id := range []string{"", "a\x00b", "tab\there", "with space", "x/y", "✓", strings.Repeat("d", ident.MaxDriveIDLen+1), "\xff"} {
+		if _, err := driveKey("n1", id); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("driveKey(n1, %q) = %v, want ErrInvalidID", id, err)
 		}
 	}
 	if a, _ := driveKey("n", "a.b"); a == mustKey(driveKey("n", "a_b")) {

@@ -145,7 +145,7 @@ func decodePageToken(token string) (*imagefarmv1.Job, error) {
 	}
 	nanos, id, ok := strings.Cut(string(raw), "/")
 	n, err := strconv.ParseInt(nanos, 10, 64)
-	if !ok || err != nil || ValidID(id) != nil {
+	if !ok || err != nil || ident.JobID(id) != nil {
 		return nil, bad
 	}
 	return &imagefarmv1.Job{Id: id, CreateTime: timestamppb.New(time.Unix(0, n))}, nil

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -43,8 +42,6 @@ var (
 	// ErrLastAdmin is a revoke, not forced, of the last admin token.
 	ErrLastAdmin = errors.New("tokens: last admin token")
 )
-
-var validName = regexp.MustCompile(`^[A-Za-z0-9._@-]{1,64}$`)
 
 // Store keeps the tokens in a KV bucket.
 type Store struct {
@@ -86,8 +83,8 @@ func hashKey(secret string) string {
 // Create makes a token named name with role, created by who, and returns
 // it with its secret, which is not kept anywhere.
 func (s *Store) Create(ctx context.Context, name string, role imagefarmv1.Role, who string) (*imagefarmv1.Token, string, error) {
-	if !validName.MatchString(name) {
-		return nil, "", fmt.Errorf("token name %q: want 1 to 64 letters, digits, '.', '_', '-' or '@': %w", name, ErrInvalid)
+	if err := ident.TokenName(name); err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if looksLikeID(name) {
 		return nil, "", fmt.Errorf("token name %q: %d hex digits look like a token's id, and revoke takes a name or an id; choose a name with other characters: %w",

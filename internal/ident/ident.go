@@ -3,7 +3,6 @@ package ident
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"unicode/utf8"
 )
 
@@ -123,10 +122,3 @@ func oneOf(extra string) func(rune) bool {
 
 // isVisibleASCII allows '!' to '~': no spaces, no control characters.
 func isVisibleASCII(c rune) bool { return c >= '!' && c <= '~' }
-
-// Valid reports whether s is 1 to max ASCII letters, digits, '-' or '_'.
-//
-// Deprecated: use the checker of the name's kind (NodeID, JobID, ...).
-func Valid(s string, max int) bool {
-	return s != "" && len(s) <= max && strings.IndexFunc(s, func(c rune) bool { return !oneOf("_-")(c) }) < 0
-}

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
@@ -72,7 +72,7 @@ func Generate(dir string, nodes []string) error {
 	users := []User{{Name: ControllerUser, Permissions: ControllerPermissions()}}
 	files := []string{ControllerCredsFile}
 	for _, n := range nodes {
-		if err := dispatch.ValidateNodeID(n); err != nil {
+		if err := ident.NodeID(n); err != nil {
 			return err
 		}
 		users = append(users, User{Name: ImagerUser(n), Permissions: ImagerPermissions(n)})

@@ -39,7 +39,7 @@ func ControllerPermissions() Permissions {
 }
 
 // ImagerPermissions are those of the imager node nodeID, which must pass
-// dispatch.ValidateNodeID: only what reading its own consumer takes.
+// ident.NodeID: only what reading its own consumer takes.
 func ImagerPermissions(nodeID string) Permissions {
 	stream, cons := dispatch.StreamName, dispatch.ConsumerName(nodeID)
 	return Permissions{

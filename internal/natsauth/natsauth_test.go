@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/natsauth"
 )
 
@@ -108,8 +108,8 @@ func TestGenerate(t *testing.T) {
 
 func TestGenerateRefuses(t *testing.T) {
 	dir := t.TempDir()
-	if err := natsauth.Generate(dir, []string{"bad.node"}); !errors.Is(err, dispatch.ErrInvalidNodeID) {
-		t.Errorf("Generate(bad.node) = %v, want %v", err, dispatch.ErrInvalidNodeID)
+	if err := natsauth.Generate(dir, []string{"bad.node"}); !errors.Is(err, ident.ErrInvalid) {
+		t.Errorf("Generate(bad.node) = %v, want %v", err, ident.ErrInvalid)
 	}
 	// A credentials file of another user under a node's name.
 	if err := os.WriteFile(filepath.Join(dir, natsauth.ImagerCredsFile("n1")), []byte("imager-n2:x\n"), 0o600); err != nil {

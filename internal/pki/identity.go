@@ -25,10 +25,6 @@ const (
 	KindServer Kind = "server"
 )
 
-// MaxNameLen is the longest node id or client name: the controller's limit
-// on node ids.
-const MaxNameLen = 64
-
 // uriScheme is the scheme of the URI SAN that binds a client certificate's
 // identity: imagefarm://node/ID or imagefarm://client/NAME.
 const uriScheme = "imagefarm"
@@ -52,15 +48,15 @@ func (id Identity) uri() *url.URL {
 }
 
 // check refuses an identity that cannot be bound: a kind other than node or
-// client, or a name the farm could not use as a node id.
+// client, or a name that is not an ident.NodeID or ident.ClientName.
 func (id Identity) check() error {
-	if id.Kind != KindNode && id.Kind != KindClient {
-		return fmt.Errorf("identity kind %q: want %q or %q", id.Kind, KindNode, KindClient)
+	switch id.Kind {
+	case KindNode:
+		return ident.NodeID(id.Name)
+	case KindClient:
+		return ident.ClientName(id.Name)
 	}
-	if !ident.Valid(id.Name, MaxNameLen) {
-		return fmt.Errorf("%s name %s: use 1 to %d letters, digits, '-' or '_'", id.Kind, ident.Quote(id.Name), MaxNameLen)
-	}
-	return nil
+	return fmt.Errorf("identity kind %q: want %q or %q", id.Kind, KindNode, KindClient)
 }
 
 // identityOf reads the identity a certificate binds: its one imagefarm URI

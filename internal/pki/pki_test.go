@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/pki"
 )
 
@@ -81,7 +82,7 @@ func TestIssueRefusesWhatCannotBeBound(t *testing.T) {
 		{Kind: pki.KindNode},
 		{Kind: pki.KindNode, Name: "../x"},
 		{Kind: pki.KindNode, Name: "a.b"},
-		{Kind: pki.KindClient, Name: strings.Repeat("x", pki.MaxNameLen+1)},
+		{Kind: pki.KindClient, Name: strings.Repeat("x", ident.MaxClientNameLen+1)},
 		{Kind: pki.KindServer},
 		{Kind: "admin", Name: "x"},
 	} {

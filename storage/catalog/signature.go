@@ -96,7 +96,7 @@ func (c *Catalog) AddSignature(ctx context.Context, digest string, key PublicKey
 
 // DeleteSignature deletes key id's signature of digest, if there is one.
 func (c *Catalog) DeleteSignature(ctx context.Context, digest, id string) error {
-	if err := CheckDigest(digest); err != nil {
+	if err := ident.Digest(digest); err != nil {
 		return err
 	}
 	if err := c.store.Delete(ctx, signatureDir(digest)+id); err != nil {
