@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imagefarm/imagefarm/internal/ident"
 )
 
 // skipRe names block devices that are never imaging targets: RAM-backed
@@ -46,6 +48,7 @@ func discover(cfg Config, udevDir string) ([]Drive, error) {
 	drives = append(drives, virt...)
 	uniqueIDs(drives)
 	for i := range drives {
+		drives[i].ID = fitID(drives[i].ID)
 		drives[i].SlotLabel = labelOf(drives[i], cfg)
 	}
 	slices.SortFunc(drives, compareDrives)
@@ -203,10 +206,26 @@ func nonEmpty(ss ...string) []string {
 	return slices.DeleteFunc(ss, func(s string) bool { return s == "" })
 }
 
+// unsafeRe matches what ident.DriveID does not allow in an id.
 var unsafeRe = regexp.MustCompile(`[^A-Za-z0-9._:-]+`)
 
 // sanitize makes s safe in an id: no spaces, slashes or shell characters.
 func sanitize(s string) string { return strings.Trim(unsafeRe.ReplaceAllString(s, "_"), "_") }
+
+// fitID makes id follow ident.DriveID, the rule the controller, its store
+// and the CLI check drive ids with: characters it does not allow (a kernel
+// name's '!', a firmware's odd WWN) become '_', and an id longer than
+// ident.MaxDriveIDLen (a long file name, a long USB serial) is cut and
+// ended with a hash of the whole, so that two long ids stay two ids and a
+// drive keeps its id from one discovery to the next.
+func fitID(id string) string {
+	safe := unsafeRe.ReplaceAllString(id, "_")
+	if len(safe) <= ident.MaxDriveIDLen {
+		return safe
+	}
+	h := shortHash(id)
+	return safe[:ident.MaxDriveIDLen-len(h)-1] + "-" + h
+}
 
 // uniqueIDs suffixes ids that two drives share (cheap USB keys sometimes
 // carry the same serial), so that an id always names one drive.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
@@ -93,7 +94,7 @@ func TestDiscoverVirtual(t *testing.T) {
 		t.Fatalf("discoverVirtual() = %+v, want only key 1.img", virt)
 	}
 	v := virt[0]
-	if v.ID != "virt-key_1.img" || v.Size != 4096 || v.Transport != TransportVirtual || v.Path != filepath.Join(dir, "key 1.img") || v.ReadOnly {
+	if v.ID != "virt-key_1.img-"+shortHash("key 1.img") || v.Size != 4096 || v.Transport != TransportVirtual || v.Path != filepath.Join(dir, "key 1.img") || v.ReadOnly {
 		t.Errorf("discoverVirtual() = %+v", v)
 	}
 }
@@ -200,5 +201,55 @@ func TestFind(t *testing.T) {
 	}
 	if _, err := Find(drives, "sdz"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Find(sdz) = %v, want ErrNotFound", err)
+	}
+}
+
+// TestDriveIDsFollowTheRule: whatever a file (or a disk's firmware) is
+// called, discovery makes ids that ident.DriveID accepts, so that the
+// controller takes the node's Hello and the CLI can name every drive; a
+// cut id stays unique and stable.
+func TestDriveIDsFollowTheRule(t *testing.T) {
+	dir := t.TempDir()
+	names := []string{
+		strings.Repeat("k", 255), strings.Repeat("k", 254) + "x", // cut: they must stay two drives
+		strings.Repeat("é", 127), // 254 bytes of Unicode
+		"key 1.img", "key_1.img", "a!b", "ü", "ö", "tab\tname",
+	}
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte{1}, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sys := t.TempDir()
+	if err := os.Mkdir(filepath.Join(sys, "block"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	drives, err := Discover(Config{SysRoot: sys, VirtualDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, d := range drives {
+		if err := ident.DriveID(d.ID); err != nil {
+			t.Errorf("drive %q has id %q: %v", d.Name, d.ID, err)
+		}
+		if seen[d.ID] {
+			t.Errorf("two drives have the id %q", d.ID)
+		}
+		seen[d.ID] = true
+	}
+	if len(drives) != len(names) {
+		t.Errorf("Discover found %d drives, want %d", len(drives), len(names))
+	}
+	again, _ := discoverVirtual(dir)
+	for _, d := range again {
+		if !seen[d.ID] {
+			t.Errorf("rediscovered drive %q has id %q, not the one Discover gave it", d.Name, d.ID)
+		}
+	}
+	for _, id := range []string{"dev-cciss!c0d0", "wwn-0x5000 c500", strings.Repeat("s", 300)} {
+		if got := fitID(id); ident.DriveID(got) != nil || fitID(got) != got {
+			t.Errorf("fitID(%q) = %q, want an id ident.DriveID accepts and fitID keeps", id, got)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/userpath"
 )
 
@@ -141,6 +142,11 @@ func LoadConfig(path string) (Config, error) {
 	var fc fileConfig
 	if err := json.Unmarshal(b, &fc); err != nil {
 		return Config{}, fmt.Errorf("node config %s: %w", path, err)
+	}
+	for slot, label := range fc.Slots {
+		if err := ident.SlotLabel(label); err != nil {
+			return Config{}, fmt.Errorf("node config %s: slot %s: %w", path, ident.Quote(slot), err)
+		}
 	}
 	return Config{SlotLabels: fc.Slots, Allow: fc.Allow, VirtualDir: fc.VirtualDrives, CacheDir: fc.CacheDir}, nil
 }
