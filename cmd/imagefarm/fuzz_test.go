@@ -1,6 +1,8 @@
 package main
 
 import (
+	"cmp"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -8,12 +10,14 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+
+	"github.com/imagefarm/imagefarm/internal/ident"
 )
 
 // FuzzSubmitSelector feeds arbitrary selector flags to job submit: it must
 // refuse them with an error that names a flag, or build a standing order
-// whose selector is exactly what the flags say. (The controller is the one
-// to judge the selector; the CLI must only not garble it.)
+// whose selector is exactly what the flags say. Names that break their
+// internal/ident rule are refused by the CLI as the controller would.
 func FuzzSubmitSelector(f *testing.F) {
 	f.Add(uint32(5), "usb-bench", "site=lab", "n1", "16GB")
 	f.Add(uint32(0), "", "nokey", "", "lots")
@@ -34,6 +38,14 @@ func FuzzSubmitSelector(f *testing.F) {
 			return
 		}
 		req, err := sf.request(cmd, "img:1")
+		if errors.Is(err, ident.ErrInvalid) {
+			// Refused as the controller would: the value breaks its rule.
+			if bad := cmp.Or(ident.Pool(pool), ident.Labels(sf.labels), ident.NodeID(node)); bad == nil ||
+				!strings.HasPrefix(err.Error(), "--pool: ") && !strings.HasPrefix(err.Error(), "--label: ") && !strings.HasPrefix(err.Error(), "--node: ") {
+				t.Fatalf("job submit %q = %v, want an error naming the flag whose value breaks its rule", args, err)
+			}
+			return
+		}
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "--min-size ") {
 				t.Fatalf("job submit %q = %v, want an error about --min-size, the one value left to parse", args, err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/imager"
+	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/redact"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -95,6 +96,12 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 	switch {
 	case f.nodeID == "":
 		return none, errors.New("no node id: pass --node-id ID or set IMAGEFARM_NODE_ID")
+	case ident.NodeID(f.nodeID) != nil:
+		return none, fmt.Errorf("--node-id: %w", ident.NodeID(f.nodeID))
+	case ident.Pool(f.pool) != nil:
+		return none, fmt.Errorf("--pool: %w", ident.Pool(f.pool))
+	case ident.Labels(f.labels) != nil:
+		return none, fmt.Errorf("--label: %w", ident.Labels(f.labels))
 	case g.controller == "":
 		return none, errors.New("no controller: pass --controller HOST:PORT or set IMAGEFARM_CONTROLLER")
 	case g.store == "":

@@ -9,6 +9,8 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
+	"github.com/imagefarm/imagefarm/controller/scheduler"
+	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -105,6 +107,9 @@ var selectorFlags = []string{"pool", "label", "node", "min-size", "removable"}
 
 // request builds the SubmitJobRequest the flags describe.
 func (sf *submitFlags) request(cmd *cobra.Command, ref string) (*imagefarmv1.SubmitJobRequest, error) {
+	if err := sf.checkNames(ref); err != nil {
+		return nil, err
+	}
 	changed := cmd.Flags().Changed
 	req := &imagefarmv1.SubmitJobRequest{
 		ImageRef:  ref,
@@ -142,6 +147,39 @@ func (sf *submitFlags) request(cmd *cobra.Command, ref string) (*imagefarmv1.Sub
 	}
 	req.Targets = &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_StandingOrder{StandingOrder: &imagefarmv1.StandingOrder{Selector: sel, Count: sf.count}}}
 	return req, nil
+}
+
+// checkNames refuses, before anything is sent, a name the controller
+// would refuse: the same internal/ident rules, with the flag that gave it.
+func (sf *submitFlags) checkNames(ref string) error {
+	if err := ident.Ref(ref); err != nil {
+		return err
+	}
+	for _, d := range sf.drives {
+		if _, err := scheduler.ParseDriveRef(d); err != nil {
+			return fmt.Errorf("--drive: %w", err)
+		}
+	}
+	for _, n := range sf.nodes {
+		if err := ident.NodeID(n); err != nil {
+			return fmt.Errorf("--node: %w", err)
+		}
+	}
+	if err := ident.Pool(sf.pool); err != nil {
+		return fmt.Errorf("--pool: %w", err)
+	}
+	if err := ident.Labels(sf.labels); err != nil {
+		return fmt.Errorf("--label: %w", err)
+	}
+	if err := ident.Labels(sf.jobLabels); err != nil {
+		return fmt.Errorf("--label-job: %w", err)
+	}
+	if sf.requestID != "" {
+		if err := ident.RequestID(sf.requestID); err != nil {
+			return fmt.Errorf("--request-id: %w", err)
+		}
+	}
+	return nil
 }
 
 func printSubmitted(w io.Writer, job *imagefarmv1.Job, watching bool) error {

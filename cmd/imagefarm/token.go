@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/imagefarm/imagefarm/controller/tokens"
+	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -36,6 +37,9 @@ func newTokenCreateCmd(g *globals) *cobra.Command {
 		Short: "Create a token and print its secret, which is shown this once",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := ident.TokenName(name); err != nil {
+				return fmt.Errorf("--name: %w", err)
+			}
 			r, err := parseEnum("role", imagefarmv1.Role(0).Descriptor(), role)
 			if err != nil {
 				return err
