@@ -24,9 +24,9 @@ func TestAgentWritesAssignedDrives(t *testing.T) {
 	b := newBench(t, 16*chunkSize)
 	f := newFarm(t, b, 2, 20*chunkSize, nil)
 	checkHello(t, f.ctl.hellos()[0], f.drives)
-	f.publish(t, f.assignment("job-1.t1", 0, 3), f.assignment("job-1.t2", 1, 3))
+	f.publish(t, f.assignment("job-1_t1", 0, 3), f.assignment("job-1_t2", 1, 3))
 	want := testenv.SHA256(t, writeFile(t, b.image), -1)
-	for i, id := range []string{"job-1.t1", "job-1.t2"} {
+	for i, id := range []string{"job-1_t1", "job-1_t2"} {
 		r := f.ctl.result(t, id)
 		if r.GetState() != stateDone || r.GetVerifiedDigest() != b.digest || r.GetEpoch() != 3 || r.GetBytesWritten() != uint64(b.m.Size) {
 			t.Errorf("result of %s = %v, want DONE verified %s at epoch 3", id, r, b.digest)
@@ -72,10 +72,10 @@ func checkHello(t *testing.T, h *imagefarmv1.Hello, drives []drive.Drive) {
 func TestAgentRedeliveryDoesNotWriteTwice(t *testing.T) {
 	b := newBench(t, 16*chunkSize)
 	f := newFarm(t, b, 1, 20*chunkSize, nil)
-	a := f.assignment("job-1.t1", 0, 3)
+	a := f.assignment("job-1_t1", 0, 3)
 	f.publish(t, a)
 	f.publishAgain(t, a) // while the first delivery waits or runs
-	if r := f.ctl.result(t, "job-1.t1"); r.GetState() != stateDone {
+	if r := f.ctl.result(t, "job-1_t1"); r.GetState() != stateDone {
 		t.Fatalf("result = %v, want DONE", r)
 	}
 	f.drained(t)
@@ -86,18 +86,18 @@ func TestAgentRedeliveryDoesNotWriteTwice(t *testing.T) {
 	// After the run is over: the recorded result is sent again, the drive
 	// is left alone.
 	f.publishAgain(t, a)
-	eventually(t, "result sent again", func() bool { return len(f.ctl.results("job-1.t1")) == 2 })
+	eventually(t, "result sent again", func() bool { return len(f.ctl.results("job-1_t1")) == 2 })
 	f.drained(t)
 	again, _ := os.Stat(f.drives[0].Path)
 	if !again.ModTime().Equal(fi.ModTime()) {
 		t.Errorf("drive modified at %v after the task was done at %v", again.ModTime(), fi.ModTime())
 	}
-	rs := f.ctl.results("job-1.t1")
+	rs := f.ctl.results("job-1_t1")
 	if !proto.Equal(rs[0].GetTaskResult(), rs[1].GetTaskResult()) {
 		t.Errorf("result sent again = %v, want the recorded %v", rs[1], rs[0])
 	}
 	checkOneFetchOneFanout(t, b, "3 deliveries")
-	if n := countState(f.ctl.progress("job-1.t1"), imagefarmv1.TaskState_TASK_STATE_FETCHING); n != 1 {
+	if n := countState(f.ctl.progress("job-1_t1"), imagefarmv1.TaskState_TASK_STATE_FETCHING); n != 1 {
 		t.Errorf("task started %d times, want once", n)
 	}
 }
@@ -128,8 +128,8 @@ func checkOneFetchOneFanout(t *testing.T, b *bench, what string) {
 func TestAgentStaleEpochLeavesDriveUntouched(t *testing.T) {
 	b := newBench(t, 16*chunkSize)
 	f := newFarm(t, b, 2, 20*chunkSize, nil)
-	f.publish(t, f.assignment("job-1.stale", 0, 2), f.assignment("job-1.good", 1, 3))
-	if r := f.ctl.result(t, "job-1.good"); r.GetState() != stateDone {
+	f.publish(t, f.assignment("job-1_stale", 0, 2), f.assignment("job-1_good", 1, 3))
+	if r := f.ctl.result(t, "job-1_good"); r.GetState() != stateDone {
 		t.Fatalf("result of the current assignment = %v, want DONE", r)
 	}
 	f.drained(t) // the stale assignment was dropped from the stream
@@ -137,7 +137,7 @@ func TestAgentStaleEpochLeavesDriveUntouched(t *testing.T) {
 		t.Error("drive of the stale assignment was written")
 	}
 	if got := f.ctl.received(func(m *imagefarmv1.ConnectRequest) bool {
-		return m.GetTaskProgress().GetTaskId() == "job-1.stale" || m.GetTaskResult().GetTaskId() == "job-1.stale"
+		return m.GetTaskProgress().GetTaskId() == "job-1_stale" || m.GetTaskResult().GetTaskId() == "job-1_stale"
 	}); len(got) > 0 {
 		t.Errorf("stale task reported: %v", got)
 	}
@@ -146,10 +146,10 @@ func TestAgentStaleEpochLeavesDriveUntouched(t *testing.T) {
 func TestAgentCancelMidWrite(t *testing.T) {
 	b := newBench(t, 64*chunkSize)
 	f := newFarm(t, b, 2, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
-	as := []*imagefarmv1.TaskAssignment{f.assignment("job-1.t1", 0, 3), f.assignment("job-1.t2", 1, 3)}
+	as := []*imagefarmv1.TaskAssignment{f.assignment("job-1_t1", 0, 3), f.assignment("job-1_t2", 1, 3)}
 	f.publish(t, as...)
 	eventually(t, "writing", func() bool {
-		return countState(f.ctl.progress("job-1.t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
+		return countState(f.ctl.progress("job-1_t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
 	})
 	start := time.Now()
 	for _, a := range as { // a job's cancel: one per task
@@ -179,12 +179,12 @@ func TestAgentCancelMidWrite(t *testing.T) {
 func TestAgentShutdownMidWriteReportsNoCancel(t *testing.T) {
 	b := newBench(t, 64*chunkSize)
 	f := newFarm(t, b, 1, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
-	f.publish(t, f.assignment("job-1.t1", 0, 3))
+	f.publish(t, f.assignment("job-1_t1", 0, 3))
 	eventually(t, "writing", func() bool {
-		return countState(f.ctl.progress("job-1.t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
+		return countState(f.ctl.progress("job-1_t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
 	})
 	f.stopAgent()
-	if rs := f.ctl.results("job-1.t1"); len(rs) != 0 {
+	if rs := f.ctl.results("job-1_t1"); len(rs) != 0 {
 		t.Errorf("results after the agent's shutdown mid-write: %v, want none", rs)
 	}
 	// Whether a result queued during the shutdown would still have reached
@@ -198,33 +198,33 @@ func TestAgentShutdownMidWriteReportsNoCancel(t *testing.T) {
 func TestAgentCancelBeforeAssignment(t *testing.T) {
 	b := newBench(t, 16*chunkSize)
 	f := newFarm(t, b, 1, 20*chunkSize, nil)
-	a := f.assignment("job-1.t1", 0, 3)
+	a := f.assignment("job-1_t1", 0, 3)
 	// The cancel is read first, as when the assignment comes again after
 	// the cancel was handled.
 	if _, err := f.pub.Cancel(t.Context(), testNode, &imagefarmv1.TaskCancel{TaskId: a.GetTaskId(), JobId: a.GetJobId(), Epoch: 3}); err != nil {
 		t.Fatal(err)
 	}
 	f.publish(t, a)
-	if r := f.ctl.result(t, "job-1.t1"); r.GetState() != stateCanceled {
+	if r := f.ctl.result(t, "job-1_t1"); r.GetState() != stateCanceled {
 		t.Errorf("result = %v, want CANCELED", r)
 	}
 	f.drained(t)
-	if !f.untouched(t, 0) || len(f.ctl.progress("job-1.t1")) > 0 {
-		t.Errorf("task canceled before it was assigned touched its drive (progress %v)", f.ctl.progress("job-1.t1"))
+	if !f.untouched(t, 0) || len(f.ctl.progress("job-1_t1")) > 0 {
+		t.Errorf("task canceled before it was assigned touched its drive (progress %v)", f.ctl.progress("job-1_t1"))
 	}
 }
 
 func TestAgentStopTaskReportsNothingMore(t *testing.T) {
 	b := newBench(t, 64*chunkSize)
 	f := newFarm(t, b, 1, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
-	f.publish(t, f.assignment("job-1.t1", 0, 3))
+	f.publish(t, f.assignment("job-1_t1", 0, 3))
 	eventually(t, "writing", func() bool {
-		return countState(f.ctl.progress("job-1.t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
+		return countState(f.ctl.progress("job-1_t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
 	})
-	f.ctl.stopTask(t, "job-1.t1", 3)
+	f.ctl.stopTask(t, "job-1_t1", 3)
 	f.drained(t) // the stop ends the task for good: its message is acked
 	time.Sleep(time.Second)
-	if rs := f.ctl.results("job-1.t1"); len(rs) > 0 {
+	if rs := f.ctl.results("job-1_t1"); len(rs) > 0 {
 		t.Errorf("stopped task reported %v, want nothing", rs)
 	}
 }
@@ -237,9 +237,9 @@ func TestAgentReconnectResendsUnacknowledged(t *testing.T) {
 			f := newFarm(t, b, 1, 20*chunkSize, nil)
 			f.ctl.holdAcks.Store(true)
 			first := f.ctl.hellos()[0]
-			f.publish(t, f.assignment("job-1.t1", 0, 3))
-			sent := f.ctl.result(t, "job-1.t1")
-			seq := f.ctl.results("job-1.t1")[0].GetSeq()
+			f.publish(t, f.assignment("job-1_t1", 0, 3))
+			sent := f.ctl.result(t, "job-1_t1")
+			seq := f.ctl.results("job-1_t1")[0].GetSeq()
 			time.Sleep(300 * time.Millisecond)
 			if n := f.streamMsgs(t); n != 1 {
 				t.Errorf("dispatch stream holds %d messages while the result is unacknowledged, want 1", n)
@@ -259,12 +259,12 @@ func TestAgentReconnectResendsUnacknowledged(t *testing.T) {
 			if h.GetInstanceId() != first.GetInstanceId() || !hasVirtual(h) || !hasVirtual(first) {
 				t.Errorf("Hello after reconnect = %v, want instance %s with its drive", h, first.GetInstanceId())
 			}
-			held := []*imagefarmv1.HeldTask{{TaskId: "job-1.t1", Epoch: 3, State: stateDone}}
+			held := []*imagefarmv1.HeldTask{{TaskId: "job-1_t1", Epoch: 3, State: stateDone}}
 			if !slices.EqualFunc(h.GetHeldTasks(), held, func(x, y *imagefarmv1.HeldTask) bool { return proto.Equal(x, y) }) {
 				t.Errorf("held tasks = %v, want %v", h.GetHeldTasks(), held)
 			}
 			f.drained(t)
-			again := next.results("job-1.t1")
+			again := next.results("job-1_t1")
 			switch {
 			case applied && len(again) != 0:
 				t.Errorf("result the controller applied was sent again: %v", again)
@@ -278,25 +278,25 @@ func TestAgentReconnectResendsUnacknowledged(t *testing.T) {
 func TestAgentNewEpochFencesRunsAndStartsNewOnes(t *testing.T) {
 	b := newBench(t, 64*chunkSize)
 	f := newFarm(t, b, 2, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
-	f.publish(t, f.assignment("job-1.old", 0, 3))
+	f.publish(t, f.assignment("job-1_old", 0, 3))
 	eventually(t, "writing", func() bool {
-		return countState(f.ctl.progress("job-1.old"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
+		return countState(f.ctl.progress("job-1_old"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
 	})
 	// Assigned under the epoch the node will get at its next HelloAck:
 	// it waits for it.
-	f.publish(t, f.assignment("job-2.new", 1, 4))
+	f.publish(t, f.assignment("job-2_new", 1, 4))
 	time.Sleep(time.Second)
 	if !f.untouched(t, 1) {
 		t.Fatal("assignment for a future epoch ran before the node had that epoch")
 	}
 	next := &fakeController{epoch: 4}
 	f.restartController(t, next)
-	if r := next.result(t, "job-2.new"); r.GetState() != stateDone {
+	if r := next.result(t, "job-2_new"); r.GetState() != stateDone {
 		t.Errorf("result at the new epoch = %v, want DONE", r)
 	}
 	f.drained(t)
 	if got := next.received(func(m *imagefarmv1.ConnectRequest) bool {
-		return m.GetTaskResult().GetTaskId() == "job-1.old" || m.GetTaskProgress().GetTaskId() == "job-1.old"
+		return m.GetTaskResult().GetTaskId() == "job-1_old" || m.GetTaskProgress().GetTaskId() == "job-1_old"
 	}); len(got) > 0 {
 		t.Errorf("fenced task reported to the controller: %v", got)
 	}

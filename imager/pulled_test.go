@@ -133,16 +133,16 @@ func TestAgentReportsPulledDriveAtOnce(t *testing.T) {
 	loops, drives, cfg := loopDrives(t, 2, size)
 	gate := make(chan struct{})
 	f := startFarm(t, b, cfg, drives, storeCatalog(t, &gatedStore{Store: b.cat.Store(), key: chunkKey(stallChunk(t, b.m, size/2)), open: gate}))
-	f.publish(t, f.assignment("job-1.t1", 0, 3), f.assignment("job-1.t2", 1, 3))
+	f.publish(t, f.assignment("job-1_t1", 0, 3), f.assignment("job-1_t2", 1, 3))
 	eventually(t, "writing", func() bool {
-		return countState(f.ctl.progress("job-1.t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
+		return countState(f.ctl.progress("job-1_t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
 	})
 	shrinkTo(0)(t, loops[0])
 	pulled := time.Now()
-	r := f.ctl.result(t, "job-1.t1")
+	r := f.ctl.result(t, "job-1_t1")
 	took := time.Since(pulled)
 	close(gate)
-	r2 := f.ctl.result(t, "job-1.t2")
+	r2 := f.ctl.result(t, "job-1_t2")
 	t.Logf("pulled drive's task FAILED at the controller %v after the pull, while the other waited for the download; that one DONE %v after the pull",
 		took.Round(time.Microsecond), time.Since(pulled).Round(time.Millisecond))
 	if r.GetState() != imagefarmv1.TaskState_TASK_STATE_FAILED || r.GetFailure().GetReason() != reasonRemoved || took > failWithin {
