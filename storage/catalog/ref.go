@@ -43,8 +43,3 @@ func manifestKey(digest string) string {
 	return "manifests/sha256/" + strings.TrimPrefix(digest, "sha256:")
 }
 func chunkKey(id string) string { return "chunks/" + id[:2] + "/" + id }
-
-// CheckDigest accepts only "sha256:" followed by 64 lowercase hex digits.
-//
-// Deprecated: use ident.Digest.
-func CheckDigest(d string) error { return ident.Digest(d) }
