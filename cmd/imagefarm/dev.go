@@ -240,7 +240,7 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, f *devFlags, drives
 	submit := []string{"job", "submit", ref, "--watch"}
 	ids := make([]string, len(drives))
 	for i, d := range drives {
-		ids[i] = devNode + "/virt-" + filepath.Base(d)
+		ids[i] = devNode + "/" + drive.VirtualID(filepath.Base(d))
 		submit = append(submit, "--drive", ids[i])
 	}
 	if err := waitDevDrives(ctx, g, ids); err != nil {

@@ -10,12 +10,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// virtualID is the id of the virtual drive file name: "virt-" and the
-// name, when the name is a valid id; otherwise the name made safe and a
-// hash of it, so that two names that are made safe alike ("key 1.img" and
-// "key_1.img", or two names all in Unicode) are still two ids, whichever
-// files are next to them.
-func virtualID(name string) string {
+// VirtualID is the id of the virtual drive whose file is called name:
+// "virt-" and the name, when the name is a valid id; otherwise the name
+// made safe and a hash of it, so that two names that are made safe alike
+// ("key 1.img" and "key_1.img", or two names all in Unicode) are still two
+// ids, whichever files are next to them.
+func VirtualID(name string) string {
 	id := "virt-" + sanitize(name)
 	if sanitize(name) != name {
 		id += "-" + shortHash(name)
@@ -49,7 +49,7 @@ func discoverVirtual(dir string) ([]Drive, error) {
 		// name is another key in the same slot, as a real key would be.
 		st, _ := fi.Sys().(*syscall.Stat_t)
 		drives = append(drives, Drive{
-			ID: virtualID(e.Name()), Path: path, Name: e.Name(), Size: fi.Size(),
+			ID: VirtualID(e.Name()), Path: path, Name: e.Name(), Size: fi.Size(),
 			Serial:           fmt.Sprintf("VIRT%X-%X", st.Dev, st.Ino),
 			LogicalBlockSize: 512, PhysicalBlockSize: 4096, Model: "virtual drive",
 			Transport: TransportVirtual, ReadOnly: unix.Access(path, unix.W_OK) != nil,
