@@ -44,17 +44,20 @@ imagefarm audit verify checks it.`,
 				return err
 			}
 			defer c.Close()
-			req := &imagefarmv1.ListAuditRequest{Limit: limit}
+			req := &imagefarmv1.ListAuditRequest{}
 			if !from.IsZero() {
 				req.Since = timestamppb.New(from)
 			}
 			w := cmd.OutOrStdout()
+			read := func(fn func(*imagefarmv1.AuditRecord) error) error {
+				return readNewest(cmd.Context(), c, req, int(limit), fn)
+			}
 			if g.json {
-				return readAudit(cmd.Context(), c, req, func(r *imagefarmv1.AuditRecord) error { return printProtoLine(w, r) })
+				return read(func(r *imagefarmv1.AuditRecord) error { return printProtoLine(w, r) })
 			}
 			tw := table(w)
 			fmt.Fprintln(tw, "SEQ\tTIME\tACTION\tACTOR\tSUBJECT\tDETAIL")
-			err = readAudit(cmd.Context(), c, req, func(r *imagefarmv1.AuditRecord) error {
+			err = read(func(r *imagefarmv1.AuditRecord) error {
 				_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.GetSequence(), r.GetTime().AsTime().Local().Format(time.DateTime),
 					actionName(r.GetAction()), r.GetActor(), dash(auditSubject(r)), dash(auditDetail(r)))
 				return err
@@ -67,14 +70,36 @@ imagefarm audit verify checks it.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&since, "since", "24h", "only records from this long ago (90m, 24h, 7d), from this time (RFC 3339), or all")
-	f.Uint32Var(&limit, "limit", 0, "at most this many records (0: all)")
+	f.Uint32Var(&limit, "limit", 0, "only the newest this many records of those --since takes, still oldest first (0: all)")
 	f.BoolVar(&g.json, "json", false, "print the records as JSON lines")
 	cmd.AddCommand(newAuditVerifyCmd(g))
 	return cmd
 }
 
+// readNewest calls fn with the newest limit records ListAudit streams for
+// req (all of them when limit is 0), oldest first. ListAudit's own limit
+// keeps the oldest: the newest are known only at the stream's end.
+func readNewest(ctx context.Context, c *controllerClient, req *imagefarmv1.ListAuditRequest, limit int, fn func(*imagefarmv1.AuditRecord) error) error {
+	if limit == 0 {
+		return readAudit(ctx, c, req, fn)
+	}
+	var last []*imagefarmv1.AuditRecord
+	err := readAudit(ctx, c, req, func(r *imagefarmv1.AuditRecord) error {
+		if last = append(last, r); len(last) > limit {
+			last = last[1:]
+		}
+		return nil
+	})
+	for _, r := range last {
+		if err == nil {
+			err = fn(r)
+		}
+	}
+	return err
+}
+
 func newAuditVerifyCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the whole audit trail's hash chain; the exit code is 1 if a record was edited, removed or inserted",
 		Long: `Read every record of the audit trail and check its hash chain: each record's hash
@@ -91,15 +116,54 @@ that does not reach it shows the trail was cut), or the first broken record.`,
 			var chain audit.Chain
 			err = readAudit(cmd.Context(), c, &imagefarmv1.ListAuditRequest{}, chain.Add)
 			var broken *audit.BrokenError
-			if errors.As(err, &broken) {
-				return fmt.Errorf("audit trail broken: %w (the %s before it verify)", err, plural(chain.Count(), "record"))
-			}
-			if err != nil {
+			if err != nil && !errors.As(err, &broken) {
 				return err
+			}
+			if g.json {
+				return printVerifiedJSON(cmd.OutOrStdout(), &chain, broken)
+			}
+			if broken != nil {
+				return fmt.Errorf("audit trail broken: %w (the %s before it verify)", err, plural(chain.Count(), "record"))
 			}
 			return printVerified(cmd.OutOrStdout(), &chain)
 		},
 	}
+	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON (the exit code is still 1 for a broken trail)")
+	return cmd
+}
+
+// verifiedJSON is audit verify's result as --json prints it.
+type verifiedJSON struct {
+	OK bool `json:"ok"`
+	// Verified counts the records that verify, First to Last; LastHash
+	// is the last one's.
+	Verified int    `json:"verified"`
+	First    uint64 `json:"first,omitempty"`
+	Last     uint64 `json:"last,omitempty"`
+	LastHash string `json:"last_hash,omitempty"`
+	// BrokenAt is the first record that does not, and Reason why.
+	BrokenAt uint64 `json:"broken_at,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// printVerifiedJSON prints the chain's result, broken at broken unless
+// nil; a broken trail is then an exitError.
+func printVerifiedJSON(w io.Writer, chain *audit.Chain, broken *audit.BrokenError) error {
+	v := verifiedJSON{OK: broken == nil, Verified: chain.Count()}
+	if chain.Count() > 0 {
+		v.First = chain.First()
+		v.Last, v.LastHash = chain.Last()
+	}
+	if broken != nil {
+		v.BrokenAt, v.Reason = broken.Sequence, broken.Reason
+	}
+	if err := printJSON(w, v); err != nil {
+		return err
+	}
+	if broken != nil {
+		return exitError{"audit trail broken"}
+	}
+	return nil
 }
 
 func printVerified(w io.Writer, chain *audit.Chain) error {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -81,7 +83,7 @@ func TestAuditPrintsTheTrail(t *testing.T) {
 		t.Errorf("audit --since 2h asked for records since %v", since)
 	}
 
-	out = mustRun(t, "--insecure", "--controller", addr, "audit", "--since", "all", "--limit", "2", "--json")
+	out = mustRun(t, "--insecure", "--controller", addr, "audit", "--since", "all", "--json")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	var first struct {
 		Action string `json:"action"`
@@ -91,8 +93,26 @@ func TestAuditPrintsTheTrail(t *testing.T) {
 		first.Action != "AUDIT_ACTION_JOB_SUBMIT" || first.Hash != f.records[0].GetHash() {
 		t.Errorf("audit --json printed %q (%v); want 3 records as JSON lines", out, err)
 	}
-	if req := f.lists[1]; req.GetSince() != nil || req.GetLimit() != 2 {
-		t.Errorf("audit --since all --limit 2 sent %v", req)
+	if req := f.lists[1]; req.GetSince() != nil {
+		t.Errorf("audit --since all sent %v", req)
+	}
+}
+
+// TestAuditLimitShowsTheNewest: --limit N shows the newest N records,
+// oldest first, as a table and as JSON lines.
+func TestAuditLimitShowsTheNewest(t *testing.T) {
+	addr := startFarm(t, &fakeTrail{records: testTrail(t)})
+	out := mustRun(t, "--insecure", "--controller", addr, "audit", "--limit", "2")
+	if !regexp.MustCompile(`(?s)^SEQ[^\n]*\n2 [^\n]*drive.written[^\n]*\n3 [^\n]*guard.refused[^\n]*\n$`).MatchString(out) {
+		t.Errorf("audit --limit 2 printed\n%s\nwant records 2 and 3, in that order", out)
+	}
+	out = mustRun(t, "--insecure", "--controller", addr, "audit", "--limit", "1", "--json")
+	var rec struct{ Sequence string }
+	if err := json.Unmarshal([]byte(out), &rec); err != nil || rec.Sequence != "3" {
+		t.Errorf("audit --limit 1 --json printed %q (%v), want record 3 alone", out, err)
+	}
+	if out := mustRun(t, "--insecure", "--controller", addr, "audit", "--limit", "9"); strings.Count(out, "\n") != 4 {
+		t.Errorf("audit --limit 9 of 3 records printed\n%s\nwant all 3", out)
 	}
 }
 
@@ -110,6 +130,18 @@ func TestAuditVerify(t *testing.T) {
 	want := "audit trail broken: record 2: its hash does not match its content: the record was edited (the 1 record before it verify)"
 	if err == nil || err.Error() != want {
 		t.Errorf("verify of an edited trail = %v (printed %q), want %q", err, out, want)
+	}
+
+	out, err = run(t, "--insecure", "--controller", startFarm(t, &fakeTrail{records: edited}), "audit", "verify", "--json")
+	var broken verifiedJSON
+	if jerr := json.Unmarshal([]byte(out), &broken); jerr != nil || !errors.As(err, new(exitError)) ||
+		broken != (verifiedJSON{Verified: 1, First: 1, Last: 1, LastHash: edited[0].GetHash(), BrokenAt: 2, Reason: "its hash does not match its content: the record was edited"}) {
+		t.Errorf("verify --json of an edited trail = %v, printed %q (%v); want record 2 broken, exit 1", err, out, jerr)
+	}
+	out = mustRun(t, "--insecure", "--controller", startFarm(t, &fakeTrail{records: intact}), "audit", "verify", "--json")
+	var ok verifiedJSON
+	if err := json.Unmarshal([]byte(out), &ok); err != nil || ok != (verifiedJSON{OK: true, Verified: 3, First: 1, Last: 3, LastHash: intact[2].GetHash()}) {
+		t.Errorf("verify --json of an intact trail printed %q (%v)", out, err)
 	}
 
 	removed := testTrail(t)

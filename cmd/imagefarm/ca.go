@@ -32,8 +32,19 @@ gets node-ID.crt and .key. Keep ca.key off the farm's hosts.`,
 	return cmd
 }
 
+// certJSON is a certificate ca init or ca issue made, as --json prints it.
+type certJSON struct {
+	Subject  string    `json:"subject"`
+	NotAfter time.Time `json:"not_after"`
+	Cert     string    `json:"cert"`
+	Key      string    `json:"key"`
+}
+
 func newCAInitCmd() *cobra.Command {
-	var dir string
+	var (
+		dir    string
+		asJSON bool
+	)
 	cmd := &cobra.Command{
 		Use:   "init --dir DIR",
 		Short: "Make the farm CA in DIR: ca.crt and ca.key (never overwritten)",
@@ -43,6 +54,10 @@ func newCAInitCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("ca init: %w", err)
 			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), certJSON{Subject: ca.Cert.Subject.CommonName, NotAfter: ca.Cert.NotAfter,
+					Cert: filepath.Join(dir, pki.CACertFile), Key: filepath.Join(dir, pki.CAKeyFile)})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "farm CA %q, valid until %s:\n  %s  give it to the controller, every imager and every client\n  %s  mode 0600: it issues every certificate; keep it safe, off the farm's hosts\n",
 				ca.Cert.Subject.CommonName, ca.Cert.NotAfter.Format(time.DateOnly),
 				filepath.Join(dir, pki.CACertFile), filepath.Join(dir, pki.CAKeyFile))
@@ -50,6 +65,7 @@ func newCAInitCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "folder of the CA")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the files made as JSON")
 	cmd.MarkFlagRequired("dir")
 	return cmd
 }
@@ -60,6 +76,7 @@ func newCAIssueCmd() *cobra.Command {
 		controller             bool
 		hosts                  []string
 		validFor               time.Duration
+		asJSON                 bool
 	)
 	cmd := &cobra.Command{
 		Use:   "issue --dir DIR (--node ID | --controller --host HOST,... | --client NAME)",
@@ -82,6 +99,10 @@ func newCAIssueCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("ca issue: %w", err)
 			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), certJSON{Subject: issued(r), NotAfter: time.Now().Add(validFor).UTC().Truncate(time.Second),
+					Cert: certPath, Key: keyPath})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s, valid until %s:\n  %s\n  %s  mode 0600\n", issued(r),
 				time.Now().Add(validFor).Format(time.DateOnly), certPath, keyPath)
 			return nil
@@ -95,6 +116,7 @@ func newCAIssueCmd() *cobra.Command {
 	fl.StringSliceVar(&hosts, "host", nil, "DNS names and IP addresses the controller is reached at (with --controller; repeatable or comma-separated)")
 	fl.StringVar(&client, "client", "", "issue a client certificate for a person or program with this name")
 	fl.DurationVar(&validFor, "valid-for", pki.DefaultValidity, "how long the certificate is valid")
+	fl.BoolVar(&asJSON, "json", false, "print the files made as JSON")
 	cmd.MarkFlagRequired("dir")
 	cmd.MarkFlagsMutuallyExclusive("node", "controller", "client")
 	cmd.MarkFlagsOneRequired("node", "controller", "client")

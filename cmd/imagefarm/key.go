@@ -41,8 +41,18 @@ as in signing.pub); list several to rotate keys.`,
 	return cmd
 }
 
+// keyJSON is the key pair key init made, as --json prints it.
+type keyJSON struct {
+	KeyID     string `json:"key_id"`
+	Key       string `json:"key"`
+	PublicKey string `json:"public_key"`
+}
+
 func newKeyInitCmd() *cobra.Command {
-	var out, name string
+	var (
+		out, name string
+		asJSON    bool
+	)
 	cmd := &cobra.Command{
 		Use:   "init --out DIR [--name NAME]",
 		Short: "Make a signing key in DIR: signing.key (mode 0600) and signing.pub (never overwritten)",
@@ -52,6 +62,9 @@ func newKeyInitCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), keyJSON{KeyID: pub.ID, Key: filepath.Join(out, signKeyFile), PublicKey: filepath.Join(out, signPubFile)})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "signing key %s:\n  %s  mode 0600: signs images; keep it where images are pushed from\n  %s  give it to every imager (--trusted-keys)\n",
 				pub.ID, filepath.Join(out, signKeyFile), filepath.Join(out, signPubFile))
 			return nil
@@ -59,6 +72,7 @@ func newKeyInitCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&out, "out", "", "folder to write the key files to")
 	cmd.Flags().StringVar(&name, "name", "imagefarm", "name recorded with the public key, for people")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the key's id and files as JSON")
 	cmd.MarkFlagRequired("out")
 	return cmd
 }

@@ -13,8 +13,9 @@ import (
 
 func newNATSConfigCmd() *cobra.Command {
 	var (
-		dir   string
-		nodes []string
+		dir    string
+		nodes  []string
+		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "nats-config --dir DIR --node ID [--node ID ...]",
@@ -41,6 +42,13 @@ in --dir keep their password.`,
 			if err := natsauth.Generate(dir, nodes); err != nil {
 				return err
 			}
+			if asJSON {
+				creds := []string{filepath.Join(dir, natsauth.ControllerCredsFile)}
+				for _, n := range nodes {
+					creds = append(creds, filepath.Join(dir, natsauth.ImagerCredsFile(n)))
+				}
+				return printJSON(cmd.OutOrStdout(), natsConfigJSON{ServerConfig: filepath.Join(dir, natsauth.ServerConfigFile), Credentials: creds})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s and %d credentials files; restart or reload nats-server\n",
 				filepath.Join(dir, natsauth.ServerConfigFile), len(nodes)+1)
 			return nil
@@ -48,5 +56,12 @@ in --dir keep their password.`,
 	}
 	cmd.Flags().StringVar(&dir, "dir", ".", "folder to write the server's authorization block and the credentials files to")
 	cmd.Flags().StringSliceVar(&nodes, "node", nil, "an imager node id (repeatable)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the files written as JSON")
 	return cmd
+}
+
+// natsConfigJSON is what nats-config wrote, as --json prints it.
+type natsConfigJSON struct {
+	ServerConfig string   `json:"server_config"`
+	Credentials  []string `json:"credentials"`
 }
