@@ -142,7 +142,7 @@ func (c *Controller) GetJob(ctx context.Context, req *imagefarmv1.GetJobRequest)
 func (c *Controller) job(ctx context.Context, id string) (*imagefarmv1.Job, error) {
 	job, err := c.st.GetJob(ctx, id)
 	if errors.Is(err, state.ErrNotFound) {
-		err = fmt.Errorf("no job %q (list jobs with `imagefarm job ls`): %w", id, err)
+		err = fmt.Errorf("no job %q: list jobs with `imagefarm job ls`: %w", id, errNoJob)
 	}
 	return job, toStatus(err)
 }

@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -54,6 +55,10 @@ func watchErr(ctx context.Context, f *farm, req *imagefarmv1.WatchJobRequest) er
 	_, err = w.Recv()
 	return err
 }
+
+// internalTag finds a package's sentinel text in a message ("scheduler: bad
+// count"): the API turns them into what a person reads.
+var internalTag = regexp.MustCompile(`(^|: )(scheduler|state|controller|tokens|catalog|storage|dispatch|audit|imagefarm-\w+): `)
 
 // TestBadRequestsGetCodesAndMessages sends malformed and hostile requests to
 // every method of the client API: each gets its code and a short message
@@ -236,6 +241,9 @@ func TestBadRequestsGetCodesAndMessages(t *testing.T) {
 		msg := status.Convert(err).Message()
 		if status.Code(err) != tc.code || !strings.Contains(msg, tc.msg) || len(msg) > maxMessage {
 			t.Errorf("%s = %v (%.200q), want %v with %q in at most %d bytes", tc.name, status.Code(err), msg, tc.code, tc.msg, maxMessage)
+		}
+		if tag := internalTag.FindString(msg); tag != "" {
+			t.Errorf("%s: message %.200q has the internal tag %q, want only what a person reads", tc.name, msg, tag)
 		}
 	}
 

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/imagefarm/imagefarm/controller/scheduler"
+	"github.com/imagefarm/imagefarm/controller/state"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -78,21 +79,30 @@ func TestListAndGetImages(t *testing.T) {
 	}
 }
 
+// TestStatusCodes checks the code each domain error gets, and that its
+// message is what a person reads: an explained sentinel's text goes, any
+// other's package tag goes.
 func TestStatusCodes(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
 		code codes.Code
+		msg  string
 	}{
-		{fmt.Errorf("drive n1/zz: %w", scheduler.ErrUnknownDrive), codes.NotFound},
-		{fmt.Errorf("count 0: %w", scheduler.ErrBadCount), codes.InvalidArgument},
-		{fmt.Errorf("drive n1/a: %w", scheduler.ErrDriveBusy), codes.FailedPrecondition},
-		{fmt.Errorf("x: %w", catalog.ErrNotFound), codes.NotFound},
-		{fmt.Errorf("x: %w", storage.ErrUnreachable), codes.Unavailable},
-		{errors.New("boom"), codes.Internal},
+		{fmt.Errorf("drive n1/zz: node n1 has no drive \"zz\": %w", scheduler.ErrUnknownDrive), codes.NotFound, `drive n1/zz: node n1 has no drive "zz"`},
+		{fmt.Errorf("count 0: a standing order writes 1 to 100000 drives: %w", scheduler.ErrBadCount), codes.InvalidArgument,
+			"count 0: a standing order writes 1 to 100000 drives"},
+		{fmt.Errorf("drive n1/a: %w", scheduler.ErrDriveBusy), codes.FailedPrecondition, "drive n1/a"},
+		{fmt.Errorf("%w: x:1 (list images with `imagefarm image ls`)", catalog.ErrNotFound), codes.NotFound,
+			"image not found: x:1 (list images with `imagefarm image ls`)"},
+		{fmt.Errorf("x: %w", storage.ErrUnreachable), codes.Unavailable, "x: unreachable"},
+		{fmt.Errorf("%w: give its S3 user controller-policy.json: %w", storage.ErrAccessDenied, errStoreReadOnly), codes.FailedPrecondition,
+			"access denied: give its S3 user controller-policy.json"},
+		{state.ErrNotFound, codes.NotFound, "not found"},
+		{errors.New("boom"), codes.Internal, "boom"},
 	} {
 		st := status.Convert(toStatus(tc.err))
-		if st.Code() != tc.code || st.Message() != tc.err.Error() {
-			t.Errorf("toStatus(%v) = %v %q, want %v with the error's message", tc.err, st.Code(), st.Message(), tc.code)
+		if st.Code() != tc.code || st.Message() != tc.msg {
+			t.Errorf("toStatus(%v) = %v %q, want %v %q", tc.err, st.Code(), st.Message(), tc.code, tc.msg)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -41,10 +42,13 @@ var (
 	// errStoreReadOnly: the store refused the controller a write to refs/
 	// or signatures/. FailedPrecondition.
 	errStoreReadOnly = errors.New("controller: store credentials read-only")
+	// errNoJob: a job id the farm has no job with. NotFound.
+	errNoJob = errors.New("controller: no such job")
 )
 
 // toStatus turns a domain error into a gRPC status, in this one place, with
-// the error's own message, which says what was wrong and what to do.
+// the error's own message, which says what was wrong and what to do, made
+// for a person by message.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -52,39 +56,73 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	return status.Error(codeOf(err), err.Error())
+	return status.Error(codeOf(err), message(err))
+}
+
+// statusCodes maps the domain sentinels to gRPC codes; an error gets the
+// code of the first row with a sentinel it wraps, Internal if none.
+var statusCodes = []struct {
+	code codes.Code
+	errs []error
+}{
+	{codes.Internal, []error{errNotRecorded}},
+	{codes.NotFound, []error{catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, errNoJob,
+		scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode}},
+	{codes.InvalidArgument, []error{errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, errBadPageToken, errProtocol, catalog.ErrBadRef,
+		catalog.ErrSignatureInvalid, state.ErrInvalidID, state.ErrInvalidPageToken, ident.ErrInvalid, scheduler.ErrBadDriveRef,
+		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector}},
+	{codes.FailedPrecondition, []error{scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
+		scheduler.ErrDriveTooSmall, errJobEnded, catalog.ErrNotForDrive, tokens.ErrLastAdmin, catalog.ErrNameTaken, errUntrustedKey,
+		errStoreReadOnly}},
+	{codes.OutOfRange, []error{state.ErrRevisionTooOld, state.ErrFutureRevision}},
+	{codes.AlreadyExists, []error{state.ErrExists, tokens.ErrExists, errRequestIDReused, catalog.ErrVersionExists}},
+	{codes.Unauthenticated, []error{errNoCertificate, pki.ErrUntrusted, errNoToken}},
+	{codes.PermissionDenied, []error{errWrongPeer}},
+	{codes.Aborted, []error{errFenced, state.ErrConflict}},
+	{codes.DataLoss, []error{catalog.ErrBadManifest, catalog.ErrCorruptChunk, audit.ErrUndecodable}},
+	{codes.Unavailable, []error{storage.ErrUnreachable, storage.ErrAccessDenied, storage.ErrNoBucket, state.ErrEventPending,
+		audit.ErrUnavailable, errTokensUnavailable}},
 }
 
 func codeOf(err error) codes.Code {
-	switch {
-	case errors.Is(err, errNotRecorded):
-		return codes.Internal
-	case isAny(err, catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, scheduler.ErrUnknownNode,
-		scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode):
-		return codes.NotFound
-	case isAny(err, errBadRequest, ident.ErrInvalid, tokens.ErrInvalid, tokens.ErrAmbiguous, errBadPageToken, errProtocol, catalog.ErrBadRef,
-		catalog.ErrSignatureInvalid, state.ErrInvalidID, state.ErrInvalidPageToken, scheduler.ErrBadDriveRef,
-		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector):
-		return codes.InvalidArgument
-	case isAny(err, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy, scheduler.ErrDriveTooSmall,
-		errJobEnded, catalog.ErrNotForDrive, tokens.ErrLastAdmin, catalog.ErrNameTaken, errUntrustedKey, errStoreReadOnly):
-		return codes.FailedPrecondition
-	case isAny(err, state.ErrRevisionTooOld, state.ErrFutureRevision):
-		return codes.OutOfRange
-	case isAny(err, state.ErrExists, tokens.ErrExists, errRequestIDReused, catalog.ErrVersionExists):
-		return codes.AlreadyExists
-	case isAny(err, errNoCertificate, pki.ErrUntrusted, errNoToken):
-		return codes.Unauthenticated
-	case errors.Is(err, errWrongPeer):
-		return codes.PermissionDenied
-	case isAny(err, errFenced, state.ErrConflict):
-		return codes.Aborted
-	case isAny(err, catalog.ErrBadManifest, catalog.ErrCorruptChunk, audit.ErrUndecodable):
-		return codes.DataLoss
-	case isAny(err, storage.ErrUnreachable, storage.ErrAccessDenied, storage.ErrNoBucket, state.ErrEventPending, audit.ErrUnavailable, errTokensUnavailable):
-		return codes.Unavailable
+	for _, row := range statusCodes {
+		if isAny(err, row.errs...) {
+			return row.code
+		}
 	}
 	return codes.Internal
+}
+
+// explained are the sentinels whose every wrapping message says what was
+// wrong and what to do (the scheduler's promise them): their own text, at
+// the end, would only add an internal tag ("...: scheduler: bad count").
+var explained = []error{ident.ErrInvalid, scheduler.ErrBadDriveRef, scheduler.ErrBadTargets, scheduler.ErrBadCount,
+	scheduler.ErrBadSelector, scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool,
+	scheduler.ErrNoMatchingNode, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
+	scheduler.ErrDriveTooSmall, errBadRequest, errBadPageToken, errNoJob, errJobEnded, errRequestIDReused, errStoreReadOnly,
+	tokens.ErrInvalid, tokens.ErrUnknown, tokens.ErrAmbiguous, tokens.ErrLastAdmin, state.ErrInvalidID,
+	state.ErrInvalidPageToken, catalog.ErrNotForDrive}
+
+// message is err's text for a person: the text of an explained sentinel
+// at its end goes, and any other sentinel loses its package tag, so that
+// "catalog: image not found: x:1" reads "image not found: x:1".
+func message(err error) string {
+	msg := err.Error()
+	for _, s := range explained {
+		if rest, ok := strings.CutSuffix(msg, ": "+s.Error()); ok && errors.Is(err, s) {
+			msg = rest
+			break
+		}
+	}
+	for _, row := range statusCodes {
+		for _, s := range row.errs {
+			text := s.Error()
+			if _, what, ok := strings.Cut(text, ": "); ok && errors.Is(err, s) {
+				msg = strings.ReplaceAll(msg, text, what)
+			}
+		}
+	}
+	return msg
 }
 
 func isAny(err error, targets ...error) bool {

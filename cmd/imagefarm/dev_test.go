@@ -212,3 +212,42 @@ func waitOutput(t *testing.T, what string, want *regexp.Regexp, args ...string) 
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestControllerErrorsReadWell sends the CLI's bad requests to a real
+// controller: each error says what was wrong and what to do, with no
+// package's internal tag ("...: scheduler: bad count").
+func TestControllerErrorsReadWell(t *testing.T) {
+	d := startDev(t, 1, 8<<20)
+	tag := regexp.MustCompile(`(^|: )(scheduler|state|controller|tokens|catalog|storage|imagefarm-\w+): `)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"job", "submit", "nope:1", "--drive", "dev-1/nope"}, "image not found: nope:1 (list images with `imagefarm image ls`)"},
+		{[]string{"job", "submit", "nope:1", "--count", "1", "--pool", "nope"}, "image not found: nope:1 (list images with `imagefarm image ls`)"},
+		{[]string{"job", "watch", "jnope"}, "no job \"jnope\": list jobs with `imagefarm job ls`"},
+		{[]string{"job", "cancel", "jnope"}, "no job \"jnope\": list jobs with `imagefarm job ls`"},
+		{[]string{"job", "watch", "../x"}, `id "../x": use 1 to 128 letters, digits, '-' or '_'`},
+	} {
+		_, err := run(t, d.cli(tc.args...)...)
+		if err == nil || !strings.HasSuffix(err.Error(), tc.want) || tag.MatchString(err.Error()) {
+			t.Errorf("imagefarm %s = %v, want an error ending %q, with no internal tag", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+	img := writeDiskImage(t, 1<<20, 5)
+	mustRun(t, d.cli("image", "push", "demo:1", img, "--sign-key", filepath.Join(d.data, "signing", signKeyFile))...)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"job", "submit", "demo:1", "--count", "0"}, "count 0: a standing order writes 1 to 100000 drives"},
+		{[]string{"job", "submit", "demo:1", "--drive", "dev-1/nope"}, `drive dev-1/nope: node dev-1 has no drive "nope" (its drives: virt-drive1.img)`},
+		{[]string{"job", "submit", "demo:1", "--count", "1", "--pool", "nope"}, `selector: no node is in pool "nope" (pools: dev)`},
+		{[]string{"job", "submit", "demo:1", "--count", "1", "--label", "a=b"}, "selector: no node has label a=b"},
+	} {
+		_, err := run(t, d.cli(tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || tag.MatchString(err.Error()) {
+			t.Errorf("imagefarm %s = %v, want an error with %q, with no internal tag", strings.Join(tc.args, " "), err, tc.want)
+		}
+	}
+}

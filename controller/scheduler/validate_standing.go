@@ -66,7 +66,7 @@ func selectedNodes(s *Selector, x index) ([]*Node, error) {
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("selector: no node has %s: %w", describe(s), ErrNoMatchingNode)
+		return nil, fmt.Errorf("selector: no node has %s (imagefarm nodes --json shows each node's pool and labels): %w", describe(s), ErrNoMatchingNode)
 	}
 	return out, nil
 }
