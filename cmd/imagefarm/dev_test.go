@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -49,45 +47,29 @@ func TestDevRefusesFlagsThatMakeNoFarm(t *testing.T) {
 	}
 }
 
-// TestDevStopsCleanlyOnSignals runs the real binary: SIGTERM or SIGINT to
-// a dev farm is how it is stopped, so it exits 0 saying so, not with
-// "context canceled".
+// TestDevStopsCleanlyOnSignals runs the real binary: SIGTERM or SIGINT is
+// how a dev farm is stopped, so it exits 0 saying where its data stays; a
+// demo stopped half-way did not finish, and its exit status says so.
 func TestDevStopsCleanlyOnSignals(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "imagefarm")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			data := t.TempDir()
-			cmd := exec.Command(bin, "dev", "--data", data, "--drives", "1", "--drive-size", "1048576", "--log-level", "warn")
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stderr strings.Builder
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			lines := bufio.NewScanner(stdout)
-			for lines.Scan() && !strings.HasPrefix(lines.Text(), "from another terminal") {
-			}
-			cmd.Process.Signal(sig)
-			rest, _ := io.ReadAll(stdout)
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err = <-done:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				t.Fatalf("dev still runs 10s after %v", sig)
-			}
-			if err != nil || !strings.Contains(string(rest), "dev farm stopped; its data stays in "+data) || strings.Contains(stderr.String(), "context canceled") {
-				t.Errorf("dev after %v: exit %v, stdout after start %q, stderr %q; want exit 0 and a clean stop", sig, err, rest, stderr.String())
+			p := startCLI(t, "dev", "--data", data, "--drives", "1", "--drive-size", "1048576")
+			p.waitFor(t, "from another terminal")
+			_, code := p.signal(t, sig)
+			if out := p.out.String(); code != 0 || !strings.Contains(out, "dev farm stopped; its data stays in "+data) || strings.Contains(out, "context canceled") {
+				t.Errorf("dev after %v exited %d, saying:\n%s\nwant exit 0 and a clean stop", sig, code, out)
 			}
 		})
 	}
+	t.Run("demo", func(t *testing.T) {
+		p := startCLI(t, "dev", "--demo", "--data", t.TempDir(), "--size", "1048576", "--drive-size", "1048576")
+		p.waitFor(t, "$ imagefarm image push")
+		_, code := p.signal(t, syscall.SIGTERM)
+		if out := p.out.String(); code != 128+int(syscall.SIGTERM) || strings.Contains(out, "context canceled") {
+			t.Errorf("demo after SIGTERM exited %d, saying:\n%s\nwant %d, not finished", code, out, 128+int(syscall.SIGTERM))
+		}
+	})
 }
 
 // devFarm is a dev farm running in-process, and the flags that reach it.
