@@ -56,7 +56,12 @@ node certificate. The imager writes only images signed with the signing key made
 in the data folder (signing/; IMAGEFARM_SIGN_KEY). It prints the addresses and certificate files to use from
 another terminal and runs until interrupted. With --demo it makes a sample disk
 image, pushes it, submits a job for every virtual drive, shows the live progress
-and ends with the verified table and an independent check of every drive.`,
+and ends with the verified table and an independent check of every drive.
+
+The farm lives in --data: run it again on the same folder and it is the same
+farm; with a fixed --listen port the printed exports stay valid too. Standing
+orders take only freshly inserted drives; imagefarm dev reinsert swaps written
+virtual drives for blank ones.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runDev(cmd, g, &f) },
 	}
