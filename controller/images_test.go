@@ -98,6 +98,7 @@ func TestStatusCodes(t *testing.T) {
 		{fmt.Errorf("%w: give its S3 user controller-policy.json: %w", storage.ErrAccessDenied, errStoreReadOnly), codes.FailedPrecondition,
 			"access denied: give its S3 user controller-policy.json"},
 		{state.ErrNotFound, codes.NotFound, "not found"},
+		{fmt.Errorf("%w: job id \"../x\" has '.': use ...", state.ErrInvalidID), codes.InvalidArgument, `job id "../x" has '.': use ...`},
 		{errors.New("boom"), codes.Internal, "boom"},
 	} {
 		st := status.Convert(toStatus(tc.err))

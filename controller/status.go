@@ -104,14 +104,18 @@ var explained = []error{ident.ErrInvalid, scheduler.ErrBadDriveRef, scheduler.Er
 	state.ErrInvalidPageToken, catalog.ErrNotForDrive}
 
 // message is err's text for a person: the text of an explained sentinel
-// at its end goes, and any other sentinel loses its package tag, so that
-// "catalog: image not found: x:1" reads "image not found: x:1".
+// at its end (or start) goes, and any other sentinel loses its package
+// tag, so that "catalog: image not found: x:1" reads "image not found: x:1".
 func message(err error) string {
 	msg := err.Error()
 	for _, s := range explained {
-		if rest, ok := strings.CutSuffix(msg, ": "+s.Error()); ok && errors.Is(err, s) {
+		if !errors.Is(err, s) {
+			continue
+		}
+		if rest, ok := strings.CutSuffix(msg, ": "+s.Error()); ok {
 			msg = rest
-			break
+		} else if rest, ok := strings.CutPrefix(msg, s.Error()+": "); ok {
+			msg = rest
 		}
 	}
 	for _, row := range statusCodes {

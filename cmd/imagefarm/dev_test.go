@@ -209,7 +209,7 @@ func TestControllerErrorsReadWell(t *testing.T) {
 		{[]string{"job", "submit", "nope:1", "--count", "1", "--pool", "nope"}, "image not found: nope:1 (list images with `imagefarm image ls`)"},
 		{[]string{"job", "watch", "jnope"}, "no job \"jnope\": list jobs with `imagefarm job ls`"},
 		{[]string{"job", "cancel", "jnope"}, "no job \"jnope\": list jobs with `imagefarm job ls`"},
-		{[]string{"job", "watch", "../x"}, `id "../x": use 1 to 128 letters, digits, '-' or '_'`},
+		{[]string{"job", "watch", "../x"}, "give it as `imagefarm job ls` lists it"},
 	} {
 		_, err := run(t, d.cli(tc.args...)...)
 		if err == nil || !strings.HasSuffix(err.Error(), tc.want) || tag.MatchString(err.Error()) {
