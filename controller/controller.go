@@ -20,12 +20,12 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller/audit"
 	"github.com/imagefarm/imagefarm/controller/catalogrefs"
-	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/internal/natsauth"
 	"github.com/imagefarm/imagefarm/internal/redact"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -61,7 +61,7 @@ type Config struct {
 	// scheduler.DefaultHeartbeatTTL when 0.
 	HeartbeatTTL time.Duration
 	State        state.Config
-	Dispatch     dispatch.Config
+	Dispatch     wire.Config
 	Audit        audit.Config
 	Log          *slog.Logger
 	// BootstrapTokenFile, when set, is where the controller writes a new
@@ -87,7 +87,7 @@ type Controller struct {
 	cfg   Config
 	log   *slog.Logger
 	st    *state.Store
-	pub   *dispatch.Publisher
+	pub   *wire.Publisher
 	trail *audit.Log
 	js    jetstream.JetStream
 	kick  chan struct{} // wakes the scheduler
@@ -151,7 +151,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if c.st, err = state.New(ctx, c.js, c.cfg.State); err != nil {
 		return fmt.Errorf("controller: state: %w", err)
 	}
-	if c.pub, err = dispatch.NewPublisher(ctx, c.js, c.cfg.Dispatch); err != nil {
+	if c.pub, err = wire.NewPublisher(ctx, c.js, c.cfg.Dispatch); err != nil {
 		return fmt.Errorf("controller: dispatch: %w", err)
 	}
 	if c.trail, err = audit.Open(ctx, c.js, c.cfg.Audit); err != nil {

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/imagefarm/imagefarm/controller"
-	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/tokens"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -152,7 +152,7 @@ func (f *farm) connect(t *testing.T, nodeID string, drives ...*imagefarmv1.Drive
 			im.replies <- m
 		}
 	}()
-	sub, err := dispatch.NewSubscriber(f.js, dispatch.SubscriberConfig{NodeID: nodeID}, func(ctx context.Context, d *dispatch.Delivery) {
+	sub, err := wire.NewSubscriber(f.js, wire.SubscriberConfig{NodeID: nodeID}, func(ctx context.Context, d *wire.Delivery) {
 		if a := d.Message.GetAssignment(); a != nil {
 			im.assigns <- a
 		}

@@ -15,11 +15,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/imager/drive"
 	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/natsauth"
 	"github.com/imagefarm/imagefarm/internal/redact"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -71,8 +71,8 @@ type AgentConfig struct {
 	// WriteWhileFetching: see Writer.WriteWhileFetching.
 	WriteWhileFetching bool
 	// Dispatch sets the node's NATS consumer; it must be what the
-	// controller uses. Zero fields take dispatch's defaults.
-	Dispatch dispatch.Config
+	// controller uses. Zero fields take wire's defaults.
+	Dispatch wire.Config
 	// HeartbeatInterval overrides the interval the controller asks for in
 	// HelloAck; when both are zero it is DefaultHeartbeatInterval.
 	HeartbeatInterval time.Duration
@@ -168,11 +168,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer closeClient()
 	g, ctx := errgroup.WithContext(ctx)
-	sub, err := dispatch.NewSubscriber(js, dispatch.SubscriberConfig{
+	sub, err := wire.NewSubscriber(js, wire.SubscriberConfig{
 		NodeID:   a.cfg.NodeID,
 		Dispatch: a.cfg.Dispatch,
 		OnError:  func(err error) { a.log.Warn("dispatch", "error", err) },
-	}, func(ctx context.Context, d *dispatch.Delivery) { a.handle(ctx, g, d) })
+	}, func(ctx context.Context, d *wire.Delivery) { a.handle(ctx, g, d) })
 	if err != nil {
 		return err
 	}

@@ -23,9 +23,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/imager"
 	"github.com/imagefarm/imagefarm/imager/drive"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -178,7 +178,7 @@ func (s *controllerServer) stop() {
 type farm struct {
 	b      *bench
 	js     jetstream.JetStream
-	pub    *dispatch.Publisher
+	pub    *wire.Publisher
 	ctl    *fakeController
 	srv    *controllerServer
 	pki    *testenv.PKI // the farm CA of the controller and the agent
@@ -237,7 +237,7 @@ func startFarm(t *testing.T, b *bench, dcfg drive.Config, drives []drive.Drive, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := dispatch.NewPublisher(t.Context(), js, dispatch.Config{})
+	pub, err := wire.NewPublisher(t.Context(), js, wire.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +319,7 @@ func (f *farm) publishAgain(t *testing.T, a *imagefarmv1.TaskAssignment) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.js.Publish(t.Context(), dispatch.Subject(testNode), data); err != nil {
+	if _, err := f.js.Publish(t.Context(), wire.Subject(testNode), data); err != nil {
 		t.Fatalf("publish %s again: %v", a.GetTaskId(), err)
 	}
 }
@@ -328,7 +328,7 @@ func (f *farm) publishAgain(t *testing.T, a *imagefarmv1.TaskAssignment) {
 // acked or terminated yet.
 func (f *farm) streamMsgs(t *testing.T) uint64 {
 	t.Helper()
-	s, err := f.js.Stream(t.Context(), dispatch.StreamName)
+	s, err := f.js.Stream(t.Context(), wire.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}

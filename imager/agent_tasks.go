@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -54,11 +54,11 @@ type taskRun struct {
 	// the run was stopped; then its deliveries are acked.
 	settled    chan struct{}
 	isSettled  bool
-	deliveries []*dispatch.Delivery
+	deliveries []*wire.Delivery
 	acked      bool // the deliveries were acked
 	// hold keeps one more delivery of the run in progress until keep is
 	// called, which the run does once it settles.
-	hold func(d *dispatch.Delivery)
+	hold func(d *wire.Delivery)
 	keep context.CancelFunc
 }
 
@@ -68,7 +68,7 @@ func newTaskRun(ctx context.Context, g *errgroup.Group, key taskKey, as *imagefa
 	r := &taskRun{key: key, assignment: as, state: imagefarmv1.TaskState_TASK_STATE_ASSIGNED, settled: make(chan struct{})}
 	keepCtx, keep := context.WithCancel(ctx)
 	r.keep = keep
-	r.hold = func(d *dispatch.Delivery) {
+	r.hold = func(d *wire.Delivery) {
 		r.deliveries = append(r.deliveries, d)
 		g.Go(func() error { return d.KeepInProgress(keepCtx) })
 	}
@@ -79,7 +79,7 @@ func (r *taskRun) running() bool { return r.result == nil && !r.stopped }
 
 // handle takes one message from the node's subject. It returns at once;
 // the work runs in g.
-func (a *Agent) handle(ctx context.Context, g *errgroup.Group, d *dispatch.Delivery) {
+func (a *Agent) handle(ctx context.Context, g *errgroup.Group, d *wire.Delivery) {
 	if as := d.Message.GetAssignment(); as != nil {
 		a.assign(ctx, g, d, as)
 		return
@@ -93,7 +93,7 @@ func (a *Agent) handle(ctx context.Context, g *errgroup.Group, d *dispatch.Deliv
 // assign starts a run for an assignment of the current epoch, drops a
 // stale one without touching its drive, and answers a delivery of a run it
 // already knows without writing the drive again.
-func (a *Agent) assign(ctx context.Context, g *errgroup.Group, d *dispatch.Delivery, as *imagefarmv1.TaskAssignment) {
+func (a *Agent) assign(ctx context.Context, g *errgroup.Group, d *wire.Delivery, as *imagefarmv1.TaskAssignment) {
 	key := taskKey{as.GetTaskId(), as.GetEpoch()}
 	log := a.log.With("task_id", key.id, "epoch", key.epoch, "drive", as.GetDrive().GetId())
 	a.mu.Lock()
@@ -137,7 +137,7 @@ func (a *Agent) assign(ctx context.Context, g *errgroup.Group, d *dispatch.Deliv
 // acks it with the first. A finished run is not run again: its recorded
 // result is sent once more (unless it was stopped) and the delivery acked.
 // Called with a.mu held.
-func (a *Agent) redelivered(ctx context.Context, g *errgroup.Group, r *taskRun, d *dispatch.Delivery, log *slog.Logger) {
+func (a *Agent) redelivered(ctx context.Context, g *errgroup.Group, r *taskRun, d *wire.Delivery, log *slog.Logger) {
 	log.Info("assignment delivered again; not writing the drive twice",
 		"num_delivered", d.NumDelivered, "state", r.state, "settled", r.isSettled)
 	if !r.acked {
@@ -171,7 +171,7 @@ func (a *Agent) finish(ctx context.Context, r *taskRun) {
 	}
 }
 
-func (a *Agent) ackDelivery(ctx context.Context, d *dispatch.Delivery) {
+func (a *Agent) ackDelivery(ctx context.Context, d *wire.Delivery) {
 	if err := d.Ack(ctx); err != nil && ctx.Err() == nil {
 		a.log.Warn("ack dispatch message", "error", err)
 	}

@@ -10,8 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imagefarm/imagefarm/controller"
-	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/internal/userpath"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
@@ -66,7 +66,7 @@ signatures/: deploy/minio/controller-policy.json.`,
 			}
 			c, err := controller.New(controller.Config{NATSURL: natsURL, NATSCreds: natsCreds, Listen: listen, Catalog: cat,
 				TLS: tlsCfg, ClientCAs: clientCAs, Insecure: g.tls.insecure, BootstrapTokenFile: bootstrap,
-				HeartbeatTTL: ttl, CatalogScanInterval: scanEvery, TrustedKeys: ring, Dispatch: dispatch.Config{AckWait: ackWait}, Log: slog.Default()})
+				HeartbeatTTL: ttl, CatalogScanInterval: scanEvery, TrustedKeys: ring, Dispatch: wire.Config{AckWait: ackWait}, Log: slog.Default()})
 			if err != nil {
 				return err
 			}

@@ -12,10 +12,10 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
-	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/imager"
 	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/redact"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -146,7 +146,7 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 		NodeID: f.nodeID, Pool: f.pool, Labels: f.labels, Version: buildVersion(),
 		NATSURL: f.nats, NATSCreds: f.natsCreds, Controller: g.controller, TLS: tlsCfg, Insecure: g.tls.insecure, Catalog: cat, Drives: dcfg,
 		TrustedKeys: keys, AllowUnsigned: f.trust.allowUnsigned, WriteWhileFetching: f.trust.writeWhileFetching,
-		HeartbeatInterval: f.heartbeat, Dispatch: dispatch.Config{AckWait: f.ackWait}, Log: slog.Default(),
+		HeartbeatInterval: f.heartbeat, Dispatch: wire.Config{AckWait: f.ackWait}, Log: slog.Default(),
 	}, nil
 }
 

@@ -21,12 +21,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/imagefarm/imagefarm/controller"
-	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/imager/drive"
 	"github.com/imagefarm/imagefarm/internal/pki"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -246,7 +246,7 @@ func TestNodeIDRulesAgree(t *testing.T) {
 	caDir := t.TempDir()
 	mustRun(t, "ca", "init", "--dir", caDir)
 	ca := testenv.NewPKI(t)
-	if _, err := dispatch.EnsureStream(t.Context(), f.js, dispatch.Config{}); err != nil {
+	if _, err := wire.EnsureStream(t.Context(), f.js, wire.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -265,8 +265,8 @@ func TestNodeIDRulesAgree(t *testing.T) {
 		v.check("imagefarm ca issue --node", err == nil, err)
 		_, err = run(t, "nats-config", "--dir", t.TempDir(), "--node="+tc.id)
 		v.check("imagefarm nats-config --node", err == nil, err)
-		_, err = dispatch.EnsureConsumer(t.Context(), f.js, tc.id, dispatch.Config{})
-		v.check("dispatch.EnsureConsumer", err == nil, err)
+		_, err = wire.EnsureConsumer(t.Context(), f.js, tc.id, wire.Config{})
+		v.check("wire.EnsureConsumer", err == nil, err)
 		_, err = scheduler.ParseDriveRef(tc.id + "/d1")
 		v.check("scheduler.ParseDriveRef", err == nil, err)
 		_, err = f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: driveTargets(tc.id + "/d1")})

@@ -24,7 +24,7 @@
 // Job, task, node and drive ids must follow their internal/ident rules
 // (ident.JobID, TaskID, NodeID, DriveID); anything else is refused with
 // ErrInvalidID, never rewritten. Job, task and node ids are used as they
-// are, because they also appear in subjects (the events' and dispatch's
+// are, because they also appear in subjects (the events' and internal/wire's
 // imagefarm.assign.<node>) where '.', '*' and '>' change the meaning. Drive
 // ids come from serials, WWNs and file names and may hold '.' and ':', so
 // their key token is the id in base32 "extended hex" without padding

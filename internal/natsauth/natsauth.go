@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/imagefarm/imagefarm/controller/dispatch"
+	"github.com/imagefarm/imagefarm/internal/wire"
 )
 
 // ControllerUser is the controller's NATS user name.
@@ -41,12 +41,12 @@ func ControllerPermissions() Permissions {
 // ImagerPermissions are those of the imager node nodeID, which must pass
 // ident.NodeID: only what reading its own consumer takes.
 func ImagerPermissions(nodeID string) Permissions {
-	stream, cons := dispatch.StreamName, dispatch.ConsumerName(nodeID)
+	stream, cons := wire.StreamName, wire.ConsumerName(nodeID)
 	return Permissions{
 		Publish: []string{
 			// The server refuses a create whose consumer name or filter
 			// differs from the ones in this subject.
-			"$JS.API.CONSUMER.CREATE." + stream + "." + cons + "." + dispatch.Subject(nodeID),
+			"$JS.API.CONSUMER.CREATE." + stream + "." + cons + "." + wire.Subject(nodeID),
 			"$JS.API.CONSUMER.INFO." + stream + "." + cons,
 			"$JS.API.CONSUMER.MSG.NEXT." + stream + "." + cons,
 			"$JS.ACK." + stream + "." + cons + ".>",

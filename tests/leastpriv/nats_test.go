@@ -20,8 +20,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/internal/natsauth"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
@@ -134,21 +134,21 @@ func TestImagerNATSCredentials(t *testing.T) {
 	srv, dir := farmNATS(t)
 	ctl := connect(t, srv, filepath.Join(dir, natsauth.ControllerCredsFile), "")
 	ctlJS := newJS(t, ctl)
-	pub, err := dispatch.NewPublisher(t.Context(), ctlJS, dispatch.Config{})
+	pub, err := wire.NewPublisher(t.Context(), ctlJS, wire.Config{})
 	if err != nil {
 		t.Fatalf("NewPublisher with the controller's credentials: %v", err)
 	}
-	if _, err := dispatch.EnsureConsumer(t.Context(), ctlJS, "n2", dispatch.Config{}); err != nil {
+	if _, err := wire.EnsureConsumer(t.Context(), ctlJS, "n2", wire.Config{}); err != nil {
 		t.Fatalf("EnsureConsumer(n2) with the controller's credentials: %v", err)
 	}
 	n1 := connect(t, srv, filepath.Join(dir, natsauth.ImagerCredsFile("n1")), "n1")
 	n1JS := newJS(t, n1)
 
 	t.Run("own assignments", func(t *testing.T) {
-		got := make(chan *dispatch.Delivery, 1)
-		sub, err := dispatch.NewSubscriber(n1JS, dispatch.SubscriberConfig{NodeID: "n1",
+		got := make(chan *wire.Delivery, 1)
+		sub, err := wire.NewSubscriber(n1JS, wire.SubscriberConfig{NodeID: "n1",
 			OnError: func(err error) { t.Logf("n1 subscriber: %v", err) }},
-			func(_ context.Context, d *dispatch.Delivery) { got <- d })
+			func(_ context.Context, d *wire.Delivery) { got <- d })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +173,7 @@ func TestImagerNATSCredentials(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("n1 got no assignment in 10s")
 		}
-		info, err := ctlJS.Consumer(t.Context(), dispatch.StreamName, dispatch.ConsumerName("n1"))
+		info, err := ctlJS.Consumer(t.Context(), wire.StreamName, wire.ConsumerName("n1"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,34 +192,34 @@ func TestImagerNATSCredentials(t *testing.T) {
 	}
 
 	t.Run("publish an assignment", func(t *testing.T) {
-		if err := n1.Publish(dispatch.Subject("n1"), data); err != nil {
+		if err := n1.Publish(wire.Subject("n1"), data); err != nil {
 			t.Fatal(err)
 		}
-		n1.wasDenied(t, "publish", dispatch.Subject("n1"))
-		if _, err := n1JS.Publish(shortCtx(t), dispatch.Subject("n2"), data); err == nil {
+		n1.wasDenied(t, "publish", wire.Subject("n1"))
+		if _, err := n1JS.Publish(shortCtx(t), wire.Subject("n2"), data); err == nil {
 			t.Error("JetStream publish to n2's subject with n1's credentials succeeded")
 		}
-		n1.wasDenied(t, "publish", dispatch.Subject("n2"))
+		n1.wasDenied(t, "publish", wire.Subject("n2"))
 	})
 
 	t.Run("read another node", func(t *testing.T) {
-		next := "$JS.API.CONSUMER.MSG.NEXT." + dispatch.StreamName + "." + dispatch.ConsumerName("n2")
+		next := "$JS.API.CONSUMER.MSG.NEXT." + wire.StreamName + "." + wire.ConsumerName("n2")
 		if _, err := n1.Request(next, []byte(`{"batch":1}`), time.Second); err == nil {
 			t.Error("fetch from n2's consumer with n1's credentials got an answer")
 		}
 		n1.wasDenied(t, "publish", next)
-		if _, err := n1JS.Consumer(shortCtx(t), dispatch.StreamName, dispatch.ConsumerName("n2")); err == nil {
+		if _, err := n1JS.Consumer(shortCtx(t), wire.StreamName, wire.ConsumerName("n2")); err == nil {
 			t.Error("n2's consumer info with n1's credentials succeeded")
 		}
 		// A consumer of n1's name, or a new one, on n2's subject.
-		for _, name := range []string{dispatch.ConsumerName("n1"), "spy"} {
-			_, err := n1JS.CreateOrUpdateConsumer(shortCtx(t), dispatch.StreamName, jetstream.ConsumerConfig{
-				Durable: name, FilterSubject: dispatch.Subject("n2"), AckPolicy: jetstream.AckExplicitPolicy})
+		for _, name := range []string{wire.ConsumerName("n1"), "spy"} {
+			_, err := n1JS.CreateOrUpdateConsumer(shortCtx(t), wire.StreamName, jetstream.ConsumerConfig{
+				Durable: name, FilterSubject: wire.Subject("n2"), AckPolicy: jetstream.AckExplicitPolicy})
 			if err == nil {
 				t.Errorf("consumer %s on n2's subject created with n1's credentials", name)
 			}
 		}
-		for _, subj := range []string{dispatch.Subject("n2"), "_INBOX.>", natsauth.InboxPrefix("n2") + ".>"} {
+		for _, subj := range []string{wire.Subject("n2"), "_INBOX.>", natsauth.InboxPrefix("n2") + ".>"} {
 			if _, err := n1.SubscribeSync(subj); err != nil {
 				t.Fatal(err)
 			}
@@ -228,7 +228,7 @@ func TestImagerNATSCredentials(t *testing.T) {
 	})
 
 	t.Run("manage streams and KV", func(t *testing.T) {
-		if err := n1JS.DeleteStream(shortCtx(t), dispatch.StreamName); err == nil {
+		if err := n1JS.DeleteStream(shortCtx(t), wire.StreamName); err == nil {
 			t.Error("DeleteStream with n1's credentials succeeded")
 		}
 		if _, err := n1JS.CreateKeyValue(shortCtx(t), jetstream.KeyValueConfig{Bucket: "spy"}); err == nil {
@@ -237,14 +237,14 @@ func TestImagerNATSCredentials(t *testing.T) {
 	})
 
 	// Nothing n1 did reached the stream or took n2's assignment.
-	st, err := ctlJS.Stream(t.Context(), dispatch.StreamName)
+	st, err := ctlJS.Stream(t.Context(), wire.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := st.CachedInfo().State.Msgs; n != 1 {
 		t.Errorf("assignment stream holds %d messages, want 1 (n2's)", n)
 	}
-	c2, err := ctlJS.Consumer(t.Context(), dispatch.StreamName, dispatch.ConsumerName("n2"))
+	c2, err := ctlJS.Consumer(t.Context(), wire.StreamName, wire.ConsumerName("n2"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/imagefarm/imagefarm/controller/dispatch"
 	"github.com/imagefarm/imagefarm/internal/wait"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -74,8 +74,8 @@ func (im *simImager) run(ctx context.Context, addr string, creds credentials.Tra
 	}
 	greeted()
 	g, gctx := errgroup.WithContext(ctx)
-	sub, err := dispatch.NewSubscriber(js, dispatch.SubscriberConfig{NodeID: im.id, OnError: im.rec.subscriberError},
-		func(_ context.Context, d *dispatch.Delivery) { im.deliver(gctx, g, d) })
+	sub, err := wire.NewSubscriber(js, wire.SubscriberConfig{NodeID: im.id, OnError: im.rec.subscriberError},
+		func(_ context.Context, d *wire.Delivery) { im.deliver(gctx, g, d) })
 	if err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func (im *simImager) waitAck(ctx context.Context, seq uint64) error {
 }
 
 // deliver takes one message from the node's subject; the work runs in g.
-func (im *simImager) deliver(ctx context.Context, g *errgroup.Group, d *dispatch.Delivery) {
+func (im *simImager) deliver(ctx context.Context, g *errgroup.Group, d *wire.Delivery) {
 	at := time.Now()
 	a := d.Message.GetAssignment()
 	if d.NumDelivered > 1 {
@@ -246,7 +246,7 @@ func (im *simImager) deliver(ctx context.Context, g *errgroup.Group, d *dispatch
 
 // refuse ends a task planned for a key no longer in its slot FAILED, as a
 // real imager's identity guard does, without touching the slot's key.
-func (im *simImager) refuse(ctx context.Context, a *imagefarmv1.TaskAssignment, d *dispatch.Delivery, keep func()) error {
+func (im *simImager) refuse(ctx context.Context, a *imagefarmv1.TaskAssignment, d *wire.Delivery, keep func()) error {
 	seq, err := im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
 		TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED,
 		Failure: &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_GUARD_IDENTITY_CHANGED,
@@ -264,7 +264,7 @@ func (im *simImager) refuse(ctx context.Context, a *imagefarmv1.TaskAssignment, 
 
 // work plays one task: progress, result, the NATS ack once the controller
 // has the result, then the key swap.
-func (im *simImager) work(ctx context.Context, a *imagefarmv1.TaskAssignment, d *dispatch.Delivery, keep func()) error {
+func (im *simImager) work(ctx context.Context, a *imagefarmv1.TaskAssignment, d *wire.Delivery, keep func()) error {
 	if !wait.Sleep(ctx, im.cfg.WriteTime) {
 		return nil
 	}
@@ -294,7 +294,7 @@ func (im *simImager) work(ctx context.Context, a *imagefarmv1.TaskAssignment, d 
 	return im.swap(ctx, a.GetDrive())
 }
 
-func (im *simImager) ackDelivery(ctx context.Context, d *dispatch.Delivery) {
+func (im *simImager) ackDelivery(ctx context.Context, d *wire.Delivery) {
 	if err := d.Ack(ctx); err != nil && ctx.Err() == nil {
 		im.rec.count(&im.rec.ackErrors)
 		slog.Warn("ack assignment", "node_id", im.id, "error", err)

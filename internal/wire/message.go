@@ -1,4 +1,4 @@
-package dispatch
+package wire
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 
 // ErrInvalidMessage is wrapped by every error about a DispatchMessage that
 // must not be published or acted on.
-var ErrInvalidMessage = errors.New("dispatch: invalid message")
+var ErrInvalidMessage = errors.New("wire: invalid message")
 
 // Decode parses a message read from nodeID's subject and checks it the same
 // way Publish does: an assignment must be for nodeID, name its task, epoch,

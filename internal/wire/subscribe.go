@@ -1,4 +1,4 @@
-package dispatch
+package wire
 
 import (
 	"context"
@@ -70,10 +70,10 @@ func (e *MalformedError) Unwrap() error { return e.Err }
 // Run.
 func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig, h Handler) (*Subscriber, error) {
 	if err := ident.NodeID(cfg.NodeID); err != nil {
-		return nil, fmt.Errorf("dispatch: %w", err)
+		return nil, fmt.Errorf("wire: %w", err)
 	}
 	if h == nil {
-		return nil, errors.New("dispatch: nil handler")
+		return nil, errors.New("wire: nil handler")
 	}
 	cfg.Dispatch = cfg.Dispatch.withDefaults()
 	return &Subscriber{js: js, cfg: cfg, handler: h}, nil

@@ -1,5 +1,10 @@
-// Package dispatch owns how task assignments and cancels travel from the
-// controller to imager nodes over NATS JetStream, on both sides of the wire.
+// Package wire is the NATS wire contract shared by the controller and the
+// imager nodes (and by internal/natsauth, which grants each node exactly what
+// reading its own consumer takes): the subjects, the stream and consumer
+// names and settings, the DispatchMessage that carries an assignment or a
+// cancel, and how both sides publish, read and acknowledge it. It lives
+// outside controller/ so that neither side imports the other; ids are checked
+// by internal/ident, as everywhere else.
 //
 // The controller publishes every DispatchMessage on "imagefarm.assign.<node>"
 // in the work-queue stream IMAGEFARM_ASSIGN. A cancel goes on the same subject
@@ -25,4 +30,4 @@
 // before a redelivered assignment. Messages that are not a valid
 // DispatchMessage for the node are terminated here and reported through
 // SubscriberConfig.OnError; the handler never sees them.
-package dispatch
+package wire
