@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -31,15 +33,17 @@ import (
 
 // devFlags are the flags of imagefarm dev.
 type devFlags struct {
-	dataDir      string
-	demo         bool
-	size         int64
-	drives       int
-	driveSize    int64
-	natsHost     string
-	natsPort     int
-	listen       string
-	heartbeatTTL time.Duration
+	dataDir       string
+	demo          bool
+	sizeText      string
+	size          int64 // bytes, from sizeText
+	drives        int
+	driveSizeText string
+	driveSize     int64 // bytes, from driveSizeText
+	natsHost      string
+	natsPort      int
+	listen        string
+	heartbeatTTL  time.Duration
 }
 
 func newDevCmd(g *globals) *cobra.Command {
@@ -70,9 +74,9 @@ virtual drives for blank ones.`,
 	cmd.AddCommand(newDevReinsertCmd(g, &f))
 	fl := cmd.Flags()
 	fl.BoolVar(&f.demo, "demo", false, "push a sample disk image, write it to every virtual drive through the farm, verify, exit")
-	fl.Int64Var(&f.size, "size", 256<<20, "size of the demo's sample disk image in bytes")
+	fl.StringVar(&f.sizeText, "size", "256MiB", "size of the demo's sample disk image (bytes, or 64MiB, 1GiB)")
 	fl.IntVar(&f.drives, "drives", 4, fmt.Sprintf("number of virtual drives (1 to %d)", maxDevDrives))
-	fl.Int64Var(&f.driveSize, "drive-size", 1<<30, "size of each virtual drive in bytes (sparse; with --demo, at least --size)")
+	fl.StringVar(&f.driveSizeText, "drive-size", "1GiB", "size of each virtual drive, sparse (bytes, or 64MiB, 1GiB; with --demo, at least --size)")
 	fl.StringVar(&f.natsHost, "nats-host", "127.0.0.1", "address of the embedded NATS server")
 	fl.IntVar(&f.natsPort, "nats-port", -1, "port of the embedded NATS server (-1: any free port)")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "controller gRPC address (port 0: any free port)")
@@ -83,20 +87,37 @@ virtual drives for blank ones.`,
 // maxDevDrives bounds --drives: the dev farm is one bench, not a depot.
 const maxDevDrives = 64
 
-// check refuses flags that make no dev farm, before anything is made.
+// check reads the sizes and refuses flags that make no dev farm, before
+// anything is made.
 func (f *devFlags) check() error {
+	var err error
+	if f.size, err = parseSize("--size", f.sizeText); err != nil {
+		return err
+	}
+	if f.driveSize, err = parseSize("--drive-size", f.driveSizeText); err != nil {
+		return err
+	}
 	switch {
 	case f.drives < 1 || f.drives > maxDevDrives:
 		return fmt.Errorf("--drives %d: give 1 to %d virtual drives", f.drives, maxDevDrives)
 	case f.driveSize < 1<<20 || f.driveSize%512 != 0:
-		return fmt.Errorf("--drive-size %d: give a size in bytes of at least 1 MiB (1048576) and a multiple of 512", f.driveSize)
+		return fmt.Errorf("--drive-size %s: give at least 1 MiB (1048576 bytes), in a multiple of 512 bytes", f.driveSizeText)
 	case f.demo && f.size < 1<<20:
-		return fmt.Errorf("--size %d: the demo's sample image needs at least 1 MiB (1048576 bytes)", f.size)
+		return fmt.Errorf("--size %s: the demo's sample image needs at least 1 MiB (1048576 bytes)", f.sizeText)
 	case f.demo && f.driveSize < f.size:
-		return fmt.Errorf("--drive-size %d is smaller than the demo's sample image (--size %d): give --drive-size %d or more, or a smaller --size",
-			f.driveSize, f.size, f.size)
+		return fmt.Errorf("--drive-size %s is smaller than the demo's sample image (--size %s): give --drive-size %d or more, or a smaller --size",
+			f.driveSizeText, f.sizeText, f.size)
 	}
 	return nil
+}
+
+// parseSize reads a size flag: bytes, or a size such as 64MiB or 1GB.
+func parseSize(flag, s string) (int64, error) {
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n > math.MaxInt64 {
+		return 0, fmt.Errorf("%s %q: want a size in bytes, or such as 64MiB or 1GiB", flag, s)
+	}
+	return int64(n), nil
 }
 
 func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {

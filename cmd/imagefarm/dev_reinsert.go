@@ -100,7 +100,12 @@ func reinsertVirtual(d drive.Drive) error {
 		return fmt.Errorf("re-insert %s: lock: %w", d.ID, err)
 	}
 	tmp := filepath.Join(filepath.Dir(d.Path), "."+filepath.Base(d.Path)+".reinsert")
-	blank, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o644)
+	// One left by an interrupted run goes first: opened as it is, a link
+	// there would have another file truncated.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("re-insert %s: %w", d.ID, err)
+	}
+	blank, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return fmt.Errorf("re-insert %s: %w", d.ID, err)
 	}

@@ -27,13 +27,15 @@ func TestDevRefusesFlagsThatMakeNoFarm(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--demo", "--size", "33554432", "--drive-size", "16777216"},
-			"--drive-size 16777216 is smaller than the demo's sample image (--size 33554432): give --drive-size 33554432 or more, or a smaller --size"},
+		{[]string{"--demo", "--size", "32MiB", "--drive-size", "16777216"},
+			"--drive-size 16777216 is smaller than the demo's sample image (--size 32MiB): give --drive-size 33554432 or more, or a smaller --size"},
 		{[]string{"--drives", "0"}, "--drives 0: give 1 to 64 virtual drives"},
 		{[]string{"--drives", "100000"}, "--drives 100000: give 1 to 64"},
-		{[]string{"--drive-size", "1000"}, "--drive-size 1000: give a size in bytes of at least 1 MiB"},
-		{[]string{"--drive-size", "1048577"}, "a multiple of 512"},
-		{[]string{"--drive-size", "-1"}, "--drive-size -1"},
+		{[]string{"--drive-size", "1000"}, "--drive-size 1000: give at least 1 MiB"},
+		{[]string{"--drive-size", "1048577"}, "a multiple of 512 bytes"},
+		{[]string{"--drive-size", "-1"}, `--drive-size "-1": want a size in bytes, or such as 64MiB or 1GiB`},
+		{[]string{"--drive-size", "1e9"}, `--drive-size "1e9": want a size`},
+		{[]string{"--drive-size", "99EiB"}, `--drive-size "99EiB": want a size`},
 		{[]string{"--demo", "--size", "0"}, "--size 0: the demo's sample image needs at least 1 MiB"},
 	} {
 		data := filepath.Join(t.TempDir(), "dev")
@@ -231,5 +233,54 @@ func TestControllerErrorsReadWell(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || tag.MatchString(err.Error()) {
 			t.Errorf("imagefarm %s = %v, want an error with %q, with no internal tag", strings.Join(tc.args, " "), err, tc.want)
 		}
+	}
+}
+
+// TestDevReinsertChangesOnlyItsDrives re-inserts virtual drives of a
+// stopped dev farm: each gets a new inode (a new serial) and its size; a
+// link left at the hidden name it makes the new drive under is not
+// followed, and names that are no drive of the farm change nothing.
+func TestDevReinsertChangesOnlyItsDrives(t *testing.T) {
+	data := t.TempDir()
+	drives := filepath.Join(data, "drives")
+	os.Mkdir(drives, 0o755)
+	drive := filepath.Join(drives, "drive1.img")
+	if err := os.WriteFile(drive, []byte(strings.Repeat("written", 1000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	precious := filepath.Join(t.TempDir(), "precious")
+	os.WriteFile(precious, []byte("keep me"), 0o644)
+	if err := os.Link(precious, filepath.Join(drives, ".drive1.img.reinsert")); err != nil {
+		t.Fatal(err)
+	}
+	inode := func() uint64 {
+		var st unix.Stat_t
+		if err := unix.Stat(drive, &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	before := inode()
+	for _, name := range []string{"../precious", "dev-1/../../etc/passwd", "", "virt-drive2.img", "drive1"} {
+		if _, err := run(t, "dev", "reinsert", "--data", data, name); err == nil || !strings.Contains(err.Error(), "its drives: virt-drive1.img") {
+			t.Errorf("dev reinsert %q = %v, want it refused, naming the farm's drives", name, err)
+		}
+	}
+	if inode() != before {
+		t.Fatal("a refused reinsert replaced the drive")
+	}
+	out := mustRun(t, "dev", "reinsert", "--data", data, "drive1.img", "--json")
+	var got []reinsertedJSON
+	if err := json.Unmarshal([]byte(out), &got); err != nil || len(got) != 1 || got[0].ID != "dev-1/virt-drive1.img" || got[0].Size != 7000 {
+		t.Errorf("dev reinsert --json = %q (%v), want virt-drive1.img of 7000 bytes", out, err)
+	}
+	if b, _ := os.ReadFile(precious); string(b) != "keep me" {
+		t.Errorf("the file linked at the hidden name now holds %q, want it untouched", b)
+	}
+	if b, err := os.ReadFile(drive); err != nil || len(b) != 7000 || strings.Contains(string(b), "written") || inode() == before {
+		t.Errorf("the re-inserted drive: %d bytes (%v), new inode %v; want a blank drive of 7000 bytes, a new file", len(b), err, inode() != before)
+	}
+	if _, err := run(t, "dev", "reinsert", "--data", filepath.Join(data, "nope"), "--all"); err == nil || !strings.Contains(err.Error(), "start one with imagefarm dev --data") {
+		t.Errorf("dev reinsert in a folder with no farm = %v", err)
 	}
 }
