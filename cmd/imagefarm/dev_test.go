@@ -275,7 +275,7 @@ func TestDevReinsertChangesOnlyItsDrives(t *testing.T) {
 		t.Errorf("dev reinsert --json = %q (%v), want virt-drive1.img of 7000 bytes", out, err)
 	}
 	if b, _ := os.ReadFile(precious); string(b) != "keep me" {
-		t.Errorf("the file linked at the hidden name now holds %q, want it untouched", b)
+		t.Errorf("the file linked at the hidden name now holds %.40q (%d bytes), want it untouched", b, len(b))
 	}
 	if b, err := os.ReadFile(drive); err != nil || len(b) != 7000 || strings.Contains(string(b), "written") || inode() == before {
 		t.Errorf("the re-inserted drive: %d bytes (%v), new inode %v; want a blank drive of 7000 bytes, a new file", len(b), err, inode() != before)
