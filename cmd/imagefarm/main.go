@@ -68,6 +68,7 @@ func newRootCmd() *cobra.Command {
 	hideDefault(root.PersistentFlags(), "token", func(string) string { return "" })
 	hideDefault(root.PersistentFlags(), "store", redact.URL)
 	addTLSFlags(root, &g.tls)
+	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(newCACmd(), newNATSConfigCmd(), newKeyCmd())
 	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g), newControllerCmd(g), newJobCmd(g), newNodesCmd(g), newImagerCmd(g), newMediaCmd(g), newAuditCmd(g), newTokenCmd(g))
 	return root

@@ -54,6 +54,8 @@ func TestFarmDrives(t *testing.T) {
 			State: imagefarmv1.DriveState_DRIVE_STATE_REFUSED, Refusal: &imagefarmv1.Failure{
 				Reason: imagefarmv1.FailureReason_FAILURE_REASON_GUARD_SYSTEM_DISK, Message: long}},
 		{Id: "SER3", NodeId: "bench-1", SizeBytes: 8 << 30, Transport: imagefarmv1.Transport_TRANSPORT_USB, State: imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE},
+		{Id: "SER4", NodeId: "bench-2", SizeBytes: 8 << 30, Transport: imagefarmv1.Transport_TRANSPORT_USB, State: imagefarmv1.DriveState_DRIVE_STATE_REFUSED,
+			Refusal: &imagefarmv1.Failure{Message: "read-only\x1b[2J\nSER5\tforged row"}},
 	}}
 	addr := startFarm(t, f)
 	out, err := runFarm(t, addr, "drives")
@@ -63,7 +65,8 @@ func TestFarmDrives(t *testing.T) {
 	for _, row := range []string{`(?m)^NODE\s+DRIVE\s+SLOT/LABEL\s+SIZE\s+TRANSPORT\s+STATE\s+TASK$`,
 		`(?m)^bench-1\s+SER1\s+bench 1, port 12\s+16 GiB\s+USB\s+BUSY\s+t7$`,
 		`(?m)^bench-1\s+SER2\s+pci-0000:00:17.0-ata-1\s+500 GiB\s+SATA\s+REFUSED\s+-\n    ` + regexp.QuoteMeta(long) + `\n`,
-		`(?m)^bench-1\s+SER3\s+-\s+8.0 GiB\s+USB\s+AVAILABLE\s+-$`} {
+		`(?m)^bench-1\s+SER3\s+-\s+8.0 GiB\s+USB\s+AVAILABLE\s+-$`,
+		`(?m)^bench-2\s+SER4\s+-\s+8.0 GiB\s+USB\s+REFUSED\s+-\n    read-only \[2J SER5 forged row\n`} {
 		if !regexp.MustCompile(row).MatchString(out) {
 			t.Errorf("drives lacks a row matching %q:\n%s", row, out)
 		}
@@ -75,7 +78,7 @@ func TestFarmDrives(t *testing.T) {
 	}
 	out, err = runFarm(t, addr, "drives", "--json")
 	var got []map[string]any
-	if err != nil || json.Unmarshal([]byte(out), &got) != nil || len(got) != 3 || got[0]["task_id"] != "t7" || got[1]["size_bytes"] != "536870912000" {
+	if err != nil || json.Unmarshal([]byte(out), &got) != nil || len(got) != 4 || got[0]["task_id"] != "t7" || got[1]["size_bytes"] != "536870912000" {
 		t.Errorf("drives --json = %v:\n%s", err, out)
 	}
 	if out, err := runFarm(t, startFarm(t, &fakeFarm{}), "drives"); err != nil || out != "no drives\n" {

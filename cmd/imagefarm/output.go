@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 
 	"github.com/dustin/go-humanize"
 	"github.com/vbauerster/mpb/v8"
@@ -76,10 +77,16 @@ func (t *notedTable) flush() error {
 	return nil
 }
 
-// oneLine keeps a cell on its line and in its column whatever a node or a
-// drive reported.
+// oneLine keeps a cell on its line and in its column, and the terminal as
+// it was, whatever a node or a drive reported: control characters (tabs,
+// line breaks, escape sequences) become spaces.
 func oneLine(s string) string {
-	return strings.NewReplacer("\t", " ", "\n", " ", "\r", " ").Replace(s)
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 func bytesIEC(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
