@@ -43,8 +43,15 @@ type waitView struct {
 	busy   map[DriveRef]bool
 	placed map[string]int // placements per job
 	taken  map[jobDrive]bool
+	drives map[DriveRef]driveAt
 	fleets map[string]*fleet // by fleetKey
 	orders map[string]string // a standing order's reason by selectorKey
+}
+
+// driveAt is a drive and its node.
+type driveAt struct {
+	node  *Node
+	drive *Drive
 }
 
 // jobDrive is a job's placement on a drive.
@@ -55,11 +62,13 @@ type jobDrive struct {
 
 func newWaitView(jobs []Job, f Farm, ps []Placement) *waitView {
 	w := &waitView{busy: busyDrives(jobs), placed: map[string]int{}, taken: map[jobDrive]bool{},
-		fleets: map[string]*fleet{}, orders: map[string]string{}}
+		drives: map[DriveRef]driveAt{}, fleets: map[string]*fleet{}, orders: map[string]string{}}
 	for i := range f.Nodes {
 		n := &f.Nodes[i]
 		w.nodes = append(w.nodes, n)
-		for _, d := range n.Drives {
+		for k := range n.Drives {
+			d := &n.Drives[k]
+			w.drives[DriveRef{n.ID, d.ID}] = driveAt{n, d}
 			if d.TaskID != "" {
 				w.busy[DriveRef{n.ID, d.ID}] = true
 			}
@@ -74,25 +83,71 @@ func newWaitView(jobs []Job, f Farm, ps []Placement) *waitView {
 	return w
 }
 
-// standing is why order j waits, "" if it has every drive it needs.
+// standing is why order j waits, "" if it has every drive it needs. The
+// drives j's own tasks hold are no reason for it to wait: they are left
+// out. Jobs with the same selectorKey and no task under way share one
+// reason.
 func (w *waitView) standing(j *Job) string {
 	need := j.Count - j.holding() - w.placed[j.ID]
 	if need <= 0 {
 		return ""
 	}
+	own := w.own(j)
 	key := selectorKey(j)
 	why, ok := w.orders[key]
-	if !ok {
+	if !ok || len(own) > 0 {
 		fk := fleetKey(j.Selector)
 		fl := w.fleets[fk]
 		if fl == nil {
 			fl = w.fleet(j.Selector)
 			w.fleets[fk] = fl
 		}
-		why = fl.why(j.Selector, max(j.Selector.MinSize, j.ImageSize))
-		w.orders[key] = why
+		minSize := max(j.Selector.MinSize, j.ImageSize)
+		t, virtual := fl.tally(minSize)
+		t.drop(waitBusy, w.busyFor(own, j.Selector, minSize))
+		why = t.why(j.Selector, minSize, virtual)
+		if len(own) == 0 {
+			w.orders[key] = why
+		}
 	}
 	return fmt.Sprintf("needs %s: %s", countOf(need, "more drive"), why)
+}
+
+// busyFor are the drives of refs that an order with selector s and
+// minimum size minSize counts as busy.
+func (w *waitView) busyFor(refs map[DriveRef]bool, s *Selector, minSize uint64) []DriveRef {
+	var out []DriveRef
+	for ref := range refs {
+		at, ok := w.drives[ref]
+		if ok && nodeMatches(s, at.node) && at.drive.Size >= minSize && w.why(at.node, at.drive, s) == waitBusy {
+			out = append(out, ref)
+		}
+	}
+	return out
+}
+
+// own are the drives j's tasks under way, and its placements now, hold.
+func (w *waitView) own(j *Job) map[DriveRef]bool {
+	var out map[DriveRef]bool
+	add := func(ref DriveRef) {
+		if out == nil {
+			out = map[DriveRef]bool{}
+		}
+		out[ref] = true
+	}
+	for _, t := range j.Tasks {
+		if active(t.State) {
+			add(t.ref())
+		}
+	}
+	if w.placed[j.ID] > 0 {
+		for jd := range w.taken {
+			if jd.job == j.ID {
+				add(jd.ref)
+			}
+		}
+	}
+	return out
 }
 
 // Why a drive is not for a standing order, in the order they are told:
@@ -196,10 +251,15 @@ func (fl *fleet) tally(minSize uint64) (t fleet, virtual bool) {
 	return t, virtual
 }
 
-// why says why no drive of fl is for an order with selector s and minimum
-// size minSize.
-func (fl *fleet) why(s *Selector, minSize uint64) string {
-	t, virtual := fl.tally(minSize)
+// drop takes the drives in refs, which are of kind k, out of it.
+func (fl *fleet) drop(k int, refs []DriveRef) {
+	fl.count[k] -= len(refs)
+	fl.first[k] = slices.DeleteFunc(fl.first[k], func(r DriveRef) bool { return slices.Contains(refs, r) })
+}
+
+// why says why no drive of t is for an order with selector s and minimum
+// size minSize; virtual says a written drive is virtual.
+func (t *fleet) why(s *Selector, minSize uint64, virtual bool) string {
 	var parts []string
 	add := func(k int, format string, args ...any) {
 		if t.count[k] > 0 {

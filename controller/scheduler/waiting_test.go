@@ -36,6 +36,11 @@ func TestWaiting(t *testing.T) {
 		{"order partly covered counts what is left", farm(node("n1", "usb", usbKey("a", 8*gib), written(usbKey("b", 8*gib), "t0"))),
 			[]Job{withTasks(orderJob("j1", 0, gib, 4, Selector{}), task("t1", "n9/x", done))},
 			map[string][]string{"j1": {"needs 2 more drives: 1 written since inserted (n1/b)"}}},
+		{"an order's own drives are no reason it waits", farm(node("n1", "usb", busy(usbKey("a", 8*gib), "t1"), written(usbKey("b", 8*gib), "t0"),
+			busy(usbKey("c", 8*gib), "t9"), usbKey("d", 8*gib))),
+			[]Job{withTasks(orderJob("j1", 0, gib, 4, Selector{}), task("t1", "n1/a", writing))},
+			map[string][]string{"j1": {"needs 2 more drives: 1 written since inserted (n1/b); a standing order takes only freshly inserted drives: pull and re-insert them; " +
+				"1 busy with other tasks (n1/c)"}}},
 		{"order with no drive on its nodes", farm(node("n1", "usb"), node("n2", "ssd", usbKey("a", 8*gib))),
 			[]Job{orderJob("j1", 0, gib, 1, Selector{Pool: "usb"})},
 			map[string][]string{"j1": {`needs 1 more drive: no node with pool "usb" has a drive: insert one`}}},
