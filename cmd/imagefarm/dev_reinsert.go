@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/imagefarm/imagefarm/imager/drive"
+	"github.com/imagefarm/imagefarm/internal/ident"
 )
 
 func newDevReinsertCmd(g *globals, f *devFlags) *cobra.Command {
@@ -73,7 +74,11 @@ func pickVirtualDrives(dir string, names []string) ([]drive.Drive, error) {
 			for j, d := range drives {
 				ids[j] = d.ID
 			}
-			return nil, fmt.Errorf("the dev farm in %s has no virtual drive %q (its drives: %s)", filepath.Dir(dir), name, strings.Join(ids, ", "))
+			has := "it has none"
+			if len(ids) > 0 {
+				has = "its drives: " + strings.Join(ids, ", ")
+			}
+			return nil, fmt.Errorf("the dev farm in %s has no virtual drive %s (%s)", filepath.Dir(dir), ident.Quote(name), has)
 		}
 		if !slices.ContainsFunc(out, func(d drive.Drive) bool { return d.ID == drives[i].ID }) {
 			out = append(out, drives[i])
