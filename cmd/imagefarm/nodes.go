@@ -82,12 +82,22 @@ func printFarmDrives(cmd *cobra.Command, g *globals) error {
 	t.row("NODE", "DRIVE", "SLOT/LABEL", "SIZE", "TRANSPORT", "STATE", "TASK")
 	for _, d := range resp.GetDrives() {
 		t.row(d.GetNodeId(), d.GetId(), dash(slotName(d.GetSlotLabel(), d.GetSlot())),
-			bytesIEC(int64(d.GetSizeBytes())), enumName(d.GetTransport()), enumName(d.GetState()), dash(d.GetTaskId()))
+			bytesIEC(int64(d.GetSizeBytes())), enumName(d.GetTransport()), enumName(d.GetState()), driveTask(d))
 		if r := d.GetRefusal(); r != nil {
 			t.note("%s", r.GetMessage())
 		}
 	}
 	return t.flush()
+}
+
+// driveTask is the task writing d, or the last one that ended on it since
+// it was inserted ("last T"): a standing order does not take such a drive
+// until it is re-inserted.
+func driveTask(d *imagefarmv1.Drive) string {
+	if d.GetTaskId() == "" && d.GetLastTaskId() != "" {
+		return "last " + d.GetLastTaskId()
+	}
+	return dash(d.GetTaskId())
 }
 
 // slotName is the slot's human label when the node's config names it, else

@@ -53,7 +53,8 @@ func TestFarmDrives(t *testing.T) {
 		{Id: "SER2", NodeId: "bench-1", SizeBytes: 500 << 30, Transport: imagefarmv1.Transport_TRANSPORT_SATA, Slot: "pci-0000:00:17.0-ata-1",
 			State: imagefarmv1.DriveState_DRIVE_STATE_REFUSED, Refusal: &imagefarmv1.Failure{
 				Reason: imagefarmv1.FailureReason_FAILURE_REASON_GUARD_SYSTEM_DISK, Message: long}},
-		{Id: "SER3", NodeId: "bench-1", SizeBytes: 8 << 30, Transport: imagefarmv1.Transport_TRANSPORT_USB, State: imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE},
+		{Id: "SER3", NodeId: "bench-1", SizeBytes: 8 << 30, Transport: imagefarmv1.Transport_TRANSPORT_USB, State: imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE,
+			LastTaskId: "j1_t3"},
 		{Id: "SER4", NodeId: "bench-2", SizeBytes: 8 << 30, Transport: imagefarmv1.Transport_TRANSPORT_USB, State: imagefarmv1.DriveState_DRIVE_STATE_REFUSED,
 			Refusal: &imagefarmv1.Failure{Message: "read-only\x1b[2J\nSER5\tforged row"}},
 	}}
@@ -65,7 +66,7 @@ func TestFarmDrives(t *testing.T) {
 	for _, row := range []string{`(?m)^NODE\s+DRIVE\s+SLOT/LABEL\s+SIZE\s+TRANSPORT\s+STATE\s+TASK$`,
 		`(?m)^bench-1\s+SER1\s+bench 1, port 12\s+16 GiB\s+USB\s+BUSY\s+t7$`,
 		`(?m)^bench-1\s+SER2\s+pci-0000:00:17.0-ata-1\s+500 GiB\s+SATA\s+REFUSED\s+-\n    ` + regexp.QuoteMeta(long) + `\n`,
-		`(?m)^bench-1\s+SER3\s+-\s+8.0 GiB\s+USB\s+AVAILABLE\s+-$`,
+		`(?m)^bench-1\s+SER3\s+-\s+8.0 GiB\s+USB\s+AVAILABLE\s+last j1_t3$`,
 		`(?m)^bench-2\s+SER4\s+-\s+8.0 GiB\s+USB\s+REFUSED\s+-\n    read-only \[2J SER5 forged row\n`} {
 		if !regexp.MustCompile(row).MatchString(out) {
 			t.Errorf("drives lacks a row matching %q:\n%s", row, out)
