@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/imagefarm/imagefarm/controller/catalogrefs"
+	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -44,11 +45,9 @@ type refChange struct {
 // next one; the watcher never stops the controller.
 func (c *Controller) catalogScanLoop(ctx context.Context) error {
 	var pending map[string]refChange // what the last scan found differing
-	for wait := time.Duration(0); ; wait = c.cfg.CatalogScanInterval {
-		select {
-		case <-ctx.Done():
+	for pause := time.Duration(0); ; pause = c.cfg.CatalogScanInterval {
+		if !wait.Sleep(ctx, pause) {
 			return nil
-		case <-time.After(wait):
 		}
 		changes, err := c.scanCatalog(ctx)
 		if err != nil {

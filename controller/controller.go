@@ -26,6 +26,7 @@ import (
 	"github.com/imagefarm/imagefarm/internal/natsauth"
 	"github.com/imagefarm/imagefarm/internal/redact"
 	"github.com/imagefarm/imagefarm/internal/wire"
+	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -209,17 +210,16 @@ func (c *Controller) connectNATS(ctx context.Context) (*nats.Conn, error) {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
 	opts := append([]nats.Option{nats.Name("imagefarm-controller"), nats.MaxReconnects(-1)}, auth...)
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+	pause := wait.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
+	for {
 		nc, err := nats.Connect(c.cfg.NATSURL, opts...)
 		if err == nil {
 			return nc, nil
 		}
 		err = redact.Error(err, c.cfg.NATSURL) // a URL that does not parse is quoted whole
 		c.log.Warn("waiting for NATS", "url", redact.URL(c.cfg.NATSURL), "error", err)
-		select {
-		case <-ctx.Done():
+		if !pause.Wait(ctx) {
 			return nil, fmt.Errorf("controller: connect to NATS at %s: %w", redact.URL(c.cfg.NATSURL), err)
-		case <-time.After(wait):
 		}
 	}
 }

@@ -89,17 +89,16 @@ func (a *Agent) protoDrive(d drive.Drive, taskID string) *imagefarmv1.Drive {
 // stops at a failed look (sysfs or the virtual drive folder unreadable);
 // it is started again after a pause, and reports every drive once more.
 func (a *Agent) watchDrives(ctx context.Context) error {
-	delay := reconnectMin
+	pause := wait.Backoff{Min: reconnectMin, Max: reconnectMax}
 	for {
 		err := drive.Watch(ctx, a.cfg.Drives, 0, a.driveEvent)
 		if ctx.Err() != nil {
 			return nil
 		}
 		a.log.Warn("drive watch", "error", err)
-		if !wait.Sleep(ctx, delay) {
+		if !pause.Wait(ctx) {
 			return nil
 		}
-		delay = min(2*delay, reconnectMax)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -77,7 +76,9 @@ func (a *Agent) dial() (imagefarmv1.ImagerServiceClient, func(), error) {
 // one after a pause that doubles up to reconnectMax (jittered) while
 // attempts keep failing.
 func (a *Agent) stayConnected(ctx context.Context, client imagefarmv1.ImagerServiceClient) error {
-	delay := reconnectMin
+	// Jittered, so a farm of imagers does not come back in step after a
+	// controller restart.
+	pause := wait.Backoff{Min: reconnectMin, Max: reconnectMax, Jitter: true}
 	for {
 		start := time.Now()
 		greeted, err := a.session(ctx, client)
@@ -86,14 +87,11 @@ func (a *Agent) stayConnected(ctx context.Context, client imagefarmv1.ImagerServ
 		}
 		a.log.Warn("controller stream ended", "controller", a.cfg.Controller, "error", err)
 		if greeted && time.Since(start) > reconnectMax {
-			delay = reconnectMin // it was up for a while: try again soon
+			pause.Reset() // it was up for a while: try again soon
 		}
-		// Full jitter in [delay/2, delay], so a farm of imagers does not
-		// come back in step after a controller restart.
-		if !wait.Sleep(ctx, delay/2+rand.N(delay/2+1)) {
+		if !pause.Wait(ctx) {
 			return nil
 		}
-		delay = min(2*delay, reconnectMax)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -97,11 +98,12 @@ var errStreamEnded = errors.New("the controller ended the stream before the job 
 
 // follow streams until the job is final.
 func (jw *jobWatch) follow(ctx context.Context) error {
-	delay, lastOK := 200*time.Millisecond, time.Now()
+	pause, lastOK := wait.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}, time.Now()
 	for !jw.final {
 		got, err := jw.stream(ctx)
 		if got {
-			delay, lastOK = 200*time.Millisecond, time.Now()
+			lastOK = time.Now()
+			pause.Reset()
 		}
 		switch {
 		case jw.final:
@@ -121,13 +123,11 @@ func (jw *jobWatch) follow(ctx context.Context) error {
 		if time.Since(lastOK) > watchPatience {
 			return fmt.Errorf("watch job %s: gave up after %s: %w", jw.id, watchPatience, err)
 		}
+		delay := pause.Next()
 		jw.view.notice("watch: %v; resuming after revision %d in %s", err, jw.last, delay)
-		select {
-		case <-ctx.Done():
+		if !wait.Sleep(ctx, delay) {
 			return ctx.Err()
-		case <-time.After(delay):
 		}
-		delay = min(2*delay, 5*time.Second)
 	}
 	return nil
 }

@@ -124,7 +124,8 @@ func (l *Log) Append(ctx context.Context, rec *imagefarmv1.AuditRecord) (*imagef
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+	pause := wait.Backoff{Min: 50 * time.Millisecond, Max: 2 * time.Second}
+	for {
 		before := l.lastSeq
 		err := l.publish(ctx, rec)
 		if err == nil {
@@ -139,7 +140,7 @@ func (l *Log) Append(ctx context.Context, rec *imagefarmv1.AuditRecord) (*imagef
 		if l.lastSeq != before {
 			continue // chain after the other writer's record, at once
 		}
-		if !wait.Sleep(ctx, delay) {
+		if !pause.Wait(ctx) {
 			return nil, fmt.Errorf("append audit record: %w: %w", ErrUnavailable, err)
 		}
 	}

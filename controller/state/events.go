@@ -79,6 +79,7 @@ func encodeEvent(ev *imagefarmv1.JobEvent, msgID string) (pendingEvent, error) {
 // was lost may well be stored, and the message id keeps it single.
 func (l *eventLog) publish(ctx context.Context, p pendingEvent) (uint64, error) {
 	var err error
+	pause := wait.Backoff{Min: 200 * time.Millisecond, Max: time.Second}
 	for attempt := 1; attempt <= publishAttempts; attempt++ {
 		var ack *jetstream.PubAck
 		ack, err = l.js.PublishMsg(ctx, &nats.Msg{Subject: p.subject, Data: p.data},
@@ -87,7 +88,7 @@ func (l *eventLog) publish(ctx context.Context, p pendingEvent) (uint64, error) 
 			return ack.Sequence, nil
 		}
 		if attempt < publishAttempts {
-			if !wait.Sleep(ctx, 100*time.Millisecond<<attempt) {
+			if !pause.Wait(ctx) {
 				break
 			}
 		}

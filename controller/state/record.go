@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -91,10 +90,13 @@ func (k *kind[T]) write(ctx context.Context, key string, mode writeMode, seed, f
 	if err := k.s.log.flush(ctx, id); err != nil {
 		return zero, err
 	}
+	// Racing writers' retries spread apart: jittered so that two losers
+	// do not collide again.
+	pause := wait.Backoff{Min: time.Millisecond, Max: 64 * time.Millisecond, Jitter: true}
 	for attempt := 1; ; attempt++ {
 		next, rev, created, err := k.tryWrite(ctx, key, mode, seed, fn)
 		if isConflict(err) && attempt < maxAttempts {
-			if !wait.Sleep(ctx, backoff(attempt)) {
+			if !pause.Wait(ctx) {
 				return zero, ctx.Err()
 			}
 			continue
@@ -191,13 +193,6 @@ func (k *kind[T]) delete(ctx context.Context, key string) error {
 // at the revision read: someone else created or updated it meanwhile.
 func isConflict(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
-}
-
-// backoff spreads retries of racing writers apart: 1 ms doubling to 64 ms,
-// with jitter so that two losers do not collide again.
-func backoff(attempt int) time.Duration {
-	d := time.Millisecond << min(attempt-1, 6)
-	return d/2 + rand.N(d/2+1)
 }
 
 // scan calls fn with every record whose key matches filter (a KV key

@@ -1,5 +1,5 @@
-// Package wait holds the one context-aware sleep the farm's retry loops
-// share.
+// Package wait holds the one context-aware sleep and the one backoff
+// that the farm's retry loops share.
 package wait
 
 import (

@@ -78,7 +78,7 @@ func (p *Publisher) publish(ctx context.Context, nodeID, msgID string, m *imagef
 		return nil, fmt.Errorf("encode %s: %w", msgID, err)
 	}
 	subject := Subject(nodeID)
-	delay := retryMinWait
+	pause := wait.Backoff{Min: retryMinWait, Max: retryMaxWait}
 	for {
 		ack, err := p.publishOnce(ctx, subject, msgID, data)
 		if err == nil {
@@ -87,14 +87,13 @@ func (p *Publisher) publish(ctx context.Context, nodeID, msgID string, m *imagef
 		if !retryable(err) {
 			return nil, fmt.Errorf("publish %s on %s: %w", msgID, subject, err)
 		}
-		if !wait.Sleep(ctx, delay) {
+		if !pause.Wait(ctx) {
 			return nil, fmt.Errorf("publish %s on %s: %w: %w", msgID, subject, err, context.Cause(ctx))
 		}
-		delay = min(2*delay, retryMaxWait)
 		if errors.Is(err, nats.ErrConnectionReconnecting) {
 			// Nothing was sent: look at the connection at a steady pace,
 			// so that the message goes out as soon as NATS is back.
-			delay = retryMinWait
+			pause.Reset()
 		}
 	}
 }

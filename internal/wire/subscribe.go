@@ -85,7 +85,7 @@ func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig, h Handler) (*Su
 // returns an error only when the NATS connection is closed for good, so the
 // connection should be made with nats.MaxReconnects(-1).
 func (s *Subscriber) Run(ctx context.Context) error {
-	delay := retryMinWait
+	pause := wait.Backoff{Min: retryMinWait, Max: subscribeMaxWait}
 	for {
 		attached, err := s.consume(ctx)
 		if ctx.Err() != nil {
@@ -96,12 +96,11 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		}
 		s.report(fmt.Errorf("subscribe node %s: %w", s.cfg.NodeID, err))
 		if attached {
-			delay = retryMinWait
+			pause.Reset()
 		}
-		if !wait.Sleep(ctx, delay) {
+		if !pause.Wait(ctx) {
 			return nil
 		}
-		delay = min(2*delay, subscribeMaxWait)
 	}
 }
 

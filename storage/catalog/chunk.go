@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/zeebo/blake3"
 
+	"github.com/imagefarm/imagefarm/internal/wait"
 	"github.com/imagefarm/imagefarm/storage"
 )
 
@@ -130,7 +130,8 @@ func (c *Catalog) retry(ctx context.Context, fetch func(context.Context) error) 
 	var failing time.Time // the first transient failure
 	var last error        // the last error not caused by the budget's deadline
 	corrupt := false
-	for attempt, wait := 1, minBackoff; ; attempt, wait = attempt+1, min(2*wait, maxBackoff) {
+	pause := wait.Backoff{Min: minBackoff, Max: maxBackoff, Jitter: true}
+	for attempt := 1; ; attempt++ {
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if !failing.IsZero() {
 			actx, cancel = context.WithDeadline(ctx, failing.Add(c.retryBudget))
@@ -157,7 +158,7 @@ func (c *Catalog) retry(ctx context.Context, fetch func(context.Context) error) 
 		if !expired || last == nil {
 			last = err
 		}
-		sleep := wait/2 + rand.N(wait/2)
+		sleep := pause.Next()
 		if !failing.IsZero() {
 			left := time.Until(failing.Add(c.retryBudget))
 			if left <= 0 {
@@ -166,10 +167,8 @@ func (c *Catalog) retry(ctx context.Context, fetch func(context.Context) error) 
 			}
 			sleep = min(sleep, left)
 		}
-		select {
-		case <-ctx.Done():
+		if !wait.Sleep(ctx, sleep) {
 			return err
-		case <-time.After(sleep):
 		}
 	}
 }
