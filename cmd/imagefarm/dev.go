@@ -27,7 +27,6 @@ import (
 	"github.com/imagefarm/imagefarm/internal/sample"
 	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
-	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
@@ -229,15 +228,16 @@ func devStopped(cmd *cobra.Command, f *devFlags) error {
 
 // devCatalog opens the store with the dev node's cache.
 func devCatalog(g *globals, f *devFlags) (*catalog.Catalog, error) {
-	s, err := storage.Open(g.store, storage.Options{})
-	if err != nil {
-		return nil, err
-	}
 	cache, err := catalog.OpenCache(filepath.Join(f.dataDir, "cache"), 4<<30)
 	if err != nil {
 		return nil, err
 	}
-	return catalog.New(s, catalog.Options{Cache: cache})
+	c, err := openCatalog(g, catalog.Options{Cache: cache})
+	if err != nil {
+		cache.Close()
+		return nil, err
+	}
+	return c, nil
 }
 
 // devSigningKey makes the dev farm's signing key in dir once, and returns

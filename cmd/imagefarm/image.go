@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -25,9 +26,14 @@ func newImageCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// errNoStore is why a command that reads or writes the catalog cannot start.
+var errNoStore = errors.New("no image store: pass --store file:///PATH or --store s3://BUCKET/PREFIX?endpoint=HOST:PORT, or set IMAGEFARM_STORE")
+
+// openCatalog opens the catalog in --store with opts: the one way every
+// command (and the controller, imager and dev farm they start) opens it.
 func openCatalog(g *globals, opts catalog.Options) (*catalog.Catalog, error) {
 	if g.store == "" {
-		return nil, fmt.Errorf("no image store: pass --store file:///PATH or --store s3://BUCKET/PREFIX?endpoint=HOST:PORT, or set IMAGEFARM_STORE")
+		return nil, errNoStore
 	}
 	s, err := storage.Open(g.store, storage.Options{})
 	if err != nil {

@@ -16,7 +16,6 @@ import (
 	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/redact"
 	"github.com/imagefarm/imagefarm/internal/wire"
-	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
@@ -105,7 +104,7 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 	case g.controller == "":
 		return none, errors.New("no controller: pass --controller HOST:PORT or set IMAGEFARM_CONTROLLER")
 	case g.store == "":
-		return none, errors.New("no image store: pass --store URL or set IMAGEFARM_STORE")
+		return none, errNoStore
 	}
 	tlsCfg, err := g.tls.nodeTLS(f.nodeID)
 	if err != nil {
@@ -133,11 +132,7 @@ func (f *imagerFlags) agentConfig(g *globals) (imager.AgentConfig, error) {
 	if err != nil {
 		return none, err
 	}
-	s, err := storage.Open(g.store, storage.Options{})
-	var cat *catalog.Catalog
-	if err == nil {
-		cat, err = catalog.New(s, catalog.Options{Cache: cache, RetryBudget: f.budget})
-	}
+	cat, err := openCatalog(g, catalog.Options{Cache: cache, RetryBudget: f.budget})
 	if err != nil {
 		cache.Close()
 		return none, err

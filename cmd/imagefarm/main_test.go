@@ -213,3 +213,19 @@ func TestDevDemo(t *testing.T) {
 		t.Errorf("dev --demo did not verify:\n%s", out)
 	}
 }
+
+// TestNoStoreSaysHow: every command that opens the catalog refuses an
+// empty --store with the same message, naming both kinds of store URL
+// and the variable (openCatalog is the one way to open it).
+func TestNoStoreSaysHow(t *testing.T) {
+	for _, args := range [][]string{
+		{"image", "ls"},
+		{"write", "x:1", "--drive", filepath.Join(t.TempDir(), "d.img")},
+		{"imager", "--node-id", "n1", "--controller", "127.0.0.1:1", "--insecure"},
+	} {
+		out, err := run(t, append([]string{"--store", ""}, args...)...)
+		if err == nil || err.Error() != errNoStore.Error() {
+			t.Errorf("imagefarm --store '' %q = %v (%s), want %q", args, err, out, errNoStore)
+		}
+	}
+}

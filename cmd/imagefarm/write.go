@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/imagefarm/imagefarm/imager"
 	"github.com/imagefarm/imagefarm/imager/drive"
-	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
@@ -121,14 +119,7 @@ func openForWrite(g *globals, wf *writeFlags, refArg string) (*catalog.Catalog, 
 	if _, err := humanize.ParseBytes(wf.cacheSize); err != nil {
 		return fail(fmt.Errorf("--cache-size %q: %w", wf.cacheSize, err))
 	}
-	if g.store == "" {
-		return fail(errors.New("no image store: pass --store URL or set IMAGEFARM_STORE"))
-	}
-	s, err := storage.Open(g.store, storage.Options{})
-	if err != nil {
-		return fail(err)
-	}
-	cat, err := catalog.New(s, catalog.Options{RetryBudget: wf.budget})
+	cat, err := openCatalog(g, catalog.Options{RetryBudget: wf.budget})
 	if err != nil {
 		return fail(err)
 	}
