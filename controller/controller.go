@@ -25,8 +25,8 @@ import (
 	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/internal/natsauth"
 	"github.com/imagefarm/imagefarm/internal/redact"
-	"github.com/imagefarm/imagefarm/internal/wire"
 	"github.com/imagefarm/imagefarm/internal/wait"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -71,8 +71,9 @@ type Config struct {
 	// the last admin token was revoked with force.
 	BootstrapTokenFile string
 	// CatalogScanInterval is how often the catalog watcher looks for
-	// catalog changes nobody reported (catalogScanLoop):
-	// DefaultCatalogScanInterval when 0, never when negative.
+	// catalog changes nobody reported (catalogScanLoop); never when 0 or
+	// negative, as --catalog-scan-interval 0 says (whose default is
+	// DefaultCatalogScanInterval).
 	CatalogScanInterval time.Duration
 }
 
@@ -117,9 +118,6 @@ func New(cfg Config) (*Controller, error) {
 	}
 	if cfg.HeartbeatTTL <= 0 {
 		cfg.HeartbeatTTL = scheduler.DefaultHeartbeatTTL
-	}
-	if cfg.CatalogScanInterval == 0 {
-		cfg.CatalogScanInterval = DefaultCatalogScanInterval
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()

@@ -115,7 +115,7 @@ func newCAIssueCmd() *cobra.Command {
 	fl.BoolVar(&controller, "controller", false, "issue the controller's server certificate, for --host")
 	fl.StringSliceVar(&hosts, "host", nil, "DNS names and IP addresses the controller is reached at (with --controller; repeatable or comma-separated)")
 	fl.StringVar(&client, "client", "", "issue a client certificate for a person or program with this name")
-	fl.DurationVar(&validFor, "valid-for", pki.DefaultValidity, "how long the certificate is valid")
+	durationVar(fl, &validFor, "valid-for", pki.DefaultValidity, 1, "how long the certificate is valid")
 	fl.BoolVar(&asJSON, "json", false, "print the files made as JSON")
 	cmd.MarkFlagRequired("dir")
 	cmd.MarkFlagsMutuallyExclusive("node", "controller", "client")

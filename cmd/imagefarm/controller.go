@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imagefarm/imagefarm/controller"
+	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/internal/userpath"
 	"github.com/imagefarm/imagefarm/internal/wire"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -61,9 +62,6 @@ signatures/: deploy/minio/controller-policy.json.`,
 					return err
 				}
 			}
-			if scanEvery <= 0 {
-				scanEvery = -1 // off: the controller's 0 means its default
-			}
 			c, err := controller.New(controller.Config{NATSURL: natsURL, NATSCreds: natsCreds, Listen: listen, Catalog: cat,
 				TLS: tlsCfg, ClientCAs: clientCAs, Insecure: g.tls.insecure, BootstrapTokenFile: bootstrap,
 				HeartbeatTTL: ttl, CatalogScanInterval: scanEvery, TrustedKeys: ring, Dispatch: wire.Config{AckWait: ackWait}, Log: slog.Default()})
@@ -80,8 +78,8 @@ signatures/: deploy/minio/controller-policy.json.`,
 		"the farm CA certificate (ca.crt) that imagers' and clients' certificates are verified against (env IMAGEFARM_CLIENT_CA)")
 	cmd.Flags().StringVar(&bootstrap, "bootstrap-token-file", "",
 		"when the farm has no admin API token (its first start, or after the last was revoked with --force), create an admin token named bootstrap and write it to this file (mode 0600)")
-	cmd.Flags().DurationVar(&ttl, "heartbeat-ttl", 15*time.Second, "a node silent for this long is lost and its tasks fenced")
-	cmd.Flags().DurationVar(&scanEvery, "catalog-scan-interval", controller.DefaultCatalogScanInterval,
+	durationVar(cmd.Flags(), &ttl, "heartbeat-ttl", scheduler.DefaultHeartbeatTTL, 1, "a node silent for this long is lost and its tasks fenced")
+	durationVar(cmd.Flags(), &scanEvery, "catalog-scan-interval", controller.DefaultCatalogScanInterval, 0,
 		"compare the catalog's refs with the audit trail this often, and record a change nobody reported as image.unrecorded at the next scan (0: never)")
 	cmd.Flags().StringVar(&trustedKeys, "trusted-keys", os.Getenv("IMAGEFARM_TRUSTED_KEYS"),
 		"file of public keys (as in signing.pub) that image sign may sign with; any key whose signature verifies when unset (env IMAGEFARM_TRUSTED_KEYS)")

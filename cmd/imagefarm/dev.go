@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/imagefarm/imagefarm/controller"
+	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/imager"
 	"github.com/imagefarm/imagefarm/imager/drive"
 	"github.com/imagefarm/imagefarm/internal/dirlock"
@@ -79,7 +80,7 @@ virtual drives for blank ones.`,
 	fl.StringVar(&f.natsHost, "nats-host", "127.0.0.1", "address of the embedded NATS server")
 	fl.IntVar(&f.natsPort, "nats-port", -1, "port of the embedded NATS server (-1: any free port)")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "controller gRPC address (port 0: any free port)")
-	fl.DurationVar(&f.heartbeatTTL, "heartbeat-ttl", 15*time.Second, "a node silent for this long is lost")
+	durationVar(fl, &f.heartbeatTTL, "heartbeat-ttl", scheduler.DefaultHeartbeatTTL, 1, "a node silent for this long is lost")
 	return cmd
 }
 
@@ -173,7 +174,7 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	ctl, err := controller.New(controller.Config{NATSURL: ns.ClientURL(), NATSCreds: ctlCreds, Listen: f.listen, Catalog: cat,
-		TLS: certs.server, ClientCAs: certs.clientCAs, HeartbeatTTL: f.heartbeatTTL, TrustedKeys: keys, Log: slog.Default()})
+		TLS: certs.server, ClientCAs: certs.clientCAs, HeartbeatTTL: f.heartbeatTTL, CatalogScanInterval: controller.DefaultCatalogScanInterval, TrustedKeys: keys, Log: slog.Default()})
 	if err != nil {
 		return err
 	}

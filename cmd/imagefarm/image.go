@@ -109,7 +109,7 @@ func newImagePushCmd(g *globals) *cobra.Command {
 	f.StringArrayVar(&models, "model", nil, "exact device model the image applies to (repeatable)")
 	f.StringToStringVar(&labels, "label", nil, "label key=value (repeatable)")
 	f.StringArrayVar(&channels, "channel", nil, "channel to point at this version, such as stable (repeatable)")
-	f.Int64Var(&chunkSize, "chunk-size", catalog.DefaultChunkSize, "chunk size in bytes (a multiple of 4096)")
+	positiveInt64Var(f, &chunkSize, "chunk-size", catalog.DefaultChunkSize, "chunk size in bytes (a multiple of 4096)")
 	f.StringVar(&signKey, "sign-key", os.Getenv("IMAGEFARM_SIGN_KEY"), signKeyUsage)
 	f.BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd

@@ -80,7 +80,7 @@ id: imagefarm ca issue --node ID makes it.`,
 	cache, _ := os.UserCacheDir()
 	fl.StringVar(&f.cacheDir, "cache", filepath.Join(cache, "imagefarm", "node-cache"), "node cache folder (chunks downloaded once for all drives and jobs)")
 	fl.StringVar(&f.cacheSize, "cache-size", "20GiB", "node cache size bound")
-	fl.DurationVar(&f.budget, "storage-retry-budget", catalog.DefaultRetryBudget, retryBudgetUsage)
+	durationVar(fl, &f.budget, "storage-retry-budget", catalog.DefaultRetryBudget, 1, retryBudgetUsage)
 	addAckWaitFlag(cmd, &f.ackWait)
 	addDriveFlags(cmd, &f.df)
 	f.trust.add(cmd)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imagefarm/imagefarm/internal/sample"
 	"github.com/imagefarm/imagefarm/tests/testenv"
@@ -226,6 +228,42 @@ func TestNoStoreSaysHow(t *testing.T) {
 		out, err := run(t, append([]string{"--store", ""}, args...)...)
 		if err == nil || err.Error() != errNoStore.Error() {
 			t.Errorf("imagefarm --store '' %q = %v (%s), want %q", args, err, out, errNoStore)
+		}
+	}
+}
+
+// TestFlagZeroIsNotTheDefault: a duration or size flag whose component
+// reads 0 as "the default" refuses 0 (and less) naming the default, rather
+// than passing it through to mean something --help does not say;
+// --catalog-scan-interval, whose 0 means never, refuses only less.
+func TestFlagZeroIsNotTheDefault(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"controller", "--heartbeat-ttl", "0"}, "want more than 0, such as 15s (the default)"},
+		{[]string{"controller", "--heartbeat-ttl", "-5s"}, "want more than 0"},
+		{[]string{"controller", "--catalog-scan-interval", "-1s"}, "want 0s or more, such as 1m0s (the default)"},
+		{[]string{"dev", "--heartbeat-ttl", "0s"}, "want more than 0"},
+		{[]string{"imager", "--storage-retry-budget", "0"}, "want more than 0, such as 2m0s (the default)"},
+		{[]string{"write", "x:1", "--storage-retry-budget", "0"}, "want more than 0"},
+		{[]string{"write", "x:1", "--window", "0"}, "want more than 0, such as 8 (the default)"},
+		{[]string{"image", "push", "x:1", "f", "--chunk-size", "0"}, "want more than 0"},
+		{[]string{"ca", "issue", "--valid-for", "0"}, "want more than 0"},
+		{[]string{"media", "build", "--winpe", "a:1", "--wim", "b:1", "--model", "m", "--out", "x.img", "--split-size", "0"}, "--split-size \"0\": want a size from 1MiB"},
+	} {
+		// A flag taken would start a controller or a dev farm: bounded, so
+		// that this fails rather than hangs.
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		cmd := newRootCmd()
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&out)
+		cmd.SetArgs(tc.args)
+		err := cmd.ExecuteContext(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("imagefarm %q = %v (%s), want an error containing %q", tc.args, err, out.String(), tc.want)
 		}
 	}
 }

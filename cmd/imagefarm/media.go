@@ -192,7 +192,7 @@ func (mf *mediaFlags) spec() (media.Spec, *catalog.Ref, error) {
 		}
 	}
 	size, err := humanize.ParseBytes(mf.splitSize)
-	if err != nil || size > media.MaxSplitSize {
+	if err != nil || size < 1<<20 || size > media.MaxSplitSize { // 0 would be media.Config's default
 		return spec, nil, fmt.Errorf("--split-size %q: want a size from 1MiB to %dMiB", mf.splitSize, media.MaxSplitSize>>20)
 	}
 	spec.SplitSize = int64(size)
