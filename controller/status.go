@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -13,6 +12,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/controller/tokens"
+	"github.com/imagefarm/imagefarm/internal/errtext"
 	"github.com/imagefarm/imagefarm/internal/ident"
 	"github.com/imagefarm/imagefarm/internal/pki"
 	"github.com/imagefarm/imagefarm/storage"
@@ -103,30 +103,15 @@ var explained = []error{ident.ErrInvalid, scheduler.ErrBadDriveRef, scheduler.Er
 	tokens.ErrInvalid, tokens.ErrUnknown, tokens.ErrAmbiguous, tokens.ErrLastAdmin, state.ErrInvalidID,
 	state.ErrInvalidPageToken, catalog.ErrNotForDrive}
 
-// message is err's text for a person: the text of an explained sentinel
-// at its end (or start) goes, and any other sentinel loses its package
-// tag, so that "catalog: image not found: x:1" reads "image not found: x:1".
+// message is err's text for a person: an explained sentinel's text goes,
+// any other's package tag ("catalog: image not found: x:1" reads "image not
+// found: x:1").
 func message(err error) string {
-	msg := err.Error()
-	for _, s := range explained {
-		if !errors.Is(err, s) {
-			continue
-		}
-		if rest, ok := strings.CutSuffix(msg, ": "+s.Error()); ok {
-			msg = rest
-		} else if rest, ok := strings.CutPrefix(msg, s.Error()+": "); ok {
-			msg = rest
-		}
-	}
+	var tagged []error
 	for _, row := range statusCodes {
-		for _, s := range row.errs {
-			text := s.Error()
-			if _, what, ok := strings.Cut(text, ": "); ok && errors.Is(err, s) {
-				msg = strings.ReplaceAll(msg, text, what)
-			}
-		}
+		tagged = append(tagged, row.errs...)
 	}
-	return msg
+	return errtext.Rules{Explained: explained, Tagged: tagged}.Message(err)
 }
 
 func isAny(err error, targets ...error) bool {

@@ -90,7 +90,7 @@ func exitStatus(ctx context.Context, stderr io.Writer, cmd *cobra.Command, err e
 			return 0
 		}
 		if !errors.As(err, &exit) {
-			fmt.Fprintln(stderr, "imagefarm:", err)
+			fmt.Fprintln(stderr, "imagefarm:", cliErrors.Message(err))
 		}
 		return 1
 	case err == nil: // stopped cleanly, as a server does
