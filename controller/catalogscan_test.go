@@ -66,7 +66,7 @@ func TestCatalogWatcherRecordsUnreportedChanges(t *testing.T) {
 	if _, err := api.Remove(t.Context(), catalog.Ref{Name: "img", Tag: "4"}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * scanEvery) // scans that could wrongly flag them
+	f.waitScans(t, 2) // scans that could wrongly flag them
 
 	start := time.Now()
 	d3 := f.pushVersion(t, f.cat, "img", "3") // with the store's keys
@@ -78,7 +78,7 @@ func TestCatalogWatcherRecordsUnreportedChanges(t *testing.T) {
 	}
 	waitFor(t, "three image.unrecorded records", func() bool { sums, _ := unrecorded(t, f.api); return len(sums) >= 3 })
 	t.Logf("recorded %v after the changes (scan interval %v)", time.Since(start).Round(time.Millisecond), scanEvery)
-	time.Sleep(3 * scanEvery) // scans that could record them again
+	f.waitScans(t, 2) // scans that could record them again
 
 	sums, digests := unrecorded(t, f.api)
 	want := []string{
@@ -113,7 +113,7 @@ func TestCatalogWatcherOutlivesUnreadableCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	d3 := f.pushVersion(t, f.cat, "img", "3")
-	time.Sleep(4 * scanEvery) // failing scans
+	f.waitScans(t, 3) // failing scans, which could wrongly record img:3
 	if sums, _ := unrecorded(t, f.api); len(sums) != 0 {
 		t.Fatalf("image.unrecorded records while the catalog cannot be listed: %q", sums)
 	}

@@ -3,8 +3,10 @@ package controller_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +33,33 @@ type farm struct {
 	js     jetstream.JetStream
 	cat    *catalog.Catalog // the catalog the controller reads: img:1 only
 	digest string           // img:1's
+	store  *scanCounter     // the catalog's store
+}
+
+// scanCounter is the catalog's store, counting the listings of every ref
+// (the catalog watcher's scans), so that a test can wait for scans that
+// follow a change instead of sleeping.
+type scanCounter struct {
+	storage.Store
+	listed atomic.Int64
+}
+
+func (s *scanCounter) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	err := s.Store.List(ctx, prefix, fn)
+	if prefix == "refs/" {
+		s.listed.Add(1)
+	}
+	return err
+}
+
+// waitScans waits until n catalog scans that started after the call have
+// ended, with whatever they recorded: the scan running at the call may
+// have listed before it, and a scan's records are written before the next
+// one lists.
+func (f *farm) waitScans(t *testing.T, n int64) {
+	t.Helper()
+	want := f.store.listed.Load() + 1 + n + 1
+	waitFor(t, fmt.Sprintf("%d more catalog scans", n), func() bool { return f.store.listed.Load() >= want })
 }
 
 // startFarm starts a farm whose nodes are lost after ttl, without the
@@ -45,7 +74,8 @@ func startFarm(t *testing.T, ttl time.Duration) *farm {
 func startFarmWith(t *testing.T, cfg controller.Config) *farm {
 	t.Helper()
 	srv, nc := testenv.NATS(t)
-	s, _ := storage.NewFileStore(t.TempDir())
+	fs, _ := storage.NewFileStore(t.TempDir())
+	s := &scanCounter{Store: fs}
 	cat, _ := catalog.New(s, catalog.Options{})
 	img := bytes.Repeat([]byte("imagefarm"), 100000)
 	res, err := cat.Push(t.Context(), bytes.NewReader(img), int64(len(img)), catalog.PushOptions{Name: "img", Version: "1", Kind: catalog.KindDisk})
@@ -72,7 +102,7 @@ func startFarmWith(t *testing.T, cfg controller.Config) *farm {
 		}
 	})
 	js, _ := jetstream.New(nc)
-	f := &farm{addr: lis.Addr().String(), pki: ca, js: js, cat: cat, digest: res.Digest}
+	f := &farm{addr: lis.Addr().String(), pki: ca, js: js, cat: cat, digest: res.Digest, store: s}
 	f.token = storeToken(t, js, "admin", imagefarmv1.Role_ROLE_ADMIN)
 	f.api = imagefarmv1.NewImageFarmServiceClient(f.dial(t, credentials.NewTLS(ca.ClientTLS(t, "")), f.bearer()))
 	return f
