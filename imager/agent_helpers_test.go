@@ -138,6 +138,21 @@ func (c *fakeController) progress(taskID string) []*imagefarmv1.TaskProgress {
 	return ps
 }
 
+// heartbeats is how many heartbeats were received.
+func (c *fakeController) heartbeats() int {
+	return len(c.received(func(m *imagefarmv1.ConnectRequest) bool { return m.GetHeartbeat() != nil }))
+}
+
+// waitHeartbeats waits for n more heartbeats. The agent sends what its
+// outbox holds before each heartbeat, so a message queued before the call
+// arrives before the second of them: a test waits for them to prove that
+// no such message was sent.
+func (c *fakeController) waitHeartbeats(t *testing.T, n int) {
+	t.Helper()
+	want := c.heartbeats() + n
+	eventually(t, fmt.Sprintf("%d more heartbeats", n), func() bool { return c.heartbeats() >= want })
+}
+
 // result waits for the first result of a task.
 func (c *fakeController) result(t *testing.T, taskID string) *imagefarmv1.TaskResult {
 	t.Helper()
@@ -342,6 +357,21 @@ func (f *farm) streamMsgs(t *testing.T) uint64 {
 func (f *farm) drained(t *testing.T) {
 	t.Helper()
 	eventually(t, "dispatch stream empty", func() bool { return f.streamMsgs(t) == 0 })
+}
+
+// logged waits until the agent's log holds n lines containing each of
+// parts.
+func (f *farm) logged(t *testing.T, n int, parts ...string) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d log lines with %q", n, parts), func() bool {
+		count := 0
+		for line := range strings.Lines(f.logs.String()) {
+			if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
+				count++
+			}
+		}
+		return count >= n
+	})
 }
 
 // untouched reports whether drive i still holds only its 0xEE filler.

@@ -223,7 +223,10 @@ func TestAgentStopTaskReportsNothingMore(t *testing.T) {
 	})
 	f.ctl.stopTask(t, "job-1_t1", 3)
 	f.drained(t) // the stop ends the task for good: its message is acked
-	time.Sleep(time.Second)
+	// The write ends on the stop and a result would be queued then: wait
+	// for its end and the heartbeats that follow anything queued.
+	f.logged(t, 1, "task finished", "task_id=job-1_t1", "stopped=true")
+	f.ctl.waitHeartbeats(t, 2)
 	if rs := f.ctl.results("job-1_t1"); len(rs) > 0 {
 		t.Errorf("stopped task reported %v, want nothing", rs)
 	}
@@ -240,7 +243,7 @@ func TestAgentReconnectResendsUnacknowledged(t *testing.T) {
 			f.publish(t, f.assignment("job-1_t1", 0, 3))
 			sent := f.ctl.result(t, "job-1_t1")
 			seq := f.ctl.results("job-1_t1")[0].GetSeq()
-			time.Sleep(300 * time.Millisecond)
+			f.ctl.waitHeartbeats(t, 2) // a while after the result, still unacknowledged
 			if n := f.streamMsgs(t); n != 1 {
 				t.Errorf("dispatch stream holds %d messages while the result is unacknowledged, want 1", n)
 			}
@@ -285,7 +288,8 @@ func TestAgentNewEpochFencesRunsAndStartsNewOnes(t *testing.T) {
 	// Assigned under the epoch the node will get at its next HelloAck:
 	// it waits for it.
 	f.publish(t, f.assignment("job-2_new", 1, 4))
-	time.Sleep(time.Second)
+	// Delivered again after it was put off: the first delivery did not run.
+	f.logged(t, 2, "assignment ahead of the node's epoch", "task_id=job-2_new")
 	if !f.untouched(t, 1) {
 		t.Fatal("assignment for a future epoch ran before the node had that epoch")
 	}
