@@ -86,6 +86,8 @@ func createJob(t *testing.T, s *Store, job *imagefarmv1.Job, tasks ...*imagefarm
 
 // watcher collects what a Watch delivers, in a goroutine the test waits for.
 type watcher struct {
+	s      *Store
+	jobID  string
 	mu     sync.Mutex
 	events []*imagefarmv1.JobEvent
 	got    chan struct{}
@@ -96,7 +98,7 @@ type watcher struct {
 func startWatch(t *testing.T, s *Store, jobID string, from uint64) *watcher {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	w := &watcher{got: make(chan struct{}, 1), done: make(chan error, 1), cancel: cancel}
+	w := &watcher{s: s, jobID: jobID, got: make(chan struct{}, 1), done: make(chan error, 1), cancel: cancel}
 	go func() {
 		w.done <- s.Watch(ctx, jobID, from, func(ev *imagefarmv1.JobEvent) error {
 			w.mu.Lock()
@@ -113,9 +115,34 @@ func startWatch(t *testing.T, s *Store, jobID string, from uint64) *watcher {
 	return w
 }
 
-// waitFor waits until n events arrived, then a little longer so that an
-// extra (duplicate) one would show, and returns their revisions.
+// waitFor waits until n events arrived, then proves no extra (duplicate)
+// one follows them: it appends a sentinel event to the watched job, waits
+// for it and checks it came right after the n. It returns the n events'
+// revisions and forgets the sentinel.
 func (w *watcher) waitFor(t *testing.T, n int) []uint64 {
+	t.Helper()
+	w.waitCount(t, n)
+	job := w.jobID
+	if job == "" {
+		job = "sentinel"
+	}
+	sentinel := appendN(t, w.s, job, 1)[0]
+	w.waitCount(t, n+1)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if last := w.events[len(w.events)-1].GetRevision(); len(w.events) != n+1 || last != sentinel {
+		t.Fatalf("Watch delivered %d events up to revision %d, want %d then the sentinel %d", len(w.events), last, n, sentinel)
+	}
+	w.events = w.events[:n]
+	revs := make([]uint64, n)
+	for i, ev := range w.events {
+		revs[i] = ev.GetRevision()
+	}
+	return revs
+}
+
+// waitCount waits until n events arrived.
+func (w *watcher) waitCount(t *testing.T, n int) {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for w.count() < n {
@@ -127,8 +154,6 @@ func (w *watcher) waitFor(t *testing.T, n int) []uint64 {
 			t.Fatalf("Watch delivered %d events in 10s, want %d", w.count(), n)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
-	return w.revisions()
 }
 
 func (w *watcher) count() int {
