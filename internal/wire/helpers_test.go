@@ -2,12 +2,15 @@ package wire
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
@@ -41,6 +44,7 @@ func newJetStream(t *testing.T, nc *nats.Conn) jetstream.JetStream {
 
 // node is a running Subscriber whose handler and OnError feed channels.
 type node struct {
+	id         string
 	deliveries chan *Delivery
 	errs       chan error
 }
@@ -49,7 +53,7 @@ type node struct {
 // that Run returns nil once stopped.
 func subscribe(t *testing.T, js jetstream.JetStream, nodeID string, cfg Config) *node {
 	t.Helper()
-	n := &node{deliveries: make(chan *Delivery, 100), errs: make(chan error, 100)}
+	n := &node{id: nodeID, deliveries: make(chan *Delivery, 100), errs: make(chan error, 100)}
 	ctx, cancel := context.WithCancel(t.Context())
 	sub, err := NewSubscriber(js, SubscriberConfig{
 		NodeID:   nodeID,
@@ -92,16 +96,32 @@ func (n *node) next(t *testing.T) *Delivery {
 	}
 }
 
-// none checks that nothing is delivered for d.
-func (n *node) none(t *testing.T, d time.Duration) {
+// noneUntil proves that nothing else is delivered to the node: it
+// publishes a sentinel assignment and takes its deliveries, unacked, until
+// the times-th (each an AckWait after the one before), then acks it. A
+// message that should not come (again) would come before the sentinel's
+// last delivery, and fails the test.
+func (n *node) noneUntil(t *testing.T, p *Publisher, times uint64) {
 	t.Helper()
-	select {
-	case got := <-n.deliveries:
-		id, epoch := got.Task()
-		t.Fatalf("unexpected delivery of task %s epoch %d (delivery %d)", id, epoch, got.NumDelivered)
-	case <-time.After(d):
+	sentinel := assignment(n.id, fmt.Sprintf("sentinel-%d", sentinels.Add(1)), 1)
+	publish(t, p, sentinel)
+	for {
+		d := n.next(t)
+		if !proto.Equal(d.Message.GetAssignment(), sentinel) {
+			id, epoch := d.Task()
+			t.Fatalf("unexpected delivery of task %s epoch %d (delivery %d) before the sentinel", id, epoch, d.NumDelivered)
+		}
+		if d.NumDelivered >= times {
+			if err := d.Ack(t.Context()); err != nil {
+				t.Fatalf("Ack(sentinel) = %v", err)
+			}
+			return
+		}
 	}
 }
+
+// sentinels numbers the sentinel assignments.
+var sentinels atomic.Int64
 
 func assignment(nodeID, taskID string, epoch uint64) *imagefarmv1.TaskAssignment {
 	return &imagefarmv1.TaskAssignment{

@@ -38,10 +38,8 @@ func TestRedeliveryAfterAckWait(t *testing.T) {
 	if err := first.Ack(t.Context()); err != nil {
 		t.Fatalf("Ack(first delivery) = %v", err)
 	}
-	n.none(t, 2*time.Second)
-	if got := streamMsgs(t, js); got != 0 {
-		t.Errorf("stream holds %d messages after ack, want 0", got)
-	}
+	n.noneUntil(t, p, 2) // an AckWait after the sentinel's first delivery
+	eventually(t, "stream empty after acks", func() bool { return streamMsgs(t, js) == 0 })
 }
 
 func TestInProgressPreventsRedelivery(t *testing.T) {
@@ -56,7 +54,7 @@ func TestInProgressPreventsRedelivery(t *testing.T) {
 	var g errgroup.Group
 	g.Go(func() error { return d.KeepInProgress(work) })
 	t.Cleanup(func() { stop(); _ = g.Wait() })
-	n.none(t, 3500*time.Millisecond)
+	n.noneUntil(t, p, 4) // three AckWaits
 	stop()
 	if err := g.Wait(); err != nil {
 		t.Fatalf("KeepInProgress() = %v", err)
@@ -64,10 +62,8 @@ func TestInProgressPreventsRedelivery(t *testing.T) {
 	if err := d.Ack(t.Context()); err != nil {
 		t.Fatalf("Ack() = %v", err)
 	}
-	n.none(t, 1500*time.Millisecond)
-	if got := streamMsgs(t, js); got != 0 {
-		t.Errorf("stream holds %d messages after ack, want 0", got)
-	}
+	n.noneUntil(t, p, 2)
+	eventually(t, "stream empty after acks", func() bool { return streamMsgs(t, js) == 0 })
 }
 
 func TestKeepInProgressEndsWhenAcked(t *testing.T) {
@@ -141,7 +137,7 @@ func TestMalformedMessagesAreTerminated(t *testing.T) {
 		}
 	}
 	// Terminated, not left to come back after AckWait.
-	n.none(t, 2*time.Second)
+	n.noneUntil(t, p, 2)
 	eventually(t, "stream empty", func() bool { return streamMsgs(t, js) == 0 })
 }
 
