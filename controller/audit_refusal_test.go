@@ -8,6 +8,7 @@ import (
 	"time"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 // TestAuditRecordsImageRefusals checks that a task the imager failed by
@@ -51,7 +52,7 @@ func TestAuditRecordsImageRefusals(t *testing.T) {
 			Failure: &imagefarmv1.Failure{Reason: tt.reason, Message: "refused " + tt.drive}}}})
 	}
 	var ends []*imagefarmv1.AuditRecord
-	waitFor(t, "every task's end recorded", func() bool {
+	testenv.Eventually(t, 10*time.Second, "every task's end recorded", func() bool {
 		recs, _ := trail(t, f.api)
 		ends = slices.DeleteFunc(recs, func(r *imagefarmv1.AuditRecord) bool { return r.GetTaskId() == "" })
 		return len(ends) == len(tests)

@@ -19,6 +19,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 // trail reads the whole audit trail through ListAudit, as imagefarm audit
@@ -93,7 +94,7 @@ func TestAuditRecordsEveryActionInAChain(t *testing.T) {
 	im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
 		TaskId: assigned["d2"].GetTaskId(), Epoch: assigned["d2"].GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED,
 		Failure: &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_GUARD_MOUNTED, Message: "sdc1 is mounted"}}}})
-	waitFor(t, "d1 and d2 ended", func() bool {
+	testenv.Eventually(t, 10*time.Second, "d1 and d2 ended", func() bool {
 		resp, err := f.api.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: job.GetId()})
 		c := resp.GetJob().GetTaskCounts()
 		return err == nil && c.GetDone() == 1 && c.GetFailed() == 1
@@ -112,7 +113,7 @@ func TestAuditRecordsEveryActionInAChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "n2 fenced", func() bool {
+	testenv.Eventually(t, 10*time.Second, "n2 fenced", func() bool {
 		recs, _ := trail(t, f.api)
 		return slices.ContainsFunc(recs, func(r *imagefarmv1.AuditRecord) bool {
 			return r.GetAction() == imagefarmv1.AuditAction_AUDIT_ACTION_NODE_FENCED
@@ -153,15 +154,6 @@ func TestAuditRecordsEveryActionInAChain(t *testing.T) {
 		return r.GetAction() == imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_TAG
 	})]) {
 		t.Errorf("SetImageChannel returned %v, not the stored record", tag.GetRecord())
-	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10s: %s", what)
-		}
 	}
 }
 

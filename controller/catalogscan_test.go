@@ -12,6 +12,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/refclient"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 // scanEvery is the catalog watcher's interval in these tests.
@@ -55,7 +56,7 @@ func TestCatalogWatcherRecordsUnreportedChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the catalog refs seeded", func() bool { _, seeded, err := refs.All(t.Context()); return err == nil && seeded })
+	testenv.Eventually(t, 10*time.Second, "the catalog refs seeded", func() bool { _, seeded, err := refs.All(t.Context()); return err == nil && seeded })
 
 	api := refclient.New(f.api) // changes through the controller
 	d2 := f.pushVersion(t, api, "img", "2")
@@ -76,7 +77,7 @@ func TestCatalogWatcherRecordsUnreportedChanges(t *testing.T) {
 	if _, err := f.cat.Remove(t.Context(), catalog.Ref{Name: "img", Tag: "1"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "three image.unrecorded records", func() bool { sums, _ := unrecorded(t, f.api); return len(sums) >= 3 })
+	testenv.Eventually(t, 10*time.Second, "three image.unrecorded records", func() bool { sums, _ := unrecorded(t, f.api); return len(sums) >= 3 })
 	t.Logf("recorded %v after the changes (scan interval %v)", time.Since(start).Round(time.Millisecond), scanEvery)
 	f.waitScans(t, 2) // scans that could record them again
 
@@ -107,7 +108,7 @@ func TestCatalogWatcherOutlivesUnreadableCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the catalog refs seeded", func() bool { _, seeded, err := refs.All(t.Context()); return err == nil && seeded })
+	testenv.Eventually(t, 10*time.Second, "the catalog refs seeded", func() bool { _, seeded, err := refs.All(t.Context()); return err == nil && seeded })
 	garbage := "not a digest\n"
 	if err := f.cat.Store().Put(t.Context(), "refs/img/versions/9", strings.NewReader(garbage), int64(len(garbage))); err != nil {
 		t.Fatal(err)
@@ -124,7 +125,7 @@ func TestCatalogWatcherOutlivesUnreadableCatalog(t *testing.T) {
 	if err := f.cat.Store().Put(t.Context(), "refs/img/versions/9", strings.NewReader(missing), int64(len(missing))); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "img:3 and img:9 recorded", func() bool { sums, _ := unrecorded(t, f.api); return len(sums) == 2 })
+	testenv.Eventually(t, 10*time.Second, "img:3 and img:9 recorded", func() bool { sums, _ := unrecorded(t, f.api); return len(sums) == 2 })
 	sums, digests := unrecorded(t, f.api)
 	for i, want := range map[string]string{"img:3": d3, "img:9": strings.TrimSpace(missing)} {
 		if j := slices.IndexFunc(sums, func(s string) bool { return strings.Contains(s, "image="+i+" ") }); j < 0 || digests[j] != want {

@@ -59,7 +59,7 @@ func (s *scanCounter) List(ctx context.Context, prefix string, fn func(storage.O
 func (f *farm) waitScans(t *testing.T, n int64) {
 	t.Helper()
 	want := f.store.listed.Load() + 1 + n + 1
-	waitFor(t, fmt.Sprintf("%d more catalog scans", n), func() bool { return f.store.listed.Load() >= want })
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("%d more catalog scans", n), func() bool { return f.store.listed.Load() >= want })
 }
 
 // startFarm starts a farm whose nodes are lost after ttl, without the
@@ -228,17 +228,13 @@ func usbDrive(id string) *imagefarmv1.Drive {
 
 func waitJob(t *testing.T, f *farm, id string, want imagefarmv1.JobState) *imagefarmv1.Job {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var job *imagefarmv1.Job
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("job %s %v", id, want), func() bool {
 		resp, err := f.api.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: id})
-		if err == nil && resp.GetJob().GetState() == want {
-			return resp.GetJob()
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job %s is %v (%v), want %v", id, resp.GetJob().GetState(), err, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		job = resp.GetJob()
+		return err == nil && job.GetState() == want
+	})
+	return job
 }
 
 func TestExplicitJobRunsToSuccessAndWatchSeesEveryEventOnce(t *testing.T) {

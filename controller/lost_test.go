@@ -2,11 +2,13 @@ package controller_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 // beat sends heartbeats until the test ends, like a healthy imager.
@@ -134,17 +136,12 @@ func TestImagerBackWithAStaleEpochIsToldToStop(t *testing.T) {
 // waitNode waits until the controller lists node in state want.
 func waitNode(t *testing.T, f *farm, node string, want imagefarmv1.NodeState) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("node %s %v", node, want), func() bool {
 		resp, err := f.api.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{})
-		for _, n := range resp.GetNodes() {
-			if err == nil && n.GetId() == node && n.GetState() == want {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s is not %v after 10s (%v)", node, want, err)
-		}
-	}
+		return err == nil && slices.ContainsFunc(resp.GetNodes(), func(n *imagefarmv1.Node) bool {
+			return n.GetId() == node && n.GetState() == want
+		})
+	})
 }
 
 // helloHolding connects as h's node, says h, and returns the first
@@ -197,11 +194,11 @@ func TestPulledDriveStaysGoneAfterItsResult(t *testing.T) {
 		return ids
 	}
 	im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_DriveRemoved{DriveRemoved: &imagefarmv1.DriveRemoved{DriveId: "d1"}}})
-	waitFor(t, "d1 removed", func() bool { return !slices.Contains(listed(), "d1") })
+	testenv.Eventually(t, 10*time.Second, "d1 removed", func() bool { return !slices.Contains(listed(), "d1") })
 	im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
 		TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED,
 		Failure: &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_DRIVE_REMOVED, Message: "device ended at offset 0"}}}})
-	waitFor(t, "the task FAILED", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the task FAILED", func() bool {
 		resp, err := f.api.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: a.GetJobId()})
 		return err == nil && resp.GetJob().GetTaskCounts().GetFailed() == 1
 	})

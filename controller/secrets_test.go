@@ -52,7 +52,7 @@ func runLogged(t *testing.T, natsURL string, stop func(log string) bool) (string
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	waitFor(t, "the log line to stop at", func() bool { return stop(logs.String()) })
+	testenv.Eventually(t, 10*time.Second, "the log line to stop at", func() bool { return stop(logs.String()) })
 	cancel()
 	select {
 	case err = <-done:

@@ -150,13 +150,13 @@ func (c *fakeController) heartbeats() int {
 func (c *fakeController) waitHeartbeats(t *testing.T, n int) {
 	t.Helper()
 	want := c.heartbeats() + n
-	eventually(t, fmt.Sprintf("%d more heartbeats", n), func() bool { return c.heartbeats() >= want })
+	testenv.Eventually(t, waitLong, fmt.Sprintf("%d more heartbeats", n), func() bool { return c.heartbeats() >= want })
 }
 
 // result waits for the first result of a task.
 func (c *fakeController) result(t *testing.T, taskID string) *imagefarmv1.TaskResult {
 	t.Helper()
-	eventually(t, "result of "+taskID, func() bool { return len(c.results(taskID)) > 0 })
+	testenv.Eventually(t, waitLong, "result of "+taskID, func() bool { return len(c.results(taskID)) > 0 })
 	return c.results(taskID)[0].GetTaskResult()
 }
 
@@ -263,7 +263,7 @@ func startFarm(t *testing.T, b *bench, dcfg drive.Config, drives []drive.Drive, 
 		cat = b.cat
 	}
 	f.startAgent(t, srvNATS.ClientURL(), cat, dcfg, whileFetching)
-	eventually(t, "hello", func() bool { return len(f.ctl.hellos()) > 0 })
+	testenv.Eventually(t, waitLong, "hello", func() bool { return len(f.ctl.hellos()) > 0 })
 	return f
 }
 
@@ -356,14 +356,14 @@ func (f *farm) streamMsgs(t *testing.T) uint64 {
 
 func (f *farm) drained(t *testing.T) {
 	t.Helper()
-	eventually(t, "dispatch stream empty", func() bool { return f.streamMsgs(t) == 0 })
+	testenv.Eventually(t, waitLong, "dispatch stream empty", func() bool { return f.streamMsgs(t) == 0 })
 }
 
 // logged waits until the agent's log holds n lines containing each of
 // parts.
 func (f *farm) logged(t *testing.T, n int, parts ...string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%d log lines with %q", n, parts), func() bool {
+	testenv.Eventually(t, waitLong, fmt.Sprintf("%d log lines with %q", n, parts), func() bool {
 		count := 0
 		for line := range strings.Lines(f.logs.String()) {
 			if !slices.ContainsFunc(parts, func(p string) bool { return !strings.Contains(line, p) }) {
@@ -382,18 +382,6 @@ func (f *farm) untouched(t *testing.T, i int) bool {
 		t.Fatal(err)
 	}
 	return len(bytes.Trim(data, "\xEE")) == 0
-}
-
-// eventually polls cond until it holds or waitLong passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, waitLong)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // slowStore delays every chunk read, one at a time, like a slow link, so

@@ -86,7 +86,7 @@ func TestAgentRedeliveryDoesNotWriteTwice(t *testing.T) {
 	// After the run is over: the recorded result is sent again, the drive
 	// is left alone.
 	f.publishAgain(t, a)
-	eventually(t, "result sent again", func() bool { return len(f.ctl.results("job-1_t1")) == 2 })
+	testenv.Eventually(t, waitLong, "result sent again", func() bool { return len(f.ctl.results("job-1_t1")) == 2 })
 	f.drained(t)
 	again, _ := os.Stat(f.drives[0].Path)
 	if !again.ModTime().Equal(fi.ModTime()) {
@@ -148,7 +148,7 @@ func TestAgentCancelMidWrite(t *testing.T) {
 	f := newFarm(t, b, 2, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
 	as := []*imagefarmv1.TaskAssignment{f.assignment("job-1_t1", 0, 3), f.assignment("job-1_t2", 1, 3)}
 	f.publish(t, as...)
-	eventually(t, "writing", func() bool {
+	testenv.Eventually(t, waitLong, "writing", func() bool {
 		return countState(f.ctl.progress("job-1_t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
 	})
 	start := time.Now()
@@ -180,7 +180,7 @@ func TestAgentShutdownMidWriteReportsNoCancel(t *testing.T) {
 	b := newBench(t, 64*chunkSize)
 	f := newFarm(t, b, 1, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
 	f.publish(t, f.assignment("job-1_t1", 0, 3))
-	eventually(t, "writing", func() bool {
+	testenv.Eventually(t, waitLong, "writing", func() bool {
 		return countState(f.ctl.progress("job-1_t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
 	})
 	f.stopAgent()
@@ -218,7 +218,7 @@ func TestAgentStopTaskReportsNothingMore(t *testing.T) {
 	b := newBench(t, 64*chunkSize)
 	f := newFarm(t, b, 1, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
 	f.publish(t, f.assignment("job-1_t1", 0, 3))
-	eventually(t, "writing", func() bool {
+	testenv.Eventually(t, waitLong, "writing", func() bool {
 		return countState(f.ctl.progress("job-1_t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
 	})
 	f.ctl.stopTask(t, "job-1_t1", 3)
@@ -252,7 +252,7 @@ func TestAgentReconnectResendsUnacknowledged(t *testing.T) {
 				next.lastSeq = seq
 			}
 			f.restartController(t, next)
-			eventually(t, "hello again", func() bool { return len(next.hellos()) > 0 })
+			testenv.Eventually(t, waitLong, "hello again", func() bool { return len(next.hellos()) > 0 })
 			h := next.hellos()[0]
 			// Only the test's virtual drive is compared: the host's block devices
 			// (loop devices of tests running in parallel) come and go.
@@ -282,7 +282,7 @@ func TestAgentNewEpochFencesRunsAndStartsNewOnes(t *testing.T) {
 	b := newBench(t, 64*chunkSize)
 	f := newFarm(t, b, 2, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
 	f.publish(t, f.assignment("job-1_old", 0, 3))
-	eventually(t, "writing", func() bool {
+	testenv.Eventually(t, waitLong, "writing", func() bool {
 		return countState(f.ctl.progress("job-1_old"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
 	})
 	// Assigned under the epoch the node will get at its next HelloAck:

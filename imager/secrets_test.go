@@ -36,7 +36,7 @@ func TestNATSPasswordIsNeverPrinted(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- agent("nats://imager:s3cret@"+host, &logs).Run(ctx) }()
-	eventually(t, "the agent's start in its log", func() bool { return strings.Contains(logs.String(), "imager agent starting") })
+	testenv.Eventually(t, waitLong, "the agent's start in its log", func() bool { return strings.Contains(logs.String(), "imager agent starting") })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run() = %v", err)

@@ -106,22 +106,18 @@ func startDev(t *testing.T, n int, size int64) *devFarm {
 		}
 	})
 	pki := filepath.Join(d.data, "pki")
-	deadline := time.Now().Add(time.Minute)
-	for {
+	testenv.Eventually(t, time.Minute, "the dev farm reporting its drives", func() bool {
 		token, err := os.ReadFile(filepath.Join(pki, "admin.token"))
-		if err == nil && len(token) > 0 {
-			d.args = []string{"--controller", fmt.Sprintf("127.0.0.1:%d", port), "--ca", filepath.Join(pki, "ca.crt"),
-				"--tls-cert", filepath.Join(pki, "client-dev.crt"), "--tls-key", filepath.Join(pki, "client-dev.key"),
-				"--token", strings.TrimSpace(string(token)), "--store", "file://" + filepath.Join(d.data, "store")}
-			if out, err := run(t, d.cli("drives", "--json")...); err == nil && strings.Count(out, `"TRANSPORT_VIRTUAL"`) == n {
-				return d
-			}
+		if err != nil || len(token) == 0 {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the dev farm did not report its drives within a minute")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		d.args = []string{"--controller", fmt.Sprintf("127.0.0.1:%d", port), "--ca", filepath.Join(pki, "ca.crt"),
+			"--tls-cert", filepath.Join(pki, "client-dev.crt"), "--tls-key", filepath.Join(pki, "client-dev.key"),
+			"--token", strings.TrimSpace(string(token)), "--store", "file://" + filepath.Join(d.data, "store")}
+		out, err := run(t, d.cli("drives", "--json")...)
+		return err == nil && strings.Count(out, `"TRANSPORT_VIRTUAL"`) == n
+	})
+	return d
 }
 
 // cli is args with the flags that reach the farm.
@@ -184,17 +180,17 @@ func TestDevReinsertFeedsAStandingOrder(t *testing.T) {
 // 10 seconds.
 func waitOutput(t *testing.T, what string, want *regexp.Regexp, args ...string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var last string
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last output while waiting for %s: %s", what, last)
+		}
+	})
+	testenv.Eventually(t, 10*time.Second, what, func() bool {
 		out, err := run(t, args...)
-		if err == nil && want.MatchString(out) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 10s; last (%v):\n%s", what, err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		last = fmt.Sprintf("(%v)\n%s", err, out)
+		return err == nil && want.MatchString(out)
+	})
 }
 
 // TestControllerErrorsReadWell sends the CLI's bad requests to a real

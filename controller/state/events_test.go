@@ -8,6 +8,7 @@ import (
 	"time"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 func TestAppendDeduplicates(t *testing.T) {
@@ -170,15 +171,11 @@ func TestWatchEnds(t *testing.T) {
 // appends next is "from now on" for it.
 func waitConsumer(t *testing.T, s *Store) {
 	t.Helper()
-	for range 100 {
+	testenv.Eventually(t, 2*time.Second, "a consumer on the events stream", func() bool {
 		info, err := s.events.Info(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.State.Consumers > 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("no consumer on the events stream after 2s")
+		return info.State.Consumers > 0
+	})
 }

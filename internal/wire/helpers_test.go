@@ -167,15 +167,3 @@ func streamMsgs(t *testing.T, js jetstream.JetStream) uint64 {
 	}
 	return info.State.Msgs
 }
-
-// eventually polls cond until it holds or waitLong passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, waitLong)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}

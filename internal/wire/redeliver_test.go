@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 // shortAck makes an unacked message come back within a second.
@@ -39,7 +40,7 @@ func TestRedeliveryAfterAckWait(t *testing.T) {
 		t.Fatalf("Ack(first delivery) = %v", err)
 	}
 	n.noneUntil(t, p, 2) // an AckWait after the sentinel's first delivery
-	eventually(t, "stream empty after acks", func() bool { return streamMsgs(t, js) == 0 })
+	testenv.Eventually(t, waitLong, "stream empty after acks", func() bool { return streamMsgs(t, js) == 0 })
 }
 
 func TestInProgressPreventsRedelivery(t *testing.T) {
@@ -63,7 +64,7 @@ func TestInProgressPreventsRedelivery(t *testing.T) {
 		t.Fatalf("Ack() = %v", err)
 	}
 	n.noneUntil(t, p, 2)
-	eventually(t, "stream empty after acks", func() bool { return streamMsgs(t, js) == 0 })
+	testenv.Eventually(t, waitLong, "stream empty after acks", func() bool { return streamMsgs(t, js) == 0 })
 }
 
 func TestKeepInProgressEndsWhenAcked(t *testing.T) {
@@ -138,7 +139,7 @@ func TestMalformedMessagesAreTerminated(t *testing.T) {
 	}
 	// Terminated, not left to come back after AckWait.
 	n.noneUntil(t, p, 2)
-	eventually(t, "stream empty", func() bool { return streamMsgs(t, js) == 0 })
+	testenv.Eventually(t, waitLong, "stream empty", func() bool { return streamMsgs(t, js) == 0 })
 }
 
 func TestRunStopsWhenConnectionCloses(t *testing.T) {

@@ -74,7 +74,7 @@ func TestDuplicatePublishStoredOnce(t *testing.T) {
 	}
 	n.noneUntil(t, p, 1) // published after: the republish was not stored
 	// Acked messages leave a work-queue stream.
-	eventually(t, "stream empty after acks", func() bool { return streamMsgs(t, js) == 0 })
+	testenv.Eventually(t, waitLong, "stream empty after acks", func() bool { return streamMsgs(t, js) == 0 })
 }
 
 func TestCancelArrivesAfterItsAssignment(t *testing.T) {

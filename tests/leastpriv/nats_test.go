@@ -7,8 +7,10 @@ package leastpriv_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -89,17 +91,11 @@ func connect(t *testing.T, srv *server.Server, creds, node string) *conn {
 func (c *conn) wasDenied(t *testing.T, op, subject string) {
 	t.Helper()
 	want := strings.ToLower(op + ` to "` + subject + `"`)
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("%s to %q reported as a permissions violation", op, subject), func() bool {
 		c.mu.Lock()
-		for _, d := range c.denied {
-			if strings.Contains(strings.ToLower(d), want) {
-				c.mu.Unlock()
-				return
-			}
-		}
-		c.mu.Unlock()
-	}
-	t.Errorf("%s to %q: no permissions violation reported; got %q", op, subject, c.denied)
+		defer c.mu.Unlock()
+		return slices.ContainsFunc(c.denied, func(d string) bool { return strings.Contains(strings.ToLower(d), want) })
+	})
 }
 
 func newJS(t *testing.T, c *conn) jetstream.JetStream {
