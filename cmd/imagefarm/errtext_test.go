@@ -18,7 +18,8 @@ func TestFlagErrorsSayWhatTheFlagWants(t *testing.T) {
 		{[]string{"job", "ls", "--limit", "ten"}, `--limit "ten": want a whole number`},
 		{[]string{"job", "submit", "x:1", "--count", "1", "--removable=maybe"}, `--removable "maybe": want true or false`},
 		{[]string{"controller", "--heartbeat-ttl", "5"}, `--heartbeat-ttl "5": want a duration such as 90s, 5m or 1h30m`},
-		{[]string{"job", "submit", "x:1", "--label-job", "ticket"}, `--label-job "ticket": want KEY=VALUE`},
+		{[]string{"job", "submit", "x:1", "--label-job", "ticket"}, `--label-job "ticket": ticket must be formatted as key=value`},
+		{[]string{"controller", "--heartbeat-ttl", "0"}, `--heartbeat-ttl "0": want more than 0, such as 15s (the default)`},
 		{[]string{"job", "ls", "--bogus"}, "unknown flag: --bogus (imagefarm job ls --help lists its flags)"},
 	} {
 		_, err := run(t, tc.args...)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -18,9 +20,20 @@ import (
 func flagError(cmd *cobra.Command, err error) error {
 	var bad *pflag.InvalidValueError
 	if errors.As(err, &bad) {
-		return fmt.Errorf("--%s %q: want %s", bad.GetFlag().Name, bad.GetValue(), flagWants(bad.GetFlag().Value.Type()))
+		why := bad.Unwrap().Error() // a flag's own check says what it wants
+		if parserError(bad.Unwrap()) {
+			why = "want " + flagWants(bad.GetFlag().Value.Type())
+		}
+		return fmt.Errorf("--%s %q: %s", bad.GetFlag().Name, bad.GetValue(), why)
 	}
 	return fmt.Errorf("%w (%s --help lists its flags)", err, cmd.CommandPath())
+}
+
+// parserError reports whether err is the words of strconv or time, which
+// say how parsing failed rather than what the flag takes.
+func parserError(err error) bool {
+	var num *strconv.NumError
+	return errors.As(err, &num) || strings.HasPrefix(err.Error(), "time: ")
 }
 
 // flagWants says what a flag of pflag type typ takes.
@@ -36,8 +49,6 @@ func flagWants(typ string) string {
 		return "true or false"
 	case "duration":
 		return "a duration such as 90s, 5m or 1h30m"
-	case "stringToString":
-		return "KEY=VALUE, comma-separated or the flag repeated"
 	case "float32", "float64":
 		return "a number"
 	}
