@@ -16,8 +16,8 @@ import (
 // node that is away); for an explicit job, what each drive it still needs
 // is doing. ps are what Place returned for jobs and f: a drive they take
 // is busy, and a job they cover is not waiting. Jobs that do not wait are
-// absent. A standing order's reason is worked out once per selectorKey, so
-// a thousand equal orders cost one pass over the farm.
+// absent. The farm's drives are sorted once per selector, whatever the
+// orders' sizes, so a thousand orders cost one pass over the farm.
 func Waiting(jobs []Job, f Farm, ps []Placement) map[string]string {
 	w := newWaitView(jobs, f, ps)
 	out := map[string]string{}
