@@ -68,7 +68,7 @@ type AgentConfig struct {
 	// AllowUnsigned writes images without checking their signatures when
 	// TrustedKeys is nil. It is logged loudly.
 	AllowUnsigned bool
-	// WriteWhileFetching: see Writer.WriteWhileFetching.
+	// WriteWhileFetching: see WriterConfig.WriteWhileFetching.
 	WriteWhileFetching bool
 	// Dispatch sets the node's NATS consumer; it must be what the
 	// controller uses. Zero fields take wire's defaults.
@@ -130,13 +130,11 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 		early:      map[taskKey]stopNote{},
 		batches:    map[batchKey]*batch{},
 	}
-	a.writer = NewWriter(cfg.Catalog, a.log)
 	trust, err := agentTrust(cfg, a.log)
 	if err != nil {
 		return nil, err
 	}
-	a.writer.SetTrust(trust)
-	a.writer.WriteWhileFetching(cfg.WriteWhileFetching)
+	a.writer = NewWriter(WriterConfig{Catalog: cfg.Catalog, Trust: trust, WriteWhileFetching: cfg.WriteWhileFetching, Log: a.log})
 	a.out = newOutbox(a.acknowledged)
 	return a, nil
 }

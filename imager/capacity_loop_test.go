@@ -85,7 +85,7 @@ func TestRunTasksFailsOnlyTheFakeKey(t *testing.T) {
 		k := testenv.NewFakeKey(t, size, real)
 		drives = slices.Insert(drives, victim, discovered(t, k.Path))
 		cfg.Allow = append(cfg.Allow, k.Path)
-		runFakeKeyJob(t, b, imager.NewWriter(b.cat, slog.New(slog.DiscardHandler)), drives, cfg, victim, real)
+		runFakeKeyJob(t, b, imager.NewWriter(imager.WriterConfig{Catalog: b.cat, Log: slog.New(slog.DiscardHandler)}), drives, cfg, victim, real)
 	})
 }
 

@@ -87,8 +87,7 @@ func TestDriveFaultFailsOnlyThatTask(t *testing.T) {
 				cat = storeCatalog(t, &gatedStore{Store: b.cat.Store(), key: chunkKey(stall), open: reported})
 			}
 			f := fault{victim: victim, phase: tc.phase, at: tc.at, do: func() { tc.fault(t, loops[victim]) }, path: loops[victim].Path}
-			w := imager.NewWriter(cat, slog.New(slog.DiscardHandler))
-			w.WriteWhileFetching(tc.stall) // the download stalls mid-write
+			w := imager.NewWriter(imager.WriterConfig{Catalog: cat, WriteWhileFetching: tc.stall, Log: slog.New(slog.DiscardHandler)}) // the download stalls mid-write
 			run := runWithFault(t, w, b.digest, tasksFor(b, drives), cfg, f, reported)
 			t.Logf("%s: fault at %d bytes of %s, made in %v; task failed %v after it (all tasks done in %v)",
 				tc.name, run.faultAt, tc.phase, run.inject.Round(time.Millisecond), run.took.Round(time.Microsecond), run.total.Round(time.Millisecond))

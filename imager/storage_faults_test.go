@@ -106,7 +106,7 @@ func TestStorageFaultsFailTasksWithANamedReason(t *testing.T) {
 				Drive: &imagefarmv1.DriveIdentity{Id: "virt-d.img", Serial: virtualSerial(t, drive.Config{VirtualDir: dir}, "virt-d.img"),
 					SizeBytes: uint64(size), Model: "virtual drive"}}
 			start := time.Now()
-			w := imager.NewWriter(cat, slog.New(slog.DiscardHandler))
+			w := imager.NewWriter(imager.WriterConfig{Catalog: cat, Log: slog.New(slog.DiscardHandler)})
 			r := w.RunTasks(t.Context(), res.Digest, []*imagefarmv1.TaskAssignment{task}, drive.Config{VirtualDir: dir}, nil, nil)[0]
 			f := r.GetFailure()
 			t.Logf("%s: %v after %v: %v %s", tc.name, r.GetState(), time.Since(start).Round(time.Millisecond), f.GetReason(), f.GetMessage())

@@ -32,7 +32,7 @@ func TestRunTasksChecksEachPlannedDrive(t *testing.T) {
 		task("virt-small.img", chunkSize),
 		task("virt-gone.img", 20*chunkSize),
 	}
-	w := imager.NewWriter(b.cat, slog.New(slog.DiscardHandler))
+	w := imager.NewWriter(imager.WriterConfig{Catalog: b.cat, Log: slog.New(slog.DiscardHandler)})
 	results := w.RunTasks(t.Context(), b.digest, tasks, cfg, nil, nil)
 	want := []imagefarmv1.FailureReason{
 		imagefarmv1.FailureReason_FAILURE_REASON_UNSPECIFIED,

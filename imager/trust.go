@@ -80,9 +80,6 @@ func (w *Writer) recoverCache() error {
 	return nil
 }
 
-// SetTrust makes w check every image it runs tasks for against t.
-func (w *Writer) SetTrust(t Trust) { w.trust = t }
-
 // ErrRollback is returned for a manifest older than one the node has
 // already accepted for the same image name.
 var ErrRollback = errors.New("imager: image rollback refused")

@@ -96,8 +96,7 @@ func TestUntrustedImagesLeaveDrivesUntouched(t *testing.T) {
 		task := &imagefarmv1.TaskAssignment{TaskId: "t-1", Epoch: 1, ManifestDigest: res.Digest, ImageRef: imageRef,
 			Drive: &imagefarmv1.DriveIdentity{Id: "virt-d.img", Serial: virtualSerial(t, cfg, "virt-d.img"),
 				SizeBytes: uint64(size), Model: "virtual drive"}}
-		w := imager.NewWriter(cat, slog.New(slog.DiscardHandler))
-		w.SetTrust(imager.Trust{Keys: ring, Accepted: acc})
+		w := imager.NewWriter(imager.WriterConfig{Catalog: cat, Trust: imager.Trust{Keys: ring, Accepted: acc}, Log: slog.New(slog.DiscardHandler)})
 		r := w.RunTasks(ctx, res.Digest, []*imagefarmv1.TaskAssignment{task}, cfg, nil, nil)[0]
 		after, err := os.ReadFile(path)
 		if err != nil {

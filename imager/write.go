@@ -87,19 +87,32 @@ type Writer struct {
 	whileFetching bool
 }
 
-// NewWriter returns a Writer reading from cat (which should have a node
-// cache, so that drives that stream on their own do not download again).
-func NewWriter(cat *catalog.Catalog, log *slog.Logger) *Writer {
-	return &Writer{cat: cat, log: log}
+// WriterConfig is what a Writer writes with.
+type WriterConfig struct {
+	// Catalog is where images are read from; it should have a node cache,
+	// so that drives that stream on their own do not download again.
+	Catalog *catalog.Catalog
+	// Trust, when set, is what every image RunTasks runs is checked
+	// against (signatures, rollbacks).
+	Trust Trust
+	// WriteWhileFetching starts writing drives while the image is still
+	// being fetched, instead of fetching and checking all of it into the
+	// node cache first. That saves the download's time on a cold cache, but
+	// a chunk the store serves damaged is then found only after the chunks
+	// before it have been written: the drives fail (never verified) but are
+	// not left untouched.
+	WriteWhileFetching bool
+	// Log is where the Writer logs; slog.Default() when nil.
+	Log *slog.Logger
 }
 
-// WriteWhileFetching makes w start writing drives while the image is still
-// being fetched, instead of fetching and checking all of it into the node
-// cache first. That saves the download's time on a cold cache, but a chunk
-// the store serves damaged is then found only after the chunks before it
-// have been written: the drives fail (never verified) but are not left
-// untouched.
-func (w *Writer) WriteWhileFetching(on bool) { w.whileFetching = on }
+// NewWriter returns a Writer with cfg.
+func NewWriter(cfg WriterConfig) *Writer {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Writer{cat: cfg.Catalog, log: cfg.Log, trust: cfg.Trust, whileFetching: cfg.WriteWhileFetching}
+}
 
 // Write writes the image m (named digest) to every target at once, then
 // reads each back from the device and checks it. When the node cache can

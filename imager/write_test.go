@@ -80,7 +80,7 @@ func virtualDrive(t *testing.T, size int64) (string, imager.Device) {
 
 func (b *bench) write(t *testing.T, ctx context.Context, targets []imager.Target, opts imager.WriteOptions) []imager.Result {
 	t.Helper()
-	w := imager.NewWriter(b.cat, slog.New(slog.DiscardHandler))
+	w := imager.NewWriter(imager.WriterConfig{Catalog: b.cat, Log: slog.New(slog.DiscardHandler)})
 	return w.Write(ctx, b.m, b.digest, targets, opts)
 }
 
@@ -382,8 +382,7 @@ func TestCorruptStoreChunkFailsEveryDriveNamingIt(t *testing.T) {
 			junk := bytes.Repeat([]byte{1}, int(victim.Stored))
 			b.cat.Store().Put(t.Context(), "chunks/"+victim.ID[:2]+"/"+victim.ID, bytes.NewReader(junk), int64(len(junk)))
 			ts, paths := targets(t, 2, 16*chunkSize, nil)
-			w := imager.NewWriter(b.cat, slog.New(slog.DiscardHandler))
-			w.WriteWhileFetching(whileFetching)
+			w := imager.NewWriter(imager.WriterConfig{Catalog: b.cat, WriteWhileFetching: whileFetching, Log: slog.New(slog.DiscardHandler)})
 			for i, r := range w.Write(t.Context(), b.m, b.digest, ts, imager.WriteOptions{}) {
 				var ce *catalog.ChunkError
 				if r.Phase != imager.PhaseFailed || !errors.As(r.Err, &ce) || ce.Offset != victim.Offset || r.VerifiedDigest != "" {
@@ -421,7 +420,7 @@ func TestCancelWhileFetching(t *testing.T) {
 			once.Do(func() { canceledAt = time.Now(); cancel() })
 		}
 	}
-	results := imager.NewWriter(cat, slog.New(slog.DiscardHandler)).Write(ctx, b.m, b.digest, ts, imager.WriteOptions{Progress: progress})
+	results := imager.NewWriter(imager.WriterConfig{Catalog: cat, Log: slog.New(slog.DiscardHandler)}).Write(ctx, b.m, b.digest, ts, imager.WriteOptions{Progress: progress})
 	if took := time.Since(canceledAt); canceledAt.IsZero() || took > time.Second {
 		t.Errorf("Write returned %v after the cancel (made: %v), want within a second", took, !canceledAt.IsZero())
 	}

@@ -94,8 +94,7 @@ func runWrite(cmd *cobra.Command, g *globals, wf *writeFlags, refArg string) err
 	}
 	defer cat.Cache().Close()
 	bars := newDriveBars(plan, targets, m.Size)
-	w := imager.NewWriter(cat, slog.Default())
-	w.WriteWhileFetching(wf.trust.writeWhileFetching)
+	w := imager.NewWriter(imager.WriterConfig{Catalog: cat, WriteWhileFetching: wf.trust.writeWhileFetching})
 	results := w.Write(ctx, m, digest, targets, imager.WriteOptions{Discard: wf.discard, CheckCapacity: wf.checkCap, Window: wf.window, Progress: bars.update})
 	bars.wait()
 	return printResults(cmd.OutOrStdout(), g, plan, results)
