@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -16,8 +17,8 @@ type images struct {
 	cat *catalog.Catalog
 }
 
-// ListImages implements ImageFarmService.ListImages. Paging is by offset
-// in the sorted list: the catalog is small (hundreds of versions).
+// ListImages implements ImageFarmService.ListImages. It pages by keyset
+// over the catalog's order: name, creation time, digest.
 func (s images) ListImages(ctx context.Context, req *imagefarmv1.ListImagesRequest) (*imagefarmv1.ListImagesResponse, error) {
 	if err := checkImageName(req.GetName()); err != nil {
 		return nil, toStatus(err)
@@ -37,11 +38,18 @@ func (s images) ListImages(ctx context.Context, req *imagefarmv1.ListImagesReque
 			out = append(out, imageToProto(img))
 		}
 	}
-	page, next, err := paginate(out, req.GetPageSize(), req.GetPageToken())
+	page, next, err := paginate(out, req.GetPageSize(), req.GetPageToken(), imageKey)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	return &imagefarmv1.ListImagesResponse{Images: page, NextPageToken: next}, nil
+}
+
+// imageKey is an image's place in catalog.List's order (name, creation
+// time, digest) as a string that sorts the same way: a name holds no NUL
+// and the time is zero-padded nanoseconds.
+func imageKey(img *imagefarmv1.Image) string {
+	return fmt.Sprintf("%s\x00%020d\x00%s", img.GetName(), img.GetCreateTime().AsTime().UnixNano(), img.GetDigest())
 }
 
 // GetImage implements ImageFarmService.GetImage.

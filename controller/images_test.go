@@ -107,3 +107,50 @@ func TestStatusCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestListImagesPagesAcrossInserts: images pushed between two pages, one
+// sorting before the page boundary and one after, leave the listing whole:
+// every image there at the start comes exactly once.
+func TestListImagesPagesAcrossInserts(t *testing.T) {
+	cat := testCatalog(t, "1", "2", "3", "4")
+	s := images{cat: cat}
+	var got []string
+	token := ""
+	for page := 0; ; page++ {
+		resp, err := s.ListImages(t.Context(), &imagefarmv1.ListImagesRequest{PageSize: 2, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, img := range resp.GetImages() {
+			got = append(got, img.GetName()+":"+img.GetVersion())
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+		if page == 10 {
+			t.Fatalf("paged ListImages with inserts still going after %d pages: %v", page, got)
+		}
+		for _, name := range []string{"aaa", "zzz"} { // before and after the boundary
+			data := fmt.Sprintf("image %s %d", name, page)
+			if _, err := cat.Push(t.Context(), strings.NewReader(data), int64(len(data)),
+				catalog.PushOptions{Name: name, Version: fmt.Sprint(page), Kind: catalog.KindDisk}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	want := []string{"uni:1", "uni:2", "uni:3", "uni:4"}
+	seen := map[string]int{}
+	for _, g := range got {
+		seen[g]++
+	}
+	for _, w := range want {
+		if seen[w] != 1 {
+			t.Errorf("paged ListImages with inserts = %v: %s listed %d times, want once", got, w, seen[w])
+		}
+	}
+	for g, n := range seen {
+		if n > 1 {
+			t.Errorf("paged ListImages with inserts = %v: %s repeated", got, g)
+		}
+	}
+}

@@ -1,9 +1,10 @@
 package controller
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
-	"strconv"
+	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -138,9 +139,13 @@ func checkPageSize(size int32) error {
 	return nil
 }
 
-// paginate returns one page of items and the token of the next page. The
-// token is the offset of the next item.
-func paginate[T any](items []T, size int32, token string) ([]T, string, error) {
+// paginate returns one page of items and the token of the next page.
+// Paging is by keyset, as state.ListJobs pages: items are sorted by key
+// (distinct and ascending), and a token is the key of the last item of the
+// previous page, base64url-encoded, so a page starts after that item
+// wherever it now is. An item added or removed between two pages moves
+// no other item from one page to the next: none is skipped or repeated.
+func paginate[T any](items []T, size int32, token string, key func(T) string) ([]T, string, error) {
 	if err := checkPageSize(size); err != nil {
 		return nil, "", err
 	}
@@ -150,16 +155,21 @@ func paginate[T any](items []T, size int32, token string) ([]T, string, error) {
 	size = min(size, maxPageSize)
 	start := 0
 	if token != "" {
-		n, err := strconv.Atoi(token)
-		if err != nil || n < 0 || n > len(items) {
+		after, err := base64.RawURLEncoding.DecodeString(token)
+		if err != nil || len(after) == 0 {
 			return nil, "", fmt.Errorf("page token %s: pass the next_page_token of the previous response: %w", ident.Quote(token), errBadPageToken)
 		}
-		start = n
+		start, _ = slices.BinarySearchFunc(items, string(after), func(item T, after string) int {
+			if key(item) <= after {
+				return -1
+			}
+			return 1
+		})
 	}
 	end := min(start+int(size), len(items))
 	next := ""
 	if end < len(items) {
-		next = strconv.Itoa(end)
+		next = base64.RawURLEncoding.EncodeToString([]byte(key(items[end-1])))
 	}
 	return items[start:end], next, nil
 }
