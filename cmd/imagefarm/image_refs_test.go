@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -34,11 +35,13 @@ func runSplit(t *testing.T, args ...string) (stdout, stderr string, err error) {
 }
 
 // realFarm is a real controller, on an embedded NATS server, over a file
-// store, in plaintext on loopback, with an admin and a viewer token.
+// store, in plaintext on loopback, with an admin and a viewer token. Its
+// nodes stay online for an hour without a heartbeat.
 type realFarm struct {
 	addr, store   string
 	admin, viewer string
 	cat           *catalog.Catalog
+	js            jetstream.JetStream
 }
 
 func startRealFarm(t *testing.T) *realFarm {
@@ -58,20 +61,25 @@ func startRealFarm(t *testing.T) *realFarm {
 		t.Fatal(err)
 	}
 	c, err := controller.New(controller.Config{NATSURL: srv.ClientURL(), Listener: lis, Insecure: true, Catalog: cat,
-		CatalogScanInterval: -1, Log: slog.New(slog.DiscardHandler)})
+		HeartbeatTTL: time.Hour, CatalogScanInterval: -1, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("controller Run = %v", err)
+		}
+	})
 	js, _ := jetstream.New(nc)
 	st, err := tokens.Open(t.Context(), js, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &realFarm{addr: lis.Addr().String(), store: "file://" + dir, cat: cat}
+	f := &realFarm{addr: lis.Addr().String(), store: "file://" + dir, cat: cat, js: js}
 	for name, secret := range map[string]*string{"admin": &f.admin, "viewer": &f.viewer} {
 		role := imagefarmv1.Role(imagefarmv1.Role_value["ROLE_"+strings.ToUpper(name)])
 		if _, *secret, err = st.Create(t.Context(), name, role, "test"); err != nil {

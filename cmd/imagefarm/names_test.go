@@ -6,13 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
@@ -20,7 +17,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/imagefarm/imagefarm/controller"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/controller/tokens"
@@ -41,9 +37,8 @@ import (
 // catalog that the controller then refuses, or a node id the CA certifies
 // that NATS cannot route, is the defect they catch.
 
-// nameFarm is a real controller (plaintext on loopback, a real NATS server,
-// a file store catalog) that the CLI reaches with an admin token, and whose
-// store the CLI pushes to.
+// nameFarm is a realFarm with img:1 pushed, an online node and gRPC
+// clients of both services with its admin token.
 type nameFarm struct {
 	store  string // the catalog's store URL
 	addr   string // the controller's
@@ -59,50 +54,14 @@ type nameFarm struct {
 // order for pool bench is accepted.
 func startNameFarm(t *testing.T) *nameFarm {
 	t.Helper()
-	srv, nc := testenv.NATS(t)
-	dir := t.TempDir()
-	s, err := storage.NewFileStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.New(s, catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := controller.New(controller.Config{NATSURL: srv.ClientURL(), Listener: lis, Insecure: true, Catalog: cat,
-		HeartbeatTTL: time.Hour, CatalogScanInterval: -1, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller Run = %v", err)
-		}
-	})
-	js, _ := jetstream.New(nc)
-	st, err := tokens.Open(t.Context(), js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, secret, err := st.Create(t.Context(), "names-admin", imagefarmv1.Role_ROLE_ADMIN, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(tokens.Bearer{Secret: secret, Plaintext: true}))
+	rf := startRealFarm(t)
+	conn, err := grpc.NewClient(rf.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(tokens.Bearer{Secret: rf.admin, Plaintext: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	f := &nameFarm{store: "file://" + dir, addr: lis.Addr().String(), token: secret, js: js,
+	f := &nameFarm{store: rf.store, addr: rf.addr, token: rf.admin, js: rf.js,
 		api: imagefarmv1.NewImageFarmServiceClient(conn), imager: imagefarmv1.NewImagerServiceClient(conn),
 		image: writeDiskImage(t, 1<<20, 1)}
 	mustRun(t, "--store", f.store, "image", "push", "img:1", f.image)
