@@ -2,12 +2,14 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -38,7 +40,7 @@ func (s images) ListImages(ctx context.Context, req *imagefarmv1.ListImagesReque
 			out = append(out, imageToProto(img))
 		}
 	}
-	page, next, err := paginate(out, req.GetPageSize(), req.GetPageToken(), imageKey)
+	page, next, err := paginate(out, req.GetPageSize(), req.GetPageToken(), imageKey, checkImageKey)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -50,6 +52,20 @@ func (s images) ListImages(ctx context.Context, req *imagefarmv1.ListImagesReque
 // and the time is zero-padded nanoseconds.
 func imageKey(img *imagefarmv1.Image) string {
 	return fmt.Sprintf("%s\x00%020d\x00%s", img.GetName(), img.GetCreateTime().AsTime().UnixNano(), img.GetDigest())
+}
+
+// checkImageKey refuses a page token's key that imageKey cannot have made,
+// so a forged or mangled token is an error rather than a listing that
+// starts somewhere.
+func checkImageKey(k string) error {
+	parts := strings.Split(k, "\x00")
+	if len(parts) != 3 || len(parts[1]) != 20 || strings.Trim(parts[1], "0123456789") != "" {
+		return errors.New("not an image listing's key")
+	}
+	if err := ident.ImageName(parts[0]); err != nil {
+		return err
+	}
+	return ident.Digest(parts[2])
 }
 
 // GetImage implements ImageFarmService.GetImage.

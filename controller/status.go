@@ -145,7 +145,7 @@ func checkPageSize(size int32) error {
 // previous page, base64url-encoded, so a page starts after that item
 // wherever it now is. An item added or removed between two pages moves
 // no other item from one page to the next: none is skipped or repeated.
-func paginate[T any](items []T, size int32, token string, key func(T) string) ([]T, string, error) {
+func paginate[T any](items []T, size int32, token string, key func(T) string, checkKey func(string) error) ([]T, string, error) {
 	if err := checkPageSize(size); err != nil {
 		return nil, "", err
 	}
@@ -156,6 +156,9 @@ func paginate[T any](items []T, size int32, token string, key func(T) string) ([
 	start := 0
 	if token != "" {
 		after, err := base64.RawURLEncoding.DecodeString(token)
+		if err == nil {
+			err = checkKey(string(after))
+		}
 		if err != nil || len(after) == 0 {
 			return nil, "", fmt.Errorf("page token %s: pass the next_page_token of the previous response: %w", ident.Quote(token), errBadPageToken)
 		}
