@@ -15,11 +15,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RequireRoot skips a test that needs loop devices or mounts when it does
-// not run as root, saying so. CI runs as root, so there these tests run.
+// RequireRoot skips a test that needs loop devices, device nodes or mounts
+// when it does not run as root, saying so; under CI (CI set) it fails
+// instead, so a missing root step cannot hide behind a skip.
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
+		// In CI a skip would hide a missing step: these tests must run there.
+		if os.Getenv("CI") != "" {
+			t.Fatal("not root: loop devices, device nodes and mounts need root, and CI (CI is set) must run these tests: run scripts/test.sh as root")
+		}
 		t.Skip("not root: loop devices and mounts need root (CI runs these as root)")
 	}
 }
