@@ -149,6 +149,9 @@ type farm struct {
 	api        imagefarmv1.ImageFarmServiceClient
 	token      string            // the admin token of api and cli
 	images     map[string]string // image ref -> the file pushed
+	// pulled: "node/drive id" -> when the test last pulled that key; a key
+	// plugged back in at that path is a new, blank one.
+	pulled map[string]time.Time
 }
 
 func startFarm(t *testing.T, nodes map[string]int) *farm {

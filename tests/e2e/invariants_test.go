@@ -18,11 +18,12 @@ import (
 // tally is what checkInvariants counted, for a scenario's figures.
 type tally struct {
 	jobs, events, opens int
+	replaced            int            // DONE drives pulled afterwards: not read back
 	tasks               map[string]int // final task state -> count
 }
 
 func (t tally) String() string {
-	return fmt.Sprintf("%d jobs, %d events, %d drive opens, tasks %v", t.jobs, t.events, t.opens, t.tasks)
+	return fmt.Sprintf("%d jobs, %d events, %d drive opens, tasks %v, %d DONE keys pulled afterwards", t.jobs, t.events, t.opens, t.tasks, t.replaced)
 }
 
 // checkInvariants asserts, over the given jobs (all the scenario ran), the
@@ -66,6 +67,12 @@ func (f *farm) checkInvariants(jobIDs []string) tally {
 	}
 	for key, task := range last {
 		if task.GetState() != imagefarmv1.TaskState_TASK_STATE_DONE {
+			continue
+		}
+		if at, ok := f.pulled[key]; ok && at.After(task.GetCreateTime().AsTime()) {
+			// Pulled after its task began (perhaps after it was DONE): the
+			// key at that path now is a blank new one, not what was verified.
+			sum.replaced++
 			continue
 		}
 		img := f.images[jobOf[key].GetImageRef()]

@@ -87,6 +87,10 @@ var faults = []fault{
 		job := s.f.job(s.jobs[0])
 		if len(job.GetTasks()) > 0 {
 			task := job.GetTasks()[s.rng.IntN(len(job.GetTasks()))]
+			if s.f.pulled == nil {
+				s.f.pulled = map[string]time.Time{}
+			}
+			s.f.pulled[task.GetNodeId()+"/"+task.GetDrive().GetId()] = time.Now()
 			os.Remove(s.f.drivePath(task.GetNodeId(), task.GetDrive().GetId()))
 			s.f.waitDrives(task.GetNodeId(), 5) // seen gone
 		}
