@@ -55,14 +55,14 @@ imagefarm audit verify checks it.`,
 			if g.json {
 				return read(func(r *imagefarmv1.AuditRecord) error { return printProtoLine(w, r) })
 			}
-			tw := table(w)
-			fmt.Fprintln(tw, "SEQ\tTIME\tACTION\tACTOR\tSUBJECT\tDETAIL")
+			tw := newNotedTable(w)
+			tw.rowf("SEQ\tTIME\tACTION\tACTOR\tSUBJECT\tDETAIL")
 			err = read(func(r *imagefarmv1.AuditRecord) error {
-				_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.GetSequence(), r.GetTime().AsTime().Local().Format(time.DateTime),
+				tw.rowf("%d\t%s\t%s\t%s\t%s\t%s", r.GetSequence(), r.GetTime().AsTime().Local().Format(time.DateTime),
 					actionName(r.GetAction()), r.GetActor(), dash(auditSubject(r)), dash(auditDetail(r)))
-				return err
+				return nil
 			})
-			if ferr := tw.Flush(); err == nil {
+			if ferr := tw.flush(); err == nil {
 				err = ferr
 			}
 			return err

@@ -162,14 +162,14 @@ func newImageLsCmd(g *globals) *cobra.Command {
 				}
 				return printJSON(cmd.OutOrStdout(), out)
 			}
-			tw := table(cmd.OutOrStdout())
-			fmt.Fprintln(tw, "NAME\tVERSION\tCHANNELS\tKIND\tSIZE\tSTORED\tCREATED\tDIGEST")
+			tw := newNotedTable(cmd.OutOrStdout())
+			tw.rowf("NAME\tVERSION\tCHANNELS\tKIND\tSIZE\tSTORED\tCREATED\tDIGEST")
 			for _, img := range images {
 				m := img.Manifest
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", img.Name, dash(img.Version), dash(strings.Join(img.Channels, ",")),
+				tw.rowf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", img.Name, dash(img.Version), dash(strings.Join(img.Channels, ",")),
 					m.Kind, bytesIEC(m.Size), bytesIEC(m.StoredBytes()), m.Created.Local().Format("2006-01-02 15:04"), img.Digest[:19])
 			}
-			return tw.Flush()
+			return tw.flush()
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print as JSON")

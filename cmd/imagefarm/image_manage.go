@@ -73,8 +73,8 @@ func printInspect(w io.Writer, img catalog.Image) error {
 			zero++
 		}
 	}
-	tw := table(w)
-	row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
+	tw := newNotedTable(w)
+	row := func(k, v string) { tw.rowf("%s:\t%s", k, v) }
 	row("Name", img.Name)
 	row("Version", dash(img.Version))
 	row("Channels", dash(strings.Join(img.Channels, ", ")))
@@ -95,19 +95,19 @@ func printInspect(w io.Writer, img catalog.Image) error {
 		row("WIM", fmt.Sprintf("%s, part %d of %d, %s compression, boot index %d",
 			plural(wi.ImageCount, "image"), wi.Part, wi.TotalParts, wi.Compression, wi.BootIndex))
 	}
-	if err := tw.Flush(); err != nil {
+	if err := tw.flush(); err != nil {
 		return err
 	}
 	if m.WIM == nil || len(m.WIM.Images) == 0 {
 		return nil
 	}
 	fmt.Fprintln(w)
-	tw = table(w)
-	fmt.Fprintln(tw, "INDEX\tNAME\tEDITION\tBUILD\tARCH\tSIZE\tFILES")
+	tw = newNotedTable(w)
+	tw.rowf("INDEX\tNAME\tEDITION\tBUILD\tARCH\tSIZE\tFILES")
 	for _, im := range m.WIM.Images {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\n", im.Index, im.Name, dash(im.Edition), dash(im.Build), dash(im.Arch), bytesIEC(im.TotalBytes), im.FileCount)
+		tw.rowf("%d\t%s\t%s\t%s\t%s\t%s\t%d", im.Index, im.Name, dash(im.Edition), dash(im.Build), dash(im.Arch), bytesIEC(im.TotalBytes), im.FileCount)
 	}
-	return tw.Flush()
+	return tw.flush()
 }
 
 func newImageTagCmd(g *globals) *cobra.Command {

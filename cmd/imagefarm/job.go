@@ -189,13 +189,13 @@ func printSubmitted(w io.Writer, job *imagefarmv1.Job, watching bool) error {
 	}
 	fmt.Fprintf(w, "job %s submitted: %s (%s) to %s\n", job.GetId(), job.GetImageRef(), job.GetManifestDigest(), what)
 	if len(job.GetTasks()) > 0 {
-		tw := table(w)
-		fmt.Fprintln(tw, "TASK\tNODE\tDRIVE\tSLOT\tSTATE")
+		tw := newNotedTable(w)
+		tw.rowf("TASK\tNODE\tDRIVE\tSLOT\tSTATE")
 		for _, t := range job.GetTasks() {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.GetId(), t.GetNodeId(), t.GetDrive().GetId(),
+			tw.rowf("%s\t%s\t%s\t%s\t%s", t.GetId(), t.GetNodeId(), t.GetDrive().GetId(),
 				dash(slotName(t.GetSlotLabel(), t.GetSlot())), enumName(t.GetState()))
 		}
-		if err := tw.Flush(); err != nil {
+		if err := tw.flush(); err != nil {
 			return err
 		}
 	}
@@ -343,8 +343,8 @@ func newJobCancelCmd(g *globals) *cobra.Command {
 
 // printSummary prints every task's result and how the job ended.
 func printSummary(w io.Writer, job *imagefarmv1.Job) error {
-	tw := table(w)
-	fmt.Fprintln(tw, "NODE\tDRIVE\tSLOT\tSERIAL\tRESULT\tMB/s\tVERIFIED DIGEST / REASON")
+	tw := newNotedTable(w)
+	tw.rowf("NODE\tDRIVE\tSLOT\tSERIAL\tRESULT\tMB/s\tVERIFIED DIGEST / REASON")
 	done := 0
 	for _, t := range job.GetTasks() {
 		rate, detail := "-", t.GetVerifiedDigest()
@@ -357,10 +357,10 @@ func printSummary(w io.Writer, job *imagefarmv1.Job) error {
 		if t.GetState() == imagefarmv1.TaskState_TASK_STATE_DONE {
 			done++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.GetNodeId(), t.GetDrive().GetId(), dash(slotName(t.GetSlotLabel(), t.GetSlot())),
+		tw.rowf("%s\t%s\t%s\t%s\t%s\t%s\t%s", t.GetNodeId(), t.GetDrive().GetId(), dash(slotName(t.GetSlotLabel(), t.GetSlot())),
 			dash(t.GetDrive().GetSerial()), enumName(t.GetState()), rate, dash(detail))
 	}
-	if err := tw.Flush(); err != nil {
+	if err := tw.flush(); err != nil {
 		return err
 	}
 	_, err := fmt.Fprintf(w, "job %s %s: %d of %s verified\n", job.GetId(), enumName(job.GetState()), done, plural(wanted(job), "drive"))

@@ -119,15 +119,15 @@ func printReport(w io.Writer, job *imagefarmv1.Job, rows []reportRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	tw := table(w)
-	fmt.Fprintln(tw, "FINISHED\tNODE/SLOT\tSERIAL\tSIZE\tRESULT\tVERIFIED DIGEST / FAILURE")
+	tw := newNotedTable(w)
+	tw.rowf("FINISHED\tNODE/SLOT\tSERIAL\tSIZE\tRESULT\tVERIFIED DIGEST / FAILURE")
 	for _, r := range rows {
 		detail := r.VerifiedDigest
 		if r.Failure != "" {
 			detail = r.Failure + ": " + r.Message
 		}
-		fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%s\t%s\n", r.Finished.Local().Format(time.DateTime), r.Node, cmp.Or(r.SlotLabel, r.Slot, r.Drive),
+		tw.rowf("%s\t%s/%s\t%s\t%s\t%s\t%s", r.Finished.Local().Format(time.DateTime), r.Node, cmp.Or(r.SlotLabel, r.Slot, r.Drive),
 			r.Serial, bytesIEC(int64(r.SizeBytes)), r.Result, detail)
 	}
-	return tw.Flush()
+	return tw.flush()
 }

@@ -407,3 +407,31 @@ func TestJobCancel(t *testing.T) {
 		t.Errorf("job cancel --json = %v:\n%s", err, out)
 	}
 }
+
+// TestWatchAndAuditKeepTheTerminal: a failure message or an audit detail
+// carrying escape sequences and line breaks (from a hostile node or a drive's
+// own strings) is printed on its line with the controls as spaces: it can
+// neither rewrite the operator's terminal nor forge a line of its own.
+func TestWatchAndAuditKeepTheTerminal(t *testing.T) {
+	const hostile = "read back differs\x1b[2J\x1b]0;owned\x07\nd9: SER-d9 verified"
+	f := watchFarm(imagefarmv1.JobState_JOB_STATE_PARTIAL)
+	f.jobs[1].GetTasks()[1].GetFailure().Message = hostile
+	f.events[6].GetTask().Failure = &imagefarmv1.Failure{Message: hostile}
+	f.events[6].GetTask().State = imagefarmv1.TaskState_TASK_STATE_FAILED
+	out, _ := runFarm(t, startFarm(t, f), "job", "watch", "j1")
+
+	trail := testTrail(t)
+	trail[2].Message, trail[2].Actor = hostile, "node:n1\x1b[8m"
+	audit := mustRun(t, "--insecure", "--controller", startFarm(t, &fakeTrail{records: trail}), "audit", "--since", "all")
+	for name, out := range map[string]string{"job watch": out, "audit": audit} {
+		if strings.ContainsAny(out, "\x1b\x07\r") {
+			t.Errorf("%s printed a control character:\n%q", name, out)
+		}
+		if regexp.MustCompile(`(?m)^d9: SER-d9 verified`).MatchString(out) {
+			t.Errorf("%s let a reported message start a line of its own:\n%s", name, out)
+		}
+		if !strings.Contains(out, "read back differs") {
+			t.Errorf("%s dropped the message instead of showing it:\n%s", name, out)
+		}
+	}
+}

@@ -201,7 +201,7 @@ func (j *jsonLines) sync(*imagefarmv1.Job) {}
 func (j *jsonLines) event(ev *imagefarmv1.JobEvent) error { return printProtoLine(j.w, ev) }
 
 func (j *jsonLines) notice(format string, args ...any) {
-	fmt.Fprintf(j.errw, "imagefarm: "+format+"\n", args...)
+	fmt.Fprintln(j.errw, "imagefarm: "+oneLine(fmt.Sprintf(format, args...)))
 }
 
 func (j *jsonLines) close() {}
@@ -291,7 +291,9 @@ func (b *taskBars) event(ev *imagefarmv1.JobEvent) error {
 	return nil
 }
 
-func (b *taskBars) notice(format string, args ...any) { fmt.Fprintf(b.notes, format+"\n", args...) }
+func (b *taskBars) notice(format string, args ...any) {
+	fmt.Fprintln(b.notes, oneLine(fmt.Sprintf(format, args...)))
+}
 
 // update shows a task's new snapshot, adding its bar when it is new.
 func (b *taskBars) update(t *imagefarmv1.Task) {

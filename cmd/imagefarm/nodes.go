@@ -49,13 +49,13 @@ func printNodes(w io.Writer, nodes []*imagefarmv1.Node) error {
 		fmt.Fprintln(w, "no nodes")
 		return nil
 	}
-	tw := table(w)
-	fmt.Fprintln(tw, "ID\tPOOL\tSTATE\tDRIVES\tLAST HEARTBEAT\tVERSION")
+	tw := newNotedTable(w)
+	tw.rowf("ID\tPOOL\tSTATE\tDRIVES\tLAST HEARTBEAT\tVERSION")
 	for _, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d (%d busy)\t%s\t%s\n", n.GetId(), dash(n.GetPool()), enumName(n.GetState()),
+		tw.rowf("%s\t%s\t%s\t%d (%d busy)\t%s\t%s", n.GetId(), dash(n.GetPool()), enumName(n.GetState()),
 			n.GetDriveCount(), n.GetBusyDriveCount(), timeAgo(n.GetLastHeartbeatTime()), dash(n.GetVersion()))
 	}
-	return tw.Flush()
+	return tw.flush()
 }
 
 // printFarmDrives is imagefarm drives with a controller: the drives of

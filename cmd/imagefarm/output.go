@@ -53,6 +53,23 @@ func (t *notedTable) row(cells ...string) {
 	t.rows++
 }
 
+// rowf adds a row formatted by format, whose tabs separate the cells:
+// each argument is made one line first, so that what a node, a drive or
+// a user reported can neither add a cell nor a line nor rewrite the
+// terminal.
+func (t *notedTable) rowf(format string, args ...any) {
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			args[i] = oneLine(v)
+		case fmt.Stringer:
+			args[i] = oneLine(v.String())
+		}
+	}
+	fmt.Fprintln(t.tw, fmt.Sprintf(format, args...))
+	t.rows++
+}
+
 // note adds a note under the last row.
 func (t *notedTable) note(format string, args ...any) {
 	t.notes[t.rows-1] = append(t.notes[t.rows-1], oneLine(fmt.Sprintf(format, args...)))

@@ -96,12 +96,12 @@ func newTokenLsCmd(g *globals) *cobra.Command {
 }
 
 func printTokens(w io.Writer, ts []*imagefarmv1.Token) error {
-	tw := table(w)
-	fmt.Fprintln(tw, "NAME\tID\tROLE\tCREATED\tCREATED BY")
+	tw := newNotedTable(w)
+	tw.rowf("NAME\tID\tROLE\tCREATED\tCREATED BY")
 	for _, t := range ts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.GetName(), t.GetId(), strings.ToLower(enumName(t.GetRole())), localTime(t.GetCreated()), dash(t.GetCreatedBy()))
+		tw.rowf("%s\t%s\t%s\t%s\t%s", t.GetName(), t.GetId(), strings.ToLower(enumName(t.GetRole())), localTime(t.GetCreated()), dash(t.GetCreatedBy()))
 	}
-	return tw.Flush()
+	return tw.flush()
 }
 
 func newTokenRevokeCmd(g *globals) *cobra.Command {

@@ -241,8 +241,8 @@ func printResults(w io.Writer, g *globals, plan []imager.Plan, results []imager.
 			return err
 		}
 	} else {
-		tw := table(w)
-		fmt.Fprintln(tw, "SLOT\tDRIVE\tSERIAL\tRESULT\tMB/s\tVERIFIED DIGEST / REASON")
+		tw := newNotedTable(w)
+		tw.rowf("SLOT\tDRIVE\tSERIAL\tRESULT\tMB/s\tVERIFIED DIGEST / REASON")
 		for _, r := range rows {
 			result, rate, detail := "refused", "-", r.Refused
 			if r.Result != nil {
@@ -252,9 +252,9 @@ func printResults(w io.Writer, g *globals, plan []imager.Plan, results []imager.
 					detail = "stopped before it was verified: the drive may hold part of the image; write it again"
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", dash(driveLabel(r.Drive)), r.Drive.ID, dash(r.Drive.Serial), strings.ToUpper(result), rate, detail)
+			tw.rowf("%s\t%s\t%s\t%s\t%s\t%s", dash(driveLabel(r.Drive)), r.Drive.ID, dash(r.Drive.Serial), strings.ToUpper(result), rate, detail)
 		}
-		tw.Flush()
+		tw.flush()
 	}
 	if !ok {
 		return exitError{"some drives were not verified"}
