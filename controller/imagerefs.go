@@ -30,6 +30,12 @@ func (c *Controller) CreateImageVersion(ctx context.Context, req *imagefarmv1.Cr
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if req.GetValidateOnly() {
+		if err := c.cfg.Catalog.CheckNewVersion(ctx, ref.Name, ref.Tag, nil); err != nil {
+			return nil, toStatus(err)
+		}
+		return &imagefarmv1.CreateImageVersionResponse{}, nil
+	}
 	digest, err := parseDigest(req.GetImageDigest())
 	if err != nil {
 		return nil, toStatus(err)

@@ -74,6 +74,16 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), c)
+			if err != nil {
+				return err
+			}
+			defer done()
+			// Refused for the role or a taken name before a bundle is
+			// built or a chunk uploaded.
+			if err := refs.Precheck(cmd.Context(), ref.Name, ref.Tag); err != nil {
+				return err
+			}
 			path, source, cleanup, err := pushSource(cmd.Context(), args[1], catalog.Kind(kind))
 			if err != nil {
 				return err
@@ -83,11 +93,6 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("push: %w", err)
 			}
-			refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), c)
-			if err != nil {
-				return err
-			}
-			defer done()
 			bar := newProgressBar("push", fi.Size())
 			start := time.Now()
 			res, err := c.PushFile(cmd.Context(), path, catalog.PushOptions{

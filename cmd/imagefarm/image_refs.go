@@ -25,6 +25,9 @@ type refChanger interface {
 	// Records returns the audit records of the changes made; nil when
 	// they are unaudited.
 	Records() []*imagefarmv1.AuditRecord
+	// Precheck fails as creating name:version would, for the caller's
+	// role or a taken name, writing nothing: push asks it before uploading.
+	Precheck(ctx context.Context, name, version string) error
 }
 
 // unauditedWarning is what a ref change made without a controller says.
@@ -56,6 +59,11 @@ func openRefChanger(g *globals, stderr io.Writer, cat *catalog.Catalog) (refChan
 
 // storeRefs changes refs straight in the store, unaudited.
 type storeRefs struct{ *catalog.Catalog }
+
+// Precheck checks that name:version is free in the store.
+func (s storeRefs) Precheck(ctx context.Context, name, version string) error {
+	return s.CheckNewVersion(ctx, name, version, nil)
+}
 
 // Tag resolves target in the store and points the channel at it.
 func (s storeRefs) Tag(ctx context.Context, target catalog.Ref, channel string) (string, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io/fs"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -211,5 +212,42 @@ func TestImageRefChangesWithoutAControllerSayUnaudited(t *testing.T) {
 		case i >= 4 && (!strings.Contains(out, `"audited": false`) || !json.Valid([]byte(out))):
 			t.Errorf("%s --json printed %s, want JSON with \"audited\": false", what, out)
 		}
+	}
+}
+
+// TestRefusedPushUploadsNothing: a push the controller would refuse (a
+// viewer's, though the shell has store keys; or a version that exists) is
+// refused before a chunk is uploaded: the store holds the same objects.
+func TestRefusedPushUploadsNothing(t *testing.T) {
+	f := startRealFarm(t)
+	if _, _, err := f.as(t, f.admin, "image", "push", "demo-disk:1.0", writeDiskImage(t, 2<<20, 9)); err != nil {
+		t.Fatal(err)
+	}
+	objects := func() []string {
+		var out []string
+		root := strings.TrimPrefix(f.store, "file://")
+		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				out = append(out, strings.TrimPrefix(p, root))
+			}
+			return err
+		})
+		return out
+	}
+	before := objects()
+	fresh := writeDiskImage(t, 8<<20, 31) // chunks the store does not have
+	for _, tc := range []struct {
+		token, ref, want string
+	}{
+		{f.viewer, "demo-disk:2.0", "needs the admin role"},
+		{f.admin, "demo-disk:1.0", "demo-disk:1.0 is sha256:"},
+	} {
+		_, _, err := f.as(t, tc.token, "image", "push", tc.ref, fresh)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("push %s = %v, want refused with %q", tc.ref, err, tc.want)
+		}
+	}
+	if after := objects(); !slices.Equal(after, before) {
+		t.Errorf("refused pushes changed the store:\nbefore %q\nafter  %q", before, after)
 	}
 }

@@ -38,6 +38,14 @@ func (w *Writer) CreateVersion(ctx context.Context, name, version, digest string
 	return w.keep(err, resp.GetRecord())
 }
 
+// Precheck asks the controller whether the caller may create
+// name:version and whether it is free, writing nothing: image push asks
+// before it uploads a chunk.
+func (w *Writer) Precheck(ctx context.Context, name, version string) error {
+	_, err := w.api.CreateImageVersion(ctx, &imagefarmv1.CreateImageVersionRequest{ImageRef: name + ":" + version, ValidateOnly: true})
+	return err
+}
+
 // SetChannel implements catalog.RefWriter: SetImageChannel.
 func (w *Writer) SetChannel(ctx context.Context, name, channel, digest string) error {
 	_, err := w.Tag(ctx, catalog.Ref{Name: name, Digest: digest}, channel)

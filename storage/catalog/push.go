@@ -245,6 +245,17 @@ func (c *Catalog) newManifest(ctx context.Context, src io.ReaderAt, size int64, 
 	return m, nil
 }
 
+// CheckNewVersion returns the error a push of name:version with those
+// channels would fail with on the refs it makes: a bad name, a taken
+// version or a channel that is a version. It reads only; a push checks it
+// again, so this is the early answer, before anything is uploaded.
+func (c *Catalog) CheckNewVersion(ctx context.Context, name, version string, channels []string) error {
+	if err := ident.Ref(name + ":" + version); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRef, err)
+	}
+	return c.checkNames(ctx, name, version, channels)
+}
+
 func (c *Catalog) checkNew(ctx context.Context, m *Manifest, channels []string) error {
 	// Validate the header fields with a placeholder chunk list.
 	probe := *m
@@ -255,24 +266,30 @@ func (c *Catalog) checkNew(ctx context.Context, m *Manifest, channels []string) 
 	if err := ident.Labels(m.Labels); err != nil {
 		return fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
 	}
+	return c.checkNames(ctx, m.Name, m.Version, channels)
+}
+
+// checkNames checks that version and channels may name a new image of
+// name: the version free, each channel not a version.
+func (c *Catalog) checkNames(ctx context.Context, name, version string, channels []string) error {
 	for _, ch := range channels {
 		if err := ident.Channel(ch); err != nil {
 			return fmt.Errorf("%w: %w", ErrBadRef, err)
 		}
-		if ch == m.Version {
+		if ch == version {
 			return fmt.Errorf("%w: channel %q has the same name as the version", ErrBadRef, ch)
 		}
-		if err := c.checkFree(ctx, m.Name, ch, kindChannel); err != nil {
+		if err := c.checkFree(ctx, name, ch, kindChannel); err != nil {
 			return err
 		}
 	}
-	if err := c.checkFree(ctx, m.Name, m.Version, kindVersion); err != nil {
+	if err := c.checkFree(ctx, name, version, kindVersion); err != nil {
 		return err
 	}
-	if d, err := c.readRef(ctx, versionKey(m.Name, m.Version)); err == nil {
-		return fmt.Errorf("%w: %s:%s is %s; push a new version (versions never change, channels move)", ErrVersionExists, m.Name, m.Version, d)
+	if d, err := c.readRef(ctx, versionKey(name, version)); err == nil {
+		return fmt.Errorf("%w: %s:%s is %s; push a new version (versions never change, channels move)", ErrVersionExists, name, version, d)
 	} else if !errors.Is(err, storage.ErrNotFound) {
-		return fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
+		return fmt.Errorf("push %s:%s: %w", name, version, err)
 	}
 	return nil
 }

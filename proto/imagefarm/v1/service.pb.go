@@ -1109,7 +1109,13 @@ type CreateImageVersionRequest struct {
 	// "NAME:VERSION": the manifest's own name and version.
 	ImageRef string `protobuf:"bytes,1,opt,name=image_ref,json=imageRef,proto3" json:"image_ref,omitempty"`
 	// Digest of the manifest, stored already: "sha256:" and 64 hex digits.
-	ImageDigest   string `protobuf:"bytes,2,opt,name=image_digest,json=imageDigest,proto3" json:"image_digest,omitempty"`
+	// Not needed with validate_only.
+	ImageDigest string `protobuf:"bytes,2,opt,name=image_digest,json=imageDigest,proto3" json:"image_digest,omitempty"`
+	// Only check that the caller may create versions and that NAME:VERSION
+	// is free (neither a version nor a channel of NAME); write and record
+	// nothing, and return an empty response. image push asks this before it
+	// uploads a chunk, so a refused push uploads nothing.
+	ValidateOnly  bool `protobuf:"varint,3,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1156,6 +1162,13 @@ func (x *CreateImageVersionRequest) GetImageDigest() string {
 		return x.ImageDigest
 	}
 	return ""
+}
+
+func (x *CreateImageVersionRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
 }
 
 // CreateImageVersionResponse returns the audit record of the change.
@@ -1578,10 +1591,11 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\x05since\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\rR\x05limit\"F\n" +
 	"\x11ListAuditResponse\x121\n" +
-	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record\"[\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record\"\x80\x01\n" +
 	"\x19CreateImageVersionRequest\x12\x1b\n" +
 	"\timage_ref\x18\x01 \x01(\tR\bimageRef\x12!\n" +
-	"\fimage_digest\x18\x02 \x01(\tR\vimageDigest\"O\n" +
+	"\fimage_digest\x18\x02 \x01(\tR\vimageDigest\x12#\n" +
+	"\rvalidate_only\x18\x03 \x01(\bR\fvalidateOnly\"O\n" +
 	"\x1aCreateImageVersionResponse\x121\n" +
 	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record\"O\n" +
 	"\x16SetImageChannelRequest\x12\x1b\n" +
