@@ -3,15 +3,13 @@ package controller
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/imagefarm/imagefarm/controller/core"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
@@ -61,7 +59,7 @@ func (c *Controller) createJob(ctx context.Context, requestID string, job *image
 	if err := scheduler.ValidateSubmit(sj, farm); err != nil {
 		return nil, err
 	}
-	created, err := c.st.CreateJob(ctx, job)
+	created, err := c.core.CreateJob(ctx, job)
 	if created != nil { // stored, even if its event is pending
 		c.recordSubmit(ctx, created)
 	}
@@ -120,12 +118,7 @@ func (c *Controller) newJob(ctx context.Context, req *imagefarmv1.SubmitJobReque
 	if err := c.checkDriveImage(ctx, digest); err != nil {
 		return nil, err
 	}
-	id := newID("j")
-	if r := req.GetRequestId(); r != "" {
-		sum := sha256.Sum256([]byte(r))
-		id = "j" + hex.EncodeToString(sum[:12]) // the same request id makes the same job
-	}
-	return &imagefarmv1.Job{Id: id, ImageRef: ref.String(), ManifestDigest: digest, Targets: req.GetTargets(),
+	return &imagefarmv1.Job{Id: core.NewJobID(req.GetRequestId()), ImageRef: ref.String(), ManifestDigest: digest, Targets: req.GetTargets(),
 		Options: req.GetOptions(), Labels: req.GetLabels(), State: imagefarmv1.JobState_JOB_STATE_PENDING}, nil
 }
 
@@ -200,93 +193,12 @@ func (c *Controller) CancelJob(ctx context.Context, req *imagefarmv1.CancelJobRe
 	if err != nil {
 		return nil, err
 	}
-	ended, err := c.cancelJob(ctx, job)
-	if err != nil {
+	if err := c.core.CancelJob(ctx, actor(ctx), job); err != nil {
 		return nil, toStatus(err)
-	}
-	if ended != imagefarmv1.JobState_JOB_STATE_UNSPECIFIED {
-		return nil, toStatus(fmt.Errorf("job %s already %s: nothing to cancel: %w", job.GetId(), jobStateName(ended), errJobEnded))
 	}
 	c.record(ctx, &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: imagefarmv1.AuditAction_AUDIT_ACTION_JOB_CANCEL,
 		JobId: job.GetId(), ImageRef: job.GetImageRef(), ImageDigest: job.GetManifestDigest(),
-		Message: "the job was " + jobStateName(job.GetState())})
+		Message: "the job was " + core.JobStateName(job.GetState())})
 	job, err = c.job(ctx, job.GetId())
 	return &imagefarmv1.CancelJobResponse{Job: job}, err
-}
-
-// errJobEnded: a job that had ended is canceled. FailedPrecondition.
-var errJobEnded = errors.New("controller: job already ended")
-
-// cancelJob cancels job's open tasks, then the job. When it changed
-// nothing (the job had ended, by itself or by another cancel), it returns
-// the state the job had ended in.
-func (c *Controller) cancelJob(ctx context.Context, job *imagefarmv1.Job) (imagefarmv1.JobState, error) {
-	if job.GetState().Final() {
-		return job.GetState(), nil
-	}
-	// Tasks first, so that the job's final event is its last and a watch
-	// that ends there misses nothing; no task is placed meanwhile. A task
-	// canceled here settles the job CANCELED once none is left open
-	// (jobOutcome).
-	c.placing.Lock()
-	defer c.placing.Unlock()
-	tasks, err := c.st.ListTasks(ctx, job.GetId())
-	if err != nil {
-		return 0, err
-	}
-	changed := false
-	for _, t := range tasks {
-		if !t.GetState().Final() && c.cancelTask(ctx, actor(ctx), t) {
-			changed = true
-		}
-	}
-	var ended imagefarmv1.JobState
-	_, err = c.st.UpdateJob(ctx, job.GetId(), func(j *imagefarmv1.Job) error {
-		ended = imagefarmv1.JobState_JOB_STATE_UNSPECIFIED
-		if j.State.Final() {
-			ended = j.State
-		} else {
-			j.State, j.FinishTime = imagefarmv1.JobState_JOB_STATE_CANCELED, now()
-		}
-		return nil
-	})
-	if err != nil || changed {
-		return 0, err
-	}
-	return ended, nil
-}
-
-// jobStateName is "SUCCEEDED" for JOB_STATE_SUCCEEDED.
-func jobStateName(s imagefarmv1.JobState) string {
-	return strings.TrimPrefix(s.String(), "JOB_STATE_")
-}
-
-// cancelTask ends t CANCELED on behalf of who, and stops it on its node.
-// It reports whether it ended the task (false: the task had ended).
-func (c *Controller) cancelTask(ctx context.Context, who string, t *imagefarmv1.Task) bool {
-	ended := false
-	canceled, err := c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
-		if ended = !t.State.Final(); ended {
-			t.State, t.FinishTime = imagefarmv1.TaskState_TASK_STATE_CANCELED, now()
-		}
-		return nil
-	})
-	if ended && canceled != nil {
-		c.recordTaskEnd(ctx, who, canceled)
-	}
-	if err != nil {
-		c.log.Warn("cancel task", "task_id", t.GetId(), "error", err)
-	}
-	c.release(ctx, t.GetNodeId(), t.GetDrive().GetId(), t.GetId())
-	if _, err := c.pub.Cancel(ctx, t.GetNodeId(), &imagefarmv1.TaskCancel{TaskId: t.GetId(), JobId: t.GetJobId(),
-		Epoch: t.GetEpoch(), Reason: imagefarmv1.StopReason_STOP_REASON_CANCELED}); err != nil {
-		c.log.Warn("publish cancel", "task_id", t.GetId(), "error", err)
-	}
-	c.farm.mu.Lock()
-	s := c.farm.sessions[t.GetNodeId()]
-	c.farm.mu.Unlock()
-	if s != nil {
-		s.stop(t.GetId(), t.GetEpoch(), imagefarmv1.StopReason_STOP_REASON_CANCELED, "job canceled")
-	}
-	return ended && err == nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller/audit"
 	"github.com/imagefarm/imagefarm/controller/catalogrefs"
+	"github.com/imagefarm/imagefarm/controller/core"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/controller/tokens"
@@ -89,6 +90,7 @@ type Controller struct {
 	cfg   Config
 	log   *slog.Logger
 	st    *state.Store
+	core  *core.Core
 	pub   *wire.Publisher
 	trail *audit.Log
 	js    jetstream.JetStream
@@ -96,9 +98,6 @@ type Controller struct {
 	addr  chan net.Addr
 	farm  farmView
 	sizes sync.Map // manifest digest -> image size (uint64)
-	// placing is held while a task is placed and while CancelJob ends a
-	// job's tasks, so that no task is placed on a job being canceled.
-	placing sync.Mutex
 	// tokens are the client API's tokens, which authorize calls.
 	tokens *tokens.Store
 	// refs are the catalog refs the audit trail knows.
@@ -155,6 +154,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	if c.trail, err = audit.Open(ctx, c.js, c.cfg.Audit); err != nil {
 		return fmt.Errorf("controller: audit: %w", err)
+	}
+	if c.core, err = core.New(core.Config{Store: c.st, Audit: auditor{trail: c.trail, log: c.log},
+		Stop: taskStopper{pub: c.pub, farm: &c.farm, log: c.log}, Log: c.log}); err != nil {
+		return fmt.Errorf("controller: %w", err)
 	}
 	if c.tokens, err = tokens.Open(ctx, c.js, c.cfg.State.Replicas); err != nil {
 		return fmt.Errorf("controller: tokens: %w", err)

@@ -1,6 +1,8 @@
 // Package controller owns the farm's brain: the client gRPC API, the
 // scheduler (pure placement logic), dispatch of tasks over NATS JetStream and
-// the job store in JetStream KV.
+// the job store in JetStream KV. Every change of a job, task or drive
+// record is made by controller/core, against its tables of legal moves;
+// this package's services and loops call it.
 //
 // Who may call what is decided in two steps, by interceptors: authUnary and
 // authStream verify a client certificate against the farm CA (peerIdentity),

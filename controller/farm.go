@@ -3,11 +3,7 @@ package controller
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
-	"strings"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -15,6 +11,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -33,25 +30,26 @@ func newFarmView() farmView {
 	return farmView{sessions: map[string]*session{}, lastSeq: map[string]uint64{}, seen: map[string]time.Time{}, progress: map[string]*imagefarmv1.Task{}}
 }
 
-// newID returns a time-ordered, unique id with a prefix.
-func newID(prefix string) string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	return fmt.Sprintf("%s%x%s", prefix, time.Now().UnixMilli(), hex.EncodeToString(b))
+// taskStopper tells a task's node to stop it (core.Stopper): over NATS,
+// and over its status stream when its imager is connected.
+type taskStopper struct {
+	pub  *wire.Publisher
+	farm *farmView
+	log  *slog.Logger
 }
 
-// taskID names a new task of a job; the job id can be read back from it.
-func taskID(jobID string) string { return jobID + "_" + newID("t") }
-
-// explicitTaskID is the one task a job that names a drive has on it.
-func explicitTaskID(jobID, nodeID, driveID string) string {
-	sum := sha256.Sum256([]byte(nodeID + "/" + driveID))
-	return jobID + "_d" + hex.EncodeToString(sum[:10])
-}
-
-func jobOf(taskID string) string {
-	job, _, _ := strings.Cut(taskID, "_")
-	return job
+// StopTask implements core.Stopper.
+func (s taskStopper) StopTask(ctx context.Context, t *imagefarmv1.Task, reason imagefarmv1.StopReason, msg string) {
+	if _, err := s.pub.Cancel(ctx, t.GetNodeId(), &imagefarmv1.TaskCancel{TaskId: t.GetId(), JobId: t.GetJobId(),
+		Epoch: t.GetEpoch(), Reason: reason}); err != nil {
+		s.log.Warn("publish cancel", "task_id", t.GetId(), "error", err)
+	}
+	s.farm.mu.Lock()
+	sess := s.farm.sessions[t.GetNodeId()]
+	s.farm.mu.Unlock()
+	if sess != nil {
+		sess.stop(t.GetId(), t.GetEpoch(), reason, msg)
+	}
 }
 
 // imageSize is the size of the image a manifest describes, remembered.

@@ -2,16 +2,13 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
@@ -113,7 +110,7 @@ func (c *Controller) hello(ctx context.Context, stream imagefarmv1.ImagerService
 	if err != nil {
 		return nil, err
 	}
-	if err := c.syncDrives(ctx, h.GetNodeId(), h.GetDrives()); err != nil {
+	if err := c.core.SyncDrives(ctx, h.GetNodeId(), h.GetDrives()); err != nil {
 		return nil, err
 	}
 	if fenced != "" {
@@ -175,49 +172,4 @@ func (c *Controller) lastSeq(s *session) uint64 {
 	c.farm.mu.Lock()
 	defer c.farm.mu.Unlock()
 	return c.farm.lastSeq[s.key()]
-}
-
-// syncDrives makes the stored drives of a node its inventory.
-func (c *Controller) syncDrives(ctx context.Context, nodeID string, drives []*imagefarmv1.Drive) error {
-	have, err := c.st.ListDrives(ctx, nodeID)
-	if err != nil {
-		return err
-	}
-	keep := map[string]bool{}
-	for _, d := range drives {
-		keep[d.GetId()] = true
-		if err := c.putDrive(ctx, nodeID, d); err != nil {
-			return err
-		}
-	}
-	for _, d := range have {
-		if !keep[d.GetId()] {
-			if err := c.st.DeleteDrive(ctx, nodeID, d.GetId()); err != nil && !errors.Is(err, state.ErrNotFound) {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// putDrive stores what an imager reports of a drive, keeping what only the
-// controller knows (its last task, when it was inserted).
-func (c *Controller) putDrive(ctx context.Context, nodeID string, d *imagefarmv1.Drive) error {
-	_, err := c.st.UpdateDrive(ctx, nodeID, d.GetId(), func(cur *imagefarmv1.Drive) error {
-		last, inserted, task := cur.LastTaskId, cur.InsertTime, cur.TaskId
-		if cur.Serial != d.GetSerial() || cur.SizeBytes != d.GetSizeBytes() {
-			last, inserted = "", now() // another medium in the slot
-		}
-		proto.Reset(cur)
-		proto.Merge(cur, d)
-		cur.NodeId, cur.LastTaskId, cur.InsertTime, cur.TaskId = nodeID, last, inserted, task
-		if task != "" && cur.State != imagefarmv1.DriveState_DRIVE_STATE_REFUSED {
-			cur.State = imagefarmv1.DriveState_DRIVE_STATE_BUSY
-		}
-		if cur.InsertTime == nil {
-			cur.InsertTime = now()
-		}
-		return nil
-	})
-	return err
 }

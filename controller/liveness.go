@@ -75,7 +75,7 @@ func (c *Controller) loseNode(ctx context.Context, nodeID string, jobs []schedul
 		s.fenced.Store(true) // its next report is refused and its stream ended
 	}
 	c.farm.mu.Unlock()
-	if err := c.endFenced(ctx, nodeID, node.GetEpoch(), jobs, "node "+nodeID+" stopped sending heartbeats"); err != nil {
+	if err := c.core.LoseTasks(ctx, nodeID, node.GetEpoch(), jobs, "node "+nodeID+" stopped sending heartbeats"); err != nil {
 		return err
 	}
 	c.wake()
@@ -92,41 +92,9 @@ func (c *Controller) fenceByHello(ctx context.Context, node *imagefarmv1.Node, w
 		NodeId: node.GetId(), Message: fmt.Sprintf("%s: epoch raised to %d", why, node.GetEpoch())})
 	_, jobs, err := c.snapshot(ctx)
 	if err == nil {
-		err = c.endFenced(ctx, node.GetId(), node.GetEpoch(), jobs, why)
+		err = c.core.LoseTasks(ctx, node.GetId(), node.GetEpoch(), jobs, why)
 	}
 	if err != nil {
 		c.log.Warn("end fenced tasks", "node_id", node.GetId(), "error", err)
 	}
-}
-
-// endFenced ends LOST the unfinished tasks of node nodeID assigned before
-// its epoch rose to epoch, frees their drives and settles their jobs. A
-// standing order then takes other drives on the next placement.
-func (c *Controller) endFenced(ctx context.Context, nodeID string, epoch uint64, jobs []scheduler.Job, why string) error {
-	for _, lt := range scheduler.LostTasks(nodeID, jobs) {
-		ended := false
-		t, err := c.st.UpdateTask(ctx, lt.JobID, lt.TaskID, func(t *imagefarmv1.Task) error {
-			if ended = !t.State.Final() && t.Epoch < epoch; ended {
-				t.State, t.FinishTime = imagefarmv1.TaskState_TASK_STATE_LOST, now()
-				t.Failure = &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_NODE_LOST, Message: why}
-			}
-			return nil
-		})
-		if ended && t != nil {
-			c.recordTaskEnd(ctx, controllerActor, t)
-		}
-		if err != nil {
-			return err
-		}
-		if t.GetEpoch() >= epoch {
-			continue // assigned under the new epoch: not fenced
-		}
-		if err := c.release(ctx, lt.NodeID, lt.DriveID, lt.TaskID); err != nil {
-			return err
-		}
-		if err := c.settleJob(ctx, lt.JobID); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/imagefarm/imagefarm/controller/core"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
@@ -47,13 +48,9 @@ func (c *Controller) apply(ctx context.Context, s *session, m *imagefarmv1.Conne
 		return err
 	case *imagefarmv1.ConnectRequest_DriveInserted:
 		defer c.wake()
-		return c.dropBadID(s, c.putDrive(ctx, s.nodeID, b.DriveInserted.GetDrive()))
+		return c.dropBadDrive(s, c.core.PutDrive(ctx, s.nodeID, b.DriveInserted.GetDrive()))
 	case *imagefarmv1.ConnectRequest_DriveRemoved:
-		err := c.st.DeleteDrive(ctx, s.nodeID, b.DriveRemoved.GetDriveId())
-		if errors.Is(err, state.ErrNotFound) {
-			return nil
-		}
-		return c.dropBadID(s, err)
+		return c.dropBadDrive(s, c.core.RemoveDrive(ctx, s.nodeID, b.DriveRemoved.GetDriveId()))
 	case *imagefarmv1.ConnectRequest_TaskProgress:
 		return c.progress(ctx, s, b.TaskProgress)
 	case *imagefarmv1.ConnectRequest_TaskResult:
@@ -62,10 +59,10 @@ func (c *Controller) apply(ctx context.Context, s *session, m *imagefarmv1.Conne
 	return nil
 }
 
-// dropBadID drops a drive report naming an id no drive record can have:
-// there is nothing to apply it to.
-func (c *Controller) dropBadID(s *session, err error) error {
-	if errors.Is(err, state.ErrInvalidID) {
+// dropBadDrive drops a drive report naming an id no drive record can have,
+// or a state no drive can be in: there is nothing to apply it to.
+func (c *Controller) dropBadDrive(s *session, err error) error {
+	if errors.Is(err, state.ErrInvalidID) || errors.Is(err, core.ErrIllegalMove) {
 		c.log.Warn("imager report on a bad drive id dropped", "node_id", s.nodeID, "error", err)
 		return nil
 	}
@@ -75,7 +72,7 @@ func (c *Controller) dropBadID(s *session, err error) error {
 // owned returns the task a node reports on if the node holds it at that
 // epoch; otherwise it tells the imager to stop and returns nil.
 func (c *Controller) owned(ctx context.Context, s *session, taskID string, epoch uint64) (*imagefarmv1.Task, error) {
-	t, err := c.st.GetTask(ctx, jobOf(taskID), taskID)
+	t, err := c.st.GetTask(ctx, core.JobOf(taskID), taskID)
 	if err != nil && !errors.Is(err, state.ErrNotFound) && !errors.Is(err, state.ErrInvalidID) {
 		return nil, err
 	}
@@ -110,15 +107,11 @@ func (c *Controller) progress(ctx context.Context, s *session, p *imagefarmv1.Ta
 	if p.GetState() == t.GetState() {
 		return nil
 	}
-	_, err = c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
-		if !t.State.Final() {
-			t.State, t.BytesTotal = p.GetState(), p.GetBytesTotal()
-			if t.StartTime == nil {
-				t.StartTime = now()
-			}
-		}
+	err = c.core.Progress(ctx, t, p)
+	if errors.Is(err, core.ErrIllegalMove) { // ended meanwhile, or a report going back
+		c.log.Warn("imager progress the task cannot make dropped", "node_id", s.nodeID, "task_id", t.GetId(), "error", err)
 		return nil
-	})
+	}
 	return err
 }
 
@@ -137,17 +130,25 @@ func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.Task
 	if t == nil || err != nil {
 		return err
 	}
-	if t.GetState().Final() {
-		// A re-send of a result applied before: the task stays as it
-		// ended, and what the first one may have left undone is done.
-		if err := c.release(ctx, s.nodeID, t.GetDrive().GetId(), t.GetId()); err != nil {
+	if !t.GetState().Final() { // a result sent again is not checked again: the task stays as it ended
+		if r, err = c.plausible(ctx, s, t, r); err != nil {
 			return err
 		}
-		return c.settleJob(ctx, t.GetJobId())
 	}
+	defer c.wake()
+	err = c.core.EndTask(ctx, nodeActor(s.nodeID), t, r)
+	c.farm.mu.Lock()
+	delete(c.farm.progress, t.GetId())
+	c.farm.mu.Unlock()
+	return err
+}
+
+// plausible returns r, or a FAILED result saying why r cannot be true of
+// task t.
+func (c *Controller) plausible(ctx context.Context, s *session, t *imagefarmv1.Task, r *imagefarmv1.TaskResult) (*imagefarmv1.TaskResult, error) {
 	job, err := c.st.GetJobRecord(ctx, t.GetJobId())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	size, err := c.imageSize(ctx, job.GetManifestDigest())
 	if err != nil { // the image was removed, or storage is away: the result still counts
@@ -159,31 +160,7 @@ func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.Task
 		r = &imagefarmv1.TaskResult{State: imagefarmv1.TaskState_TASK_STATE_FAILED, Failure: &imagefarmv1.Failure{
 			Reason: imagefarmv1.FailureReason_FAILURE_REASON_INTERNAL, Message: "the imager reported " + why}}
 	}
-	ended := false
-	t, err = c.st.UpdateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
-		if ended = !t.State.Final(); ended {
-			t.State, t.VerifiedDigest, t.Failure, t.FinishTime = r.GetState(), r.GetVerifiedDigest(), r.GetFailure(), now()
-			t.BytesDone = r.GetBytesWritten()
-			if d := r.GetDuration().AsDuration(); d > 0 {
-				t.BytesPerSecond = uint64(float64(r.GetBytesWritten()) / d.Seconds())
-			}
-		}
-		return nil
-	})
-	if ended && t != nil {
-		c.recordTaskEnd(ctx, nodeActor(s.nodeID), t)
-	}
-	if err != nil {
-		return err
-	}
-	c.farm.mu.Lock()
-	delete(c.farm.progress, t.GetId())
-	c.farm.mu.Unlock()
-	defer c.wake()
-	if err := c.release(ctx, s.nodeID, t.GetDrive().GetId(), t.GetId()); err != nil {
-		return err
-	}
-	return c.settleJob(ctx, t.GetJobId())
+	return r, nil
 }
 
 // implausible says why a result cannot be true of a task writing the image

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/imagefarm/imagefarm/controller/audit"
+	"github.com/imagefarm/imagefarm/controller/core"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/controller/tokens"
@@ -73,7 +74,7 @@ var statusCodes = []struct {
 		catalog.ErrSignatureInvalid, state.ErrInvalidID, state.ErrInvalidPageToken, ident.ErrInvalid, scheduler.ErrBadDriveRef,
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector}},
 	{codes.FailedPrecondition, []error{scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
-		scheduler.ErrDriveTooSmall, errJobEnded, catalog.ErrNotForDrive, tokens.ErrLastAdmin, catalog.ErrNameTaken, errUntrustedKey,
+		scheduler.ErrDriveTooSmall, core.ErrJobEnded, core.ErrIllegalMove, catalog.ErrNotForDrive, tokens.ErrLastAdmin, catalog.ErrNameTaken, errUntrustedKey,
 		errStoreReadOnly}},
 	{codes.OutOfRange, []error{state.ErrRevisionTooOld, state.ErrFutureRevision}},
 	{codes.AlreadyExists, []error{state.ErrExists, tokens.ErrExists, errRequestIDReused, catalog.ErrVersionExists}},
@@ -100,7 +101,7 @@ func codeOf(err error) codes.Code {
 var explained = []error{ident.ErrInvalid, scheduler.ErrBadDriveRef, scheduler.ErrBadTargets, scheduler.ErrBadCount,
 	scheduler.ErrBadSelector, scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool,
 	scheduler.ErrNoMatchingNode, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
-	scheduler.ErrDriveTooSmall, errBadRequest, errBadPageToken, errNoJob, errJobEnded, errRequestIDReused, errStoreReadOnly,
+	scheduler.ErrDriveTooSmall, errBadRequest, errBadPageToken, errNoJob, core.ErrJobEnded, errRequestIDReused, errStoreReadOnly,
 	tokens.ErrInvalid, tokens.ErrUnknown, tokens.ErrAmbiguous, tokens.ErrLastAdmin, state.ErrInvalidID,
 	state.ErrInvalidPageToken, catalog.ErrNotForDrive}
 

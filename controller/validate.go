@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/imagefarm/imagefarm/controller/core"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
@@ -44,10 +45,20 @@ func checkSubmit(req *imagefarmv1.SubmitJobRequest) error {
 func checkHello(h *imagefarmv1.Hello) error {
 	err := cmp.Or(ident.NodeID(h.GetNodeId()), ident.Pool(h.GetPool()), ident.Labels(h.GetLabels()))
 	for _, d := range h.GetDrives() {
-		err = cmp.Or(err, ident.DriveID(d.GetId()), ident.SlotLabel(d.GetSlotLabel()))
+		err = cmp.Or(err, ident.DriveID(d.GetId()), ident.SlotLabel(d.GetSlotLabel()), checkDriveState(d))
 	}
 	if err != nil {
 		return fmt.Errorf("hello: %w", err)
+	}
+	return nil
+}
+
+// checkDriveState refuses a drive reported in a state no drive is stored
+// in (core's driveMoves: an imager reports AVAILABLE, BUSY or REFUSED).
+func checkDriveState(d *imagefarmv1.Drive) error {
+	if !core.Reportable(d.GetState()) {
+		return fmt.Errorf("drive %s: state %v: an imager reports a drive AVAILABLE, BUSY or REFUSED: %w",
+			ident.Quote(d.GetId()), d.GetState(), errBadRequest)
 	}
 	return nil
 }
