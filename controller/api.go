@@ -128,7 +128,7 @@ func (c *Controller) GetJob(ctx context.Context, req *imagefarmv1.GetJobRequest)
 	if err != nil {
 		return nil, err
 	}
-	c.withProgress(job.GetTasks())
+	c.farm.fillProgress(job.GetTasks())
 	return &imagefarmv1.GetJobResponse{Job: job}, nil
 }
 
@@ -138,17 +138,6 @@ func (c *Controller) job(ctx context.Context, id string) (*imagefarmv1.Job, erro
 		err = fmt.Errorf("no job %q: list jobs with `imagefarm job ls`: %w", id, errNoJob)
 	}
 	return job, toStatus(err)
-}
-
-// withProgress fills running tasks with their live progress.
-func (c *Controller) withProgress(tasks []*imagefarmv1.Task) {
-	c.farm.mu.Lock()
-	defer c.farm.mu.Unlock()
-	for _, t := range tasks {
-		if p := c.farm.progress[t.GetId()]; p != nil && !t.GetState().Final() {
-			t.BytesDone, t.BytesTotal, t.BytesPerSecond = p.GetBytesDone(), p.GetBytesTotal(), p.GetBytesPerSecond()
-		}
-	}
 }
 
 // ListJobs implements ImageFarmService.ListJobs.

@@ -96,7 +96,7 @@ type Controller struct {
 	js    jetstream.JetStream
 	kick  chan struct{} // wakes the scheduler
 	addr  chan net.Addr
-	farm  farmView
+	farm  *farmView
 	sizes sync.Map // manifest digest -> image size (uint64)
 	// tokens are the client API's tokens, which authorize calls.
 	tokens *tokens.Store
@@ -156,7 +156,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return fmt.Errorf("controller: audit: %w", err)
 	}
 	if c.core, err = core.New(core.Config{Store: c.st, Audit: auditor{trail: c.trail, log: c.log},
-		Stop: taskStopper{pub: c.pub, farm: &c.farm, log: c.log}, Log: c.log}); err != nil {
+		Stop: taskStopper{pub: c.pub, farm: c.farm, log: c.log}, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
 	if c.tokens, err = tokens.Open(ctx, c.js, c.cfg.State.Replicas); err != nil {

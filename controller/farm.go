@@ -4,8 +4,6 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
-	"sync"
-	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -14,21 +12,6 @@ import (
 	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
-
-// farmView is what the controller keeps in memory only: the imagers
-// connected to it, when each was last heard, and the live progress of
-// tasks (too frequent to store; a restart loses only that).
-type farmView struct {
-	mu       sync.Mutex
-	sessions map[string]*session // node id -> connected imager
-	lastSeq  map[string]uint64   // node id/instance id -> last seq applied
-	seen     map[string]time.Time
-	progress map[string]*imagefarmv1.Task // task id -> latest progress
-}
-
-func newFarmView() farmView {
-	return farmView{sessions: map[string]*session{}, lastSeq: map[string]uint64{}, seen: map[string]time.Time{}, progress: map[string]*imagefarmv1.Task{}}
-}
 
 // taskStopper tells a task's node to stop it (core.Stopper): over NATS,
 // and over its status stream when its imager is connected.
@@ -44,10 +27,7 @@ func (s taskStopper) StopTask(ctx context.Context, t *imagefarmv1.Task, reason i
 		Epoch: t.GetEpoch(), Reason: reason}); err != nil {
 		s.log.Warn("publish cancel", "task_id", t.GetId(), "error", err)
 	}
-	s.farm.mu.Lock()
-	sess := s.farm.sessions[t.GetNodeId()]
-	s.farm.mu.Unlock()
-	if sess != nil {
+	if sess := s.farm.session(t.GetNodeId()); sess != nil {
 		sess.stop(t.GetId(), t.GetEpoch(), reason, msg)
 	}
 }

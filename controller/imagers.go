@@ -54,7 +54,7 @@ func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) err
 	if err != nil {
 		return toStatus(err)
 	}
-	defer c.unregister(s)
+	defer c.farm.unregister(s)
 	// Messages are received apart from their handling, so that a node is
 	// heard while a report waits on the store (NATS restarting): its
 	// heartbeats behind that report must not make it look lost.
@@ -66,9 +66,7 @@ func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) err
 			if err != nil {
 				return // the imager went away; liveness decides when it is lost
 			}
-			c.farm.mu.Lock()
-			c.farm.seen[s.nodeID] = time.Now()
-			c.farm.mu.Unlock()
+			c.farm.heard(s.nodeID)
 			select {
 			case msgs <- m:
 			case <-stream.Context().Done():
@@ -118,7 +116,7 @@ func (c *Controller) hello(ctx context.Context, stream imagefarmv1.ImagerService
 	}
 	s := c.register(node, stream)
 	if err := s.send(&imagefarmv1.ConnectResponse{Body: &imagefarmv1.ConnectResponse_HelloAck{HelloAck: &imagefarmv1.HelloAck{
-		Epoch: node.GetEpoch(), LastSeq: c.lastSeq(s), HeartbeatInterval: c.heartbeatInterval(), HeartbeatTtl: durationpb.New(c.cfg.HeartbeatTTL)}}}); err != nil {
+		Epoch: node.GetEpoch(), LastSeq: c.farm.lastApplied(s.key()), HeartbeatInterval: c.heartbeatInterval(), HeartbeatTtl: durationpb.New(c.cfg.HeartbeatTTL)}}}); err != nil {
 		return nil, err
 	}
 	for _, held := range h.GetHeldTasks() {
@@ -144,32 +142,9 @@ func takeover(n *imagefarmv1.Node, instance string) string {
 	return fmt.Sprintf("imager instance %s reconnected to the node in state %v", ident.Quote(instance), n.GetState())
 }
 
-// register makes s the node's session, fencing the one it replaces if
-// the node's epoch moved on.
+// register makes a session of node's imager on stream the node's session.
 func (c *Controller) register(node *imagefarmv1.Node, stream imagefarmv1.ImagerService_ConnectServer) *session {
-	c.farm.mu.Lock()
-	defer c.farm.mu.Unlock()
 	s := &session{nodeID: node.GetId(), instanceID: node.GetInstanceId(), epoch: node.GetEpoch(), stream: stream}
-	if old := c.farm.sessions[node.GetId()]; old != nil && old.epoch != s.epoch {
-		old.fenced.Store(true) // a replaced instance: its next report is refused and its stream ended
-	}
-	c.farm.sessions[node.GetId()] = s
-	c.farm.seen[node.GetId()] = time.Now()
+	c.farm.register(s)
 	return s
-}
-
-func (c *Controller) unregister(s *session) {
-	c.farm.mu.Lock()
-	defer c.farm.mu.Unlock()
-	if c.farm.sessions[s.nodeID] == s {
-		delete(c.farm.sessions, s.nodeID)
-	}
-}
-
-// lastSeq is the last seq applied from s's imager instance, kept across
-// its reconnects (not across controller restarts: applying is idempotent).
-func (c *Controller) lastSeq(s *session) uint64 {
-	c.farm.mu.Lock()
-	defer c.farm.mu.Unlock()
-	return c.farm.lastSeq[s.key()]
 }

@@ -29,17 +29,7 @@ func (c *Controller) livenessLoop(ctx context.Context) error {
 			continue
 		}
 		farm := buildFarm(nodes, nil, nil) // heartbeats are all Lost needs
-		c.farm.mu.Lock()
-		for i, n := range farm.Nodes { // a node heard since the last store write counts as heard
-			seen, ok := c.farm.seen[n.ID]
-			if !ok {
-				seen = started
-			}
-			if seen.After(n.LastHeartbeat) {
-				farm.Nodes[i].LastHeartbeat = seen
-			}
-		}
-		c.farm.mu.Unlock()
+		c.farm.withHeard(farm, started)
 		lost := scheduler.Lost(farm, time.Now(), c.cfg.HeartbeatTTL)
 		if len(lost) == 0 {
 			continue
@@ -70,11 +60,7 @@ func (c *Controller) loseNode(ctx context.Context, nodeID string, jobs []schedul
 	c.log.Warn("node lost: no heartbeat", "node_id", nodeID, "ttl", c.cfg.HeartbeatTTL)
 	c.record(ctx, &imagefarmv1.AuditRecord{Actor: controllerActor, Action: imagefarmv1.AuditAction_AUDIT_ACTION_NODE_FENCED,
 		NodeId: nodeID, Message: fmt.Sprintf("no heartbeat for %s: epoch raised to %d", c.cfg.HeartbeatTTL, node.GetEpoch())})
-	c.farm.mu.Lock()
-	if s := c.farm.sessions[nodeID]; s != nil {
-		s.fenced.Store(true) // its next report is refused and its stream ended
-	}
-	c.farm.mu.Unlock()
+	c.farm.fence(nodeID)
 	if err := c.core.LoseTasks(ctx, nodeID, node.GetEpoch(), jobs, "node "+nodeID+" stopped sending heartbeats"); err != nil {
 		return err
 	}

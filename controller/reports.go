@@ -14,10 +14,7 @@ import (
 
 // handle applies one message from an imager and acknowledges it.
 func (c *Controller) handle(ctx context.Context, s *session, m *imagefarmv1.ConnectRequest) error {
-	c.farm.mu.Lock()
-	dup := m.GetSeq() > 0 && m.GetSeq() <= c.farm.lastSeq[s.key()]
-	c.farm.mu.Unlock()
-	if !dup {
+	if !c.farm.applied(s.key(), m.GetSeq()) {
 		if err := c.apply(ctx, s, m); err != nil {
 			return err
 		}
@@ -25,9 +22,7 @@ func (c *Controller) handle(ctx context.Context, s *session, m *imagefarmv1.Conn
 	if m.GetSeq() == 0 {
 		return nil
 	}
-	c.farm.mu.Lock()
-	c.farm.lastSeq[s.key()] = max(c.farm.lastSeq[s.key()], m.GetSeq())
-	c.farm.mu.Unlock()
+	c.farm.apply(s.key(), m.GetSeq())
 	return s.send(&imagefarmv1.ConnectResponse{Body: &imagefarmv1.ConnectResponse_Ack{Ack: &imagefarmv1.Ack{Seq: m.GetSeq()}}})
 }
 
@@ -99,11 +94,9 @@ func (c *Controller) progress(ctx context.Context, s *session, p *imagefarmv1.Ta
 			"state", p.GetState(), "bytes_done", p.GetBytesDone(), "bytes_total", p.GetBytesTotal())
 		return nil
 	}
-	c.farm.mu.Lock()
-	c.farm.progress[t.GetId()] = &imagefarmv1.Task{Id: t.GetId(), JobId: t.GetJobId(), NodeId: t.GetNodeId(), Drive: t.GetDrive(),
+	c.farm.setProgress(&imagefarmv1.Task{Id: t.GetId(), JobId: t.GetJobId(), NodeId: t.GetNodeId(), Drive: t.GetDrive(),
 		Slot: t.GetSlot(), SlotLabel: t.GetSlotLabel(), State: p.GetState(), Epoch: t.GetEpoch(),
-		BytesDone: p.GetBytesDone(), BytesTotal: p.GetBytesTotal(), BytesPerSecond: p.GetBytesPerSecond()}
-	c.farm.mu.Unlock()
+		BytesDone: p.GetBytesDone(), BytesTotal: p.GetBytesTotal(), BytesPerSecond: p.GetBytesPerSecond()})
 	if p.GetState() == t.GetState() {
 		return nil
 	}
@@ -137,9 +130,7 @@ func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.Task
 	}
 	defer c.wake()
 	err = c.core.EndTask(ctx, nodeActor(s.nodeID), t, r)
-	c.farm.mu.Lock()
-	delete(c.farm.progress, t.GetId())
-	c.farm.mu.Unlock()
+	c.farm.dropProgress(t.GetId())
 	return err
 }
 

@@ -74,16 +74,9 @@ func (c *Controller) streamProgress(ctx context.Context, jobID string, send func
 			return nil
 		case <-tick.C:
 		}
-		c.farm.mu.Lock()
-		var evs []*imagefarmv1.JobEvent
-		for _, t := range c.farm.progress {
-			if jobID == "" || t.GetJobId() == jobID {
-				evs = append(evs, &imagefarmv1.JobEvent{Time: now(), Kind: imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS,
-					Snapshot: &imagefarmv1.JobEvent_Task{Task: t}})
-			}
-		}
-		c.farm.mu.Unlock()
-		for _, ev := range evs {
+		for _, t := range c.farm.progressOf(jobID) {
+			ev := &imagefarmv1.JobEvent{Time: now(), Kind: imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS,
+				Snapshot: &imagefarmv1.JobEvent_Task{Task: t}}
 			if err := send(ev); err != nil {
 				return nil // the watch itself reports a broken stream
 			}
