@@ -26,9 +26,10 @@ type batchKey struct {
 
 // batch is the runs that will share one fan-out once batchWindow is over.
 type batch struct {
-	key   batchKey
-	runs  []*taskRun
-	ended bool // a cancel or stop ended its write
+	key    batchKey
+	runs   []*taskRun
+	cancel context.CancelFunc // ends its write, once it has started
+	ended  bool               // a cancel or stop ended its write
 }
 
 // enqueue adds r to the batch of its job and image waiting to start, or
@@ -77,35 +78,39 @@ func (a *Agent) runBatch(ctx context.Context, b *batch) {
 	a.writer.RunTasks(ctx, b.key.digest, tasks, a.cfg.Drives, p.update, func(i int, res *imagefarmv1.TaskResult) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		r := runs[i]
-		if res.GetState() == imagefarmv1.TaskState_TASK_STATE_CANCELED && !r.canceled && !r.stopped && !b.ended {
-			// Nobody canceled it or its batch: the imager is shutting down. Reporting
-			// CANCELED would cancel the job; the controller ends the task
-			// LOST instead (a restarted imager's Hello, or the heartbeat
-			// TTL) and a standing order takes another drive.
-			a.log.Warn("task interrupted by the imager's shutdown: not reported, the controller will end it LOST",
-				"task_id", r.key.id, "epoch", r.key.epoch, "drive", tasks[i].GetDrive().GetId())
-			r.result, r.stopped = res, true
-			return
-		}
-		a.log.Info("task finished", "task_id", r.key.id, "epoch", r.key.epoch, "drive", tasks[i].GetDrive().GetId(),
-			"state", res.GetState(), "verified_digest", res.GetVerifiedDigest(), "failure", res.GetFailure().GetMessage(),
-			"stopped", r.stopped)
-		a.completeLocked(r, res)
+		a.finishedLocked(runs[i], res)
 	})
 }
 
-// startBatch takes b's runs that were neither canceled nor stopped while
-// it waited, gives them cancel, and reports them FETCHING.
+// finishedLocked takes the result of r's write. Called with a.mu held.
+func (a *Agent) finishedLocked(r *taskRun, res *imagefarmv1.TaskResult) {
+	log := a.log.With("task_id", r.key.id, "epoch", r.key.epoch, "drive", r.assignment.GetDrive().GetId())
+	if res.GetState() == imagefarmv1.TaskState_TASK_STATE_CANCELED && r.state != runStopping && !r.batch.ended {
+		// Nobody canceled it or its batch: the imager is shutting down.
+		// Reporting CANCELED would cancel the job; the controller ends
+		// the task LOST instead (a restarted imager's Hello, or the
+		// heartbeat TTL) and a standing order takes another drive.
+		log.Warn("task interrupted by the imager's shutdown: not reported, the controller will end it LOST")
+		if a.moveLocked(r, runInterrupted) {
+			r.result = res
+		}
+		return
+	}
+	log.Info("task finished", "state", res.GetState(), "verified_digest", res.GetVerifiedDigest(),
+		"failure", res.GetFailure().GetMessage(), "stopped", r.state == runStopping)
+	a.completeLocked(r, res)
+}
+
+// startBatch takes b's runs still assigned (a cancel or stop while it
+// waited took the others out), gives b cancel, and reports them FETCHING.
 func (a *Agent) startBatch(b *batch, cancel context.CancelFunc) []*taskRun {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.batches, b.key)
+	b.cancel = cancel
 	var runs []*taskRun
 	for _, r := range b.runs {
-		if r.running() {
-			r.cancel = cancel
-			a.reportLocked(r, &imagefarmv1.TaskProgress{State: imagefarmv1.TaskState_TASK_STATE_FETCHING})
+		if r.state == runAssigned && a.reportLocked(r, &imagefarmv1.TaskProgress{State: imagefarmv1.TaskState_TASK_STATE_FETCHING}) {
 			runs = append(runs, r)
 		}
 	}
@@ -113,15 +118,25 @@ func (a *Agent) startBatch(b *batch, cancel context.CancelFunc) []*taskRun {
 	return runs
 }
 
-// reportLocked queues a progress report of r, unless r was stopped.
-// Called with a.mu held.
-func (a *Agent) reportLocked(r *taskRun, p *imagefarmv1.TaskProgress) {
-	if r.stopped {
-		return
+// reportLocked moves r to the state of p, when that differs from its own,
+// and queues p for the controller. A stopped run reports nothing; a move
+// runMoves refuses (progress after the result) is not reported. It
+// returns whether p was queued. Called with a.mu held.
+func (a *Agent) reportLocked(r *taskRun, p *imagefarmv1.TaskProgress) bool {
+	if r.state == runStopping {
+		return false
+	}
+	to, ok := runStateOf(p.GetState())
+	if !ok {
+		a.log.Error("task progress in a state no run reports", "task_id", r.key.id, "epoch", r.key.epoch, "state", p.GetState())
+		return false
+	}
+	if to != r.state && !a.moveLocked(r, to) {
+		return false
 	}
 	p.TaskId, p.Epoch = r.key.id, r.key.epoch
-	r.state = p.GetState()
 	a.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskProgress{TaskProgress: p}})
+	return true
 }
 
 // progress turns the write's progress calls into TaskProgress reports: at

@@ -22,25 +22,31 @@ func (a *Agent) stop(key taskKey, note stopNote) {
 	case r == nil:
 		a.rememberEarly(key, note)
 	case note.stop:
-		if r.stopped {
-			return
-		}
-		r.stopped = true
+		a.stopLocked(r)
+	case r.state == runAssigned: // still waiting for its batch
 		a.unbatch(r)
-		if r.cancel != nil {
-			a.endBatch(r)
-		}
-		a.out.dropTask(key)
-		a.settleLocked(r)
-	case r.result == nil && !r.canceled:
-		r.canceled = true
-		if r.cancel == nil { // still waiting for its batch
-			a.unbatch(r)
-			a.completeLocked(r, canceledResult(r.assignment))
-			return
-		}
-		a.endBatch(r)
+		a.completeLocked(r, canceledResult(r.assignment))
+	case r.state.running():
+		a.endBatch(r) // its write ends with a CANCELED result
 	}
+}
+
+// stopLocked stops r: a run still writing ends its write, and nothing
+// queued or to come about r is reported. A run already stopped, or cut by
+// the imager's shutdown, is left as it is. Called with a.mu held.
+func (a *Agent) stopLocked(r *taskRun) {
+	to := runStopped
+	switch {
+	case r.state == runStopping || r.state == runStopped || r.state == runInterrupted:
+		return
+	case r.state == runAssigned:
+		a.unbatch(r)
+	case r.state.running():
+		a.endBatch(r)
+		to = runStopping
+	}
+	a.out.dropTask(r.key)
+	a.moveLocked(r, to)
 }
 
 // endBatch cancels the write r shares with the rest of its batch. A batch
@@ -50,12 +56,13 @@ func (a *Agent) stop(key taskKey, note stopNote) {
 // job, so in practice the batch's other tasks are being canceled too.
 // Called with a.mu held.
 func (a *Agent) endBatch(r *taskRun) {
-	if b := r.batch; !b.ended {
+	b := r.batch
+	if !b.ended {
 		b.ended = true
 		a.log.Info("ending a batch's write", "task_id", r.key.id, "epoch", r.key.epoch,
 			"job_id", b.key.job, "batch_tasks", len(b.runs))
 	}
-	r.cancel()
+	b.cancel()
 }
 
 // rememberEarly keeps a cancel or stop for a run not seen yet, within
@@ -75,11 +82,9 @@ func (a *Agent) rememberEarly(key taskKey, note stopNote) {
 // is not touched. Called with a.mu held.
 func (a *Agent) endUnstarted(r *taskRun, note stopNote) {
 	if note.stop {
-		r.stopped = true
-		a.settleLocked(r)
+		a.stopLocked(r)
 		return
 	}
-	r.canceled = true
 	a.completeLocked(r, canceledResult(r.assignment))
 }
 
@@ -99,7 +104,7 @@ func (a *Agent) fence(epoch uint64) {
 	a.epoch = epoch
 	var fenced []taskKey
 	for k, r := range a.tasks {
-		if k.epoch != epoch && !r.isSettled {
+		if k.epoch != epoch && !r.state.settled() {
 			fenced = append(fenced, k)
 		}
 	}
@@ -113,11 +118,15 @@ func (a *Agent) fence(epoch uint64) {
 // completeLocked records a run's result and, unless the run was stopped,
 // queues it for the controller. Called with a.mu held.
 func (a *Agent) completeLocked(r *taskRun, res *imagefarmv1.TaskResult) {
-	r.result, r.state, r.cancel = res, res.GetState(), nil
-	if r.stopped {
+	if r.state == runStopping {
+		a.moveLocked(r, runStopped)
+		r.result = res
 		return
 	}
-	a.send(resultMessage(res))
+	if a.moveLocked(r, runReporting) {
+		r.result = res
+		a.send(resultMessage(res))
+	}
 }
 
 func resultMessage(res *imagefarmv1.TaskResult) *imagefarmv1.ConnectRequest {
@@ -133,25 +142,21 @@ func (a *Agent) acknowledged(m *imagefarmv1.ConnectRequest) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if r := a.tasks[taskKey{res.GetTaskId(), res.GetEpoch()}]; r != nil && r.result != nil {
-		a.settleLocked(r)
+	if r := a.tasks[taskKey{res.GetTaskId(), res.GetEpoch()}]; r != nil && r.state == runReporting {
+		a.moveLocked(r, runSettled)
 	}
 }
 
-// settleLocked marks a run over for the controller, which lets its NATS
-// deliveries be acked, and forgets the oldest runs beyond keepRecords.
-// Called with a.mu held.
+// settleLocked acks the NATS deliveries of a run that is over for the
+// controller, and forgets the oldest runs beyond keepRecords. moveLocked
+// calls it once per run, as the run settles. Called with a.mu held.
 func (a *Agent) settleLocked(r *taskRun) {
-	if r.isSettled {
-		return
-	}
-	r.isSettled = true
-	close(r.settled)
+	r.release()
 	a.settled = append(a.settled, r.key)
 	for len(a.settled) > keepRecords {
 		k := a.settled[0]
 		a.settled = a.settled[1:]
-		if old := a.tasks[k]; old != nil && old.cancel != nil {
+		if old := a.tasks[k]; old != nil && old.state == runStopping {
 			a.settled = append(a.settled, k) // a stopped write still ending
 			break
 		}
@@ -165,8 +170,8 @@ func (a *Agent) held() []*imagefarmv1.HeldTask {
 	defer a.mu.Unlock()
 	var hs []*imagefarmv1.HeldTask
 	for k, r := range a.tasks {
-		if !r.isSettled {
-			hs = append(hs, &imagefarmv1.HeldTask{TaskId: k.id, Epoch: k.epoch, State: r.state})
+		if !r.state.settled() {
+			hs = append(hs, &imagefarmv1.HeldTask{TaskId: k.id, Epoch: k.epoch, State: r.taskState()})
 		}
 	}
 	slices.SortFunc(hs, func(x, y *imagefarmv1.HeldTask) int {
@@ -181,7 +186,7 @@ func (a *Agent) busyDrives() map[string]string {
 	defer a.mu.Unlock()
 	busy := map[string]string{}
 	for k, r := range a.tasks {
-		if r.cancel != nil {
+		if r.state.busy() {
 			busy[r.assignment.GetDrive().GetId()] = k.id
 		}
 	}

@@ -44,38 +44,46 @@ type stopNote struct {
 type taskRun struct {
 	key        taskKey
 	assignment *imagefarmv1.TaskAssignment
-	state      imagefarmv1.TaskState // ASSIGNED until it starts, then as reported
-	canceled   bool                  // a TaskCancel came: end CANCELED
-	stopped    bool                  // StopTask or fenced: report nothing more
-	batch      *batch                // the batch it runs in
-	cancel     context.CancelFunc    // of its batch's write, while it runs
+	state      runState // moved only by Agent.moveLocked (taskstate.go)
+	batch      *batch   // the batch it runs in
 	result     *imagefarmv1.TaskResult
-	// settled is closed once the controller acknowledged the result, or
-	// the run was stopped; then its deliveries are acked.
-	settled    chan struct{}
-	isSettled  bool
+	// deliveries are kept in progress until the run settles; then they
+	// are acked, and a later one is acked as it comes.
 	deliveries []*wire.Delivery
-	acked      bool // the deliveries were acked
-	// hold keeps one more delivery of the run in progress until keep is
-	// called, which the run does once it settles.
-	hold func(d *wire.Delivery)
-	keep context.CancelFunc
+	// hold keeps one more delivery of the run in progress until release
+	// acks them all, which the run does once it settles.
+	hold    func(d *wire.Delivery)
+	release func()
 }
 
 // newTaskRun returns a run for an assignment whose deliveries are kept in
 // progress, in g, until it settles. The caller holds a.mu.
-func newTaskRun(ctx context.Context, g *errgroup.Group, key taskKey, as *imagefarmv1.TaskAssignment) *taskRun {
-	r := &taskRun{key: key, assignment: as, state: imagefarmv1.TaskState_TASK_STATE_ASSIGNED, settled: make(chan struct{})}
+func (a *Agent) newTaskRun(ctx context.Context, g *errgroup.Group, key taskKey, as *imagefarmv1.TaskAssignment) *taskRun {
+	r := &taskRun{key: key, assignment: as, state: runAssigned}
 	keepCtx, keep := context.WithCancel(ctx)
-	r.keep = keep
 	r.hold = func(d *wire.Delivery) {
 		r.deliveries = append(r.deliveries, d)
 		g.Go(func() error { return d.KeepInProgress(keepCtx) })
 	}
+	// The assignment leaves the stream only once the controller has
+	// recorded the result (or told the node to stop). When ctx ends first
+	// the deliveries stay unacked: a new imager instance raises the
+	// node's epoch, and the redelivered assignment is dropped as stale.
+	r.release = func() {
+		keep()
+		ds := r.deliveries
+		r.deliveries = nil
+		g.Go(func() error {
+			for _, d := range ds {
+				if ctx.Err() == nil {
+					a.ackDelivery(ctx, d)
+				}
+			}
+			return nil
+		})
+	}
 	return r
 }
-
-func (r *taskRun) running() bool { return r.result == nil && !r.stopped }
 
 // handle takes one message from the node's subject. It returns at once;
 // the work runs in g.
@@ -118,10 +126,9 @@ func (a *Agent) assign(ctx context.Context, g *errgroup.Group, d *wire.Delivery,
 		a.redelivered(ctx, g, r, d, log)
 		return
 	}
-	r := newTaskRun(ctx, g, key, as)
+	r := a.newTaskRun(ctx, g, key, as)
 	a.tasks[key] = r
 	r.hold(d)
-	g.Go(func() error { a.finish(ctx, r); return nil })
 	if note, ok := a.early[key]; ok {
 		delete(a.early, key)
 		log.Info("assignment came after its cancel; drive not touched")
@@ -134,41 +141,20 @@ func (a *Agent) assign(ctx context.Context, g *errgroup.Group, d *wire.Delivery,
 
 // redelivered answers an assignment delivered again. A run still going or
 // waiting for the controller's ack keeps this delivery in progress too and
-// acks it with the first. A finished run is not run again: its recorded
+// acks it with the first. A settled run is not run again: its recorded
 // result is sent once more (unless it was stopped) and the delivery acked.
 // Called with a.mu held.
 func (a *Agent) redelivered(ctx context.Context, g *errgroup.Group, r *taskRun, d *wire.Delivery, log *slog.Logger) {
 	log.Info("assignment delivered again; not writing the drive twice",
-		"num_delivered", d.NumDelivered, "state", r.state, "settled", r.isSettled)
-	if !r.acked {
+		"num_delivered", d.NumDelivered, "state", r.state)
+	if !r.state.settled() {
 		r.hold(d)
 		return
 	}
-	if r.result != nil && !r.stopped {
+	if r.state == runSettled {
 		a.send(resultMessage(r.result))
 	}
 	g.Go(func() error { a.ackDelivery(ctx, d); return nil })
-}
-
-// finish waits until r settles, then acks its deliveries, so that the
-// assignment leaves the stream only once the controller has recorded the
-// result (or told the node to stop). When ctx ends first the deliveries
-// stay unacked: a new imager instance raises the node's epoch, and the
-// redelivered assignment is dropped as stale.
-func (a *Agent) finish(ctx context.Context, r *taskRun) {
-	select {
-	case <-r.settled:
-	case <-ctx.Done():
-		return
-	}
-	a.mu.Lock()
-	r.keep()
-	ds := r.deliveries
-	r.deliveries, r.acked = nil, true
-	a.mu.Unlock()
-	for _, d := range ds {
-		a.ackDelivery(ctx, d)
-	}
 }
 
 func (a *Agent) ackDelivery(ctx context.Context, d *wire.Delivery) {
