@@ -5,74 +5,98 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/imagefarm/imagefarm/controller/catalogrefs"
 	"github.com/imagefarm/imagefarm/controller/core"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
+	"github.com/imagefarm/imagefarm/controller/tokens"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
+// apiServer is the client API, ImageFarmService: an adapter that checks
+// each request, reads the store or calls the core (which makes every job,
+// task and drive change), and returns domain errors, which statusUnary and
+// statusStream turn into gRPC codes.
+type apiServer struct {
+	imagefarmv1.UnimplementedImageFarmServiceServer
+	img     images
+	cat     *catalog.Catalog
+	trusted *catalog.KeyRing // nil: any key whose signature verifies
+	st      *state.Store
+	core    *core.Core
+	view    *storeView
+	live    *farmView
+	audit   auditor
+	tokens  *tokens.Store
+	refs    *catalogrefs.Store
+	log     *slog.Logger
+	wake    func() // asks the placer to run soon
+}
+
 // ListImages implements ImageFarmService.ListImages.
-func (c *Controller) ListImages(ctx context.Context, req *imagefarmv1.ListImagesRequest) (*imagefarmv1.ListImagesResponse, error) {
-	return c.img.ListImages(ctx, req)
+func (a *apiServer) ListImages(ctx context.Context, req *imagefarmv1.ListImagesRequest) (*imagefarmv1.ListImagesResponse, error) {
+	return a.img.ListImages(ctx, req)
 }
 
 // GetImage implements ImageFarmService.GetImage.
-func (c *Controller) GetImage(ctx context.Context, req *imagefarmv1.GetImageRequest) (*imagefarmv1.GetImageResponse, error) {
-	return c.img.GetImage(ctx, req)
+func (a *apiServer) GetImage(ctx context.Context, req *imagefarmv1.GetImageRequest) (*imagefarmv1.GetImageResponse, error) {
+	return a.img.GetImage(ctx, req)
 }
 
 // SubmitJob implements ImageFarmService.SubmitJob: the ref is resolved to a
 // digest now, and what can never be placed is refused now. A submit with
 // the request id of an earlier one gets that job back when it asks for the
 // same, and is refused when it asks for something else.
-func (c *Controller) SubmitJob(ctx context.Context, req *imagefarmv1.SubmitJobRequest) (*imagefarmv1.SubmitJobResponse, error) {
-	job, err := c.newJob(ctx, req)
+func (a *apiServer) SubmitJob(ctx context.Context, req *imagefarmv1.SubmitJobRequest) (*imagefarmv1.SubmitJobResponse, error) {
+	job, err := a.newJob(ctx, req)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	got, err := c.retriedSubmit(ctx, req.GetRequestId(), job)
+	got, err := a.retriedSubmit(ctx, req.GetRequestId(), job)
 	if got == nil && err == nil {
-		got, err = c.createJob(ctx, req.GetRequestId(), job)
+		got, err = a.createJob(ctx, req.GetRequestId(), job)
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	c.log.Info("job submitted", "job_id", got.GetId(), "image", got.GetImageRef(), "digest", got.GetManifestDigest())
+	a.log.Info("job submitted", "job_id", got.GetId(), "image", got.GetImageRef(), "digest", got.GetManifestDigest())
 	return &imagefarmv1.SubmitJobResponse{Job: got}, nil
 }
 
 // createJob stores job once it is known that it can be placed, and
 // returns it as stored.
-func (c *Controller) createJob(ctx context.Context, requestID string, job *imagefarmv1.Job) (*imagefarmv1.Job, error) {
-	sj, err := c.schedJob(ctx, job)
+func (a *apiServer) createJob(ctx context.Context, requestID string, job *imagefarmv1.Job) (*imagefarmv1.Job, error) {
+	sj, err := a.view.schedJob(ctx, job)
 	if err != nil {
 		return nil, err
 	}
-	farm, _, err := c.farmSnapshot(ctx)
+	farm, _, err := a.view.farmSnapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if err := scheduler.ValidateSubmit(sj, farm); err != nil {
 		return nil, err
 	}
-	created, err := c.core.CreateJob(ctx, job)
+	created, err := a.core.CreateJob(ctx, job)
 	if created != nil { // stored, even if its event is pending
-		c.recordSubmit(ctx, created)
+		a.recordSubmit(ctx, created)
 	}
 	if errors.Is(err, state.ErrExists) { // a submit with the same request id got there first
-		if prior, perr := c.retriedSubmit(ctx, requestID, job); prior != nil || perr != nil {
+		if prior, perr := a.retriedSubmit(ctx, requestID, job); prior != nil || perr != nil {
 			return prior, perr
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	c.wake()
-	return c.st.GetJob(ctx, job.GetId())
+	a.wake()
+	return a.st.GetJob(ctx, job.GetId())
 }
 
 // errRequestIDReused: a request id is sent again with another request.
@@ -83,11 +107,11 @@ var errRequestIDReused = errors.New("controller: request id already used")
 // when job (made from a submit with requestID) asks for the same image,
 // targets, options and labels, or refuses job when it asks for anything
 // else. Without an earlier submit it returns nil.
-func (c *Controller) retriedSubmit(ctx context.Context, requestID string, job *imagefarmv1.Job) (*imagefarmv1.Job, error) {
+func (a *apiServer) retriedSubmit(ctx context.Context, requestID string, job *imagefarmv1.Job) (*imagefarmv1.Job, error) {
 	if requestID == "" {
 		return nil, nil
 	}
-	prior, err := c.st.GetJob(ctx, job.GetId())
+	prior, err := a.st.GetJob(ctx, job.GetId())
 	if errors.Is(err, state.ErrNotFound) {
 		return nil, nil
 	}
@@ -103,7 +127,7 @@ func (c *Controller) retriedSubmit(ctx context.Context, requestID string, job *i
 }
 
 // newJob checks a submit request and turns it into a job record.
-func (c *Controller) newJob(ctx context.Context, req *imagefarmv1.SubmitJobRequest) (*imagefarmv1.Job, error) {
+func (a *apiServer) newJob(ctx context.Context, req *imagefarmv1.SubmitJobRequest) (*imagefarmv1.Job, error) {
 	if err := checkSubmit(req); err != nil {
 		return nil, err
 	}
@@ -111,11 +135,11 @@ func (c *Controller) newJob(ctx context.Context, req *imagefarmv1.SubmitJobReque
 	if err != nil {
 		return nil, err
 	}
-	digest, err := c.cfg.Catalog.Resolve(ctx, ref)
+	digest, err := a.cat.Resolve(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.checkDriveImage(ctx, digest); err != nil {
+	if err := a.view.checkDriveImage(ctx, digest); err != nil {
 		return nil, err
 	}
 	return &imagefarmv1.Job{Id: core.NewJobID(req.GetRequestId()), ImageRef: ref.String(), ManifestDigest: digest, Targets: req.GetTargets(),
@@ -123,43 +147,43 @@ func (c *Controller) newJob(ctx context.Context, req *imagefarmv1.SubmitJobReque
 }
 
 // GetJob implements ImageFarmService.GetJob.
-func (c *Controller) GetJob(ctx context.Context, req *imagefarmv1.GetJobRequest) (*imagefarmv1.GetJobResponse, error) {
-	job, err := c.job(ctx, req.GetJobId())
+func (a *apiServer) GetJob(ctx context.Context, req *imagefarmv1.GetJobRequest) (*imagefarmv1.GetJobResponse, error) {
+	job, err := a.job(ctx, req.GetJobId())
 	if err != nil {
 		return nil, err
 	}
-	c.farm.fillProgress(job.GetTasks())
+	a.live.fillProgress(job.GetTasks())
 	return &imagefarmv1.GetJobResponse{Job: job}, nil
 }
 
-func (c *Controller) job(ctx context.Context, id string) (*imagefarmv1.Job, error) {
-	job, err := c.st.GetJob(ctx, id)
+func (a *apiServer) job(ctx context.Context, id string) (*imagefarmv1.Job, error) {
+	job, err := a.st.GetJob(ctx, id)
 	if errors.Is(err, state.ErrNotFound) {
 		err = fmt.Errorf("no job %q: list jobs with `imagefarm job ls`: %w", id, errNoJob)
 	}
-	return job, toStatus(err)
+	return job, err
 }
 
 // ListJobs implements ImageFarmService.ListJobs.
-func (c *Controller) ListJobs(ctx context.Context, req *imagefarmv1.ListJobsRequest) (*imagefarmv1.ListJobsResponse, error) {
+func (a *apiServer) ListJobs(ctx context.Context, req *imagefarmv1.ListJobsRequest) (*imagefarmv1.ListJobsResponse, error) {
 	if err := cmp.Or(checkEnums("states", req.GetStates()...), checkPageSize(req.GetPageSize()),
 		checkImageFilter(req.GetImage())); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	jobs, next, err := c.st.ListJobs(ctx, state.JobFilter{States: req.GetStates(), Image: req.GetImage(),
+	jobs, next, err := a.st.ListJobs(ctx, state.JobFilter{States: req.GetStates(), Image: req.GetImage(),
 		NodeID: req.GetNodeId(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	if err := c.countTasks(ctx, jobs); err != nil {
-		return nil, toStatus(err)
+	if err := a.countTasks(ctx, jobs); err != nil {
+		return nil, err
 	}
 	return &imagefarmv1.ListJobsResponse{Jobs: jobs, NextPageToken: next}, nil
 }
 
 // countTasks fills the task counts of listed jobs from their tasks.
-func (c *Controller) countTasks(ctx context.Context, jobs []*imagefarmv1.Job) error {
-	tasks, err := c.st.ListTasks(ctx, "")
+func (a *apiServer) countTasks(ctx context.Context, jobs []*imagefarmv1.Job) error {
+	tasks, err := a.st.ListTasks(ctx, "")
 	if err != nil {
 		return err
 	}
@@ -177,17 +201,17 @@ func (c *Controller) countTasks(ctx context.Context, jobs []*imagefarmv1.Job) er
 // CANCELED and their imagers are told to stop, over NATS and, when
 // connected, over their status stream too. A job that had already ended
 // is refused, with its state, and nothing is recorded.
-func (c *Controller) CancelJob(ctx context.Context, req *imagefarmv1.CancelJobRequest) (*imagefarmv1.CancelJobResponse, error) {
-	job, err := c.job(ctx, req.GetJobId())
+func (a *apiServer) CancelJob(ctx context.Context, req *imagefarmv1.CancelJobRequest) (*imagefarmv1.CancelJobResponse, error) {
+	job, err := a.job(ctx, req.GetJobId())
 	if err != nil {
 		return nil, err
 	}
-	if err := c.core.CancelJob(ctx, actor(ctx), job); err != nil {
-		return nil, toStatus(err)
+	if err := a.core.CancelJob(ctx, actor(ctx), job); err != nil {
+		return nil, err
 	}
-	c.record(ctx, &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: imagefarmv1.AuditAction_AUDIT_ACTION_JOB_CANCEL,
+	a.audit.Record(ctx, &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: imagefarmv1.AuditAction_AUDIT_ACTION_JOB_CANCEL,
 		JobId: job.GetId(), ImageRef: job.GetImageRef(), ImageDigest: job.GetManifestDigest(),
 		Message: "the job was " + core.JobStateName(job.GetState())})
-	job, err = c.job(ctx, job.GetId())
+	job, err = a.job(ctx, job.GetId())
 	return &imagefarmv1.CancelJobResponse{Job: job}, err
 }

@@ -45,11 +45,6 @@ func nodeActor(nodeID string) string { return string(pki.KindNode) + ":" + nodeI
 // NATS is away; the change itself is already stored.
 const auditTimeout = 30 * time.Second
 
-// record appends rec to the audit trail (auditor.Record).
-func (c *Controller) record(ctx context.Context, rec *imagefarmv1.AuditRecord) *imagefarmv1.AuditRecord {
-	return auditor{trail: c.trail, log: c.log}.Record(ctx, rec)
-}
-
 // auditor appends records to the trail for the controller and its core.
 type auditor struct {
 	trail *audit.Log
@@ -70,8 +65,8 @@ func (a auditor) Record(ctx context.Context, rec *imagefarmv1.AuditRecord) *imag
 }
 
 // recordSubmit records that a job was submitted.
-func (c *Controller) recordSubmit(ctx context.Context, job *imagefarmv1.Job) {
-	c.record(ctx, &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: imagefarmv1.AuditAction_AUDIT_ACTION_JOB_SUBMIT,
+func (a *apiServer) recordSubmit(ctx context.Context, job *imagefarmv1.Job) {
+	a.audit.Record(ctx, &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: imagefarmv1.AuditAction_AUDIT_ACTION_JOB_SUBMIT,
 		JobId: job.GetId(), ImageRef: job.GetImageRef(), ImageDigest: job.GetManifestDigest(), Message: targetsText(job.GetTargets())})
 }
 
@@ -86,15 +81,15 @@ func targetsText(t *imagefarmv1.Targets) string {
 }
 
 // ListAudit implements ImageFarmService.ListAudit.
-func (c *Controller) ListAudit(req *imagefarmv1.ListAuditRequest, stream imagefarmv1.ImageFarmService_ListAuditServer) error {
+func (a *apiServer) ListAudit(req *imagefarmv1.ListAuditRequest, stream imagefarmv1.ImageFarmService_ListAuditServer) error {
 	var since time.Time
 	if s := req.GetSince(); s != nil {
 		if err := s.CheckValid(); err != nil {
-			return toStatus(fmt.Errorf("since: %v: %w", err, errBadRequest))
+			return fmt.Errorf("since: %v: %w", err, errBadRequest)
 		}
 		since = s.AsTime()
 	}
-	return toStatus(c.trail.Read(stream.Context(), since, int(req.GetLimit()), func(rec *imagefarmv1.AuditRecord) error {
+	return a.audit.trail.Read(stream.Context(), since, int(req.GetLimit()), func(rec *imagefarmv1.AuditRecord) error {
 		return stream.Send(&imagefarmv1.ListAuditResponse{Record: rec})
-	}))
+	})
 }

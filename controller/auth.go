@@ -38,7 +38,7 @@ type peerKey struct{}
 func (c *Controller) authUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	ctx, err := c.authenticate(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return handler(ctx, req)
 }
@@ -46,7 +46,7 @@ func (c *Controller) authUnary(ctx context.Context, req any, _ *grpc.UnaryServer
 func (c *Controller) authStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx, err := c.authenticate(ss.Context())
 	if err != nil {
-		return toStatus(err)
+		return err
 	}
 	return handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
 }
@@ -88,13 +88,13 @@ func peerIdentity(ctx context.Context) (id pki.Identity, ok bool) {
 // checkNodePeer refuses an imager stream for node unless its peer's
 // certificate is that node's: a node cannot report for another. Without
 // TLS (--insecure) every node is taken at its word.
-func (c *Controller) checkNodePeer(ctx context.Context, node string) error {
-	if c.cfg.TLS == nil {
+func (im *imagerServer) checkNodePeer(ctx context.Context, node string) error {
+	if im.insecure {
 		return nil
 	}
 	err := nodePeerErr(ctx, node)
 	if err != nil {
-		c.log.Warn("imager refused", "node_id", node, "peer", peerAddr(ctx), "error", err)
+		im.log.Warn("imager refused", "node_id", node, "peer", peerAddr(ctx), "error", err)
 	}
 	return err
 }

@@ -69,26 +69,31 @@ func callToken(ctx context.Context) (*imagefarmv1.Token, bool) {
 	return t, ok
 }
 
+// authorizer checks each call against policy with the client API's tokens.
+type authorizer struct {
+	tokens *tokens.Store
+}
+
 // authorizeUnary and authorizeStream refuse a call unless the policy of its
 // method allows its caller, and give the handler the caller's token
 // (callToken). They run after authUnary and authStream.
-func (c *Controller) authorizeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	ctx, err := c.authorize(ctx, info.FullMethod)
+func (az authorizer) authorizeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, err := az.authorize(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err
 	}
 	return handler(ctx, req)
 }
 
-func (c *Controller) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := c.authorize(ss.Context(), info.FullMethod)
+func (az authorizer) authorizeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, err := az.authorize(ss.Context(), info.FullMethod)
 	if err != nil {
 		return err
 	}
 	return handler(srv, &authedStream{ServerStream: ss, ctx: ctx})
 }
 
-func (c *Controller) authorize(ctx context.Context, method string) (context.Context, error) {
+func (az authorizer) authorize(ctx context.Context, method string) (context.Context, error) {
 	need, ok := policy[method]
 	if !ok {
 		return nil, status.Errorf(codes.PermissionDenied, "%s has no access policy: nobody may call it", method)
@@ -96,9 +101,9 @@ func (c *Controller) authorize(ctx context.Context, method string) (context.Cont
 	if need.nodeCert {
 		return ctx, nil
 	}
-	tok, err := c.callerToken(ctx)
+	tok, err := az.callerToken(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if tok.GetRole() < need.role {
 		return nil, status.Errorf(codes.PermissionDenied, "%s needs the %s role; token %q is a%s %s",
@@ -108,7 +113,7 @@ func (c *Controller) authorize(ctx context.Context, method string) (context.Cont
 }
 
 // callerToken is the stored token whose secret the call carries.
-func (c *Controller) callerToken(ctx context.Context) (*imagefarmv1.Token, error) {
+func (az authorizer) callerToken(ctx context.Context) (*imagefarmv1.Token, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get("authorization")
 	if len(vals) == 0 {
@@ -118,7 +123,7 @@ func (c *Controller) callerToken(ctx context.Context) (*imagefarmv1.Token, error
 	if !ok || len(vals) > 1 {
 		return nil, fmt.Errorf(`authorization: want one "Bearer TOKEN": %w`, errNoToken)
 	}
-	tok, err := c.tokens.Lookup(ctx, secret)
+	tok, err := az.tokens.Lookup(ctx, secret)
 	if errors.Is(err, tokens.ErrUnknown) {
 		return nil, fmt.Errorf("unknown or revoked token: ask an admin for one (imagefarm token create): %w", errNoToken)
 	}

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"time"
@@ -10,7 +11,17 @@ import (
 	"github.com/imagefarm/imagefarm/controller/catalogrefs"
 	"github.com/imagefarm/imagefarm/internal/wait"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
 )
+
+// catalogWatcher records catalog changes nobody reported (see Run).
+type catalogWatcher struct {
+	cat      *catalog.Catalog
+	refs     *catalogrefs.Store
+	audit    auditor
+	interval time.Duration // between scans
+	log      *slog.Logger
+}
 
 // DefaultCatalogScanInterval is how often the catalog watcher compares the
 // catalog with the refs the audit trail knows, unless configured.
@@ -24,7 +35,7 @@ type refChange struct {
 	now   string
 }
 
-// catalogScanLoop is the catalog watcher. Refs change through the
+// Run is the catalog watcher. Refs change through the
 // controller (imagerefs.go), which records each change and keeps the refs
 // the trail knows (catalogrefs) in step; a change made in the store
 // directly (no controller, keys that can write refs) or whose record
@@ -43,22 +54,22 @@ type refChange struct {
 // this) takes the catalog as known without recording anything. A scan
 // that cannot read the catalog or the bucket is logged and retried at the
 // next one; the watcher never stops the controller.
-func (c *Controller) catalogScanLoop(ctx context.Context) error {
+func (w *catalogWatcher) Run(ctx context.Context) error {
 	var pending map[string]refChange // what the last scan found differing
-	for pause := time.Duration(0); ; pause = c.cfg.CatalogScanInterval {
+	for pause := time.Duration(0); ; pause = w.interval {
 		if !wait.Sleep(ctx, pause) {
 			return nil
 		}
-		changes, err := c.scanCatalog(ctx)
+		changes, err := w.scanCatalog(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				c.log.Warn("catalog scan: retrying at the next one", "error", err)
+				w.log.Warn("catalog scan: retrying at the next one", "error", err)
 			}
 			continue // keep pending: the next scan can confirm it
 		}
 		next := map[string]refChange{}
 		for _, ref := range slices.Sorted(maps.Keys(changes)) {
-			if ch := changes[ref]; pending[ref] != ch || !c.recordUnreported(ctx, ref, ch) {
+			if ch := changes[ref]; pending[ref] != ch || !w.recordUnreported(ctx, ref, ch) {
 				next[ref] = ch
 			}
 		}
@@ -68,8 +79,8 @@ func (c *Controller) catalogScanLoop(ctx context.Context) error {
 
 // scanCatalog returns the refs whose catalog digest differs from the known
 // one, or seeds the known refs from the catalog if they never were.
-func (c *Controller) scanCatalog(ctx context.Context) (map[string]refChange, error) {
-	images, err := c.cfg.Catalog.Refs(ctx, "") // refs only: a bad manifest does not blind the watcher
+func (w *catalogWatcher) scanCatalog(ctx context.Context) (map[string]refChange, error) {
+	images, err := w.cat.Refs(ctx, "") // refs only: a bad manifest does not blind the watcher
 	if err != nil {
 		return nil, fmt.Errorf("list catalog: %w", err)
 	}
@@ -81,15 +92,15 @@ func (c *Controller) scanCatalog(ctx context.Context) (map[string]refChange, err
 			}
 		}
 	}
-	known, seeded, err := c.refs.All(ctx)
+	known, seeded, err := w.refs.All(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if !seeded {
-		if err := c.refs.Seed(ctx, now); err != nil {
+		if err := w.refs.Seed(ctx, now); err != nil {
 			return nil, err
 		}
-		c.log.Info("catalog refs seeded: changes from now on are checked against them", "refs", len(now))
+		w.log.Info("catalog refs seeded: changes from now on are checked against them", "refs", len(now))
 		return nil, nil
 	}
 	changes := map[string]refChange{}
@@ -109,7 +120,7 @@ func (c *Controller) scanCatalog(ctx context.Context) (map[string]refChange, err
 // recordUnreported records ref's unreported change ch and moves the known
 // ref to it. It reports whether the change is settled: recorded, or
 // reported meanwhile.
-func (c *Controller) recordUnreported(ctx context.Context, ref string, ch refChange) bool {
+func (w *catalogWatcher) recordUnreported(ctx context.Context, ref string, ch refChange) bool {
 	rec := &imagefarmv1.AuditRecord{Actor: controllerActor, Action: imagefarmv1.AuditAction_AUDIT_ACTION_IMAGE_UNRECORDED,
 		ImageRef: ref, ImageDigest: ch.now}
 	switch {
@@ -120,14 +131,14 @@ func (c *Controller) recordUnreported(ctx context.Context, ref string, ch refCha
 	default:
 		rec.Message = fmt.Sprintf("%s moved from %s to %s without a recorded change", ref, ch.known.Digest, ch.now)
 	}
-	c.log.Warn("catalog changed without a recorded change", "image_ref", ref, "message", rec.Message)
-	if c.record(ctx, rec) == nil {
+	w.log.Warn("catalog changed without a recorded change", "image_ref", ref, "message", rec.Message)
+	if w.audit.Record(ctx, rec) == nil {
 		return false // logged by record; the next scan tries again
 	}
-	if err := c.refs.Move(ctx, ref, ch.known, ch.now); err != nil {
+	if err := w.refs.Move(ctx, ref, ch.known, ch.now); err != nil {
 		// A report moved it after this scan read it; the next scan
 		// compares with what the report said.
-		c.log.Info("catalog ref changed while recorded", "image_ref", ref, "error", err)
+		w.log.Info("catalog ref changed while recorded", "image_ref", ref, "error", err)
 	}
 	return true
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,7 +71,7 @@ type Config struct {
 	// the last admin token was revoked with force.
 	BootstrapTokenFile string
 	// CatalogScanInterval is how often the catalog watcher looks for
-	// catalog changes nobody reported (catalogScanLoop); never when 0 or
+	// catalog changes nobody reported (catalogWatcher); never when 0 or
 	// negative, as --catalog-scan-interval 0 says (whose default is
 	// DefaultCatalogScanInterval).
 	CatalogScanInterval time.Duration
@@ -82,29 +81,20 @@ type Config struct {
 // dispatches them over JetStream and follows them through the imagers'
 // status streams. All its state is in JetStream: a restarted controller
 // picks up where the last one was.
+//
+// It is made of: the core (controller/core), which makes every job, task,
+// drive and node change; two gRPC adapters over it, the client API
+// (apiServer) and the imagers' streams (imagerServer); and three loops,
+// the placer, liveness and the catalog watcher.
 type Controller struct {
-	imagefarmv1.UnimplementedImageFarmServiceServer
-	imagefarmv1.UnimplementedImagerServiceServer
-	img images
-
-	cfg   Config
-	log   *slog.Logger
-	st    *state.Store
-	core  *core.Core
-	pub   *wire.Publisher
-	trail *audit.Log
-	js    jetstream.JetStream
-	kick  chan struct{} // wakes the scheduler
-	addr  chan net.Addr
-	farm  *farmView
-	sizes sync.Map // manifest digest -> image size (uint64)
-	// tokens are the client API's tokens, which authorize calls.
-	tokens *tokens.Store
-	// refs are the catalog refs the audit trail knows.
-	refs *catalogrefs.Store
+	cfg  Config
+	log  *slog.Logger
+	addr chan net.Addr
 }
 
-// New checks cfg and returns a controller; Run starts it.
+// New checks cfg and returns a controller; Run connects it and starts it.
+// New makes no connection, so that a controller can be made (and its
+// configuration refused) before NATS is up.
 func New(cfg Config) (*Controller, error) {
 	if cfg.NATSURL == "" || (cfg.Listen == "" && cfg.Listener == nil) || cfg.Catalog == nil {
 		return nil, errors.New("controller: config needs a NATS URL, a listen address and a catalog")
@@ -121,8 +111,7 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Controller{cfg: cfg, log: cfg.Log, img: images{cat: cfg.Catalog},
-		kick: make(chan struct{}, 1), addr: make(chan net.Addr, 1), farm: newFarmView()}, nil
+	return &Controller{cfg: cfg, log: cfg.Log, addr: make(chan net.Addr, 1)}, nil
 }
 
 // Addr returns the address the gRPC server listens on, once it does.
@@ -136,42 +125,104 @@ func (c *Controller) Addr(ctx context.Context) (net.Addr, error) {
 	}
 }
 
-// Run serves until ctx ends.
+// Run connects to NATS, opens what the controller keeps there, builds its
+// parts on it and serves until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
 	nc, err := c.connectNATS(ctx)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	if c.js, err = jetstream.New(nc); err != nil {
+	js, err := jetstream.New(nc)
+	if err != nil {
 		return fmt.Errorf("controller: jetstream: %w", err)
 	}
-	if c.st, err = state.New(ctx, c.js, c.cfg.State); err != nil {
-		return fmt.Errorf("controller: state: %w", err)
+	b, err := c.open(ctx, js)
+	if err != nil {
+		return err
 	}
-	if c.pub, err = wire.NewPublisher(ctx, c.js, c.cfg.Dispatch); err != nil {
-		return fmt.Errorf("controller: dispatch: %w", err)
-	}
-	if c.trail, err = audit.Open(ctx, c.js, c.cfg.Audit); err != nil {
-		return fmt.Errorf("controller: audit: %w", err)
-	}
-	if c.core, err = core.New(core.Config{Store: c.st, Audit: auditor{trail: c.trail, log: c.log},
-		Stop: taskStopper{pub: c.pub, farm: c.farm, log: c.log}, Log: c.log}); err != nil {
-		return fmt.Errorf("controller: %w", err)
-	}
-	if c.tokens, err = tokens.Open(ctx, c.js, c.cfg.State.Replicas); err != nil {
-		return fmt.Errorf("controller: tokens: %w", err)
-	}
-	if c.refs, err = catalogrefs.Open(ctx, c.js, c.cfg.State.Replicas); err != nil {
-		return fmt.Errorf("controller: catalog refs: %w", err)
+	p, err := c.build(b)
+	if err != nil {
+		return err
 	}
 	if f := c.cfg.BootstrapTokenFile; f != "" {
-		if err := c.bootstrapToken(ctx, f); err != nil {
+		if err := p.api.bootstrapToken(ctx, f); err != nil {
 			return fmt.Errorf("controller: bootstrap token: %w", err)
 		}
 	}
+	return c.serve(ctx, p)
+}
+
+// backend is what the controller keeps in JetStream.
+type backend struct {
+	st     *state.Store
+	pub    *wire.Publisher
+	trail  *audit.Log
+	tokens *tokens.Store
+	refs   *catalogrefs.Store
+}
+
+// open creates or opens the controller's buckets and streams.
+func (c *Controller) open(ctx context.Context, js jetstream.JetStream) (*backend, error) {
+	var b backend
+	var err error
+	if b.st, err = state.New(ctx, js, c.cfg.State); err != nil {
+		return nil, fmt.Errorf("controller: state: %w", err)
+	}
+	if b.pub, err = wire.NewPublisher(ctx, js, c.cfg.Dispatch); err != nil {
+		return nil, fmt.Errorf("controller: dispatch: %w", err)
+	}
+	if b.trail, err = audit.Open(ctx, js, c.cfg.Audit); err != nil {
+		return nil, fmt.Errorf("controller: audit: %w", err)
+	}
+	if b.tokens, err = tokens.Open(ctx, js, c.cfg.State.Replicas); err != nil {
+		return nil, fmt.Errorf("controller: tokens: %w", err)
+	}
+	if b.refs, err = catalogrefs.Open(ctx, js, c.cfg.State.Replicas); err != nil {
+		return nil, fmt.Errorf("controller: catalog refs: %w", err)
+	}
+	return &b, nil
+}
+
+// parts are the controller's components: the core, the two gRPC adapters
+// over it and the loops.
+type parts struct {
+	api     *apiServer
+	imagers *imagerServer
+	auth    authorizer
+	place   *placer
+	alive   *liveness
+	watcher *catalogWatcher // nil when the catalog is never scanned
+}
+
+// build makes the controller's parts on b.
+func (c *Controller) build(b *backend) (*parts, error) {
+	rec := auditor{trail: b.trail, log: c.log}
+	live := newFarmView()
+	cr, err := core.New(core.Config{Store: b.st, Audit: rec, Stop: taskStopper{pub: b.pub, live: live, log: c.log}, Log: c.log})
+	if err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	view := &storeView{st: b.st, cat: c.cfg.Catalog, log: c.log}
+	place := newPlacer(cr, view, b.pub, c.log)
+	p := &parts{auth: authorizer{tokens: b.tokens}, place: place,
+		api: &apiServer{img: images{cat: c.cfg.Catalog}, cat: c.cfg.Catalog, trusted: c.cfg.TrustedKeys, st: b.st, core: cr,
+			view: view, live: live, audit: rec, tokens: b.tokens, refs: b.refs, log: c.log, wake: place.wake},
+		imagers: &imagerServer{st: b.st, core: cr, view: view, live: live, audit: rec, ttl: c.cfg.HeartbeatTTL,
+			insecure: c.cfg.TLS == nil, log: c.log, wake: place.wake},
+		alive: &liveness{st: b.st, core: cr, view: view, live: live, audit: rec, ttl: c.cfg.HeartbeatTTL, log: c.log, wake: place.wake},
+	}
+	if c.cfg.CatalogScanInterval > 0 {
+		p.watcher = &catalogWatcher{cat: c.cfg.Catalog, refs: b.refs, audit: rec, interval: c.cfg.CatalogScanInterval, log: c.log}
+	}
+	return p, nil
+}
+
+// serve serves the gRPC services and runs the loops until ctx ends.
+func (c *Controller) serve(ctx context.Context, p *parts) error {
 	lis := c.cfg.Listener
 	if lis == nil {
+		var err error
 		if lis, err = net.Listen("tcp", c.cfg.Listen); err != nil {
 			return fmt.Errorf("controller: listen on %s: %w", c.cfg.Listen, err)
 		}
@@ -183,19 +234,19 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.log.Warn(insecureWarning)
 	}
 	srv := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(maxRequestBytes),
-		grpc.ChainUnaryInterceptor(c.recoverUnary, c.authUnary, c.authorizeUnary),
-		grpc.ChainStreamInterceptor(c.recoverStream, c.authStream, c.authorizeStream))
-	imagefarmv1.RegisterImageFarmServiceServer(srv, c)
-	imagefarmv1.RegisterImagerServiceServer(srv, c)
+		grpc.ChainUnaryInterceptor(c.recoverUnary, statusUnary, c.authUnary, p.auth.authorizeUnary),
+		grpc.ChainStreamInterceptor(c.recoverStream, statusStream, c.authStream, p.auth.authorizeStream))
+	imagefarmv1.RegisterImageFarmServiceServer(srv, p.api)
+	imagefarmv1.RegisterImagerServiceServer(srv, p.imagers)
 	c.addr <- lis.Addr()
 	c.log.Info("controller serving", "addr", lis.Addr().String(), "nats", redact.URL(c.cfg.NATSURL), "tls", c.cfg.TLS != nil)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(lis) })
 	g.Go(func() error { <-gctx.Done(); srv.Stop(); return nil })
-	g.Go(func() error { return c.scheduleLoop(gctx) })
-	g.Go(func() error { return c.livenessLoop(gctx) })
-	if c.cfg.CatalogScanInterval > 0 {
-		g.Go(func() error { return c.catalogScanLoop(gctx) })
+	g.Go(func() error { return p.place.Run(gctx) })
+	g.Go(func() error { return p.alive.Run(gctx) })
+	if p.watcher != nil {
+		g.Go(func() error { return p.watcher.Run(gctx) })
 	}
 	if err := g.Wait(); err != nil && ctx.Err() == nil {
 		return err
@@ -222,13 +273,5 @@ func (c *Controller) connectNATS(ctx context.Context) (*nats.Conn, error) {
 		if !pause.Wait(ctx) {
 			return nil, fmt.Errorf("controller: connect to NATS at %s: %w", redact.URL(c.cfg.NATSURL), err)
 		}
-	}
-}
-
-// wake asks the scheduler to run soon.
-func (c *Controller) wake() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
 	}
 }

@@ -1,8 +1,9 @@
 // Package controller owns the farm's brain: the client gRPC API, the
 // scheduler (pure placement logic), dispatch of tasks over NATS JetStream and
-// the job store in JetStream KV. Every change of a job, task or drive
+// the job store in JetStream KV. Every change of a job, task, drive or node
 // record is made by controller/core, against its tables of legal moves;
-// this package's services and loops call it.
+// this package's two gRPC adapters (apiServer, imagerServer) and its loops
+// (placer, liveness, catalogWatcher) call it.
 //
 // Who may call what is decided in two steps, by interceptors: authUnary and
 // authStream verify a client certificate against the farm CA (peerIdentity),

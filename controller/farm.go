@@ -4,83 +4,74 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"sync"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
-	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
-// taskStopper tells a task's node to stop it (core.Stopper): over NATS,
-// and over its status stream when its imager is connected.
-type taskStopper struct {
-	pub  *wire.Publisher
-	farm *farmView
-	log  *slog.Logger
-}
-
-// StopTask implements core.Stopper.
-func (s taskStopper) StopTask(ctx context.Context, t *imagefarmv1.Task, reason imagefarmv1.StopReason, msg string) {
-	if _, err := s.pub.Cancel(ctx, t.GetNodeId(), &imagefarmv1.TaskCancel{TaskId: t.GetId(), JobId: t.GetJobId(),
-		Epoch: t.GetEpoch(), Reason: reason}); err != nil {
-		s.log.Warn("publish cancel", "task_id", t.GetId(), "error", err)
-	}
-	if sess := s.farm.session(t.GetNodeId()); sess != nil {
-		sess.stop(t.GetId(), t.GetEpoch(), reason, msg)
-	}
+// storeView reads the farm from the store as the scheduler sees it, and
+// remembers image sizes.
+type storeView struct {
+	st    *state.Store
+	cat   *catalog.Catalog
+	log   *slog.Logger
+	sizes sync.Map // manifest digest -> image size (uint64)
 }
 
 // imageSize is the size of the image a manifest describes, remembered.
-func (c *Controller) imageSize(ctx context.Context, digest string) (uint64, error) {
-	if v, ok := c.sizes.Load(digest); ok {
+func (v *storeView) imageSize(ctx context.Context, digest string) (uint64, error) {
+	if v, ok := v.sizes.Load(digest); ok {
 		return v.(uint64), nil
 	}
-	m, err := c.cfg.Catalog.ManifestByDigest(ctx, digest)
+	m, err := v.cat.ManifestByDigest(ctx, digest)
 	if err != nil {
 		return 0, err
 	}
-	c.sizes.Store(digest, uint64(m.Size))
+	v.sizes.Store(digest, uint64(m.Size))
 	return uint64(m.Size), nil
 }
 
 // checkDriveImage refuses an image that does not go on a drive (see
 // catalog.Manifest.ForDrive), and remembers the size of one that does.
-func (c *Controller) checkDriveImage(ctx context.Context, digest string) error {
-	m, err := c.cfg.Catalog.ManifestByDigest(ctx, digest)
+func (v *storeView) checkDriveImage(ctx context.Context, digest string) error {
+	m, err := v.cat.ManifestByDigest(ctx, digest)
 	if err != nil {
 		return err
 	}
 	if err := m.ForDrive(); err != nil {
 		return err
 	}
-	c.sizes.Store(digest, uint64(m.Size))
+	v.sizes.Store(digest, uint64(m.Size))
 	return nil
 }
 
 // snapshot builds the scheduler's view of the farm and of the open jobs.
-func (c *Controller) snapshot(ctx context.Context) (scheduler.Farm, []scheduler.Job, error) {
-	farm, tasks, err := c.farmSnapshot(ctx)
+func (v *storeView) snapshot(ctx context.Context) (scheduler.Farm, []scheduler.Job, error) {
+	farm, tasks, err := v.farmSnapshot(ctx)
 	if err != nil {
 		return scheduler.Farm{}, nil, err
 	}
-	jobs, _, err := c.openJobs(ctx, tasks)
+	jobs, _, err := v.openJobs(ctx, tasks)
 	return farm, jobs, err
 }
 
 // farmSnapshot builds the scheduler's view of the nodes and drives, with
 // the tasks it was built from.
-func (c *Controller) farmSnapshot(ctx context.Context) (scheduler.Farm, []*imagefarmv1.Task, error) {
-	nodes, err := c.st.ListNodes(ctx, state.NodeFilter{})
+func (v *storeView) farmSnapshot(ctx context.Context) (scheduler.Farm, []*imagefarmv1.Task, error) {
+	nodes, err := v.st.ListNodes(ctx, state.NodeFilter{})
 	if err != nil {
 		return scheduler.Farm{}, nil, err
 	}
-	drives, err := c.st.ListDrives(ctx, "")
+	drives, err := v.st.ListDrives(ctx, "")
 	if err != nil {
 		return scheduler.Farm{}, nil, err
 	}
-	tasks, err := c.st.ListTasks(ctx, "")
+	tasks, err := v.st.ListTasks(ctx, "")
 	if err != nil {
 		return scheduler.Farm{}, nil, err
 	}
@@ -115,7 +106,7 @@ func buildFarm(nodes []*imagefarmv1.Node, drives []*imagefarmv1.Drive, tasks []*
 
 // openJobs returns the jobs still taking or running tasks, as the
 // scheduler sees them, and why each waits as stored (by job id).
-func (c *Controller) openJobs(ctx context.Context, tasks []*imagefarmv1.Task) ([]scheduler.Job, map[string]string, error) {
+func (v *storeView) openJobs(ctx context.Context, tasks []*imagefarmv1.Task) ([]scheduler.Job, map[string]string, error) {
 	byJob := map[string][]scheduler.Task{}
 	for _, t := range tasks {
 		byJob[t.GetJobId()] = append(byJob[t.GetJobId()], scheduler.Task{ID: t.GetId(), NodeID: t.GetNodeId(),
@@ -125,15 +116,15 @@ func (c *Controller) openJobs(ctx context.Context, tasks []*imagefarmv1.Task) ([
 	waiting := map[string]string{}
 	token := ""
 	for {
-		jobs, next, err := c.st.ListJobs(ctx, openJobsFilter(token))
+		jobs, next, err := v.st.ListJobs(ctx, openJobsFilter(token))
 		if err != nil {
 			return nil, nil, err
 		}
 		for _, j := range jobs {
 			waiting[j.GetId()] = j.GetWaitingReason()
-			sj, err := c.schedJob(ctx, j)
+			sj, err := v.schedJob(ctx, j)
 			if err != nil {
-				c.log.Warn("job cannot be scheduled", "job_id", j.GetId(), "error", err)
+				v.log.Warn("job cannot be scheduled", "job_id", j.GetId(), "error", err)
 				continue
 			}
 			sj.Tasks = byJob[j.GetId()]
@@ -146,8 +137,8 @@ func (c *Controller) openJobs(ctx context.Context, tasks []*imagefarmv1.Task) ([
 }
 
 // schedJob turns a stored job into the scheduler's form.
-func (c *Controller) schedJob(ctx context.Context, j *imagefarmv1.Job) (scheduler.Job, error) {
-	size, err := c.imageSize(ctx, j.GetManifestDigest())
+func (v *storeView) schedJob(ctx context.Context, j *imagefarmv1.Job) (scheduler.Job, error) {
+	size, err := v.imageSize(ctx, j.GetManifestDigest())
 	if err != nil {
 		return scheduler.Job{}, err
 	}

@@ -3,15 +3,55 @@ package controller
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/imagefarm/imagefarm/internal/ident"
+	"github.com/imagefarm/imagefarm/controller/core"
+	"github.com/imagefarm/imagefarm/controller/state"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
+
+// imagerServer is the imagers' API, ImagerService: an adapter that checks
+// each imager's Hello and reports and applies them through the core; its
+// errors become gRPC codes in statusStream.
+type imagerServer struct {
+	imagefarmv1.UnimplementedImagerServiceServer
+	st    *state.Store
+	core  *core.Core
+	view  *storeView
+	live  *farmView
+	audit auditor
+	ttl   time.Duration // a node silent for longer is lost
+	// insecure serves imagers without certificates (Config.Insecure), so
+	// their node ids are not checked against one.
+	insecure bool
+	log      *slog.Logger
+	wake     func() // asks the placer to run soon
+}
+
+// taskStopper tells a task's node to stop it (core.Stopper): over NATS,
+// and over its status stream when its imager is connected.
+type taskStopper struct {
+	pub  *wire.Publisher
+	live *farmView
+	log  *slog.Logger
+}
+
+// StopTask implements core.Stopper.
+func (s taskStopper) StopTask(ctx context.Context, t *imagefarmv1.Task, reason imagefarmv1.StopReason, msg string) {
+	if _, err := s.pub.Cancel(ctx, t.GetNodeId(), &imagefarmv1.TaskCancel{TaskId: t.GetId(), JobId: t.GetJobId(),
+		Epoch: t.GetEpoch(), Reason: reason}); err != nil {
+		s.log.Warn("publish cancel", "task_id", t.GetId(), "error", err)
+	}
+	if sess := s.live.session(t.GetNodeId()); sess != nil {
+		sess.stop(t.GetId(), t.GetEpoch(), reason, msg)
+	}
+}
 
 // session is one connected imager.
 type session struct {
@@ -36,25 +76,25 @@ func (s *session) stop(taskID string, epoch uint64, reason imagefarmv1.StopReaso
 }
 
 // heartbeatInterval is what imagers are told: a third of the TTL, at most 5 s.
-func (c *Controller) heartbeatInterval() *durationpb.Duration {
-	return durationpb.New(min(c.cfg.HeartbeatTTL/3, 5*time.Second))
+func (im *imagerServer) heartbeatInterval() *durationpb.Duration {
+	return durationpb.New(min(im.ttl/3, 5*time.Second))
 }
 
 // Connect implements ImagerService.Connect; see its protocol in imager.proto.
-func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) error {
+func (im *imagerServer) Connect(stream imagefarmv1.ImagerService_ConnectServer) error {
 	first, err := stream.Recv()
 	if err != nil {
 		return err
 	}
 	hello := first.GetHello()
 	if hello == nil {
-		return toStatus(fmt.Errorf("the first message on the imager stream must be Hello: %w", errProtocol))
+		return fmt.Errorf("the first message on the imager stream must be Hello: %w", errProtocol)
 	}
-	s, err := c.hello(stream.Context(), stream, hello)
+	s, err := im.hello(stream.Context(), stream, hello)
 	if err != nil {
-		return toStatus(err)
+		return err
 	}
-	defer c.farm.unregister(s)
+	defer im.live.unregister(s)
 	// Messages are received apart from their handling, so that a node is
 	// heard while a report waits on the store (NATS restarting): its
 	// heartbeats behind that report must not make it look lost.
@@ -66,7 +106,7 @@ func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) err
 			if err != nil {
 				return // the imager went away; liveness decides when it is lost
 			}
-			c.farm.heard(s.nodeID)
+			im.live.heard(s.nodeID)
 			select {
 			case msgs <- m:
 			case <-stream.Context().Done():
@@ -75,11 +115,11 @@ func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) err
 		}
 	}()
 	for m := range msgs {
-		if err := c.handle(stream.Context(), s, m); err != nil {
-			return toStatus(err)
+		if err := im.handle(stream.Context(), s, m); err != nil {
+			return err
 		}
 		if s.fenced.Load() {
-			return toStatus(fmt.Errorf("this node was declared lost and its tasks fenced: reconnect with a new Hello: %w", errFenced))
+			return fmt.Errorf("this node was declared lost and its tasks fenced: reconnect with a new Hello: %w", errFenced)
 		}
 	}
 	return nil
@@ -87,36 +127,23 @@ func (c *Controller) Connect(stream imagefarmv1.ImagerService_ConnectServer) err
 
 // hello records a node and its drives, raises its epoch for a new imager
 // instance, answers HelloAck and stops held tasks it no longer runs.
-func (c *Controller) hello(ctx context.Context, stream imagefarmv1.ImagerService_ConnectServer, h *imagefarmv1.Hello) (*session, error) {
+func (im *imagerServer) hello(ctx context.Context, stream imagefarmv1.ImagerService_ConnectServer, h *imagefarmv1.Hello) (*session, error) {
 	if err := checkHello(h); err != nil {
 		return nil, err
 	}
-	if err := c.checkNodePeer(ctx, h.GetNodeId()); err != nil {
+	if err := im.checkNodePeer(ctx, h.GetNodeId()); err != nil {
 		return nil, err
 	}
-	var fenced string // why the node's epoch moved on under a live instance, if it did
-	node, err := c.st.UpdateNode(ctx, h.GetNodeId(), func(n *imagefarmv1.Node) error {
-		fenced = ""
-		if n.InstanceId != h.GetInstanceId() || n.State != imagefarmv1.NodeState_NODE_STATE_ONLINE {
-			n.Epoch++ // a restarted or returning imager: everything older is fenced
-			fenced = takeover(n, h.GetInstanceId())
-		}
-		n.Id, n.Pool, n.Labels, n.Version, n.InstanceId = h.GetNodeId(), h.GetPool(), h.GetLabels(), h.GetVersion(), h.GetInstanceId()
-		n.State, n.LastHeartbeatTime, n.DriveCount = imagefarmv1.NodeState_NODE_STATE_ONLINE, now(), uint32(len(h.GetDrives()))
-		return nil
-	})
+	node, fenced, err := im.core.Hello(ctx, h)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.core.SyncDrives(ctx, h.GetNodeId(), h.GetDrives()); err != nil {
-		return nil, err
-	}
 	if fenced != "" {
-		c.fenceByHello(ctx, node, fenced)
+		im.fenceByHello(ctx, node, fenced)
 	}
-	s := c.register(node, stream)
+	s := im.register(node, stream)
 	if err := s.send(&imagefarmv1.ConnectResponse{Body: &imagefarmv1.ConnectResponse_HelloAck{HelloAck: &imagefarmv1.HelloAck{
-		Epoch: node.GetEpoch(), LastSeq: c.farm.lastApplied(s.key()), HeartbeatInterval: c.heartbeatInterval(), HeartbeatTtl: durationpb.New(c.cfg.HeartbeatTTL)}}}); err != nil {
+		Epoch: node.GetEpoch(), LastSeq: im.live.lastApplied(s.key()), HeartbeatInterval: im.heartbeatInterval(), HeartbeatTtl: durationpb.New(im.ttl)}}}); err != nil {
 		return nil, err
 	}
 	for _, held := range h.GetHeldTasks() {
@@ -124,27 +151,31 @@ func (c *Controller) hello(ctx context.Context, stream imagefarmv1.ImagerService
 			s.stop(held.GetTaskId(), held.GetEpoch(), imagefarmv1.StopReason_STOP_REASON_STALE_EPOCH, "the node's epoch moved on: this task was fenced")
 		}
 	}
-	c.log.Info("imager connected", "node_id", node.GetId(), "epoch", node.GetEpoch(), "drives", len(h.GetDrives()))
-	c.wake()
+	im.log.Info("imager connected", "node_id", node.GetId(), "epoch", node.GetEpoch(), "drives", len(h.GetDrives()))
+	im.wake()
 	return s, nil
 }
 
-// takeover says why a Hello from instance fences what node n held before
-// it, or "" when nothing is fenced: a node's first Hello, or one after the
-// node was declared lost (loseNode fenced it then, and recorded it).
-func takeover(n *imagefarmv1.Node, instance string) string {
-	switch {
-	case n.GetInstanceId() == "" || n.GetState() == imagefarmv1.NodeState_NODE_STATE_LOST:
-		return ""
-	case n.GetInstanceId() != instance:
-		return fmt.Sprintf("imager instance %s replaced instance %s", ident.Quote(instance), ident.Quote(n.GetInstanceId()))
-	}
-	return fmt.Sprintf("imager instance %s reconnected to the node in state %v", ident.Quote(instance), n.GetState())
+// register makes a session of node's imager on stream the node's session.
+func (im *imagerServer) register(node *imagefarmv1.Node, stream imagefarmv1.ImagerService_ConnectServer) *session {
+	s := &session{nodeID: node.GetId(), instanceID: node.GetInstanceId(), epoch: node.GetEpoch(), stream: stream}
+	im.live.register(s)
+	return s
 }
 
-// register makes a session of node's imager on stream the node's session.
-func (c *Controller) register(node *imagefarmv1.Node, stream imagefarmv1.ImagerService_ConnectServer) *session {
-	s := &session{nodeID: node.GetId(), instanceID: node.GetInstanceId(), epoch: node.GetEpoch(), stream: stream}
-	c.farm.register(s)
-	return s
+// fenceByHello records that a Hello raised the epoch of a node whose
+// imager was live (why says how), and ends the tasks it held then: their
+// reports are refused from now on, so they could never end otherwise.
+func (im *imagerServer) fenceByHello(ctx context.Context, node *imagefarmv1.Node, why string) {
+	// A restarted imager does this every time: the audit trail keeps it.
+	im.log.Info("node fenced by a new Hello", "node_id", node.GetId(), "reason", why)
+	im.audit.Record(ctx, &imagefarmv1.AuditRecord{Actor: nodeActor(node.GetId()), Action: imagefarmv1.AuditAction_AUDIT_ACTION_NODE_FENCED,
+		NodeId: node.GetId(), Message: fmt.Sprintf("%s: epoch raised to %d", why, node.GetEpoch())})
+	_, jobs, err := im.view.snapshot(ctx)
+	if err == nil {
+		err = im.core.LoseTasks(ctx, node.GetId(), node.GetEpoch(), jobs, why)
+	}
+	if err != nil {
+		im.log.Warn("end fenced tasks", "node_id", node.GetId(), "error", err)
+	}
 }

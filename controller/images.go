@@ -23,16 +23,16 @@ type images struct {
 // over the catalog's order: name, creation time, digest.
 func (s images) ListImages(ctx context.Context, req *imagefarmv1.ListImagesRequest) (*imagefarmv1.ListImagesResponse, error) {
 	if err := checkImageName(req.GetName()); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if k := req.GetKind(); k != imagefarmv1.ImageKind_IMAGE_KIND_UNSPECIFIED {
 		if err := checkEnums("kind", k); err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 	}
 	all, err := s.cat.List(ctx, req.GetName())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	var out []*imagefarmv1.Image
 	for _, img := range all {
@@ -42,7 +42,7 @@ func (s images) ListImages(ctx context.Context, req *imagefarmv1.ListImagesReque
 	}
 	page, next, err := paginate(out, req.GetPageSize(), req.GetPageToken(), imageKey, checkImageKey)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &imagefarmv1.ListImagesResponse{Images: page, NextPageToken: next}, nil
 }
@@ -72,11 +72,11 @@ func checkImageKey(k string) error {
 func (s images) GetImage(ctx context.Context, req *imagefarmv1.GetImageRequest) (*imagefarmv1.GetImageResponse, error) {
 	ref, err := parseRef(req.GetRef())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	m, digest, err := s.cat.Manifest(ctx, ref)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	img := catalog.Image{Name: ref.Name, Digest: digest, Manifest: m}
 	if all, err := s.cat.List(ctx, ref.Name); err == nil {

@@ -70,11 +70,12 @@ func TestListAndGetImages(t *testing.T) {
 		code codes.Code
 	}{{"uni:9", codes.NotFound}, {"../x:1", codes.InvalidArgument}, {"", codes.InvalidArgument}} {
 		_, err := s.GetImage(t.Context(), &imagefarmv1.GetImageRequest{Ref: tc.ref})
+		err = toStatus(err) // as statusUnary does
 		if status.Code(err) != tc.code || status.Convert(err).Message() == "" {
 			t.Errorf("GetImage(%q) = %v, want %v with a message", tc.ref, err, tc.code)
 		}
 	}
-	if _, err := s.ListImages(t.Context(), &imagefarmv1.ListImagesRequest{PageToken: "x"}); status.Code(err) != codes.InvalidArgument {
+	if _, err := s.ListImages(t.Context(), &imagefarmv1.ListImagesRequest{PageToken: "x"}); status.Code(toStatus(err)) != codes.InvalidArgument {
 		t.Errorf("ListImages with a bad token = %v, want InvalidArgument", err)
 	}
 }

@@ -13,16 +13,16 @@ import (
 )
 
 // handle applies one message from an imager and acknowledges it.
-func (c *Controller) handle(ctx context.Context, s *session, m *imagefarmv1.ConnectRequest) error {
-	if !c.farm.applied(s.key(), m.GetSeq()) {
-		if err := c.apply(ctx, s, m); err != nil {
+func (im *imagerServer) handle(ctx context.Context, s *session, m *imagefarmv1.ConnectRequest) error {
+	if !im.live.applied(s.key(), m.GetSeq()) {
+		if err := im.apply(ctx, s, m); err != nil {
 			return err
 		}
 	}
 	if m.GetSeq() == 0 {
 		return nil
 	}
-	c.farm.apply(s.key(), m.GetSeq())
+	im.live.apply(s.key(), m.GetSeq())
 	return s.send(&imagefarmv1.ConnectResponse{Body: &imagefarmv1.ConnectResponse_Ack{Ack: &imagefarmv1.Ack{Seq: m.GetSeq()}}})
 }
 
@@ -30,35 +30,31 @@ func (c *Controller) handle(ctx context.Context, s *session, m *imagefarmv1.Conn
 // is dropped or, for a result, turned into a failure, but does not end the
 // stream: the imager would resend it after reconnecting, for ever. Only a
 // message that breaks the stream's protocol ends it.
-func (c *Controller) apply(ctx context.Context, s *session, m *imagefarmv1.ConnectRequest) error {
+func (im *imagerServer) apply(ctx context.Context, s *session, m *imagefarmv1.ConnectRequest) error {
 	switch b := m.GetBody().(type) {
 	case *imagefarmv1.ConnectRequest_Hello:
 		return fmt.Errorf("a second Hello, for node %s, on the stream of node %s: open a new stream to say Hello again: %w",
 			ident.Quote(b.Hello.GetNodeId()), s.nodeID, errProtocol)
 	case *imagefarmv1.ConnectRequest_Heartbeat:
-		_, err := c.st.UpdateNode(ctx, s.nodeID, func(n *imagefarmv1.Node) error {
-			n.LastHeartbeatTime = now()
-			return nil
-		})
-		return err
+		return im.core.Heartbeat(ctx, s.nodeID)
 	case *imagefarmv1.ConnectRequest_DriveInserted:
-		defer c.wake()
-		return c.dropBadDrive(s, c.core.PutDrive(ctx, s.nodeID, b.DriveInserted.GetDrive()))
+		defer im.wake()
+		return im.dropBadDrive(s, im.core.PutDrive(ctx, s.nodeID, b.DriveInserted.GetDrive()))
 	case *imagefarmv1.ConnectRequest_DriveRemoved:
-		return c.dropBadDrive(s, c.core.RemoveDrive(ctx, s.nodeID, b.DriveRemoved.GetDriveId()))
+		return im.dropBadDrive(s, im.core.RemoveDrive(ctx, s.nodeID, b.DriveRemoved.GetDriveId()))
 	case *imagefarmv1.ConnectRequest_TaskProgress:
-		return c.progress(ctx, s, b.TaskProgress)
+		return im.progress(ctx, s, b.TaskProgress)
 	case *imagefarmv1.ConnectRequest_TaskResult:
-		return c.result(ctx, s, b.TaskResult)
+		return im.result(ctx, s, b.TaskResult)
 	}
 	return nil
 }
 
 // dropBadDrive drops a drive report naming an id no drive record can have,
 // or a state no drive can be in: there is nothing to apply it to.
-func (c *Controller) dropBadDrive(s *session, err error) error {
+func (im *imagerServer) dropBadDrive(s *session, err error) error {
 	if errors.Is(err, state.ErrInvalidID) || errors.Is(err, core.ErrIllegalMove) {
-		c.log.Warn("imager report on a bad drive id dropped", "node_id", s.nodeID, "error", err)
+		im.log.Warn("imager report on a bad drive id dropped", "node_id", s.nodeID, "error", err)
 		return nil
 	}
 	return err
@@ -66,17 +62,17 @@ func (c *Controller) dropBadDrive(s *session, err error) error {
 
 // owned returns the task a node reports on if the node holds it at that
 // epoch; otherwise it tells the imager to stop and returns nil.
-func (c *Controller) owned(ctx context.Context, s *session, taskID string, epoch uint64) (*imagefarmv1.Task, error) {
-	t, err := c.st.GetTask(ctx, core.JobOf(taskID), taskID)
+func (im *imagerServer) owned(ctx context.Context, s *session, taskID string, epoch uint64) (*imagefarmv1.Task, error) {
+	t, err := im.st.GetTask(ctx, core.JobOf(taskID), taskID)
 	if err != nil && !errors.Is(err, state.ErrNotFound) && !errors.Is(err, state.ErrInvalidID) {
 		return nil, err
 	}
 	switch {
 	case t.GetNodeId() != s.nodeID: // no such task (t is nil), or another node's
-		c.log.Warn("imager reported a task it does not have", "node_id", s.nodeID, "task_id", taskID, "task_node_id", t.GetNodeId())
+		im.log.Warn("imager reported a task it does not have", "node_id", s.nodeID, "task_id", taskID, "task_node_id", t.GetNodeId())
 		return nil, s.stop(taskID, epoch, imagefarmv1.StopReason_STOP_REASON_UNKNOWN_TASK, "this node has no such task")
 	case t.GetEpoch() != epoch || s.fenced.Load():
-		c.log.Warn("imager reported a task it does not hold", "node_id", s.nodeID, "task_id", taskID, "epoch", epoch)
+		im.log.Warn("imager reported a task it does not hold", "node_id", s.nodeID, "task_id", taskID, "epoch", epoch)
 		return nil, s.stop(taskID, epoch, imagefarmv1.StopReason_STOP_REASON_STALE_EPOCH, "this node does not hold the task at that epoch")
 	}
 	return t, nil
@@ -84,25 +80,25 @@ func (c *Controller) owned(ctx context.Context, s *session, taskID string, epoch
 
 // progress keeps a task's bytes in memory and stores phase changes. A
 // report that cannot be true of the task is dropped.
-func (c *Controller) progress(ctx context.Context, s *session, p *imagefarmv1.TaskProgress) error {
-	t, err := c.owned(ctx, s, p.GetTaskId(), p.GetEpoch())
+func (im *imagerServer) progress(ctx context.Context, s *session, p *imagefarmv1.TaskProgress) error {
+	t, err := im.owned(ctx, s, p.GetTaskId(), p.GetEpoch())
 	if t == nil || err != nil || t.GetState().Final() {
 		return err
 	}
 	if !runningTask(p.GetState()) || p.GetBytesDone() > p.GetBytesTotal() || p.GetBytesTotal() > t.GetDrive().GetSizeBytes() {
-		c.log.Warn("imager progress that cannot be true dropped", "node_id", s.nodeID, "task_id", t.GetId(),
+		im.log.Warn("imager progress that cannot be true dropped", "node_id", s.nodeID, "task_id", t.GetId(),
 			"state", p.GetState(), "bytes_done", p.GetBytesDone(), "bytes_total", p.GetBytesTotal())
 		return nil
 	}
-	c.farm.setProgress(&imagefarmv1.Task{Id: t.GetId(), JobId: t.GetJobId(), NodeId: t.GetNodeId(), Drive: t.GetDrive(),
+	im.live.setProgress(&imagefarmv1.Task{Id: t.GetId(), JobId: t.GetJobId(), NodeId: t.GetNodeId(), Drive: t.GetDrive(),
 		Slot: t.GetSlot(), SlotLabel: t.GetSlotLabel(), State: p.GetState(), Epoch: t.GetEpoch(),
 		BytesDone: p.GetBytesDone(), BytesTotal: p.GetBytesTotal(), BytesPerSecond: p.GetBytesPerSecond()})
 	if p.GetState() == t.GetState() {
 		return nil
 	}
-	err = c.core.Progress(ctx, t, p)
+	err = im.core.Progress(ctx, t, p)
 	if errors.Is(err, core.ErrIllegalMove) { // ended meanwhile, or a report going back
-		c.log.Warn("imager progress the task cannot make dropped", "node_id", s.nodeID, "task_id", t.GetId(), "error", err)
+		im.log.Warn("imager progress the task cannot make dropped", "node_id", s.nodeID, "task_id", t.GetId(), "error", err)
 		return nil
 	}
 	return err
@@ -118,36 +114,36 @@ func runningTask(s imagefarmv1.TaskState) bool {
 }
 
 // result ends a task with what its imager reports, then its job if done.
-func (c *Controller) result(ctx context.Context, s *session, r *imagefarmv1.TaskResult) error {
-	t, err := c.owned(ctx, s, r.GetTaskId(), r.GetEpoch())
+func (im *imagerServer) result(ctx context.Context, s *session, r *imagefarmv1.TaskResult) error {
+	t, err := im.owned(ctx, s, r.GetTaskId(), r.GetEpoch())
 	if t == nil || err != nil {
 		return err
 	}
 	if !t.GetState().Final() { // a result sent again is not checked again: the task stays as it ended
-		if r, err = c.plausible(ctx, s, t, r); err != nil {
+		if r, err = im.plausible(ctx, s, t, r); err != nil {
 			return err
 		}
 	}
-	defer c.wake()
-	err = c.core.EndTask(ctx, nodeActor(s.nodeID), t, r)
-	c.farm.dropProgress(t.GetId())
+	defer im.wake()
+	err = im.core.EndTask(ctx, nodeActor(s.nodeID), t, r)
+	im.live.dropProgress(t.GetId())
 	return err
 }
 
 // plausible returns r, or a FAILED result saying why r cannot be true of
 // task t.
-func (c *Controller) plausible(ctx context.Context, s *session, t *imagefarmv1.Task, r *imagefarmv1.TaskResult) (*imagefarmv1.TaskResult, error) {
-	job, err := c.st.GetJobRecord(ctx, t.GetJobId())
+func (im *imagerServer) plausible(ctx context.Context, s *session, t *imagefarmv1.Task, r *imagefarmv1.TaskResult) (*imagefarmv1.TaskResult, error) {
+	job, err := im.st.GetJobRecord(ctx, t.GetJobId())
 	if err != nil {
 		return nil, err
 	}
-	size, err := c.imageSize(ctx, job.GetManifestDigest())
+	size, err := im.view.imageSize(ctx, job.GetManifestDigest())
 	if err != nil { // the image was removed, or storage is away: the result still counts
-		c.log.Warn("image size unknown, bytes written not checked", "task_id", t.GetId(), "error", err)
+		im.log.Warn("image size unknown, bytes written not checked", "task_id", t.GetId(), "error", err)
 		size = math.MaxUint64
 	}
 	if why := implausible(r, job.GetManifestDigest(), size); why != "" {
-		c.log.Warn("imager result that cannot be true: task failed", "node_id", s.nodeID, "task_id", t.GetId(), "reason", why)
+		im.log.Warn("imager result that cannot be true: task failed", "node_id", s.nodeID, "task_id", t.GetId(), "reason", why)
 		r = &imagefarmv1.TaskResult{State: imagefarmv1.TaskState_TASK_STATE_FAILED, Failure: &imagefarmv1.Failure{
 			Reason: imagefarmv1.FailureReason_FAILURE_REASON_INTERNAL, Message: "the imager reported " + why}}
 	}

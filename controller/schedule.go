@@ -2,16 +2,41 @@ package controller
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
+	"github.com/imagefarm/imagefarm/controller/core"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
+	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
-// scheduleLoop places open jobs whenever something changed, and every
+// placer places open jobs on free drives (scheduler.Place), records each
+// placement through the core and dispatches it to its node.
+type placer struct {
+	core *core.Core
+	view *storeView
+	pub  *wire.Publisher
+	log  *slog.Logger
+	kick chan struct{} // wakes it
+}
+
+func newPlacer(c *core.Core, view *storeView, pub *wire.Publisher, log *slog.Logger) *placer {
+	return &placer{core: c, view: view, pub: pub, log: log, kick: make(chan struct{}, 1)}
+}
+
+// wake asks the placer to run soon.
+func (pl *placer) wake() {
+	select {
+	case pl.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run places open jobs whenever something changed, and every
 // second anyway, so standing orders take drives inserted meanwhile.
-func (c *Controller) scheduleLoop(ctx context.Context) error {
+func (pl *placer) Run(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -19,38 +44,38 @@ func (c *Controller) scheduleLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-		case <-c.kick:
+		case <-pl.kick:
 		}
-		if err := c.schedule(ctx); err != nil && ctx.Err() == nil {
-			c.log.Warn("scheduling failed; will retry", "error", err)
+		if err := pl.schedule(ctx); err != nil && ctx.Err() == nil {
+			pl.log.Warn("scheduling failed; will retry", "error", err)
 		}
 	}
 }
 
-func (c *Controller) schedule(ctx context.Context) error {
-	farm, tasks, err := c.farmSnapshot(ctx)
+func (pl *placer) schedule(ctx context.Context) error {
+	farm, tasks, err := pl.view.farmSnapshot(ctx)
 	if err != nil {
 		return err
 	}
-	jobs, stored, err := c.openJobs(ctx, tasks)
+	jobs, stored, err := pl.view.openJobs(ctx, tasks)
 	if err != nil {
 		return err
 	}
 	placed := scheduler.Place(jobs, farm)
 	for _, p := range placed {
-		if err := c.assign(ctx, p); err != nil {
-			c.log.Warn("assign failed", "job_id", p.JobID, "node_id", p.NodeID, "drive", p.Drive.ID, "error", err)
+		if err := pl.assign(ctx, p); err != nil {
+			pl.log.Warn("assign failed", "job_id", p.JobID, "node_id", p.NodeID, "drive", p.Drive.ID, "error", err)
 		}
 	}
 	waiting := scheduler.Waiting(jobs, farm, placed)
 	for _, j := range jobs {
 		if waiting[j.ID] != stored[j.ID] {
-			if err := c.core.SetWaiting(ctx, j.ID, waiting[j.ID]); err != nil {
-				c.log.Warn("store why a job waits", "job_id", j.ID, "error", err)
+			if err := pl.core.SetWaiting(ctx, j.ID, waiting[j.ID]); err != nil {
+				pl.log.Warn("store why a job waits", "job_id", j.ID, "error", err)
 			}
 		}
-		if err := c.core.SettleJob(ctx, j.ID); err != nil {
-			c.log.Warn("settle job failed", "job_id", j.ID, "error", err)
+		if err := pl.core.SettleJob(ctx, j.ID); err != nil {
+			pl.log.Warn("settle job failed", "job_id", j.ID, "error", err)
 		}
 	}
 	return nil
@@ -58,12 +83,12 @@ func (c *Controller) schedule(ctx context.Context) error {
 
 // assign records a task for a placement (core.Assign) and dispatches it
 // to its node.
-func (c *Controller) assign(ctx context.Context, p scheduler.Placement) error {
-	t, job, err := c.core.Assign(ctx, p)
+func (pl *placer) assign(ctx context.Context, p scheduler.Placement) error {
+	t, job, err := pl.core.Assign(ctx, p)
 	if t == nil || err != nil {
 		return err
 	}
-	_, err = c.pub.Publish(ctx, &imagefarmv1.TaskAssignment{
+	_, err = pl.pub.Publish(ctx, &imagefarmv1.TaskAssignment{
 		TaskId: t.GetId(), JobId: job.GetId(), NodeId: p.NodeID, Epoch: p.Epoch, Drive: t.GetDrive(),
 		ManifestDigest: job.GetManifestDigest(), ImageRef: job.GetImageRef(), Options: job.GetOptions(), AssignTime: now(),
 	})

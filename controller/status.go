@@ -1,11 +1,13 @@
 package controller
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -48,9 +50,22 @@ var (
 	errNoJob = errors.New("controller: no such job")
 )
 
-// toStatus turns a domain error into a gRPC status, in this one place, with
-// the error's own message, which says what was wrong and what to do, made
-// for a person by message.
+// statusUnary and statusStream turn the error a call ends with into a gRPC
+// status with toStatus: the adapters (apiServer, imagerServer) and the
+// interceptors inside these return domain errors, and this is the one
+// place they become codes.
+func statusUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	return resp, toStatus(err)
+}
+
+func statusStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return toStatus(handler(srv, ss))
+}
+
+// toStatus turns a domain error into a gRPC status, with the error's own
+// message, which says what was wrong and what to do, made for a person by
+// message.
 func toStatus(err error) error {
 	if err == nil {
 		return nil

@@ -23,10 +23,10 @@ const progressEvery = 500 * time.Millisecond
 // revision asked for, then live ones; for one job it ends after the event
 // that makes the job final. Live progress is sent every half second as
 // TASK_PROGRESS events, which are never stored or replayed.
-func (c *Controller) WatchJob(req *imagefarmv1.WatchJobRequest, stream imagefarmv1.ImageFarmService_WatchJobServer) error {
+func (a *apiServer) WatchJob(req *imagefarmv1.WatchJobRequest, stream imagefarmv1.ImageFarmService_WatchJobServer) error {
 	ctx := stream.Context()
 	if req.GetJobId() != "" {
-		if _, err := c.job(ctx, req.GetJobId()); err != nil {
+		if _, err := a.job(ctx, req.GetJobId()); err != nil {
 			return err
 		}
 	}
@@ -46,7 +46,7 @@ func (c *Controller) WatchJob(req *imagefarmv1.WatchJobRequest, stream imagefarm
 	watchCtx, stop := context.WithCancel(gctx)
 	g.Go(func() error {
 		defer stop()
-		err := c.st.Watch(watchCtx, req.GetJobId(), req.GetFromRevision(), func(ev *imagefarmv1.JobEvent) error {
+		err := a.st.Watch(watchCtx, req.GetJobId(), req.GetFromRevision(), func(ev *imagefarmv1.JobEvent) error {
 			if err := send(ev); err != nil {
 				return err
 			}
@@ -58,14 +58,14 @@ func (c *Controller) WatchJob(req *imagefarmv1.WatchJobRequest, stream imagefarm
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
-		return toStatus(err)
+		return err
 	})
-	g.Go(func() error { return c.streamProgress(watchCtx, req.GetJobId(), send) })
+	g.Go(func() error { return a.streamProgress(watchCtx, req.GetJobId(), send) })
 	return g.Wait()
 }
 
 // streamProgress sends the live progress of a job's running tasks.
-func (c *Controller) streamProgress(ctx context.Context, jobID string, send func(*imagefarmv1.JobEvent) error) error {
+func (a *apiServer) streamProgress(ctx context.Context, jobID string, send func(*imagefarmv1.JobEvent) error) error {
 	tick := time.NewTicker(progressEvery)
 	defer tick.Stop()
 	for {
@@ -74,7 +74,7 @@ func (c *Controller) streamProgress(ctx context.Context, jobID string, send func
 			return nil
 		case <-tick.C:
 		}
-		for _, t := range c.farm.progressOf(jobID) {
+		for _, t := range a.live.progressOf(jobID) {
 			ev := &imagefarmv1.JobEvent{Time: now(), Kind: imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS,
 				Snapshot: &imagefarmv1.JobEvent_Task{Task: t}}
 			if err := send(ev); err != nil {
@@ -85,35 +85,35 @@ func (c *Controller) streamProgress(ctx context.Context, jobID string, send func
 }
 
 // ListNodes implements ImageFarmService.ListNodes.
-func (c *Controller) ListNodes(ctx context.Context, req *imagefarmv1.ListNodesRequest) (*imagefarmv1.ListNodesResponse, error) {
+func (a *apiServer) ListNodes(ctx context.Context, req *imagefarmv1.ListNodesRequest) (*imagefarmv1.ListNodesResponse, error) {
 	if err := cmp.Or(checkEnums("states", req.GetStates()...), ident.Pool(req.GetPool())); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	nodes, err := c.st.ListNodes(ctx, state.NodeFilter{Pool: req.GetPool(), States: req.GetStates()})
-	return &imagefarmv1.ListNodesResponse{Nodes: nodes}, toStatus(err)
+	nodes, err := a.st.ListNodes(ctx, state.NodeFilter{Pool: req.GetPool(), States: req.GetStates()})
+	return &imagefarmv1.ListNodesResponse{Nodes: nodes}, err
 }
 
 // ListDrives implements ImageFarmService.ListDrives. A selector matches
 // as the scheduler's does, so the list previews what a standing order with
 // it would take.
-func (c *Controller) ListDrives(ctx context.Context, req *imagefarmv1.ListDrivesRequest) (*imagefarmv1.ListDrivesResponse, error) {
+func (a *apiServer) ListDrives(ctx context.Context, req *imagefarmv1.ListDrivesRequest) (*imagefarmv1.ListDrivesResponse, error) {
 	if err := checkEnums("states", req.GetStates()...); err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	var sel *scheduler.Selector
 	if req.GetSelector() != nil {
 		sel = schedSelector(req.GetSelector())
 		if err := scheduler.ValidateSelector(sel); err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 	}
-	nodes, err := c.st.ListNodes(ctx, state.NodeFilter{})
+	nodes, err := a.st.ListNodes(ctx, state.NodeFilter{})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	drives, err := c.st.ListDrives(ctx, "")
+	drives, err := a.st.ListDrives(ctx, "")
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	byID := make(map[string]*imagefarmv1.Node, len(nodes))
 	for _, n := range nodes {

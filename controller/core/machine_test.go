@@ -36,6 +36,13 @@ func TestTaskMovesAreExactlyThese(t *testing.T) {
 		VERIFYING→DONE VERIFYING→FAILED VERIFYING→CANCELED VERIFYING→LOST`)
 }
 
+func TestNodeMovesAreExactlyThese(t *testing.T) {
+	checkMoves(t, nodeMoves, `
+		NONE→ONLINE
+		ONLINE→ONLINE ONLINE→LOST
+		LOST→LOST LOST→ONLINE`)
+}
+
 func TestDriveMovesAreExactlyThese(t *testing.T) {
 	checkMoves(t, driveMoves, `
 		NONE→AVAILABLE NONE→BUSY NONE→REFUSED
