@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/imagefarm/imagefarm/controller/page"
 	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -30,6 +31,10 @@ func (s images) ListImages(ctx context.Context, req *imagefarmv1.ListImagesReque
 			return nil, err
 		}
 	}
+	pr, err := page.Parse(int(req.GetPageSize()), req.GetPageToken(), checkImageKey)
+	if err != nil {
+		return nil, err
+	}
 	all, err := s.cat.List(ctx, req.GetName())
 	if err != nil {
 		return nil, err
@@ -40,11 +45,8 @@ func (s images) ListImages(ctx context.Context, req *imagefarmv1.ListImagesReque
 			out = append(out, imageToProto(img))
 		}
 	}
-	page, next, err := paginate(out, req.GetPageSize(), req.GetPageToken(), imageKey, checkImageKey)
-	if err != nil {
-		return nil, err
-	}
-	return &imagefarmv1.ListImagesResponse{Images: page, NextPageToken: next}, nil
+	listed, next := page.Cut(out, pr, page.Ascending, imageKey)
+	return &imagefarmv1.ListImagesResponse{Images: listed, NextPageToken: next}, nil
 }
 
 // imageKey is an image's place in catalog.List's order (name, creation

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/imagefarm/imagefarm/controller/core"
+	"github.com/imagefarm/imagefarm/controller/page"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/internal/wire"
@@ -97,5 +98,5 @@ func (pl *placer) assign(ctx context.Context, p scheduler.Placement) error {
 
 func openJobsFilter(token string) state.JobFilter {
 	return state.JobFilter{States: []imagefarmv1.JobState{imagefarmv1.JobState_JOB_STATE_PENDING,
-		imagefarmv1.JobState_JOB_STATE_RUNNING}, PageSize: state.MaxPageSize, PageToken: token}
+		imagefarmv1.JobState_JOB_STATE_RUNNING}, PageSize: page.MaxSize, PageToken: token}
 }

@@ -2,10 +2,7 @@ package controller
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
-	"fmt"
-	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -13,6 +10,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller/audit"
 	"github.com/imagefarm/imagefarm/controller/core"
+	"github.com/imagefarm/imagefarm/controller/page"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/controller/tokens"
@@ -27,9 +25,6 @@ import (
 var (
 	// errBadRequest: a request field out of its bounds. InvalidArgument.
 	errBadRequest = errors.New("controller: bad request")
-	// errBadPageToken: a page token this controller did not make.
-	// InvalidArgument.
-	errBadPageToken = errors.New("controller: bad page token")
 	// errProtocol: an imager stream that breaks the protocol of
 	// ImagerService.Connect (no Hello first, a second Hello). InvalidArgument.
 	errProtocol = errors.New("controller: imager protocol violation")
@@ -85,8 +80,8 @@ var statusCodes = []struct {
 	{codes.Internal, []error{errNotRecorded}},
 	{codes.NotFound, []error{catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, errNoJob,
 		scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode}},
-	{codes.InvalidArgument, []error{errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, errBadPageToken, errProtocol, catalog.ErrBadRef,
-		catalog.ErrSignatureInvalid, state.ErrInvalidID, state.ErrInvalidPageToken, ident.ErrInvalid, scheduler.ErrBadDriveRef,
+	{codes.InvalidArgument, []error{errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, page.ErrInvalidToken, page.ErrInvalidSize,
+		errProtocol, catalog.ErrBadRef, catalog.ErrSignatureInvalid, state.ErrInvalidID, ident.ErrInvalid, scheduler.ErrBadDriveRef,
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector}},
 	{codes.FailedPrecondition, []error{scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
 		scheduler.ErrDriveTooSmall, core.ErrJobEnded, core.ErrIllegalMove, catalog.ErrNotForDrive, tokens.ErrLastAdmin, catalog.ErrNameTaken, errUntrustedKey,
@@ -116,9 +111,9 @@ func codeOf(err error) codes.Code {
 var explained = []error{ident.ErrInvalid, scheduler.ErrBadDriveRef, scheduler.ErrBadTargets, scheduler.ErrBadCount,
 	scheduler.ErrBadSelector, scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool,
 	scheduler.ErrNoMatchingNode, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
-	scheduler.ErrDriveTooSmall, errBadRequest, errBadPageToken, errNoJob, core.ErrJobEnded, errRequestIDReused, errStoreReadOnly,
-	tokens.ErrInvalid, tokens.ErrUnknown, tokens.ErrAmbiguous, tokens.ErrLastAdmin, state.ErrInvalidID,
-	state.ErrInvalidPageToken, catalog.ErrNotForDrive}
+	scheduler.ErrDriveTooSmall, errBadRequest, page.ErrInvalidToken, page.ErrInvalidSize, errNoJob, core.ErrJobEnded,
+	errRequestIDReused, errStoreReadOnly, tokens.ErrInvalid, tokens.ErrUnknown, tokens.ErrAmbiguous, tokens.ErrLastAdmin,
+	state.ErrInvalidID, catalog.ErrNotForDrive}
 
 // message is err's text for a person: an explained sentinel's text goes,
 // any other's package tag ("catalog: image not found: x:1" reads "image not
@@ -138,57 +133,4 @@ func isAny(err error, targets ...error) bool {
 		}
 	}
 	return false
-}
-
-// maxPageSize bounds a page so that one request cannot ask for everything.
-const (
-	defaultPageSize = 100
-	maxPageSize     = 1000
-)
-
-// checkPageSize refuses a negative page size; 0 asks for the default and
-// a size above the maximum gets the maximum.
-func checkPageSize(size int32) error {
-	if size < 0 {
-		return fmt.Errorf("page_size %d: use 0 for the default or up to %d: %w", size, maxPageSize, errBadRequest)
-	}
-	return nil
-}
-
-// paginate returns one page of items and the token of the next page.
-// Paging is by keyset, as state.ListJobs pages: items are sorted by key
-// (distinct and ascending), and a token is the key of the last item of the
-// previous page, base64url-encoded, so a page starts after that item
-// wherever it now is. An item added or removed between two pages moves
-// no other item from one page to the next: none is skipped or repeated.
-func paginate[T any](items []T, size int32, token string, key func(T) string, checkKey func(string) error) ([]T, string, error) {
-	if err := checkPageSize(size); err != nil {
-		return nil, "", err
-	}
-	if size == 0 {
-		size = defaultPageSize
-	}
-	size = min(size, maxPageSize)
-	start := 0
-	if token != "" {
-		after, err := base64.RawURLEncoding.DecodeString(token)
-		if err == nil {
-			err = checkKey(string(after))
-		}
-		if err != nil || len(after) == 0 {
-			return nil, "", fmt.Errorf("page token %s: pass the next_page_token of the previous response: %w", ident.Quote(token), errBadPageToken)
-		}
-		start, _ = slices.BinarySearchFunc(items, string(after), func(item T, after string) int {
-			if key(item) <= after {
-				return -1
-			}
-			return 1
-		})
-	}
-	end := min(start+int(size), len(items))
-	next := ""
-	if end < len(items) {
-		next = base64.RawURLEncoding.EncodeToString([]byte(key(items[end-1])))
-	}
-	return items[start:end], next, nil
 }

@@ -5,8 +5,8 @@ import (
 	"fmt"
 )
 
-// Sentinel errors. The API layer maps them to gRPC codes: ErrInvalidID and
-// ErrInvalidPageToken to InvalidArgument, ErrNotFound to NotFound, ErrExists
+// Sentinel errors. The API layer maps them to gRPC codes: ErrInvalidID to
+// InvalidArgument (and a bad page token, page.ErrInvalidToken), ErrNotFound to NotFound, ErrExists
 // to AlreadyExists, ErrConflict to Aborted, ErrRevisionTooOld and
 // ErrFutureRevision to OutOfRange, ErrEventPending to Unavailable.
 var (
@@ -27,8 +27,6 @@ var (
 	// the event before the next write of the same record, or in Reconcile.
 	// Until then the change must not be acknowledged to anyone.
 	ErrEventPending = errors.New("state: change stored, event not yet appended")
-	// ErrInvalidPageToken is returned for a page token ListJobs did not make.
-	ErrInvalidPageToken = errors.New("state: invalid page token")
 	// ErrRevisionTooOld is matched by a *RevisionTooOldError.
 	ErrRevisionTooOld = errors.New("state: revision no longer in the event stream")
 	// ErrFutureRevision is returned by Watch for a revision past the next

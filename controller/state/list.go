@@ -3,25 +3,16 @@ package state
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	"google.golang.org/protobuf/types/known/timestamppb"
-
+	"github.com/imagefarm/imagefarm/controller/page"
 	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
-)
-
-const (
-	// DefaultPageSize is ListJobs' page size when the filter sets none.
-	DefaultPageSize = 100
-	// MaxPageSize is the largest page ListJobs returns.
-	MaxPageSize = 1000
 )
 
 // JobFilter selects and pages jobs; set fields must all match.
@@ -33,10 +24,11 @@ type JobFilter struct {
 	Image string
 	// NodeID keeps jobs with a task on this node.
 	NodeID string
-	// PageSize is the most jobs to return: 0 or less for DefaultPageSize,
-	// at most MaxPageSize.
+	// PageSize is the most jobs to return: 0 for page.DefaultSize, at
+	// most page.MaxSize; a negative one is page.ErrInvalidSize.
 	PageSize int
-	// PageToken is the token a previous call returned, to get the next page.
+	// PageToken is the token a previous call returned, to get the next
+	// page; one it did not make is page.ErrInvalidToken.
 	PageToken string
 }
 
@@ -46,7 +38,7 @@ type JobFilter struct {
 // client pages do not shift or repeat what it sees. Every job's revision is
 // the last event before the listing; task counts are as last stored.
 func (s *Store) ListJobs(ctx context.Context, f JobFilter) ([]*imagefarmv1.Job, string, error) {
-	after, err := decodePageToken(f.PageToken)
+	req, err := page.Parse(f.PageSize, f.PageToken, checkListKey)
 	if err != nil {
 		return nil, "", err
 	}
@@ -60,7 +52,7 @@ func (s *Store) ListJobs(ctx context.Context, f JobFilter) ([]*imagefarmv1.Job, 
 	}
 	var jobs []*imagefarmv1.Job
 	err = s.jobs.scan(ctx, ">", func(j *imagefarmv1.Job) error {
-		if (after == nil || newerFirst(after, j) < 0) && f.matches(j, onNode) {
+		if f.matches(j, onNode) {
 			j.Revision = rev
 			jobs = append(jobs, j)
 		}
@@ -70,16 +62,8 @@ func (s *Store) ListJobs(ctx context.Context, f JobFilter) ([]*imagefarmv1.Job, 
 		return nil, "", err
 	}
 	slices.SortFunc(jobs, newerFirst)
-	size := f.PageSize
-	if size <= 0 {
-		size = DefaultPageSize
-	}
-	size = min(size, MaxPageSize)
-	if len(jobs) <= size {
-		return jobs, "", nil
-	}
-	jobs = jobs[:size]
-	return jobs, encodePageToken(jobs[size-1]), nil
+	jobs, next := page.Cut(jobs, req, page.Descending, listKey)
+	return jobs, next, nil
 }
 
 // jobsOnNode returns the ids of jobs with a task on nodeID, or nil when
@@ -121,32 +105,25 @@ func imageMatches(filter string, j *imagefarmv1.Job) bool {
 	return err == nil && ref.Name == filter
 }
 
-// newerFirst orders jobs newest first, ties broken by id descending.
+// newerFirst orders jobs newest first, ties broken by id descending: the
+// order of their listKeys, descending.
 func newerFirst(a, b *imagefarmv1.Job) int {
-	return cmp.Or(b.GetCreateTime().AsTime().Compare(a.GetCreateTime().AsTime()), cmp.Compare(b.GetId(), a.GetId()))
+	return cmp.Or(cmp.Compare(b.GetCreateTime().AsTime().UnixNano(), a.GetCreateTime().AsTime().UnixNano()),
+		cmp.Compare(b.GetId(), a.GetId()))
 }
 
-// A page token is the creation time and id of the last job of the previous
-// page, base64url-encoded: opaque to clients, stateless for the server.
-func encodePageToken(last *imagefarmv1.Job) string {
-	raw := strconv.FormatInt(last.GetCreateTime().AsTime().UnixNano(), 10) + "/" + last.GetId()
-	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+// listKey is a job's place in ListJobs' order (creation time, id) as a
+// string that sorts the same way: the nanoseconds are zero-padded, and
+// their sign bit flipped so that a time before 1970 sorts first too.
+func listKey(j *imagefarmv1.Job) string {
+	return fmt.Sprintf("%020d/%s", uint64(j.GetCreateTime().AsTime().UnixNano())^1<<63, j.GetId())
 }
 
-// decodePageToken returns the cursor job of a token, or nil for "".
-func decodePageToken(token string) (*imagefarmv1.Job, error) {
-	if token == "" {
-		return nil, nil
+// checkListKey refuses a page token's key that listKey cannot have made.
+func checkListKey(k string) error {
+	nanos, id, ok := strings.Cut(k, "/")
+	if _, err := strconv.ParseUint(nanos, 10, 64); !ok || len(nanos) != 20 || err != nil {
+		return errors.New("not a job listing's key")
 	}
-	bad := fmt.Errorf("page token %s: pass the next_page_token of the previous response: %w", ident.Quote(token), ErrInvalidPageToken)
-	raw, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil {
-		return nil, bad
-	}
-	nanos, id, ok := strings.Cut(string(raw), "/")
-	n, err := strconv.ParseInt(nanos, 10, 64)
-	if !ok || err != nil || ident.JobID(id) != nil {
-		return nil, bad
-	}
-	return &imagefarmv1.Job{Id: id, CreateTime: timestamppb.New(time.Unix(0, n))}, nil
+	return ident.JobID(id)
 }

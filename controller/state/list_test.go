@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/imagefarm/imagefarm/controller/page"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
@@ -84,8 +85,8 @@ func TestListJobsPages(t *testing.T) {
 		t.Errorf("ListJobs pages = %v, want %v", all, want)
 	}
 	for _, token := range []string{"%%%", "bm90LWEtdG9rZW4", "MTIzL2EuYg"} { // garbage, "not-a-token", "123/a.b"
-		if _, _, err := s.ListJobs(t.Context(), JobFilter{PageToken: token}); !errors.Is(err, ErrInvalidPageToken) {
-			t.Errorf("ListJobs(token %q) = %v, want ErrInvalidPageToken", token, err)
+		if _, _, err := s.ListJobs(t.Context(), JobFilter{PageToken: token}); !errors.Is(err, page.ErrInvalidToken) {
+			t.Errorf("ListJobs(token %q) = %v, want page.ErrInvalidToken", token, err)
 		}
 	}
 }
