@@ -1,6 +1,6 @@
 // Command imagefarm is the one binary of the imagefarm imaging farm: the
-// catalog client (image), and, as the farm grows, the controller, the imager
-// and the all-in-one dev farm.
+// controller, the imager, the all-in-one dev farm, and the clients of the
+// catalog (image) and of the controller's API (job, nodes, token, audit, ...).
 package main
 
 import (
