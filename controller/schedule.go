@@ -23,6 +23,7 @@ type placer struct {
 	kick chan struct{} // wakes it
 }
 
+// newPlacer returns a placer; Run starts it.
 func newPlacer(c *core.Core, view *storeView, pub *wire.Publisher, log *slog.Logger) *placer {
 	return &placer{core: c, view: view, pub: pub, log: log, kick: make(chan struct{}, 1)}
 }
@@ -35,8 +36,8 @@ func (pl *placer) wake() {
 	}
 }
 
-// Run places open jobs whenever something changed, and every
-// second anyway, so standing orders take drives inserted meanwhile.
+// Run places open jobs whenever something changed (wake), and every second
+// anyway, so standing orders take drives inserted meanwhile.
 func (pl *placer) Run(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -53,6 +54,8 @@ func (pl *placer) Run(ctx context.Context) error {
 	}
 }
 
+// schedule is one placement pass: it places what it can, stores why each
+// job short of drives waits, and settles jobs whose tasks have ended.
 func (pl *placer) schedule(ctx context.Context) error {
 	farm, tasks, err := pl.view.farmSnapshot(ctx)
 	if err != nil {
