@@ -155,3 +155,13 @@ func TestListImagesPagesAcrossInserts(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryKindHasAProtoKind: every kind the catalog holds is named in
+// the API, so ListImages never shows one as unspecified.
+func TestEveryKindHasAProtoKind(t *testing.T) {
+	for _, k := range catalog.Kinds {
+		if kindToProto(k) == imagefarmv1.ImageKind_IMAGE_KIND_UNSPECIFIED {
+			t.Errorf("kindToProto(%s) = unspecified: add IMAGE_KIND_%s to image.proto", k, strings.ToUpper(string(k)))
+		}
+	}
+}

@@ -42,14 +42,19 @@ const (
 	KindWinPE   Kind = "winpe"   // the files of a WinPE boot media folder
 	KindPPKG    Kind = "ppkg"    // a Windows provisioning package
 	KindFile    Kind = "file"    // anything else
+	// KindBootEnv is a deploy environment that laptops netboot: a kernel
+	// and an initramfs whose /init is imagefarm (imagefarm netboot
+	// build-env, package deployenv).
+	KindBootEnv Kind = "bootenv"
 )
 
 // Kinds lists every valid Kind.
-var Kinds = []Kind{KindDisk, KindWIM, KindDrivers, KindWinPE, KindPPKG, KindFile}
+var Kinds = []Kind{KindDisk, KindWIM, KindDrivers, KindWinPE, KindPPKG, KindFile, KindBootEnv}
 
 // Folder reports whether blobs of kind k are folders of files, pushed and
-// pulled as bundles (package bundle): WinPE media and driver bundles.
-func (k Kind) Folder() bool { return k == KindWinPE || k == KindDrivers }
+// pulled as bundles (package bundle): WinPE media, driver bundles and
+// deploy environments.
+func (k Kind) Folder() bool { return k == KindWinPE || k == KindDrivers || k == KindBootEnv }
 
 // ErrNotForDrive is an image that is not written to drives: it is not a
 // disk image, or it is empty.
@@ -67,6 +72,9 @@ func (m *Manifest) ForDrive() error {
 	case m.Kind == KindWIM || m.Kind == KindWinPE || m.Kind == KindDrivers || m.Kind == KindPPKG:
 		return fmt.Errorf("image %s is a %s, not a disk image: only disk images are written to drives; "+
 			"build a USB key's disk image from it with imagefarm media build --%s: %w", ref, m.Kind, m.Kind, ErrNotForDrive)
+	case m.Kind == KindBootEnv:
+		return fmt.Errorf("image %s is a bootenv, not a disk image: only disk images are written to drives; "+
+			"a deploy environment is what laptops netboot (imagefarm netboot serve serves it): %w", ref, ErrNotForDrive)
 	case m.Kind != KindDisk:
 		return fmt.Errorf("image %s is a %s, not a disk image: only disk images are written to drives; "+
 			"push the drive's raw image with --kind disk: %w", ref, m.Kind, ErrNotForDrive)

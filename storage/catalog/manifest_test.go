@@ -24,6 +24,7 @@ func TestForDrive(t *testing.T) {
 		{catalog.KindPPKG, 1, "imagefarm media build --ppkg"},
 		{catalog.KindFile, 1, "image x:1 is a file, not a disk image: only disk images are written to drives; push the drive's raw image with --kind disk"},
 		{catalog.KindFile, 0, "is a file, not a disk image"},
+		{catalog.KindBootEnv, 1, "image x:1 is a bootenv, not a disk image: only disk images are written to drives; a deploy environment is what laptops netboot"},
 	} {
 		err := (&catalog.Manifest{Name: "x", Version: "1", Kind: tc.kind, Size: tc.size}).ForDrive()
 		if tc.want == "" && err != nil || tc.want != "" && (!errors.Is(err, catalog.ErrNotForDrive) || !strings.Contains(err.Error(), tc.want)) {

@@ -40,6 +40,9 @@ const (
 	ImageKind_IMAGE_KIND_PPKG ImageKind = 5
 	// Any other file.
 	ImageKind_IMAGE_KIND_FILE ImageKind = 6
+	// A deploy environment that laptops netboot: a kernel and an initramfs
+	// whose /init is imagefarm (imagefarm netboot build-env).
+	ImageKind_IMAGE_KIND_BOOTENV ImageKind = 7
 )
 
 // Enum value maps for ImageKind.
@@ -52,6 +55,7 @@ var (
 		4: "IMAGE_KIND_WINPE",
 		5: "IMAGE_KIND_PPKG",
 		6: "IMAGE_KIND_FILE",
+		7: "IMAGE_KIND_BOOTENV",
 	}
 	ImageKind_value = map[string]int32{
 		"IMAGE_KIND_UNSPECIFIED": 0,
@@ -61,6 +65,7 @@ var (
 		"IMAGE_KIND_WINPE":       4,
 		"IMAGE_KIND_PPKG":        5,
 		"IMAGE_KIND_FILE":        6,
+		"IMAGE_KIND_BOOTENV":     7,
 	}
 )
 
@@ -453,7 +458,7 @@ const file_imagefarm_v1_image_proto_rawDesc = "" +
 	"\x12service_pack_build\x18\x05 \x01(\rR\x10servicePackBuild\x12\"\n" +
 	"\farchitecture\x18\x06 \x01(\tR\farchitecture\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\a \x01(\x04R\tsizeBytes*\xa8\x01\n" +
+	"size_bytes\x18\a \x01(\x04R\tsizeBytes*\xc0\x01\n" +
 	"\tImageKind\x12\x1a\n" +
 	"\x16IMAGE_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fIMAGE_KIND_DISK\x10\x01\x12\x12\n" +
@@ -461,7 +466,8 @@ const file_imagefarm_v1_image_proto_rawDesc = "" +
 	"\x12IMAGE_KIND_DRIVERS\x10\x03\x12\x14\n" +
 	"\x10IMAGE_KIND_WINPE\x10\x04\x12\x13\n" +
 	"\x0fIMAGE_KIND_PPKG\x10\x05\x12\x13\n" +
-	"\x0fIMAGE_KIND_FILE\x10\x06B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\x0fIMAGE_KIND_FILE\x10\x06\x12\x16\n" +
+	"\x12IMAGE_KIND_BOOTENV\x10\aB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_image_proto_rawDescOnce sync.Once
