@@ -16,13 +16,20 @@ FUZZTIME=${FUZZTIME:-100000x}
 
 say() { printf '\n== %s\n' "$*"; }
 
-install_debian() { # install_debian COMMAND PACKAGE
-	command -v "$1" >/dev/null && return
-	say "installing Debian package $2 (for $1)"
+apt_install() { # apt_install PACKAGE FOR
+	say "installing Debian package $1 (for $2)"
 	local sudo=""
 	[[ $(id -u) -eq 0 ]] || sudo=sudo
 	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$1" >/dev/null
+}
+
+install_debian() { # install_debian COMMAND PACKAGE
+	command -v "$1" >/dev/null || apt_install "$2" "$1"
+}
+
+install_debian_file() { # install_debian_file GLOB PACKAGE, for a package with no command
+	compgen -G "$1" >/dev/null || apt_install "$2" "$1"
 }
 
 install_minio() {
@@ -43,6 +50,11 @@ install_debian blockdev util-linux
 install_debian sfdisk fdisk           # USB media: the partition table, read back
 install_debian mcopy mtools           # USB media: the FAT32 files, read back
 install_debian fsck.vfat dosfstools   # USB media: the FAT32 checked; mkfs.vfat for the benchmark
+install_debian_file '/boot/vmlinuz-*' linux-image-amd64 # deploy environment: the kernel and its modules
+install_debian modprobe kmod          # deploy environment: module dependencies checked against modprobe's
+install_debian qemu-system-x86_64 qemu-system-x86 # deploy environment: booted in a VM
+install_debian dnsmasq dnsmasq-base   # deploy environment: the test network's DHCP server
+install_debian ip iproute2            # deploy environment: the test network namespace
 install_minio
 export IMAGEFARM_MINIO="$PWD/.cache/bin/minio"
 

@@ -66,6 +66,9 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if !slices.Contains(catalog.Kinds, catalog.Kind(kind)) {
 				return fmt.Errorf("--kind %q: want one of %v", kind, catalog.Kinds)
 			}
+			if catalog.Kind(kind) == catalog.KindBootEnv {
+				return fmt.Errorf("--kind bootenv: a deploy environment is built and pushed by imagefarm netboot build-env --push %s", ref)
+			}
 			key, err := loadSignKey(signKey)
 			if err != nil {
 				return err
@@ -89,24 +92,14 @@ func newImagePushCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer cleanup()
-			fi, err := os.Stat(path)
-			if err != nil {
-				return fmt.Errorf("push: %w", err)
-			}
-			bar := newProgressBar("push", fi.Size())
-			start := time.Now()
-			res, err := c.PushFile(cmd.Context(), path, catalog.PushOptions{
+			p, err := pushFile(cmd, g, c, refs, path, catalog.PushOptions{
 				Name: ref.Name, Version: ref.Tag, Kind: catalog.Kind(kind), Models: models, Source: source,
-				Labels: labels, Channels: channels, ChunkSize: chunkSize, Progress: bar.Add, SignKey: key, Refs: refs,
+				Labels: labels, Channels: channels, ChunkSize: chunkSize, SignKey: key,
 			})
-			bar.Done(err)
 			if err != nil {
 				return err
 			}
-			if key == nil && !g.json {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not signed; imagers with --trusted-keys refuse it until it is (imagefarm image sign)\n", ref)
-			}
-			return printPush(cmd.OutOrStdout(), g, ref, res, time.Since(start), refs.Records())
+			return printPush(cmd.OutOrStdout(), g, p)
 		},
 	}
 	f := cmd.Flags()
@@ -120,29 +113,73 @@ func newImagePushCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// printPush says what a push stored, and the audit records of its ref
-// changes (none: unaudited).
-func printPush(w io.Writer, g *globals, ref catalog.Ref, res *catalog.PushResult, took time.Duration, recs []*imagefarmv1.AuditRecord) error {
+// pushed is what a push stored.
+type pushed struct {
+	ref  catalog.Ref
+	res  *catalog.PushResult
+	took time.Duration
+	recs []*imagefarmv1.AuditRecord // the audit records of its ref changes; none: unaudited
+}
+
+// pushFile pushes the file at path to c as opts says (opts.Progress and
+// opts.Refs are set here), its refs changed through refs, and warns when
+// it is not signed: the one way image push, media build --push and
+// netboot build-env --push push.
+func pushFile(cmd *cobra.Command, g *globals, c *catalog.Catalog, refs refChanger, path string, opts catalog.PushOptions) (*pushed, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
+	bar := newProgressBar("push", fi.Size())
+	start := time.Now()
+	opts.Progress, opts.Refs = bar.Add, refs
+	res, err := c.PushFile(cmd.Context(), path, opts)
+	bar.Done(err)
+	if err != nil {
+		return nil, err
+	}
+	ref := catalog.Ref{Name: opts.Name, Tag: opts.Version}
+	if opts.SignKey == nil && !g.json {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not signed; imagers with --trusted-keys refuse it until it is (imagefarm image sign)\n", ref)
+	}
+	return &pushed{ref: ref, res: res, took: time.Since(start), recs: refs.Records()}, nil
+}
+
+// auditSequences are the sequence numbers of the push's audit records.
+func (p *pushed) auditSequences() []uint64 {
 	seqs := []uint64{}
-	for _, r := range recs {
+	for _, r := range p.recs {
 		seqs = append(seqs, r.GetSequence())
 	}
-	if g.json {
-		return printJSON(w, map[string]any{
-			"ref": ref.String(), "digest": res.Digest, "size": res.Manifest.Size, "chunks": res.Chunks,
-			"zero_chunks": res.ZeroChunks, "new_chunks": res.NewChunks, "new_bytes": res.NewBytes,
-			"stored_bytes": res.Manifest.StoredBytes(), "seconds": took.Seconds(),
-			"audited": len(recs) > 0, "audit_sequences": seqs,
-		})
+	return seqs
+}
+
+// json is how --json prints the push.
+func (p *pushed) json() map[string]any {
+	res := p.res
+	return map[string]any{
+		"ref": p.ref.String(), "digest": res.Digest, "size": res.Manifest.Size, "chunks": res.Chunks,
+		"zero_chunks": res.ZeroChunks, "new_chunks": res.NewChunks, "new_bytes": res.NewBytes,
+		"stored_bytes": res.Manifest.StoredBytes(), "seconds": p.took.Seconds(),
+		"audited": len(p.recs) > 0, "audit_sequences": p.auditSequences(),
 	}
-	fmt.Fprintf(w, "pushed %s %s\n", ref, res.Digest)
-	if len(seqs) > 0 {
+}
+
+// printPush says what a push stored, and the audit records of its ref
+// changes.
+func printPush(w io.Writer, g *globals, p *pushed) error {
+	if g.json {
+		return printJSON(w, p.json())
+	}
+	res := p.res
+	fmt.Fprintf(w, "pushed %s %s\n", p.ref, res.Digest)
+	if seqs := p.auditSequences(); len(seqs) > 0 {
 		fmt.Fprintf(w, "  recorded in the audit trail: %s\n", strings.Trim(fmt.Sprint(seqs), "[]"))
 	}
 	fmt.Fprintf(w, "  %s in %s (%d zero, not stored); %s stored, %s of it new in %s; %.1fs, %s/s\n",
 		bytesIEC(res.Manifest.Size), plural(res.Chunks, "chunk"), res.ZeroChunks,
 		bytesIEC(res.Manifest.StoredBytes()), bytesIEC(res.NewBytes), plural(res.NewChunks, "new chunk"),
-		took.Seconds(), bytesIEC(int64(float64(res.Manifest.Size)/max(took.Seconds(), 0.001))))
+		p.took.Seconds(), bytesIEC(int64(float64(res.Manifest.Size)/max(p.took.Seconds(), 0.001))))
 	return nil
 }
 

@@ -11,10 +11,14 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/imagefarm/imagefarm/deployenv/initproc"
 	"github.com/imagefarm/imagefarm/internal/redact"
 )
 
 func main() {
+	if initproc.IsInit(os.Getpid(), os.Args[0]) {
+		initproc.Main() // the deploy environment's /init; never returns
+	}
 	ctx, stop := signalContext()
 	cmd, err := newRootCmd().ExecuteContextC(ctx)
 	stop()
@@ -70,7 +74,7 @@ func newRootCmd() *cobra.Command {
 	addTLSFlags(root, &g.tls)
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(newCACmd(), newNATSConfigCmd(), newKeyCmd())
-	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g), newControllerCmd(g), newJobCmd(g), newNodesCmd(g), newImagerCmd(g), newMediaCmd(g), newAuditCmd(g), newTokenCmd(g))
+	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g), newControllerCmd(g), newJobCmd(g), newNodesCmd(g), newImagerCmd(g), newMediaCmd(g), newAuditCmd(g), newTokenCmd(g), newNetbootCmd(g))
 	return root
 }
 

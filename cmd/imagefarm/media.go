@@ -9,14 +9,12 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
-	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/imagefarm/imagefarm/internal/userpath"
 	"github.com/imagefarm/imagefarm/media"
-	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
@@ -210,33 +208,24 @@ func (mf *mediaFlags) spec() (media.Spec, *catalog.Ref, error) {
 // the --out file, empty when the image was only pushed.
 func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.Result, spec media.Spec, out string, pushRef *catalog.Ref, channels []string, key *catalog.SigningKey) error {
 	w := cmd.OutOrStdout()
-	var pushed *catalog.PushResult
-	var took time.Duration
-	var recs []*imagefarmv1.AuditRecord
+	var p *pushed
 	if pushRef != nil {
+		var models []string
+		if spec.Model != "" {
+			models = []string{spec.Model}
+		}
 		refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), c)
 		if err != nil {
 			return err
 		}
 		defer done()
-		var models []string
-		if spec.Model != "" {
-			models = []string{spec.Model}
-		}
-		bar := newProgressBar("push", res.Size)
-		start := time.Now()
-		pushed, err = c.PushFile(cmd.Context(), spec.Out, catalog.PushOptions{
+		p, err = pushFile(cmd, g, c, refs, spec.Out, catalog.PushOptions{
 			Name: pushRef.Name, Version: pushRef.Tag, Kind: catalog.KindDisk, Models: models,
-			Labels: res.Labels(imagefarmVersion()), Channels: channels, Source: "media.img", Progress: bar.Add, SignKey: key, Refs: refs,
+			Labels: res.Labels(imagefarmVersion()), Channels: channels, Source: "media.img", SignKey: key,
 		})
-		bar.Done(err)
 		if err != nil {
 			return err
 		}
-		if key == nil && !g.json {
-			fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s is not signed; imagers with --trusted-keys refuse it until it is (imagefarm image sign)\n", pushRef)
-		}
-		took, recs = time.Since(start), refs.Records()
 	}
 	if g.json {
 		j := map[string]any{"digest": res.Digest, "size": res.Size, "wim_parts": res.WIMParts, "model": res.Model,
@@ -244,8 +233,8 @@ func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.
 		if out != "" {
 			j["out"] = out
 		}
-		if pushed != nil {
-			j["ref"], j["manifest_digest"], j["new_bytes"], j["audited"] = pushRef.String(), pushed.Digest, pushed.NewBytes, len(recs) > 0
+		if p != nil {
+			j["ref"], j["manifest_digest"], j["new_bytes"], j["audited"] = pushRef.String(), p.res.Digest, p.res.NewBytes, len(p.recs) > 0
 		}
 		return printJSON(w, j)
 	}
@@ -261,8 +250,8 @@ func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.
 	if out != "" {
 		fmt.Fprintf(w, "  written to %s\n", out)
 	}
-	if pushed != nil {
-		return printPush(w, g, *pushRef, pushed, took, recs)
+	if p != nil {
+		return printPush(w, g, p)
 	}
 	return nil
 }

@@ -1,0 +1,211 @@
+package initproc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/imagefarm/imagefarm/imager/drive"
+)
+
+// ReportPrefix starts the console line that carries the Report, so that
+// whoever reads the console (a test, a technician's capture) finds it
+// among the kernel's messages.
+const ReportPrefix = "IMAGEFARM-REPORT "
+
+// Report is what the environment found, printed on the console as
+// ReportPrefix and one line of JSON.
+type Report struct {
+	Identity
+	Disks      []Disk `json:"disks"`
+	Lease      *Lease `json:"lease,omitempty"`
+	Controller string `json:"controller,omitempty"`
+	// Token says whether a boot token was given; the token is never shown.
+	Token  bool   `json:"token"`
+	Kernel string `json:"kernel"` // the running kernel's release
+	// Modules is how many kernel modules loaded.
+	Modules int `json:"modules_loaded"`
+	// Uptime is how long after the kernel started the report was made.
+	Uptime float64 `json:"uptime_seconds"`
+	// Seconds is how long each step took: "modules", "dhcp", "disks".
+	Seconds map[string]float64 `json:"seconds"`
+	// Then is what the environment does next.
+	Then   Then     `json:"then"`
+	Errors []string `json:"errors,omitempty"`
+}
+
+// IsInit reports whether a process with this pid and argv[0] is the
+// deploy environment's init: the kernel starts /init as PID 1 with
+// argv[0] "/init". A container that runs imagefarm as its PID 1 is not
+// taken for it, since its argv[0] is imagefarm's own name.
+func IsInit(pid int, argv0 string) bool {
+	return argv0 == "/init" || pid == 1 && filepath.Base(argv0) == "init"
+}
+
+// Main is the deploy environment's init. It never returns: PID 1
+// exiting panics the kernel.
+func Main() {
+	mountAll()
+	console := os.Stdout // the kernel opened /dev/console for init
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log.SetOutput(os.Stderr) // u-root's DHCP client logs with the log package
+	log.SetPrefix("dhclient: ")
+	var rep Report
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				rep.Errors = append(rep.Errors, fmt.Sprintf("panic: %v", p))
+			}
+		}()
+		rep = Run(context.Background(), logger)
+	}()
+	printReport(console, rep)
+	finish(rep.Then, logger)
+}
+
+// Run does the environment's work and returns its report. Failures are
+// in the report's Errors; Run goes on with what it can.
+func Run(ctx context.Context, logger *slog.Logger) Report {
+	rep := Report{Seconds: map[string]float64{}}
+	fail := func(err error) {
+		logger.Error("deploy environment", "err", err)
+		rep.Errors = append(rep.Errors, err.Error())
+	}
+	start := time.Now()
+	step := func(name string) {
+		rep.Seconds[name] = time.Since(start).Seconds()
+		start = time.Now()
+	}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		fail(err)
+	}
+	params, err := ParseParams(string(cmdline))
+	if err != nil {
+		fail(err)
+	}
+	rep.Controller, rep.Token, rep.Then = params.Controller, params.Token != "", params.Then
+	rep.Kernel = release()
+	if rep.Modules, err = loadModules(rep.Kernel); err != nil {
+		fail(err)
+	}
+	step("modules")
+	if rep.Lease, err = bringUp(ctx, "/sys", params.BootMAC); err != nil {
+		fail(err)
+	}
+	step("dhcp")
+	drives, err := settledDrives(ctx)
+	if err != nil {
+		fail(err)
+	}
+	step("disks")
+	for _, d := range drives {
+		rep.Disks = append(rep.Disks, DiskOf(d))
+	}
+	rep.Identity = ReadIdentity("/sys")
+	rep.Uptime = uptime()
+	return rep
+}
+
+// printReport writes the report line; a report always fits on one line.
+func printReport(w io.Writer, rep Report) {
+	data, err := json.Marshal(rep)
+	if err != nil {
+		data = []byte(strconv.Quote(err.Error()))
+	}
+	fmt.Fprintf(w, "\n%s%s\n", ReportPrefix, data)
+}
+
+// settledDrives lists the device's disks once the list has stopped
+// changing for a second (disk drivers probe asynchronously: NVMe
+// namespaces and SCSI scans appear after their module has loaded), or
+// after ten seconds.
+func settledDrives(ctx context.Context) ([]drive.Drive, error) {
+	const every, quiet, most = 250 * time.Millisecond, time.Second, 10 * time.Second
+	start, same := time.Now(), time.Duration(0)
+	var prev string
+	for {
+		drives, err := drive.Discover(drive.Config{})
+		if err != nil {
+			return nil, err
+		}
+		var ids []string
+		for _, d := range drives {
+			ids = append(ids, d.ID+"="+strconv.FormatInt(d.Size, 10))
+		}
+		if cur := strings.Join(ids, ","); cur == prev {
+			same += every
+		} else {
+			prev, same = cur, 0
+		}
+		if same >= quiet || time.Since(start) >= most || ctx.Err() != nil {
+			return drives, nil
+		}
+		time.Sleep(every)
+	}
+}
+
+// mountAll mounts what the environment needs: /proc, /sys, /dev
+// (devtmpfs: the kernel makes the device nodes; there is no udev), and
+// tmpfs on /run and /tmp. A failure is logged; what follows reports
+// what it could not do.
+func mountAll() {
+	for _, m := range []struct{ fstype, target string }{
+		{"proc", "/proc"}, {"sysfs", "/sys"}, {"devtmpfs", "/dev"}, {"tmpfs", "/run"}, {"tmpfs", "/tmp"},
+	} {
+		if err := os.MkdirAll(m.target, 0o755); err != nil {
+			fmt.Fprintf(os.Stderr, "mkdir %s: %v\n", m.target, err)
+		}
+		err := unix.Mount(m.fstype, m.target, m.fstype, unix.MS_NOSUID, "")
+		if err != nil && !errors.Is(err, unix.EBUSY) {
+			fmt.Fprintf(os.Stderr, "mount %s on %s: %v\n", m.fstype, m.target, err)
+		}
+	}
+}
+
+// finish does what then says: power off, reboot, or wait for ever (the
+// console stays readable; PID 1 must not exit).
+func finish(then Then, logger *slog.Logger) {
+	unix.Sync()
+	var err error
+	switch then {
+	case ThenPowerOff:
+		err = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	case ThenReboot:
+		err = unix.Reboot(unix.LINUX_REBOOT_CMD_RESTART)
+	}
+	if err != nil {
+		logger.Error("deploy environment: "+string(then), "err", err)
+	}
+	logger.Info("deploy environment: done; waiting (imagefarm.then=poweroff or reboot ends it)")
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+func release() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// uptime is how long ago the kernel started, from /proc/uptime.
+func uptime() float64 {
+	b, _ := os.ReadFile("/proc/uptime")
+	f, _, _ := strings.Cut(string(b), " ")
+	v, _ := strconv.ParseFloat(f, 64)
+	return v
+}
