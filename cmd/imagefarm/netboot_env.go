@@ -136,7 +136,10 @@ func printBuildEnv(cmd *cobra.Command, g *globals, out string, info *deployenv.I
 	w := cmd.OutOrStdout()
 	if g.json {
 		j := map[string]any{"kernel_release": info.KernelRelease, "init": info.Init, "modules": info.Modules,
-			"builtin": info.Builtin, "files": info.Files, "seconds": took.Seconds()}
+			"files": info.Files, "seconds": took.Seconds()}
+		if len(info.Builtin) > 0 {
+			j["builtin"] = info.Builtin
+		}
 		if out != "" {
 			j["out"] = out
 		}

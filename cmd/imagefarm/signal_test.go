@@ -47,7 +47,9 @@ func TestSignalStopsLongCommands(t *testing.T) {
 	stalled := testenv.StartFaultProxy(t, m.Endpoint) // nothing comes back at all
 	stalled.SetLatency(time.Hour)
 
-	pullDir, mediaOut, mediaWork := t.TempDir(), t.TempDir(), t.TempDir()
+	pullDir, mediaOut, mediaWork, envOut := t.TempDir(), t.TempDir(), t.TempDir(), t.TempDir()
+	testenv.DebianKernel(t)
+	staticInit := testenv.StaticProgram(t)
 	drives, cache := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(drives, "d1.img"), make([]byte, 64<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -76,6 +78,13 @@ func TestSignalStopsLongCommands(t *testing.T) {
 			ready: func(*cliProc) (string, func() bool) {
 				return "inputs being fetched", func() bool { return len(names(t, mediaWork)) > 0 && slow.Conns() > 1 }
 			}, empty: []string{mediaOut, mediaWork}},
+		{name: "netboot build-env", args: []string{"netboot", "build-env", "--init", staticInit, "--out", filepath.Join(envOut, "env")},
+			ready: func(*cliProc) (string, func() bool) {
+				return "the initramfs being written", func() bool {
+					m, _ := filepath.Glob(filepath.Join(envOut, ".env.build-*", "initrd"))
+					return len(m) > 0
+				}
+			}, empty: []string{envOut}},
 		{name: "job watch", args: []string{"--controller", startFarm(t, watch), "--insecure", "job", "watch", "j1"},
 			ready: func(*cliProc) (string, func() bool) {
 				return "the watch", func() bool {
