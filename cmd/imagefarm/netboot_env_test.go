@@ -36,6 +36,13 @@ func TestBuildEnvPushPull(t *testing.T) {
 	if !strings.Contains(again, "pushed deploy:2") || !strings.Contains(again, "0 B of it new") {
 		t.Errorf("building and pushing again said %q, want 0 B new", again)
 	}
+	taken := filepath.Join(t.TempDir(), "env")
+	if _, err := run(t, store, "netboot", "build-env", "--init", init, "--out", taken, "--push", "deploy:1"); err == nil || !strings.Contains(err.Error(), "deploy:1") {
+		t.Errorf("build-env --push of a taken version = %v, want it refused", err)
+	}
+	if _, err := os.Stat(taken); !os.IsNotExist(err) {
+		t.Errorf("build-env --push of a taken version built %s anyway", taken)
+	}
 	if ls := mustRun(t, store, "image", "ls"); !strings.Contains(ls, "bootenv") {
 		t.Errorf("image ls does not show the kind bootenv:\n%s", ls)
 	}
