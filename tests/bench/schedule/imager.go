@@ -18,34 +18,30 @@ import (
 	"github.com/imagefarm/imagefarm/internal/wait"
 	"github.com/imagefarm/imagefarm/internal/wire"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv/simimager"
 )
 
 // driveSize is what every simulated USB key holds.
 const driveSize = 64 << 30
 
-// simImager is one imager node that writes nothing: it says Hello with its
-// keys, sends heartbeats, and answers each assignment with progress and a
-// DONE result, acks the assignment once the controller acknowledged the
-// result, and then swaps the key for a new one, as a technician does.
+// simImager is one imager node that writes nothing, the one simulator of
+// tests/testenv/simimager: it says Hello with its keys, sends heartbeats,
+// and answers each assignment with progress and a DONE result, acks the
+// assignment once the controller acknowledged the result, and then swaps
+// the key for a new one, as a technician does.
 type simImager struct {
-	id  string
-	cfg *Config
-	rec *recorder
+	id   string
+	cfg  *Config
+	rec  *recorder
+	node *simimager.Imager
 
-	sendMu sync.Mutex // serializes Send and numbers messages
-	stream imagefarmv1.ImagerService_ConnectClient
-	seq    uint64
-
-	mu      sync.Mutex
-	epoch   uint64
-	acked   uint64                   // highest seq the controller acknowledged
-	waiters map[uint64]chan struct{} // closed once their seq is acknowledged
-	gen     map[string]int           // drive id -> generation of the key in it
-	runs    map[string]bool          // task id/epoch -> delivered before
+	mu   sync.Mutex
+	gen  map[string]int  // drive id -> generation of the key in it
+	runs map[string]bool // task id/epoch -> delivered before
 }
 
 func newSimImager(id string, cfg *Config, rec *recorder) *simImager {
-	return &simImager{id: id, cfg: cfg, rec: rec, waiters: map[uint64]chan struct{}{}, gen: map[string]int{}, runs: map[string]bool{}}
+	return &simImager{id: id, cfg: cfg, rec: rec, gen: map[string]int{}, runs: map[string]bool{}}
 }
 
 // run connects to the controller and to NATS, each over a connection of
@@ -66,52 +62,28 @@ func (im *simImager) run(ctx context.Context, addr string, creds credentials.Tra
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	interval, err := im.hello(ctx, imagefarmv1.NewImagerServiceClient(conn))
-	if err != nil {
-		return fmt.Errorf("node %s: %w", im.id, err)
-	}
-	greeted()
-	g, gctx := errgroup.WithContext(ctx)
-	sub, err := wire.NewSubscriber(js, wire.SubscriberConfig{NodeID: im.id, OnError: im.rec.subscriberError},
-		func(_ context.Context, d *wire.Delivery) { im.deliver(gctx, g, d) })
-	if err != nil {
-		return err
-	}
-	g.Go(func() error { return sub.Run(gctx) })
-	g.Go(func() error { return im.receive(gctx) })
-	g.Go(func() error { return im.beat(gctx, interval) })
-	return g.Wait()
-}
-
-// hello opens the status stream and announces the node's keys; it returns
-// the heartbeat interval the controller asks for.
-func (im *simImager) hello(ctx context.Context, client imagefarmv1.ImagerServiceClient) (time.Duration, error) {
-	stream, err := client.Connect(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("open status stream: %w", err)
-	}
-	im.stream = stream
 	drives := make([]*imagefarmv1.Drive, im.cfg.Drives)
 	now := time.Now()
 	for i := range drives {
 		drives[i] = im.drive(fmt.Sprintf("d%02d", i), 0)
 		im.rec.inserted(drives[i].GetSerial(), now)
 	}
-	err = stream.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_Hello{Hello: &imagefarmv1.Hello{
-		NodeId: im.id, InstanceId: "bench-" + im.id, Pool: "bench", Version: "bench", Drives: drives}}})
+	g, gctx := errgroup.WithContext(ctx)
+	im.node = simimager.New(simimager.Config{
+		Hello: &imagefarmv1.Hello{NodeId: im.id, InstanceId: "bench-" + im.id, Pool: "bench", Version: "bench", Drives: drives},
+		Conn:  conn, JetStream: js, Reply: im.reply, SubscriberError: im.rec.subscriberError,
+		Deliver: func(_ context.Context, d *wire.Delivery) { im.deliver(gctx, g, d) },
+	})
+	ack, err := im.node.Connect(gctx)
 	if err != nil {
-		return 0, fmt.Errorf("send hello: %w", err)
+		return err
 	}
-	m, err := stream.Recv()
-	if err != nil || m.GetHelloAck() == nil {
-		return 0, fmt.Errorf("hello answered %v, %v; want HelloAck", m, err)
-	}
-	im.mu.Lock()
-	im.epoch = m.GetHelloAck().GetEpoch()
-	im.mu.Unlock()
-	return max(m.GetHelloAck().GetHeartbeatInterval().AsDuration(), 100*time.Millisecond), nil
+	greeted()
+	g.Go(func() error { return im.node.Run(gctx) })
+	g.Go(func() error {
+		return im.node.Beat(gctx, max(ack.GetHeartbeatInterval().AsDuration(), 100*time.Millisecond))
+	})
+	return g.Wait()
 }
 
 // drive is the key of generation gen in slot id: a new serial each time.
@@ -122,83 +94,11 @@ func (im *simImager) drive(id string, gen int) *imagefarmv1.Drive {
 		Transport: imagefarmv1.Transport_TRANSPORT_USB, State: imagefarmv1.DriveState_DRIVE_STATE_AVAILABLE}
 }
 
-// send numbers m, sends it and returns its seq.
-func (im *simImager) send(m *imagefarmv1.ConnectRequest) (uint64, error) {
-	im.sendMu.Lock()
-	defer im.sendMu.Unlock()
-	im.seq++
-	m.Seq = im.seq
-	if err := im.stream.Send(m); err != nil {
-		return 0, fmt.Errorf("node %s: send seq %d: %w", im.id, m.Seq, err)
-	}
-	return m.Seq, nil
-}
-
-func (im *simImager) beat(ctx context.Context, interval time.Duration) error {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		im.sendMu.Lock()
-		err := im.stream.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_Heartbeat{Heartbeat: &imagefarmv1.Heartbeat{}}})
-		im.sendMu.Unlock()
-		if err != nil && ctx.Err() == nil {
-			return fmt.Errorf("node %s: send heartbeat: %w", im.id, err)
-		}
-	}
-}
-
-// receive takes the controller's acks and stops until the stream ends.
-func (im *simImager) receive(ctx context.Context) error {
-	for {
-		m, err := im.stream.Recv()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("node %s: status stream: %w", im.id, err)
-		}
-		if st := m.GetStopTask(); st != nil {
-			im.rec.count(&im.rec.stops)
-			slog.Warn("controller stops a task", "node_id", im.id, "task_id", st.GetTaskId(), "reason", st.GetReason(), "message", st.GetMessage())
-		}
-		if seq := m.GetAck().GetSeq(); seq > 0 {
-			im.ack(seq)
-		}
-	}
-}
-
-func (im *simImager) ack(seq uint64) {
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	im.acked = max(im.acked, seq)
-	for s, ch := range im.waiters {
-		if s <= seq {
-			close(ch)
-			delete(im.waiters, s)
-		}
-	}
-}
-
-// waitAck returns once the controller acknowledged seq, or ctx ended.
-func (im *simImager) waitAck(ctx context.Context, seq uint64) error {
-	im.mu.Lock()
-	if im.acked >= seq {
-		im.mu.Unlock()
-		return nil
-	}
-	ch := make(chan struct{})
-	im.waiters[seq] = ch
-	im.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+// reply counts the controller's StopTasks: the benchmark stops nothing.
+func (im *simImager) reply(m *imagefarmv1.ConnectResponse) {
+	if st := m.GetStopTask(); st != nil {
+		im.rec.count(&im.rec.stops)
+		slog.Warn("controller stops a task", "node_id", im.id, "task_id", st.GetTaskId(), "reason", st.GetReason(), "message", st.GetMessage())
 	}
 }
 
@@ -217,7 +117,7 @@ func (im *simImager) deliver(ctx context.Context, g *errgroup.Group, d *wire.Del
 	key := a.GetTaskId() + "/" + strconv.FormatUint(a.GetEpoch(), 10)
 	id := a.GetDrive().GetId()
 	im.mu.Lock()
-	dup, stale := im.runs[key], a.GetEpoch() != im.epoch
+	dup, stale := im.runs[key], a.GetEpoch() != im.node.Epoch()
 	// Like a real imager, check the key in the slot is the one the task
 	// was planned for; another one means the planned key was pulled.
 	pulled := a.GetDrive().GetSerial() != im.drive(id, im.gen[id]).GetSerial()
@@ -247,14 +147,14 @@ func (im *simImager) deliver(ctx context.Context, g *errgroup.Group, d *wire.Del
 // refuse ends a task planned for a key no longer in its slot FAILED, as a
 // real imager's identity guard does, without touching the slot's key.
 func (im *simImager) refuse(ctx context.Context, a *imagefarmv1.TaskAssignment, d *wire.Delivery, keep func()) error {
-	seq, err := im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
+	seq, err := im.node.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
 		TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED,
 		Failure: &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_GUARD_IDENTITY_CHANGED,
 			Message: "the key in the slot is not the one the task was planned for"}}}})
 	if err != nil {
 		return err
 	}
-	if im.waitAck(ctx, seq) != nil {
+	if im.node.WaitAck(ctx, seq) != nil {
 		return nil
 	}
 	keep()
@@ -269,18 +169,18 @@ func (im *simImager) work(ctx context.Context, a *imagefarmv1.TaskAssignment, d 
 		return nil
 	}
 	size := uint64(im.cfg.ImageSize)
-	if _, err := im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskProgress{TaskProgress: &imagefarmv1.TaskProgress{
+	if _, err := im.node.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskProgress{TaskProgress: &imagefarmv1.TaskProgress{
 		TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_WRITING, BytesTotal: size}}}); err != nil {
 		return err
 	}
 	sent := time.Now()
-	seq, err := im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
+	seq, err := im.node.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
 		TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_DONE,
 		VerifiedDigest: a.GetManifestDigest(), BytesWritten: size, Duration: durationpb.New(im.cfg.WriteTime)}}})
 	if err != nil {
 		return err
 	}
-	if im.waitAck(ctx, seq) != nil {
+	if im.node.WaitAck(ctx, seq) != nil {
 		return nil
 	}
 	im.rec.resultAcked(a.GetJobId(), a.GetTaskId(), sent)
@@ -309,19 +209,19 @@ func (im *simImager) swap(ctx context.Context, written *imagefarmv1.DriveIdentit
 	gen := im.gen[driveID]
 	im.mu.Unlock()
 	im.rec.removed(written.GetSerial(), time.Now())
-	if _, err := im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_DriveRemoved{
+	if _, err := im.node.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_DriveRemoved{
 		DriveRemoved: &imagefarmv1.DriveRemoved{DriveId: driveID}}}); err != nil {
 		return err
 	}
 	key := im.drive(driveID, gen)
 	sent := time.Now()
 	im.rec.inserted(key.GetSerial(), sent) // before the send: its assignment may come at once
-	seq, err := im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_DriveInserted{
+	seq, err := im.node.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_DriveInserted{
 		DriveInserted: &imagefarmv1.DriveInserted{Drive: key}}})
 	if err != nil {
 		return err
 	}
-	if im.waitAck(ctx, seq) == nil {
+	if im.node.WaitAck(ctx, seq) == nil {
 		im.rec.insertAcked(sent)
 	}
 	return nil
