@@ -9,6 +9,7 @@ import (
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
 // TestAuditRecordsImageRefusals checks that a task the imager failed by
@@ -29,31 +30,31 @@ func TestAuditRecordsImageRefusals(t *testing.T) {
 		{"d5", imagefarmv1.FailureReason_FAILURE_REASON_CHUNK_CORRUPT, 4096, imagefarmv1.AuditAction_AUDIT_ACTION_DRIVE_WRITTEN},
 		{"d6", imagefarmv1.FailureReason_FAILURE_REASON_DRIVE_IO_ERROR, 0, imagefarmv1.AuditAction_AUDIT_ACTION_DRIVE_WRITTEN},
 	}
-	f := startFarm(t, 5*time.Second)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	var drives []*imagefarmv1.Drive
 	var targets []string
 	for _, tt := range tests {
 		drives = append(drives, usbDrive(tt.drive))
 		targets = append(targets, "n1/"+tt.drive)
 	}
-	im := f.connect(t, "n1", drives...)
-	if _, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit(targets...)}); err != nil {
+	im := f.Connect(t, "n1", drives...)
+	if _, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit(targets...)}); err != nil {
 		t.Fatal(err)
 	}
 	assigned := map[string]*imagefarmv1.TaskAssignment{}
 	for range tests {
-		a := im.assignment()
+		a := im.Assignment()
 		assigned[a.GetDrive().GetId()] = a
 	}
 	for _, tt := range tests {
 		a := assigned[tt.drive]
-		im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
+		im.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
 			TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED, BytesWritten: tt.bytes,
 			Failure: &imagefarmv1.Failure{Reason: tt.reason, Message: "refused " + tt.drive}}}})
 	}
 	var ends []*imagefarmv1.AuditRecord
 	testenv.Eventually(t, 10*time.Second, "every task's end recorded", func() bool {
-		recs, _ := trail(t, f.api)
+		recs, _ := trail(t, f.API)
 		ends = slices.DeleteFunc(recs, func(r *imagefarmv1.AuditRecord) bool { return r.GetTaskId() == "" })
 		return len(ends) == len(tests)
 	})
@@ -66,7 +67,7 @@ func TestAuditRecordsImageRefusals(t *testing.T) {
 		r := ends[i]
 		got := fmt.Sprintf("%v %s %s %s %s %v %q", r.GetAction(), r.GetActor(), r.GetNodeId(), r.GetDriveSerial(),
 			r.GetImageDigest(), r.GetFailureReason(), r.GetMessage())
-		want := fmt.Sprintf("%v node:n1 n1 SN-%s %s %v %q", tt.want, tt.drive, f.digest, tt.reason, "refused "+tt.drive)
+		want := fmt.Sprintf("%v node:n1 n1 SN-%s %s %v %q", tt.want, tt.drive, f.Digest, tt.reason, "refused "+tt.drive)
 		if got != want {
 			t.Errorf("%v after %d bytes recorded as\n%s, want\n%s", tt.reason, tt.bytes, got, want)
 		}
@@ -78,14 +79,14 @@ func TestAuditRecordsImageRefusals(t *testing.T) {
 // is recorded with its reason, the old instance's task ends LOST, and its
 // late report is refused.
 func TestAuditRecordsAFenceByANewInstance(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
-	old := f.connect(t, "n1", usbDrive("d1"))
-	if _, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")}); err != nil {
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+	old := f.Connect(t, "n1", usbDrive("d1"))
+	if _, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")}); err != nil {
 		t.Fatal(err)
 	}
-	a := old.assignment()
+	a := old.Assignment()
 
-	stream, err := f.imagerAs(t, "n1").Connect(t.Context())
+	stream, err := f.ImagerClient(t, "n1").Connect(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func TestAuditRecordsAFenceByANewInstance(t *testing.T) {
 		task.GetFailure().GetReason() != imagefarmv1.FailureReason_FAILURE_REASON_NODE_LOST {
 		t.Errorf("the replaced instance's task is %v %v, want LOST NODE_LOST", task.GetState(), task.GetFailure())
 	}
-	recs, err := trail(t, f.api)
+	recs, err := trail(t, f.API)
 	if err != nil {
 		t.Fatalf("the trail does not verify: %v", err)
 	}
@@ -123,14 +124,14 @@ func TestAuditRecordsAFenceByANewInstance(t *testing.T) {
 
 	// The replaced instance's report at the old epoch is refused, and its
 	// stream ended.
-	old.result(a, imagefarmv1.TaskState_TASK_STATE_DONE, f.digest)
+	old.Result(a, imagefarmv1.TaskState_TASK_STATE_DONE, f.Digest)
 	stopped := false
-	for m := range old.replies {
+	for m := range old.Replies {
 		if st := m.GetStopTask(); st != nil && st.GetTaskId() == a.GetTaskId() {
 			stopped = true
 		}
 	}
-	if !stopped || old.err == nil {
-		t.Errorf("replaced instance's late result: stopped %v, stream ended with %v; want a StopTask and the stream ended", stopped, old.err)
+	if !stopped || old.Err == nil {
+		t.Errorf("replaced instance's late result: stopped %v, stream ended with %v; want a StopTask and the stream ended", stopped, old.Err)
 	}
 }

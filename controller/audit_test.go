@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
@@ -16,10 +15,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/imagefarm/imagefarm/controller/audit"
-	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
 // trail reads the whole audit trail through ListAudit, as imagefarm audit
@@ -76,51 +75,51 @@ func slotted(id, label string) *imagefarmv1.Drive {
 }
 
 func TestAuditRecordsEveryActionInAChain(t *testing.T) {
-	f := startFarm(t, 1500*time.Millisecond)
-	im := f.connect(t, "n1", slotted("d1", "port 1"), slotted("d2", "port 2"), slotted("d3", "port 3"))
-	im.beat(t)
-	f.connect(t, "n2", usbDrive("e1")) // silent: fenced after the TTL
-	sub, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1", "n1/d2", "n1/d3")})
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 1500 * time.Millisecond, PushImage: true})
+	im := f.Connect(t, "n1", slotted("d1", "port 1"), slotted("d2", "port 2"), slotted("d3", "port 3"))
+	im.Beat()
+	f.Connect(t, "n2", usbDrive("e1")) // silent: fenced after the TTL
+	sub, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1", "n1/d2", "n1/d3")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	job := sub.GetJob()
 	assigned := map[string]*imagefarmv1.TaskAssignment{}
 	for range 3 {
-		a := im.assignment()
+		a := im.Assignment()
 		assigned[a.GetDrive().GetId()] = a
 	}
-	im.result(assigned["d1"], imagefarmv1.TaskState_TASK_STATE_DONE, f.digest)
-	im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
+	im.Result(assigned["d1"], imagefarmv1.TaskState_TASK_STATE_DONE, f.Digest)
+	im.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
 		TaskId: assigned["d2"].GetTaskId(), Epoch: assigned["d2"].GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED,
 		Failure: &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_GUARD_MOUNTED, Message: "sdc1 is mounted"}}}})
 	testenv.Eventually(t, 10*time.Second, "d1 and d2 ended", func() bool {
-		resp, err := f.api.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: job.GetId()})
+		resp, err := f.API.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: job.GetId()})
 		c := resp.GetJob().GetTaskCounts()
 		return err == nil && c.GetDone() == 1 && c.GetFailed() == 1
 	})
-	if _, err := f.api.CancelJob(t.Context(), &imagefarmv1.CancelJobRequest{JobId: job.GetId()}); err != nil {
+	if _, err := f.API.CancelJob(t.Context(), &imagefarmv1.CancelJobRequest{JobId: job.GetId()}); err != nil {
 		t.Fatal(err)
 	}
-	cert, key := f.pki.Issue(t, pki.Request{Kind: pki.KindClient, Name: "alice"})
-	tlsCfg, err := pki.ClientConfig(f.pki.CAFile(), cert, key)
+	cert, key := f.PKI.Issue(t, pki.Request{Kind: pki.KindClient, Name: "alice"})
+	tlsCfg, err := pki.ClientConfig(f.PKI.CAFile(), cert, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice := imagefarmv1.NewImageFarmServiceClient(f.dial(t, credentials.NewTLS(tlsCfg),
-		grpc.WithPerRPCCredentials(tokens.Bearer{Secret: storeToken(t, f.js, "alice", imagefarmv1.Role_ROLE_ADMIN)})))
+	alice := imagefarmv1.NewImageFarmServiceClient(f.Dial(t, credentials.NewTLS(tlsCfg),
+		f.Bearer(f.Token(t, "alice", imagefarmv1.Role_ROLE_ADMIN))))
 	tag, err := alice.SetImageChannel(t.Context(), &imagefarmv1.SetImageChannelRequest{ImageRef: "img:1", Channel: "stable"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, "n2 fenced", func() bool {
-		recs, _ := trail(t, f.api)
+		recs, _ := trail(t, f.API)
 		return slices.ContainsFunc(recs, func(r *imagefarmv1.AuditRecord) bool {
 			return r.GetAction() == imagefarmv1.AuditAction_AUDIT_ACTION_NODE_FENCED
 		})
 	})
 
-	recs, err := trail(t, f.api)
+	recs, err := trail(t, f.API)
 	if err != nil {
 		t.Fatalf("the trail does not verify: %v", err)
 	}
@@ -130,8 +129,8 @@ func TestAuditRecordsEveryActionInAChain(t *testing.T) {
 		if r.GetSequence() != uint64(i+1) || r.GetTime() == nil {
 			t.Errorf("record %d has sequence %d and time %v", i+1, r.GetSequence(), r.GetTime())
 		}
-		if r.GetJobId() != "" && (r.GetJobId() != job.GetId() || r.GetImageDigest() != f.digest) {
-			t.Errorf("record %s is of job %s with image %s, want job %s with %s", summary(r), r.GetJobId(), r.GetImageDigest(), job.GetId(), f.digest)
+		if r.GetJobId() != "" && (r.GetJobId() != job.GetId() || r.GetImageDigest() != f.Digest) {
+			t.Errorf("record %s is of job %s with image %s, want job %s with %s", summary(r), r.GetJobId(), r.GetImageDigest(), job.GetId(), f.Digest)
 		}
 		if r.GetDriveSerial() != "" && (r.GetSizeBytes() != 64<<20 || r.GetTaskId() == "" || r.GetDriveId() == "") {
 			t.Errorf("drive record %v lacks its task, drive id or size", r)
@@ -171,11 +170,11 @@ func recordTag(t *testing.T, api imagefarmv1.ImageFarmServiceClient, channel str
 // purges, so copying is how a log gets edited) and checks that verifying
 // it names the record where it was edited.
 func TestAuditVerifyDetectsEditedLogs(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	for _, ch := range []string{"a1", "a2", "a3", "a4", "a5"} {
-		recordTag(t, f.api, ch)
+		recordTag(t, f.API, ch)
 	}
-	orig, err := trail(t, f.api)
+	orig, err := trail(t, f.API)
 	if err != nil || len(orig) != 5 {
 		t.Fatalf("the original trail: %d records, %v; want 5 that verify", len(orig), err)
 	}
@@ -200,17 +199,17 @@ func TestAuditVerifyDetectsEditedLogs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			copyFarm := startFarm(t, 5*time.Second)
-			if recs, err := trail(t, copyFarm.api); err != nil || len(recs) != 0 { // its stream exists now
+			copyFarm := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+			if recs, err := trail(t, copyFarm.API); err != nil || len(recs) != 0 { // its stream exists now
 				t.Fatalf("a new farm's trail: %v, %v", recs, err)
 			}
 			for _, r := range tt.edit(cloneAll(orig)) {
 				data, _ := proto.Marshal(r)
-				if _, err := copyFarm.js.Publish(t.Context(), audit.Subject, data); err != nil {
+				if _, err := copyFarm.JS.Publish(t.Context(), audit.Subject, data); err != nil {
 					t.Fatal(err)
 				}
 			}
-			_, err := trail(t, copyFarm.api)
+			_, err := trail(t, copyFarm.API)
 			if got := errText(err); got != tt.broken {
 				t.Errorf("verify = %q, want %q", got, tt.broken)
 			}
@@ -234,9 +233,9 @@ func errText(err error) string {
 }
 
 func TestAuditBadRequests(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	list := func(req *imagefarmv1.ListAuditRequest) error {
-		stream, err := f.api.ListAudit(t.Context(), req)
+		stream, err := f.API.ListAudit(t.Context(), req)
 		if err == nil {
 			_, err = stream.Recv()
 		}

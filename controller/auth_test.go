@@ -15,16 +15,17 @@ import (
 	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
 // TestImagerRefusalsSayWhy checks what an imager refused for its
 // certificate is told, and that a refused Hello stores nothing: the
 // authorization matrix (authz_test.go) checks the codes.
 func TestImagerRefusalsSayWhy(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	expired := pki.Request{Kind: pki.KindNode, Name: "a", NotBefore: time.Now().Add(-48 * time.Hour), ValidFor: time.Hour}
-	cert, key := f.pki.Issue(t, expired)
-	expiredTLS, err := pki.ClientConfig(f.pki.CAFile(), cert, key)
+	cert, key := f.PKI.Issue(t, expired)
+	expiredTLS, err := pki.ClientConfig(f.PKI.CAFile(), cert, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,11 +35,11 @@ func TestImagerRefusalsSayWhy(t *testing.T) {
 		code   codes.Code
 		msg    string
 	}{
-		{"no certificate", imagefarmv1.NewImagerServiceClient(f.dial(t, credentials.NewTLS(f.pki.ClientTLS(t, "")))),
+		{"no certificate", imagefarmv1.NewImagerServiceClient(f.Dial(t, f.ClientCreds(t, ""))),
 			codes.Unauthenticated, `an imager must present its node certificate (imagefarm ca issue --node "a")`},
-		{"an expired certificate", imagefarmv1.NewImagerServiceClient(f.dial(t, credentials.NewTLS(expiredTLS))),
+		{"an expired certificate", imagefarmv1.NewImagerServiceClient(f.Dial(t, credentials.NewTLS(expiredTLS))),
 			codes.Unauthenticated, "certificate has expired"},
-		{"node b's certificate", f.imagerAs(t, "b"),
+		{"node b's certificate", f.ImagerClient(t, "b"),
 			codes.PermissionDenied, `hello for node "a" with the certificate of node "b": a node reports only for itself`},
 	} {
 		err := helloErr(t, tc.client, "a")
@@ -46,7 +47,7 @@ func TestImagerRefusalsSayWhy(t *testing.T) {
 			t.Errorf("%s: Hello for node a = %v, want %v with %q", tc.name, err, tc.code, tc.msg)
 		}
 	}
-	nodes, err := f.api.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{})
+	nodes, err := f.API.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{})
 	if err != nil || len(nodes.GetNodes()) != 0 {
 		t.Errorf("ListNodes() after refused Hellos = %v, %v; want none", nodes.GetNodes(), err)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,8 +21,8 @@ import (
 	"github.com/imagefarm/imagefarm/controller/tokens"
 	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
-	"github.com/imagefarm/imagefarm/storage/catalog"
 	"github.com/imagefarm/imagefarm/tests/testenv"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
 // wantPolicy is the access policy, written out independently of the
@@ -67,14 +65,14 @@ var roleRank = map[string]int{"viewer": 1, "operator": 2, "admin": 3}
 // refused with the transport's code, refused for the token, or let through
 // to the handler (which may still refuse the empty request it gets).
 func TestAuthorizationMatrix(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	secrets := map[string]string{"none": ""}
 	for _, role := range []imagefarmv1.Role{imagefarmv1.Role_ROLE_VIEWER, imagefarmv1.Role_ROLE_OPERATOR, imagefarmv1.Role_ROLE_ADMIN} {
 		name := strings.ToLower(strings.TrimPrefix(role.String(), "ROLE_"))
-		secrets[name] = f.createToken(t, "as-"+name, role)
+		secrets[name] = createToken(t, f, "as-"+name, role)
 	}
-	secrets["revoked"] = f.createToken(t, "revoked", imagefarmv1.Role_ROLE_ADMIN)
-	if _, err := f.api.RevokeToken(t.Context(), &imagefarmv1.RevokeTokenRequest{NameOrId: "revoked"}); err != nil {
+	secrets["revoked"] = createToken(t, f, "revoked", imagefarmv1.Role_ROLE_ADMIN)
+	if _, err := f.API.RevokeToken(t.Context(), &imagefarmv1.RevokeTokenRequest{NameOrId: "revoked"}); err != nil {
 		t.Fatal(err)
 	}
 	node := func(name string) pki.Request { return pki.Request{Kind: pki.KindNode, Name: name} }
@@ -82,7 +80,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	expired.NotBefore, expired.ValidFor = time.Now().Add(-48*time.Hour), time.Hour
 	withCert := func(ca *testenv.PKI, r pki.Request) credentials.TransportCredentials {
 		cert, key := ca.Issue(t, r)
-		cfg, err := pki.ClientConfig(f.pki.CAFile(), cert, key)
+		cfg, err := pki.ClientConfig(f.PKI.CAFile(), cert, key)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,16 +96,16 @@ func TestAuthorizationMatrix(t *testing.T) {
 		connect   codes.Code
 	}{
 		{"plaintext against TLS", insecure.NewCredentials(), true, codes.Unavailable, codes.Unavailable},
-		{"TLS without a certificate", credentials.NewTLS(f.pki.ClientTLS(t, "")), false, codes.OK, codes.Unauthenticated},
+		{"TLS without a certificate", f.ClientCreds(t, ""), false, codes.OK, codes.Unauthenticated},
 		{"another CA's certificate", withCert(testenv.NewPKI(t), node("a")), false, codes.Unauthenticated, codes.Unauthenticated},
-		{"an expired certificate", withCert(f.pki, expired), false, codes.Unauthenticated, codes.Unauthenticated},
-		{"another node's certificate", withCert(f.pki, node("b")), false, codes.OK, codes.PermissionDenied},
-		{"a client's certificate", withCert(f.pki, pki.Request{Kind: pki.KindClient, Name: "alice"}), false, codes.OK, codes.PermissionDenied},
-		{"the controller's certificate", withCert(f.pki, pki.Request{Kind: pki.KindServer, Hosts: []string{"127.0.0.1"}}), false, codes.Unauthenticated, codes.Unauthenticated},
-		{"node a's certificate", withCert(f.pki, node("a")), false, codes.OK, codes.OK},
+		{"an expired certificate", withCert(f.PKI, expired), false, codes.Unauthenticated, codes.Unauthenticated},
+		{"another node's certificate", withCert(f.PKI, node("b")), false, codes.OK, codes.PermissionDenied},
+		{"a client's certificate", withCert(f.PKI, pki.Request{Kind: pki.KindClient, Name: "alice"}), false, codes.OK, codes.PermissionDenied},
+		{"the controller's certificate", withCert(f.PKI, pki.Request{Kind: pki.KindServer, Hosts: []string{"127.0.0.1"}}), false, codes.Unauthenticated, codes.Unauthenticated},
+		{"node a's certificate", withCert(f.PKI, node("a")), false, codes.OK, codes.OK},
 	} {
 		t.Run(tr.name, func(t *testing.T) {
-			conn := f.dial(t, tr.creds)
+			conn := f.Dial(t, tr.creds)
 			for _, m := range rpcs() {
 				need, ok := wantPolicy[m.name]
 				if !ok {
@@ -190,9 +188,9 @@ func callCode(t *testing.T, conn *grpc.ClientConn, m rpc, b tokens.Bearer) codes
 }
 
 // createToken creates a token with the admin token and returns its secret.
-func (f *farm) createToken(t *testing.T, name string, role imagefarmv1.Role) string {
+func createToken(t *testing.T, f *farm.Farm, name string, role imagefarmv1.Role) string {
 	t.Helper()
-	resp, err := f.api.CreateToken(t.Context(), &imagefarmv1.CreateTokenRequest{Name: name, Role: role})
+	resp, err := f.API.CreateToken(t.Context(), &imagefarmv1.CreateTokenRequest{Name: name, Role: role})
 	if err != nil {
 		t.Fatalf("CreateToken(%s, %v) = %v", name, role, err)
 	}
@@ -201,9 +199,9 @@ func (f *farm) createToken(t *testing.T, name string, role imagefarmv1.Role) str
 
 // TestDenialsNameTheMissingRole: a person told no can act on the message.
 func TestDenialsNameTheMissingRole(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
-	viewer := f.createToken(t, "alice", imagefarmv1.Role_ROLE_VIEWER)
-	conn := f.dial(t, credentials.NewTLS(f.pki.ClientTLS(t, "")))
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+	viewer := createToken(t, f, "alice", imagefarmv1.Role_ROLE_VIEWER)
+	conn := f.Dial(t, f.ClientCreds(t, ""))
 	api := imagefarmv1.NewImageFarmServiceClient(conn)
 	for _, tc := range []struct {
 		name   string
@@ -229,29 +227,29 @@ func TestDenialsNameTheMissingRole(t *testing.T) {
 // TestTokensAreManagedAndAudited: create, list (never a secret), revoke by
 // id, and the audit trail names the user who did each.
 func TestTokensAreManagedAndAudited(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
-	ops := f.createToken(t, "ops", imagefarmv1.Role_ROLE_OPERATOR)
-	if _, err := f.api.CreateToken(t.Context(), &imagefarmv1.CreateTokenRequest{Name: "ops", Role: imagefarmv1.Role_ROLE_VIEWER}); status.Code(err) != codes.AlreadyExists {
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+	ops := createToken(t, f, "ops", imagefarmv1.Role_ROLE_OPERATOR)
+	if _, err := f.API.CreateToken(t.Context(), &imagefarmv1.CreateTokenRequest{Name: "ops", Role: imagefarmv1.Role_ROLE_VIEWER}); status.Code(err) != codes.AlreadyExists {
 		t.Errorf("CreateToken(a taken name) = %v, want AlreadyExists", err)
 	}
-	list, err := f.api.ListTokens(t.Context(), &imagefarmv1.ListTokensRequest{})
+	list, err := f.API.ListTokens(t.Context(), &imagefarmv1.ListTokensRequest{})
 	if err != nil || len(list.GetTokens()) != 2 || list.GetTokens()[1].GetName() != "ops" || list.GetTokens()[1].GetCreatedBy() != "user:admin" {
 		t.Fatalf("ListTokens() = %v, %v; want admin and ops, created by user:admin", list, err)
 	}
 	if strings.Contains(list.String(), ops) {
 		t.Error("ListTokens shows a secret")
 	}
-	opsAPI := imagefarmv1.NewImageFarmServiceClient(f.dial(t, credentials.NewTLS(f.pki.ClientTLS(t, "")), grpc.WithPerRPCCredentials(tokens.Bearer{Secret: ops})))
+	opsAPI := imagefarmv1.NewImageFarmServiceClient(f.Dial(t, f.ClientCreds(t, ""), f.Bearer(ops)))
 	if _, err := opsAPI.CancelJob(t.Context(), &imagefarmv1.CancelJobRequest{JobId: "nope"}); status.Code(err) != codes.NotFound {
 		t.Errorf("operator CancelJob(unknown) = %v, want NotFound", err)
 	}
-	if _, err := f.api.RevokeToken(t.Context(), &imagefarmv1.RevokeTokenRequest{NameOrId: list.GetTokens()[1].GetId()}); err != nil {
+	if _, err := f.API.RevokeToken(t.Context(), &imagefarmv1.RevokeTokenRequest{NameOrId: list.GetTokens()[1].GetId()}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := opsAPI.ListJobs(t.Context(), &imagefarmv1.ListJobsRequest{}); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("ListJobs with a revoked token = %v, want Unauthenticated", err)
 	}
-	recs, err := trail(t, f.api)
+	recs, err := trail(t, f.API)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,30 +276,12 @@ func TestTokensAreManagedAndAudited(t *testing.T) {
 // an admin token writes none; once the last admin token was revoked (with
 // force), the next controller writes a new one.
 func TestBootstrapTokenOnlyWhenNoAdminExists(t *testing.T) {
-	srv, _ := testenv.NATS(t)
-	cat, _ := catalog.New(nil, catalog.Options{})
+	f := farm.Start(t, farm.Options{Plaintext: true, NoController: true})
 	dir := t.TempDir()
 	run := func(file string) imagefarmv1.ImageFarmServiceClient {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := controller.New(controller.Config{NATSURL: srv.ClientURL(), Listener: lis, Insecure: true, Catalog: cat,
-			BootstrapTokenFile: file, CatalogScanInterval: -1, Log: slog.New(slog.DiscardHandler)}) // a catalog with no store: nothing to scan
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error, 1)
-		go func() { done <- c.Run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
-		if _, err := c.Addr(ctx); err != nil {
-			t.Fatal(err)
-		}
+		c := f.StartController(t, func(cfg *controller.Config) { cfg.BootstrapTokenFile = file })
 		secret, _ := os.ReadFile(file)
-		f := &farm{addr: lis.Addr().String()}
-		return imagefarmv1.NewImageFarmServiceClient(f.dial(t, insecure.NewCredentials(),
-			grpc.WithPerRPCCredentials(tokens.Bearer{Secret: strings.TrimSpace(string(secret)), Plaintext: true})))
+		return imagefarmv1.NewImageFarmServiceClient(farm.DialAt(t, c.Addr, f.ClientCreds(t, ""), f.Bearer(strings.TrimSpace(string(secret)))))
 	}
 	first := filepath.Join(dir, "first.token")
 	api := run(first)

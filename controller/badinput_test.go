@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
 // maxMessage is the longest error message a client should get: a hostile
@@ -45,10 +46,10 @@ func manyStrings(n int, f func(int) string) []string {
 
 // watchErr opens a watch and returns the error it ends with, or an
 // OK status when an event arrives first.
-func watchErr(ctx context.Context, f *farm, req *imagefarmv1.WatchJobRequest) error {
+func watchErr(ctx context.Context, f *farm.Farm, req *imagefarmv1.WatchJobRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	w, err := f.api.WatchJob(ctx, req)
+	w, err := f.API.WatchJob(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -64,17 +65,17 @@ var internalTag = regexp.MustCompile(`(^|: )(scheduler|state|controller|tokens|c
 // every method of the client API: each gets its code and a short message
 // that names what was wrong, and the controller keeps serving.
 func TestBadRequestsGetCodesAndMessages(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	tiny := usbDrive("tiny")
 	tiny.SizeBytes = 4096
 	sys := usbDrive("sys")
 	sys.State, sys.Refusal = imagefarmv1.DriveState_DRIVE_STATE_REFUSED, &imagefarmv1.Failure{
 		Reason: imagefarmv1.FailureReason_FAILURE_REASON_GUARD_SYSTEM_DISK, Message: "holds the root file system"}
-	f.connect(t, "n1", usbDrive("d1"), usbDrive("d2"), tiny, sys).beat(t)
+	f.Connect(t, "n1", usbDrive("d1"), usbDrive("d2"), tiny, sys).Beat()
 	small := usbDrive("small")
 	small.SizeBytes = 4096
-	f.connect(t, "n2", small).beat(t)
-	busy, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")})
+	f.Connect(t, "n2", small).Beat()
+	busy, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,27 +85,27 @@ func TestBadRequestsGetCodesAndMessages(t *testing.T) {
 	zeros := "sha256:" + strings.Repeat("0", 64)
 	submit := func(ref string, targets *imagefarmv1.Targets) func(context.Context) error {
 		return func(ctx context.Context) error {
-			_, err := f.api.SubmitJob(ctx, &imagefarmv1.SubmitJobRequest{ImageRef: ref, Targets: targets})
+			_, err := f.API.SubmitJob(ctx, &imagefarmv1.SubmitJobRequest{ImageRef: ref, Targets: targets})
 			return err
 		}
 	}
 	submitReq := func(req *imagefarmv1.SubmitJobRequest) func(context.Context) error {
-		return func(ctx context.Context) error { _, err := f.api.SubmitJob(ctx, req); return err }
+		return func(ctx context.Context) error { _, err := f.API.SubmitJob(ctx, req); return err }
 	}
 	getJob := func(id string) func(context.Context) error {
 		return func(ctx context.Context) error {
-			_, err := f.api.GetJob(ctx, &imagefarmv1.GetJobRequest{JobId: id})
+			_, err := f.API.GetJob(ctx, &imagefarmv1.GetJobRequest{JobId: id})
 			return err
 		}
 	}
 	cancelJob := func(id string) func(context.Context) error {
 		return func(ctx context.Context) error {
-			_, err := f.api.CancelJob(ctx, &imagefarmv1.CancelJobRequest{JobId: id})
+			_, err := f.API.CancelJob(ctx, &imagefarmv1.CancelJobRequest{JobId: id})
 			return err
 		}
 	}
 	listJobs := func(req *imagefarmv1.ListJobsRequest) func(context.Context) error {
-		return func(ctx context.Context) error { _, err := f.api.ListJobs(ctx, req); return err }
+		return func(ctx context.Context) error { _, err := f.API.ListJobs(ctx, req); return err }
 	}
 	watch := func(id string, from uint64) func(context.Context) error {
 		return func(ctx context.Context) error {
@@ -112,17 +113,17 @@ func TestBadRequestsGetCodesAndMessages(t *testing.T) {
 		}
 	}
 	listNodes := func(req *imagefarmv1.ListNodesRequest) func(context.Context) error {
-		return func(ctx context.Context) error { _, err := f.api.ListNodes(ctx, req); return err }
+		return func(ctx context.Context) error { _, err := f.API.ListNodes(ctx, req); return err }
 	}
 	listDrives := func(req *imagefarmv1.ListDrivesRequest) func(context.Context) error {
-		return func(ctx context.Context) error { _, err := f.api.ListDrives(ctx, req); return err }
+		return func(ctx context.Context) error { _, err := f.API.ListDrives(ctx, req); return err }
 	}
 	listImages := func(req *imagefarmv1.ListImagesRequest) func(context.Context) error {
-		return func(ctx context.Context) error { _, err := f.api.ListImages(ctx, req); return err }
+		return func(ctx context.Context) error { _, err := f.API.ListImages(ctx, req); return err }
 	}
 	getImage := func(ref string) func(context.Context) error {
 		return func(ctx context.Context) error {
-			_, err := f.api.GetImage(ctx, &imagefarmv1.GetImageRequest{Ref: ref})
+			_, err := f.API.GetImage(ctx, &imagefarmv1.GetImageRequest{Ref: ref})
 			return err
 		}
 	}
@@ -248,11 +249,11 @@ func TestBadRequestsGetCodesAndMessages(t *testing.T) {
 	}
 
 	// The controller still serves, and still has the one job it accepted.
-	jobs, err := f.api.ListJobs(t.Context(), &imagefarmv1.ListJobsRequest{})
+	jobs, err := f.API.ListJobs(t.Context(), &imagefarmv1.ListJobsRequest{})
 	if err != nil || len(jobs.GetJobs()) != 1 || jobs.GetJobs()[0].GetId() != jobID {
 		t.Errorf("ListJobs after bad requests = %v, %v; want only job %s", jobs.GetJobs(), err, jobID)
 	}
-	if _, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d2")}); err != nil {
+	if _, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d2")}); err != nil {
 		t.Errorf("SubmitJob after bad requests = %v", err)
 	}
 }
@@ -261,39 +262,39 @@ func TestBadRequestsGetCodesAndMessages(t *testing.T) {
 // nothing the farm has return empty lists, not errors, and that a drive
 // selector previews what a standing order would take.
 func TestFiltersThatMatchNothingAreEmpty(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
-	f.connect(t, "n1", usbDrive("d1"))
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+	f.Connect(t, "n1", usbDrive("d1"))
 	for _, tc := range []struct {
 		name string
 		call func(context.Context) (int, error)
 		want int
 	}{
 		{"ListDrives empty selector", func(ctx context.Context) (int, error) {
-			r, err := f.api.ListDrives(ctx, &imagefarmv1.ListDrivesRequest{Selector: &imagefarmv1.Selector{}})
+			r, err := f.API.ListDrives(ctx, &imagefarmv1.ListDrivesRequest{Selector: &imagefarmv1.Selector{}})
 			return len(r.GetDrives()), err
 		}, 1},
 		{"ListDrives unknown pool", func(ctx context.Context) (int, error) {
-			r, err := f.api.ListDrives(ctx, &imagefarmv1.ListDrivesRequest{Selector: &imagefarmv1.Selector{Pool: "nope"}})
+			r, err := f.API.ListDrives(ctx, &imagefarmv1.ListDrivesRequest{Selector: &imagefarmv1.Selector{Pool: "nope"}})
 			return len(r.GetDrives()), err
 		}, 0},
 		{"ListDrives unknown label", func(ctx context.Context) (int, error) {
-			r, err := f.api.ListDrives(ctx, &imagefarmv1.ListDrivesRequest{Selector: &imagefarmv1.Selector{Labels: map[string]string{"site": "mars"}}})
+			r, err := f.API.ListDrives(ctx, &imagefarmv1.ListDrivesRequest{Selector: &imagefarmv1.Selector{Labels: map[string]string{"site": "mars"}}})
 			return len(r.GetDrives()), err
 		}, 0},
 		{"ListDrives unknown node", func(ctx context.Context) (int, error) {
-			r, err := f.api.ListDrives(ctx, &imagefarmv1.ListDrivesRequest{Selector: &imagefarmv1.Selector{NodeIds: []string{"n9"}}})
+			r, err := f.API.ListDrives(ctx, &imagefarmv1.ListDrivesRequest{Selector: &imagefarmv1.Selector{NodeIds: []string{"n9"}}})
 			return len(r.GetDrives()), err
 		}, 0},
 		{"ListNodes unknown pool", func(ctx context.Context) (int, error) {
-			r, err := f.api.ListNodes(ctx, &imagefarmv1.ListNodesRequest{Pool: "nope"})
+			r, err := f.API.ListNodes(ctx, &imagefarmv1.ListNodesRequest{Pool: "nope"})
 			return len(r.GetNodes()), err
 		}, 0},
 		{"ListJobs unknown node", func(ctx context.Context) (int, error) {
-			r, err := f.api.ListJobs(ctx, &imagefarmv1.ListJobsRequest{NodeId: "n9", PageSize: math.MaxInt32})
+			r, err := f.API.ListJobs(ctx, &imagefarmv1.ListJobsRequest{NodeId: "n9", PageSize: math.MaxInt32})
 			return len(r.GetJobs()), err
 		}, 0},
 		{"ListImages unknown name", func(ctx context.Context) (int, error) {
-			r, err := f.api.ListImages(ctx, &imagefarmv1.ListImagesRequest{Name: "nope", PageSize: math.MaxInt32})
+			r, err := f.API.ListImages(ctx, &imagefarmv1.ListImagesRequest{Name: "nope", PageSize: math.MaxInt32})
 			return len(r.GetImages()), err
 		}, 0},
 	} {

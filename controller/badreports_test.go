@@ -14,32 +14,8 @@ import (
 
 	"github.com/imagefarm/imagefarm/internal/ident"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
-
-// untilAck sends m and returns the StopTasks the controller answers with
-// before it acknowledges m.
-func (im *scriptedImager) untilAck(m *imagefarmv1.ConnectRequest) []*imagefarmv1.StopTask {
-	im.t.Helper()
-	im.send(m)
-	var stops []*imagefarmv1.StopTask
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case r, ok := <-im.replies:
-			if !ok {
-				im.t.Fatalf("stream ended before the Ack of seq %d: %v", m.GetSeq(), im.err)
-			}
-			if st := r.GetStopTask(); st != nil {
-				stops = append(stops, st)
-			}
-			if r.GetAck().GetSeq() == m.GetSeq() {
-				return stops
-			}
-		case <-deadline:
-			im.t.Fatalf("no Ack of seq %d within 10s", m.GetSeq())
-		}
-	}
-}
 
 func progress(id string, epoch uint64, state imagefarmv1.TaskState, done, total uint64) *imagefarmv1.ConnectRequest {
 	return &imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskProgress{TaskProgress: &imagefarmv1.TaskProgress{
@@ -60,9 +36,9 @@ func hello(nodeID string) *imagefarmv1.ConnectRequest {
 
 // farmState is what the tests watch for change: every task of a job, live
 // progress included, and every drive of the farm.
-func farmState(t *testing.T, f *farm, jobID string) map[string]string {
+func farmState(t *testing.T, f *farm.Farm, jobID string) map[string]string {
 	t.Helper()
-	job, err := f.api.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: jobID})
+	job, err := f.API.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: jobID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +47,7 @@ func farmState(t *testing.T, f *farm, jobID string) map[string]string {
 		out[tk.GetId()] = fmt.Sprintf("%s %v epoch %d bytes %d/%d digest %q", tk.GetNodeId(), tk.GetState(), tk.GetEpoch(),
 			tk.GetBytesDone(), tk.GetBytesTotal(), tk.GetVerifiedDigest())
 	}
-	drives, err := f.api.ListDrives(t.Context(), &imagefarmv1.ListDrivesRequest{})
+	drives, err := f.API.ListDrives(t.Context(), &imagefarmv1.ListDrivesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,20 +61,20 @@ func farmState(t *testing.T, f *farm, jobID string) map[string]string {
 // it does not hold and reports that cannot be true: each is refused with a
 // StopTask or dropped, and no task or drive changes, n2's least of all.
 func TestReportsOnTasksNotHeldChangeNothing(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
-	n1 := f.connect(t, "n1", usbDrive("d1"))
-	n2 := f.connect(t, "n2", usbDrive("d2"))
-	n1.beat(t)
-	n2.beat(t)
-	sub, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1", "n2/d2")})
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+	n1 := f.Connect(t, "n1", usbDrive("d1"))
+	n2 := f.Connect(t, "n2", usbDrive("d2"))
+	n1.Beat()
+	n2.Beat()
+	sub, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1", "n2/d2")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mine, theirs := n1.assignment(), n2.assignment()
+	mine, theirs := n1.Assignment(), n2.Assignment()
 	id, epoch := mine.GetTaskId(), mine.GetEpoch()
 	writing := imagefarmv1.TaskState_TASK_STATE_WRITING
 	done := func(id string, epoch uint64) *imagefarmv1.ConnectRequest {
-		return result(&imagefarmv1.TaskResult{TaskId: id, Epoch: epoch, State: imagefarmv1.TaskState_TASK_STATE_DONE, VerifiedDigest: f.digest})
+		return result(&imagefarmv1.TaskResult{TaskId: id, Epoch: epoch, State: imagefarmv1.TaskState_TASK_STATE_DONE, VerifiedDigest: f.Digest})
 	}
 	unknown, stale := imagefarmv1.StopReason_STOP_REASON_UNKNOWN_TASK, imagefarmv1.StopReason_STOP_REASON_STALE_EPOCH
 	before := farmState(t, f, sub.GetJob().GetId())
@@ -129,7 +105,7 @@ func TestReportsOnTasksNotHeldChangeNothing(t *testing.T) {
 		{"progress in state 999", progress(id, epoch, 999, 0, 1), 0},
 		{"progress in a final state", progress(id, epoch, imagefarmv1.TaskState_TASK_STATE_DONE, 1, 1), 0},
 	} {
-		stops := n1.untilAck(tc.msg)
+		stops := n1.UntilAck(tc.msg)
 		switch {
 		case tc.stop == 0 && len(stops) > 0:
 			t.Errorf("%s: StopTask %v, want none", tc.name, stops[0])
@@ -146,10 +122,10 @@ func TestReportsOnTasksNotHeldChangeNothing(t *testing.T) {
 // node holding a task, but impossible for it, ends the task FAILED with a
 // message saying why, and that nothing absurd is recorded.
 func TestResultsThatCannotBeTrueFailTheirTask(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
-	im := f.connect(t, "n1", usbDrive("d1"), usbDrive("d2"), usbDrive("d3"), usbDrive("d4"))
-	im.beat(t)
-	sub, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1", "n1/d2", "n1/d3", "n1/d4")})
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+	im := f.Connect(t, "n1", usbDrive("d1"), usbDrive("d2"), usbDrive("d3"), usbDrive("d4"))
+	im.Beat()
+	sub, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1", "n1/d2", "n1/d3", "n1/d4")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,17 +138,17 @@ func TestResultsThatCannotBeTrueFailTheirTask(t *testing.T) {
 	}{
 		{"another image's digest", &imagefarmv1.TaskResult{State: done, VerifiedDigest: "sha256:" + strings.Repeat("f", 64)},
 			imagefarmv1.TaskState_TASK_STATE_FAILED, "not the job's image"},
-		{"more bytes than the image", &imagefarmv1.TaskResult{State: done, VerifiedDigest: f.digest, BytesWritten: 1 << 40},
+		{"more bytes than the image", &imagefarmv1.TaskResult{State: done, VerifiedDigest: f.Digest, BytesWritten: 1 << 40},
 			imagefarmv1.TaskState_TASK_STATE_FAILED, "1099511627776 bytes written of a 900000-byte image"},
 		{"a state that is no end", &imagefarmv1.TaskResult{State: imagefarmv1.TaskState_TASK_STATE_WRITING},
 			imagefarmv1.TaskState_TASK_STATE_FAILED, "a result in state TASK_STATE_WRITING"},
-		{"a negative duration", &imagefarmv1.TaskResult{State: done, VerifiedDigest: f.digest, BytesWritten: 900000,
+		{"a negative duration", &imagefarmv1.TaskResult{State: done, VerifiedDigest: f.Digest, BytesWritten: 900000,
 			Duration: durationpb.New(-time.Hour)}, done, ""},
 	} {
-		a := im.assignment()
+		a := im.Assignment()
 		tc.r.TaskId, tc.r.Epoch = a.GetTaskId(), a.GetEpoch()
-		im.untilAck(result(tc.r))
-		job, err := f.api.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: sub.GetJob().GetId()})
+		im.UntilAck(result(tc.r))
+		job, err := f.API.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: sub.GetJob().GetId()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +172,7 @@ func TestResultsThatCannotBeTrueFailTheirTask(t *testing.T) {
 // imager's stream: each gets InvalidArgument with a short message saying
 // what was wrong, and stores nothing of the bad Hello.
 func TestImagerStreamsThatBreakTheProtocolEnd(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	mib := strings.Repeat("x", 1<<20)
 	withHello := func(h *imagefarmv1.Hello) *imagefarmv1.ConnectRequest {
 		return &imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_Hello{Hello: h}}
@@ -227,7 +203,7 @@ func TestImagerStreamsThatBreakTheProtocolEnd(t *testing.T) {
 				tc.name, status.Code(err), msg, tc.msg, maxMessage)
 		}
 	}
-	nodes, err := f.api.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{})
+	nodes, err := f.API.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +220,7 @@ func TestImagerStreamsThatBreakTheProtocolEnd(t *testing.T) {
 // stream ends with. The stream has the certificate of the node of the
 // first message's Hello, so that its flaws are what is refused, or of
 // node x when that cannot be certified.
-func connectErr(t *testing.T, f *farm, msgs ...*imagefarmv1.ConnectRequest) error {
+func connectErr(t *testing.T, f *farm.Farm, msgs ...*imagefarmv1.ConnectRequest) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -252,7 +228,7 @@ func connectErr(t *testing.T, f *farm, msgs ...*imagefarmv1.ConnectRequest) erro
 	if ident.NodeID(node) != nil {
 		node = "x"
 	}
-	stream, err := f.imagerAs(t, node).Connect(ctx)
+	stream, err := f.ImagerClient(t, node).Connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
 // TestCancelOfAnEndedJobIsRefusedAndNotRecorded: a job that succeeded, or
@@ -16,20 +17,20 @@ import (
 // FailedPrecondition naming the state the job ended in, and the audit
 // trail holds only the one cancel that happened.
 func TestCancelOfAnEndedJobIsRefusedAndNotRecorded(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
-	im := f.connect(t, "n1", usbDrive("d1"), usbDrive("d2"))
-	done, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")})
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+	im := f.Connect(t, "n1", usbDrive("d1"), usbDrive("d2"))
+	done, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	im.result(im.assignment(), imagefarmv1.TaskState_TASK_STATE_DONE, f.digest)
+	im.Result(im.Assignment(), imagefarmv1.TaskState_TASK_STATE_DONE, f.Digest)
 	waitJob(t, f, done.GetJob().GetId(), imagefarmv1.JobState_JOB_STATE_SUCCEEDED)
-	canceled, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d2")})
+	canceled, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d2")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	im.assignment()
-	if _, err := f.api.CancelJob(t.Context(), &imagefarmv1.CancelJobRequest{JobId: canceled.GetJob().GetId()}); err != nil {
+	im.Assignment()
+	if _, err := f.API.CancelJob(t.Context(), &imagefarmv1.CancelJobRequest{JobId: canceled.GetJob().GetId()}); err != nil {
 		t.Fatalf("CancelJob(a running job) = %v", err)
 	}
 	for _, tc := range []struct {
@@ -39,13 +40,13 @@ func TestCancelOfAnEndedJobIsRefusedAndNotRecorded(t *testing.T) {
 		{done.GetJob().GetId(), "SUCCEEDED"},
 		{canceled.GetJob().GetId(), "CANCELED"},
 	} {
-		_, err := f.api.CancelJob(t.Context(), &imagefarmv1.CancelJobRequest{JobId: tc.id})
+		_, err := f.API.CancelJob(t.Context(), &imagefarmv1.CancelJobRequest{JobId: tc.id})
 		want := "job " + tc.id + " already " + tc.state + ": nothing to cancel"
 		if status.Code(err) != codes.FailedPrecondition || !strings.HasPrefix(status.Convert(err).Message(), want) {
 			t.Errorf("CancelJob(%s job) = %v, want FailedPrecondition %q", tc.state, err, want)
 		}
 	}
-	recs, err := trail(t, f.api)
+	recs, err := trail(t, f.API)
 	if err != nil {
 		t.Fatal(err)
 	}

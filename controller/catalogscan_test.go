@@ -7,22 +7,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imagefarm/imagefarm/controller"
 	"github.com/imagefarm/imagefarm/controller/catalogrefs"
 	"github.com/imagefarm/imagefarm/controller/refclient"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 	"github.com/imagefarm/imagefarm/tests/testenv"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
 // scanEvery is the catalog watcher's interval in these tests.
 const scanEvery = 200 * time.Millisecond
 
 // pushVersion pushes name:version with refs and returns its digest.
-func (f *farm) pushVersion(t *testing.T, refs catalog.RefWriter, name, version string) string {
+func pushVersion(t *testing.T, f *farm.Farm, refs catalog.RefWriter, name, version string) string {
 	t.Helper()
 	img := bytes.Repeat([]byte("imagefarm "+version), 1000)
-	res, err := f.cat.Push(t.Context(), bytes.NewReader(img), int64(len(img)), catalog.PushOptions{Name: name, Version: version, Kind: catalog.KindDisk, Refs: refs})
+	res, err := f.Catalog.Push(t.Context(), bytes.NewReader(img), int64(len(img)), catalog.PushOptions{Name: name, Version: version, Kind: catalog.KindDisk, Refs: refs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,37 +51,37 @@ func unrecorded(t *testing.T, api imagefarmv1.ImageFarmServiceClient) (sums, dig
 // through the controller, are each recorded once as image.unrecorded, and
 // the chain still verifies.
 func TestCatalogWatcherRecordsUnreportedChanges(t *testing.T) {
-	f := startFarmWith(t, controller.Config{HeartbeatTTL: 5 * time.Second, CatalogScanInterval: scanEvery})
-	refs, err := catalogrefs.Open(t.Context(), f.js, 1)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, CatalogScanInterval: scanEvery, PushImage: true})
+	refs, err := catalogrefs.Open(t.Context(), f.JS, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, "the catalog refs seeded", func() bool { _, seeded, err := refs.All(t.Context()); return err == nil && seeded })
 
-	api := refclient.New(f.api) // changes through the controller
-	d2 := f.pushVersion(t, api, "img", "2")
+	api := refclient.New(f.API) // changes through the controller
+	d2 := pushVersion(t, f, api, "img", "2")
 	if err := api.SetChannel(t.Context(), "img", "stable", d2); err != nil {
 		t.Fatal(err)
 	}
-	f.pushVersion(t, api, "img", "4")
+	pushVersion(t, f, api, "img", "4")
 	if _, err := api.Remove(t.Context(), catalog.Ref{Name: "img", Tag: "4"}); err != nil {
 		t.Fatal(err)
 	}
-	f.waitScans(t, 2) // scans that could wrongly flag them
+	f.WaitScans(t, 2) // scans that could wrongly flag them
 
 	start := time.Now()
-	d3 := f.pushVersion(t, f.cat, "img", "3") // with the store's keys
-	if err := f.cat.SetChannel(t.Context(), "img", "stable", d3); err != nil {
+	d3 := pushVersion(t, f, f.Catalog, "img", "3") // with the store's keys
+	if err := f.Catalog.SetChannel(t.Context(), "img", "stable", d3); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.cat.Remove(t.Context(), catalog.Ref{Name: "img", Tag: "1"}); err != nil {
+	if _, err := f.Catalog.Remove(t.Context(), catalog.Ref{Name: "img", Tag: "1"}); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, "three image.unrecorded records", func() bool { sums, _ := unrecorded(t, f.api); return len(sums) >= 3 })
+	testenv.Eventually(t, 10*time.Second, "three image.unrecorded records", func() bool { sums, _ := unrecorded(t, f.API); return len(sums) >= 3 })
 	t.Logf("recorded %v after the changes (scan interval %v)", time.Since(start).Round(time.Millisecond), scanEvery)
-	f.waitScans(t, 2) // scans that could record them again
+	f.WaitScans(t, 2) // scans that could record them again
 
-	sums, digests := unrecorded(t, f.api)
+	sums, digests := unrecorded(t, f.API)
 	want := []string{
 		"IMAGE_UNRECORDED controller image=img:1 message=img:1 was removed without a recorded change",
 		"IMAGE_UNRECORDED controller image=img:3 message=img:3 appeared without a recorded change",
@@ -90,7 +90,7 @@ func TestCatalogWatcherRecordsUnreportedChanges(t *testing.T) {
 	if !slices.Equal(sortedCopy(sums), want) {
 		t.Errorf("image.unrecorded records = %q, want %q", sums, want)
 	}
-	if wantDigests := []string{f.digest, d3, d3}; !slices.Equal(sortedCopy(digests), sortedCopy(wantDigests)) {
+	if wantDigests := []string{f.Digest, d3, d3}; !slices.Equal(sortedCopy(digests), sortedCopy(wantDigests)) {
 		t.Errorf("image.unrecorded digests = %q, want %q", digests, wantDigests)
 	}
 }
@@ -103,30 +103,30 @@ func sortedCopy(s []string) []string { return slices.Sorted(slices.Values(s)) }
 // change is recorded. A ref to a manifest that is not there does not stop
 // the scans: it is an unreported change like any other.
 func TestCatalogWatcherOutlivesUnreadableCatalog(t *testing.T) {
-	f := startFarmWith(t, controller.Config{HeartbeatTTL: 5 * time.Second, CatalogScanInterval: scanEvery})
-	refs, err := catalogrefs.Open(t.Context(), f.js, 1)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, CatalogScanInterval: scanEvery, PushImage: true})
+	refs, err := catalogrefs.Open(t.Context(), f.JS, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, "the catalog refs seeded", func() bool { _, seeded, err := refs.All(t.Context()); return err == nil && seeded })
 	garbage := "not a digest\n"
-	if err := f.cat.Store().Put(t.Context(), "refs/img/versions/9", strings.NewReader(garbage), int64(len(garbage))); err != nil {
+	if err := f.Catalog.Store().Put(t.Context(), "refs/img/versions/9", strings.NewReader(garbage), int64(len(garbage))); err != nil {
 		t.Fatal(err)
 	}
-	d3 := f.pushVersion(t, f.cat, "img", "3")
-	f.waitScans(t, 3) // failing scans, which could wrongly record img:3
-	if sums, _ := unrecorded(t, f.api); len(sums) != 0 {
+	d3 := pushVersion(t, f, f.Catalog, "img", "3")
+	f.WaitScans(t, 3) // failing scans, which could wrongly record img:3
+	if sums, _ := unrecorded(t, f.API); len(sums) != 0 {
 		t.Fatalf("image.unrecorded records while the catalog cannot be listed: %q", sums)
 	}
-	if _, err := f.api.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{}); err != nil {
+	if _, err := f.API.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{}); err != nil {
 		t.Errorf("the controller stopped serving while its scans failed: %v", err)
 	}
 	missing := "sha256:" + strings.Repeat("0", 64) + "\n"
-	if err := f.cat.Store().Put(t.Context(), "refs/img/versions/9", strings.NewReader(missing), int64(len(missing))); err != nil {
+	if err := f.Catalog.Store().Put(t.Context(), "refs/img/versions/9", strings.NewReader(missing), int64(len(missing))); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 10*time.Second, "img:3 and img:9 recorded", func() bool { sums, _ := unrecorded(t, f.api); return len(sums) == 2 })
-	sums, digests := unrecorded(t, f.api)
+	testenv.Eventually(t, 10*time.Second, "img:3 and img:9 recorded", func() bool { sums, _ := unrecorded(t, f.API); return len(sums) == 2 })
+	sums, digests := unrecorded(t, f.API)
 	for i, want := range map[string]string{"img:3": d3, "img:9": strings.TrimSpace(missing)} {
 		if j := slices.IndexFunc(sums, func(s string) bool { return strings.Contains(s, "image="+i+" ") }); j < 0 || digests[j] != want {
 			t.Errorf("image.unrecorded records %q with digests %q, want %s at %s", sums, digests, i, want)

@@ -9,25 +9,8 @@ import (
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
-
-// beat sends heartbeats until the test ends, like a healthy imager.
-func (im *scriptedImager) beat(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(200 * time.Millisecond):
-				im.stream.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_Heartbeat{Heartbeat: &imagefarmv1.Heartbeat{}}})
-			}
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-}
 
 func standingOrder(pool string, n uint32) *imagefarmv1.Targets {
 	return &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_StandingOrder{StandingOrder: &imagefarmv1.StandingOrder{
@@ -35,30 +18,30 @@ func standingOrder(pool string, n uint32) *imagefarmv1.Targets {
 }
 
 func TestLostNodesTasksMoveToAnotherNode(t *testing.T) {
-	f := startFarm(t, 1500*time.Millisecond)
-	silent := f.connect(t, "n1", usbDrive("a"), usbDrive("b"))
-	healthy := f.connect(t, "n2", usbDrive("c"), usbDrive("d"))
-	healthy.beat(t)
-	sub, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: standingOrder("bench", 2)})
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 1500 * time.Millisecond, PushImage: true})
+	silent := f.Connect(t, "n1", usbDrive("a"), usbDrive("b"))
+	healthy := f.Connect(t, "n2", usbDrive("c"), usbDrive("d"))
+	healthy.Beat()
+	sub, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: standingOrder("bench", 2)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := []*imagefarmv1.TaskAssignment{silent.assignment(), silent.assignment()}
+	first := []*imagefarmv1.TaskAssignment{silent.Assignment(), silent.Assignment()}
 	// n1 goes silent: after the TTL its tasks are LOST and n2 gets them.
 	for range 2 {
-		a := healthy.assignment()
+		a := healthy.Assignment()
 		if a.GetNodeId() != "n2" {
 			t.Fatalf("requeued task went to %s, want n2", a.GetNodeId())
 		}
-		healthy.result(a, imagefarmv1.TaskState_TASK_STATE_DONE, f.digest)
+		healthy.Result(a, imagefarmv1.TaskState_TASK_STATE_DONE, f.Digest)
 	}
 	job := waitJob(t, f, sub.GetJob().GetId(), imagefarmv1.JobState_JOB_STATE_SUCCEEDED)
 	if c := job.GetTaskCounts(); c.GetLost() != 2 || c.GetDone() != 2 {
 		t.Errorf("task counts %v, want 2 lost and 2 done", c)
 	}
 	// The fenced node's late result is refused, and changes nothing.
-	silent.result(first[0], imagefarmv1.TaskState_TASK_STATE_DONE, f.digest)
-	for m := range silent.replies {
+	silent.Result(first[0], imagefarmv1.TaskState_TASK_STATE_DONE, f.Digest)
+	for m := range silent.Replies {
 		if m.GetStopTask() != nil {
 			break
 		}
@@ -66,7 +49,7 @@ func TestLostNodesTasksMoveToAnotherNode(t *testing.T) {
 	if job := waitJob(t, f, job.GetId(), imagefarmv1.JobState_JOB_STATE_SUCCEEDED); job.GetTaskCounts().GetLost() != 2 {
 		t.Errorf("after a fenced report, counts %v; want it refused", job.GetTaskCounts())
 	}
-	nodes, _ := f.api.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{})
+	nodes, _ := f.API.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{})
 	for _, n := range nodes.GetNodes() {
 		if want := map[string]imagefarmv1.NodeState{"n1": imagefarmv1.NodeState_NODE_STATE_LOST, "n2": imagefarmv1.NodeState_NODE_STATE_ONLINE}[n.GetId()]; n.GetState() != want {
 			t.Errorf("node %s is %v, want %v", n.GetId(), n.GetState(), want)
@@ -75,22 +58,22 @@ func TestLostNodesTasksMoveToAnotherNode(t *testing.T) {
 }
 
 func TestCancelStopsTheImagerAndEndsTasksCanceled(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
-	im := f.connect(t, "n1", usbDrive("d1"))
-	sub, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1",
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+	im := f.Connect(t, "n1", usbDrive("d1"))
+	sub, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1",
 		Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_Drives{Drives: &imagefarmv1.DriveList{DriveIds: []string{"n1/d1"}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := im.assignment()
-	resp, err := f.api.CancelJob(t.Context(), &imagefarmv1.CancelJobRequest{JobId: sub.GetJob().GetId()})
+	a := im.Assignment()
+	resp, err := f.API.CancelJob(t.Context(), &imagefarmv1.CancelJobRequest{JobId: sub.GetJob().GetId()})
 	if err != nil || resp.GetJob().GetState() != imagefarmv1.JobState_JOB_STATE_CANCELED || resp.GetJob().GetTasks()[0].GetState() != imagefarmv1.TaskState_TASK_STATE_CANCELED {
 		t.Fatalf("CancelJob = %v, %v; want the job and its task CANCELED", resp.GetJob(), err)
 	}
 	deadline := time.After(time.Second)
 	for {
 		select {
-		case m := <-im.replies:
+		case m := <-im.Replies:
 			if st := m.GetStopTask(); st != nil && st.GetTaskId() == a.GetTaskId() {
 				return
 			}
@@ -114,12 +97,12 @@ func TestImagerBackWithAStaleEpochIsToldToStop(t *testing.T) {
 		{"restarted as another instance", "i-n1-restarted", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := startFarm(t, 1500*time.Millisecond)
-			old := f.connect(t, "n1", usbDrive("d1"))
-			if _, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")}); err != nil {
+			f := farm.Start(t, farm.Options{HeartbeatTTL: 1500 * time.Millisecond, PushImage: true})
+			old := f.Connect(t, "n1", usbDrive("d1"))
+			if _, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")}); err != nil {
 				t.Fatal(err)
 			}
-			a := old.assignment()
+			a := old.Assignment()
 			if tc.lost {
 				waitNode(t, f, "n1", imagefarmv1.NodeState_NODE_STATE_LOST)
 			}
@@ -134,10 +117,10 @@ func TestImagerBackWithAStaleEpochIsToldToStop(t *testing.T) {
 }
 
 // waitNode waits until the controller lists node in state want.
-func waitNode(t *testing.T, f *farm, node string, want imagefarmv1.NodeState) {
+func waitNode(t *testing.T, f *farm.Farm, node string, want imagefarmv1.NodeState) {
 	t.Helper()
 	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("node %s %v", node, want), func() bool {
-		resp, err := f.api.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{})
+		resp, err := f.API.ListNodes(t.Context(), &imagefarmv1.ListNodesRequest{})
 		return err == nil && slices.ContainsFunc(resp.GetNodes(), func(n *imagefarmv1.Node) bool {
 			return n.GetId() == node && n.GetState() == want
 		})
@@ -146,11 +129,11 @@ func waitNode(t *testing.T, f *farm, node string, want imagefarmv1.NodeState) {
 
 // helloHolding connects as h's node, says h, and returns the first
 // StopTask the controller answers with after its HelloAck.
-func helloHolding(t *testing.T, f *farm, h *imagefarmv1.Hello) *imagefarmv1.StopTask {
+func helloHolding(t *testing.T, f *farm.Farm, h *imagefarmv1.Hello) *imagefarmv1.StopTask {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	stream, err := f.imagerAs(t, h.GetNodeId()).Connect(ctx)
+	stream, err := f.ImagerClient(t, h.GetNodeId()).Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,14 +159,14 @@ func helloHolding(t *testing.T, f *farm, h *imagefarmv1.Hello) *imagefarmv1.Stop
 // removed, then its task's result frees the claim: the drive must stay
 // gone (it used to come back, empty, as a 0-byte drive a job could name).
 func TestPulledDriveStaysGoneAfterItsResult(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
-	im := f.connect(t, "n1", usbDrive("d1"), usbDrive("d2"))
-	if _, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")}); err != nil {
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+	im := f.Connect(t, "n1", usbDrive("d1"), usbDrive("d2"))
+	if _, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")}); err != nil {
 		t.Fatal(err)
 	}
-	a := im.assignment()
+	a := im.Assignment()
 	listed := func() []string {
-		resp, err := f.api.ListDrives(t.Context(), &imagefarmv1.ListDrivesRequest{})
+		resp, err := f.API.ListDrives(t.Context(), &imagefarmv1.ListDrivesRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -193,13 +176,13 @@ func TestPulledDriveStaysGoneAfterItsResult(t *testing.T) {
 		}
 		return ids
 	}
-	im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_DriveRemoved{DriveRemoved: &imagefarmv1.DriveRemoved{DriveId: "d1"}}})
+	im.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_DriveRemoved{DriveRemoved: &imagefarmv1.DriveRemoved{DriveId: "d1"}}})
 	testenv.Eventually(t, 10*time.Second, "d1 removed", func() bool { return !slices.Contains(listed(), "d1") })
-	im.send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
+	im.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_TaskResult{TaskResult: &imagefarmv1.TaskResult{
 		TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED,
 		Failure: &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_DRIVE_REMOVED, Message: "device ended at offset 0"}}}})
 	testenv.Eventually(t, 10*time.Second, "the task FAILED", func() bool {
-		resp, err := f.api.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: a.GetJobId()})
+		resp, err := f.API.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: a.GetJobId()})
 		return err == nil && resp.GetJob().GetTaskCounts().GetFailed() == 1
 	})
 	if ids := listed(); !slices.Equal(ids, []string{"d2"}) {

@@ -11,12 +11,13 @@ import (
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
 // submits counts the job.submit records in the audit trail.
-func submits(t *testing.T, f *farm) int {
+func submits(t *testing.T, f *farm.Farm) int {
 	t.Helper()
-	recs, err := trail(t, f.api)
+	recs, err := trail(t, f.API)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,18 +35,18 @@ func submits(t *testing.T, f *farm) int {
 // with another image, drive, options or labels is refused with
 // AlreadyExists naming the job it made, and no job is made.
 func TestRequestIDIsOneRequest(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
-	f.pushVersion(t, f.cat, "img", "2")
-	im := f.connect(t, "n1", usbDrive("d1"), usbDrive("d2"))
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+	pushVersion(t, f, f.Catalog, "img", "2")
+	im := f.Connect(t, "n1", usbDrive("d1"), usbDrive("d2"))
 	first := &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1"), RequestId: "rq1",
 		Options: &imagefarmv1.JobOptions{}, Labels: map[string]string{"ticket": "7"}}
-	sub, err := f.api.SubmitJob(t.Context(), first)
+	sub, err := f.API.SubmitJob(t.Context(), first)
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := sub.GetJob().GetId()
-	im.assignment() // d1 is now busy with the job's own task
-	again, err := f.api.SubmitJob(t.Context(), first)
+	im.Assignment() // d1 is now busy with the job's own task
+	again, err := f.API.SubmitJob(t.Context(), first)
 	if err != nil || again.GetJob().GetId() != id {
 		t.Fatalf("SubmitJob(the same request again) = %v, %v; want job %s", again.GetJob().GetId(), err, id)
 	}
@@ -65,13 +66,13 @@ func TestRequestIDIsOneRequest(t *testing.T) {
 		{"other options", other(func(r *imagefarmv1.SubmitJobRequest) { r.Options.Discard = true })},
 		{"other labels", other(func(r *imagefarmv1.SubmitJobRequest) { r.Labels["ticket"] = "8" })},
 	} {
-		_, err := f.api.SubmitJob(t.Context(), tc.req)
+		_, err := f.API.SubmitJob(t.Context(), tc.req)
 		want := `request id "rq1" was used for job ` + id + " (img:1 to n1/d1): give another request a new request id"
 		if status.Code(err) != codes.AlreadyExists || !strings.HasPrefix(status.Convert(err).Message(), want) {
 			t.Errorf("SubmitJob(rq1 with %s) = %v, want AlreadyExists %q", tc.name, err, want)
 		}
 	}
-	list, err := f.api.ListJobs(t.Context(), &imagefarmv1.ListJobsRequest{})
+	list, err := f.API.ListJobs(t.Context(), &imagefarmv1.ListJobsRequest{})
 	if err != nil || len(list.GetJobs()) != 1 {
 		t.Errorf("ListJobs() = %d jobs, %v; want the one job of rq1", len(list.GetJobs()), err)
 	}
@@ -85,11 +86,11 @@ func TestRequestIDIsOneRequest(t *testing.T) {
 // refused at submit with FailedPrecondition naming the image and its kind,
 // and no job is made.
 func TestOnlyDiskImagesGoOnDrives(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
-	f.connect(t, "n1", usbDrive("d1"))
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+	f.Connect(t, "n1", usbDrive("d1"))
 	push := func(name string, kind catalog.Kind, data []byte) {
 		t.Helper()
-		_, err := f.cat.Push(t.Context(), bytes.NewReader(data), int64(len(data)), catalog.PushOptions{Name: name, Version: "1", Kind: kind})
+		_, err := f.Catalog.Push(t.Context(), bytes.NewReader(data), int64(len(data)), catalog.PushOptions{Name: name, Version: "1", Kind: kind})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -108,12 +109,12 @@ func TestOnlyDiskImagesGoOnDrives(t *testing.T) {
 		{"empty", catalog.KindDisk, nil, "image empty:1 is empty (0 bytes): there is nothing to write to a drive"},
 	} {
 		push(tc.name, tc.kind, tc.data)
-		_, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: tc.name + ":1", Targets: explicit("n1/d1")})
+		_, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: tc.name + ":1", Targets: explicit("n1/d1")})
 		if status.Code(err) != codes.FailedPrecondition || !strings.HasPrefix(status.Convert(err).Message(), tc.want) {
 			t.Errorf("SubmitJob(%s:1, a %s of %d bytes) = %v, want FailedPrecondition %q", tc.name, tc.kind, len(tc.data), err, tc.want)
 		}
 	}
-	list, err := f.api.ListJobs(t.Context(), &imagefarmv1.ListJobsRequest{})
+	list, err := f.API.ListJobs(t.Context(), &imagefarmv1.ListJobsRequest{})
 	if err != nil || len(list.GetJobs()) != 0 {
 		t.Errorf("ListJobs() = %d jobs, %v; want none", len(list.GetJobs()), err)
 	}

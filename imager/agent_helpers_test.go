@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
@@ -30,6 +29,7 @@ import (
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 	"github.com/imagefarm/imagefarm/tests/testenv"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
 // waitLong bounds every wait for something that should happen; tests pass
@@ -188,19 +188,18 @@ func (s *controllerServer) stop() {
 	<-s.done
 }
 
-// farm is one imager agent with its drives, a fake controller and a real
-// NATS server with the dispatch stream.
-type farm struct {
+// rig is one imager agent under test, with its drives, on a farm whose
+// controller is a fake that records what the agent sends and answers as
+// the test says.
+type rig struct {
+	*farm.Farm
 	b      *bench
-	js     jetstream.JetStream
 	pub    *wire.Publisher
 	ctl    *fakeController
 	srv    *controllerServer
-	pki    *testenv.PKI // the farm CA of the controller and the agent
 	drives []drive.Drive
-	// stopAgent shuts the agent down, as SIGTERM does, and waits for it.
-	stopAgent func()
-	logs      lockedBuffer // the agent's log
+	agent  *farm.Imager
+	logs   lockedBuffer // the agent's log
 }
 
 // lockedBuffer is a bytes.Buffer safe for concurrent use.
@@ -221,12 +220,12 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// newFarm starts an agent over n virtual drives of size bytes, filled with
+// newRig starts an agent over n virtual drives of size bytes, filled with
 // 0xEE so that nothing verifies by accident. cat, when not nil, replaces
 // the bench's catalog as the agent's: a slow or gated store, which the
 // agent then writes from while it fetches (WriteWhileFetching), so that a
 // test can act mid-write.
-func newFarm(t *testing.T, b *bench, n int, size int64, cat *catalog.Catalog) *farm {
+func newRig(t *testing.T, b *bench, n int, size int64, cat *catalog.Catalog) *rig {
 	t.Helper()
 	dir := t.TempDir()
 	for i := range n {
@@ -240,68 +239,35 @@ func newFarm(t *testing.T, b *bench, n int, size int64, cat *catalog.Catalog) *f
 	if err != nil || len(drives) != n {
 		t.Fatalf("Discover() = %d drives, %v; want %d", len(drives), err, n)
 	}
-	return startFarm(t, b, dcfg, drives, cat)
+	return startRig(t, b, dcfg, drives, cat)
 }
 
-// startFarm starts an agent with the node config dcfg; drives are the
-// ones the farm's assignments name.
-func startFarm(t *testing.T, b *bench, dcfg drive.Config, drives []drive.Drive, cat *catalog.Catalog) *farm {
+// startRig starts an agent with the node config dcfg; drives are the
+// ones the rig's assignments name.
+func startRig(t *testing.T, b *bench, dcfg drive.Config, drives []drive.Drive, cat *catalog.Catalog) *rig {
 	t.Helper()
-	srvNATS, nc := testenv.NATS(t)
-	js, err := jetstream.New(nc)
+	f := &rig{Farm: farm.Start(t, farm.Options{NoController: true}), b: b, ctl: &fakeController{epoch: 3}, drives: drives}
+	pub, err := wire.NewPublisher(t.Context(), f.JS, wire.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub, err := wire.NewPublisher(t.Context(), js, wire.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &farm{b: b, js: js, pub: pub, ctl: &fakeController{epoch: 3}, drives: drives, pki: testenv.NewPKI(t)}
-	f.srv = serveController(t, "127.0.0.1:0", f.pki.ServerTLS(t), f.ctl)
+	f.pub = pub
+	f.srv = serveController(t, "127.0.0.1:0", f.PKI.ServerTLS(t), f.ctl)
 	whileFetching := cat != nil
 	if cat == nil {
 		cat = b.cat
 	}
-	f.startAgent(t, srvNATS.ClientURL(), cat, dcfg, whileFetching)
+	f.agent = f.StartImager(t, imager.AgentConfig{
+		NodeID: testNode, Pool: "usb", Labels: map[string]string{"site": "depot"}, Version: "test",
+		Controller: f.srv.addr, Catalog: cat, Drives: dcfg, AllowUnsigned: true, WriteWhileFetching: whileFetching,
+		Log: slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), &f.logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
 	testenv.Eventually(t, waitLong, "hello", func() bool { return len(f.ctl.hellos()) > 0 })
 	return f
 }
 
-// startAgent runs an agent for the farm until the test ends, and checks
-// that it stops cleanly.
-func (f *farm) startAgent(t *testing.T, natsURL string, cat *catalog.Catalog, dcfg drive.Config, whileFetching bool) {
-	t.Helper()
-	a, err := imager.NewAgent(imager.AgentConfig{
-		NodeID: testNode, Pool: "usb", Labels: map[string]string{"site": "depot"}, Version: "test",
-		NATSURL: natsURL, Controller: f.srv.addr, TLS: f.pki.ClientTLS(t, testNode), Catalog: cat, Drives: dcfg, AllowUnsigned: true,
-		WriteWhileFetching: whileFetching,
-		Log:                slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), &f.logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
-	if err != nil {
-		t.Fatalf("NewAgent() = %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	f.stopAgent = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run() after cancel = %v, want nil", err)
-				}
-			case <-time.After(waitLong):
-				t.Errorf("Run() still running %v after cancel", waitLong)
-			}
-		})
-	}
-	t.Cleanup(f.stopAgent)
-}
-
 // restartController stops the controller and serves c on the same address.
-func (f *farm) restartController(t *testing.T, c *fakeController) {
+func (f *rig) restartController(t *testing.T, c *fakeController) {
 	t.Helper()
 	f.srv.stop()
 	f.ctl = c
@@ -309,7 +275,7 @@ func (f *farm) restartController(t *testing.T, c *fakeController) {
 }
 
 // assignment is a task writing the bench image to the farm's drive i.
-func (f *farm) assignment(taskID string, i int, epoch uint64) *imagefarmv1.TaskAssignment {
+func (f *rig) assignment(taskID string, i int, epoch uint64) *imagefarmv1.TaskAssignment {
 	d := f.drives[i]
 	return &imagefarmv1.TaskAssignment{
 		TaskId: taskID, JobId: "job-1", NodeId: testNode, Epoch: epoch, ManifestDigest: f.b.digest, ImageRef: "img:1",
@@ -317,7 +283,7 @@ func (f *farm) assignment(taskID string, i int, epoch uint64) *imagefarmv1.TaskA
 	}
 }
 
-func (f *farm) publish(t *testing.T, as ...*imagefarmv1.TaskAssignment) {
+func (f *rig) publish(t *testing.T, as ...*imagefarmv1.TaskAssignment) {
 	t.Helper()
 	for _, a := range as {
 		if _, err := f.pub.Publish(t.Context(), a); err != nil {
@@ -328,22 +294,22 @@ func (f *farm) publish(t *testing.T, as ...*imagefarmv1.TaskAssignment) {
 
 // publishAgain puts an assignment on the stream once more without a
 // message id, as a publish after the duplicate window would.
-func (f *farm) publishAgain(t *testing.T, a *imagefarmv1.TaskAssignment) {
+func (f *rig) publishAgain(t *testing.T, a *imagefarmv1.TaskAssignment) {
 	t.Helper()
 	data, err := proto.Marshal(&imagefarmv1.DispatchMessage{Body: &imagefarmv1.DispatchMessage_Assignment{Assignment: a}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.js.Publish(t.Context(), wire.Subject(testNode), data); err != nil {
+	if _, err := f.JS.Publish(t.Context(), wire.Subject(testNode), data); err != nil {
 		t.Fatalf("publish %s again: %v", a.GetTaskId(), err)
 	}
 }
 
 // streamMsgs is how many messages the dispatch stream holds: those not
 // acked or terminated yet.
-func (f *farm) streamMsgs(t *testing.T) uint64 {
+func (f *rig) streamMsgs(t *testing.T) uint64 {
 	t.Helper()
-	s, err := f.js.Stream(t.Context(), wire.StreamName)
+	s, err := f.JS.Stream(t.Context(), wire.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,14 +320,14 @@ func (f *farm) streamMsgs(t *testing.T) uint64 {
 	return info.State.Msgs
 }
 
-func (f *farm) drained(t *testing.T) {
+func (f *rig) drained(t *testing.T) {
 	t.Helper()
 	testenv.Eventually(t, waitLong, "dispatch stream empty", func() bool { return f.streamMsgs(t) == 0 })
 }
 
 // logged waits until the agent's log holds n lines containing each of
 // parts.
-func (f *farm) logged(t *testing.T, n int, parts ...string) {
+func (f *rig) logged(t *testing.T, n int, parts ...string) {
 	t.Helper()
 	testenv.Eventually(t, waitLong, fmt.Sprintf("%d log lines with %q", n, parts), func() bool {
 		count := 0
@@ -375,7 +341,7 @@ func (f *farm) logged(t *testing.T, n int, parts ...string) {
 }
 
 // untouched reports whether drive i still holds only its 0xEE filler.
-func (f *farm) untouched(t *testing.T, i int) bool {
+func (f *rig) untouched(t *testing.T, i int) bool {
 	t.Helper()
 	data, err := os.ReadFile(f.drives[i].Path)
 	if err != nil {

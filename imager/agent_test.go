@@ -22,7 +22,7 @@ const (
 
 func TestAgentWritesAssignedDrives(t *testing.T) {
 	b := newBench(t, 16*chunkSize)
-	f := newFarm(t, b, 2, 20*chunkSize, nil)
+	f := newRig(t, b, 2, 20*chunkSize, nil)
 	checkHello(t, f.ctl.hellos()[0], f.drives)
 	f.publish(t, f.assignment("job-1_t1", 0, 3), f.assignment("job-1_t2", 1, 3))
 	want := testenv.SHA256(t, writeFile(t, b.image), -1)
@@ -71,7 +71,7 @@ func checkHello(t *testing.T, h *imagefarmv1.Hello, drives []drive.Drive) {
 
 func TestAgentRedeliveryDoesNotWriteTwice(t *testing.T) {
 	b := newBench(t, 16*chunkSize)
-	f := newFarm(t, b, 1, 20*chunkSize, nil)
+	f := newRig(t, b, 1, 20*chunkSize, nil)
 	a := f.assignment("job-1_t1", 0, 3)
 	f.publish(t, a)
 	f.publishAgain(t, a) // while the first delivery waits or runs
@@ -127,7 +127,7 @@ func checkOneFetchOneFanout(t *testing.T, b *bench, what string) {
 
 func TestAgentStaleEpochLeavesDriveUntouched(t *testing.T) {
 	b := newBench(t, 16*chunkSize)
-	f := newFarm(t, b, 2, 20*chunkSize, nil)
+	f := newRig(t, b, 2, 20*chunkSize, nil)
 	f.publish(t, f.assignment("job-1_stale", 0, 2), f.assignment("job-1_good", 1, 3))
 	if r := f.ctl.result(t, "job-1_good"); r.GetState() != stateDone {
 		t.Fatalf("result of the current assignment = %v, want DONE", r)
@@ -145,7 +145,7 @@ func TestAgentStaleEpochLeavesDriveUntouched(t *testing.T) {
 
 func TestAgentCancelMidWrite(t *testing.T) {
 	b := newBench(t, 64*chunkSize)
-	f := newFarm(t, b, 2, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
+	f := newRig(t, b, 2, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
 	as := []*imagefarmv1.TaskAssignment{f.assignment("job-1_t1", 0, 3), f.assignment("job-1_t2", 1, 3)}
 	f.publish(t, as...)
 	testenv.Eventually(t, waitLong, "writing", func() bool {
@@ -178,12 +178,12 @@ func TestAgentCancelMidWrite(t *testing.T) {
 // or its heartbeats stop.
 func TestAgentShutdownMidWriteReportsNoCancel(t *testing.T) {
 	b := newBench(t, 64*chunkSize)
-	f := newFarm(t, b, 1, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
+	f := newRig(t, b, 1, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
 	f.publish(t, f.assignment("job-1_t1", 0, 3))
 	testenv.Eventually(t, waitLong, "writing", func() bool {
 		return countState(f.ctl.progress("job-1_t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
 	})
-	f.stopAgent()
+	f.agent.Stop()
 	if rs := f.ctl.results("job-1_t1"); len(rs) != 0 {
 		t.Errorf("results after the agent's shutdown mid-write: %v, want none", rs)
 	}
@@ -197,7 +197,7 @@ func TestAgentShutdownMidWriteReportsNoCancel(t *testing.T) {
 
 func TestAgentCancelBeforeAssignment(t *testing.T) {
 	b := newBench(t, 16*chunkSize)
-	f := newFarm(t, b, 1, 20*chunkSize, nil)
+	f := newRig(t, b, 1, 20*chunkSize, nil)
 	a := f.assignment("job-1_t1", 0, 3)
 	// The cancel is read first, as when the assignment comes again after
 	// the cancel was handled.
@@ -216,7 +216,7 @@ func TestAgentCancelBeforeAssignment(t *testing.T) {
 
 func TestAgentStopTaskReportsNothingMore(t *testing.T) {
 	b := newBench(t, 64*chunkSize)
-	f := newFarm(t, b, 1, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
+	f := newRig(t, b, 1, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
 	f.publish(t, f.assignment("job-1_t1", 0, 3))
 	testenv.Eventually(t, waitLong, "writing", func() bool {
 		return countState(f.ctl.progress("job-1_t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0
@@ -237,7 +237,7 @@ func TestAgentReconnectResendsUnacknowledged(t *testing.T) {
 		name := map[bool]string{false: "result lost", true: "result applied before the drop"}[applied]
 		t.Run(name, func(t *testing.T) {
 			b := newBench(t, 16*chunkSize)
-			f := newFarm(t, b, 1, 20*chunkSize, nil)
+			f := newRig(t, b, 1, 20*chunkSize, nil)
 			f.ctl.holdAcks.Store(true)
 			first := f.ctl.hellos()[0]
 			f.publish(t, f.assignment("job-1_t1", 0, 3))
@@ -280,7 +280,7 @@ func TestAgentReconnectResendsUnacknowledged(t *testing.T) {
 
 func TestAgentNewEpochFencesRunsAndStartsNewOnes(t *testing.T) {
 	b := newBench(t, 64*chunkSize)
-	f := newFarm(t, b, 2, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
+	f := newRig(t, b, 2, 64*chunkSize, slowCatalog(t, b, 40*time.Millisecond))
 	f.publish(t, f.assignment("job-1_old", 0, 3))
 	testenv.Eventually(t, waitLong, "writing", func() bool {
 		return countState(f.ctl.progress("job-1_old"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0

@@ -46,7 +46,7 @@ func TestNodeCacheRemovedUnderRunningImager(t *testing.T) {
 	if err != nil || len(drives) != 3 {
 		t.Fatalf("Discover() = %d drives, %v; want 3", len(drives), err)
 	}
-	f := startFarm(t, b, dcfg, drives, nil)
+	f := startRig(t, b, dcfg, drives, nil)
 	task := func(id string, i int, digest, ref string) *imagefarmv1.TaskResult {
 		t.Helper()
 		a := f.assignment(id, i, 3)

@@ -131,7 +131,7 @@ func TestAgentReportsPulledDriveAtOnce(t *testing.T) {
 	b := newBench(t, size)
 	loops, drives, cfg := loopDrives(t, 2, size)
 	gate := make(chan struct{})
-	f := startFarm(t, b, cfg, drives, storeCatalog(t, &gatedStore{Store: b.cat.Store(), key: chunkKey(stallChunk(t, b.m, size/2)), open: gate}))
+	f := startRig(t, b, cfg, drives, storeCatalog(t, &gatedStore{Store: b.cat.Store(), key: chunkKey(stallChunk(t, b.m, size/2)), open: gate}))
 	f.publish(t, f.assignment("job-1_t1", 0, 3), f.assignment("job-1_t2", 1, 3))
 	testenv.Eventually(t, waitLong, "writing", func() bool {
 		return countState(f.ctl.progress("job-1_t1"), imagefarmv1.TaskState_TASK_STATE_WRITING) > 0

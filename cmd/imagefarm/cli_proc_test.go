@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imagefarm/imagefarm/internal/wait"
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 // cliBinary is imagefarm built from this package, once, for the tests
@@ -118,21 +118,25 @@ func startCLIStdout(t *testing.T, stdout *os.File, args ...string) *cliProc {
 	return p
 }
 
-// waitUntil waits up to a minute for ready, failing the test with what the
-// process said if it ends or the time runs out first.
+// waitUntil waits up to a minute for ready, failing the test (with what
+// the process said) if it ends or the time runs out first.
 func (p *cliProc) waitUntil(t *testing.T, what string, ready func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !ready() {
-		select {
-		case <-p.done:
-			t.Fatalf("imagefarm %s ended (status %d) before %s:\n%s", strings.Join(p.cmd.Args[1:], " "), p.code, what, p.out)
-		default:
+	testenv.Eventually(t, time.Minute, fmt.Sprintf("imagefarm %s: %s", strings.Join(p.cmd.Args[1:], " "), what), func() bool {
+		if p.ended() {
+			t.Fatalf("imagefarm %s ended (status %d) before %s", strings.Join(p.cmd.Args[1:], " "), p.code, what)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("imagefarm %s: no %s within a minute:\n%s", strings.Join(p.cmd.Args[1:], " "), what, p.out)
-		}
-		wait.Sleep(t.Context(), 20*time.Millisecond)
+		return ready()
+	})
+}
+
+// ended reports whether the process has ended.
+func (p *cliProc) ended() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -168,21 +172,15 @@ func (p *cliProc) waitFor(t *testing.T, s string) {
 // printed; it fails the test at once if the process prints never.
 func (p *cliProc) output(t *testing.T, never string) string {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		select {
-		case <-p.done:
-		default:
-			if p.said(never)() || time.Now().After(deadline) {
-				t.Fatalf("imagefarm %s printed %q or did not end within a minute:\n%s", strings.Join(p.cmd.Args[1:], " "), never, p.out)
-			}
-			wait.Sleep(t.Context(), 20*time.Millisecond)
-			continue
+	testenv.Eventually(t, time.Minute, fmt.Sprintf("imagefarm %s to end", strings.Join(p.cmd.Args[1:], " ")), func() bool {
+		if p.said(never)() {
+			t.Fatalf("imagefarm %s printed %q", strings.Join(p.cmd.Args[1:], " "), never)
 		}
-		out := p.out.String()
-		if strings.Contains(out, never) {
-			t.Fatalf("imagefarm %s printed %q:\n%s", strings.Join(p.cmd.Args[1:], " "), never, out)
-		}
-		return out
+		return p.ended()
+	})
+	out := p.out.String()
+	if strings.Contains(out, never) {
+		t.Fatalf("imagefarm %s printed %q", strings.Join(p.cmd.Args[1:], " "), never)
 	}
+	return out
 }

@@ -2,25 +2,15 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io/fs"
-	"log/slog"
-	"net"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/imagefarm/imagefarm/controller"
-	"github.com/imagefarm/imagefarm/controller/tokens"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
-	"github.com/imagefarm/imagefarm/storage"
-	"github.com/imagefarm/imagefarm/storage/catalog"
-	"github.com/imagefarm/imagefarm/tests/testenv"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
 // runSplit is run with stdout and stderr apart.
@@ -35,71 +25,16 @@ func runSplit(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return out.String(), errOut.String(), err
 }
 
-// realFarm is a real controller, on an embedded NATS server, over a file
-// store, in plaintext on loopback, with an admin and a viewer token. Its
-// nodes stay online for an hour without a heartbeat.
-type realFarm struct {
-	addr, store   string
-	admin, viewer string
-	cat           *catalog.Catalog
-	js            jetstream.JetStream
-}
-
-func startRealFarm(t *testing.T) *realFarm {
+// as runs imagefarm against f's controller and store with token.
+func as(t *testing.T, f *farm.Farm, token string, args ...string) (string, string, error) {
 	t.Helper()
-	srv, nc := testenv.NATS(t)
-	dir := t.TempDir()
-	s, err := storage.NewFileStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cat, err := catalog.New(s, catalog.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := controller.New(controller.Config{NATSURL: srv.ClientURL(), Listener: lis, Insecure: true, Catalog: cat,
-		HeartbeatTTL: time.Hour, CatalogScanInterval: -1, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("controller Run = %v", err)
-		}
-	})
-	js, _ := jetstream.New(nc)
-	st, err := tokens.Open(t.Context(), js, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &realFarm{addr: lis.Addr().String(), store: "file://" + dir, cat: cat, js: js}
-	for name, secret := range map[string]*string{"admin": &f.admin, "viewer": &f.viewer} {
-		role := imagefarmv1.Role(imagefarmv1.Role_value["ROLE_"+strings.ToUpper(name)])
-		if _, *secret, err = st.Create(t.Context(), name, role, "test"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return f
-}
-
-// as runs imagefarm against f with token.
-func (f *realFarm) as(t *testing.T, token string, args ...string) (string, string, error) {
-	t.Helper()
-	return runSplit(t, append([]string{"--insecure", "--controller", f.addr, "--store", f.store, "--token", token}, args...)...)
+	return runSplit(t, append([]string{"--insecure", "--controller", f.Addr, "--store", f.StoreURL, "--token", token}, args...)...)
 }
 
 // refs is every version and channel of the catalog, "name:tag digest".
-func (f *realFarm) refs(t *testing.T) []string {
+func refs(t *testing.T, f *farm.Farm) []string {
 	t.Helper()
-	images, err := f.cat.Refs(t.Context(), "")
+	images, err := f.Catalog.Refs(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,13 +56,14 @@ func (f *realFarm) refs(t *testing.T) []string {
 // write access to the store); an admin's are made, recorded by the admin,
 // and --json says so with the records' sequences.
 func TestImageRefChangesGoThroughTheController(t *testing.T) {
-	f := startRealFarm(t)
+	f := farm.Start(t, farm.Options{Plaintext: true})
+	viewer := f.Token(t, "viewer", imagefarmv1.Role_ROLE_VIEWER)
 	keys := t.TempDir()
 	mustRun(t, "key", "init", "--out", keys)
 	signKey := filepath.Join(keys, "signing.key")
 	img := writeDiskImage(t, 2<<20, 9)
 
-	out, _, err := f.as(t, f.admin, "image", "push", "demo-disk:1.0", img, "--channel", "stable", "--sign-key", signKey, "--json")
+	out, _, err := as(t, f, f.AdminToken, "image", "push", "demo-disk:1.0", img, "--channel", "stable", "--sign-key", signKey, "--json")
 	var push struct {
 		Digest  string   `json:"digest"`
 		Audited bool     `json:"audited"`
@@ -136,7 +72,7 @@ func TestImageRefChangesGoThroughTheController(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(out), &push) != nil || !push.Audited || len(push.Seqs) != 3 {
 		t.Fatalf("admin push --json = %s, %v; want it audited with 3 records (sign, push, tag)", out, err)
 	}
-	before := f.refs(t)
+	before := refs(t, f)
 
 	for _, args := range [][]string{
 		{"image", "tag", "demo-disk:1.0", "pilot"},
@@ -144,34 +80,34 @@ func TestImageRefChangesGoThroughTheController(t *testing.T) {
 		{"image", "sign", "demo-disk:1.0", "--sign-key", signKey},
 		{"image", "push", "demo-disk:2.0", img},
 	} {
-		_, _, err := f.as(t, f.viewer, args...)
+		_, _, err := as(t, f, viewer, args...)
 		if err == nil || !strings.Contains(err.Error(), "needs the admin role") || !strings.Contains(err.Error(), `token "viewer" is a viewer`) {
 			t.Errorf("%s as a viewer = %v, want refused for needing the admin role", strings.Join(args[:2], " "), err)
 		}
 	}
-	if after := f.refs(t); !slices.Equal(after, before) {
+	if after := refs(t, f); !slices.Equal(after, before) {
 		t.Errorf("a viewer's refused changes changed the refs:\nbefore %q\nafter  %q", before, after)
 	}
 
 	var change changeJSON
-	out, _, err = f.as(t, f.admin, "image", "tag", "demo-disk:1.0", "pilot", "--json")
+	out, _, err = as(t, f, f.AdminToken, "image", "tag", "demo-disk:1.0", "pilot", "--json")
 	if err != nil || json.Unmarshal([]byte(out), &change) != nil || change.Ref != "demo-disk:pilot" || change.Digest != push.Digest ||
 		!change.Audited || change.AuditSequence != 4 {
 		t.Errorf("admin tag --json = %s, %v; want demo-disk:pilot at %s, audit record 4", out, err, push.Digest)
 	}
-	out, _, err = f.as(t, f.admin, "image", "sign", "demo-disk:pilot", "--sign-key", signKey, "--json")
+	out, _, err = as(t, f, f.AdminToken, "image", "sign", "demo-disk:pilot", "--sign-key", signKey, "--json")
 	if err != nil || json.Unmarshal([]byte(out), &change) != nil || change.Ref != "demo-disk:1.0" || change.KeyID == "" || change.AuditSequence != 5 {
 		t.Errorf("admin sign --json = %s, %v; want demo-disk:1.0 signed, audit record 5", out, err)
 	}
 	var rm struct {
 		Removed []changeJSON `json:"removed"`
 	}
-	out, _, err = f.as(t, f.admin, "image", "rm", "demo-disk@"+push.Digest, "--json")
+	out, _, err = as(t, f, f.AdminToken, "image", "rm", "demo-disk@"+push.Digest, "--json")
 	if err != nil || json.Unmarshal([]byte(out), &rm) != nil || len(rm.Removed) != 3 || rm.Removed[2].Ref != "demo-disk:stable" || rm.Removed[2].AuditSequence != 8 {
 		t.Errorf("admin rm --json = %s, %v; want 3 refs removed, recorded as 6 to 8", out, err)
 	}
 
-	out, _, err = f.as(t, f.viewer, "audit", "--since", "all")
+	out, _, err = as(t, f, viewer, "audit", "--since", "all")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,13 +155,14 @@ func TestImageRefChangesWithoutAControllerSayUnaudited(t *testing.T) {
 // viewer's, though the shell has store keys; or a version that exists) is
 // refused before a chunk is uploaded: the store holds the same objects.
 func TestRefusedPushUploadsNothing(t *testing.T) {
-	f := startRealFarm(t)
-	if _, _, err := f.as(t, f.admin, "image", "push", "demo-disk:1.0", writeDiskImage(t, 2<<20, 9)); err != nil {
+	f := farm.Start(t, farm.Options{Plaintext: true})
+	viewer := f.Token(t, "viewer", imagefarmv1.Role_ROLE_VIEWER)
+	if _, _, err := as(t, f, f.AdminToken, "image", "push", "demo-disk:1.0", writeDiskImage(t, 2<<20, 9)); err != nil {
 		t.Fatal(err)
 	}
 	objects := func() []string {
 		var out []string
-		root := strings.TrimPrefix(f.store, "file://")
+		root := strings.TrimPrefix(f.StoreURL, "file://")
 		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err == nil && !d.IsDir() {
 				out = append(out, strings.TrimPrefix(p, root))
@@ -239,10 +176,10 @@ func TestRefusedPushUploadsNothing(t *testing.T) {
 	for _, tc := range []struct {
 		token, ref, want string
 	}{
-		{f.viewer, "demo-disk:2.0", "needs the admin role"},
-		{f.admin, "demo-disk:1.0", "demo-disk:1.0 is sha256:"},
+		{viewer, "demo-disk:2.0", "needs the admin role"},
+		{f.AdminToken, "demo-disk:1.0", "demo-disk:1.0 is sha256:"},
 	} {
-		_, _, err := f.as(t, tc.token, "image", "push", tc.ref, fresh)
+		_, _, err := as(t, f, tc.token, "image", "push", tc.ref, fresh)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("push %s = %v, want refused with %q", tc.ref, err, tc.want)
 		}

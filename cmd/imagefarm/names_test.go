@@ -10,11 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/imagefarm/imagefarm/controller/scheduler"
@@ -27,6 +25,8 @@ import (
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 	"github.com/imagefarm/imagefarm/tests/testenv"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
+	"github.com/imagefarm/imagefarm/tests/testenv/simimager"
 )
 
 // The tests of this file feed the same names (at the limit, one past it,
@@ -37,72 +37,39 @@ import (
 // catalog that the controller then refuses, or a node id the CA certifies
 // that NATS cannot route, is the defect they catch.
 
-// nameFarm is a realFarm with img:1 pushed, an online node and gRPC
-// clients of both services with its admin token.
-type nameFarm struct {
-	store  string // the catalog's store URL
-	addr   string // the controller's
-	token  string // an admin token's secret
-	api    imagefarmv1.ImageFarmServiceClient
-	imager imagefarmv1.ImagerServiceClient
-	js     jetstream.JetStream
-	image  string // a disk image file to push
-}
-
-// startNameFarm starts the farm with img:1 in its catalog and an online
-// node "bench-node" in pool "bench" with no drives, so that a standing
-// order for pool bench is accepted.
-func startNameFarm(t *testing.T) *nameFarm {
+// startNameFarm starts a real controller in plaintext on loopback, whose
+// nodes stay online for an hour without a heartbeat, with img:1 in its
+// catalog and an online node "bench-node" in pool "bench" with no drives,
+// so that a standing order for pool bench is accepted.
+func startNameFarm(t *testing.T) *farm.Farm {
 	t.Helper()
-	rf := startRealFarm(t)
-	conn, err := grpc.NewClient(rf.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(tokens.Bearer{Secret: rf.admin, Plaintext: true}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	f := &nameFarm{store: rf.store, addr: rf.addr, token: rf.admin, js: rf.js,
-		api: imagefarmv1.NewImageFarmServiceClient(conn), imager: imagefarmv1.NewImagerServiceClient(conn),
-		image: writeDiskImage(t, 1<<20, 1)}
-	mustRun(t, "--store", f.store, "image", "push", "img:1", f.image)
-	if err := f.hello(t, &imagefarmv1.Hello{NodeId: "bench-node", Pool: "bench"}); err != nil {
+	f := farm.Start(t, farm.Options{Plaintext: true, HeartbeatTTL: time.Hour, PushImage: true})
+	if err := hello(t, f, &imagefarmv1.Hello{NodeId: "bench-node", Pool: "bench"}); err != nil {
 		t.Fatalf("hello of bench-node: %v", err)
 	}
 	return f
 }
 
-// cli runs imagefarm against the farm's controller and store.
-func (f *nameFarm) cli(t *testing.T, args ...string) error {
+// cli runs imagefarm as f's admin against its controller and store.
+func cli(t *testing.T, f *farm.Farm, args ...string) error {
 	t.Helper()
-	out, err := run(t, append([]string{"--controller", f.addr, "--insecure", "--token", f.token, "--store", f.store}, args...)...)
+	out, errOut, err := as(t, f, f.AdminToken, args...)
 	if err != nil {
-		t.Logf("imagefarm %q: %v\n%s", args, err, out)
+		t.Logf("imagefarm %q: %v\n%s%s", args, err, out, errOut)
 	}
 	return err
 }
 
-// hello connects an imager that says h and returns the error its Hello
-// got, or nil for a HelloAck; an accepted node stays online until the test
-// ends.
-func (f *nameFarm) hello(t *testing.T, h *imagefarmv1.Hello) error {
+// hello connects a simulated imager that says h and returns the error its
+// Hello got, or nil for a HelloAck; an accepted node stays online until
+// the test ends.
+func hello(t *testing.T, f *farm.Farm, h *imagefarmv1.Hello) error {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := f.imager.Connect(ctx)
-	if err == nil {
-		h.InstanceId = "i-" + h.GetNodeId()
-		err = stream.Send(&imagefarmv1.ConnectRequest{Body: &imagefarmv1.ConnectRequest_Hello{Hello: h}})
-	}
-	var m *imagefarmv1.ConnectResponse
-	if err == nil {
-		m, err = stream.Recv()
-	}
-	if err != nil {
+	h.InstanceId = "i-" + h.GetNodeId()
+	if _, err := simimager.New(simimager.Config{Hello: h, Conn: f.Dial(t, f.ClientCreds(t, ""))}).Connect(ctx); err != nil {
 		cancel()
 		return err
-	}
-	if m.GetHelloAck() == nil {
-		cancel()
-		t.Fatalf("Hello answered %v, want HelloAck or an error", m)
 	}
 	t.Cleanup(cancel)
 	return nil
@@ -158,6 +125,7 @@ var (
 // pushed, then used in a job.
 func TestImageRefRulesAgree(t *testing.T) {
 	f := startNameFarm(t)
+	img := writeDiskImage(t, 1<<20, 1)
 	other, _ := storage.NewFileStore(t.TempDir())
 	cat, _ := catalog.New(other, catalog.Options{})
 	data := bytes.Repeat([]byte{1}, 4096)
@@ -184,14 +152,14 @@ func TestImageRefRulesAgree(t *testing.T) {
 		if name, version, ok := strings.Cut(tc.ref, ":"); ok && !strings.Contains(tc.ref, "@") {
 			_, err = cat.Push(t.Context(), bytes.NewReader(data), int64(len(data)), catalog.PushOptions{Name: name, Version: version, Kind: catalog.KindDisk})
 			v.check("catalog.Push", err == nil, err)
-			err = f.cli(t, "image", "push", tc.ref, f.image)
+			err = cli(t, f, "image", "push", tc.ref, img)
 			v.check("imagefarm image push", err == nil, err)
-			err = f.cli(t, "job", "submit", tc.ref, "--count", "1", "--pool", "bench")
+			err = cli(t, f, "job", "submit", tc.ref, "--count", "1", "--pool", "bench")
 			v.check("imagefarm job submit", err == nil, err)
 		}
-		_, err = f.api.GetImage(t.Context(), &imagefarmv1.GetImageRequest{Ref: tc.ref})
+		_, err = f.API.GetImage(t.Context(), &imagefarmv1.GetImageRequest{Ref: tc.ref})
 		v.check("controller GetImage", apiAccepts(err), err)
-		_, err = f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: tc.ref, Targets: driveTargets("nowhere/d1")})
+		_, err = f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: tc.ref, Targets: driveTargets("nowhere/d1")})
 		v.check("controller SubmitJob", apiAccepts(err), err)
 	}
 }
@@ -205,7 +173,7 @@ func TestNodeIDRulesAgree(t *testing.T) {
 	caDir := t.TempDir()
 	mustRun(t, "ca", "init", "--dir", caDir)
 	ca := testenv.NewPKI(t)
-	if _, err := wire.EnsureStream(t.Context(), f.js, wire.Config{}); err != nil {
+	if _, err := wire.EnsureStream(t.Context(), f.JS, wire.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -224,19 +192,19 @@ func TestNodeIDRulesAgree(t *testing.T) {
 		v.check("imagefarm ca issue --node", err == nil, err)
 		_, err = run(t, "nats-config", "--dir", t.TempDir(), "--node="+tc.id)
 		v.check("imagefarm nats-config --node", err == nil, err)
-		_, err = wire.EnsureConsumer(t.Context(), f.js, tc.id, wire.Config{})
+		_, err = wire.EnsureConsumer(t.Context(), f.JS, tc.id, wire.Config{})
 		v.check("wire.EnsureConsumer", err == nil, err)
 		_, err = scheduler.ParseDriveRef(tc.id + "/d1")
 		v.check("scheduler.ParseDriveRef", err == nil, err)
-		_, err = f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: driveTargets(tc.id + "/d1")})
+		_, err = f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: driveTargets(tc.id + "/d1")})
 		v.check("controller SubmitJob drive", apiAccepts(err), err)
-		_, err = f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: orderTargets(&imagefarmv1.Selector{NodeIds: []string{tc.id}})})
+		_, err = f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: orderTargets(&imagefarmv1.Selector{NodeIds: []string{tc.id}})})
 		v.check("controller SubmitJob selector", apiAccepts(err), err)
-		_, err = f.api.ListJobs(t.Context(), &imagefarmv1.ListJobsRequest{NodeId: tc.id})
+		_, err = f.API.ListJobs(t.Context(), &imagefarmv1.ListJobsRequest{NodeId: tc.id})
 		if tc.id != "" { // "" is no filter
 			v.check("controller ListJobs", apiAccepts(err), err)
 		}
-		err = f.hello(t, &imagefarmv1.Hello{NodeId: tc.id})
+		err = hello(t, f, &imagefarmv1.Hello{NodeId: tc.id})
 		v.check("controller Hello", err == nil, err)
 	}
 }
@@ -245,7 +213,7 @@ func TestNodeIDRulesAgree(t *testing.T) {
 // its store keeps, the scheduler parses and the CLI can submit a job to.
 func TestDriveIDRulesAgree(t *testing.T) {
 	f := startNameFarm(t)
-	st, err := state.New(t.Context(), f.js, state.Config{})
+	st, err := state.New(t.Context(), f.JS, state.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,9 +231,9 @@ func TestDriveIDRulesAgree(t *testing.T) {
 		v.check("state UpdateDrive", err == nil, err)
 		_, err = scheduler.ParseDriveRef(node + "/" + tc.id)
 		v.check("scheduler.ParseDriveRef", err == nil, err)
-		err = f.hello(t, &imagefarmv1.Hello{NodeId: node, Drives: []*imagefarmv1.Drive{usbDriveNamed(tc.id)}})
+		err = hello(t, f, &imagefarmv1.Hello{NodeId: node, Drives: []*imagefarmv1.Drive{usbDriveNamed(tc.id)}})
 		v.check("controller Hello", err == nil, err)
-		err = f.cli(t, "job", "submit", "img:1", "--drive", node+"/"+tc.id)
+		err = cli(t, f, "job", "submit", "img:1", "--drive", node+"/"+tc.id)
 		v.check("imagefarm job submit --drive", err == nil, err)
 	}
 }
@@ -274,6 +242,7 @@ func TestDriveIDRulesAgree(t *testing.T) {
 // have is the same everywhere, from the CLI or the API.
 func TestLabelRulesAgree(t *testing.T) {
 	f := startNameFarm(t)
+	img := writeDiskImage(t, 1<<20, 1)
 	other, _ := storage.NewFileStore(t.TempDir())
 	cat, _ := catalog.New(other, catalog.Options{})
 	data := bytes.Repeat([]byte{1}, 4096)
@@ -291,19 +260,19 @@ func TestLabelRulesAgree(t *testing.T) {
 	} {
 		v := verdicts{t, tc.key + "=" + tc.value, tc.want}
 		labels := map[string]string{tc.key: tc.value}
-		_, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Labels: labels, Targets: driveTargets("nowhere/d1")})
+		_, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Labels: labels, Targets: driveTargets("nowhere/d1")})
 		v.check("controller SubmitJob labels", apiAccepts(err), err)
-		_, err = f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: orderTargets(&imagefarmv1.Selector{Labels: labels})})
+		_, err = f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: orderTargets(&imagefarmv1.Selector{Labels: labels})})
 		v.check("controller SubmitJob selector", apiAccepts(err), err)
-		err = f.hello(t, &imagefarmv1.Hello{NodeId: fmt.Sprint("ln-", i), Labels: labels})
+		err = hello(t, f, &imagefarmv1.Hello{NodeId: fmt.Sprint("ln-", i), Labels: labels})
 		v.check("controller Hello", err == nil, err)
 		_, err = cat.Push(t.Context(), bytes.NewReader(data), int64(len(data)), catalog.PushOptions{
 			Name: "l", Version: fmt.Sprint(i), Kind: catalog.KindDisk, Labels: labels})
 		v.check("catalog.Push", err == nil, err)
 		if tc.cli {
-			err = f.cli(t, "job", "submit", "img:1", "--count", "1", "--pool", "bench", "--label-job", tc.key+"="+tc.value)
+			err = cli(t, f, "job", "submit", "img:1", "--count", "1", "--pool", "bench", "--label-job", tc.key+"="+tc.value)
 			v.check("imagefarm job submit --label-job", err == nil, err)
-			err = f.cli(t, "image", "push", fmt.Sprint("l:", i), f.image, "--label", tc.key+"="+tc.value)
+			err = cli(t, f, "image", "push", fmt.Sprint("l:", i), img, "--label", tc.key+"="+tc.value)
 			v.check("imagefarm image push --label", err == nil, err)
 		}
 	}
@@ -321,11 +290,11 @@ func TestPoolRulesAgree(t *testing.T) {
 		{strings.Repeat("p", 256), false}, {"\x1b[2J", false}, {"a\u202eb", false},
 	} {
 		v := verdicts{t, tc.pool, tc.want}
-		err := f.hello(t, &imagefarmv1.Hello{NodeId: fmt.Sprint("pn-", i), Pool: tc.pool})
+		err := hello(t, f, &imagefarmv1.Hello{NodeId: fmt.Sprint("pn-", i), Pool: tc.pool})
 		v.check("controller Hello", err == nil, err)
-		_, err = f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: orderTargets(&imagefarmv1.Selector{Pool: tc.pool})})
+		_, err = f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: orderTargets(&imagefarmv1.Selector{Pool: tc.pool})})
 		v.check("controller SubmitJob selector", apiAccepts(err), err)
-		err = f.cli(t, "job", "submit", "img:1", "--count", "1", "--pool", tc.pool)
+		err = cli(t, f, "job", "submit", "img:1", "--count", "1", "--pool", tc.pool)
 		v.check("imagefarm job submit --pool", err == nil, err)
 	}
 }
@@ -344,7 +313,7 @@ func TestSlotLabelRulesAgree(t *testing.T) {
 		v := verdicts{t, tc.label, tc.want}
 		d := usbDriveNamed("d1")
 		d.SlotLabel = tc.label
-		err := f.hello(t, &imagefarmv1.Hello{NodeId: fmt.Sprint("sn-", i), Drives: []*imagefarmv1.Drive{d}})
+		err := hello(t, f, &imagefarmv1.Hello{NodeId: fmt.Sprint("sn-", i), Drives: []*imagefarmv1.Drive{d}})
 		v.check("controller Hello", err == nil, err)
 		cfg, _ := json.Marshal(map[string]any{"slots": map[string]string{"usb-0:1": tc.label}})
 		file := filepath.Join(t.TempDir(), "node.json")
@@ -360,7 +329,7 @@ func TestSlotLabelRulesAgree(t *testing.T) {
 // same token names.
 func TestTokenNameRulesAgree(t *testing.T) {
 	f := startNameFarm(t)
-	st, err := tokens.Open(t.Context(), f.js, 1)
+	st, err := tokens.Open(t.Context(), f.JS, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,10 +341,10 @@ func TestTokenNameRulesAgree(t *testing.T) {
 		{strings.Repeat("t", 65), false}, {"", false}, {"a b", false}, {"a/b", false}, {"é", false}, {"a:b", false},
 	} {
 		v := verdicts{t, tc.name, tc.want}
-		err := f.cli(t, "token", "create", "--name", tc.name, "--role", "viewer")
+		err := cli(t, f, "token", "create", "--name", tc.name, "--role", "viewer")
 		v.check("imagefarm token create", err == nil, err)
 		// The same name again is refused as taken, not as malformed.
-		_, err = f.api.CreateToken(t.Context(), &imagefarmv1.CreateTokenRequest{Name: tc.name, Role: imagefarmv1.Role_ROLE_VIEWER})
+		_, err = f.API.CreateToken(t.Context(), &imagefarmv1.CreateTokenRequest{Name: tc.name, Role: imagefarmv1.Role_ROLE_VIEWER})
 		v.check("controller CreateToken", apiAccepts(err), err)
 		_, _, err = st.Create(t.Context(), tc.name, imagefarmv1.Role_ROLE_VIEWER, "test")
 		v.check("tokens.Store.Create", !errors.Is(err, tokens.ErrInvalid), err)
@@ -393,9 +362,9 @@ func TestRequestIDRulesAgree(t *testing.T) {
 		{strings.Repeat("r", 129), false}, {strings.Repeat("r", 256), false}, {"a b", false}, {"é", false}, {"a\x00", false},
 	} {
 		v := verdicts{t, tc.id, tc.want}
-		_, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", RequestId: tc.id, Targets: driveTargets("nowhere/d1")})
+		_, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", RequestId: tc.id, Targets: driveTargets("nowhere/d1")})
 		v.check("controller SubmitJob", apiAccepts(err), err)
-		err = f.cli(t, "job", "submit", "img:1", "--count", "1", "--pool", "bench", "--request-id", tc.id)
+		err = cli(t, f, "job", "submit", "img:1", "--count", "1", "--pool", "bench", "--request-id", tc.id)
 		v.check("imagefarm job submit --request-id", err == nil, err)
 	}
 }
