@@ -130,8 +130,10 @@ func resumeFigures(t *testing.T, what string, m *catalog.Manifest, cs *countingS
 
 func TestStreamThroughStorageFaults(t *testing.T) {
 	rig := newFaultRig(t, 40<<20)
-
+	// The faults run at once, each reading the rig through a proxy of its
+	// own: the 20 s outage need not wait for the others.
 	t.Run("every connection cut after 1 MiB", func(t *testing.T) {
+		t.Parallel()
 		proxy, c, cs := rig.through(t, catalog.Options{})
 		proxy.CutAfter(1 << 20)
 		start := time.Now()
@@ -146,6 +148,7 @@ func TestStreamThroughStorageFaults(t *testing.T) {
 	})
 
 	t.Run("50ms latency", func(t *testing.T) {
+		t.Parallel()
 		proxy, c, cs := rig.through(t, catalog.Options{})
 		proxy.SetLatency(50 * time.Millisecond)
 		start := time.Now()
@@ -159,6 +162,7 @@ func TestStreamThroughStorageFaults(t *testing.T) {
 	// The outages start as the 40th and 12th chunk objects are opened: mid-image
 	// however far the stream reads ahead.
 	t.Run("refused for 20s mid-stream", func(t *testing.T) {
+		t.Parallel()
 		proxy, c, cs := rig.through(t, catalog.Options{})
 		const outage = 20 * time.Second
 		var refused, restored atomic.Int64 // unix nanos
@@ -188,6 +192,7 @@ func TestStreamThroughStorageFaults(t *testing.T) {
 	})
 
 	t.Run("refused beyond the retry budget", func(t *testing.T) {
+		t.Parallel()
 		const budget = 3 * time.Second
 		proxy, c, cs := rig.through(t, catalog.Options{RetryBudget: budget})
 		var refused atomic.Int64 // unix nanos
