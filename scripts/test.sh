@@ -3,7 +3,7 @@
 # README's test command and what CI runs; on a fresh machine it needs only Go
 # (and root or sudo for Debian packages).
 #
-#   scripts/test.sh            install, check generated code, vet, test -race, soak 3 minutes, fuzz briefly
+#   scripts/test.sh            install, check generated code, vet, test -race, the e2e suite, soak 3 minutes, fuzz briefly
 #   FUZZTIME=2000000x scripts/test.sh   fuzz each target longer (executions per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +72,9 @@ go vet ./...
 
 say "go test -race"
 go test -race -count=1 ./...
+
+say "e2e: the farm as processes behind a fault proxy (skipped without -e2e)"
+go test -race -count=1 ./tests/e2e/ -e2e
 
 say "soak: faults at random over jobs for 3 minutes (skipped without -soak)"
 go test -race -count=1 -run TestSoak ./tests/e2e/ -soak=3m

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 // TestBulkStandingOrder is a bench producing keys: a standing order for 24
@@ -16,6 +17,7 @@ import (
 // job list shows how many are done after each batch, and the job report
 // lists every key with its serial, time and verified digest.
 func TestBulkStandingOrder(t *testing.T) {
+	requireE2E(t)
 	f := startFarmWith(t, farmConfig{nodes: map[string]int{"n1": 0, "n2": 0}, driveSize: 8 << 20})
 	f.pushImage("media:1", 4<<20)
 	id := f.submit(standingOrder("media:1", 24))
@@ -26,7 +28,7 @@ func TestBulkStandingOrder(t *testing.T) {
 			f.addDrive("n2", fmt.Sprintf("b%d-%d.img", batch, i))
 		}
 		want := fmt.Sprintf("%d/24", 6*batch)
-		f.waitFor(60*time.Second, want+" keys done", func() bool {
+		testenv.Eventually(f.t, 60*time.Second, want+" keys done", func() bool {
 			out, _ := f.cli("job", "ls")
 			return strings.Contains(out, id) && strings.Contains(out, want)
 		})

@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,9 +23,22 @@ import (
 var (
 	bin         struct{ imagefarm, nats string }
 	minioServer testenv.SharedMinIO
+	runE2E      = flag.Bool("e2e", false, "run the end-to-end tests (about 6 minutes on 2 cores); without it they skip, so that a plain go test ./... stays short (scripts/test.sh gives -e2e)")
 )
 
+// requireE2E skips the test unless -e2e was given.
+func requireE2E(t *testing.T) {
+	t.Helper()
+	if !*runE2E {
+		t.Skip("the end-to-end suite runs only with -e2e: go test -race -count=1 ./tests/e2e/ -e2e (scripts/test.sh runs it)")
+	}
+}
+
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if !*runE2E && *soakFor <= 0 { // every test skips: build nothing
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "imagefarm-e2e-bin-")
 	if err == nil {
 		bin.imagefarm, bin.nats = filepath.Join(dir, "imagefarm"), filepath.Join(dir, "nats-server")
@@ -50,6 +64,7 @@ func build(out, pkg string) error {
 }
 
 func TestJobOverSixDrivesOnTwoNodes(t *testing.T) {
+	requireE2E(t)
 	f := startFarm(t, map[string]int{"n1": 3, "n2": 3})
 	img := f.pushImage("e2e:1", 20<<20)
 	args := []string{"job", "submit", "e2e:1", "--watch"}
@@ -76,6 +91,7 @@ func TestJobOverSixDrivesOnTwoNodes(t *testing.T) {
 // after a standing order for 5 drives: each must be taken (a task assigned
 // on it) within 2 seconds of appearing, and the order must finish.
 func TestStandingOrderTakesDrivesInsertedLater(t *testing.T) {
+	requireE2E(t)
 	const within = 2 * time.Second
 	const slack = time.Second // a loaded 2-core machine: the 50 ms poll, the RPC, the scheduler's turn
 	f := startFarmWith(t, farmConfig{nodes: map[string]int{"n1": 2}, driveSize: 8 << 20})
@@ -86,7 +102,7 @@ func TestStandingOrderTakesDrivesInsertedLater(t *testing.T) {
 		drive := fmt.Sprintf("virt-d%d.img", i)
 		f.addDrive("n1", fmt.Sprintf("d%d.img", i))
 		inserted := time.Now()
-		f.waitFor(30*time.Second, "task on n1/"+drive, func() bool {
+		testenv.Eventually(f.t, 30*time.Second, "task on n1/"+drive, func() bool {
 			return countTasks(f.job(id), "n1", func(t *imagefarmv1.Task) bool {
 				return t.GetDrive().GetId() == drive && t.GetState() >= imagefarmv1.TaskState_TASK_STATE_ASSIGNED
 			}) > 0
@@ -111,13 +127,14 @@ func TestStandingOrderTakesDrivesInsertedLater(t *testing.T) {
 // tasks must be CANCELED within a second, the job CANCELED, the imager must
 // close the drives, and the drives must be available for the next job.
 func TestCancelEndsTasksCanceled(t *testing.T) {
+	requireE2E(t)
 	const within = time.Second
 	const slack = 2 * time.Second // a loaded 2-core machine: the CLI's start, the 50 ms poll
 	drives := []string{"virt-d1.img", "virt-d2.img"}
 	f, _ := throttled(t, farmConfig{nodes: map[string]int{"n1": 2}, driveSize: 20 << 20}, 512<<10)
 	f.pushImage("e2e:1", 16<<20)
 	id := f.submit(drivesJob("e2e:1", "n1/"+drives[0], "n1/"+drives[1]))
-	f.waitFor(60*time.Second, "2 tasks writing", func() bool {
+	testenv.Eventually(f.t, 60*time.Second, "2 tasks writing", func() bool {
 		return countTasks(f.job(id), "n1", func(t *imagefarmv1.Task) bool { return t.GetState() == imagefarmv1.TaskState_TASK_STATE_WRITING }) == 2
 	})
 	t0 := time.Now()
@@ -126,7 +143,7 @@ func TestCancelEndsTasksCanceled(t *testing.T) {
 	}
 	ran := time.Since(t0)
 	var job *imagefarmv1.Job
-	f.waitFor(30*time.Second, "every task of job "+id+" CANCELED", func() bool {
+	testenv.Eventually(f.t, 30*time.Second, "every task of job "+id+" CANCELED", func() bool {
 		job = f.job(id)
 		return len(job.GetTasks()) > 0 && countTasks(job, "", func(t *imagefarmv1.Task) bool { return t.GetState() == imagefarmv1.TaskState_TASK_STATE_CANCELED }) == len(job.GetTasks())
 	})
@@ -144,7 +161,7 @@ func TestCancelEndsTasksCanceled(t *testing.T) {
 	if closed > within+slack {
 		t.Errorf("the imager closed the drives %v after job cancel was run, want within %v", closed, within)
 	}
-	f.waitFor(10*time.Second, "drives available after cancel", func() bool {
+	testenv.Eventually(f.t, 10*time.Second, "drives available after cancel", func() bool {
 		resp, err := f.api.ListDrives(context.Background(), &imagefarmv1.ListDrivesRequest{})
 		free := 0
 		for _, d := range resp.GetDrives() {
@@ -164,7 +181,7 @@ func TestCancelEndsTasksCanceled(t *testing.T) {
 func (f *farm) waitClosed(job *imagefarmv1.Job) time.Time {
 	f.t.Helper()
 	var last time.Time
-	f.waitFor(10*time.Second, "drives of job "+job.GetId()+" closed", func() bool {
+	testenv.Eventually(f.t, 10*time.Second, "drives of job "+job.GetId()+" closed", func() bool {
 		polled, closed := time.Now(), 0
 		for _, o := range f.driveOpens() {
 			for _, task := range job.GetTasks() {
@@ -187,6 +204,7 @@ func (f *farm) waitClosed(job *imagefarmv1.Job) time.Time {
 // must never send an event before that revision nor one twice, and must see
 // the same events as one unbroken watch.
 func TestWatchReconnectedMidJobSeesEveryEventOnce(t *testing.T) {
+	requireE2E(t)
 	f, _ := throttled(t, farmConfig{nodes: map[string]int{"n1": 2}, driveSize: 20 << 20}, 1<<20)
 	f.pushImage("e2e:1", 8<<20)
 	id := f.submit(drivesJob("e2e:1", "n1/virt-d1.img", "n1/virt-d2.img"))

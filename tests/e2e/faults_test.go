@@ -45,6 +45,7 @@ func throttled(t *testing.T, cfg farmConfig, rate int64) (*farm, *testenv.FaultP
 // invariants check that no task changes after LOST and no drive is opened
 // more often than tasks started on it).
 func TestImagerLost(t *testing.T) {
+	requireE2E(t)
 	const ttl = 2 * time.Second
 	const fast, crawl = 2 << 20, 64 << 10
 	f, proxy := throttled(t, farmConfig{nodes: map[string]int{"n1": 8, "n2": 8}, driveSize: 20 << 20, ttl: ttl}, fast)
@@ -72,7 +73,7 @@ func TestImagerLost(t *testing.T) {
 		f.waitDrives(victim, 8)
 		id := f.submit(standingOrder(ref, 8))
 		jobs = append(jobs, id)
-		f.waitFor(60*time.Second, "8 tasks under way on "+victim+", writing", func() bool {
+		testenv.Eventually(f.t, 60*time.Second, "8 tasks under way on "+victim+", writing", func() bool {
 			job := f.job(id)
 			return countTasks(job, victim, func(t *imagefarmv1.Task) bool { return running(t.GetState()) }) == 8 &&
 				countTasks(job, victim, func(t *imagefarmv1.Task) bool { return t.GetState() == imagefarmv1.TaskState_TASK_STATE_WRITING }) > 0
@@ -90,7 +91,7 @@ func TestImagerLost(t *testing.T) {
 		}
 		proxy.SetRate(fast)
 		var tLost, tMoved time.Duration
-		f.waitFor(60*time.Second, "job "+id+" moved to "+other, func() bool {
+		testenv.Eventually(f.t, 60*time.Second, "job "+id+" moved to "+other, func() bool {
 			job := f.job(id)
 			if tLost == 0 && countTasks(job, victim, func(t *imagefarmv1.Task) bool { return t.GetState() == imagefarmv1.TaskState_TASK_STATE_LOST }) == 8 {
 				tLost = time.Since(t0)
@@ -137,6 +138,7 @@ func TestImagerLost(t *testing.T) {
 // that a watch connected across the restart resumes from its revision with
 // no gap and no duplicate.
 func TestControllerKilled(t *testing.T) {
+	requireE2E(t)
 	f, _ := throttled(t, farmConfig{nodes: map[string]int{"n1": 25, "n2": 25}, driveSize: 20 << 20}, 1<<20)
 	f.pushImage("ctl:1", 16<<20)
 	var jobs []string
@@ -154,7 +156,7 @@ func TestControllerKilled(t *testing.T) {
 	}
 	watched := make(chan watch, 1)
 	go func() { seen, redials := f.watchAcrossRestarts(jobs[0]); watched <- watch{seen, redials} }()
-	f.waitFor(60*time.Second, "50 tasks running", func() bool {
+	testenv.Eventually(f.t, 60*time.Second, "50 tasks running", func() bool {
 		n := 0
 		for _, id := range jobs {
 			n += countTasks(f.job(id), "", func(t *imagefarmv1.Task) bool { return running(t.GetState()) })
@@ -227,6 +229,7 @@ func revisions(events []*imagefarmv1.JobEvent) []uint64 {
 // the same port and store: the controller and the imagers reconnect by
 // themselves and the job completes.
 func TestNATSRestarted(t *testing.T) {
+	requireE2E(t)
 	f, _ := throttled(t, farmConfig{nodes: map[string]int{"n1": 4, "n2": 4}, driveSize: 28 << 20}, 2<<20)
 	f.pushImage("nats:1", 24<<20)
 	var ids []string
@@ -236,7 +239,7 @@ func TestNATSRestarted(t *testing.T) {
 		}
 	}
 	id := f.submit(drivesJob("nats:1", ids...))
-	f.waitFor(60*time.Second, "8 tasks running", func() bool {
+	testenv.Eventually(f.t, 60*time.Second, "8 tasks running", func() bool {
 		return countTasks(f.job(id), "", func(t *imagefarmv1.Task) bool { return running(t.GetState()) }) == 8
 	})
 	t0 := time.Now()
@@ -262,34 +265,82 @@ func TestNATSRestarted(t *testing.T) {
 // under a new message id, mid-job and after it. No drive may be written
 // twice or by two writers at once.
 func TestRedelivery(t *testing.T) {
+	requireE2E(t)
 	f, _ := throttled(t, farmConfig{nodes: map[string]int{"n1": 4}, driveSize: 20 << 20, ackWait: time.Second}, 1<<20)
 	f.pushImage("redeliver:1", 16<<20)
 	id := f.submit(drivesJob("redeliver:1", "n1/virt-d1.img", "n1/virt-d2.img", "n1/virt-d3.img", "n1/virt-d4.img"))
-	f.waitFor(60*time.Second, "4 tasks writing", func() bool {
+	testenv.Eventually(f.t, 60*time.Second, "4 tasks writing", func() bool {
 		return countTasks(f.job(id), "", func(t *imagefarmv1.Task) bool { return t.GetState() == imagefarmv1.TaskState_TASK_STATE_WRITING }) == 4
 	})
 	f.imagers["n1"].pause()
 	time.Sleep(3 * time.Second) // three ack waits without a word from the imager
 	f.imagers["n1"].resume()
-	dups := f.republishAssignments()
+	held := f.streamedAssignments()
+	f.publishCopies(held)
 	job := waitFinal(t, f, id)
 	if job.GetState() != imagefarmv1.JobState_JOB_STATE_SUCCEEDED {
 		t.Fatalf("job ended %v, want SUCCEEDED", job.GetState())
 	}
-	late := f.republishAssignments() // acked by now: gone, unless an ack was lost
-	time.Sleep(2 * time.Second)
+	// The same assignments once more, long after they were acked: each
+	// must be answered from the imager's record and acked, not written.
+	// The later event that proves it is the imager's line for every copy
+	// and the stream empty again; the invariants then find each drive
+	// written once.
+	before := f.countLog("imager-n1", "assignment delivered again")
+	f.publishCopies(held)
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("the imager answering the %d copies published after the job", len(held)), func() bool {
+		return f.countLog("imager-n1", "assignment delivered again") >= before+len(held) && f.streamMsgs() == 0
+	})
 	sum := f.checkInvariants([]string{id})
 	again := f.countLog("imager-n1", "assignment delivered again")
-	if again == 0 {
-		t.Errorf("the imager never saw an assignment twice: the scenario did not force a redelivery")
+	if again == 0 || len(held) == 0 {
+		t.Errorf("the imager saw %d assignments again and %d were copied: the scenario did not force a redelivery", again, len(held))
 	}
-	t.Logf("redelivery: %d deliveries seen again by the imager, %d copies republished mid-job, %d after; %v", again, dups, late, sum)
+	t.Logf("redelivery: %d deliveries seen again by the imager, %d copies published mid-job and again after it; %v", again, len(held), sum)
 }
 
-// republishAssignments publishes every message still in the assignment
-// stream again under a new message id, as a duplicate the stream cannot
-// drop, and returns how many it published.
-func (f *farm) republishAssignments() int {
+// streamedAssignments returns every message still in the assignment
+// stream: those no imager acked yet.
+func (f *farm) streamedAssignments() []*jetstream.RawStreamMsg {
+	f.t.Helper()
+	var msgs []*jetstream.RawStreamMsg
+	f.withDispatchStream(func(ctx context.Context, _ jetstream.JetStream, stream jetstream.Stream, info *jetstream.StreamInfo) {
+		for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+			if m, err := stream.GetMsg(ctx, seq); err == nil { // else acked meanwhile
+				msgs = append(msgs, m)
+			}
+		}
+	})
+	return msgs
+}
+
+// publishCopies publishes msgs again, each under a new message id, as
+// duplicates the stream cannot drop.
+func (f *farm) publishCopies(msgs []*jetstream.RawStreamMsg) {
+	f.t.Helper()
+	f.withDispatchStream(func(ctx context.Context, js jetstream.JetStream, _ jetstream.Stream, _ *jetstream.StreamInfo) {
+		for _, m := range msgs {
+			if _, err := js.Publish(ctx, m.Subject, m.Data, jetstream.WithMsgID(fmt.Sprintf("dup-%d-%d", m.Sequence, time.Now().UnixNano()))); err != nil {
+				f.t.Fatal(err)
+			}
+		}
+	})
+}
+
+// streamMsgs is how many messages the assignment stream holds: those no
+// imager acked or terminated yet.
+func (f *farm) streamMsgs() uint64 {
+	f.t.Helper()
+	var n uint64
+	f.withDispatchStream(func(_ context.Context, _ jetstream.JetStream, _ jetstream.Stream, info *jetstream.StreamInfo) {
+		n = info.State.Msgs
+	})
+	return n
+}
+
+// withDispatchStream calls fn with the assignment stream, over a
+// connection with the controller's credentials, within 10 seconds.
+func (f *farm) withDispatchStream(fn func(context.Context, jetstream.JetStream, jetstream.Stream, *jetstream.StreamInfo)) {
 	f.t.Helper()
 	auth, err := natsauth.ConnectOptions(f.natsCreds(""))
 	if err != nil {
@@ -311,18 +362,7 @@ func (f *farm) republishAssignments() int {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	n := 0
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := stream.GetMsg(ctx, seq)
-		if err != nil {
-			continue // acked meanwhile
-		}
-		if _, err := js.Publish(ctx, m.Subject, m.Data, jetstream.WithMsgID(fmt.Sprintf("dup-%d-%d", seq, time.Now().UnixNano()))); err != nil {
-			f.t.Fatal(err)
-		}
-		n++
-	}
-	return n
+	fn(ctx, js, stream, info)
 }
 
 // countLog counts the lines containing s in every log of the named process.

@@ -168,9 +168,11 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { // kept when the test fails, for its logs
-		if !t.Failed() {
-			os.RemoveAll(dir)
+		if t.Failed() {
+			t.Logf("the farm's logs are in %s", dir)
+			return
 		}
+		os.RemoveAll(dir)
 	})
 	f := &farm{t: t, cfg: cfg, dir: dir, imagers: map[string]*proc{}, images: map[string]string{}}
 	f.store = minioServer.Get(t).NewBucket(t) // a real MinIO process, as deployed
@@ -234,6 +236,11 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 	}
 	t.Cleanup(func() { conn.Close() })
 	f.api = imagefarmv1.NewImageFarmServiceClient(conn)
+	t.Cleanup(func() { // before the processes stop
+		if t.Failed() {
+			f.dumpState()
+		}
+	})
 	f.waitNodes(len(cfg.nodes))
 	return f
 }
@@ -242,14 +249,13 @@ func startFarmWith(t *testing.T, cfg farmConfig) *farm {
 // start (--bootstrap-token-file), which the API client and f.cli use.
 func (f *farm) adminToken() string {
 	f.t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if b, err := os.ReadFile(filepath.Join(f.dir, "admin.token")); err == nil && len(b) > 0 {
-			return strings.TrimSpace(string(b))
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatal("the controller wrote no bootstrap token within 30s")
-		}
-	}
+	var token string
+	testenv.Eventually(f.t, 30*time.Second, "the controller's bootstrap token (--bootstrap-token-file)", func() bool {
+		b, err := os.ReadFile(filepath.Join(f.dir, "admin.token"))
+		token = strings.TrimSpace(string(b))
+		return err == nil && token != ""
+	})
+	return token
 }
 
 // natsConfig writes the NATS server's configuration as deploy/ does:
@@ -323,7 +329,7 @@ func (f *farm) drivePath(node, driveID string) string {
 // waitNodes waits until n nodes are online.
 func (f *farm) waitNodes(n int) {
 	f.t.Helper()
-	f.waitFor(60*time.Second, fmt.Sprintf("%d imagers online", n), func() bool {
+	testenv.Eventually(f.t, 60*time.Second, fmt.Sprintf("%d imagers online", n), func() bool {
 		resp, err := f.api.ListNodes(context.Background(), &imagefarmv1.ListNodesRequest{})
 		online := 0
 		for _, node := range resp.GetNodes() {
@@ -338,7 +344,7 @@ func (f *farm) waitNodes(n int) {
 // waitNodeState waits until the controller says node is in state st.
 func (f *farm) waitNodeState(node string, st imagefarmv1.NodeState) {
 	f.t.Helper()
-	f.waitFor(30*time.Second, fmt.Sprintf("node %s %v", node, st), func() bool {
+	testenv.Eventually(f.t, 30*time.Second, fmt.Sprintf("node %s %v", node, st), func() bool {
 		resp, err := f.api.ListNodes(context.Background(), &imagefarmv1.ListNodesRequest{})
 		for _, n := range resp.GetNodes() {
 			if err == nil && n.GetId() == node && n.GetState() == st {
@@ -353,7 +359,7 @@ func (f *farm) waitNodeState(node string, st imagefarmv1.NodeState) {
 // (the host's own disks are listed too, refused by the guards).
 func (f *farm) waitDrives(node string, n int) {
 	f.t.Helper()
-	f.waitFor(30*time.Second, fmt.Sprintf("%d drives on %s", n, node), func() bool {
+	testenv.Eventually(f.t, 30*time.Second, fmt.Sprintf("%d drives on %s", n, node), func() bool {
 		resp, err := f.api.ListDrives(context.Background(), &imagefarmv1.ListDrivesRequest{})
 		have := 0
 		for _, d := range resp.GetDrives() {
@@ -363,20 +369,6 @@ func (f *farm) waitDrives(node string, n int) {
 		}
 		return err == nil && have == n
 	})
-}
-
-// waitFor polls cond every 50 ms until it holds, failing the test after
-// limit.
-func (f *farm) waitFor(limit time.Duration, what string, cond func() bool) {
-	f.t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			f.dumpState()
-			f.t.Fatalf("no %s after %v; logs in %s", what, limit, f.dir)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // cli runs the imagefarm binary against the farm and returns its output
@@ -445,7 +437,7 @@ func (f *farm) job(id string) *imagefarmv1.Job {
 func waitFinal(t *testing.T, f *farm, id string) *imagefarmv1.Job {
 	t.Helper()
 	var job *imagefarmv1.Job
-	f.waitFor(120*time.Second, "final state of job "+id, func() bool {
+	testenv.Eventually(f.t, 120*time.Second, "final state of job "+id, func() bool {
 		job = f.job(id)
 		return job.GetState().Final()
 	})

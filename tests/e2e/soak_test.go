@@ -108,7 +108,7 @@ func (s *soak) node() string { return []string{"n1", "n2"}[s.rng.IntN(2)] }
 // process-restarting faults stopped.
 func TestSoak(t *testing.T) {
 	if *soakFor <= 0 {
-		t.Skip("-soak not set: run with -soak=3m")
+		t.Skip("the soak runs only with -soak=D: go test -race -count=1 -run TestSoak ./tests/e2e/ -soak=3m (scripts/test.sh runs it)")
 	}
 	seed := *soakSeed
 	if seed == 0 {
@@ -149,7 +149,7 @@ func TestSoak(t *testing.T) {
 			s.jobs = append(s.jobs, f.submit(drivesJob(images[s.rng.IntN(len(images))], ids...)))
 		}
 		all = append(all, s.jobs...)
-		f.waitFor(60*time.Second, "a task under way", func() bool {
+		testenv.Eventually(f.t, 60*time.Second, "a task under way", func() bool {
 			return countTasks(f.job(s.jobs[0]), "", func(t *imagefarmv1.Task) bool {
 				return running(t.GetState()) || t.GetState().Final()
 			}) > 0

@@ -11,6 +11,7 @@ import (
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 // TestStorageFaults runs jobs while the imagers' storage, behind the fault
@@ -19,6 +20,7 @@ import (
 // complete through what the retry budget covers, and otherwise fail with a
 // named reason; a bad chunk is never written as good.
 func TestStorageFaults(t *testing.T) {
+	requireE2E(t)
 	const budget = 25 * time.Second
 	f, proxy := throttled(t, farmConfig{nodes: map[string]int{"n1": 4}, driveSize: 20 << 20,
 		imagerArgs: []string{"--storage-retry-budget", budget.String()}}, 8<<20)
@@ -26,7 +28,7 @@ func TestStorageFaults(t *testing.T) {
 	run := func(ref string, fault func(id string)) (*imagefarmv1.Job, time.Duration) {
 		f.pushImage(ref, 16<<20)
 		id := f.submit(drivesJob(ref, drives...))
-		f.waitFor(60*time.Second, "a task under way", func() bool {
+		testenv.Eventually(f.t, 60*time.Second, "a task under way", func() bool {
 			return countTasks(f.job(id), "", func(t *imagefarmv1.Task) bool { return running(t.GetState()) }) > 0
 		})
 		fault(id)
