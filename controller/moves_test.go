@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
 // TestReportsTheTablesRefuseChangeNothing: a drive report in a state no
@@ -17,15 +18,15 @@ import (
 // the core's tables refuse (controller/core): each is dropped, the stream
 // goes on and nothing changes; a Hello with such a drive is refused.
 func TestReportsTheTablesRefuseChangeNothing(t *testing.T) {
-	f := startFarm(t, 5*time.Second)
-	n1 := f.connect(t, "n1", usbDrive("d1"))
-	n1.beat(t)
-	sub, err := f.api.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")})
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
+	n1 := f.Connect(t, "n1", usbDrive("d1"))
+	n1.Beat()
+	sub, err := f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: explicit("n1/d1")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := n1.assignment()
-	n1.untilAck(progress(a.GetTaskId(), a.GetEpoch(), imagefarmv1.TaskState_TASK_STATE_WRITING, 0, 1))
+	a := n1.Assignment()
+	n1.UntilAck(progress(a.GetTaskId(), a.GetEpoch(), imagefarmv1.TaskState_TASK_STATE_WRITING, 0, 1))
 	before := farmState(t, f, sub.GetJob().GetId())
 	inserted := func(state imagefarmv1.DriveState) *imagefarmv1.ConnectRequest {
 		d := usbDrive("d1")
@@ -41,7 +42,7 @@ func TestReportsTheTablesRefuseChangeNothing(t *testing.T) {
 		{"a drive offline", inserted(imagefarmv1.DriveState_DRIVE_STATE_OFFLINE)},
 		{"a drive in state 99", inserted(99)},
 	} {
-		if stops := n1.untilAck(tc.msg); len(stops) > 0 {
+		if stops := n1.UntilAck(tc.msg); len(stops) > 0 {
 			t.Errorf("%s: StopTask %v, want none", tc.name, stops[0])
 		}
 		if after := farmState(t, f, sub.GetJob().GetId()); !maps.Equal(after, before) {
