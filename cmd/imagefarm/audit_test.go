@@ -68,7 +68,7 @@ func testTrail(t *testing.T) []*imagefarmv1.AuditRecord {
 
 func TestAuditPrintsTheTrail(t *testing.T) {
 	f := &fakeTrail{records: testTrail(t)}
-	addr := startFarm(t, f)
+	addr := serveFakeAPI(t, f)
 	out := mustRun(t, "--insecure", "--controller", addr, "audit", "--since", "2h")
 	for _, want := range []string{
 		"SEQ  TIME", "job.submit     peer:10.1.2.3:5123  j1 fleet:1",
@@ -101,7 +101,7 @@ func TestAuditPrintsTheTrail(t *testing.T) {
 // TestAuditLimitShowsTheNewest: --limit N shows the newest N records,
 // oldest first, as a table and as JSON lines.
 func TestAuditLimitShowsTheNewest(t *testing.T) {
-	addr := startFarm(t, &fakeTrail{records: testTrail(t)})
+	addr := serveFakeAPI(t, &fakeTrail{records: testTrail(t)})
 	out := mustRun(t, "--insecure", "--controller", addr, "audit", "--limit", "2")
 	if !regexp.MustCompile(`(?s)^SEQ[^\n]*\n2 [^\n]*drive.written[^\n]*\n3 [^\n]*guard.refused[^\n]*\n$`).MatchString(out) {
 		t.Errorf("audit --limit 2 printed\n%s\nwant records 2 and 3, in that order", out)
@@ -118,7 +118,7 @@ func TestAuditLimitShowsTheNewest(t *testing.T) {
 
 func TestAuditVerify(t *testing.T) {
 	intact := testTrail(t)
-	out := mustRun(t, "--insecure", "--controller", startFarm(t, &fakeTrail{records: intact}), "audit", "verify")
+	out := mustRun(t, "--insecure", "--controller", serveFakeAPI(t, &fakeTrail{records: intact}), "audit", "verify")
 	if want := "OK: 3 records verified, 1 to 3\nlast hash " + intact[2].GetHash() + "\n"; out != want {
 		t.Errorf("verify of an intact trail printed %q, want %q", out, want)
 	}
@@ -126,19 +126,19 @@ func TestAuditVerify(t *testing.T) {
 	edited := testTrail(t)
 	edited[1] = proto.CloneOf(edited[1])
 	edited[1].DriveSerial = "SER-other"
-	out, err := run(t, "--insecure", "--controller", startFarm(t, &fakeTrail{records: edited}), "audit", "verify")
+	out, err := run(t, "--insecure", "--controller", serveFakeAPI(t, &fakeTrail{records: edited}), "audit", "verify")
 	want := "audit trail broken: record 2: its hash does not match its content: the record was edited (the 1 record before it verify)"
 	if err == nil || err.Error() != want {
 		t.Errorf("verify of an edited trail = %v (printed %q), want %q", err, out, want)
 	}
 
-	out, err = run(t, "--insecure", "--controller", startFarm(t, &fakeTrail{records: edited}), "audit", "verify", "--json")
+	out, err = run(t, "--insecure", "--controller", serveFakeAPI(t, &fakeTrail{records: edited}), "audit", "verify", "--json")
 	var broken verifiedJSON
 	if jerr := json.Unmarshal([]byte(out), &broken); jerr != nil || !errors.As(err, new(exitError)) ||
 		broken != (verifiedJSON{Verified: 1, First: 1, Last: 1, LastHash: edited[0].GetHash(), BrokenAt: 2, Reason: "its hash does not match its content: the record was edited"}) {
 		t.Errorf("verify --json of an edited trail = %v, printed %q (%v); want record 2 broken, exit 1", err, out, jerr)
 	}
-	out = mustRun(t, "--insecure", "--controller", startFarm(t, &fakeTrail{records: intact}), "audit", "verify", "--json")
+	out = mustRun(t, "--insecure", "--controller", serveFakeAPI(t, &fakeTrail{records: intact}), "audit", "verify", "--json")
 	var ok verifiedJSON
 	if err := json.Unmarshal([]byte(out), &ok); err != nil || ok != (verifiedJSON{OK: true, Verified: 3, First: 1, Last: 3, LastHash: intact[2].GetHash()}) {
 		t.Errorf("verify --json of an intact trail printed %q (%v)", out, err)
@@ -146,7 +146,7 @@ func TestAuditVerify(t *testing.T) {
 
 	removed := testTrail(t)
 	removed = append(removed[:1], removed[2:]...)
-	_, err = run(t, "--insecure", "--controller", startFarm(t, &fakeTrail{records: removed}), "audit", "verify")
+	_, err = run(t, "--insecure", "--controller", serveFakeAPI(t, &fakeTrail{records: removed}), "audit", "verify")
 	if want := "record 3: follows record 1: record 2 is missing"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("verify of a trail with a record removed = %v, want %q", err, want)
 	}

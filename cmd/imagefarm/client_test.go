@@ -21,10 +21,10 @@ import (
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
-// fakeFarm is a small ImageFarmService for testing the CLI's own logic
+// fakeAPI is a small ImageFarmService for testing the CLI's own logic
 // over a real gRPC connection: it records requests, returns canned jobs,
 // nodes and drives, and streams canned events.
-type fakeFarm struct {
+type fakeAPI struct {
 	imagefarmv1.UnimplementedImageFarmServiceServer
 
 	mu sync.Mutex
@@ -61,8 +61,8 @@ type fakeFarm struct {
 	drives  []*imagefarmv1.Drive
 }
 
-// startFarm serves f on a loopback port and returns its address.
-func startFarm(t *testing.T, f imagefarmv1.ImageFarmServiceServer) string {
+// serveFakeAPI serves f on a loopback port and returns its address.
+func serveFakeAPI(t *testing.T, f imagefarmv1.ImageFarmServiceServer) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -79,7 +79,7 @@ func startFarm(t *testing.T, f imagefarmv1.ImageFarmServiceServer) string {
 	return lis.Addr().String()
 }
 
-func (f *fakeFarm) SubmitJob(_ context.Context, req *imagefarmv1.SubmitJobRequest) (*imagefarmv1.SubmitJobResponse, error) {
+func (f *fakeAPI) SubmitJob(_ context.Context, req *imagefarmv1.SubmitJobRequest) (*imagefarmv1.SubmitJobResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.submits = append(f.submits, req)
@@ -90,7 +90,7 @@ func (f *fakeFarm) SubmitJob(_ context.Context, req *imagefarmv1.SubmitJobReques
 	return &imagefarmv1.SubmitJobResponse{Job: f.jobs[0]}, nil
 }
 
-func (f *fakeFarm) GetJob(_ context.Context, req *imagefarmv1.GetJobRequest) (*imagefarmv1.GetJobResponse, error) {
+func (f *fakeAPI) GetJob(_ context.Context, req *imagefarmv1.GetJobRequest) (*imagefarmv1.GetJobResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.jobs) == 0 || req.GetJobId() != f.jobs[0].GetId() {
@@ -101,7 +101,7 @@ func (f *fakeFarm) GetJob(_ context.Context, req *imagefarmv1.GetJobRequest) (*i
 	return &imagefarmv1.GetJobResponse{Job: job}, nil
 }
 
-func (f *fakeFarm) ListJobs(_ context.Context, req *imagefarmv1.ListJobsRequest) (*imagefarmv1.ListJobsResponse, error) {
+func (f *fakeAPI) ListJobs(_ context.Context, req *imagefarmv1.ListJobsRequest) (*imagefarmv1.ListJobsResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lists = append(f.lists, req)
@@ -113,7 +113,7 @@ func (f *fakeFarm) ListJobs(_ context.Context, req *imagefarmv1.ListJobsRequest)
 	return resp, nil
 }
 
-func (f *fakeFarm) WatchJob(req *imagefarmv1.WatchJobRequest, stream grpc.ServerStreamingServer[imagefarmv1.WatchJobResponse]) error {
+func (f *fakeAPI) WatchJob(req *imagefarmv1.WatchJobRequest, stream grpc.ServerStreamingServer[imagefarmv1.WatchJobResponse]) error {
 	f.mu.Lock()
 	call := len(f.watches)
 	f.watches = append(f.watches, req)
@@ -150,21 +150,21 @@ func (f *fakeFarm) WatchJob(req *imagefarmv1.WatchJobRequest, stream grpc.Server
 	return nil
 }
 
-func (f *fakeFarm) CancelJob(_ context.Context, req *imagefarmv1.CancelJobRequest) (*imagefarmv1.CancelJobResponse, error) {
+func (f *fakeAPI) CancelJob(_ context.Context, req *imagefarmv1.CancelJobRequest) (*imagefarmv1.CancelJobResponse, error) {
 	if req.GetJobId() != f.jobs[0].GetId() {
 		return nil, status.Errorf(codes.NotFound, "no job %q: list jobs with imagefarm job ls", req.GetJobId())
 	}
 	return &imagefarmv1.CancelJobResponse{Job: f.jobs[0]}, nil
 }
 
-func (f *fakeFarm) ListNodes(_ context.Context, req *imagefarmv1.ListNodesRequest) (*imagefarmv1.ListNodesResponse, error) {
+func (f *fakeAPI) ListNodes(_ context.Context, req *imagefarmv1.ListNodesRequest) (*imagefarmv1.ListNodesResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.nodeReq = append(f.nodeReq, req)
 	return &imagefarmv1.ListNodesResponse{Nodes: f.nodes}, nil
 }
 
-func (f *fakeFarm) ListDrives(context.Context, *imagefarmv1.ListDrivesRequest) (*imagefarmv1.ListDrivesResponse, error) {
+func (f *fakeAPI) ListDrives(context.Context, *imagefarmv1.ListDrivesRequest) (*imagefarmv1.ListDrivesResponse, error) {
 	return &imagefarmv1.ListDrivesResponse{Drives: f.drives}, nil
 }
 
@@ -207,7 +207,7 @@ func TestControllerErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	down := fmt.Sprintf("127.0.0.1:%d", port)
-	addr := startFarm(t, &fakeFarm{jobs: []*imagefarmv1.Job{{Id: "j1"}}})
+	addr := serveFakeAPI(t, &fakeAPI{jobs: []*imagefarmv1.Job{{Id: "j1"}}})
 	for _, tc := range []struct {
 		addr string
 		args []string

@@ -23,7 +23,7 @@ func TestJobReportListsFinishedDrivesInTheOrderTheyEnded(t *testing.T) {
 	d2.FinishTime = at(10)
 	d2.Failure = &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_FAKE_CAPACITY, Message: "advertises 64 GB, holds 8 GB"}
 	d3 := testTask("t3", "d3", imagefarmv1.TaskState_TASK_STATE_WRITING) // not ended: not in the record
-	addr := startFarm(t, &fakeFarm{jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_RUNNING, 9, d1, d2, d3)}})
+	addr := serveFakeAPI(t, &fakeAPI{jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_RUNNING, 9, d1, d2, d3)}})
 
 	out, err := runFarm(t, addr, "job", "report", "j1", "--csv")
 	if err != nil {

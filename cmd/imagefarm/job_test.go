@@ -45,7 +45,7 @@ func taskEvent(rev uint64, kind imagefarmv1.JobEventKind, t *imagefarmv1.Task, d
 // sees it pending at revision 3, events 4 to 9 take it to final, and the
 // last GetJob returns it final. d1 verifies; d2 verifies when final is
 // SUCCEEDED and fails its read-back otherwise.
-func watchFarm(final imagefarmv1.JobState) *fakeFarm {
+func watchFarm(final imagefarmv1.JobState) *fakeAPI {
 	state, stateKind, progress := imagefarmv1.TaskState_TASK_STATE_WRITING, imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_STATE_CHANGED, imagefarmv1.JobEventKind_JOB_EVENT_KIND_TASK_PROGRESS
 	t1, t2 := testTask("t1", "d1", state), testTask("t2", "d2", state)
 	v1 := testTask("t1", "d1", imagefarmv1.TaskState_TASK_STATE_VERIFYING)
@@ -59,7 +59,7 @@ func watchFarm(final imagefarmv1.JobState) *fakeFarm {
 	}
 	queued := imagefarmv1.TaskState_TASK_STATE_QUEUED
 	end := testJob(final, 9)
-	return &fakeFarm{
+	return &fakeAPI{
 		jobs: []*imagefarmv1.Job{
 			testJob(imagefarmv1.JobState_JOB_STATE_PENDING, 3, testTask("t1", "d1", queued), testTask("t2", "d2", queued)),
 			testJob(final, 9, d1, d2),
@@ -115,7 +115,7 @@ func TestWatchResumesWithoutLossOrDuplicates(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := watchFarm(tc.final)
 			f.dropAfter, f.overlap = tc.dropAfter, tc.overlap
-			out, err := runFarm(t, startFarm(t, f), "job", "watch", "j1", "--json")
+			out, err := runFarm(t, serveFakeAPI(t, f), "job", "watch", "j1", "--json")
 			var from []uint64
 			for _, w := range f.watches {
 				from = append(from, w.GetFromRevision())
@@ -165,7 +165,7 @@ func TestWatchSummary(t *testing.T) {
 	} {
 		f := watchFarm(tc.final)
 		f.dropAfter = []int{5}
-		out, err := runFarm(t, startFarm(t, f), "job", "watch", "j1")
+		out, err := runFarm(t, serveFakeAPI(t, f), "job", "watch", "j1")
 		for _, row := range tc.rows {
 			if !regexp.MustCompile(`(?m)^` + row + `\s*$`).MatchString(out) {
 				t.Errorf("watch of a %v job lacks a row matching %q:\n%s", tc.final, row, out)
@@ -185,7 +185,7 @@ func TestWatchSummary(t *testing.T) {
 func TestWatchFinalJobDoesNotStream(t *testing.T) {
 	f := watchFarm(imagefarmv1.JobState_JOB_STATE_FAILED)
 	f.jobs = f.jobs[1:]
-	out, err := runFarm(t, startFarm(t, f), "job", "watch", "j1")
+	out, err := runFarm(t, serveFakeAPI(t, f), "job", "watch", "j1")
 	if len(f.watches) != 0 || !strings.Contains(out, "job j1 FAILED: 1 of 2 drives verified") {
 		t.Errorf("watch of a final job made %d WatchJob calls and printed:\n%s", len(f.watches), out)
 	}
@@ -198,7 +198,7 @@ func TestWatchFinalJobDoesNotStream(t *testing.T) {
 func TestWatchAfterEventsExpired(t *testing.T) {
 	f := watchFarm(imagefarmv1.JobState_JOB_STATE_SUCCEEDED)
 	f.outOfRange = true
-	out, err := runFarm(t, startFarm(t, f), "job", "watch", "j1")
+	out, err := runFarm(t, serveFakeAPI(t, f), "job", "watch", "j1")
 	if err != nil || len(f.watches) != 1 || !strings.Contains(out, "job j1 SUCCEEDED: 2 of 2 drives verified") {
 		t.Errorf("watch whose events expired = %v after %d WatchJobs, want the job's current state and success:\n%s", err, len(f.watches), out)
 	}
@@ -209,7 +209,7 @@ func TestWatchInterrupted(t *testing.T) {
 	f.events, f.hang = f.events[:3], true
 	ctx, cancel := context.WithCancel(t.Context())
 	defer time.AfterFunc(300*time.Millisecond, cancel).Stop() // as Ctrl-C does
-	_, stderr, err := runFarmContext(ctx, startFarm(t, f), "job", "watch", "j1")
+	_, stderr, err := runFarmContext(ctx, serveFakeAPI(t, f), "job", "watch", "j1")
 	var exit exitError
 	if !errors.As(err, &exit) || !strings.Contains(stderr, "job j1 goes on: imagefarm job watch j1") {
 		t.Errorf("interrupted watch = %v, stderr %q, want an exitError and how to watch again", err, stderr)
@@ -233,7 +233,7 @@ func TestWatchSaysWhyTheJobWaits(t *testing.T) {
 	}
 	f.events = append([]*imagefarmv1.JobEvent{jobEvent(4, first), jobEvent(5, second), jobEvent(6, "")}, f.events...)
 	f.jobs[1].Revision += 3
-	_, stderr, err := runFarmContext(t.Context(), startFarm(t, f), "job", "watch", "j1")
+	_, stderr, err := runFarmContext(t.Context(), serveFakeAPI(t, f), "job", "watch", "j1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,8 +266,8 @@ func TestSubmitBuildsRequest(t *testing.T) {
 		}},
 		{[]string{"--count", "3"}, &imagefarmv1.SubmitJobRequest{Options: &imagefarmv1.JobOptions{}, Targets: order(3, &imagefarmv1.Selector{})}},
 	} {
-		f := &fakeFarm{jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_PENDING, 3)}}
-		out, err := runFarm(t, startFarm(t, f), append([]string{"job", "submit", "fleet:1"}, tc.args...)...)
+		f := &fakeAPI{jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_PENDING, 3)}}
+		out, err := runFarm(t, serveFakeAPI(t, f), append([]string{"job", "submit", "fleet:1"}, tc.args...)...)
 		if err != nil || len(f.submits) != 1 {
 			t.Errorf("submit %q = %v after %d SubmitJobs (%s)", tc.args, err, len(f.submits), out)
 			continue
@@ -284,8 +284,8 @@ func TestSubmitBuildsRequest(t *testing.T) {
 }
 
 func TestSubmitRefusesUnclearTargets(t *testing.T) {
-	f := &fakeFarm{jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_PENDING, 3)}}
-	addr := startFarm(t, f)
+	f := &fakeAPI{jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_PENDING, 3)}}
+	addr := serveFakeAPI(t, f)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -309,9 +309,9 @@ func TestSubmitRefusesUnclearTargets(t *testing.T) {
 }
 
 func TestSubmitRetryKeepsRequestID(t *testing.T) {
-	f := &fakeFarm{submitFailures: 2, jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_PENDING, 3,
+	f := &fakeAPI{submitFailures: 2, jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_PENDING, 3,
 		testTask("t1", "d1", imagefarmv1.TaskState_TASK_STATE_QUEUED), testTask("t2", "d2", imagefarmv1.TaskState_TASK_STATE_QUEUED))}}
-	out, err := runFarm(t, startFarm(t, f), "job", "submit", "fleet:1", "--drive", "n1/d1", "--drive", "n1/d2")
+	out, err := runFarm(t, serveFakeAPI(t, f), "job", "submit", "fleet:1", "--drive", "n1/d1", "--drive", "n1/d2")
 	if err != nil || len(f.submits) != 3 {
 		t.Fatalf("submit against a controller that fails twice = %v after %d attempts, want success on the 3rd:\n%s", err, len(f.submits), out)
 	}
@@ -323,15 +323,15 @@ func TestSubmitRetryKeepsRequestID(t *testing.T) {
 			t.Errorf("submit output lacks %q:\n%s", want, out)
 		}
 	}
-	runFarm(t, startFarm(t, f), "job", "submit", "fleet:1", "--drive", "n1/d1", "--request-id", "ci-build-77")
+	runFarm(t, serveFakeAPI(t, f), "job", "submit", "fleet:1", "--drive", "n1/d1", "--request-id", "ci-build-77")
 	if got := f.submits[len(f.submits)-1].GetRequestId(); got != "ci-build-77" {
 		t.Errorf("submit --request-id ci-build-77 sent %q", got)
 	}
 }
 
 func TestSubmitJSONAndWatch(t *testing.T) {
-	f := &fakeFarm{jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_PENDING, 3)}}
-	out, err := runFarm(t, startFarm(t, f), "job", "submit", "fleet:1", "--drive", "n1/d1", "--json")
+	f := &fakeAPI{jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_PENDING, 3)}}
+	out, err := runFarm(t, serveFakeAPI(t, f), "job", "submit", "fleet:1", "--drive", "n1/d1", "--json")
 	var job map[string]any
 	if err != nil || json.Unmarshal([]byte(out), &job) != nil || job["id"] != "j1" || job["manifest_digest"] != "sha256:feed" {
 		t.Errorf("submit --json = %v:\n%s", err, out)
@@ -339,7 +339,7 @@ func TestSubmitJSONAndWatch(t *testing.T) {
 
 	f = watchFarm(imagefarmv1.JobState_JOB_STATE_SUCCEEDED)
 	f.dropAfter = []int{4}
-	out, err = runFarm(t, startFarm(t, f), "job", "submit", "fleet:1", "--drive", "n1/d1", "--drive", "n1/d2", "--watch", "--json")
+	out, err = runFarm(t, serveFakeAPI(t, f), "job", "submit", "fleet:1", "--drive", "n1/d1", "--drive", "n1/d2", "--watch", "--json")
 	first, rest, _ := strings.Cut(out, "\n")
 	submitted := &imagefarmv1.Job{}
 	if err != nil || protojson.Unmarshal([]byte(first), submitted) != nil || submitted.GetId() != "j1" {
@@ -365,8 +365,8 @@ func TestJobLs(t *testing.T) {
 		{waiting, stale},
 		{job("j1", imagefarmv1.JobState_JOB_STATE_SUCCEEDED, 2)},
 	}
-	f := &fakeFarm{pages: pages}
-	addr := startFarm(t, f)
+	f := &fakeAPI{pages: pages}
+	addr := serveFakeAPI(t, f)
 	out, err := runFarm(t, addr, "job", "ls", "--state", "running", "--state", "FAILED,succeeded", "--image", "fleet", "--node", "n1")
 	if err != nil {
 		t.Fatal(err)
@@ -382,22 +382,22 @@ func TestJobLs(t *testing.T) {
 		t.Errorf("job ls sent %v, want states %v, image fleet, node n1, then page 1", f.lists, wantStates)
 	}
 
-	f = &fakeFarm{pages: pages}
-	out, err = runFarm(t, startFarm(t, f), "job", "ls", "--json", "--limit", "2")
+	f = &fakeAPI{pages: pages}
+	out, err = runFarm(t, serveFakeAPI(t, f), "job", "ls", "--json", "--limit", "2")
 	var got []map[string]any
 	if err != nil || json.Unmarshal([]byte(out), &got) != nil || len(got) != 2 || got[0]["id"] != "j3" || got[1]["state"] != "JOB_STATE_FAILED" || len(f.lists) != 1 {
 		t.Errorf("job ls --json --limit 2 = %v after %d calls:\n%s", err, len(f.lists), out)
 	}
 
-	out, err = runFarm(t, startFarm(t, &fakeFarm{pages: [][]*imagefarmv1.Job{nil}}), "job", "ls", "--json")
+	out, err = runFarm(t, serveFakeAPI(t, &fakeAPI{pages: [][]*imagefarmv1.Job{nil}}), "job", "ls", "--json")
 	if err != nil || strings.TrimSpace(out) != "[]" {
 		t.Errorf("job ls --json of no jobs = %v, %q, want []", err, out)
 	}
 }
 
 func TestJobCancel(t *testing.T) {
-	f := &fakeFarm{jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_CANCELED, 12)}}
-	addr := startFarm(t, f)
+	f := &fakeAPI{jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_CANCELED, 12)}}
+	addr := serveFakeAPI(t, f)
 	if out, err := runFarm(t, addr, "job", "cancel", "j1"); err != nil || out != "job j1 CANCELED\n" {
 		t.Errorf("job cancel j1 = %v, %q, want job j1 CANCELED", err, out)
 	}
@@ -418,11 +418,11 @@ func TestWatchAndAuditKeepTheTerminal(t *testing.T) {
 	f.jobs[1].GetTasks()[1].GetFailure().Message = hostile
 	f.events[6].GetTask().Failure = &imagefarmv1.Failure{Message: hostile}
 	f.events[6].GetTask().State = imagefarmv1.TaskState_TASK_STATE_FAILED
-	out, _ := runFarm(t, startFarm(t, f), "job", "watch", "j1")
+	out, _ := runFarm(t, serveFakeAPI(t, f), "job", "watch", "j1")
 
 	trail := testTrail(t)
 	trail[2].Message, trail[2].Actor = hostile, "node:n1\x1b[8m"
-	audit := mustRun(t, "--insecure", "--controller", startFarm(t, &fakeTrail{records: trail}), "audit", "--since", "all")
+	audit := mustRun(t, "--insecure", "--controller", serveFakeAPI(t, &fakeTrail{records: trail}), "audit", "--since", "all")
 	for name, out := range map[string]string{"job watch": out, "audit": audit} {
 		if strings.ContainsAny(out, "\x1b\x07\r") {
 			t.Errorf("%s printed a control character:\n%q", name, out)

@@ -13,13 +13,13 @@ import (
 )
 
 func TestNodes(t *testing.T) {
-	f := &fakeFarm{nodes: []*imagefarmv1.Node{
+	f := &fakeAPI{nodes: []*imagefarmv1.Node{
 		{Id: "bench-1", Pool: "usb-bench", State: imagefarmv1.NodeState_NODE_STATE_ONLINE, DriveCount: 16, BusyDriveCount: 3,
 			LastHeartbeatTime: timestamppb.New(time.Now().Add(-3 * time.Second)), Version: "v0.4.0"},
 		{Id: "bench-2", Pool: "usb-bench", State: imagefarmv1.NodeState_NODE_STATE_LOST, DriveCount: 8,
 			LastHeartbeatTime: timestamppb.New(time.Now().Add(-2 * time.Hour)), Version: "v0.3.9"},
 	}}
-	addr := startFarm(t, f)
+	addr := serveFakeAPI(t, f)
 	out, err := runFarm(t, addr, "nodes", "--pool", "usb-bench", "--state", "online,lost")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +47,7 @@ func TestNodes(t *testing.T) {
 func TestFarmDrives(t *testing.T) {
 	long := "refused: system: system disk: holds / (on /dev/vda), /boot (on /dev/vda); cache: holds the node cache /var/cache/imagefarm (on /dev/vda); " +
 		"mounted: /dev/vda is mounted on /; policy: virtio disk, not removable or USB"
-	f := &fakeFarm{drives: []*imagefarmv1.Drive{
+	f := &fakeAPI{drives: []*imagefarmv1.Drive{
 		{Id: "SER1", NodeId: "bench-1", SizeBytes: 16 << 30, Transport: imagefarmv1.Transport_TRANSPORT_USB,
 			Slot: "pci-0000:00:14.0-usb-0:3.2:1.0-scsi-0:0:0:0", SlotLabel: "bench 1, port 12", State: imagefarmv1.DriveState_DRIVE_STATE_BUSY, TaskId: "t7"},
 		{Id: "SER2", NodeId: "bench-1", SizeBytes: 500 << 30, Transport: imagefarmv1.Transport_TRANSPORT_SATA, Slot: "pci-0000:00:17.0-ata-1",
@@ -58,7 +58,7 @@ func TestFarmDrives(t *testing.T) {
 		{Id: "SER4", NodeId: "bench-2", SizeBytes: 8 << 30, Transport: imagefarmv1.Transport_TRANSPORT_USB, State: imagefarmv1.DriveState_DRIVE_STATE_REFUSED,
 			Refusal: &imagefarmv1.Failure{Message: "read-only\x1b[2J\nSER5\tforged row"}},
 	}}
-	addr := startFarm(t, f)
+	addr := serveFakeAPI(t, f)
 	out, err := runFarm(t, addr, "drives")
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func TestFarmDrives(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(out), &got) != nil || len(got) != 4 || got[0]["task_id"] != "t7" || got[1]["size_bytes"] != "536870912000" {
 		t.Errorf("drives --json = %v:\n%s", err, out)
 	}
-	if out, err := runFarm(t, startFarm(t, &fakeFarm{}), "drives"); err != nil || out != "no drives\n" {
+	if out, err := runFarm(t, serveFakeAPI(t, &fakeAPI{}), "drives"); err != nil || out != "no drives\n" {
 		t.Errorf("drives of an empty farm = %v, %q, want no drives", err, out)
 	}
 }

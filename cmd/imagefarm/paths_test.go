@@ -313,7 +313,7 @@ func TestReadOnlyCommandsCreateNothing(t *testing.T) {
 	store := "file://" + storeDir
 	mustRun(t, "--store", store, "image", "push", "disk:1", writeDiskImage(t, 2<<20, 15), "--channel", "stable")
 	os.RemoveAll(filepath.Join(storeDir, ".tmp")) // as a store copied from elsewhere has none
-	farm := startFarm(t, &fakeTrail{records: testTrail(t)})
+	farm := serveFakeAPI(t, &fakeTrail{records: testTrail(t)})
 	before := treeState(t, base)
 	for _, args := range [][]string{
 		{"--store", store, "image", "ls"},
@@ -330,7 +330,7 @@ func TestReadOnlyCommandsCreateNothing(t *testing.T) {
 		out, err := run(t, args...)
 		t.Logf("imagefarm %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	if _, err := runFarm(t, startFarm(t, &fakeFarm{pages: [][]*imagefarmv1.Job{{testJob(imagefarmv1.JobState_JOB_STATE_SUCCEEDED, 3)}}}), "job", "ls"); err != nil {
+	if _, err := runFarm(t, serveFakeAPI(t, &fakeAPI{pages: [][]*imagefarmv1.Job{{testJob(imagefarmv1.JobState_JOB_STATE_SUCCEEDED, 3)}}}), "job", "ls"); err != nil {
 		t.Errorf("job ls: %v", err)
 	}
 	after := treeState(t, base)

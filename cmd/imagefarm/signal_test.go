@@ -85,7 +85,7 @@ func TestSignalStopsLongCommands(t *testing.T) {
 					return len(m) > 0
 				}
 			}, empty: []string{envOut}},
-		{name: "job watch", args: []string{"--controller", startFarm(t, watch), "--insecure", "job", "watch", "j1"},
+		{name: "job watch", args: []string{"--controller", serveFakeAPI(t, watch), "--insecure", "job", "watch", "j1"},
 			ready: func(*cliProc) (string, func() bool) {
 				return "the watch", func() bool {
 					watch.mu.Lock()
@@ -93,7 +93,7 @@ func TestSignalStopsLongCommands(t *testing.T) {
 					return len(watch.watches) > 0
 				}
 			}, say: "job j1 goes on: imagefarm job watch j1"},
-		{name: "audit", args: []string{"--controller", startFarm(t, trail), "--insecure", "audit"},
+		{name: "audit", args: []string{"--controller", serveFakeAPI(t, trail), "--insecure", "audit"},
 			ready: func(*cliProc) (string, func() bool) {
 				return "the audit stream", func() bool { return len(trail.listed) > 0 }
 			}},

@@ -76,7 +76,7 @@ func TestCAAndTheCLIOverTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := serveTLS(t, &fakeFarm{nodes: []*imagefarmv1.Node{{Id: "bench-3"}}}, cfg)
+	addr := serveTLS(t, &fakeAPI{nodes: []*imagefarmv1.Node{{Id: "bench-3"}}}, cfg)
 	ca := filepath.Join(dir, "ca.crt")
 	other := testenv.NewPKI(t).CAFile()
 	for _, tc := range []struct {

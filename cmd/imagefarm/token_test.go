@@ -69,7 +69,7 @@ func runToken(t *testing.T, addr, secret string, args ...string) (string, error)
 
 func TestTokenCommandsSendTheToken(t *testing.T) {
 	f := &fakeTokens{}
-	addr := startFarm(t, f)
+	addr := serveFakeAPI(t, f)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -118,7 +118,7 @@ func TestTokenGoesInPlaintextOnlyToLoopback(t *testing.T) {
 // the flag), and --json prints the revoked token.
 func TestTokenRevokeForceAndJSON(t *testing.T) {
 	f := &fakeTokens{}
-	addr := startFarm(t, f)
+	addr := serveFakeAPI(t, f)
 	if _, err := runToken(t, addr, "ift_admin", "revoke", "alice"); err != nil {
 		t.Fatal(err)
 	}
