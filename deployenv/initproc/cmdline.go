@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 )
 
@@ -28,6 +29,9 @@ type Params struct {
 	// BootMAC is the MAC of the NIC that netbooted (BOOTIF), lower case
 	// with colons; "" when not given.
 	BootMAC string
+	// Disk is the disk the plan names (imagefarm.disk_serial and
+	// imagefarm.disk_size, both or neither); nil when not given.
+	Disk *Want
 }
 
 // ParseParams reads Params from the kernel command line. A value that
@@ -48,6 +52,11 @@ func ParseParams(cmdline string) (Params, error) {
 		errs = append(errs, fmt.Errorf("imagefarm.then=%q: want poweroff or reboot (or leave it out to wait)", p.Then))
 		p.Then = ThenWait
 	}
+	if disk, err := parseDisk(args); err != nil {
+		errs = append(errs, err)
+	} else {
+		p.Disk = disk
+	}
 	if bootif, ok := args["BOOTIF"]; ok {
 		mac, err := parseBootIF(bootif)
 		if err != nil {
@@ -56,6 +65,20 @@ func ParseParams(cmdline string) (Params, error) {
 		p.BootMAC = mac
 	}
 	return p, errors.Join(errs...)
+}
+
+// parseDisk reads imagefarm.disk_serial and imagefarm.disk_size.
+func parseDisk(args map[string]string) (*Want, error) {
+	serial, hasSerial := args["imagefarm.disk_serial"]
+	size, hasSize := args["imagefarm.disk_size"]
+	if !hasSerial && !hasSize {
+		return nil, nil
+	}
+	n, err := strconv.ParseInt(size, 10, 64)
+	if serial == "" || err != nil || n <= 0 {
+		return nil, fmt.Errorf("imagefarm.disk_serial=%q imagefarm.disk_size=%q: want a disk's serial and its size in bytes, both", serial, size)
+	}
+	return &Want{Serial: serial, Size: n}, nil
 }
 
 // parseBootIF reads pxelinux's BOOTIF=01-aa-bb-cc-dd-ee-ff: the ARP

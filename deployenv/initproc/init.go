@@ -28,7 +28,11 @@ const ReportPrefix = "IMAGEFARM-REPORT "
 // ReportPrefix and one line of JSON.
 type Report struct {
 	Identity
-	Disks      []Disk `json:"disks"`
+	Disks []Disk `json:"disks"`
+	// Target is the disk the plan names (imagefarm.disk_serial and
+	// _size), found and checked internal by SelectDisk; a refusal is in
+	// Errors.
+	Target     *Disk  `json:"target,omitempty"`
 	Lease      *Lease `json:"lease,omitempty"`
 	Controller string `json:"controller,omitempty"`
 	// Token says whether a boot token was given; the token is never shown.
@@ -112,6 +116,14 @@ func Run(ctx context.Context, logger *slog.Logger) Report {
 	step("disks")
 	for _, d := range drives {
 		rep.Disks = append(rep.Disks, DiskOf(d))
+	}
+	if params.Disk != nil {
+		if d, err := SelectDisk(drives, *params.Disk); err != nil {
+			fail(err)
+		} else {
+			target := DiskOf(d)
+			rep.Target = &target
+		}
 	}
 	rep.Identity = ReadIdentity("/sys")
 	rep.Uptime = uptime()

@@ -33,9 +33,14 @@ func TestParseParams(t *testing.T) {
 		{"imagefarm.controller=198.18.0.1", Params{Controller: "198.18.0.1"}, "want HOST:PORT"},
 		{"BOOTIF=52:54:00:12:34:56", Params{}, "want 01-aa-bb-cc-dd-ee-ff"},
 		{"BOOTIF=06-52-54-00-12-34-56", Params{}, "an Ethernet MAC"},
+		{`imagefarm.disk_serial="S4EW NX0R" imagefarm.disk_size=512110190592`, Params{Disk: &Want{Serial: "S4EW NX0R", Size: 512110190592}}, ""},
+		{"imagefarm.disk_serial=S4EWNX0R", Params{}, "want a disk's serial and its size in bytes, both"},
+		{"imagefarm.disk_size=512110190592", Params{}, "want a disk's serial and its size in bytes, both"},
+		{"imagefarm.disk_serial=S4EWNX0R imagefarm.disk_size=-1", Params{}, "want a disk's serial and its size"},
+		{"imagefarm.disk_serial=S4EWNX0R imagefarm.disk_size=1e9", Params{}, "want a disk's serial and its size"},
 	} {
 		got, err := ParseParams(tc.cmdline)
-		if got != tc.want || (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
+		if !reflect.DeepEqual(got, tc.want) || (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("ParseParams(%q) = %+v, %v; want %+v, %q", tc.cmdline, got, err, tc.want, tc.err)
 		}
 	}

@@ -39,8 +39,9 @@ const (
 // The environment must report, on the console, the identity, its NIC and
 // the lease dnsmasq gave it (asked for with its own vendor class), every
 // disk with its serial and size (the USB key as USB and not internal),
-// whether it got a boot token (never the token), and then power off as
-// imagefarm.then says.
+// the disk the plan names found by serial and size, whether it got a
+// boot token (never the token), and then power off as imagefarm.then
+// says.
 func TestBootReportsIdentity(t *testing.T) {
 	qemu := testenv.Tool(t, "qemu-system-x86_64", "qemu-system-x86")
 	dnsmasq := testenv.Tool(t, "dnsmasq", "dnsmasq-base")
@@ -69,7 +70,8 @@ func TestBootReportsIdentity(t *testing.T) {
 	vm := testenv.Start(t, "vm", ns.Command(t, qemu, "-accel", "tcg", "-m", "512", "-nographic", "-no-reboot",
 		"-kernel", env.Kernel(), "-initrd", env.Initrd(),
 		"-append", "console=ttyS0 panic=-1 quiet imagefarm.then=poweroff imagefarm.controller=198.18.0.1:8443 "+
-			"imagefarm.token="+token+" BOOTIF=01-"+strings.ReplaceAll(mac, ":", "-"),
+			"imagefarm.token="+token+" BOOTIF=01-"+strings.ReplaceAll(mac, ":", "-")+
+			" imagefarm.disk_serial=VIRTIO-DISK-1 imagefarm.disk_size=67108864",
 		"-smbios", "type=1,manufacturer="+vendor+",product="+product+",serial="+serial+",uuid="+uuid,
 		"-drive", "file="+files["VIRTIO-DISK-1"]+",if=none,id=d0,format=raw", "-device", "virtio-blk-pci,drive=d0,serial=VIRTIO-DISK-1",
 		"-drive", "file="+files["NVME-DISK-1"]+",if=none,id=d1,format=raw", "-device", "nvme,drive=d1,serial=NVME-DISK-1",
@@ -168,6 +170,9 @@ func checkReport(t *testing.T, rep initproc.Report, disks map[string]int64) {
 	}
 	for s := range want {
 		t.Errorf("disk %s is not in the report %+v", s, rep.Disks)
+	}
+	if rep.Target == nil || rep.Target.Serial != "VIRTIO-DISK-1" || rep.Target.Path != "/dev/vda" {
+		t.Errorf("target %+v, want the plan's disk VIRTIO-DISK-1 at /dev/vda", rep.Target)
 	}
 }
 
