@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -83,44 +84,32 @@ func Main() {
 func Run(ctx context.Context, logger *slog.Logger) Report {
 	rep := Report{Seconds: map[string]float64{}}
 	fail := func(err error) {
-		logger.Error("deploy environment", "err", err)
-		rep.Errors = append(rep.Errors, err.Error())
-	}
-	start := time.Now()
-	step := func(name string) {
-		rep.Seconds[name] = time.Since(start).Seconds()
-		start = time.Now()
+		if err != nil {
+			logger.Error("deploy environment", "err", err)
+			rep.Errors = append(rep.Errors, err.Error())
+		}
 	}
 	cmdline, err := os.ReadFile("/proc/cmdline")
-	if err != nil {
-		fail(err)
-	}
+	fail(err)
 	params, err := ParseParams(string(cmdline))
-	if err != nil {
-		fail(err)
-	}
+	fail(err)
 	rep.Controller, rep.Token, rep.Then = params.Controller, params.Token != "", params.Then
 	rep.Kernel = release()
-	if rep.Modules, err = loadModules(rep.Kernel); err != nil {
-		fail(err)
-	}
-	step("modules")
-	if rep.Lease, err = bringUp(ctx, "/sys", params.BootMAC); err != nil {
-		fail(err)
-	}
-	step("dhcp")
-	drives, err := settledDrives(ctx)
-	if err != nil {
-		fail(err)
-	}
-	step("disks")
+	start := time.Now()
+	rep.Modules, err = loadModules(rep.Kernel)
+	fail(err)
+	rep.Seconds["modules"] = time.Since(start).Seconds()
+
+	drives, netErr, diskErr := networkAndDisks(ctx, &rep, params.BootMAC, params.Disk)
+	fail(netErr)
+	fail(diskErr)
 	for _, d := range drives {
 		rep.Disks = append(rep.Disks, DiskOf(d))
 	}
 	if params.Disk != nil {
-		if d, err := SelectDisk(drives, *params.Disk); err != nil {
-			fail(err)
-		} else {
+		d, err := SelectDisk(drives, *params.Disk)
+		fail(err)
+		if err == nil {
 			target := DiskOf(d)
 			rep.Target = &target
 		}
@@ -130,6 +119,26 @@ func Run(ctx context.Context, logger *slog.Logger) Report {
 	return rep
 }
 
+// networkAndDisks brings the network up (rep.Lease) and lists the
+// disks once they have settled (and the one want names is there), at
+// once: each waits on hardware. It records how long each took in
+// rep.Seconds.
+func networkAndDisks(ctx context.Context, rep *Report, bootMAC string, want *Want) (drives []drive.Drive, netErr, diskErr error) {
+	var wg sync.WaitGroup
+	var dhcpTook float64
+	wg.Go(func() {
+		start := time.Now()
+		rep.Lease, netErr = bringUp(ctx, "/sys", bootMAC)
+		dhcpTook = time.Since(start).Seconds()
+	})
+	start := time.Now()
+	drives, diskErr = settledDrives(ctx, "/sys", want)
+	rep.Seconds["disks"] = time.Since(start).Seconds()
+	wg.Wait()
+	rep.Seconds["dhcp"] = dhcpTook
+	return drives, netErr, diskErr
+}
+
 // printReport writes the report line; a report always fits on one line.
 func printReport(w io.Writer, rep Report) {
 	data, err := json.Marshal(rep)
@@ -137,35 +146,6 @@ func printReport(w io.Writer, rep Report) {
 		data = []byte(strconv.Quote(err.Error()))
 	}
 	fmt.Fprintf(w, "\n%s%s\n", ReportPrefix, data)
-}
-
-// settledDrives lists the device's disks once the list has stopped
-// changing for a second (disk drivers probe asynchronously: NVMe
-// namespaces and SCSI scans appear after their module has loaded), or
-// after ten seconds.
-func settledDrives(ctx context.Context) ([]drive.Drive, error) {
-	const every, quiet, most = 250 * time.Millisecond, time.Second, 10 * time.Second
-	start, same := time.Now(), time.Duration(0)
-	var prev string
-	for {
-		drives, err := drive.Discover(drive.Config{})
-		if err != nil {
-			return nil, err
-		}
-		var ids []string
-		for _, d := range drives {
-			ids = append(ids, d.ID+"="+strconv.FormatInt(d.Size, 10))
-		}
-		if cur := strings.Join(ids, ","); cur == prev {
-			same += every
-		} else {
-			prev, same = cur, 0
-		}
-		if same >= quiet || time.Since(start) >= most || ctx.Err() != nil {
-			return drives, nil
-		}
-		time.Sleep(every)
-	}
 }
 
 // mountAll mounts what the environment needs: /proc, /sys, /dev

@@ -147,3 +147,42 @@ func TestSelectDisk(t *testing.T) {
 		t.Errorf("DiskOf(an NVMe disk) = %+v, want internal", d)
 	}
 }
+
+// TestUSBPending: a USB mass-storage interface bound to its driver is
+// pending until a SCSI disk appears under it (usb-storage waits a second
+// before it scans); an interface of another class, or one no driver has
+// bound, is not waited for.
+func TestUSBPending(t *testing.T) {
+	sys := t.TempDir()
+	iface := filepath.Join(sys, "bus/usb/devices/2-1:1.0")
+	mk := func(p string) {
+		t.Helper()
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p, s string) {
+		t.Helper()
+		mk(filepath.Dir(p))
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(iface, "bInterfaceClass"), "08\n")
+	write(filepath.Join(sys, "bus/usb/devices/3-1:1.0/bInterfaceClass"), "03\n") // a keyboard
+	if usbPending(sys) {
+		t.Error("usbPending with no driver bound = true, want false")
+	}
+	mk(filepath.Join(sys, "bus/usb/drivers/usb-storage"))
+	if err := os.Symlink("../../drivers/usb-storage", filepath.Join(iface, "driver")); err != nil {
+		t.Fatal(err)
+	}
+	mk(filepath.Join(iface, "host0/scsi_host"))
+	if !usbPending(sys) {
+		t.Error("usbPending with usb-storage bound and no disk = false, want true")
+	}
+	mk(filepath.Join(iface, "host0/target0:0:0/0:0:0:0/block/sda"))
+	if usbPending(sys) {
+		t.Error("usbPending with the disk there = true, want false")
+	}
+}
