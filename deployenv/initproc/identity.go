@@ -73,7 +73,7 @@ func uuid(s string) string {
 func readNICs(sysRoot string) []NIC {
 	dir := filepath.Join(sysRoot, "class/net")
 	ents, _ := os.ReadDir(dir)
-	var nics []NIC
+	nics := []NIC{}
 	for _, e := range ents {
 		d := filepath.Join(dir, e.Name())
 		if _, err := os.Stat(filepath.Join(d, "device")); err != nil || attr(d, "type") != "1" {

@@ -82,7 +82,7 @@ func Main() {
 // Run does the environment's work and returns its report. Failures are
 // in the report's Errors; Run goes on with what it can.
 func Run(ctx context.Context, logger *slog.Logger) Report {
-	rep := Report{Seconds: map[string]float64{}}
+	rep := Report{Disks: []Disk{}, Seconds: map[string]float64{}}
 	fail := func(err error) {
 		if err != nil {
 			logger.Error("deploy environment", "err", err)
