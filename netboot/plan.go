@@ -1,0 +1,52 @@
+package netboot
+
+import (
+	"context"
+	"slices"
+)
+
+// planFor asks the planner what c's boot does and checks the answer. Every
+// failure is a local boot, logged: a machine is never deployed by mistake.
+func (s *Service) planFor(ctx context.Context, c Client) Plan {
+	log := s.log.With("mac", c.MAC.String(), "arch", c.Arch.String(), "chain", c.Chain.String())
+	p, err := s.cfg.Planner.Plan(ctx, c)
+	if err == nil {
+		err = p.check()
+	}
+	switch {
+	case err != nil:
+		log.Error("plan boot: booting the local disk", "err", err)
+		return Plan{Reason: "the farm could not plan this boot, booting the local disk"}
+	case p.Action == BootDeploy && (s.cfg.Files.Kernel == "" || s.cfg.Files.Initramfs == ""):
+		log.Error("plan boot: the plan deploys but the service has no deploy environment (kernel and initramfs): booting the local disk")
+		return Plan{Reason: "no deploy environment on the boot service, booting the local disk"}
+	}
+	log.Info("boot planned", "action", p.Action.String(), "reason", p.Reason,
+		"serial", c.Serial, "product", c.Product, "client", c.Addr.String())
+	return p
+}
+
+// kernelArgs is the deploy environment's kernel command line for c:
+// Config.KernelArgs, BOOTIF (the MAC it booted from, as PXELINUX writes
+// it), then the plan's.
+func (s *Service) kernelArgs(c Client, p Plan) []string {
+	args := append(slices.Clone(s.cfg.KernelArgs), "BOOTIF=01-"+hyphenMAC(c.MAC))
+	return append(args, p.Args...)
+}
+
+// script is c's iPXE script for this boot.
+func (s *Service) script(ctx context.Context, c Client) ([]byte, error) {
+	p := s.planFor(ctx, c)
+	return render(planScript, s.scriptData(c, p))
+}
+
+// grubConfig is c's GRUB config for this boot.
+func (s *Service) grubConfig(ctx context.Context, c Client) ([]byte, error) {
+	p := s.planFor(ctx, c)
+	return render(grubPlan, s.scriptData(c, p))
+}
+
+func (s *Service) scriptData(c Client, p Plan) scriptData {
+	return scriptData{Base: s.base, MAC: hyphenMAC(c.MAC), Arch: c.Arch.String(), EFI: c.Arch.EFI(),
+		Deploy: p.Action == BootDeploy, Args: s.kernelArgs(c, p), Reason: p.Reason}
+}
