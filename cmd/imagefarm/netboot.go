@@ -7,6 +7,6 @@ func newNetbootCmd(g *globals) *cobra.Command {
 		Use:   "netboot",
 		Short: "Boot laptops from the network into the farm's deploy environment",
 	}
-	cmd.AddCommand(newNetbootBuildEnvCmd(g))
+	cmd.AddCommand(newNetbootBuildEnvCmd(g), newNetbootServeCmd(g))
 	return cmd
 }

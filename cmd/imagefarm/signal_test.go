@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -103,6 +104,8 @@ func TestSignalStopsLongCommands(t *testing.T) {
 		{name: "imager", args: []string{"imager", "--node-id", "n1", "--nats", natsURL(t), "--insecure", "--store", store, "--allow-unsigned",
 			"--virtual-drives", t.TempDir(), "--cache", t.TempDir()},
 			ready: said("node epoch")},
+		{name: "netboot serve", args: append(netbootFiles(t), "--http-port", fmt.Sprint(freeTCPPort(t)), "--tftp-port", fmt.Sprint(freeUDPPort(t))),
+			ready: said("boot service ready")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

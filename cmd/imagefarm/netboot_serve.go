@@ -1,0 +1,196 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/imagefarm/imagefarm/netboot"
+)
+
+// netbootServeFlags are the flags of imagefarm netboot serve.
+type netbootServeFlags struct {
+	iface, addr          string
+	dhcp, dhcpRange      string
+	router               string
+	dns                  []string
+	lease                time.Duration
+	tftpPort, httpPort   uint16
+	ipxeDir, uefiIPXE    string
+	uefiChain            string
+	chains               map[string]string
+	shim, grub           string
+	kernel, initramfs    string
+	kernelArgs, deployTo []string
+}
+
+func newNetbootServeCmd(g *globals) *cobra.Command {
+	var f netbootServeFlags
+	cmd := &cobra.Command{
+		Use:   "serve --interface IFACE",
+		Short: "Serve PXE, TFTP and HTTP so laptops on the LAN can netboot",
+		Long: `Serve network boot on one LAN. By default it is a proxyDHCP server beside the
+site's DHCP server: it answers only PXE clients (vendor class PXEClient or
+HTTPClient, on ports 67 and 4011), with a boot file and no address.
+--dhcp full makes it the DHCP server of an isolated bench network
+(--dhcp-range); --dhcp off leaves DHCP to a site server that already sends
+PXE clients here.
+
+TFTP serves the boot binaries and nothing else: iPXE (Debian's ipxe package,
+--ipxe-dir) for BIOS (undionly.kpxe) and UEFI (ipxe.efi, or --uefi-ipxe
+snponly.efi), and the signed chain for UEFI with Secure Boot on: shimx64.efi
+(Microsoft-signed, Debian's shim-signed) -> grubx64.efi (Debian-signed,
+grub-efi-amd64-signed) -> a generated grub/grub.cfg -> the kernel and
+initramfs. UEFI clients get the signed chain unless --uefi-chain ipxe, or
+--chain MAC=ipxe for one machine. UEFI HTTP boot clients get ipxe.efi over
+HTTP. iPXE, once running, gets its machine's script over HTTP, never iPXE
+again.
+
+What each machine boots is planned per boot. Until the controller plans
+boots, every machine boots its local disk (so PXE can stay first in a
+laptop's boot order), except the MACs given with --deploy, which boot the
+deploy environment (--kernel, --initramfs, with --kernel-arg arguments).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := f.config()
+			if err != nil {
+				return err
+			}
+			s, err := netboot.New(cfg)
+			if err != nil {
+				return err
+			}
+			return s.Run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.iface, "interface", "", "network interface of the boot LAN (DHCP is served there; not needed with --dhcp off and --addr)")
+	fl.StringVar(&f.addr, "addr", "", "IPv4 address clients reach this service at (default: the interface's first IPv4 address)")
+	fl.StringVar(&f.dhcp, "dhcp", "proxy", "DHCP mode: proxy (beside the site's DHCP server), full (a bench network with no other DHCP server: --dhcp-range), off")
+	fl.StringVar(&f.dhcpRange, "dhcp-range", "", "addresses --dhcp full leases: FIRST-LAST, inside the interface's subnet")
+	fl.StringVar(&f.router, "dhcp-router", "", "router --dhcp full gives its clients (default: none)")
+	fl.StringSliceVar(&f.dns, "dhcp-dns", nil, "DNS server --dhcp full gives its clients (repeatable)")
+	durationVar(fl, &f.lease, "dhcp-lease", time.Hour, time.Minute, "how long a --dhcp full lease lasts")
+	fl.Uint16Var(&f.tftpPort, "tftp-port", 69, "TFTP port")
+	fl.Uint16Var(&f.httpPort, "http-port", 8080, "HTTP port of the scripts, the kernel and the initramfs")
+	fl.StringVar(&f.ipxeDir, "ipxe-dir", netboot.DefaultIPXEDir, "folder of Debian's iPXE binaries (package ipxe)")
+	fl.StringVar(&f.uefiIPXE, "uefi-ipxe", "ipxe.efi", "iPXE for UEFI: ipxe.efi (its own NIC drivers) or snponly.efi (the firmware's)")
+	fl.StringVar(&f.uefiChain, "uefi-chain", "signed", "chain UEFI clients get: signed (shim and GRUB, boots with Secure Boot on) or ipxe")
+	fl.StringToStringVar(&f.chains, "chain", nil, "chain of one UEFI machine: MAC=signed or MAC=ipxe (repeatable)")
+	fl.StringVar(&f.shim, "shim", netboot.DefaultShim, "Microsoft-signed shim (package shim-signed)")
+	fl.StringVar(&f.grub, "grub", netboot.DefaultGRUB, "Debian-signed network GRUB (package grub-efi-amd64-signed)")
+	fl.StringVar(&f.kernel, "kernel", "", "deploy environment kernel (signed, for the signed chain)")
+	fl.StringVar(&f.initramfs, "initramfs", "", "deploy environment initramfs")
+	fl.StringArrayVar(&f.kernelArgs, "kernel-arg", nil, "argument of the deploy environment's kernel command line, such as console=ttyS0 (repeatable)")
+	fl.StringArrayVar(&f.deployTo, "deploy", nil, "MAC of a machine to boot into the deploy environment on every netboot (repeatable)")
+	return cmd
+}
+
+// config turns the flags into the service's config.
+func (f *netbootServeFlags) config() (netboot.Config, error) {
+	var none netboot.Config
+	mode, err := netboot.ParseDHCPMode(f.dhcp)
+	if err != nil {
+		return none, fmt.Errorf("--dhcp: %w", err)
+	}
+	cfg := netboot.Config{Interface: f.iface, TFTPPort: f.tftpPort, HTTPPort: f.httpPort, KernelArgs: f.kernelArgs, Log: slog.Default(),
+		DHCP:  netboot.DHCPConfig{Mode: mode, Lease: f.lease},
+		Files: netboot.Files{IPXEDir: f.ipxeDir, UEFIBinary: f.uefiIPXE, Shim: f.shim, GRUB: f.grub, Kernel: f.kernel, Initramfs: f.initramfs}}
+	if cfg.Addr, err = optionalAddr("--addr", f.addr); err != nil {
+		return none, err
+	}
+	if err := f.dhcpConfig(&cfg.DHCP); err != nil {
+		return none, err
+	}
+	if cfg.Chains, err = f.chainConfig(); err != nil {
+		return none, err
+	}
+	if cfg.Planner, err = f.planner(); err != nil {
+		return none, err
+	}
+	return cfg, nil
+}
+
+// dhcpConfig reads the flags of --dhcp full into d.
+func (f *netbootServeFlags) dhcpConfig(d *netboot.DHCPConfig) error {
+	if d.Mode != netboot.DHCPFull {
+		if f.dhcpRange != "" || f.router != "" || len(f.dns) > 0 {
+			return fmt.Errorf("--dhcp-range, --dhcp-router and --dhcp-dns are for --dhcp full, not --dhcp %s", d.Mode)
+		}
+		return nil
+	}
+	first, last, ok := strings.Cut(f.dhcpRange, "-")
+	var err error
+	if d.First, err = netip.ParseAddr(first); err != nil || !ok {
+		return fmt.Errorf("--dhcp-range %q: want FIRST-LAST, such as 198.18.0.100-198.18.0.199", f.dhcpRange)
+	}
+	if d.Last, err = netip.ParseAddr(last); err != nil {
+		return fmt.Errorf("--dhcp-range %q: want FIRST-LAST, such as 198.18.0.100-198.18.0.199", f.dhcpRange)
+	}
+	if d.Router, err = optionalAddr("--dhcp-router", f.router); err != nil {
+		return err
+	}
+	for _, s := range f.dns {
+		a, err := optionalAddr("--dhcp-dns", s)
+		if err != nil {
+			return err
+		}
+		d.DNS = append(d.DNS, a)
+	}
+	return nil
+}
+
+// chainConfig reads --uefi-chain and --chain.
+func (f *netbootServeFlags) chainConfig() (netboot.Chains, error) {
+	var c netboot.Chains
+	var err error
+	if c.Default, err = netboot.ParseChain(f.uefiChain); err != nil {
+		return c, fmt.Errorf("--uefi-chain: %w", err)
+	}
+	c.Override = map[string]netboot.Chain{}
+	for macText, chain := range f.chains {
+		mac, err := netboot.ParseMAC(macText)
+		if err != nil {
+			return c, fmt.Errorf("--chain: %w", err)
+		}
+		if c.Override[mac.String()], err = netboot.ParseChain(chain); err != nil {
+			return c, fmt.Errorf("--chain %s: %w", macText, err)
+		}
+	}
+	return c, nil
+}
+
+// planner is the default planner, or Static when --deploy names MACs.
+func (f *netbootServeFlags) planner() (netboot.Planner, error) {
+	if len(f.deployTo) == 0 {
+		return netboot.LocalDisk{}, nil
+	}
+	if f.kernel == "" || f.initramfs == "" {
+		return nil, fmt.Errorf("--deploy boots the deploy environment: give it with --kernel FILE and --initramfs FILE")
+	}
+	st := netboot.Static{Deploy: map[string]bool{}}
+	for _, s := range f.deployTo {
+		mac, err := netboot.ParseMAC(s)
+		if err != nil {
+			return nil, fmt.Errorf("--deploy: %w", err)
+		}
+		st.Deploy[mac.String()] = true
+	}
+	return st, nil
+}
+
+// optionalAddr parses an IPv4 address flag; "" is none.
+func optionalAddr(flag, s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, fmt.Errorf("%s %q: want an IPv4 address such as 198.18.0.1", flag, s)
+	}
+	return a, nil
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pin/tftp/v3"
+
+	"github.com/imagefarm/imagefarm/tests/testenv"
+)
+
+// netbootFiles writes stand-ins for the iPXE binaries and a deploy
+// environment and returns the flags that serve them on 127.0.0.1 with DHCP
+// off, the iPXE chain for UEFI.
+func netbootFiles(t *testing.T) []string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range map[string]string{"ipxe/undionly.kpxe": "bios ipxe", "ipxe/ipxe.efi": "uefi ipxe", "vmlinuz": "kernel", "initramfs": "initramfs"} {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{"netboot", "serve", "--dhcp", "off", "--addr", "127.0.0.1", "--ipxe-dir", filepath.Join(dir, "ipxe"),
+		"--uefi-chain", "ipxe", "--kernel", filepath.Join(dir, "vmlinuz"), "--initramfs", filepath.Join(dir, "initramfs")}
+}
+
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// TestNetbootServe runs imagefarm netboot serve and boots two machines
+// through it the way iPXE would: the one given with --deploy gets the
+// deploy environment with the --kernel-arg arguments, the other its local
+// disk, and TFTP serves iPXE.
+func TestNetbootServe(t *testing.T) {
+	httpPort, tftpPort := freeTCPPort(t), freeUDPPort(t)
+	args := append(netbootFiles(t), "--http-port", fmt.Sprint(httpPort), "--tftp-port", fmt.Sprint(tftpPort),
+		"--deploy", "52-54-00-12-34-56", "--kernel-arg", "console=ttyS0")
+	p := startCLI(t, args...)
+	p.waitFor(t, "boot service ready")
+	get := func(path string) string {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", httpPort, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	deploy := get("/plan.ipxe?mac=52-54-00-12-34-56&arch=bios")
+	if !strings.Contains(deploy, fmt.Sprintf("kernel http://127.0.0.1:%d/files/vmlinuz initrd=initramfs console=ttyS0 BOOTIF=01-52-54-00-12-34-56 || goto local", httpPort)) {
+		t.Errorf("the --deploy machine's script:\n%s\nwant its deploy", deploy)
+	}
+	if local := get("/plan.ipxe?mac=52-54-00-00-00-01&arch=uefi"); strings.Contains(local, "kernel") || !strings.HasSuffix(local, "\nexit\n") {
+		t.Errorf("another machine's script:\n%s\nwant its local disk", local)
+	}
+	if got := get("/files/initramfs"); got != "initramfs" {
+		t.Errorf("/files/initramfs = %q", got)
+	}
+	c, _ := tftp.NewClient(fmt.Sprintf("127.0.0.1:%d", tftpPort))
+	c.SetTimeout(2 * time.Second)
+	wt, err := c.Receive("undionly.kpxe", "octet")
+	var b bytes.Buffer
+	if err == nil {
+		_, err = wt.WriteTo(&b)
+	}
+	if err != nil || b.String() != "bios ipxe" {
+		t.Errorf("TFTP undionly.kpxe = %q, %v", b.String(), err)
+	}
+	// The server logs a transfer once the client's last ACK is in, which
+	// can be after the client has all the bytes.
+	for _, want := range []string{"boot planned", `action=deploy`, `msg="tftp sent" path="\"undionly.kpxe\"" client=127.0.0.1 bytes=9`} {
+		p.waitFor(t, want)
+	}
+}
+
+// TestNetbootServeBadFlags: each bad flag is named with what it wants, and
+// nothing is served.
+func TestNetbootServeBadFlags(t *testing.T) {
+	base := netbootFiles(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--dhcp", "on"}, `--dhcp: DHCP mode "on": want proxy`},
+		{[]string{"--dhcp-range", "198.18.0.10-198.18.0.20"}, "--dhcp-range, --dhcp-router and --dhcp-dns are for --dhcp full, not --dhcp off"},
+		{[]string{"--dhcp", "full", "--interface", "lo", "--addr", "", "--dhcp-range", "127.0.0.10"}, `--dhcp-range "127.0.0.10": want FIRST-LAST`},
+		{[]string{"--dhcp", "full", "--interface", "lo", "--addr", "", "--dhcp-range", "127.0.0.10-x"}, `--dhcp-range "127.0.0.10-x": want FIRST-LAST`},
+		{[]string{"--dhcp", "full", "--interface", "lo", "--addr", "", "--dhcp-range", "127.0.0.10-127.0.0.20", "--dhcp-router", "::1"}, `--dhcp-router "::1": want an IPv4 address`},
+		{[]string{"--dhcp", "full", "--interface", "lo", "--addr", "", "--dhcp-range", "10.0.0.10-10.0.0.20"}, "not inside the interface's subnet 127.0.0.0/8"},
+		{[]string{"--addr", "fe80::1"}, `--addr "fe80::1": want an IPv4 address`},
+		{[]string{"--uefi-chain", "shim"}, `--uefi-chain: chain "shim": want signed`},
+		{[]string{"--chain", "52:54:00:12:34=ipxe"}, `--chain: MAC address "52:54:00:12:34": want six hex bytes`},
+		{[]string{"--chain", "52:54:00:12:34:56=grub"}, `--chain 52:54:00:12:34:56: chain "grub"`},
+		{[]string{"--deploy", "nope"}, `--deploy: MAC address "nope"`},
+		{[]string{"--kernel", "", "--deploy", "52:54:00:12:34:56"}, "--deploy boots the deploy environment: give it with --kernel FILE and --initramfs FILE"},
+		{[]string{"--kernel-arg", "init=/bin/sh;reboot"}, `kernel argument "init=/bin/sh;reboot" has ';'`},
+		{[]string{"--uefi-ipxe", "ipxe.pxe"}, `UEFI iPXE binary "ipxe.pxe": want ipxe.efi or snponly.efi`},
+		{[]string{"--ipxe-dir", t.TempDir()}, "undionly.kpxe: stat"},
+		{[]string{"--uefi-chain", "signed", "--shim", "/nonexistent/shimx64.efi"}, "install Debian's shim-signed and grub-efi-amd64-signed, or give UEFI clients the ipxe chain"},
+		{[]string{"--dhcp", "proxy", "--addr", ""}, "no interface: name the network interface DHCP is served on"},
+		{[]string{"--dhcp-lease", "0s"}, `--dhcp-lease "0s": want 1m0s or more`},
+	} {
+		args := append(append([]string{}, base...), tc.args...)
+		out, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("imagefarm %q = %v (%s), want an error containing %q", tc.args, err, out, tc.want)
+		}
+	}
+}
