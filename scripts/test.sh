@@ -32,6 +32,26 @@ install_debian_file() { # install_debian_file GLOB PACKAGE, for a package with n
 	compgen -G "$1" >/dev/null || apt_install "$2" "$1"
 }
 
+# install_signed_boot unpacks Debian's signed boot chain (shim-signed,
+# grub-efi-amd64-signed) into .cache/signed-boot for the netboot tests.
+# Unpacked, not installed: installing them would set up this machine's own
+# boot loader.
+install_signed_boot() {
+	local dir=.cache/signed-boot
+	if [[ -f $dir/usr/lib/shim/shimx64.efi.signed && -f $dir/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed ]]; then
+		return
+	fi
+	say "unpacking Debian's shim-signed and grub-efi-amd64-signed into $dir"
+	local sudo="" tmp
+	[[ $(id -u) -eq 0 ]] || sudo=sudo
+	tmp=$(mktemp -d)
+	(cd "$tmp" && apt-get download -qq shim-signed grub-efi-amd64-signed 2>/dev/null) ||
+		{ $sudo apt-get update -qq && (cd "$tmp" && apt-get download -qq shim-signed grub-efi-amd64-signed); }
+	mkdir -p "$dir"
+	for deb in "$tmp"/*.deb; do dpkg-deb -x "$deb" "$dir"; done
+	rm -rf "$tmp"
+}
+
 install_minio() {
 	local bin=.cache/bin/minio stamp=.cache/bin/minio.version
 	if [[ -x $bin && "$(cat "$stamp" 2>/dev/null)" == "$MINIO_VERSION" ]]; then
@@ -55,6 +75,10 @@ install_debian modprobe kmod          # deploy environment: module dependencies 
 install_debian qemu-system-x86_64 qemu-system-x86 # deploy environment: booted in a VM
 install_debian dnsmasq dnsmasq-base   # deploy environment: the test network's DHCP server
 install_debian ip iproute2            # deploy environment: the test network namespace
+install_debian cpio cpio              # netboot: the VMs' test initramfs
+install_debian_file /usr/share/OVMF/OVMF_CODE_4M.ms.fd ovmf # netboot: UEFI, with and without Secure Boot
+install_debian_file /usr/lib/ipxe/undionly.kpxe ipxe        # netboot: what the boot service serves
+install_signed_boot                   # netboot: shim and GRUB, signed
 install_minio
 export IMAGEFARM_MINIO="$PWD/.cache/bin/minio"
 

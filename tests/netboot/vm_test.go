@@ -1,0 +1,109 @@
+package netboot_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// firmware is what a VM boots with.
+type firmware int
+
+const (
+	seabios    firmware = iota // SeaBIOS; its NIC's PXE ROM is QEMU's iPXE
+	ovmf                       // UEFI without Secure Boot; OVMF's own PXE
+	ovmfSecure                 // UEFI, Microsoft's keys enrolled, Secure Boot on
+)
+
+func (f firmware) String() string { return [...]string{"SeaBIOS", "OVMF", "OVMF Secure Boot"}[f] }
+
+// vm is one machine on the lab's LAN.
+type vm struct {
+	name string
+	fw   firmware
+	mac  string
+	disk string // a disk image, or none
+}
+
+// run is one boot of a VM: when it was powered on and what its serial
+// console said.
+type run struct {
+	vm      vm
+	start   time.Time
+	end     time.Time
+	console *timedOutput
+	err     error
+}
+
+// vmLimit is the longest a VM may take to power itself off under TCG.
+const vmLimit = 4 * time.Minute
+
+// boot powers v on and waits until it powers itself off.
+func (l *lab) boot(t *testing.T, v vm) *run {
+	t.Helper()
+	args := []string{"-accel", accel(), "-m", "512", "-nographic", "-no-reboot", "-boot", "n",
+		"-netdev", fmt.Sprintf("tap,id=n0,ifname=%s,script=no,downscript=no", l.tap()),
+		"-smbios", "type=1,manufacturer=HP,product=HP EliteBook 840 G7,serial=SN-" + v.name,
+		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"}
+	if v.disk != "" {
+		args = append(args, "-drive", "file="+v.disk+",format=raw,if=ide,snapshot=on")
+	}
+	switch v.fw {
+	case seabios:
+		args = append(args, "-device", "e1000,netdev=n0,mac="+v.mac)
+	case ovmf, ovmfSecure:
+		code, vars, machine := ovmfCode, ovmfVars, "q35,smbios-entry-point-type=32"
+		if v.fw == ovmfSecure {
+			code, vars, machine = ovmfCodeSB, ovmfVarsSB, "q35,smm=on,smbios-entry-point-type=32"
+			args = append(args, "-global", "driver=cfi.pflash01,property=secure,value=on")
+		}
+		// romfile= leaves out the NIC's iPXE ROM: the firmware's own PXE
+		// boots, as on a laptop.
+		args = append(args, "-machine", machine,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
+			"-drive", "if=pflash,format=raw,unit=1,file="+copyFile(t, vars, filepath.Join(l.dir, v.name+"-vars.fd")),
+			"-device", "virtio-net-pci,netdev=n0,romfile=,mac="+v.mac)
+	}
+	r := &run{vm: v, start: time.Now()}
+	p := l.start("qemu "+v.name, l.ns, "qemu-system-x86_64", args...)
+	r.console = p.out
+	select {
+	case <-p.done:
+	case <-time.After(vmLimit):
+		p.stop()
+		t.Errorf("%s (%s) did not power off within %v; its console:\n%s", v.name, v.fw, vmLimit, r.console.String())
+	}
+	r.end, r.err = time.Now(), p.err
+	return r
+}
+
+// accel is QEMU's accelerator: KVM when /dev/kvm can be opened, TCG (slow,
+// but anywhere) otherwise.
+func accel() string {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return "tcg"
+	}
+	f.Close()
+	return "kvm"
+}
+
+func copyFile(t *testing.T, from, to string) string {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return to
+}
+
+// seen returns how long after power-on the console first said s.
+func (r *run) seen(s string) (time.Duration, bool) {
+	at, ok := r.console.seen(s)
+	return at.Sub(r.start), ok
+}
