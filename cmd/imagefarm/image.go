@@ -77,16 +77,11 @@ func newImagePushCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), c)
+			refs, done, err := openPushRefs(cmd, g, c, ref)
 			if err != nil {
 				return err
 			}
 			defer done()
-			// Refused for the role or a taken name before a bundle is
-			// built or a chunk uploaded.
-			if err := refs.Precheck(cmd.Context(), ref.Name, ref.Tag); err != nil {
-				return err
-			}
 			path, source, cleanup, err := pushSource(cmd.Context(), args[1], catalog.Kind(kind))
 			if err != nil {
 				return err

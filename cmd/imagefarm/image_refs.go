@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/spf13/cobra"
+
 	"github.com/imagefarm/imagefarm/controller/refclient"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -55,6 +57,22 @@ func openRefChanger(g *globals, stderr io.Writer, cat *catalog.Catalog) (refChan
 		fmt.Fprint(stderr, unauditedWarning)
 	}
 	return storeRefs{cat}, func() {}, nil
+}
+
+// openPushRefs opens the refChanger that a push of ref commits through
+// and asks it first whether ref may be created (the caller's role, a free
+// name), so that a refused push builds and uploads nothing. Call close
+// when done.
+func openPushRefs(cmd *cobra.Command, g *globals, c *catalog.Catalog, ref catalog.Ref) (refChanger, func(), error) {
+	refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := refs.Precheck(cmd.Context(), ref.Name, ref.Tag); err != nil {
+		done()
+		return nil, nil, err
+	}
+	return refs, done, nil
 }
 
 // storeRefs changes refs straight in the store, unaudited.

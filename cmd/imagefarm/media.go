@@ -86,11 +86,14 @@ and run bcdboot. Inputs that list device models are only put on media for one of
 			if err := mf.verifyInputs(cmd.Context(), c, spec); err != nil {
 				return err
 			}
+			var refs refChanger
 			if pushRef != nil {
-				// Versions never move: refuse before minutes of building.
-				if d, err := c.Resolve(cmd.Context(), *pushRef); err == nil {
-					return fmt.Errorf("%w: %s is %s; push a new version", catalog.ErrVersionExists, pushRef, d)
+				// Refused for the role or a taken name before minutes of building.
+				var done func()
+				if refs, done, err = openPushRefs(cmd, g, c, *pushRef); err != nil {
+					return err
 				}
+				defer done()
 				if spec.Out == "" {
 					tmp, err := os.MkdirTemp(spec.WorkDir, "imagefarm-media-out-")
 					if err != nil {
@@ -105,7 +108,7 @@ and run bcdboot. Inputs that list device models are only put on media for one of
 			if err != nil {
 				return err
 			}
-			return finishMedia(cmd, g, c, res, spec, mf.out, pushRef, mf.channels, key)
+			return finishMedia(cmd, g, c, refs, res, spec, mf.out, pushRef, mf.channels, key)
 		},
 	}
 	f := cmd.Flags()
@@ -206,7 +209,7 @@ func (mf *mediaFlags) spec() (media.Spec, *catalog.Ref, error) {
 
 // finishMedia pushes the image if asked and says what was built; out is
 // the --out file, empty when the image was only pushed.
-func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.Result, spec media.Spec, out string, pushRef *catalog.Ref, channels []string, key *catalog.SigningKey) error {
+func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, refs refChanger, res *media.Result, spec media.Spec, out string, pushRef *catalog.Ref, channels []string, key *catalog.SigningKey) error {
 	w := cmd.OutOrStdout()
 	var p *pushed
 	if pushRef != nil {
@@ -214,11 +217,7 @@ func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, res *media.
 		if spec.Model != "" {
 			models = []string{spec.Model}
 		}
-		refs, done, err := openRefChanger(g, cmd.ErrOrStderr(), c)
-		if err != nil {
-			return err
-		}
-		defer done()
+		var err error
 		p, err = pushFile(cmd, g, c, refs, spec.Out, catalog.PushOptions{
 			Name: pushRef.Name, Version: pushRef.Tag, Kind: catalog.KindDisk, Models: models,
 			Labels: res.Labels(imagefarmVersion()), Channels: channels, Source: "media.img", SignKey: key,

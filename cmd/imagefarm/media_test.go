@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,6 +113,15 @@ func TestMediaBuildRefuses(t *testing.T) {
 	}
 	if out := mustRun(t, "--store", store, "image", "ls", "key"); strings.Contains(out, "key") {
 		t.Errorf("refused builds pushed something:\n%s", out)
+	}
+	// A version that exists is refused before the media are built.
+	out := filepath.Join(t.TempDir(), "key.img")
+	if _, err := run(t, "--store", store, "media", "build", "--winpe", "winpe:1", "--wim", "win11:1", "--push", "winpe:1", "--out", out); err == nil ||
+		!strings.Contains(err.Error(), "winpe:1 is sha256:") || !strings.Contains(err.Error(), "push a new version") {
+		t.Errorf("media build --push of an existing version = %v, want refused as taken", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a refused push built the media anyway: %s: %v", out, err)
 	}
 	if _, err := run(t, "--store", store, "media", "build", "--winpe", "winpe:1", "--wim", "win11:1"); err == nil || !strings.Contains(err.Error(), "--push NAME:VERSION, --out FILE, or both") {
 		t.Errorf("media build without --push or --out = %v", err)

@@ -66,14 +66,10 @@ func runBuildEnv(cmd *cobra.Command, g *globals, f buildEnvFlags) error {
 			return err
 		}
 		var done func()
-		if refs, done, err = openRefChanger(g, cmd.ErrOrStderr(), c); err != nil {
+		if refs, done, err = openPushRefs(cmd, g, c, ref); err != nil {
 			return err
 		}
 		defer done()
-		// Refused for the role or a taken name before anything is built.
-		if err := refs.Precheck(cmd.Context(), ref.Name, ref.Tag); err != nil {
-			return err
-		}
 	}
 	cfg, err := buildEnvConfig(f)
 	if err != nil {
