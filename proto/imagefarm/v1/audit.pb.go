@@ -60,6 +60,13 @@ const (
 	// is "controller"; image_digest is the ref's new digest, or its last
 	// known one for a removal; the message says what changed.
 	AuditAction_AUDIT_ACTION_IMAGE_UNRECORDED AuditAction = 12
+	// A device redeemed a boot token and enrolled; the message says whether
+	// it got a task.
+	AuditAction_AUDIT_ACTION_DEVICE_ENROLL AuditAction = 13
+	// A boot token was refused: unknown, used before (a replay), expired, or
+	// issued for another MAC; the message says which, mac names the MAC the
+	// request claimed.
+	AuditAction_AUDIT_ACTION_BOOT_TOKEN_REFUSED AuditAction = 14
 )
 
 // Enum value maps for AuditAction.
@@ -78,21 +85,25 @@ var (
 		10: "AUDIT_ACTION_NODE_FENCED",
 		11: "AUDIT_ACTION_IMAGE_SIGN",
 		12: "AUDIT_ACTION_IMAGE_UNRECORDED",
+		13: "AUDIT_ACTION_DEVICE_ENROLL",
+		14: "AUDIT_ACTION_BOOT_TOKEN_REFUSED",
 	}
 	AuditAction_value = map[string]int32{
-		"AUDIT_ACTION_UNSPECIFIED":      0,
-		"AUDIT_ACTION_JOB_SUBMIT":       1,
-		"AUDIT_ACTION_JOB_CANCEL":       2,
-		"AUDIT_ACTION_IMAGE_PUSH":       3,
-		"AUDIT_ACTION_IMAGE_RM":         4,
-		"AUDIT_ACTION_IMAGE_TAG":        5,
-		"AUDIT_ACTION_TOKEN_CREATE":     6,
-		"AUDIT_ACTION_TOKEN_REVOKE":     7,
-		"AUDIT_ACTION_GUARD_REFUSED":    8,
-		"AUDIT_ACTION_DRIVE_WRITTEN":    9,
-		"AUDIT_ACTION_NODE_FENCED":      10,
-		"AUDIT_ACTION_IMAGE_SIGN":       11,
-		"AUDIT_ACTION_IMAGE_UNRECORDED": 12,
+		"AUDIT_ACTION_UNSPECIFIED":        0,
+		"AUDIT_ACTION_JOB_SUBMIT":         1,
+		"AUDIT_ACTION_JOB_CANCEL":         2,
+		"AUDIT_ACTION_IMAGE_PUSH":         3,
+		"AUDIT_ACTION_IMAGE_RM":           4,
+		"AUDIT_ACTION_IMAGE_TAG":          5,
+		"AUDIT_ACTION_TOKEN_CREATE":       6,
+		"AUDIT_ACTION_TOKEN_REVOKE":       7,
+		"AUDIT_ACTION_GUARD_REFUSED":      8,
+		"AUDIT_ACTION_DRIVE_WRITTEN":      9,
+		"AUDIT_ACTION_NODE_FENCED":        10,
+		"AUDIT_ACTION_IMAGE_SIGN":         11,
+		"AUDIT_ACTION_IMAGE_UNRECORDED":   12,
+		"AUDIT_ACTION_DEVICE_ENROLL":      13,
+		"AUDIT_ACTION_BOOT_TOKEN_REFUSED": 14,
 	}
 )
 
@@ -180,7 +191,11 @@ type AuditRecord struct {
 	// for the first record.
 	PrevHash string `protobuf:"bytes,18,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
 	// Hash of this record (hex SHA-256 of its canonical bytes).
-	Hash          string `protobuf:"bytes,19,opt,name=hash,proto3" json:"hash,omitempty"`
+	Hash string `protobuf:"bytes,19,opt,name=hash,proto3" json:"hash,omitempty"`
+	// The device concerned, if any (Device.id).
+	DeviceId string `protobuf:"bytes,20,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// The MAC address concerned, if any: the one a boot token was issued for.
+	Mac           string `protobuf:"bytes,21,opt,name=mac,proto3" json:"mac,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -348,11 +363,25 @@ func (x *AuditRecord) GetHash() string {
 	return ""
 }
 
+func (x *AuditRecord) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
 var File_imagefarm_v1_audit_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x18imagefarm/v1/audit.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagefarm/v1/failure.proto\x1a\x17imagefarm/v1/jobs.proto\"\x82\x05\n" +
+	"\x18imagefarm/v1/audit.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagefarm/v1/failure.proto\x1a\x17imagefarm/v1/jobs.proto\"\xb1\x05\n" +
 	"\vAuditRecord\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
@@ -376,7 +405,9 @@ const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\x0efailure_reason\x18\x10 \x01(\x0e2\x1b.imagefarm.v1.FailureReasonR\rfailureReason\x12\x18\n" +
 	"\amessage\x18\x11 \x01(\tR\amessage\x12\x1b\n" +
 	"\tprev_hash\x18\x12 \x01(\tR\bprevHash\x12\x12\n" +
-	"\x04hash\x18\x13 \x01(\tR\x04hash*\x95\x03\n" +
+	"\x04hash\x18\x13 \x01(\tR\x04hash\x12\x1b\n" +
+	"\tdevice_id\x18\x14 \x01(\tR\bdeviceId\x12\x10\n" +
+	"\x03mac\x18\x15 \x01(\tR\x03mac*\xda\x03\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17AUDIT_ACTION_JOB_SUBMIT\x10\x01\x12\x1b\n" +
@@ -391,7 +422,9 @@ const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\x18AUDIT_ACTION_NODE_FENCED\x10\n" +
 	"\x12\x1b\n" +
 	"\x17AUDIT_ACTION_IMAGE_SIGN\x10\v\x12!\n" +
-	"\x1dAUDIT_ACTION_IMAGE_UNRECORDED\x10\fB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\x1dAUDIT_ACTION_IMAGE_UNRECORDED\x10\f\x12\x1e\n" +
+	"\x1aAUDIT_ACTION_DEVICE_ENROLL\x10\r\x12#\n" +
+	"\x1fAUDIT_ACTION_BOOT_TOKEN_REFUSED\x10\x0eB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_audit_proto_rawDescOnce sync.Once

@@ -73,6 +73,10 @@ const (
 	// A guard refused the drive: it is read-only (write-protect switch, or
 	// the kernel set it read-only).
 	FailureReason_FAILURE_REASON_GUARD_READ_ONLY FailureReason = 19
+	// The exact-model rule refused the device: the image is tagged with
+	// models, and the device's SMBIOS model is not one of them. Nothing was
+	// written; the message names both.
+	FailureReason_FAILURE_REASON_GUARD_MODEL_MISMATCH FailureReason = 20
 )
 
 // Enum value maps for FailureReason.
@@ -98,6 +102,7 @@ var (
 		17: "FAILURE_REASON_ROLLBACK",
 		18: "FAILURE_REASON_NODE_LOST",
 		19: "FAILURE_REASON_GUARD_READ_ONLY",
+		20: "FAILURE_REASON_GUARD_MODEL_MISMATCH",
 	}
 	FailureReason_value = map[string]int32{
 		"FAILURE_REASON_UNSPECIFIED":            0,
@@ -120,6 +125,7 @@ var (
 		"FAILURE_REASON_ROLLBACK":               17,
 		"FAILURE_REASON_NODE_LOST":              18,
 		"FAILURE_REASON_GUARD_READ_ONLY":        19,
+		"FAILURE_REASON_GUARD_MODEL_MISMATCH":   20,
 	}
 )
 
@@ -238,7 +244,7 @@ const file_imagefarm_v1_failure_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1b\n" +
 	"\x06offset\x18\x03 \x01(\x04H\x00R\x06offset\x88\x01\x01\x12\x19\n" +
 	"\bchunk_id\x18\x04 \x01(\tR\achunkIdB\t\n" +
-	"\a_offset*\xd0\x05\n" +
+	"\a_offset*\xf9\x05\n" +
 	"\rFailureReason\x12\x1e\n" +
 	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FAILURE_REASON_INTERNAL\x10\x01\x12$\n" +
@@ -260,7 +266,8 @@ const file_imagefarm_v1_failure_proto_rawDesc = "" +
 	" FAILURE_REASON_SIGNATURE_INVALID\x10\x10\x12\x1b\n" +
 	"\x17FAILURE_REASON_ROLLBACK\x10\x11\x12\x1c\n" +
 	"\x18FAILURE_REASON_NODE_LOST\x10\x12\x12\"\n" +
-	"\x1eFAILURE_REASON_GUARD_READ_ONLY\x10\x13B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\x1eFAILURE_REASON_GUARD_READ_ONLY\x10\x13\x12'\n" +
+	"#FAILURE_REASON_GUARD_MODEL_MISMATCH\x10\x14B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_failure_proto_rawDescOnce sync.Once

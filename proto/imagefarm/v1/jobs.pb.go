@@ -23,6 +23,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// AfterWrite is what a netbooted device does after its task.
+type AfterWrite int32
+
+const (
+	// Not set: reboot.
+	AfterWrite_AFTER_WRITE_UNSPECIFIED AfterWrite = 0
+	// Reboot; with nothing more to do for it, the device boots its local disk.
+	AfterWrite_AFTER_WRITE_REBOOT AfterWrite = 1
+	// Power off, for devices packed straight after imaging.
+	AfterWrite_AFTER_WRITE_POWEROFF AfterWrite = 2
+)
+
+// Enum value maps for AfterWrite.
+var (
+	AfterWrite_name = map[int32]string{
+		0: "AFTER_WRITE_UNSPECIFIED",
+		1: "AFTER_WRITE_REBOOT",
+		2: "AFTER_WRITE_POWEROFF",
+	}
+	AfterWrite_value = map[string]int32{
+		"AFTER_WRITE_UNSPECIFIED": 0,
+		"AFTER_WRITE_REBOOT":      1,
+		"AFTER_WRITE_POWEROFF":    2,
+	}
+)
+
+func (x AfterWrite) Enum() *AfterWrite {
+	p := new(AfterWrite)
+	*p = x
+	return p
+}
+
+func (x AfterWrite) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AfterWrite) Descriptor() protoreflect.EnumDescriptor {
+	return file_imagefarm_v1_jobs_proto_enumTypes[0].Descriptor()
+}
+
+func (AfterWrite) Type() protoreflect.EnumType {
+	return &file_imagefarm_v1_jobs_proto_enumTypes[0]
+}
+
+func (x AfterWrite) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AfterWrite.Descriptor instead.
+func (AfterWrite) EnumDescriptor() ([]byte, []int) {
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{0}
+}
+
 // JobState is where a job is in its life.
 type JobState int32
 
@@ -76,11 +129,11 @@ func (x JobState) String() string {
 }
 
 func (JobState) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagefarm_v1_jobs_proto_enumTypes[0].Descriptor()
+	return file_imagefarm_v1_jobs_proto_enumTypes[1].Descriptor()
 }
 
 func (JobState) Type() protoreflect.EnumType {
-	return &file_imagefarm_v1_jobs_proto_enumTypes[0]
+	return &file_imagefarm_v1_jobs_proto_enumTypes[1]
 }
 
 func (x JobState) Number() protoreflect.EnumNumber {
@@ -89,7 +142,7 @@ func (x JobState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobState.Descriptor instead.
 func (JobState) EnumDescriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{0}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{1}
 }
 
 // TaskState is where a task is in its life.
@@ -158,11 +211,11 @@ func (x TaskState) String() string {
 }
 
 func (TaskState) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagefarm_v1_jobs_proto_enumTypes[1].Descriptor()
+	return file_imagefarm_v1_jobs_proto_enumTypes[2].Descriptor()
 }
 
 func (TaskState) Type() protoreflect.EnumType {
-	return &file_imagefarm_v1_jobs_proto_enumTypes[1]
+	return &file_imagefarm_v1_jobs_proto_enumTypes[2]
 }
 
 func (x TaskState) Number() protoreflect.EnumNumber {
@@ -171,7 +224,7 @@ func (x TaskState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TaskState.Descriptor instead.
 func (TaskState) EnumDescriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{1}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{2}
 }
 
 // StopReason says why the controller stops a task on a node.
@@ -220,11 +273,11 @@ func (x StopReason) String() string {
 }
 
 func (StopReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagefarm_v1_jobs_proto_enumTypes[2].Descriptor()
+	return file_imagefarm_v1_jobs_proto_enumTypes[3].Descriptor()
 }
 
 func (StopReason) Type() protoreflect.EnumType {
-	return &file_imagefarm_v1_jobs_proto_enumTypes[2]
+	return &file_imagefarm_v1_jobs_proto_enumTypes[3]
 }
 
 func (x StopReason) Number() protoreflect.EnumNumber {
@@ -233,7 +286,7 @@ func (x StopReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StopReason.Descriptor instead.
 func (StopReason) EnumDescriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{2}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{3}
 }
 
 // JobEventKind is what a JobEvent reports.
@@ -286,11 +339,11 @@ func (x JobEventKind) String() string {
 }
 
 func (JobEventKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_imagefarm_v1_jobs_proto_enumTypes[3].Descriptor()
+	return file_imagefarm_v1_jobs_proto_enumTypes[4].Descriptor()
 }
 
 func (JobEventKind) Type() protoreflect.EnumType {
-	return &file_imagefarm_v1_jobs_proto_enumTypes[3]
+	return &file_imagefarm_v1_jobs_proto_enumTypes[4]
 }
 
 func (x JobEventKind) Number() protoreflect.EnumNumber {
@@ -299,7 +352,7 @@ func (x JobEventKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobEventKind.Descriptor instead.
 func (JobEventKind) EnumDescriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{3}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{4}
 }
 
 // Job asks for one image to be written to a set of drives. The controller
@@ -494,6 +547,8 @@ type Targets struct {
 	//
 	//	*Targets_Drives
 	//	*Targets_StandingOrder
+	//	*Targets_Devices
+	//	*Targets_DeviceOrder
 	Kind          isTargets_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -554,6 +609,24 @@ func (x *Targets) GetStandingOrder() *StandingOrder {
 	return nil
 }
 
+func (x *Targets) GetDevices() *DeviceList {
+	if x != nil {
+		if x, ok := x.Kind.(*Targets_Devices); ok {
+			return x.Devices
+		}
+	}
+	return nil
+}
+
+func (x *Targets) GetDeviceOrder() *DeviceOrder {
+	if x != nil {
+		if x, ok := x.Kind.(*Targets_DeviceOrder); ok {
+			return x.DeviceOrder
+		}
+	}
+	return nil
+}
+
 type isTargets_Kind interface {
 	isTargets_Kind()
 }
@@ -568,9 +641,182 @@ type Targets_StandingOrder struct {
 	StandingOrder *StandingOrder `protobuf:"bytes,2,opt,name=standing_order,json=standingOrder,proto3,oneof"`
 }
 
+type Targets_Devices struct {
+	// The internal disks of these devices, as each netboots.
+	Devices *DeviceList `protobuf:"bytes,3,opt,name=devices,proto3,oneof"`
+}
+
+type Targets_DeviceOrder struct {
+	// Devices of one exact model, as each netboots, up to a count.
+	DeviceOrder *DeviceOrder `protobuf:"bytes,4,opt,name=device_order,json=deviceOrder,proto3,oneof"`
+}
+
 func (*Targets_Drives) isTargets_Kind() {}
 
 func (*Targets_StandingOrder) isTargets_Kind() {}
+
+func (*Targets_Devices) isTargets_Kind() {}
+
+func (*Targets_DeviceOrder) isTargets_Kind() {}
+
+// DeviceList names devices explicitly.
+type DeviceList struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Each device once, by the SMBIOS serial it enrolls with.
+	Devices       []*DeviceTarget `protobuf:"bytes,1,rep,name=devices,proto3" json:"devices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceList) Reset() {
+	*x = DeviceList{}
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceList) ProtoMessage() {}
+
+func (x *DeviceList) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
+func (*DeviceList) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DeviceList) GetDevices() []*DeviceTarget {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+// DeviceTarget is one device whose internal disk a job writes.
+type DeviceTarget struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SMBIOS serial of the device.
+	Serial string `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	// Serial of the disk to write; empty lets the controller choose the one
+	// non-removable, non-USB disk the device has (and refuse when it has
+	// none or several).
+	DiskSerial    string `protobuf:"bytes,2,opt,name=disk_serial,json=diskSerial,proto3" json:"disk_serial,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceTarget) Reset() {
+	*x = DeviceTarget{}
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceTarget) ProtoMessage() {}
+
+func (x *DeviceTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceTarget.ProtoReflect.Descriptor instead.
+func (*DeviceTarget) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DeviceTarget) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *DeviceTarget) GetDiskSerial() string {
+	if x != nil {
+		return x.DiskSerial
+	}
+	return ""
+}
+
+// DeviceOrder takes devices of one exact model as they netboot until count
+// of them have been written.
+type DeviceOrder struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SMBIOS product name the devices must have, exactly.
+	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// How many devices to write successfully; at least 1.
+	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceOrder) Reset() {
+	*x = DeviceOrder{}
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceOrder) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceOrder) ProtoMessage() {}
+
+func (x *DeviceOrder) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceOrder.ProtoReflect.Descriptor instead.
+func (*DeviceOrder) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DeviceOrder) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *DeviceOrder) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
 
 // DriveList names drives explicitly.
 type DriveList struct {
@@ -583,7 +829,7 @@ type DriveList struct {
 
 func (x *DriveList) Reset() {
 	*x = DriveList{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[2]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +841,7 @@ func (x *DriveList) String() string {
 func (*DriveList) ProtoMessage() {}
 
 func (x *DriveList) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[2]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +854,7 @@ func (x *DriveList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriveList.ProtoReflect.Descriptor instead.
 func (*DriveList) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{2}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DriveList) GetDriveIds() []string {
@@ -632,7 +878,7 @@ type StandingOrder struct {
 
 func (x *StandingOrder) Reset() {
 	*x = StandingOrder{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[3]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +890,7 @@ func (x *StandingOrder) String() string {
 func (*StandingOrder) ProtoMessage() {}
 
 func (x *StandingOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[3]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +903,7 @@ func (x *StandingOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StandingOrder.ProtoReflect.Descriptor instead.
 func (*StandingOrder) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{3}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StandingOrder) GetSelector() *Selector {
@@ -684,13 +930,16 @@ type JobOptions struct {
 	// Before imaging, write and read back sentinels across the drive's
 	// advertised capacity and refuse counterfeit drives.
 	CheckCapacity bool `protobuf:"varint,2,opt,name=check_capacity,json=checkCapacity,proto3" json:"check_capacity,omitempty"`
+	// What a netbooted device does once its disk is verified (or its task
+	// ended otherwise); ignored for drives on imagers.
+	AfterWrite    AfterWrite `protobuf:"varint,3,opt,name=after_write,json=afterWrite,proto3,enum=imagefarm.v1.AfterWrite" json:"after_write,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobOptions) Reset() {
 	*x = JobOptions{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[4]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +951,7 @@ func (x *JobOptions) String() string {
 func (*JobOptions) ProtoMessage() {}
 
 func (x *JobOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[4]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +964,7 @@ func (x *JobOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobOptions.ProtoReflect.Descriptor instead.
 func (*JobOptions) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{4}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JobOptions) GetDiscard() bool {
@@ -730,6 +979,13 @@ func (x *JobOptions) GetCheckCapacity() bool {
 		return x.CheckCapacity
 	}
 	return false
+}
+
+func (x *JobOptions) GetAfterWrite() AfterWrite {
+	if x != nil {
+		return x.AfterWrite
+	}
+	return AfterWrite_AFTER_WRITE_UNSPECIFIED
 }
 
 // TaskCounts counts a job's tasks per state.
@@ -759,7 +1015,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[5]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +1027,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[5]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +1040,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{5}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TaskCounts) GetQueued() uint32 {
@@ -899,7 +1155,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[6]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1167,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[6]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1180,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{6}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Task) GetId() string {
@@ -1084,7 +1340,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[7]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1352,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[7]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1365,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{7}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *JobEvent) GetRevision() uint64 {
@@ -1204,20 +1460,34 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\x0ewaiting_reason\x18\x0f \x01(\tR\rwaitingReason\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x80\x02\n" +
 	"\aTargets\x121\n" +
 	"\x06drives\x18\x01 \x01(\v2\x17.imagefarm.v1.DriveListH\x00R\x06drives\x12D\n" +
-	"\x0estanding_order\x18\x02 \x01(\v2\x1b.imagefarm.v1.StandingOrderH\x00R\rstandingOrderB\x06\n" +
-	"\x04kind\"(\n" +
+	"\x0estanding_order\x18\x02 \x01(\v2\x1b.imagefarm.v1.StandingOrderH\x00R\rstandingOrder\x124\n" +
+	"\adevices\x18\x03 \x01(\v2\x18.imagefarm.v1.DeviceListH\x00R\adevices\x12>\n" +
+	"\fdevice_order\x18\x04 \x01(\v2\x19.imagefarm.v1.DeviceOrderH\x00R\vdeviceOrderB\x06\n" +
+	"\x04kind\"B\n" +
+	"\n" +
+	"DeviceList\x124\n" +
+	"\adevices\x18\x01 \x03(\v2\x1a.imagefarm.v1.DeviceTargetR\adevices\"G\n" +
+	"\fDeviceTarget\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1f\n" +
+	"\vdisk_serial\x18\x02 \x01(\tR\n" +
+	"diskSerial\"9\n" +
+	"\vDeviceOrder\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"(\n" +
 	"\tDriveList\x12\x1b\n" +
 	"\tdrive_ids\x18\x01 \x03(\tR\bdriveIds\"Y\n" +
 	"\rStandingOrder\x122\n" +
 	"\bselector\x18\x01 \x01(\v2\x16.imagefarm.v1.SelectorR\bselector\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"M\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\x88\x01\n" +
 	"\n" +
 	"JobOptions\x12\x18\n" +
 	"\adiscard\x18\x01 \x01(\bR\adiscard\x12%\n" +
-	"\x0echeck_capacity\x18\x02 \x01(\bR\rcheckCapacity\"\xf0\x01\n" +
+	"\x0echeck_capacity\x18\x02 \x01(\bR\rcheckCapacity\x129\n" +
+	"\vafter_write\x18\x03 \x01(\x0e2\x18.imagefarm.v1.AfterWriteR\n" +
+	"afterWrite\"\xf0\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x16\n" +
 	"\x06queued\x18\x01 \x01(\rR\x06queued\x12\x1a\n" +
@@ -1264,7 +1534,12 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\x03job\x18\x04 \x01(\v2\x11.imagefarm.v1.JobH\x00R\x03job\x12(\n" +
 	"\x04task\x18\x05 \x01(\v2\x12.imagefarm.v1.TaskH\x00R\x04taskB\n" +
 	"\n" +
-	"\bsnapshot*\xb1\x01\n" +
+	"\bsnapshot*[\n" +
+	"\n" +
+	"AfterWrite\x12\x1b\n" +
+	"\x17AFTER_WRITE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12AFTER_WRITE_REBOOT\x10\x01\x12\x18\n" +
+	"\x14AFTER_WRITE_POWEROFF\x10\x02*\xb1\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11JOB_STATE_PENDING\x10\x01\x12\x15\n" +
@@ -1311,58 +1586,66 @@ func file_imagefarm_v1_jobs_proto_rawDescGZIP() []byte {
 	return file_imagefarm_v1_jobs_proto_rawDescData
 }
 
-var file_imagefarm_v1_jobs_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_imagefarm_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_imagefarm_v1_jobs_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_imagefarm_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_imagefarm_v1_jobs_proto_goTypes = []any{
-	(JobState)(0),                 // 0: imagefarm.v1.JobState
-	(TaskState)(0),                // 1: imagefarm.v1.TaskState
-	(StopReason)(0),               // 2: imagefarm.v1.StopReason
-	(JobEventKind)(0),             // 3: imagefarm.v1.JobEventKind
-	(*Job)(nil),                   // 4: imagefarm.v1.Job
-	(*Targets)(nil),               // 5: imagefarm.v1.Targets
-	(*DriveList)(nil),             // 6: imagefarm.v1.DriveList
-	(*StandingOrder)(nil),         // 7: imagefarm.v1.StandingOrder
-	(*JobOptions)(nil),            // 8: imagefarm.v1.JobOptions
-	(*TaskCounts)(nil),            // 9: imagefarm.v1.TaskCounts
-	(*Task)(nil),                  // 10: imagefarm.v1.Task
-	(*JobEvent)(nil),              // 11: imagefarm.v1.JobEvent
-	nil,                           // 12: imagefarm.v1.Job.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
-	(*Selector)(nil),              // 14: imagefarm.v1.Selector
-	(*DriveIdentity)(nil),         // 15: imagefarm.v1.DriveIdentity
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
-	(*Failure)(nil),               // 17: imagefarm.v1.Failure
+	(AfterWrite)(0),               // 0: imagefarm.v1.AfterWrite
+	(JobState)(0),                 // 1: imagefarm.v1.JobState
+	(TaskState)(0),                // 2: imagefarm.v1.TaskState
+	(StopReason)(0),               // 3: imagefarm.v1.StopReason
+	(JobEventKind)(0),             // 4: imagefarm.v1.JobEventKind
+	(*Job)(nil),                   // 5: imagefarm.v1.Job
+	(*Targets)(nil),               // 6: imagefarm.v1.Targets
+	(*DeviceList)(nil),            // 7: imagefarm.v1.DeviceList
+	(*DeviceTarget)(nil),          // 8: imagefarm.v1.DeviceTarget
+	(*DeviceOrder)(nil),           // 9: imagefarm.v1.DeviceOrder
+	(*DriveList)(nil),             // 10: imagefarm.v1.DriveList
+	(*StandingOrder)(nil),         // 11: imagefarm.v1.StandingOrder
+	(*JobOptions)(nil),            // 12: imagefarm.v1.JobOptions
+	(*TaskCounts)(nil),            // 13: imagefarm.v1.TaskCounts
+	(*Task)(nil),                  // 14: imagefarm.v1.Task
+	(*JobEvent)(nil),              // 15: imagefarm.v1.JobEvent
+	nil,                           // 16: imagefarm.v1.Job.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*Selector)(nil),              // 18: imagefarm.v1.Selector
+	(*DriveIdentity)(nil),         // 19: imagefarm.v1.DriveIdentity
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*Failure)(nil),               // 21: imagefarm.v1.Failure
 }
 var file_imagefarm_v1_jobs_proto_depIdxs = []int32{
-	5,  // 0: imagefarm.v1.Job.targets:type_name -> imagefarm.v1.Targets
-	8,  // 1: imagefarm.v1.Job.options:type_name -> imagefarm.v1.JobOptions
-	12, // 2: imagefarm.v1.Job.labels:type_name -> imagefarm.v1.Job.LabelsEntry
-	0,  // 3: imagefarm.v1.Job.state:type_name -> imagefarm.v1.JobState
-	13, // 4: imagefarm.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	13, // 5: imagefarm.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	13, // 6: imagefarm.v1.Job.finish_time:type_name -> google.protobuf.Timestamp
-	9,  // 7: imagefarm.v1.Job.task_counts:type_name -> imagefarm.v1.TaskCounts
-	10, // 8: imagefarm.v1.Job.tasks:type_name -> imagefarm.v1.Task
-	6,  // 9: imagefarm.v1.Targets.drives:type_name -> imagefarm.v1.DriveList
-	7,  // 10: imagefarm.v1.Targets.standing_order:type_name -> imagefarm.v1.StandingOrder
-	14, // 11: imagefarm.v1.StandingOrder.selector:type_name -> imagefarm.v1.Selector
-	15, // 12: imagefarm.v1.Task.drive:type_name -> imagefarm.v1.DriveIdentity
-	1,  // 13: imagefarm.v1.Task.state:type_name -> imagefarm.v1.TaskState
-	16, // 14: imagefarm.v1.Task.eta:type_name -> google.protobuf.Duration
-	17, // 15: imagefarm.v1.Task.failure:type_name -> imagefarm.v1.Failure
-	13, // 16: imagefarm.v1.Task.create_time:type_name -> google.protobuf.Timestamp
-	13, // 17: imagefarm.v1.Task.start_time:type_name -> google.protobuf.Timestamp
-	13, // 18: imagefarm.v1.Task.update_time:type_name -> google.protobuf.Timestamp
-	13, // 19: imagefarm.v1.Task.finish_time:type_name -> google.protobuf.Timestamp
-	13, // 20: imagefarm.v1.JobEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 21: imagefarm.v1.JobEvent.kind:type_name -> imagefarm.v1.JobEventKind
-	4,  // 22: imagefarm.v1.JobEvent.job:type_name -> imagefarm.v1.Job
-	10, // 23: imagefarm.v1.JobEvent.task:type_name -> imagefarm.v1.Task
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	6,  // 0: imagefarm.v1.Job.targets:type_name -> imagefarm.v1.Targets
+	12, // 1: imagefarm.v1.Job.options:type_name -> imagefarm.v1.JobOptions
+	16, // 2: imagefarm.v1.Job.labels:type_name -> imagefarm.v1.Job.LabelsEntry
+	1,  // 3: imagefarm.v1.Job.state:type_name -> imagefarm.v1.JobState
+	17, // 4: imagefarm.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	17, // 5: imagefarm.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	17, // 6: imagefarm.v1.Job.finish_time:type_name -> google.protobuf.Timestamp
+	13, // 7: imagefarm.v1.Job.task_counts:type_name -> imagefarm.v1.TaskCounts
+	14, // 8: imagefarm.v1.Job.tasks:type_name -> imagefarm.v1.Task
+	10, // 9: imagefarm.v1.Targets.drives:type_name -> imagefarm.v1.DriveList
+	11, // 10: imagefarm.v1.Targets.standing_order:type_name -> imagefarm.v1.StandingOrder
+	7,  // 11: imagefarm.v1.Targets.devices:type_name -> imagefarm.v1.DeviceList
+	9,  // 12: imagefarm.v1.Targets.device_order:type_name -> imagefarm.v1.DeviceOrder
+	8,  // 13: imagefarm.v1.DeviceList.devices:type_name -> imagefarm.v1.DeviceTarget
+	18, // 14: imagefarm.v1.StandingOrder.selector:type_name -> imagefarm.v1.Selector
+	0,  // 15: imagefarm.v1.JobOptions.after_write:type_name -> imagefarm.v1.AfterWrite
+	19, // 16: imagefarm.v1.Task.drive:type_name -> imagefarm.v1.DriveIdentity
+	2,  // 17: imagefarm.v1.Task.state:type_name -> imagefarm.v1.TaskState
+	20, // 18: imagefarm.v1.Task.eta:type_name -> google.protobuf.Duration
+	21, // 19: imagefarm.v1.Task.failure:type_name -> imagefarm.v1.Failure
+	17, // 20: imagefarm.v1.Task.create_time:type_name -> google.protobuf.Timestamp
+	17, // 21: imagefarm.v1.Task.start_time:type_name -> google.protobuf.Timestamp
+	17, // 22: imagefarm.v1.Task.update_time:type_name -> google.protobuf.Timestamp
+	17, // 23: imagefarm.v1.Task.finish_time:type_name -> google.protobuf.Timestamp
+	17, // 24: imagefarm.v1.JobEvent.time:type_name -> google.protobuf.Timestamp
+	4,  // 25: imagefarm.v1.JobEvent.kind:type_name -> imagefarm.v1.JobEventKind
+	5,  // 26: imagefarm.v1.JobEvent.job:type_name -> imagefarm.v1.Job
+	14, // 27: imagefarm.v1.JobEvent.task:type_name -> imagefarm.v1.Task
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_jobs_proto_init() }
@@ -1375,8 +1658,10 @@ func file_imagefarm_v1_jobs_proto_init() {
 	file_imagefarm_v1_jobs_proto_msgTypes[1].OneofWrappers = []any{
 		(*Targets_Drives)(nil),
 		(*Targets_StandingOrder)(nil),
+		(*Targets_Devices)(nil),
+		(*Targets_DeviceOrder)(nil),
 	}
-	file_imagefarm_v1_jobs_proto_msgTypes[7].OneofWrappers = []any{
+	file_imagefarm_v1_jobs_proto_msgTypes[10].OneofWrappers = []any{
 		(*JobEvent_Job)(nil),
 		(*JobEvent_Task)(nil),
 	}
@@ -1385,8 +1670,8 @@ func file_imagefarm_v1_jobs_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagefarm_v1_jobs_proto_rawDesc), len(file_imagefarm_v1_jobs_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   9,
+			NumEnums:      5,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

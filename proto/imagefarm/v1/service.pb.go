@@ -1528,7 +1528,7 @@ var File_imagefarm_v1_service_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1aimagefarm/v1/service.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imagefarm/v1/audit.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/image.proto\x1a\x17imagefarm/v1/jobs.proto\x1a\x18imagefarm/v1/token.proto\"\xb2\x02\n" +
+	"\x1aimagefarm/v1/service.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imagefarm/v1/audit.proto\x1a\x19imagefarm/v1/device.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/image.proto\x1a\x17imagefarm/v1/jobs.proto\x1a\x18imagefarm/v1/token.proto\"\xb2\x02\n" +
 	"\x10SubmitJobRequest\x12\x1b\n" +
 	"\timage_ref\x18\x01 \x01(\tR\bimageRef\x12/\n" +
 	"\atargets\x18\x02 \x01(\v2\x15.imagefarm.v1.TargetsR\atargets\x122\n" +
@@ -1613,7 +1613,7 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x1c\n" +
 	"\tsignature\x18\x03 \x01(\fR\tsignature\"F\n" +
 	"\x11SignImageResponse\x121\n" +
-	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\x83\v\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\xa5\f\n" +
 	"\x10ImageFarmService\x12L\n" +
 	"\tSubmitJob\x12\x1e.imagefarm.v1.SubmitJobRequest\x1a\x1f.imagefarm.v1.SubmitJobResponse\x12C\n" +
 	"\x06GetJob\x12\x1b.imagefarm.v1.GetJobRequest\x1a\x1c.imagefarm.v1.GetJobResponse\x12I\n" +
@@ -1634,7 +1634,9 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\vCreateToken\x12 .imagefarm.v1.CreateTokenRequest\x1a!.imagefarm.v1.CreateTokenResponse\x12O\n" +
 	"\n" +
 	"ListTokens\x12\x1f.imagefarm.v1.ListTokensRequest\x1a .imagefarm.v1.ListTokensResponse\x12R\n" +
-	"\vRevokeToken\x12 .imagefarm.v1.RevokeTokenRequest\x1a!.imagefarm.v1.RevokeTokenResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\vRevokeToken\x12 .imagefarm.v1.RevokeTokenRequest\x1a!.imagefarm.v1.RevokeTokenResponse\x12R\n" +
+	"\vListDevices\x12 .imagefarm.v1.ListDevicesRequest\x1a!.imagefarm.v1.ListDevicesResponse\x12L\n" +
+	"\tGetDevice\x12\x1e.imagefarm.v1.GetDeviceRequest\x1a\x1f.imagefarm.v1.GetDeviceResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_service_proto_rawDescOnce sync.Once
@@ -1696,9 +1698,13 @@ var file_imagefarm_v1_service_proto_goTypes = []any{
 	(*CreateTokenRequest)(nil),         // 43: imagefarm.v1.CreateTokenRequest
 	(*ListTokensRequest)(nil),          // 44: imagefarm.v1.ListTokensRequest
 	(*RevokeTokenRequest)(nil),         // 45: imagefarm.v1.RevokeTokenRequest
-	(*CreateTokenResponse)(nil),        // 46: imagefarm.v1.CreateTokenResponse
-	(*ListTokensResponse)(nil),         // 47: imagefarm.v1.ListTokensResponse
-	(*RevokeTokenResponse)(nil),        // 48: imagefarm.v1.RevokeTokenResponse
+	(*ListDevicesRequest)(nil),         // 46: imagefarm.v1.ListDevicesRequest
+	(*GetDeviceRequest)(nil),           // 47: imagefarm.v1.GetDeviceRequest
+	(*CreateTokenResponse)(nil),        // 48: imagefarm.v1.CreateTokenResponse
+	(*ListTokensResponse)(nil),         // 49: imagefarm.v1.ListTokensResponse
+	(*RevokeTokenResponse)(nil),        // 50: imagefarm.v1.RevokeTokenResponse
+	(*ListDevicesResponse)(nil),        // 51: imagefarm.v1.ListDevicesResponse
+	(*GetDeviceResponse)(nil),          // 52: imagefarm.v1.GetDeviceResponse
 }
 var file_imagefarm_v1_service_proto_depIdxs = []int32{
 	29, // 0: imagefarm.v1.SubmitJobRequest.targets:type_name -> imagefarm.v1.Targets
@@ -1741,25 +1747,29 @@ var file_imagefarm_v1_service_proto_depIdxs = []int32{
 	43, // 37: imagefarm.v1.ImageFarmService.CreateToken:input_type -> imagefarm.v1.CreateTokenRequest
 	44, // 38: imagefarm.v1.ImageFarmService.ListTokens:input_type -> imagefarm.v1.ListTokensRequest
 	45, // 39: imagefarm.v1.ImageFarmService.RevokeToken:input_type -> imagefarm.v1.RevokeTokenRequest
-	1,  // 40: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
-	3,  // 41: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
-	5,  // 42: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
-	7,  // 43: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
-	9,  // 44: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
-	11, // 45: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
-	13, // 46: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
-	15, // 47: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
-	17, // 48: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
-	19, // 49: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
-	21, // 50: imagefarm.v1.ImageFarmService.CreateImageVersion:output_type -> imagefarm.v1.CreateImageVersionResponse
-	23, // 51: imagefarm.v1.ImageFarmService.SetImageChannel:output_type -> imagefarm.v1.SetImageChannelResponse
-	25, // 52: imagefarm.v1.ImageFarmService.RemoveImageRef:output_type -> imagefarm.v1.RemoveImageRefResponse
-	27, // 53: imagefarm.v1.ImageFarmService.SignImage:output_type -> imagefarm.v1.SignImageResponse
-	46, // 54: imagefarm.v1.ImageFarmService.CreateToken:output_type -> imagefarm.v1.CreateTokenResponse
-	47, // 55: imagefarm.v1.ImageFarmService.ListTokens:output_type -> imagefarm.v1.ListTokensResponse
-	48, // 56: imagefarm.v1.ImageFarmService.RevokeToken:output_type -> imagefarm.v1.RevokeTokenResponse
-	40, // [40:57] is the sub-list for method output_type
-	23, // [23:40] is the sub-list for method input_type
+	46, // 40: imagefarm.v1.ImageFarmService.ListDevices:input_type -> imagefarm.v1.ListDevicesRequest
+	47, // 41: imagefarm.v1.ImageFarmService.GetDevice:input_type -> imagefarm.v1.GetDeviceRequest
+	1,  // 42: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
+	3,  // 43: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
+	5,  // 44: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
+	7,  // 45: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
+	9,  // 46: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
+	11, // 47: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
+	13, // 48: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
+	15, // 49: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
+	17, // 50: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
+	19, // 51: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
+	21, // 52: imagefarm.v1.ImageFarmService.CreateImageVersion:output_type -> imagefarm.v1.CreateImageVersionResponse
+	23, // 53: imagefarm.v1.ImageFarmService.SetImageChannel:output_type -> imagefarm.v1.SetImageChannelResponse
+	25, // 54: imagefarm.v1.ImageFarmService.RemoveImageRef:output_type -> imagefarm.v1.RemoveImageRefResponse
+	27, // 55: imagefarm.v1.ImageFarmService.SignImage:output_type -> imagefarm.v1.SignImageResponse
+	48, // 56: imagefarm.v1.ImageFarmService.CreateToken:output_type -> imagefarm.v1.CreateTokenResponse
+	49, // 57: imagefarm.v1.ImageFarmService.ListTokens:output_type -> imagefarm.v1.ListTokensResponse
+	50, // 58: imagefarm.v1.ImageFarmService.RevokeToken:output_type -> imagefarm.v1.RevokeTokenResponse
+	51, // 59: imagefarm.v1.ImageFarmService.ListDevices:output_type -> imagefarm.v1.ListDevicesResponse
+	52, // 60: imagefarm.v1.ImageFarmService.GetDevice:output_type -> imagefarm.v1.GetDeviceResponse
+	42, // [42:61] is the sub-list for method output_type
+	23, // [23:42] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -1771,6 +1781,7 @@ func file_imagefarm_v1_service_proto_init() {
 		return
 	}
 	file_imagefarm_v1_audit_proto_init()
+	file_imagefarm_v1_device_proto_init()
 	file_imagefarm_v1_farm_proto_init()
 	file_imagefarm_v1_image_proto_init()
 	file_imagefarm_v1_jobs_proto_init()

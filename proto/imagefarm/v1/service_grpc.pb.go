@@ -36,6 +36,8 @@ const (
 	ImageFarmService_CreateToken_FullMethodName        = "/imagefarm.v1.ImageFarmService/CreateToken"
 	ImageFarmService_ListTokens_FullMethodName         = "/imagefarm.v1.ImageFarmService/ListTokens"
 	ImageFarmService_RevokeToken_FullMethodName        = "/imagefarm.v1.ImageFarmService/RevokeToken"
+	ImageFarmService_ListDevices_FullMethodName        = "/imagefarm.v1.ImageFarmService/ListDevices"
+	ImageFarmService_GetDevice_FullMethodName          = "/imagefarm.v1.ImageFarmService/GetDevice"
 )
 
 // ImageFarmServiceClient is the client API for ImageFarmService service.
@@ -104,6 +106,11 @@ type ImageFarmServiceClient interface {
 	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
 	// RevokeToken revokes a token by name or id: it is refused from then on.
 	RevokeToken(ctx context.Context, in *RevokeTokenRequest, opts ...grpc.CallOption) (*RevokeTokenResponse, error)
+	// ListDevices returns the devices the farm knows: machines that
+	// netbooted into the deploy environment and enrolled.
+	ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error)
+	// GetDevice returns one device, by id, serial or MAC.
+	GetDevice(ctx context.Context, in *GetDeviceRequest, opts ...grpc.CallOption) (*GetDeviceResponse, error)
 }
 
 type imageFarmServiceClient struct {
@@ -302,6 +309,26 @@ func (c *imageFarmServiceClient) RevokeToken(ctx context.Context, in *RevokeToke
 	return out, nil
 }
 
+func (c *imageFarmServiceClient) ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDevicesResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_ListDevices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) GetDevice(ctx context.Context, in *GetDeviceRequest, opts ...grpc.CallOption) (*GetDeviceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDeviceResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_GetDevice_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ImageFarmServiceServer is the server API for ImageFarmService service.
 // All implementations must embed UnimplementedImageFarmServiceServer
 // for forward compatibility.
@@ -368,6 +395,11 @@ type ImageFarmServiceServer interface {
 	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
 	// RevokeToken revokes a token by name or id: it is refused from then on.
 	RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error)
+	// ListDevices returns the devices the farm knows: machines that
+	// netbooted into the deploy environment and enrolled.
+	ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error)
+	// GetDevice returns one device, by id, serial or MAC.
+	GetDevice(context.Context, *GetDeviceRequest) (*GetDeviceResponse, error)
 	mustEmbedUnimplementedImageFarmServiceServer()
 }
 
@@ -428,6 +460,12 @@ func (UnimplementedImageFarmServiceServer) ListTokens(context.Context, *ListToke
 }
 func (UnimplementedImageFarmServiceServer) RevokeToken(context.Context, *RevokeTokenRequest) (*RevokeTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeToken not implemented")
+}
+func (UnimplementedImageFarmServiceServer) ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDevices not implemented")
+}
+func (UnimplementedImageFarmServiceServer) GetDevice(context.Context, *GetDeviceRequest) (*GetDeviceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDevice not implemented")
 }
 func (UnimplementedImageFarmServiceServer) mustEmbedUnimplementedImageFarmServiceServer() {}
 func (UnimplementedImageFarmServiceServer) testEmbeddedByValue()                          {}
@@ -742,6 +780,42 @@ func _ImageFarmService_RevokeToken_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ImageFarmService_ListDevices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDevicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).ListDevices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_ListDevices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).ListDevices(ctx, req.(*ListDevicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_GetDevice_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDeviceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).GetDevice(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_GetDevice_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).GetDevice(ctx, req.(*GetDeviceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ImageFarmService_ServiceDesc is the grpc.ServiceDesc for ImageFarmService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -808,6 +882,14 @@ var ImageFarmService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeToken",
 			Handler:    _ImageFarmService_RevokeToken_Handler,
+		},
+		{
+			MethodName: "ListDevices",
+			Handler:    _ImageFarmService_ListDevices_Handler,
+		},
+		{
+			MethodName: "GetDevice",
+			Handler:    _ImageFarmService_GetDevice_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
