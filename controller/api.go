@@ -37,6 +37,7 @@ type apiServer struct {
 	refs    *catalogrefs.Store
 	log     *slog.Logger
 	wake    func() // asks the placer to run soon
+	dev     *deviceServer
 }
 
 // ListImages implements ImageFarmService.ListImages.
@@ -72,15 +73,7 @@ func (a *apiServer) SubmitJob(ctx context.Context, req *imagefarmv1.SubmitJobReq
 // createJob stores job once it is known that it can be placed, and
 // returns it as stored.
 func (a *apiServer) createJob(ctx context.Context, requestID string, job *imagefarmv1.Job) (*imagefarmv1.Job, error) {
-	sj, err := a.view.schedJob(ctx, job)
-	if err != nil {
-		return nil, err
-	}
-	farm, _, err := a.view.farmSnapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := scheduler.ValidateSubmit(sj, farm); err != nil {
+	if err := a.checkPlaceable(ctx, job); err != nil {
 		return nil, err
 	}
 	created, err := a.core.CreateJob(ctx, job)
@@ -97,6 +90,22 @@ func (a *apiServer) createJob(ctx context.Context, requestID string, job *imagef
 	}
 	a.wake()
 	return a.st.GetJob(ctx, job.GetId())
+}
+
+// checkPlaceable refuses a job that can never be placed.
+func (a *apiServer) checkPlaceable(ctx context.Context, job *imagefarmv1.Job) error {
+	if isDeviceJob(job) {
+		return a.dev.checkDeviceJob(ctx, job)
+	}
+	sj, err := a.view.schedJob(ctx, job)
+	if err != nil {
+		return err
+	}
+	farm, _, err := a.view.farmSnapshot(ctx)
+	if err != nil {
+		return err
+	}
+	return scheduler.ValidateSubmit(sj, farm)
 }
 
 // errRequestIDReused: a request id is sent again with another request.

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/imagefarm/imagefarm/controller/enroll"
 	"github.com/imagefarm/imagefarm/controller/tokens"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
@@ -22,6 +23,12 @@ type access struct {
 	// nodeCert: no token; the handler binds the call to the node whose
 	// certificate the peer presented (checkNodePeer).
 	nodeCert bool
+	// bootToken: no token; the handler redeems the request's one-time
+	// boot token (Enroll).
+	bootToken bool
+	// device: a device credential from Enroll, not a token; the handler
+	// gets the device it names (callDevice).
+	device bool
 }
 
 var (
@@ -54,6 +61,15 @@ var policy = map[string]access{
 	imagefarmv1.ImageFarmService_RevokeToken_FullMethodName:        admin,
 
 	imagefarmv1.ImagerService_Connect_FullMethodName: {nodeCert: true},
+
+	imagefarmv1.ImageFarmService_ListDevices_FullMethodName: viewer,
+	imagefarmv1.ImageFarmService_GetDevice_FullMethodName:   viewer,
+	imagefarmv1.DeviceService_PlanBoot_FullMethodName:       operator, // the boot service's token
+	imagefarmv1.DeviceService_Enroll_FullMethodName:         {bootToken: true},
+	imagefarmv1.DeviceService_Report_FullMethodName:         {device: true},
+	imagefarmv1.DeviceService_ReadObject_FullMethodName:     {device: true},
+	imagefarmv1.DeviceService_StatObject_FullMethodName:     {device: true},
+	imagefarmv1.DeviceService_ListObjects_FullMethodName:    {device: true},
 }
 
 // errNoToken is a call to the client API without a known token.
@@ -72,6 +88,7 @@ func callToken(ctx context.Context) (*imagefarmv1.Token, bool) {
 // authorizer checks each call against policy with the client API's tokens.
 type authorizer struct {
 	tokens *tokens.Store
+	creds  *enroll.Credentials // device credentials (authorizeDevice)
 }
 
 // authorizeUnary and authorizeStream refuse a call unless the policy of its
@@ -98,8 +115,11 @@ func (az authorizer) authorize(ctx context.Context, method string) (context.Cont
 	if !ok {
 		return nil, status.Errorf(codes.PermissionDenied, "%s has no access policy: nobody may call it", method)
 	}
-	if need.nodeCert {
+	switch {
+	case need.nodeCert || need.bootToken:
 		return ctx, nil
+	case need.device:
+		return az.authorizeDevice(ctx)
 	}
 	tok, err := az.callerToken(ctx)
 	if err != nil {

@@ -11,7 +11,8 @@ import (
 // TestPolicyCoversEveryMethod: a method added to a service without an
 // access policy would be refused to everyone; this names it first.
 func TestPolicyCoversEveryMethod(t *testing.T) {
-	for _, sd := range []grpc.ServiceDesc{imagefarmv1.ImageFarmService_ServiceDesc, imagefarmv1.ImagerService_ServiceDesc} {
+	for _, sd := range []grpc.ServiceDesc{imagefarmv1.ImageFarmService_ServiceDesc, imagefarmv1.ImagerService_ServiceDesc,
+		imagefarmv1.DeviceService_ServiceDesc} {
 		var names []string
 		for _, m := range sd.Methods {
 			names = append(names, m.MethodName)

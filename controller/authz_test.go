@@ -33,7 +33,9 @@ var wantPolicy = map[string]string{
 	"ListImages": "viewer", "GetImage": "viewer", "ListAudit": "viewer",
 	"SubmitJob": "operator", "CancelJob": "operator",
 	"CreateImageVersion": "admin", "SetImageChannel": "admin", "RemoveImageRef": "admin", "SignImage": "admin", "CreateToken": "admin", "ListTokens": "admin", "RevokeToken": "admin",
-	"Connect": "node",
+	"Connect":     "node",
+	"ListDevices": "viewer", "GetDevice": "viewer", "PlanBoot": "operator",
+	"Enroll": "boot token", "Report": "device", "ReadObject": "device", "StatObject": "device", "ListObjects": "device",
 }
 
 // rpc is one method of a service, as its descriptor has it.
@@ -42,11 +44,12 @@ type rpc struct {
 	stream, client bool
 }
 
-// rpcs lists every method of both services from their descriptors, so a
+// rpcs lists every method of the services from their descriptors, so a
 // new method is in the matrix as soon as it is in a service.
 func rpcs() []rpc {
 	var out []rpc
-	for _, sd := range []grpc.ServiceDesc{imagefarmv1.ImageFarmService_ServiceDesc, imagefarmv1.ImagerService_ServiceDesc} {
+	for _, sd := range []grpc.ServiceDesc{imagefarmv1.ImageFarmService_ServiceDesc, imagefarmv1.ImagerService_ServiceDesc,
+		imagefarmv1.DeviceService_ServiceDesc} {
 		for _, m := range sd.Methods {
 			out = append(out, rpc{name: m.MethodName, full: "/" + sd.ServiceName + "/" + m.MethodName})
 		}
@@ -123,6 +126,14 @@ func TestAuthorizationMatrix(t *testing.T) {
 						}
 						if got != want {
 							t.Errorf("%s = %v, want %v", name, got, want)
+						}
+					case need == "device": // no API token is a device credential
+						if got != codes.Unauthenticated {
+							t.Errorf("%s = %v, want Unauthenticated", name, got)
+						}
+					case need == "boot token": // the handler redeems the request's token, whoever calls
+						if got != codes.InvalidArgument {
+							t.Errorf("%s = %v, want the handler's InvalidArgument for an empty request", name, got)
 						}
 					case who == "none" || who == "revoked":
 						if got != codes.Unauthenticated {

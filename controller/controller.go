@@ -75,6 +75,8 @@ type Config struct {
 	// negative, as --catalog-scan-interval 0 says (whose default is
 	// DefaultCatalogScanInterval).
 	CatalogScanInterval time.Duration
+	// Devices tunes network boot (devices.go).
+	Devices DevicesConfig
 }
 
 // Controller accepts jobs over gRPC, places them on the imagers' drives,
@@ -160,6 +162,7 @@ type backend struct {
 	trail  *audit.Log
 	tokens *tokens.Store
 	refs   *catalogrefs.Store
+	dev    *deviceFarm
 }
 
 // open creates or opens the controller's buckets and streams.
@@ -181,6 +184,9 @@ func (c *Controller) open(ctx context.Context, js jetstream.JetStream) (*backend
 	if b.refs, err = catalogrefs.Open(ctx, js, c.cfg.State.Replicas); err != nil {
 		return nil, fmt.Errorf("controller: catalog refs: %w", err)
 	}
+	if b.dev, err = openDevices(ctx, js, c.cfg.State.Replicas, c.cfg.Devices); err != nil {
+		return nil, fmt.Errorf("controller: devices: %w", err)
+	}
 	return &b, nil
 }
 
@@ -189,6 +195,7 @@ func (c *Controller) open(ctx context.Context, js jetstream.JetStream) (*backend
 type parts struct {
 	api     *apiServer
 	imagers *imagerServer
+	devices *deviceServer
 	auth    authorizer
 	place   *placer
 	alive   *liveness
@@ -205,13 +212,16 @@ func (c *Controller) build(b *backend) (*parts, error) {
 	}
 	view := &storeView{st: b.st, cat: c.cfg.Catalog, log: c.log}
 	place := newPlacer(cr, view, b.pub, c.log)
-	p := &parts{auth: authorizer{tokens: b.tokens}, place: place,
+	p := &parts{auth: authorizer{tokens: b.tokens, creds: b.dev.creds}, place: place,
 		api: &apiServer{img: images{cat: c.cfg.Catalog}, cat: c.cfg.Catalog, trusted: c.cfg.TrustedKeys, st: b.st, core: cr,
 			view: view, live: live, audit: rec, tokens: b.tokens, refs: b.refs, log: c.log, wake: place.wake},
 		imagers: &imagerServer{st: b.st, core: cr, view: view, live: live, audit: rec, ttl: c.cfg.HeartbeatTTL,
 			insecure: c.cfg.TLS == nil, log: c.log, wake: place.wake},
 		alive: &liveness{st: b.st, core: cr, view: view, live: live, audit: rec, ttl: c.cfg.HeartbeatTTL, log: c.log, wake: place.wake},
 	}
+	p.devices = &deviceServer{st: b.st, core: cr, cat: c.cfg.Catalog, imagers: p.imagers, audit: rec, dev: b.dev,
+		ttl: c.cfg.HeartbeatTTL, log: c.log, wake: place.wake}
+	p.api.dev = p.devices
 	if c.cfg.CatalogScanInterval > 0 {
 		p.watcher = &catalogWatcher{cat: c.cfg.Catalog, refs: b.refs, audit: rec, interval: c.cfg.CatalogScanInterval, log: c.log}
 	}
@@ -238,6 +248,7 @@ func (c *Controller) serve(ctx context.Context, p *parts) error {
 		grpc.ChainStreamInterceptor(c.recoverStream, statusStream, c.authStream, p.auth.authorizeStream))
 	imagefarmv1.RegisterImageFarmServiceServer(srv, p.api)
 	imagefarmv1.RegisterImagerServiceServer(srv, p.imagers)
+	imagefarmv1.RegisterDeviceServiceServer(srv, p.devices)
 	c.addr <- lis.Addr()
 	c.log.Info("controller serving", "addr", lis.Addr().String(), "nats", redact.URL(c.cfg.NATSURL), "tls", c.cfg.TLS != nil)
 	g, gctx := errgroup.WithContext(ctx)
@@ -245,6 +256,7 @@ func (c *Controller) serve(ctx context.Context, p *parts) error {
 	g.Go(func() error { <-gctx.Done(); srv.Stop(); return nil })
 	g.Go(func() error { return p.place.Run(gctx) })
 	g.Go(func() error { return p.alive.Run(gctx) })
+	g.Go(func() error { return p.devices.Run(gctx) })
 	if p.watcher != nil {
 		g.Go(func() error { return p.watcher.Run(gctx) })
 	}

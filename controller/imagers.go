@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,9 @@ type taskStopper struct {
 
 // StopTask implements core.Stopper.
 func (s taskStopper) StopTask(ctx context.Context, t *imagefarmv1.Task, reason imagefarmv1.StopReason, msg string) {
+	if strings.HasPrefix(t.GetNodeId(), deviceNodePrefix) {
+		return // a netbooted device has no NATS subject: it hears on its report stream (stopEnded)
+	}
 	if _, err := s.pub.Cancel(ctx, t.GetNodeId(), &imagefarmv1.TaskCancel{TaskId: t.GetId(), JobId: t.GetJobId(),
 		Epoch: t.GetEpoch(), Reason: reason}); err != nil {
 		s.log.Warn("publish cancel", "task_id", t.GetId(), "error", err)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller/audit"
 	"github.com/imagefarm/imagefarm/controller/core"
+	"github.com/imagefarm/imagefarm/controller/devices"
+	"github.com/imagefarm/imagefarm/controller/enroll"
 	"github.com/imagefarm/imagefarm/controller/page"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
@@ -78,18 +80,18 @@ var statusCodes = []struct {
 	errs []error
 }{
 	{codes.Internal, []error{errNotRecorded}},
-	{codes.NotFound, []error{catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, errNoJob,
+	{codes.NotFound, []error{devices.ErrNotFound, catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, errNoJob,
 		scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode}},
-	{codes.InvalidArgument, []error{errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, page.ErrInvalidToken, page.ErrInvalidSize,
+	{codes.InvalidArgument, []error{devices.ErrInvalid, errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, page.ErrInvalidToken, page.ErrInvalidSize,
 		errProtocol, catalog.ErrBadRef, catalog.ErrSignatureInvalid, state.ErrInvalidID, ident.ErrInvalid, scheduler.ErrBadDriveRef,
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector}},
-	{codes.FailedPrecondition, []error{scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
+	{codes.FailedPrecondition, []error{errDeviceRefused, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
 		scheduler.ErrDriveTooSmall, core.ErrJobEnded, core.ErrIllegalMove, catalog.ErrNotForDrive, tokens.ErrLastAdmin, catalog.ErrNameTaken, errUntrustedKey,
 		errStoreReadOnly}},
 	{codes.OutOfRange, []error{state.ErrRevisionTooOld, state.ErrFutureRevision}},
 	{codes.AlreadyExists, []error{state.ErrExists, tokens.ErrExists, errRequestIDReused, catalog.ErrVersionExists}},
-	{codes.Unauthenticated, []error{errNoCertificate, pki.ErrUntrusted, errNoToken}},
-	{codes.PermissionDenied, []error{errWrongPeer}},
+	{codes.Unauthenticated, []error{errNoDeviceCredential, errNoCertificate, pki.ErrUntrusted, errNoToken}},
+	{codes.PermissionDenied, []error{enroll.ErrRefused, errNotForDevice, errWrongPeer}},
 	{codes.Aborted, []error{errFenced, state.ErrConflict}},
 	{codes.DataLoss, []error{catalog.ErrBadManifest, catalog.ErrCorruptChunk, audit.ErrUndecodable}},
 	{codes.Unavailable, []error{storage.ErrUnreachable, storage.ErrAccessDenied, storage.ErrNoBucket, state.ErrEventPending,
@@ -108,7 +110,7 @@ func codeOf(err error) codes.Code {
 // explained are the sentinels whose every wrapping message says what was
 // wrong and what to do (the scheduler's promise them): their own text, at
 // the end, would only add an internal tag ("...: scheduler: bad count").
-var explained = []error{ident.ErrInvalid, scheduler.ErrBadDriveRef, scheduler.ErrBadTargets, scheduler.ErrBadCount,
+var explained = []error{devices.ErrInvalid, errDeviceRefused, errNoDeviceCredential, enroll.ErrRefused, errNotForDevice, ident.ErrInvalid, scheduler.ErrBadDriveRef, scheduler.ErrBadTargets, scheduler.ErrBadCount,
 	scheduler.ErrBadSelector, scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool,
 	scheduler.ErrNoMatchingNode, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
 	scheduler.ErrDriveTooSmall, errBadRequest, page.ErrInvalidToken, page.ErrInvalidSize, errNoJob, core.ErrJobEnded,

@@ -44,6 +44,10 @@ func checkSubmit(req *imagefarmv1.SubmitJobRequest) error {
 // (the same rules the CLI, the farm CA, NATS subjects and the store use).
 func checkHello(h *imagefarmv1.Hello) error {
 	err := cmp.Or(ident.NodeID(h.GetNodeId()), ident.Pool(h.GetPool()), ident.Labels(h.GetLabels()))
+	if strings.HasPrefix(h.GetNodeId(), deviceNodePrefix) {
+		err = cmp.Or(err, fmt.Errorf("node id %q: ids starting with %q name netbooted devices; give the imager another: %w",
+			h.GetNodeId(), deviceNodePrefix, errBadRequest))
+	}
 	for _, d := range h.GetDrives() {
 		err = cmp.Or(err, ident.DriveID(d.GetId()), ident.SlotLabel(d.GetSlotLabel()), checkDriveState(d))
 	}

@@ -229,7 +229,7 @@ func actionName(a imagefarmv1.AuditAction) string {
 
 // auditSubject is what a record is about: its job, drive and image.
 func auditSubject(r *imagefarmv1.AuditRecord) string {
-	return joinSet(" ", r.GetJobId(), r.GetNodeId(), slotName(r.GetSlotLabel(), r.GetSlot()), r.GetDriveSerial(), r.GetImageRef())
+	return joinSet(" ", r.GetJobId(), r.GetNodeId(), r.GetMac(), slotName(r.GetSlotLabel(), r.GetSlot()), r.GetDriveSerial(), r.GetImageRef())
 }
 
 // auditDetail is how it ended, and why.

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imagefarm/imagefarm/controller"
+	"github.com/imagefarm/imagefarm/controller/enroll"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/internal/userpath"
 	"github.com/imagefarm/imagefarm/internal/wire"
@@ -29,6 +30,7 @@ func newControllerCmd(g *globals) *cobra.Command {
 		ttl, ackWait       time.Duration
 		scanEvery          time.Duration
 		trustedKeys        string
+		devices            controller.DevicesConfig
 	)
 	cmd := &cobra.Command{
 		Use: "controller --nats URL --store URL --listen ADDR --tls-cert FILE --tls-key FILE --client-ca FILE",
@@ -64,7 +66,7 @@ signatures/: deploy/minio/controller-policy.json.`,
 			}
 			c, err := controller.New(controller.Config{NATSURL: natsURL, NATSCreds: natsCreds, Listen: listen, Catalog: cat,
 				TLS: tlsCfg, ClientCAs: clientCAs, Insecure: g.tls.insecure, BootstrapTokenFile: bootstrap,
-				HeartbeatTTL: ttl, CatalogScanInterval: scanEvery, TrustedKeys: ring, Dispatch: wire.Config{AckWait: ackWait}, Log: slog.Default()})
+				HeartbeatTTL: ttl, CatalogScanInterval: scanEvery, TrustedKeys: ring, Dispatch: wire.Config{AckWait: ackWait}, Devices: devices, Log: slog.Default()})
 			if err != nil {
 				return err
 			}
@@ -84,6 +86,10 @@ signatures/: deploy/minio/controller-policy.json.`,
 	cmd.Flags().StringVar(&trustedKeys, "trusted-keys", os.Getenv("IMAGEFARM_TRUSTED_KEYS"),
 		"file of public keys (as in signing.pub) that image sign may sign with; any key whose signature verifies when unset (env IMAGEFARM_TRUSTED_KEYS)")
 	addAckWaitFlag(cmd, &ackWait)
+	durationVar(cmd.Flags(), &devices.BootTokenTTL, "boot-token-ttl", enroll.DefaultTokenTTL, time.Second,
+		"a netbooting machine's one-time boot token is accepted this long after the boot service got it")
+	durationVar(cmd.Flags(), &devices.CredentialTTL, "device-credential-ttl", enroll.DefaultCredentialTTL, time.Minute,
+		"an enrolled device's credential (its task's reports and image reads) is accepted this long")
 	return cmd
 }
 

@@ -37,12 +37,13 @@ type submitFlags struct {
 	jobLabels     map[string]string
 	requestID     string
 	watch         bool
+	devices       deviceFlags // job_devices.go
 }
 
 func newJobSubmitCmd(g *globals) *cobra.Command {
 	var sf submitFlags
 	cmd := &cobra.Command{
-		Use:   "submit REF (--drive NODE/ID... | --count N [--pool P] [--label K=V]... [--node ID]... [--min-size SIZE] [--removable])",
+		Use:   "submit REF (--drive NODE/ID... | --count N [--pool P] [--label K=V]... [--node ID]... [--min-size SIZE] [--removable] | --device SERIAL... [--disk SERIAL] | --model MODEL --count N) [--then reboot|poweroff]",
 		Short: "Submit a job that writes an image to named drives, or to N drives a selector matches",
 		Long: `Submit a job to the controller. Name the drives (--drive NODE/ID, repeatable), or
 ask for --count drives that a selector matches: the job is then a standing order that
@@ -99,6 +100,7 @@ func (sf *submitFlags) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&sf.checkCapacity, "check-capacity", false, "check each drive's real capacity first and refuse counterfeit drives")
 	f.StringToStringVar(&sf.jobLabels, "label-job", nil, "label key=value kept with the job, such as a ticket number (repeatable)")
 	f.StringVar(&sf.requestID, "request-id", "", "id that makes the submit idempotent across retries (default: a new random id)")
+	sf.devices.addFlags(f)
 	f.BoolVar(&sf.watch, "watch", false, "follow the job until it is final, as imagefarm job watch")
 }
 
@@ -119,6 +121,9 @@ func (sf *submitFlags) request(cmd *cobra.Command, ref string) (*imagefarmv1.Sub
 	}
 	if req.RequestId == "" {
 		req.RequestId = rand.Text()
+	}
+	if err := sf.devices.fill(changed, sf, req); err != nil || req.Targets != nil {
+		return req, err
 	}
 	switch {
 	case len(sf.drives) > 0 && changed("count"):
@@ -184,6 +189,9 @@ func (sf *submitFlags) checkNames(ref string) error {
 
 func printSubmitted(w io.Writer, job *imagefarmv1.Job, watching bool) error {
 	what := plural(len(job.GetTargets().GetDrives().GetDriveIds()), "drive")
+	if isDeviceJob(job) {
+		what = deviceTargetsText(job)
+	}
 	if so := job.GetTargets().GetStandingOrder(); so != nil {
 		what = fmt.Sprintf("%s a selector matches (standing order)", plural(int(so.GetCount()), "drive"))
 	}
@@ -311,6 +319,9 @@ func waitingReason(j *imagefarmv1.Job) string {
 func wanted(j *imagefarmv1.Job) int {
 	if so := j.GetTargets().GetStandingOrder(); so != nil {
 		return int(so.GetCount())
+	}
+	if isDeviceJob(j) {
+		return deviceCount(j)
 	}
 	return len(j.GetTargets().GetDrives().GetDriveIds())
 }

@@ -265,6 +265,17 @@ func TestSubmitBuildsRequest(t *testing.T) {
 			Options: &imagefarmv1.JobOptions{CheckCapacity: true}, Targets: order(1, &imagefarmv1.Selector{MinSizeBytes: 32 << 30, Removable: proto.Bool(false)}),
 		}},
 		{[]string{"--count", "3"}, &imagefarmv1.SubmitJobRequest{Options: &imagefarmv1.JobOptions{}, Targets: order(3, &imagefarmv1.Selector{})}},
+		{[]string{"--device", "5CG1", "--device", "5CG2"}, &imagefarmv1.SubmitJobRequest{
+			Options: &imagefarmv1.JobOptions{AfterWrite: imagefarmv1.AfterWrite_AFTER_WRITE_REBOOT},
+			Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_Devices{Devices: &imagefarmv1.DeviceList{
+				Devices: []*imagefarmv1.DeviceTarget{{Serial: "5CG1"}, {Serial: "5CG2"}}}}}}},
+		{[]string{"--device", "5CG1", "--disk", "S123", "--then", "poweroff"}, &imagefarmv1.SubmitJobRequest{
+			Options: &imagefarmv1.JobOptions{AfterWrite: imagefarmv1.AfterWrite_AFTER_WRITE_POWEROFF},
+			Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_Devices{Devices: &imagefarmv1.DeviceList{
+				Devices: []*imagefarmv1.DeviceTarget{{Serial: "5CG1", DiskSerial: "S123"}}}}}}},
+		{[]string{"--model", "HP EliteBook 840 G7", "--count", "40"}, &imagefarmv1.SubmitJobRequest{
+			Options: &imagefarmv1.JobOptions{AfterWrite: imagefarmv1.AfterWrite_AFTER_WRITE_REBOOT},
+			Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_DeviceOrder{DeviceOrder: &imagefarmv1.DeviceOrder{Model: "HP EliteBook 840 G7", Count: 40}}}}},
 	} {
 		f := &fakeAPI{jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_PENDING, 3)}}
 		out, err := runFarm(t, serveFakeAPI(t, f), append([]string{"job", "submit", "fleet:1"}, tc.args...)...)
@@ -297,6 +308,17 @@ func TestSubmitRefusesUnclearTargets(t *testing.T) {
 		{[]string{"--count", "2", "--min-size", "lots"}, `--min-size "lots": want a size such as 16GB or 32GiB`},
 		{[]string{"--count", "-1"}, "--count"},
 		{[]string{"--count", "2", "--label", "nokey"}, "--label"},
+		{[]string{"--device", "5CG1", "--drive", "n1/d1"}, "--drive is for drives on imagers"},
+		{[]string{"--device", "5CG1", "--count", "2"}, "--device and --count exclude each other"},
+		{[]string{"--device", "5CG1", "--model", "X", "--count", "2"}, "--device and --model exclude each other"},
+		{[]string{"--model", "X"}, "say how many devices with --count N"},
+		{[]string{"--model", "", "--count", "2"}, "want the exact SMBIOS product name"},
+		{[]string{"--model", "X", "--count", "2", "--pool", "p"}, "--pool is for drives on imagers"},
+		{[]string{"--device", "5CG1", "--device", "5CG2", "--disk", "S"}, "--disk names the disk of one device"},
+		{[]string{"--device", "5CG1", "--then", "explode"}, `--then "explode": want reboot or poweroff`},
+		{[]string{"--device", "bad\x1b[2J"}, "want a device's SMBIOS serial"},
+		{[]string{"--drive", "n1/d1", "--then", "poweroff"}, "--then is for netbooted devices"},
+		{[]string{"--count", "2", "--disk", "S"}, "--disk is for netbooted devices"},
 	} {
 		out, err := runFarm(t, addr, append([]string{"job", "submit", "fleet:1"}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

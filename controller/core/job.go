@@ -165,6 +165,9 @@ func jobOutcome(job *imagefarmv1.Job) imagefarmv1.JobState {
 		}
 		return jobNone
 	}
+	if IsDeviceJob(job) {
+		return deviceOutcome(job, counts.GetDone(), open)
+	}
 	if so := job.GetTargets().GetStandingOrder(); so != nil {
 		if counts.GetDone() >= so.GetCount() {
 			return jobSucceeded

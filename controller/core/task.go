@@ -27,6 +27,9 @@ const (
 // taskMoves is the table of a task's legal state changes.
 //
 //	(none)   → ASSIGNED                      placed and dispatched (Assign)
+//	(none)   → FAILED                        refused at placement by a rule of
+//	                                         a netbooted device (its model, its
+//	                                         disks): nothing written (RefuseTask)
 //	ASSIGNED → FETCHING → WRITING → VERIFYING  its imager's progress, forward
 //	                                         only; a phase may be skipped
 //	                                         (a report is coalesced, the
@@ -40,7 +43,7 @@ const (
 // QUEUED. A final task never changes again: it no longer holds its drive,
 // and a late report for it is refused.
 var taskMoves = machine[imagefarmv1.TaskState]{entity: "task", moves: map[imagefarmv1.TaskState][]imagefarmv1.TaskState{
-	taskNone:      {taskAssigned},
+	taskNone:      {taskAssigned, taskFailed},
 	taskAssigned:  {taskAssigned, taskFetching, taskWriting, taskVerifying, taskDone, taskFailed, taskCanceled, taskLost},
 	taskFetching:  {taskFetching, taskWriting, taskVerifying, taskDone, taskFailed, taskCanceled, taskLost},
 	taskWriting:   {taskWriting, taskVerifying, taskDone, taskFailed, taskCanceled, taskLost},
