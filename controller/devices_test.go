@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"os"
@@ -97,7 +98,9 @@ func planBoot(t *testing.T, boot imagefarmv1.DeviceServiceClient, mac string) *i
 // deploy boots l into the deploy environment with token and runs it.
 func deploy(t *testing.T, f *farm.Farm, l *laptop, token string) (deployenv.Outcome, error) {
 	t.Helper()
-	return deployenv.Run(t.Context(), deployenv.Config{Conn: deviceConn(t, f), BootToken: token, BootMAC: l.mac, MACs: []string{l.mac},
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a hang fails the test, naming where
+	defer cancel()
+	return deployenv.Run(ctx, deployenv.Config{Conn: deviceConn(t, f), BootToken: token, BootMAC: l.mac, MACs: []string{l.mac},
 		Identity: l.id, Arch: "x86_64-efi", Drives: drive.Config{VirtualDir: l.dir, VirtualOnly: true},
 		HeartbeatInterval: 200 * time.Millisecond})
 }
@@ -489,7 +492,9 @@ func TestDeviceCredentialReadsOnlyItsImage(t *testing.T) {
 		t.Errorf("StatObject after the job was canceled = %v, want PermissionDenied", err)
 	}
 	// The device hears that its task was canceled on its report stream.
-	stream, err := dev.Report(t.Context(), cred)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	stream, err := dev.Report(ctx, cred)
 	if err != nil {
 		t.Fatal(err)
 	}
