@@ -55,6 +55,7 @@ func TestDevRefusesFlagsThatMakeNoFarm(t *testing.T) {
 func TestDevStopsCleanlyOnSignals(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel() // each dev farm has its own folder and a free port
 			data := t.TempDir()
 			p := startCLI(t, "dev", "--data", data, "--drives", "1", "--drive-size", "1048576")
 			p.waitFor(t, "from another terminal")
@@ -65,6 +66,7 @@ func TestDevStopsCleanlyOnSignals(t *testing.T) {
 		})
 	}
 	t.Run("demo", func(t *testing.T) {
+		t.Parallel()
 		p := startCLI(t, "dev", "--demo", "--data", t.TempDir(), "--size", "1048576", "--drive-size", "1048576")
 		p.waitFor(t, "$ imagefarm image push")
 		_, code := p.signal(t, syscall.SIGTERM)
