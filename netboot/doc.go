@@ -17,7 +17,8 @@
 //	iPXE (any)            the script URL, never iPXE again (no boot loop)
 //
 // What a machine boots is not decided here: the Planner the service is
-// configured with decides it per boot. The default planner boots every
+// configured with decides it per boot (ControllerPlanner: the farm's
+// controller). The default planner boots every
 // machine from its local disk, so PXE can stay first in a laptop's boot
 // order and a machine nobody planned for is never touched.
 package netboot

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/imagefarm/imagefarm/netboot"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
 
 // netbootServeFlags are the flags of imagefarm netboot serve.
@@ -26,6 +29,7 @@ type netbootServeFlags struct {
 	shim, grub           string
 	kernel, initramfs    string
 	kernelArgs, deployTo []string
+	deviceController     string
 }
 
 func newNetbootServeCmd(g *globals) *cobra.Command {
@@ -50,15 +54,28 @@ initramfs. UEFI clients get the signed chain unless --uefi-chain ipxe, or
 HTTP. iPXE, once running, gets its machine's script over HTTP, never iPXE
 again.
 
-What each machine boots is planned per boot. Until the controller plans
-boots, every machine boots its local disk (so PXE can stay first in a
-laptop's boot order), except the MACs given with --deploy, which boot the
-deploy environment (--kernel, --initramfs, with --kernel-arg arguments).`,
+What each machine boots is planned per boot. With --controller, the
+controller plans it (DeviceService.PlanBoot, with --token, an operator's):
+a machine a job wants boots the deploy environment (--kernel, --initramfs,
+with --kernel-arg arguments) with a one-time boot token and the
+controller's address (--device-controller) on its kernel command line;
+every other machine boots its local disk (so PXE can stay first in a
+laptop's boot order), and so does every machine while the controller
+cannot be reached. Without --controller, every machine boots its local
+disk except the MACs given with --deploy, which boot the deploy
+environment.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.config()
 			if err != nil {
 				return err
+			}
+			if g.controller != "" {
+				c, err := f.controllerPlanner(g, &cfg)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
 			}
 			s, err := netboot.New(cfg)
 			if err != nil {
@@ -87,6 +104,7 @@ deploy environment (--kernel, --initramfs, with --kernel-arg arguments).`,
 	fl.StringVar(&f.initramfs, "initramfs", "", "deploy environment initramfs")
 	fl.StringArrayVar(&f.kernelArgs, "kernel-arg", nil, "argument of the deploy environment's kernel command line, such as console=ttyS0 (repeatable)")
 	fl.StringArrayVar(&f.deployTo, "deploy", nil, "MAC of a machine to boot into the deploy environment on every netboot (repeatable)")
+	fl.StringVar(&f.deviceController, "device-controller", "", "controller HOST:PORT as deploy environments reach it (default: --controller)")
 	return cmd
 }
 
@@ -181,6 +199,35 @@ func (f *netbootServeFlags) planner() (netboot.Planner, error) {
 		st.Deploy[mac.String()] = true
 	}
 	return st, nil
+}
+
+// controllerPlanner connects to the controller and makes cfg's planner
+// ask it. The deploy environment verifies the controller as this command
+// does: in plaintext with --insecure (imagefarm.insecure=1), else over TLS.
+func (f *netbootServeFlags) controllerPlanner(g *globals, cfg *netboot.Config) (*controllerClient, error) {
+	if len(f.deployTo) > 0 {
+		return nil, fmt.Errorf("--deploy and --controller both choose which machines deploy: give one (with --controller, submit a job with --device SERIAL)")
+	}
+	if f.kernel == "" || f.initramfs == "" {
+		return nil, fmt.Errorf("--controller plans deploys: give the deploy environment with --kernel FILE and --initramfs FILE")
+	}
+	addr := cmp.Or(f.deviceController, g.controller)
+	if err := netboot.CheckKernelArg("imagefarm.controller=" + addr); err != nil {
+		return nil, fmt.Errorf("--device-controller: %w", err)
+	}
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		return nil, fmt.Errorf("--device-controller %q: want HOST:PORT as the deploy environment reaches the controller", addr)
+	}
+	c, err := dialController(g)
+	if err != nil {
+		return nil, err
+	}
+	p := netboot.ControllerPlanner{Devices: imagefarmv1.NewDeviceServiceClient(c.conn), Controller: addr}
+	if g.tls.insecure {
+		p.Args = []string{"imagefarm.insecure=1"}
+	}
+	cfg.Planner = p
+	return c, nil
 }
 
 // optionalAddr parses an IPv4 address flag; "" is none.
