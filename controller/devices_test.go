@@ -18,7 +18,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller"
 	"github.com/imagefarm/imagefarm/controller/tokens"
-	"github.com/imagefarm/imagefarm/imager/deployenv"
+	"github.com/imagefarm/imagefarm/deployenv/device"
 	"github.com/imagefarm/imagefarm/imager/drive"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -96,17 +96,17 @@ func planBoot(t *testing.T, boot imagefarmv1.DeviceServiceClient, mac string) *i
 }
 
 // deploy boots l into the deploy environment with token and runs it.
-func deploy(t *testing.T, f *farm.Farm, l *laptop, token string) (deployenv.Outcome, error) {
+func deploy(t *testing.T, f *farm.Farm, l *laptop, token string) (device.Outcome, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a hang fails the test, naming where
 	defer cancel()
-	return deployenv.Run(ctx, deployenv.Config{Conn: deviceConn(t, f), BootToken: token, BootMAC: l.mac, MACs: []string{l.mac},
+	return device.Run(ctx, device.Config{Conn: deviceConn(t, f), BootToken: token, BootMAC: l.mac, MACs: []string{l.mac},
 		Identity: l.id, Arch: "x86_64-efi", Drives: drive.Config{VirtualDir: l.dir, VirtualOnly: true},
 		HeartbeatInterval: 200 * time.Millisecond})
 }
 
 // deployNow plans l's boot, which must be DEPLOY, and runs it.
-func deployNow(t *testing.T, f *farm.Farm, boot imagefarmv1.DeviceServiceClient, l *laptop) deployenv.Outcome {
+func deployNow(t *testing.T, f *farm.Farm, boot imagefarmv1.DeviceServiceClient, l *laptop) device.Outcome {
 	t.Helper()
 	p := planBoot(t, boot, l.mac)
 	if p.GetAction() != imagefarmv1.BootAction_BOOT_ACTION_DEPLOY || !strings.HasPrefix(p.GetBootToken(), "ifb_") {

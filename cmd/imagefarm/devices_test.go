@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/imagefarm/imagefarm/controller/tokens"
-	"github.com/imagefarm/imagefarm/imager/deployenv"
+	"github.com/imagefarm/imagefarm/deployenv/device"
 	"github.com/imagefarm/imagefarm/imager/drive"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/tests/testenv/farm"
@@ -48,7 +48,7 @@ func TestDevicesLsAndShow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer dconn.Close()
-	out, err := deployenv.Run(t.Context(), deployenv.Config{Conn: dconn, Plaintext: true, BootToken: plan.GetBootToken(), BootMAC: mac,
+	out, err := device.Run(t.Context(), device.Config{Conn: dconn, Plaintext: true, BootToken: plan.GetBootToken(), BootMAC: mac,
 		Identity: &imagefarmv1.DeviceIdentity{Uuid: "4c4c4544-0000-1000-8000-000000000042", Serial: "5CG0042XYZ", Vendor: "HP", Model: "EliteBook"},
 		Drives:   drive.Config{VirtualDir: dir, VirtualOnly: true}})
 	if err != nil || out.Result.GetState() != imagefarmv1.TaskState_TASK_STATE_DONE {

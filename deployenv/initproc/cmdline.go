@@ -24,6 +24,10 @@ type Params struct {
 	Controller string
 	// Token is the boot token; it is never printed or logged.
 	Token string
+	// Insecure is imagefarm.insecure=1: reach the controller in
+	// plaintext (a lab on a trusted network), not over TLS verified
+	// against the farm CA (FarmCA).
+	Insecure bool
 	// Then is what to do once done.
 	Then Then
 	// BootMAC is the MAC of the NIC that netbooted (BOOTIF), lower case
@@ -41,6 +45,13 @@ func ParseParams(cmdline string) (Params, error) {
 	args := splitCmdline(cmdline)
 	p := Params{Controller: args["imagefarm.controller"], Token: args["imagefarm.token"], Then: Then(args["imagefarm.then"])}
 	var errs []error
+	switch v, ok := args["imagefarm.insecure"]; {
+	case !ok || v == "0":
+	case v == "1":
+		p.Insecure = true
+	default:
+		errs = append(errs, fmt.Errorf("imagefarm.insecure=%q: want 1 (plaintext to the controller) or leave it out", v))
+	}
 	if p.Controller != "" {
 		if _, port, err := net.SplitHostPort(p.Controller); err != nil || port == "" {
 			errs = append(errs, fmt.Errorf("imagefarm.controller=%q: want HOST:PORT", p.Controller))

@@ -67,21 +67,42 @@ func Main() {
 	log.SetOutput(os.Stderr) // u-root's DHCP client logs with the log package
 	log.SetPrefix("dhclient: ")
 	var rep Report
+	var params Params
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
 				rep.Errors = append(rep.Errors, fmt.Sprintf("panic: %v", p))
 			}
 		}()
-		rep = Run(context.Background(), logger)
+		rep, params = Run(context.Background(), logger)
 	}()
 	printReport(console, rep)
-	finish(rep.Then, logger)
+	then := rep.Then
+	if params.Token != "" && params.Controller != "" {
+		d := deployRecovered(params, rep, logger)
+		printLine(console, DeployPrefix, d)
+		then = d.Then
+	}
+	finish(then, logger)
 }
 
-// Run does the environment's work and returns its report. Failures are
-// in the report's Errors; Run goes on with what it can.
-func Run(ctx context.Context, logger *slog.Logger) Report {
+// deployRecovered is deploy, with a panic in it its Error: PID 1 must
+// not exit.
+func deployRecovered(params Params, rep Report, logger *slog.Logger) (d Deploy) {
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			d = Deploy{Then: ThenReboot, Error: fmt.Sprintf("panic: %v", p)}
+		}
+		d.Seconds = time.Since(start).Seconds()
+	}()
+	return deploy(context.Background(), params, rep, thisMachine, logger)
+}
+
+// Run does the environment's discovery and returns its report and the
+// command line's parameters. Failures are in the report's Errors; Run
+// goes on with what it can.
+func Run(ctx context.Context, logger *slog.Logger) (Report, Params) {
 	rep := Report{Disks: []Disk{}, Seconds: map[string]float64{}}
 	fail := func(err error) {
 		if err != nil {
@@ -116,7 +137,7 @@ func Run(ctx context.Context, logger *slog.Logger) Report {
 	}
 	rep.Identity = ReadIdentity("/sys")
 	rep.Uptime = uptime()
-	return rep
+	return rep, params
 }
 
 // networkAndDisks brings the network up (rep.Lease) and lists the
@@ -139,13 +160,17 @@ func networkAndDisks(ctx context.Context, rep *Report, bootMAC string, want *Wan
 	return drives, netErr, diskErr
 }
 
-// printReport writes the report line; a report always fits on one line.
-func printReport(w io.Writer, rep Report) {
-	data, err := json.Marshal(rep)
+// printReport writes the report line.
+func printReport(w io.Writer, rep Report) { printLine(w, ReportPrefix, rep) }
+
+// printLine writes prefix and v as one line of JSON, which always fits
+// on one line.
+func printLine(w io.Writer, prefix string, v any) {
+	data, err := json.Marshal(v)
 	if err != nil {
 		data = []byte(strconv.Quote(err.Error()))
 	}
-	fmt.Fprintf(w, "\n%s%s\n", ReportPrefix, data)
+	fmt.Fprintf(w, "\n%s%s\n", prefix, data)
 }
 
 // mountAll mounts what the environment needs: /proc, /sys, /dev

@@ -30,6 +30,9 @@ func TestParseParams(t *testing.T) {
 		{`imagefarm.token="`, Params{}, ""}, // a lone quote: no panic, an empty token
 		{`"`, Params{}, ""},
 		{"imagefarm.then=format-c", Params{}, `imagefarm.then="format-c": want poweroff or reboot`},
+		{"imagefarm.insecure=1", Params{Insecure: true}, ""},
+		{"imagefarm.insecure=0", Params{}, ""},
+		{"imagefarm.insecure=yes", Params{}, `imagefarm.insecure="yes": want 1`},
 		{"imagefarm.controller=198.18.0.1", Params{Controller: "198.18.0.1"}, "want HOST:PORT"},
 		{"BOOTIF=52:54:00:12:34:56", Params{}, "want 01-aa-bb-cc-dd-ee-ff"},
 		{"BOOTIF=06-52-54-00-12-34-56", Params{}, "an Ethernet MAC"},

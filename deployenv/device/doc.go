@@ -1,4 +1,4 @@
-// Package deployenv is the farm's side of a netbooted device's deploy
+// Package device is the farm's side of a netbooted device's deploy
 // environment: it enrolls the device with the boot token from the kernel
 // command line, then, if the controller assigns it a task, writes the one
 // internal disk the assignment names with the imager's own pipeline
@@ -8,4 +8,4 @@
 //
 // The deploy environment's /init calls Run and then reboots or powers off
 // as the Outcome says.
-package deployenv
+package device

@@ -1,4 +1,4 @@
-package deployenv
+package device
 
 import (
 	"context"

@@ -1,0 +1,127 @@
+package initproc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/imagefarm/imagefarm/deployenv/device"
+	"github.com/imagefarm/imagefarm/imager/drive"
+	"github.com/imagefarm/imagefarm/internal/pki"
+	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+)
+
+// FarmCA is where the deploy environment finds the farm CA's certificate,
+// which it verifies the controller against.
+const FarmCA = "/etc/imagefarm/ca.crt"
+
+// DeployPrefix starts the console line that carries the Deploy result.
+const DeployPrefix = "IMAGEFARM-DEPLOY "
+
+// Deploy is what came of joining the farm, printed on the console as
+// DeployPrefix and one line of JSON after the Report.
+type Deploy struct {
+	DeviceID string `json:"device_id,omitempty"`
+	// Reason is the controller's word on the enrollment: the job that
+	// wants the device, or why none does.
+	Reason  string  `json:"reason,omitempty"`
+	JobID   string  `json:"job_id,omitempty"`
+	TaskID  string  `json:"task_id,omitempty"`
+	Disk    string  `json:"disk,omitempty"`
+	Digest  string  `json:"manifest_digest,omitempty"`
+	State   string  `json:"state,omitempty"` // the task's end: TASK_STATE_DONE, TASK_STATE_FAILED
+	Failure string  `json:"failure,omitempty"`
+	Seconds float64 `json:"seconds"`
+	Then    Then    `json:"then"`
+	Error   string  `json:"error,omitempty"`
+}
+
+// deploy enrolls the device with the boot token and writes its disk, if
+// the controller assigns it one (device.Run), and says what the machine
+// does next: the assignment's after-write, or reboot without one (to the
+// local disk, as the farm has nothing for it). When it could not enroll
+// or deliver its result, the machine does what imagefarm.then says, or
+// reboots (and netboots again for a new token).
+func deploy(ctx context.Context, p Params, rep Report, m machine, logger *slog.Logger) Deploy {
+	d := Deploy{Then: ThenReboot}
+	if p.Then != ThenWait {
+		d.Then = p.Then
+	}
+	conn, err := dialController(p, m.ca)
+	if err != nil {
+		d.Error = err.Error()
+		return d
+	}
+	defer conn.Close()
+	bootMAC := p.BootMAC
+	if bootMAC == "" && rep.Lease != nil {
+		bootMAC = rep.Lease.MAC
+	}
+	var macs []string
+	for _, n := range rep.NICs {
+		macs = append(macs, n.MAC)
+	}
+	out, err := device.Run(ctx, device.Config{Conn: conn, Plaintext: p.Insecure, BootToken: p.Token, BootMAC: bootMAC, MACs: macs,
+		Identity: &imagefarmv1.DeviceIdentity{Uuid: rep.UUID, Serial: rep.Serial, Vendor: rep.Vendor, Model: rep.Product},
+		Arch:     firmwareArch(), Drives: m.drives, Log: logger})
+	a := out.Enrolled.GetAssignment()
+	d.DeviceID, d.Reason = out.Enrolled.GetDevice().GetId(), out.Enrolled.GetReason()
+	d.JobID, d.TaskID, d.Disk, d.Digest = a.GetJobId(), a.GetTaskId(), a.GetDrive().GetId(), a.GetManifestDigest()
+	d.State, d.Failure = out.Result.GetState().String(), out.Result.GetFailure().GetMessage()
+	if out.Result == nil {
+		d.State = ""
+	}
+	if err != nil {
+		d.Error = err.Error()
+		return d
+	}
+	d.Then = ThenReboot
+	if out.Then == imagefarmv1.AfterWrite_AFTER_WRITE_POWEROFF {
+		d.Then = ThenPowerOff
+	}
+	return d
+}
+
+// machine is where the deploy environment finds the disks and the farm CA.
+type machine struct {
+	drives drive.Config
+	ca     string
+}
+
+// thisMachine is the machine /init runs on.
+var thisMachine = machine{drives: drive.Config{SysRoot: "/sys"}, ca: FarmCA}
+
+// dialController connects to p.Controller: over TLS verified against the
+// farm CA in file ca, or in plaintext with imagefarm.insecure=1.
+func dialController(p Params, ca string) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if !p.Insecure {
+		if _, err := os.Stat(ca); err != nil {
+			return nil, fmt.Errorf("controller %s: no farm CA in the deploy environment (%s) to verify it against: "+
+				"build the environment with the farm CA, or give imagefarm.insecure=1 (netboot serve --insecure) on a trusted lab network", p.Controller, ca)
+		}
+		cfg, err := pki.ClientConfig(ca, "", "")
+		if err != nil {
+			return nil, fmt.Errorf("controller %s: %w", p.Controller, err)
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	conn, err := grpc.NewClient(p.Controller, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, fmt.Errorf("controller %s: %w", p.Controller, err)
+	}
+	return conn, nil
+}
+
+// firmwareArch is the firmware the machine booted with, for the record.
+func firmwareArch() string {
+	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
+		return "x86_64-efi"
+	}
+	return "bios"
+}
