@@ -60,23 +60,11 @@ func (l *laptop) diskSum(t *testing.T) [32]byte {
 	return sha256.Sum256(b)
 }
 
-// startDeviceFarm starts a farm with img:1 whose controller has its
-// config changed by edit (when not nil).
-func startDeviceFarm(t *testing.T, edit func(*controller.Config)) *farm.Farm {
-	t.Helper()
-	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, CatalogScanInterval: -1, PushImage: true, NoController: true})
-	f.Addr = f.StartController(t, edit).Addr
-	f.AdminToken = f.Token(t, "admin", imagefarmv1.Role_ROLE_ADMIN)
-	f.API = imagefarmv1.NewImageFarmServiceClient(f.Dial(t, f.ClientCreds(t, ""), f.Bearer(f.AdminToken)))
-	return f
-}
-
 // bootService is the boot service's client: an operator token.
 func bootService(t *testing.T, f *farm.Farm) imagefarmv1.DeviceServiceClient {
 	t.Helper()
 	op := createToken(t, f, "netboot", imagefarmv1.Role_ROLE_OPERATOR)
-	return imagefarmv1.NewDeviceServiceClient(f.Dial(t, f.ClientCreds(t, ""),
-		grpc.WithPerRPCCredentials(tokens.Bearer{Secret: op})))
+	return imagefarmv1.NewDeviceServiceClient(f.Dial(t, f.ClientCreds(t, ""), f.Bearer(op)))
 }
 
 // deviceConn is a deploy environment's connection: TLS, no certificate,
@@ -171,7 +159,7 @@ func records(t *testing.T, f *farm.Farm, action imagefarmv1.AuditAction) []*imag
 // reports; the job succeeds, the device record shows what was written,
 // and its next boot is its local disk.
 func TestDeviceDeploysEndToEnd(t *testing.T) {
-	f := startDeviceFarm(t, nil)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	boot := bootService(t, f)
 	l := newLaptop(t, 1, elitebook)
 	if p := planBoot(t, boot, l.mac); p.GetAction() != imagefarmv1.BootAction_BOOT_ACTION_LOCAL_BOOT || p.GetBootToken() != "" {
@@ -220,7 +208,7 @@ func TestDeviceDeploysEndToEnd(t *testing.T) {
 // TestBootTokenSingleUseUnderARace: two deploy environments enroll with one
 // token at once: one wins, the other is refused and audited.
 func TestBootTokenSingleUseUnderARace(t *testing.T) {
-	f := startDeviceFarm(t, nil)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	boot := bootService(t, f)
 	l := newLaptop(t, 2, elitebook)
 	if _, err := submitDevice(t, f, "img:1", orderTargets(elitebook, 5)); err != nil {
@@ -261,7 +249,7 @@ func TestBootTokenSingleUseUnderARace(t *testing.T) {
 // audited with why; a malformed request is refused first and leaves the
 // token usable.
 func TestBootTokenRefusals(t *testing.T) {
-	f := startDeviceFarm(t, nil)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	boot := bootService(t, f)
 	l := newLaptop(t, 3, elitebook)
 	if _, err := submitDevice(t, f, "img:1", orderTargets(elitebook, 5)); err != nil {
@@ -304,7 +292,8 @@ func TestBootTokenRefusals(t *testing.T) {
 		}
 	}
 
-	short := startDeviceFarm(t, func(c *controller.Config) { c.Devices.BootTokenTTL = time.Nanosecond })
+	short := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true,
+		Controller: func(c *controller.Config) { c.Devices.BootTokenTTL = time.Nanosecond }})
 	if _, err := submitDevice(t, short, "img:1", orderTargets(elitebook, 5)); err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +313,7 @@ func TestBootTokenRefusals(t *testing.T) {
 // another model; a device unknown at submit is refused when it enrolls,
 // its task FAILED naming both models, its disk unchanged.
 func TestModelMismatchRefusedNamingBothModels(t *testing.T) {
-	f := startDeviceFarm(t, nil)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	boot := bootService(t, f)
 	pushFor(t, f, "hp", elitebook)
 	dell := newLaptop(t, 4, latitude)
@@ -366,7 +355,7 @@ func TestModelMismatchRefusedNamingBothModels(t *testing.T) {
 // model takes the first two of that model to enroll, never one of another
 // model, and no third.
 func TestDeviceOrderTakesMatchingDevicesAsTheyBoot(t *testing.T) {
-	f := startDeviceFarm(t, nil)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	boot := bootService(t, f)
 	pushFor(t, f, "hp", elitebook)
 	job, err := submitDevice(t, f, "hp:1", orderTargets(elitebook, 2))
@@ -390,7 +379,7 @@ func TestDeviceOrderTakesMatchingDevicesAsTheyBoot(t *testing.T) {
 // is refused at enrollment naming its disks, nothing written; a job that
 // names the disk serial writes that one.
 func TestDeviceDiskChoiceRefusals(t *testing.T) {
-	f := startDeviceFarm(t, nil)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	boot := bootService(t, f)
 	two := newLaptop(t, 20, elitebook)
 	second := filepath.Join(two.dir, "sda")
@@ -446,7 +435,7 @@ func TestDeviceDiskChoiceRefusals(t *testing.T) {
 // TestDeviceCredentialReadsOnlyItsImage: a device reads its task's image
 // through the controller, and nothing else; without a task, nothing.
 func TestDeviceCredentialReadsOnlyItsImage(t *testing.T) {
-	f := startDeviceFarm(t, nil)
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 5 * time.Second, PushImage: true})
 	boot := bootService(t, f)
 	pushFor(t, f, "other")
 	l := newLaptop(t, 30, elitebook)

@@ -49,6 +49,10 @@ type Options struct {
 	NoController bool
 	// Log is the controller's log; discarded when nil.
 	Log *slog.Logger
+	// Controller, when set, changes the config of every controller the
+	// farm starts, after the options above set it: for what they do not
+	// name.
+	Controller func(*controller.Config)
 }
 
 // Farm is a farm running in the test's process until the test ends.
@@ -135,8 +139,8 @@ type Controller struct {
 func (c *Controller) Stop() { c.stop() }
 
 // StartController starts a controller on the farm's NATS and catalog, as
-// Options say, after edit (when not nil) changed its config; it returns
-// once the controller serves, and stops it when the test ends.
+// Options say, after edit (when not nil) changed its config further; it
+// returns once the controller serves, and stops it when the test ends.
 func (f *Farm) StartController(t testing.TB, edit func(*controller.Config)) *Controller {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -153,8 +157,10 @@ func (f *Farm) StartController(t testing.TB, edit func(*controller.Config)) *Con
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if edit != nil {
-		edit(&cfg)
+	for _, edit := range []func(*controller.Config){f.opts.Controller, edit} {
+		if edit != nil {
+			edit(&cfg)
+		}
 	}
 	c, err := controller.New(cfg)
 	if err != nil {
