@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagefarm/imagefarm/tests/testenv"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
 )
@@ -130,18 +131,13 @@ func start(t *testing.T, cfg Config) *Service {
 func waitListening(t *testing.T, cfg Config) {
 	t.Helper()
 	addr := netip.AddrPortFrom(cfg.Addr, cfg.HTTPPort).String()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Eventually(t, 10*time.Second, "the service listening on "+addr, func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the service does not listen on %s: %v", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil
+	})
 }
 
 func freeTCPPort(t *testing.T) uint16 {

@@ -97,8 +97,8 @@ go vet ./...
 say "go test -race"
 go test -race -count=1 ./...
 
-say "e2e: the farm as processes behind a fault proxy (skipped without -e2e)"
-go test -race -count=1 ./tests/e2e/ -e2e
+say "e2e: the farm as processes behind a fault proxy, VMs netbooting (skipped without -e2e)"
+go test -race -count=1 ./tests/e2e/ ./tests/netboot/ -e2e
 
 say "soak: faults at random over jobs for 3 minutes (skipped without -soak)"
 go test -race -count=1 -run TestSoak ./tests/e2e/ -soak=3m

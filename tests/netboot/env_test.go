@@ -2,6 +2,7 @@ package netboot_test
 
 import (
 	"compress/gzip"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +40,10 @@ const (
 	ovmfVarsSB = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"
 )
 
+// runE2E is -e2e: the labs boot VMs for about 4 minutes, so a plain go
+// test ./... skips them; scripts/test.sh gives it, as for tests/e2e.
+var runE2E = flag.Bool("e2e", false, "boot the VMs of the network boot labs (about 4 minutes); without it they skip (scripts/test.sh gives -e2e)")
+
 var (
 	envOnce sync.Once
 	env     bootEnv
@@ -47,9 +52,13 @@ var (
 )
 
 // getEnv builds (once for all tests) and finds what the labs need, and
-// fails the test naming what is missing and how to get it.
+// fails the test naming what is missing and how to get it; without -e2e
+// it skips the test.
 func getEnv(t *testing.T) bootEnv {
 	t.Helper()
+	if !*runE2E {
+		t.Skip("the VM labs run only with -e2e: go test -race -count=1 ./tests/netboot/ -e2e (scripts/test.sh runs them)")
+	}
 	testenv.RequireRoot(t)
 	for name, pkg := range map[string]string{"qemu-system-x86_64": "qemu-system-x86", "dnsmasq": "dnsmasq-base", "cpio": "cpio", "ip": "iproute2"} {
 		testenv.Tool(t, name, pkg)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 // The lab's addresses: the boot service on the bridge, the site's DHCP
@@ -168,20 +170,20 @@ func (p *process) stop() {
 // waitFor waits until the process printed s.
 func (p *process) waitFor(t *testing.T, s string, limit time.Duration) time.Time {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		if at, ok := p.out.seen(s); ok {
-			return at
+	var at time.Time
+	testenv.Eventually(t, limit, fmt.Sprintf("%s printing %q", p.name, s), func() bool {
+		seen := false
+		if at, seen = p.out.seen(s); seen {
+			return true
 		}
 		select {
 		case <-p.done:
 			t.Fatalf("%s ended (%v) before it printed %q:\n%s", p.name, p.err, s, p.out.String())
-		case <-time.After(50 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not print %q within %v:\n%s", p.name, s, limit, p.out.String())
-		}
-	}
+		return false
+	})
+	return at
 }
 
 // timedOutput keeps a process's output lines and when each arrived.
