@@ -182,10 +182,16 @@ type trustFlags struct {
 }
 
 func (t *trustFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&t.trustedKeys, "trusted-keys", os.Getenv("IMAGEFARM_TRUSTED_KEYS"),
-		"file of public keys (imagefarm-ed25519 lines, as in signing.pub) images must be signed by (env IMAGEFARM_TRUSTED_KEYS)")
+	t.addTrustedKeys(cmd)
 	cmd.Flags().BoolVar(&t.writeWhileFetching, "write-while-fetching", false,
 		"start writing before the whole image is in the node cache and checked (faster on a cold cache, but a chunk the store serves damaged is found only after the chunks before it were written)")
+}
+
+// addTrustedKeys registers --trusted-keys alone, for commands that check
+// signatures but write no drive.
+func (t *trustFlags) addTrustedKeys(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&t.trustedKeys, "trusted-keys", os.Getenv("IMAGEFARM_TRUSTED_KEYS"),
+		"file of public keys (imagefarm-ed25519 lines, as in signing.pub) images must be signed by (env IMAGEFARM_TRUSTED_KEYS)")
 }
 
 // keyRing loads the trusted keys, or returns nil when none are given.

@@ -2,17 +2,24 @@ package main
 
 import (
 	"cmp"
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/imagefarm/imagefarm/deployenv"
+	"github.com/imagefarm/imagefarm/internal/userpath"
 	"github.com/imagefarm/imagefarm/netboot"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
 // netbootServeFlags are the flags of imagefarm netboot serve.
@@ -28,6 +35,8 @@ type netbootServeFlags struct {
 	chains               map[string]string
 	shim, grub           string
 	kernel, initramfs    string
+	env, envCache        string
+	trust                trustFlags
 	kernelArgs, deployTo []string
 	deviceController     string
 }
@@ -56,18 +65,26 @@ again.
 
 What each machine boots is planned per boot. With --controller, the
 controller plans it (DeviceService.PlanBoot, with --token, an operator's):
-a machine a job wants boots the deploy environment (--kernel, --initramfs,
-with --kernel-arg arguments) with a one-time boot token and the
-controller's address (--device-controller) on its kernel command line;
+a machine a job wants boots the deploy environment with a one-time boot
+token and the controller's address (--device-controller) on its kernel
+command line;
 every other machine boots its local disk (so PXE can stay first in a
 laptop's boot order), and so does every machine while the controller
 cannot be reached. Without --controller, every machine boots its local
 disk except the MACs given with --deploy, which boot the deploy
-environment.`,
+environment.
+
+The deploy environment is --env NAME:VERSION, an image imagefarm netboot
+build-env pushed, fetched at start with its signature (--trusted-keys) and
+every byte checked, or --kernel and --initramfs files; --kernel-arg adds
+arguments to its kernel command line.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.config()
 			if err != nil {
+				return err
+			}
+			if err := f.fetchEnv(cmd.Context(), g, &cfg.Files); err != nil {
 				return err
 			}
 			if g.controller != "" {
@@ -100,8 +117,13 @@ environment.`,
 	fl.StringToStringVar(&f.chains, "chain", nil, "chain of one UEFI machine: MAC=signed or MAC=ipxe (repeatable)")
 	fl.StringVar(&f.shim, "shim", netboot.DefaultShim, "Microsoft-signed shim (package shim-signed)")
 	fl.StringVar(&f.grub, "grub", netboot.DefaultGRUB, "Debian-signed network GRUB (package grub-efi-amd64-signed)")
-	fl.StringVar(&f.kernel, "kernel", "", "deploy environment kernel (signed, for the signed chain)")
-	fl.StringVar(&f.initramfs, "initramfs", "", "deploy environment initramfs")
+	fl.StringVar(&f.env, "env", "", "the deploy environment from the catalog (--store): NAME:VERSION, NAME:CHANNEL or NAME@DIGEST of an image imagefarm netboot build-env --push made; fetched at start, its signature (--trusted-keys) and every byte checked")
+	cache, _ := os.UserCacheDir()
+	fl.StringVar(&f.envCache, "env-cache", filepath.Join(cache, "imagefarm", "netboot-env"), "folder --env environments are fetched into")
+	f.trust.addTrustedKeys(cmd)
+	fl.BoolVar(&f.trust.allowUnsigned, "allow-unsigned", false, "serve an --env environment without checking its signature when there is no --trusted-keys (unsafe: anyone who can write the store decides what laptops boot)")
+	fl.StringVar(&f.kernel, "kernel", "", "deploy environment kernel, a file (signed, for the signed chain); --env takes it from the catalog instead")
+	fl.StringVar(&f.initramfs, "initramfs", "", "deploy environment initramfs, a file; --env takes it from the catalog instead")
 	fl.StringArrayVar(&f.kernelArgs, "kernel-arg", nil, "argument of the deploy environment's kernel command line, such as console=ttyS0 (repeatable)")
 	fl.StringArrayVar(&f.deployTo, "deploy", nil, "MAC of a machine to boot into the deploy environment on every netboot (repeatable)")
 	fl.StringVar(&f.deviceController, "device-controller", "", "controller HOST:PORT as deploy environments reach it (default: --controller)")
@@ -187,8 +209,8 @@ func (f *netbootServeFlags) planner() (netboot.Planner, error) {
 	if len(f.deployTo) == 0 {
 		return netboot.LocalDisk{}, nil
 	}
-	if f.kernel == "" || f.initramfs == "" {
-		return nil, fmt.Errorf("--deploy boots the deploy environment: give it with --kernel FILE and --initramfs FILE")
+	if (f.kernel == "" || f.initramfs == "") && f.env == "" {
+		return nil, fmt.Errorf("--deploy boots the deploy environment: give it with --env NAME:VERSION (from the catalog), or --kernel FILE and --initramfs FILE")
 	}
 	st := netboot.Static{Deploy: map[string]bool{}}
 	for _, s := range f.deployTo {
@@ -208,8 +230,8 @@ func (f *netbootServeFlags) controllerPlanner(g *globals, cfg *netboot.Config) (
 	if len(f.deployTo) > 0 {
 		return nil, fmt.Errorf("--deploy and --controller both choose which machines deploy: give one (with --controller, submit a job with --device SERIAL)")
 	}
-	if f.kernel == "" || f.initramfs == "" {
-		return nil, fmt.Errorf("--controller plans deploys: give the deploy environment with --kernel FILE and --initramfs FILE")
+	if cfg.Files.Kernel == "" || cfg.Files.Initramfs == "" {
+		return nil, fmt.Errorf("--controller plans deploys: give the deploy environment with --env NAME:VERSION (from the catalog), or --kernel FILE and --initramfs FILE")
 	}
 	addr := cmp.Or(f.deviceController, g.controller)
 	if err := netboot.CheckKernelArg("imagefarm.controller=" + addr); err != nil {
@@ -228,6 +250,43 @@ func (f *netbootServeFlags) controllerPlanner(g *globals, cfg *netboot.Config) (
 	}
 	cfg.Planner = p
 	return c, nil
+}
+
+// fetchEnv fetches --env from the catalog into --env-cache, checked, and
+// serves its kernel and initramfs.
+func (f *netbootServeFlags) fetchEnv(ctx context.Context, g *globals, files *netboot.Files) error {
+	if f.env == "" {
+		return nil
+	}
+	if f.kernel != "" || f.initramfs != "" {
+		return errors.New("--env and --kernel/--initramfs both name the deploy environment: give one")
+	}
+	ref, err := catalog.ParseRef(f.env)
+	if err != nil {
+		return fmt.Errorf("--env: %w", err)
+	}
+	keys, err := f.trust.keyRing()
+	if err != nil {
+		return err
+	}
+	if keys == nil && !f.trust.allowUnsigned {
+		return errors.New("no trusted keys for --env: pass --trusted-keys FILE (the farm's signing.pub from imagefarm key init) or set IMAGEFARM_TRUSTED_KEYS; --allow-unsigned serves an environment nobody signed")
+	}
+	cat, err := openCatalog(g, catalog.Options{})
+	if err != nil {
+		return err
+	}
+	if err := userpath.MakeFolder(f.envCache, 0o755); err != nil {
+		return fmt.Errorf("--env-cache: %w", err)
+	}
+	env, err := deployenv.Fetch(ctx, deployenv.FetchConfig{Catalog: cat, Ref: ref, TrustedKeys: keys,
+		AllowUnsigned: f.trust.allowUnsigned, Dir: f.envCache})
+	if err != nil {
+		return err
+	}
+	files.Kernel, files.Initramfs = env.Kernel(), env.Initrd()
+	slog.Info("deploy environment", "ref", ref.String(), "digest", env.Digest, "kernel", env.Info.KernelRelease, "folder", env.Dir)
+	return nil
 }
 
 // optionalAddr parses an IPv4 address flag; "" is none.

@@ -21,6 +21,13 @@ import (
 // environment and returns the flags that serve them on 127.0.0.1 with DHCP
 // off, the iPXE chain for UEFI.
 func netbootFiles(t *testing.T) []string {
+	serve, env := netbootArgs(t)
+	return append(serve, env...)
+}
+
+// netbootArgs is netbootFiles's flags in two parts: the service's, and the
+// deploy environment's (--kernel, --initramfs).
+func netbootArgs(t *testing.T) (serve, env []string) {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range map[string]string{"ipxe/undionly.kpxe": "bios ipxe", "ipxe/ipxe.efi": "uefi ipxe", "vmlinuz": "kernel", "initramfs": "initramfs"} {
@@ -30,8 +37,8 @@ func netbootFiles(t *testing.T) []string {
 			t.Fatal(err)
 		}
 	}
-	return []string{"netboot", "serve", "--dhcp", "off", "--addr", "127.0.0.1", "--ipxe-dir", filepath.Join(dir, "ipxe"),
-		"--uefi-chain", "ipxe", "--kernel", filepath.Join(dir, "vmlinuz"), "--initramfs", filepath.Join(dir, "initramfs")}
+	return []string{"netboot", "serve", "--dhcp", "off", "--addr", "127.0.0.1", "--ipxe-dir", filepath.Join(dir, "ipxe"), "--uefi-chain", "ipxe"},
+		[]string{"--kernel", filepath.Join(dir, "vmlinuz"), "--initramfs", filepath.Join(dir, "initramfs")}
 }
 
 func freeTCPPort(t *testing.T) int {
@@ -99,6 +106,66 @@ func TestNetbootServe(t *testing.T) {
 	}
 }
 
+// TestNetbootServeEnvFromCatalog: --env serves the deploy environment that
+// build-env pushed, fetched into --env-cache and checked; without trusted
+// keys, for an unknown name, an image of another kind or beside --kernel it
+// is refused and nothing is served.
+func TestNetbootServeEnvFromCatalog(t *testing.T) {
+	testenv.DebianKernel(t)
+	store := "--store=file://" + t.TempDir()
+	mustRun(t, store, "netboot", "build-env", "--init", testenv.StaticProgram(t), "--push", "deploy:1")
+	mustRun(t, store, "image", "push", "disk:1", writeDiskImage(t, 1<<20, 5))
+	serve, _ := netbootArgs(t)
+	base := append(serve, store)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--env", "deploy:1"}, "no trusted keys for --env: pass --trusted-keys FILE"},
+		{[]string{"--env", "nothing:1", "--allow-unsigned"}, "not found: nothing:1"},
+		{[]string{"--env", "disk:1", "--allow-unsigned"}, "it is a disk; build one with imagefarm netboot build-env --push"},
+		{[]string{"--env", "deploy:1", "--allow-unsigned", "--kernel", "/boot/vmlinuz"}, "--env and --kernel/--initramfs both name the deploy environment"},
+		{[]string{"--env", "deploy:1", "--trusted-keys", trustedKey(t)}, "signature"},
+	} {
+		out, err := run(t, append(append([]string{}, base...), tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("netboot serve %q = %v (%s), want an error containing %q", tc.args, err, out, tc.want)
+		}
+	}
+	cache := t.TempDir()
+	httpPort := freeTCPPort(t)
+	p := startCLI(t, append(base, "--env", "deploy:1", "--allow-unsigned", "--env-cache", cache,
+		"--http-port", fmt.Sprint(httpPort), "--tftp-port", fmt.Sprint(freeUDPPort(t)), "--deploy", "52:54:00:12:34:56")...)
+	p.waitFor(t, "boot service ready")
+	initrds, _ := filepath.Glob(filepath.Join(cache, "*", "initrd"))
+	if len(initrds) != 1 {
+		t.Fatalf("--env-cache holds %v, want one environment's initrd", initrds)
+	}
+	want, err := os.ReadFile(initrds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/files/initramfs", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if got, _ := io.ReadAll(resp.Body); !bytes.Equal(got, want) {
+		t.Errorf("/files/initramfs is %d bytes, want the fetched environment's %d", len(got), len(want))
+	}
+	if !p.said(`msg="deploy environment" ref=deploy:1 digest=sha256:`)() {
+		t.Errorf("the service did not say which environment it serves:\n%s", p.out)
+	}
+}
+
+// trustedKey makes a signing key and returns its public key file.
+func trustedKey(t *testing.T) string {
+	t.Helper()
+	keys := filepath.Join(t.TempDir(), "keys")
+	mustRun(t, "key", "init", "--out", keys)
+	return filepath.Join(keys, "signing.pub")
+}
+
 // TestNetbootServeBadFlags: each bad flag is named with what it wants, and
 // nothing is served.
 func TestNetbootServeBadFlags(t *testing.T) {
@@ -118,9 +185,9 @@ func TestNetbootServeBadFlags(t *testing.T) {
 		{[]string{"--chain", "52:54:00:12:34=ipxe"}, `--chain: MAC address "52:54:00:12:34": want six hex bytes`},
 		{[]string{"--chain", "52:54:00:12:34:56=grub"}, `--chain 52:54:00:12:34:56: chain "grub"`},
 		{[]string{"--deploy", "nope"}, `--deploy: MAC address "nope"`},
-		{[]string{"--kernel", "", "--deploy", "52:54:00:12:34:56"}, "--deploy boots the deploy environment: give it with --kernel FILE and --initramfs FILE"},
+		{[]string{"--kernel", "", "--deploy", "52:54:00:12:34:56"}, "--deploy boots the deploy environment: give it with --env NAME:VERSION (from the catalog), or --kernel FILE and --initramfs FILE"},
 		{[]string{"--controller", "127.0.0.1:1", "--insecure", "--deploy", "52:54:00:12:34:56"}, "--deploy and --controller both choose which machines deploy: give one"},
-		{[]string{"--controller", "127.0.0.1:1", "--insecure", "--initramfs", ""}, "--controller plans deploys: give the deploy environment with --kernel FILE and --initramfs FILE"},
+		{[]string{"--controller", "127.0.0.1:1", "--insecure", "--initramfs", ""}, "--controller plans deploys: give the deploy environment with --env NAME:VERSION (from the catalog), or --kernel FILE and --initramfs FILE"},
 		{[]string{"--controller", "127.0.0.1:1", "--insecure", "--device-controller", "ctl.lan:7443;reboot"}, `--device-controller: kernel argument "imagefarm.controller=ctl.lan:7443;reboot" has ';'`},
 		{[]string{"--controller", "127.0.0.1:1", "--insecure", "--device-controller", "ctl.lan"}, `--device-controller "ctl.lan": want HOST:PORT`},
 		{[]string{"--kernel-arg", "init=/bin/sh;reboot"}, `kernel argument "init=/bin/sh;reboot" has ';'`},
