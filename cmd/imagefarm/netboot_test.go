@@ -132,7 +132,7 @@ func TestNetbootServeEnvFromCatalog(t *testing.T) {
 			t.Errorf("netboot serve %q = %v (%s), want an error containing %q", tc.args, err, out, tc.want)
 		}
 	}
-	cache := t.TempDir()
+	cache := filepath.Join(t.TempDir(), "new", "env-cache") // made by the service
 	httpPort := freeTCPPort(t)
 	p := startCLI(t, append(base, "--env", "deploy:1", "--allow-unsigned", "--env-cache", cache,
 		"--http-port", fmt.Sprint(httpPort), "--tftp-port", fmt.Sprint(freeUDPPort(t)), "--deploy", "52:54:00:12:34:56")...)
