@@ -75,7 +75,6 @@ install_debian modprobe kmod          # deploy environment: module dependencies 
 install_debian qemu-system-x86_64 qemu-system-x86 # deploy environment: booted in a VM
 install_debian dnsmasq dnsmasq-base   # deploy environment: the test network's DHCP server
 install_debian ip iproute2            # deploy environment: the test network namespace
-install_debian cpio cpio              # netboot: the VMs' test initramfs
 install_debian_file /usr/share/OVMF/OVMF_CODE_4M.ms.fd ovmf # netboot: UEFI, with and without Secure Boot
 install_debian_file /usr/lib/ipxe/undionly.kpxe ipxe        # netboot: what the boot service serves
 install_signed_boot                   # netboot: shim and GRUB, signed

@@ -1,16 +1,17 @@
 // Package netboot_test boots virtual machines through imagefarm's boot
-// service, end to end, on a LAN the tests make in network namespaces and
-// remove again: a bridge with no route out (198.18.0.0/24, the test
-// range), the site's DHCP server (dnsmasq, in a namespace of its own on a
-// veth, knowing nothing of PXE), imagefarm netboot serve in proxyDHCP
-// mode, and QEMU VMs on tap devices: SeaBIOS, OVMF, and OVMF with
-// Microsoft's keys and Secure Boot on. The VMs boot Debian's signed kernel
-// and a small initramfs whose /init prints a marker on the serial console
-// and powers off; a VM with no work boots its local disk, whose MBR
-// prints a marker of its own.
+// service into imagefarm's deploy environment, end to end, on a LAN the
+// tests make in network namespaces and remove again: a bridge with no
+// route out (198.18.0.0/24, the test range), the site's DHCP server
+// (dnsmasq, on another namespace, knowing nothing of PXE), imagefarm
+// netboot serve in proxyDHCP mode serving the environment that imagefarm
+// netboot build-env pushed to a catalog, signed, and QEMU VMs on tap
+// devices: SeaBIOS, OVMF, and OVMF with Microsoft's keys and Secure Boot
+// on. A VM that boots the environment reports its identity and lease on
+// its serial console and powers off; a VM with no work boots its local
+// disk, whose MBR prints a marker of its own.
 //
 // The tests need root (network namespaces, taps) and Debian's
-// qemu-system-x86, ovmf, ipxe, linux-image-amd64, dnsmasq-base and cpio,
-// and the signed boot chain (shim-signed, grub-efi-amd64-signed) unpacked
-// into .cache/signed-boot: scripts/test.sh installs all of them.
+// qemu-system-x86, ovmf, ipxe, linux-image-amd64 and dnsmasq-base, and the
+// signed boot chain (shim-signed, grub-efi-amd64-signed) unpacked into
+// .cache/signed-boot: scripts/test.sh installs all of them.
 package netboot_test

@@ -1,35 +1,34 @@
 package netboot_test
 
 import (
-	"compress/gzip"
 	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 
+	"github.com/imagefarm/imagefarm/deployenv"
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
-// bootEnv is what every lab needs: the imagefarm binary, the kernel and
-// initramfs the VMs deploy, firmware and the signed chain.
+// bootEnv is what every lab needs: imagefarm, a catalog holding the
+// deploy environment, the key it is signed with, and the signed chain.
 type bootEnv struct {
-	imagefarm string
-	kernel    string
-	initramfs string
+	imagefarm string // static: the boot service, and the environment's /init
+	store     string // file:// catalog with envRef, signed
+	trusted   string // the public key it is signed with
+	env       string // the environment's folder, as build-env wrote it
 	localDisk string // a disk whose MBR prints localMarker and exits QEMU
 	shim      string
 	grub      string
 }
 
-// Markers the VMs print on their serial console.
-const (
-	initMarker  = "IMAGEFARM-TEST-INIT"
-	localMarker = "IMAGEFARM-LOCAL-DISK"
-)
+// envRef is the deploy environment in the labs' catalog.
+const envRef = "deploy-env:1"
+
+// localMarker is what the local disk's MBR prints.
+const localMarker = "IMAGEFARM-LOCAL-DISK"
 
 // OVMF's firmware and variables, plain and with Microsoft's keys enrolled
 // (Debian's ovmf package).
@@ -48,7 +47,6 @@ var (
 	envOnce sync.Once
 	env     bootEnv
 	envErr  string
-	envDir  string
 )
 
 // getEnv builds (once for all tests) and finds what the labs need, and
@@ -60,9 +58,9 @@ func getEnv(t *testing.T) bootEnv {
 		t.Skip("the VM labs run only with -e2e: go test -race -count=1 ./tests/netboot/ -e2e (scripts/test.sh runs them)")
 	}
 	testenv.RequireRoot(t)
-	for name, pkg := range map[string]string{"qemu-system-x86_64": "qemu-system-x86", "dnsmasq": "dnsmasq-base", "cpio": "cpio", "ip": "iproute2"} {
-		testenv.Tool(t, name, pkg)
-	}
+	testenv.Tool(t, "qemu-system-x86_64", "qemu-system-x86")
+	testenv.Tool(t, "dnsmasq", "dnsmasq-base")
+	testenv.DebianKernel(t)
 	for file, pkg := range map[string]string{ovmfCode: "ovmf", ovmfVarsSB: "ovmf", "/usr/lib/ipxe/ipxe.efi": "ipxe", "/usr/lib/ipxe/undionly.kpxe": "ipxe"} {
 		if _, err := os.Stat(file); err != nil {
 			t.Fatalf("%s: %v: install Debian's %s (scripts/test.sh does)", file, err, pkg)
@@ -75,20 +73,13 @@ func getEnv(t *testing.T) bootEnv {
 	return env
 }
 
+// buildEnv builds imagefarm static, as a depot does, and with it the
+// deploy environment, pushed signed to a file catalog.
 func buildEnv() string {
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		return err.Error()
 	}
-	if envDir, err = os.MkdirTemp("", "imagefarm-netboot-"); err != nil {
-		return err.Error()
-	}
-	kernels, _ := filepath.Glob("/boot/vmlinuz-*")
-	if len(kernels) == 0 {
-		return "no /boot/vmlinuz-*: install Debian's linux-image-amd64 (scripts/test.sh does)"
-	}
-	sort.Strings(kernels)
-	env.kernel = kernels[len(kernels)-1]
 	signed := os.Getenv("IMAGEFARM_SIGNED_BOOT")
 	if signed == "" {
 		signed = filepath.Join(root, ".cache", "signed-boot")
@@ -101,55 +92,38 @@ func buildEnv() string {
 				": run scripts/test.sh, or set IMAGEFARM_SIGNED_BOOT to a folder where they are unpacked (dpkg-deb -x)"
 		}
 	}
-	env.imagefarm = filepath.Join(envDir, "imagefarm")
-	if out, err := exec.Command("go", "build", "-o", env.imagefarm, filepath.Join(root, "cmd", "imagefarm")).CombinedOutput(); err != nil {
+	dir, err := os.MkdirTemp("", "imagefarm-netboot-")
+	if err != nil {
+		return err.Error()
+	}
+	env.imagefarm = filepath.Join(dir, "imagefarm")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", env.imagefarm, "./cmd/imagefarm")
+	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
 		return "go build imagefarm: " + err.Error() + "\n" + string(out)
 	}
-	if msg := buildInitramfs(root); msg != "" {
-		return msg
+	env.store = "file://" + filepath.Join(dir, "store")
+	env.env = filepath.Join(dir, "env")
+	keys := filepath.Join(dir, "keys")
+	env.trusted = filepath.Join(keys, "signing.pub")
+	for _, args := range [][]string{
+		{"key", "init", "--out", keys},
+		{"--store", env.store, "netboot", "build-env", "--out", env.env, "--push", envRef, "--sign-key", filepath.Join(keys, "signing.key")},
+	} {
+		if out, err := exec.Command(env.imagefarm, args...).CombinedOutput(); err != nil {
+			return "imagefarm " + args[0] + ": " + err.Error() + "\n" + string(out)
+		}
 	}
-	env.localDisk = filepath.Join(envDir, "local-disk.img")
+	env.localDisk = filepath.Join(dir, "local-disk.img")
 	if err := os.WriteFile(env.localDisk, mbrDisk(), 0o644); err != nil {
 		return err.Error()
 	}
 	return ""
 }
 
-// buildInitramfs builds testdata/init as /init of a gzipped newc cpio.
-func buildInitramfs(root string) string {
-	tree := filepath.Join(envDir, "initramfs")
-	for _, d := range []string{"dev", "proc", "sys"} {
-		if err := os.MkdirAll(filepath.Join(tree, d), 0o755); err != nil {
-			return err.Error()
-		}
-	}
-	build := exec.Command("go", "build", "-o", filepath.Join(tree, "init"), "./tests/netboot/testdata/init")
-	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return "go build the test /init: " + err.Error() + "\n" + string(out)
-	}
-	cpio := exec.Command("cpio", "--quiet", "-o", "-H", "newc")
-	cpio.Dir = tree
-	cpio.Stdin = strings.NewReader("init\ndev\nproc\nsys\n")
-	archive, err := cpio.Output()
-	if err != nil {
-		return "cpio: " + err.Error()
-	}
-	env.initramfs = filepath.Join(envDir, "initramfs.gz")
-	f, err := os.Create(env.initramfs)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	zw, _ := gzip.NewWriterLevel(f, gzip.BestCompression)
-	if _, err := zw.Write(archive); err != nil {
-		return err.Error()
-	}
-	if err := zw.Close(); err != nil {
-		return err.Error()
-	}
-	return ""
-}
+// kernel and initrd are the deploy environment's files.
+func (e bootEnv) kernel() string { return filepath.Join(e.env, deployenv.KernelFile) }
+func (e bootEnv) initrd() string { return filepath.Join(e.env, deployenv.InitrdFile) }
 
 // mbrDisk is a 1 MiB disk whose boot sector writes localMarker to COM1 and
 // ends QEMU through its isa-debug-exit port (0xf4): what "boots its local

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/imagefarm/imagefarm/tests/testenv"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
@@ -46,12 +48,16 @@ func (l *lab) sendGarbage(t *testing.T) {
 			}
 			// bash's /dev/udp sends each write as one datagram, from
 			// inside the lab.
-			cmd := exec.Command("ip", "netns", "exec", l.ns, "bash", "-c", fmt.Sprintf("cat %s > /dev/udp/%s/%s", f, serviceAddr, port))
+			cmd := l.ns.Command(t, "bash", "-c", fmt.Sprintf("cat %s > /dev/udp/%s/%s", f, serviceAddr, port))
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("send garbage to port %s: %v\n%s", port, err, out)
 			}
 		}
 	}
-	l.service.waitFor(t, `path="\"/etc/passwd\""`, 10*time.Second)
-	l.service.waitFor(t, "architecture 11 (DHCP option 93), which has no boot file here", 10*time.Second)
+	for _, want := range []string{`msg="tftp refused: not a boot file`, `path="\"/etc/passwd\""`,
+		"architecture 11 (DHCP option 93), which has no boot file here"} {
+		testenv.Eventually(t, 10*time.Second, "the boot service logging "+want, func() bool {
+			return strings.Contains(l.service.Output(t), want)
+		})
+	}
 }

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
 // firmware is what a VM boots with.
@@ -27,25 +30,28 @@ type vm struct {
 	disk string // a disk image, or none
 }
 
-// run is one boot of a VM: when it was powered on and what its serial
-// console said.
+// serial is the SMBIOS serial number the VM has.
+func (v vm) serial() string { return "SN-" + v.name }
+
+// run is one boot of a VM: when it was powered on, when its console first
+// said each of the strings watched for, and all it said.
 type run struct {
 	vm      vm
 	start   time.Time
-	end     time.Time
-	console *timedOutput
-	err     error
+	seen    map[string]time.Duration
+	console string
 }
 
 // vmLimit is the longest a VM may take to power itself off under TCG.
 const vmLimit = 4 * time.Minute
 
-// boot powers v on and waits until it powers itself off.
-func (l *lab) boot(t *testing.T, v vm) *run {
+// boot powers v on, its NIC on tap, and waits until it powers itself off,
+// noting when its console first says each of watch.
+func (l *lab) boot(t *testing.T, v vm, tap string, watch ...string) *run {
 	t.Helper()
 	args := []string{"-accel", accel(), "-m", "512", "-nographic", "-no-reboot", "-boot", "n",
-		"-netdev", fmt.Sprintf("tap,id=n0,ifname=%s,script=no,downscript=no", l.tap()),
-		"-smbios", "type=1,manufacturer=HP,product=HP EliteBook 840 G7,serial=SN-" + v.name,
+		"-netdev", fmt.Sprintf("tap,id=n0,ifname=%s,script=no,downscript=no", tap),
+		"-smbios", "type=1,manufacturer=HP,product=HP EliteBook 840 G7,serial=" + v.serial(),
 		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"}
 	if v.disk != "" {
 		args = append(args, "-drive", "file="+v.disk+",format=raw,if=ide,snapshot=on")
@@ -60,22 +66,35 @@ func (l *lab) boot(t *testing.T, v vm) *run {
 			args = append(args, "-global", "driver=cfi.pflash01,property=secure,value=on")
 		}
 		// romfile= leaves out the NIC's iPXE ROM: the firmware's own PXE
-		// boots, as on a laptop.
+		// boots, as on a laptop. The 32-bit SMBIOS entry point is the one
+		// Debian's iPXE (2019) reads.
 		args = append(args, "-machine", machine,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+code,
 			"-drive", "if=pflash,format=raw,unit=1,file="+copyFile(t, vars, filepath.Join(l.dir, v.name+"-vars.fd")),
 			"-device", "virtio-net-pci,netdev=n0,romfile=,mac="+v.mac)
 	}
-	r := &run{vm: v, start: time.Now()}
-	p := l.start("qemu "+v.name, l.ns, "qemu-system-x86_64", args...)
-	r.console = p.out
-	select {
-	case <-p.done:
-	case <-time.After(vmLimit):
-		p.stop()
-		t.Errorf("%s (%s) did not power off within %v; its console:\n%s", v.name, v.fw, vmLimit, r.console.String())
+	r := &run{vm: v, start: time.Now(), seen: map[string]time.Duration{}}
+	p := testenv.Start(t, "qemu-"+v.name, l.ns.Command(t, "qemu-system-x86_64", args...))
+	deadline := time.After(vmLimit)
+	for done := false; !done; {
+		select {
+		case <-p.Done():
+			done = true
+		case <-deadline:
+			t.Errorf("%s (%s) did not power off within %v", v.name, v.fw, vmLimit)
+			done = true
+		case <-time.After(50 * time.Millisecond):
+		}
+		r.console = p.Output(t)
+		for _, w := range watch {
+			if _, ok := r.seen[w]; !ok && strings.Contains(r.console, w) {
+				r.seen[w] = time.Since(r.start)
+			}
+		}
 	}
-	r.end, r.err = time.Now(), p.err
+	if t.Failed() {
+		t.Logf("%s's console:\n%s", v.name, r.console)
+	}
 	return r
 }
 
@@ -100,10 +119,4 @@ func copyFile(t *testing.T, from, to string) string {
 		t.Fatal(err)
 	}
 	return to
-}
-
-// seen returns how long after power-on the console first said s.
-func (r *run) seen(s string) (time.Duration, bool) {
-	at, ok := r.console.seen(s)
-	return at.Sub(r.start), ok
 }

@@ -21,9 +21,10 @@ var testRange = netip.MustParsePrefix("198.18.0.0/15")
 // ends.
 type Netns struct {
 	Name   string
-	Bridge string       // "br0"
+	Bridge string       // "br0"; in a Peer, "eth0", its end of the veth
 	Addr   netip.Prefix // the bridge's address: the host side of the test network
 	taps   int
+	peers  int
 }
 
 // NewNetns makes a network namespace with a bridge br0 whose address is
@@ -65,6 +66,34 @@ func (n *Netns) AddTap(t testing.TB) string {
 		Command(t, "ip", append([]string{"-n", n.Name}, args...)...)
 	}
 	return tap
+}
+
+// Peer makes another namespace on the test network: another host, such as
+// a site's DHCP server, joined to the bridge by a veth pair whose end in
+// the peer, eth0, has addr (in the bridge's subnet). It is removed when
+// the test ends.
+func (n *Netns) Peer(t testing.TB, addr string) *Netns {
+	t.Helper()
+	p, err := netip.ParsePrefix(addr)
+	if err != nil || !n.Addr.Masked().Contains(p.Addr()) || p.Bits() != n.Addr.Bits() {
+		t.Fatalf("Peer(%q): want an address of the bridge's subnet %s", addr, n.Addr.Masked())
+	}
+	peer := &Netns{Name: "imagefarm-test-" + rand.Text()[:8], Bridge: "eth0", Addr: p}
+	Command(t, "ip", "netns", "add", peer.Name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", peer.Name).Run() })
+	veth := fmt.Sprintf("veth%d", n.peers)
+	n.peers++
+	for _, args := range [][]string{
+		{"-n", n.Name, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", peer.Name},
+		{"-n", n.Name, "link", "set", veth, "master", n.Bridge},
+		{"-n", n.Name, "link", "set", veth, "up"},
+		{"-n", peer.Name, "link", "set", "lo", "up"},
+		{"-n", peer.Name, "addr", "add", addr, "dev", "eth0"},
+		{"-n", peer.Name, "link", "set", "eth0", "up"},
+	} {
+		Command(t, "ip", args...)
+	}
+	return peer
 }
 
 // Command returns the command name with args, to run inside the
@@ -117,6 +146,9 @@ func (p *Proc) Wait(t testing.TB, d time.Duration) {
 		t.Fatalf("%v still running after %v", p.Cmd.Args, d)
 	}
 }
+
+// Done is closed when the process has ended.
+func (p *Proc) Done() <-chan struct{} { return p.done }
 
 // Output returns what the process wrote so far.
 func (p *Proc) Output(t testing.TB) string {
