@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagefarm/imagefarm/internal/wait"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
@@ -119,20 +120,39 @@ func (m *MinIO) setup() error {
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(60 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	for {
-		resp, err := http.Get("http://" + m.Endpoint + "/minio/health/ready")
+		err := m.ready()
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after 60s: %v", err)
+		if !wait.Sleep(ctx, 100*time.Millisecond) {
+			return fmt.Errorf("not ready after 60s: %w", err)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// ready reports whether the server serves S3 and STS: its health check
+// passes before its IAM is up, while AssumeRole still answers "Server not
+// initialized" (and ScopedURL would fail).
+func (m *MinIO) ready() error {
+	resp, err := http.Get("http://" + m.Endpoint + "/minio/health/ready")
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health check: %s", resp.Status)
+	}
+	sts, err := credentials.NewSTSAssumeRole("http://"+m.Endpoint, credentials.STSAssumeRoleOptions{AccessKey: m.AccessKey, SecretKey: m.SecretKey})
+	if err == nil {
+		_, err = sts.Get()
+	}
+	if err != nil {
+		return fmt.Errorf("assume role: %w", err)
+	}
+	return nil
 }
 
 // Stop kills the server and waits for it.
