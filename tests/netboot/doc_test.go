@@ -8,7 +8,9 @@
 // devices: SeaBIOS, OVMF, and OVMF with Microsoft's keys and Secure Boot
 // on. A VM that boots the environment reports its identity and lease on
 // its serial console and powers off; a VM with no work boots its local
-// disk, whose MBR prints a marker of its own.
+// disk, whose MBR prints a marker of its own. TestNetbootDeploysADevice
+// has a dev farm's controller on the bridge plan the boot instead, and the
+// VM enrolls and images its disk.
 //
 // The tests need root (network namespaces, taps) and Debian's
 // qemu-system-x86, ovmf, ipxe, linux-image-amd64 and dnsmasq-base, and the

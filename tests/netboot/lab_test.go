@@ -43,6 +43,11 @@ type labConfig struct {
 	kernelArgs []string
 	// serve are more flags of imagefarm netboot serve.
 	serve []string
+	// controller, when set, runs once the namespaces and the site's DHCP
+	// server are up, before the boot service starts, and returns the
+	// service's flags that replace --env (a controller in the namespace,
+	// and the deploy environment's files).
+	controller func(l *lab) []string
 }
 
 // newLab makes the namespaces, starts the site's DHCP server and the boot
@@ -65,8 +70,11 @@ func newLab(t *testing.T, e bootEnv, cfg labConfig) *lab {
 		}
 	})
 	l.waitFor(l.dnsmasq, "DHCP, sockets bound exclusively to interface")
-	serve := []string{"--store", e.store, "netboot", "serve", "--interface", l.ns.Bridge,
-		"--env", envRef, "--trusted-keys", e.trusted, "--env-cache", filepath.Join(l.dir, "env-cache"), "--shim", e.shim, "--grub", e.grub}
+	env := []string{"--env", envRef, "--trusted-keys", e.trusted, "--env-cache", filepath.Join(l.dir, "env-cache")}
+	if cfg.controller != nil {
+		env = cfg.controller(l)
+	}
+	serve := append([]string{"--store", e.store, "netboot", "serve", "--interface", l.ns.Bridge, "--shim", e.shim, "--grub", e.grub}, env...)
 	for _, a := range cfg.kernelArgs {
 		serve = append(serve, "--kernel-arg", a)
 	}

@@ -1,6 +1,7 @@
 package netboot_test
 
 import (
+	"cmp"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -28,6 +29,10 @@ type vm struct {
 	fw   firmware
 	mac  string
 	disk string // a disk image, or none
+	// nic is the SeaBIOS VM's NIC model; e1000 when "".
+	nic string
+	// qemu are more QEMU arguments (a disk to write).
+	qemu []string
 }
 
 // serial is the SMBIOS serial number the VM has.
@@ -53,12 +58,13 @@ func (l *lab) boot(t *testing.T, v vm, tap string, watch ...string) *run {
 		"-netdev", fmt.Sprintf("tap,id=n0,ifname=%s,script=no,downscript=no", tap),
 		"-smbios", "type=1,manufacturer=HP,product=HP EliteBook 840 G7,serial=" + v.serial(),
 		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"}
+	args = append(args, v.qemu...)
 	if v.disk != "" {
 		args = append(args, "-drive", "file="+v.disk+",format=raw,if=ide,snapshot=on")
 	}
 	switch v.fw {
 	case seabios:
-		args = append(args, "-device", "e1000,netdev=n0,mac="+v.mac)
+		args = append(args, "-device", cmp.Or(v.nic, "e1000")+",netdev=n0,mac="+v.mac)
 	case ovmf, ovmfSecure:
 		code, vars, machine := ovmfCode, ovmfVars, "q35,smbios-entry-point-type=32"
 		if v.fw == ovmfSecure {
