@@ -74,11 +74,11 @@ func Build(ctx context.Context, cfg BuildConfig) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(cfg.Out), "."+filepath.Base(cfg.Out)+".build-")
+	tmp, remove, err := userpath.TempFolder(filepath.Dir(cfg.Out), "."+filepath.Base(cfg.Out)+".build-")
 	if err != nil {
 		return nil, fmt.Errorf("build-env: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer remove()
 	info, err := buildInto(ctx, tmp, cfg, tree, res)
 	if err != nil {
 		return nil, fmt.Errorf("build-env: %w", err)

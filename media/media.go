@@ -10,7 +10,6 @@ import (
 	"hash"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -114,11 +113,11 @@ func Build(ctx context.Context, c *catalog.Catalog, spec Spec) (*Result, error) 
 	if err != nil {
 		return nil, err
 	}
-	work, err := os.MkdirTemp(spec.WorkDir, "imagefarm-media-")
+	work, removeWork, err := userpath.TempFolder(spec.WorkDir, "imagefarm-media-")
 	if err != nil {
 		return nil, fmt.Errorf("media: %w", err)
 	}
-	defer os.RemoveAll(work)
+	defer removeWork()
 	res := &Result{Inputs: inputs, WIMIndex: spec.WIMIndex, Model: spec.Model}
 	start := time.Now()
 	b := &builder{c: c, spec: spec, inputs: inputs, work: work, log: spec.Log}

@@ -95,11 +95,11 @@ and run bcdboot. Inputs that list device models are only put on media for one of
 				}
 				defer done()
 				if spec.Out == "" {
-					tmp, err := os.MkdirTemp(spec.WorkDir, "imagefarm-media-out-")
+					tmp, remove, err := userpath.TempFolder(spec.WorkDir, "imagefarm-media-out-")
 					if err != nil {
 						return err
 					}
-					defer os.RemoveAll(tmp)
+					defer remove()
 					spec.Out = filepath.Join(tmp, "media.img")
 				}
 			}

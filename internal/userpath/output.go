@@ -254,6 +254,22 @@ func track(name string, live bool) {
 	}
 }
 
+// TempFolder makes a new folder in dir, named by pattern as os.MkdirTemp
+// names it, for work that is removed when done: call remove then. Until
+// remove, RemoveTemporaries removes it too, so a process made to exit
+// mid-work leaves no folder behind.
+func TempFolder(dir, pattern string) (path string, remove func(), err error) {
+	path, err = os.MkdirTemp(dir, pattern)
+	if err != nil {
+		return "", nil, err
+	}
+	track(path, true)
+	return path, func() {
+		os.RemoveAll(path)
+		track(path, false)
+	}, nil
+}
+
 // RemoveTemporaries removes the temporary file of every output neither
 // committed nor aborted, for a process made to exit before its deferred
 // Aborts run (a second interrupt, or one not heeded in time).
@@ -261,7 +277,7 @@ func RemoveTemporaries() {
 	temporaries.Lock()
 	defer temporaries.Unlock()
 	for name := range temporaries.names {
-		os.Remove(name)
+		os.RemoveAll(name)
 	}
 	clear(temporaries.names)
 }

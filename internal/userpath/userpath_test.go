@@ -234,3 +234,32 @@ func TestMakeFolder(t *testing.T) {
 		t.Errorf("MakeFolder(a file) = %v, want a TypeError", err)
 	}
 }
+
+// TestTempFolderIsATemporary: a work folder from TempFolder, with files
+// in it, is removed by its remove and, before that, by RemoveTemporaries
+// (a process made to exit mid-work), which removes nothing else.
+func TestTempFolderIsATemporary(t *testing.T) {
+	dir := t.TempDir()
+	keep := filepath.Join(dir, "keep")
+	os.WriteFile(keep, []byte("x"), 0o600)
+	for _, byExit := range []bool{false, true} {
+		work, remove, err := userpath.TempFolder(dir, ".work-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Join(work, "sub"), 0o755)
+		os.WriteFile(filepath.Join(work, "sub", "f"), []byte("data"), 0o600)
+		if byExit {
+			userpath.RemoveTemporaries()
+		} else {
+			remove()
+		}
+		if _, err := os.Stat(work); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("work folder after remove (by exit: %v): %v, want it gone", byExit, err)
+		}
+		remove() // after RemoveTemporaries too: harmless
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("RemoveTemporaries removed a file it did not make: %v", err)
+	}
+}
