@@ -58,7 +58,7 @@ func checkHello(h *imagefarmv1.Hello) error {
 }
 
 // checkDriveState refuses a drive reported in a state no drive is stored
-// in (core's driveMoves: an imager reports AVAILABLE, BUSY or REFUSED).
+// in (core's driveReports: an imager reports AVAILABLE, BUSY or REFUSED).
 func checkDriveState(d *imagefarmv1.Drive) error {
 	if !core.Reportable(d.GetState()) {
 		return fmt.Errorf("drive %s: state %v: an imager reports a drive AVAILABLE, BUSY or REFUSED: %w",

@@ -90,12 +90,14 @@ func (c *Core) updateTask(ctx context.Context, jobID, taskID string, change func
 	}, change)
 }
 
-// updateDrive changes a stored drive, or a new one when upsert says so
-// (an imager reports its inventory); otherwise a drive that is not stored
+// updateDrive changes a stored drive under the table of its writer (m:
+// driveReports or driveClaims), or a new one when upsert says so (an
+// imager reports its inventory); otherwise a drive that is not stored
 // fails with state.ErrNotFound: what changes a drive's claim must not
 // bring back a drive that was pulled.
-func (c *Core) updateDrive(ctx context.Context, nodeID, driveID string, upsert bool, change func(*imagefarmv1.Drive) error) (*imagefarmv1.Drive, error) {
-	return apply(driveMoves, nodeID+"/"+driveID, func(fn func(*imagefarmv1.Drive) error) (*imagefarmv1.Drive, error) {
+func (c *Core) updateDrive(ctx context.Context, m machine[imagefarmv1.DriveState], nodeID, driveID string, upsert bool,
+	change func(*imagefarmv1.Drive) error) (*imagefarmv1.Drive, error) {
+	return apply(m, nodeID+"/"+driveID, func(fn func(*imagefarmv1.Drive) error) (*imagefarmv1.Drive, error) {
 		if upsert {
 			return c.st.UpdateDrive(ctx, nodeID, driveID, fn)
 		}

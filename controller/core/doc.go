@@ -3,8 +3,9 @@
 // stores each change in KV and appends its event).
 //
 // Each kind of record has one table of the state changes it may make, in
-// a file of its own: jobMoves (job.go), taskMoves (task.go), driveMoves
-// (drive.go) and nodeMoves (node.go). Every write goes through one
+// a file of its own: jobMoves (job.go), taskMoves (task.go), nodeMoves
+// (node.go); a drive has one per writer (drive.go): driveReports for its
+// imager's reports, driveClaims for the controller's claim and release. Every write goes through one
 // function, apply (machine.go), which lets the caller change the freshly
 // read record and then checks the move from the state the record had to
 // the state it would get against the table; a move the table refuses

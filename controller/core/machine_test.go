@@ -43,12 +43,23 @@ func TestNodeMovesAreExactlyThese(t *testing.T) {
 		LOST→LOST LOST→ONLINE`)
 }
 
+// TestDriveMovesAreExactlyThese lists both of a drive's tables: what its
+// imager's reports may do, and what the controller's claim and release may
+// (never claim a REFUSED drive, never make one AVAILABLE).
 func TestDriveMovesAreExactlyThese(t *testing.T) {
-	checkMoves(t, driveMoves, `
-		NONE→AVAILABLE NONE→BUSY NONE→REFUSED
-		AVAILABLE→AVAILABLE AVAILABLE→BUSY AVAILABLE→REFUSED
-		BUSY→BUSY BUSY→AVAILABLE BUSY→REFUSED
-		REFUSED→REFUSED REFUSED→AVAILABLE REFUSED→BUSY`)
+	t.Run("reports", func(t *testing.T) {
+		checkMoves(t, driveReports, `
+			NONE→AVAILABLE NONE→BUSY NONE→REFUSED
+			AVAILABLE→AVAILABLE AVAILABLE→BUSY AVAILABLE→REFUSED
+			BUSY→BUSY BUSY→AVAILABLE BUSY→REFUSED
+			REFUSED→REFUSED REFUSED→AVAILABLE REFUSED→BUSY`)
+	})
+	t.Run("claims", func(t *testing.T) {
+		checkMoves(t, driveClaims, `
+			AVAILABLE→BUSY
+			BUSY→BUSY BUSY→AVAILABLE
+			REFUSED→REFUSED`)
+	})
 }
 
 func TestDeviceMovesAreExactlyThese(t *testing.T) {

@@ -50,9 +50,10 @@ var taskMoves = machine[imagefarmv1.TaskState]{entity: "task", moves: map[imagef
 	taskVerifying: {taskVerifying, taskDone, taskFailed, taskCanceled, taskLost},
 }}
 
-// ErrClaimed means a drive already has a task: a placement made from a
-// view that missed it is dropped.
-var ErrClaimed = errors.New("core: drive already has a task")
+// ErrClaimed means a placement's drive cannot be claimed: it has a task,
+// holds another medium, was pulled or is refused by its node now. A
+// placement made from a view that missed that is dropped.
+var ErrClaimed = errors.New("core: drive cannot be claimed")
 
 // Assign records a task for placement p, claiming its drive first,
 // atomically on the drive's record, so that no drive ever gets two tasks
