@@ -28,15 +28,18 @@ func (e *IOError) Unwrap() error { return e.Err }
 
 // RemovedError says a drive now ends before the image does: it was pulled
 // (the kernel sets a pulled disk's size to 0) or it shrank. It is why an
-// IOError happened, whatever errno the kernel gave.
+// IOError happened, whatever errno the kernel gave. It names the device
+// itself: a pull found while the drive waits for the stream (no transfer
+// tried, so no errno naming it) says which drive as well as one a write met.
 type RemovedError struct {
-	End  int64 // the device's size now
-	Size int64 // the image's size
-	Err  error // what the transfer met: io.ErrUnexpectedEOF for a short read, nil if none was tried
+	Path string // the device
+	End  int64  // the device's size now
+	Size int64  // the image's size
+	Err  error  // what the transfer met: io.ErrUnexpectedEOF for a short read, nil if none was tried
 }
 
 func (e *RemovedError) Error() string {
-	msg := fmt.Sprintf("device ended at offset %d of %d: drive removed or shrunk", e.End, e.Size)
+	msg := fmt.Sprintf("device %s ended at offset %d of %d: drive removed or shrunk", e.Path, e.End, e.Size)
 	if e.Err != nil {
 		msg += ": " + e.Err.Error()
 	}
@@ -292,7 +295,7 @@ func (f *fanout) ioError(r *run, op string, off int64, err error) error {
 // the image does, else nil.
 func (f *fanout) removed(r *run, err error) error {
 	if end, serr := r.t.Dev.Size(); serr == nil && end < f.m.Size {
-		return &RemovedError{End: end, Size: f.m.Size, Err: err}
+		return &RemovedError{Path: r.t.Path, End: end, Size: f.m.Size, Err: err}
 	}
 	return nil
 }
