@@ -18,7 +18,9 @@ func standingOrder(pool string, n uint32) *imagefarmv1.Targets {
 }
 
 func TestLostNodesTasksMoveToAnotherNode(t *testing.T) {
-	f := farm.Start(t, farm.Options{HeartbeatTTL: 1500 * time.Millisecond, PushImage: true})
+	// The healthy node beats every 200ms: a TTL of fifteen beats keeps it
+	// alive on a loaded machine too, while the silent one is lost.
+	f := farm.Start(t, farm.Options{HeartbeatTTL: 3 * time.Second, PushImage: true})
 	silent := f.Connect(t, "n1", usbDrive("a"), usbDrive("b"))
 	healthy := f.Connect(t, "n2", usbDrive("c"), usbDrive("d"))
 	healthy.Beat()
@@ -70,7 +72,7 @@ func TestCancelStopsTheImagerAndEndsTasksCanceled(t *testing.T) {
 	if err != nil || resp.GetJob().GetState() != imagefarmv1.JobState_JOB_STATE_CANCELED || resp.GetJob().GetTasks()[0].GetState() != imagefarmv1.TaskState_TASK_STATE_CANCELED {
 		t.Fatalf("CancelJob = %v, %v; want the job and its task CANCELED", resp.GetJob(), err)
 	}
-	deadline := time.After(time.Second)
+	deadline := time.After(10 * time.Second) // no speed asserted: only so that a failing test ends
 	for {
 		select {
 		case m := <-im.Replies:
@@ -78,7 +80,7 @@ func TestCancelStopsTheImagerAndEndsTasksCanceled(t *testing.T) {
 				return
 			}
 		case <-deadline:
-			t.Fatal("no StopTask within a second of the cancel")
+			t.Fatal("no StopTask for the canceled task within 10s")
 		}
 	}
 }

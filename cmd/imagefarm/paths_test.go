@@ -23,8 +23,10 @@ import (
 
 // runWithin runs imagefarm in-process like run, failing the test if the
 // command has not returned within d: a path that would block it (a FIFO
-// nobody writes to) must be refused, not waited on. unblock, if set, frees
-// a command that hung, so that the test can end.
+// nobody writes to) must be refused, not waited on, and a command that
+// waits on one never returns, so d asserts no speed (refusals come in
+// milliseconds) and is long enough for a loaded machine. unblock, if set,
+// frees a command that hung, so that the test can end.
 func runWithin(t *testing.T, d time.Duration, unblock func(), args ...string) (string, error) {
 	t.Helper()
 	type result struct {
@@ -114,7 +116,7 @@ func TestInputPathsRefused(t *testing.T) {
 		{[]string{"--store", store, "--insecure", "controller", "--nats", fmt.Sprintf("nats://127.0.0.1:%d", port), "--nats-creds", fifo}, fifo + " " + fifoIs},
 		{[]string{"--store", "file:///dev/null", "image", "ls"}, "/dev/null is a character device: give a folder"},
 	} {
-		out, err := runWithin(t, 5*time.Second, unblockFIFOs(fifo, filepath.Join(brokenCA, "ca.key")), tc.args...)
+		out, err := runWithin(t, 30*time.Second, unblockFIFOs(fifo, filepath.Join(brokenCA, "ca.key")), tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("imagefarm %q = %v (%s), want an error containing %q", tc.args, err, out, tc.want)
 		}
@@ -203,7 +205,7 @@ func TestOutputPathsRefused(t *testing.T) {
 		{[]string{"nats-config", "--dir", natsDir, "--node", "n1"}, natsauth.ServerConfigFile + " is a symbolic link to " + drive},
 		{[]string{"--insecure", "controller", "--nats", "nats://127.0.0.1:1", "--bootstrap-token-file", null}, null + " is a character device"},
 	} {
-		out, err := runWithin(t, 10*time.Second, unblockFIFOs(fifo), append([]string{"--store", store}, tc.args...)...)
+		out, err := runWithin(t, 30*time.Second, unblockFIFOs(fifo), append([]string{"--store", store}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("imagefarm %q = %v (%s), want an error containing %q", tc.args, err, out, tc.want)
 		}

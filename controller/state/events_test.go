@@ -171,7 +171,7 @@ func TestWatchEnds(t *testing.T) {
 // appends next is "from now on" for it.
 func waitConsumer(t *testing.T, s *Store) {
 	t.Helper()
-	testenv.Eventually(t, 2*time.Second, "a consumer on the events stream", func() bool {
+	testenv.Eventually(t, 10*time.Second, "a consumer on the events stream", func() bool {
 		info, err := s.events.Info(t.Context())
 		if err != nil {
 			t.Fatal(err)

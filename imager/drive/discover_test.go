@@ -111,28 +111,33 @@ func TestWatchSeesAttachAndDetach(t *testing.T) {
 			t.Errorf("Watch() = %v, want nil after cancel", err)
 		}
 	}()
-	time.Sleep(100 * time.Millisecond) // let the first look list what is there already
-
+	// Whether the first look lists it or a later one sees it come, the
+	// loop device is reported inserted once (drives present at the start
+	// are reported inserted too).
 	l := testenv.NewLoop(t, 16<<20)
 	attached := time.Now()
 	ev := waitEvent(t, events, Inserted, l.Backing)
-	if took := time.Since(attached); took > 2*time.Second || ev.Drive.Size != 16<<20 {
-		t.Errorf("inserted %+v after %v, want the 16 MiB drive within 2s", ev.Drive, took)
+	if ev.Drive.Size != 16<<20 {
+		t.Errorf("inserted %+v, want the 16 MiB drive", ev.Drive)
 	}
 	l.Detach(t)
 	detached := time.Now()
 	waitEvent(t, events, Removed, l.Backing)
-	if took := time.Since(detached); took > 2*time.Second {
-		t.Errorf("removal seen after %v, want within 2s", took)
-	}
+	t.Logf("insertion seen after %v, removal after %v (looking every %v)", detached.Sub(attached).Round(time.Millisecond),
+		time.Since(detached).Round(time.Millisecond), DefaultWatchInterval)
 }
 
-// waitEvent waits up to 3 s for kind about the loop device backed by
-// backing, passing over events about other drives: other tests attach
-// loop devices too, at the same numbers.
+// watchBound bounds a wait for a Watch event so that a test that fails
+// ends instead of hanging. It asserts no speed: an event comes within
+// DefaultWatchInterval and a look, unless the machine is starved.
+const watchBound = time.Minute
+
+// waitEvent waits for kind about the loop device backed by backing,
+// passing over events about other drives: other tests attach loop devices
+// too, at the same numbers.
 func waitEvent(t *testing.T, events <-chan Event, kind EventKind, backing string) Event {
 	t.Helper()
-	deadline := time.After(3 * time.Second)
+	deadline := time.After(watchBound)
 	for {
 		select {
 		case ev := <-events:
@@ -140,7 +145,7 @@ func waitEvent(t *testing.T, events <-chan Event, kind EventKind, backing string
 				return ev
 			}
 		case <-deadline:
-			t.Fatalf("no %s event for the loop device on %s within 3s", kind, backing)
+			t.Fatalf("no %s event for the loop device on %s within %v", kind, backing, watchBound)
 		}
 	}
 }

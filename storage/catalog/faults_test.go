@@ -217,9 +217,12 @@ func TestStreamThroughStorageFaults(t *testing.T) {
 		}
 		// The budget runs from the start of the first failing attempt, which
 		// includes minio-go's own retries and may have begun a moment before
-		// the storage went away.
-		if took < budget-time.Second || took > budget+5*time.Second {
-			t.Errorf("failed %v after storage went away, want about the %v budget", took, budget)
+		// the storage went away. How long after the budget the last attempt
+		// ends is the machine's speed, not asserted: only that the budget
+		// given is the one kept, not the default one.
+		if took < budget-time.Second || took > catalog.DefaultRetryBudget/2 {
+			t.Errorf("failed %v after storage went away, want after the %v budget given, well before the default %v",
+				took, budget, catalog.DefaultRetryBudget)
 		}
 	})
 }

@@ -91,7 +91,7 @@ func connect(t *testing.T, srv *server.Server, creds, node string) *conn {
 func (c *conn) wasDenied(t *testing.T, op, subject string) {
 	t.Helper()
 	want := strings.ToLower(op + ` to "` + subject + `"`)
-	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("%s to %q reported as a permissions violation", op, subject), func() bool {
+	testenv.Eventually(t, 30*time.Second, fmt.Sprintf("%s to %q reported as a permissions violation", op, subject), func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return slices.ContainsFunc(c.denied, func(d string) bool { return strings.Contains(strings.ToLower(d), want) })
