@@ -210,7 +210,7 @@ func (c *Controller) build(b *backend) (*parts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
-	view := &storeView{st: b.st, cat: c.cfg.Catalog, log: c.log}
+	view := &storeView{st: b.st, devs: b.dev.records, cat: c.cfg.Catalog, log: c.log}
 	place := newPlacer(cr, view, b.pub, c.log)
 	p := &parts{auth: authorizer{tokens: b.tokens, creds: b.dev.creds}, place: place,
 		api: &apiServer{img: images{cat: c.cfg.Catalog}, cat: c.cfg.Catalog, trusted: c.cfg.TrustedKeys, st: b.st, core: cr,

@@ -17,36 +17,78 @@ import (
 )
 
 // PlanBoot implements DeviceService.PlanBoot: a machine boots the deploy
-// environment only when a job may want it; otherwise its local disk.
+// environment only when a job may want it; otherwise its local disk. Every
+// decision, and every request refused, is an audit record.
 func (c *deviceServer) PlanBoot(ctx context.Context, req *imagefarmv1.PlanBootRequest) (*imagefarmv1.PlanBootResponse, error) {
+	resp, jobID, err := c.planBoot(ctx, req)
+	rec := &imagefarmv1.AuditRecord{Actor: actor(ctx), Action: imagefarmv1.AuditAction_AUDIT_ACTION_BOOT_PLANNED,
+		DeviceId: resp.GetDeviceId(), Mac: auditMAC(req.GetMac()), JobId: jobID}
+	if err != nil {
+		rec.Action, rec.Message = imagefarmv1.AuditAction_AUDIT_ACTION_BOOT_PLAN_REFUSED, fmt.Sprintf("arch %q: %v", cut(req.GetArch()), err)
+		c.audit.Record(ctx, rec)
+		return nil, toStatus(err)
+	}
+	rec.Message = fmt.Sprintf("%s, arch %q: %s", bootActionText(resp.GetAction()), req.GetArch(), resp.GetReason())
+	c.audit.Record(ctx, rec)
+	c.log.Info("boot planned", "mac", rec.Mac, "device_id", resp.GetDeviceId(), "job_id", jobID, "action", resp.GetAction(), "reason", resp.GetReason())
+	return resp, nil
+}
+
+// planBoot decides a boot: the answer and the job that wants the machine
+// ("" when it boots its local disk).
+func (c *deviceServer) planBoot(ctx context.Context, req *imagefarmv1.PlanBootRequest) (*imagefarmv1.PlanBootResponse, string, error) {
 	mac, err := devices.NormalizeMAC(req.GetMac())
 	if err == nil {
 		err = checkArch(req.GetArch())
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, "", err
 	}
 	dev, err := c.deviceByMAC(ctx, mac)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, "", err
 	}
-	why, deploy, err := c.bootWork(ctx, dev)
+	w, err := c.bootWork(ctx, dev)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, "", err
 	}
-	resp := &imagefarmv1.PlanBootResponse{Action: imagefarmv1.BootAction_BOOT_ACTION_LOCAL_BOOT, Reason: why, DeviceId: dev.GetId()}
-	if deploy {
+	resp := &imagefarmv1.PlanBootResponse{Action: imagefarmv1.BootAction_BOOT_ACTION_LOCAL_BOOT, Reason: w.why, DeviceId: dev.GetId()}
+	if w.deploy {
 		token, exp, err := c.dev.tokens.Issue(ctx, mac, dev.GetId())
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, "", err
 		}
 		resp.Action, resp.BootToken, resp.ExpireTime = imagefarmv1.BootAction_BOOT_ACTION_DEPLOY, token, timestamppb.New(exp)
 	}
 	if dev != nil {
-		c.touchDevice(ctx, dev.GetId(), req.GetArch(), deploy)
+		c.touchDevice(ctx, dev.GetId(), req.GetArch(), w.deploy)
 	}
-	c.log.Info("boot planned", "mac", mac, "device_id", dev.GetId(), "action", resp.GetAction(), "reason", why)
-	return resp, nil
+	return resp, w.jobID, nil
+}
+
+// bootActionText names a boot action in an audit message.
+func bootActionText(a imagefarmv1.BootAction) string {
+	if a == imagefarmv1.BootAction_BOOT_ACTION_DEPLOY {
+		return "deploy"
+	}
+	return "local boot"
+}
+
+// auditMAC is the MAC an audit record names: normalized, or the request's
+// text cut short when it is not one.
+func auditMAC(s string) string {
+	if m, err := devices.NormalizeMAC(s); err == nil {
+		return m
+	}
+	return cut(s)
+}
+
+// cut shortens what a record quotes back from a request.
+func cut(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
 }
 
 // checkArch bounds the architecture a boot service reports.
@@ -68,33 +110,40 @@ func (c *deviceServer) deviceByMAC(ctx context.Context, mac string) (*imagefarmv
 	}), nil
 }
 
+// bootDecision is what bootWork decided.
+type bootDecision struct {
+	why    string
+	deploy bool
+	jobID  string // the job that wants the machine, when it deploys
+}
+
 // bootWork says whether a machine (dev, or nil for one the farm does not
-// know) should boot the deploy environment, and why or why not. A known
-// device boots it when a job wants it or its last task was cut short; an
-// unknown machine when any device job has room, since it is known only
-// once it enrolls.
-func (c *deviceServer) bootWork(ctx context.Context, dev *imagefarmv1.Device) (string, bool, error) {
+// know) should boot the deploy environment, for which job, and why or why
+// not. A known device boots it when a job wants it or its last task was
+// cut short; an unknown machine when any device job has room, since it is
+// known only once it enrolls.
+func (c *deviceServer) bootWork(ctx context.Context, dev *imagefarmv1.Device) (bootDecision, error) {
+	if dev.GetState() == imagefarmv1.DeviceState_DEVICE_STATE_IMAGING {
+		return bootDecision{fmt.Sprintf("its task %s was cut short: its disk may be half written", dev.GetTaskId()), true, core.JobOf(dev.GetTaskId())}, nil
+	}
 	jobs, err := c.openDeviceJobs(ctx)
 	if err != nil {
-		return "", false, err
+		return bootDecision{}, err
 	}
 	if dev == nil {
 		for _, dj := range jobs {
 			if dj.room() {
-				return fmt.Sprintf("an unknown machine, and job %s may want it: it enrolls to say what it is", dj.job.GetId()), true, nil
+				return bootDecision{fmt.Sprintf("an unknown machine, and job %s may want it: it enrolls to say what it is", dj.job.GetId()), true, dj.job.GetId()}, nil
 			}
 		}
-		return "an unknown machine, and no device job has room: it boots its local disk", false, nil
-	}
-	if dev.GetState() == imagefarmv1.DeviceState_DEVICE_STATE_IMAGING {
-		return fmt.Sprintf("its task %s was cut short: its disk may be half written", dev.GetTaskId()), true, nil
+		return bootDecision{why: "an unknown machine, and no device job has room: it boots its local disk"}, nil
 	}
 	for _, dj := range jobs {
 		if ok, _ := dj.wants(dev); ok {
-			return fmt.Sprintf("job %s wants device %s", dj.job.GetId(), dev.GetSerial()), true, nil
+			return bootDecision{fmt.Sprintf("job %s wants device %s", dj.job.GetId(), dev.GetSerial()), true, dj.job.GetId()}, nil
 		}
 	}
-	return fmt.Sprintf("no job wants device %s (%s): it boots its local disk", dev.GetSerial(), dev.GetModel()), false, nil
+	return bootDecision{why: fmt.Sprintf("no job wants device %s (%s): it boots its local disk", dev.GetSerial(), dev.GetModel())}, nil
 }
 
 // touchDevice records that a known device asked to boot.

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/imagefarm/imagefarm/controller/devices"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
@@ -18,6 +19,7 @@ import (
 // remembers image sizes.
 type storeView struct {
 	st    *state.Store
+	devs  *devices.Store // device records, for why device jobs wait
 	cat   *catalog.Catalog
 	log   *slog.Logger
 	sizes sync.Map // manifest digest -> image size (uint64)
@@ -56,7 +58,7 @@ func (v *storeView) snapshot(ctx context.Context) (scheduler.Farm, []scheduler.J
 	if err != nil {
 		return scheduler.Farm{}, nil, err
 	}
-	jobs, _, err := v.openJobs(ctx, tasks)
+	jobs, _, _, err := v.openJobs(ctx, tasks)
 	return farm, jobs, err
 }
 
@@ -105,23 +107,27 @@ func buildFarm(nodes []*imagefarmv1.Node, drives []*imagefarmv1.Drive, tasks []*
 }
 
 // openJobs returns the jobs still taking or running tasks, as the
-// scheduler sees them, and why each waits as stored (by job id).
-func (v *storeView) openJobs(ctx context.Context, tasks []*imagefarmv1.Task) ([]scheduler.Job, map[string]string, error) {
+// scheduler sees them, why each waits as stored (by job id), and why each
+// device job waits now (deviceWaiting), which the scheduler cannot say.
+func (v *storeView) openJobs(ctx context.Context, tasks []*imagefarmv1.Task) ([]scheduler.Job, map[string]string, map[string]string, error) {
 	byJob := map[string][]scheduler.Task{}
 	for _, t := range tasks {
 		byJob[t.GetJobId()] = append(byJob[t.GetJobId()], scheduler.Task{ID: t.GetId(), NodeID: t.GetNodeId(),
 			DriveID: t.GetDrive().GetId(), State: t.GetState(), Created: t.GetCreateTime().AsTime()})
 	}
 	var out []scheduler.Job
-	waiting := map[string]string{}
+	waiting, devWaiting := map[string]string{}, map[string]string{}
 	token := ""
 	for {
 		jobs, next, err := v.st.ListJobs(ctx, openJobsFilter(token))
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		for _, j := range jobs {
 			waiting[j.GetId()] = j.GetWaitingReason()
+			if isDeviceJob(j) && v.devs != nil {
+				devWaiting[j.GetId()] = deviceWaiting(ctx, v.devs, j, byJob[j.GetId()])
+			}
 			sj, err := v.schedJob(ctx, j)
 			if err != nil {
 				v.log.Warn("job cannot be scheduled", "job_id", j.GetId(), "error", err)
@@ -131,7 +137,7 @@ func (v *storeView) openJobs(ctx context.Context, tasks []*imagefarmv1.Task) ([]
 			out = append(out, sj)
 		}
 		if token = next; token == "" {
-			return out, waiting, nil
+			return out, waiting, devWaiting, nil
 		}
 	}
 }

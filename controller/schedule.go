@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/imagefarm/imagefarm/controller/core"
@@ -61,7 +62,7 @@ func (pl *placer) schedule(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	jobs, stored, err := pl.view.openJobs(ctx, tasks)
+	jobs, stored, devWaiting, err := pl.view.openJobs(ctx, tasks)
 	if err != nil {
 		return err
 	}
@@ -72,6 +73,7 @@ func (pl *placer) schedule(ctx context.Context) error {
 		}
 	}
 	waiting := scheduler.Waiting(jobs, farm, placed)
+	maps.Copy(waiting, devWaiting) // device jobs wait for devices, not drives
 	for _, j := range jobs {
 		if waiting[j.ID] != stored[j.ID] {
 			if err := pl.core.SetWaiting(ctx, j.ID, waiting[j.ID]); err != nil {

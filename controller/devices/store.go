@@ -21,19 +21,43 @@ const Bucket = "imagefarm-devices"
 // ErrNotFound is a device the farm does not know.
 var ErrNotFound = errors.New("devices: no such device")
 
-// Store keeps device records in a KV bucket, keyed by device id.
+// Store keeps device records in a KV bucket, keyed by device id, and
+// finds them by MAC and serial through an index (index.go).
 type Store struct {
-	kv jetstream.KeyValue
+	kv    jetstream.KeyValue
+	index jetstream.KeyValue
 }
 
-// Open makes sure the bucket exists, kept by replicas servers.
+// indexVersion is the index's marker key: the index was built from every
+// record once, so an Open need not do it again.
+const indexVersion = "version"
+
+// Open makes sure the buckets exist, kept by replicas servers, and indexes
+// the records written before the index was.
 func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: Bucket,
 		Description: "imagefarm devices: device id -> Device", History: 5, Storage: jetstream.FileStorage, Replicas: max(replicas, 1)})
 	if err != nil {
 		return nil, fmt.Errorf("ensure bucket %s: %w", Bucket, err)
 	}
-	return &Store{kv: kv}, nil
+	index, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: IndexBucket,
+		Description: "imagefarm devices by MAC and serial: mac.HEX.ID, serial.SHA256.ID", History: 1, Storage: jetstream.FileStorage,
+		Replicas: max(replicas, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("ensure bucket %s: %w", IndexBucket, err)
+	}
+	s := &Store{kv: kv, index: index}
+	if _, err := index.Get(ctx, indexVersion); errors.Is(err, jetstream.ErrKeyNotFound) {
+		if err := s.reindex(ctx); err != nil {
+			return nil, err
+		}
+		if _, err := index.Put(ctx, indexVersion, []byte("1")); err != nil {
+			return nil, fmt.Errorf("mark bucket %s built: %w", IndexBucket, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("read bucket %s: %w", IndexBucket, err)
+	}
+	return s, nil
 }
 
 // Get returns the device with id, or ErrNotFound.
@@ -83,10 +107,17 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*imagefarmv1.Devi
 		if err != nil {
 			return nil, err
 		}
+		var before *imagefarmv1.Device
+		if rev != 0 {
+			before = proto.CloneOf(d)
+		}
 		if err := fn(d); err != nil {
 			return nil, err
 		}
 		d.Id = id
+		if err := s.addKeys(ctx, before, d); err != nil {
+			return nil, err
+		}
 		v, err := proto.Marshal(d)
 		if err != nil {
 			return nil, fmt.Errorf("encode device %s: %w", id, err)
@@ -97,7 +128,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*imagefarmv1.Devi
 			_, err = s.kv.Update(ctx, id, v, rev)
 		}
 		if err == nil {
-			return d, nil
+			return d, s.dropKeys(ctx, before, d)
 		}
 		if !isConflict(err) {
 			return nil, fmt.Errorf("store device %s: %w", id, err)
@@ -141,20 +172,33 @@ func (s *Store) List(ctx context.Context) ([]*imagefarmv1.Device, error) {
 	return out, nil
 }
 
-// Find returns the devices that what names: by id, by serial, or by MAC.
+// Find returns the devices that what names: by id, by serial, or by MAC,
+// by serial then id. It reads the records the index names, never every
+// record.
 func (s *Store) Find(ctx context.Context, what string) ([]*imagefarmv1.Device, error) {
-	all, err := s.List(ctx)
+	out, err := s.BySerial(ctx, what)
 	if err != nil {
 		return nil, err
 	}
-	mac, _ := NormalizeMAC(what)
-	var out []*imagefarmv1.Device
-	for _, d := range all {
-		if d.GetId() == what || d.GetSerial() == what || mac != "" && slices.Contains(d.GetMacs(), mac) {
+	if _, err := NormalizeMAC(what); err == nil {
+		byMAC, err := s.ByMAC(ctx, what)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, byMAC...)
+	}
+	if validID(what) {
+		d, err := s.Get(ctx, what)
+		if err == nil {
 			out = append(out, d)
+		} else if !errors.Is(err, ErrNotFound) {
+			return nil, err
 		}
 	}
-	return out, nil
+	slices.SortFunc(out, func(a, b *imagefarmv1.Device) int {
+		return cmp.Or(cmp.Compare(a.GetSerial(), b.GetSerial()), cmp.Compare(a.GetId(), b.GetId()))
+	})
+	return slices.CompactFunc(out, func(a, b *imagefarmv1.Device) bool { return a.GetId() == b.GetId() }), nil
 }
 
 // isConflict reports whether a KV write lost to another writer.

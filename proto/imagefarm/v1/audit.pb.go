@@ -67,6 +67,15 @@ const (
 	// issued for another MAC; the message says which, mac names the MAC the
 	// request claimed.
 	AuditAction_AUDIT_ACTION_BOOT_TOKEN_REFUSED AuditAction = 14
+	// A boot service asked what a machine's network boot does (PlanBoot):
+	// the message says local boot or deploy, and why; job_id names the job
+	// that wants the machine when it deploys, device_id the device when the
+	// farm knows it. The actor is the boot service's token.
+	AuditAction_AUDIT_ACTION_BOOT_PLANNED AuditAction = 15
+	// A boot plan could not be made (a malformed MAC or architecture, the
+	// boot token store unavailable): the machine boots its local disk; the
+	// message says why.
+	AuditAction_AUDIT_ACTION_BOOT_PLAN_REFUSED AuditAction = 16
 )
 
 // Enum value maps for AuditAction.
@@ -87,6 +96,8 @@ var (
 		12: "AUDIT_ACTION_IMAGE_UNRECORDED",
 		13: "AUDIT_ACTION_DEVICE_ENROLL",
 		14: "AUDIT_ACTION_BOOT_TOKEN_REFUSED",
+		15: "AUDIT_ACTION_BOOT_PLANNED",
+		16: "AUDIT_ACTION_BOOT_PLAN_REFUSED",
 	}
 	AuditAction_value = map[string]int32{
 		"AUDIT_ACTION_UNSPECIFIED":        0,
@@ -104,6 +115,8 @@ var (
 		"AUDIT_ACTION_IMAGE_UNRECORDED":   12,
 		"AUDIT_ACTION_DEVICE_ENROLL":      13,
 		"AUDIT_ACTION_BOOT_TOKEN_REFUSED": 14,
+		"AUDIT_ACTION_BOOT_PLANNED":       15,
+		"AUDIT_ACTION_BOOT_PLAN_REFUSED":  16,
 	}
 )
 
@@ -407,7 +420,7 @@ const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\tprev_hash\x18\x12 \x01(\tR\bprevHash\x12\x12\n" +
 	"\x04hash\x18\x13 \x01(\tR\x04hash\x12\x1b\n" +
 	"\tdevice_id\x18\x14 \x01(\tR\bdeviceId\x12\x10\n" +
-	"\x03mac\x18\x15 \x01(\tR\x03mac*\xda\x03\n" +
+	"\x03mac\x18\x15 \x01(\tR\x03mac*\x9d\x04\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17AUDIT_ACTION_JOB_SUBMIT\x10\x01\x12\x1b\n" +
@@ -424,7 +437,9 @@ const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\x17AUDIT_ACTION_IMAGE_SIGN\x10\v\x12!\n" +
 	"\x1dAUDIT_ACTION_IMAGE_UNRECORDED\x10\f\x12\x1e\n" +
 	"\x1aAUDIT_ACTION_DEVICE_ENROLL\x10\r\x12#\n" +
-	"\x1fAUDIT_ACTION_BOOT_TOKEN_REFUSED\x10\x0eB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\x1fAUDIT_ACTION_BOOT_TOKEN_REFUSED\x10\x0e\x12\x1d\n" +
+	"\x19AUDIT_ACTION_BOOT_PLANNED\x10\x0f\x12\"\n" +
+	"\x1eAUDIT_ACTION_BOOT_PLAN_REFUSED\x10\x10B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_audit_proto_rawDescOnce sync.Once
