@@ -28,10 +28,7 @@ func sfdiskImage(t *testing.T, size int64, sectorSize int, script string) *teste
 	t.Helper()
 	testenv.RequireRoot(t)
 	l := testenv.NewLoop(t, size, "--sector-size", itoa(sectorSize))
-	sfdisk := testenv.Tool(t, "sfdisk", "fdisk")
-	if out, err := runWithStdin(t, script, sfdisk, "--quiet", "--no-reread", "--no-tell-kernel", l.Path); err != nil {
-		t.Fatalf("sfdisk: %v\n%s", err, out)
-	}
+	testenv.RunStdin(t, script, "fdisk", "sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", l.Path)
 	return l
 }
 

@@ -6,23 +6,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/crc32"
-	"os/exec"
 	"strconv"
 	"strings"
-	"testing"
 )
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
-
-// runWithStdin runs a command with stdin as its standard input.
-func runWithStdin(t *testing.T, stdin, name string, args ...string) ([]byte, error) {
-	t.Helper()
-	cmd := exec.CommandContext(t.Context(), name, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	return cmd.CombinedOutput()
-}
 
 // part is one partition for buildGPT: LBA range and type.
 type part struct {

@@ -166,3 +166,19 @@ func SHA256(t testing.TB, path string, n int64) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// RangeSHA256 is the hex SHA-256 of size bytes of path from offset off,
+// computed with nothing of imagefarm's: a partition's bytes on a disk.
+func RangeSHA256(t testing.TB, path string, off, size int64) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if n, err := io.Copy(h, io.NewSectionReader(f, off, size)); err != nil || n != size {
+		t.Fatalf("read %s bytes %d+%d: %d bytes, %v", path, off, size, n, err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -32,3 +32,17 @@ func Run(t testing.TB, debianPackage, name string, args ...string) string {
 	}
 	return string(out)
 }
+
+// RunStdin is Run with stdin as the command's standard input.
+func RunStdin(t testing.TB, stdin, debianPackage, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), Tool(t, name, debianPackage), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s%s", name, strings.Join(args, " "), err, out, stderr.Bytes())
+	}
+	return string(out)
+}
