@@ -11,9 +11,13 @@
 //	                                              install2.swm, ... when it is split
 //	drivers/<model>/<bundle name>/...             each driver bundle
 //	ppkg/<name>.ppkg                              each provisioning package
+//	updates/NN-<name>.msu (or .cab)               each update package, NN its place in the order
+//	hooks/NN-<name>/<point>.cmd, ...              each hook folder, NN its place in the order
 //	deploy.cmd                                    checks and partitions the disk it is given
 //	                                              (or the only internal one), applies the WIM
-//	                                              with DISM, adds drivers and packages, runs bcdboot
+//	                                              with DISM, adds updates in order, drivers and
+//	                                              packages, runs bcdboot; runs the hooks'
+//	                                              scripts at their points (HookPoints)
 //	CreatePartitions-UEFI.txt                     the diskpart script for UEFI/GPT, run on the
 //	                                              disk deploy.cmd selected
 //

@@ -34,6 +34,8 @@ type builder struct {
 	files    []fatdisk.File
 	wimParts int
 	ppkgs    []string // file names under ppkg/
+	updates  []keyUpdate
+	hooks    []keyHook
 }
 
 func (b *builder) fetch(ctx context.Context) error {
@@ -56,6 +58,10 @@ func (b *builder) fetch(ctx context.Context) error {
 				b.files = append(b.files, fatdisk.File{Path: "ppkg/" + name, Source: local})
 				b.ppkgs = append(b.ppkgs, name)
 			}
+		case "updates":
+			err = b.update(ctx, in, len(b.updates)+1, "updates")
+		case "hook":
+			err = b.hook(ctx, in, len(b.hooks)+1, "hooks")
 		}
 		if err != nil {
 			return fmt.Errorf("--%s %s: %w", in.Role, in.Ref, err)

@@ -39,6 +39,8 @@ type Spec struct {
 	WIMIndex  int           // the one image of the WIM to keep; 0 keeps all
 	Drivers   []catalog.Ref // driver bundles
 	PPKGs     []catalog.Ref // provisioning packages
+	Updates   []catalog.Ref // update packages (.msu, .cab), added with DISM in this order after the WIM is applied
+	Hooks     []catalog.Ref // hook folders, their scripts run at their points in this order
 	Model     string        // the exact device model the key is for; empty takes only universal inputs
 	SplitSize int64         // a WIM larger than this is split; DefaultSplitSize when 0
 	Out       string        // the image file to write: a new path, or an existing regular file with Replace (userpath.Create)
@@ -49,7 +51,7 @@ type Spec struct {
 
 // Input is one catalog item that went into a key.
 type Input struct {
-	Role     string // winpe, wim, drivers or ppkg
+	Role     string // winpe, wim, drivers, ppkg, updates or hook
 	Ref      catalog.Ref
 	Digest   string
 	Manifest *catalog.Manifest
@@ -67,6 +69,10 @@ type Result struct {
 	Write    time.Duration // writing the image
 }
 
+// repeated are the roles a key may have several inputs of; their labels
+// are numbered.
+var repeated = map[string]bool{"drivers": true, "ppkg": true, "updates": true, "hook": true}
+
 // Labels say what went into the image, for its manifest: every input's
 // ref and digest, the model and the imagefarm version that built it.
 func (r *Result) Labels(version string) map[string]string {
@@ -80,7 +86,7 @@ func (r *Result) Labels(version string) map[string]string {
 	n := map[string]int{}
 	for _, in := range r.Inputs {
 		key := "media." + in.Role
-		if in.Role == "drivers" || in.Role == "ppkg" {
+		if repeated[in.Role] {
 			n[in.Role]++
 			key += "." + strconv.Itoa(n[in.Role])
 		}
@@ -175,6 +181,19 @@ func resolve(ctx context.Context, c *catalog.Catalog, spec Spec) ([]Input, error
 	}
 	for _, ref := range spec.PPKGs {
 		if err := add("ppkg", catalog.KindPPKG, ref); err != nil {
+			return nil, err
+		}
+	}
+	for _, ref := range spec.Updates {
+		if err := add("updates", catalog.KindUpdate, ref); err != nil {
+			return nil, err
+		}
+		if _, err := UpdateExt(inputs[len(inputs)-1].Manifest.Source); err != nil {
+			return nil, fmt.Errorf("media: --updates %s: %w", ref, err)
+		}
+	}
+	for _, ref := range spec.Hooks {
+		if err := add("hook", catalog.KindHook, ref); err != nil {
 			return nil, err
 		}
 	}

@@ -365,3 +365,143 @@ func TestBuildRefuses(t *testing.T) {
 		})
 	}
 }
+
+// custom holds the update packages and hooks of a key, pushed to f's
+// catalog.
+type custom struct {
+	kb1, kb2, kbOther, notMSU  catalog.Ref
+	checks, badPoint, noScript catalog.Ref
+	files                      map[string]string
+}
+
+func (f *fixture) pushCustom(t *testing.T) *custom {
+	t.Helper()
+	c := &custom{files: map[string]string{}}
+	update := func(ref, name string, seed uint64, models ...string) catalog.Ref {
+		p := filepath.Join(t.TempDir(), name)
+		os.WriteFile(p, random(seed, 3000+int(seed)), 0o644)
+		c.files[ref] = p
+		return f.push(t, ref, p, catalog.KindUpdate, models...)
+	}
+	c.kb1 = update("kb5043080:1", "windows11.0-kb5043080-x64.msu", 11)
+	c.kb2 = update("kb5044284:1", "Windows11.0-KB5044284-x64.CAB", 12, model)
+	c.kbOther = update("kb-opti:1", "windows11.0-kb1-x64.msu", 13, "OptiPlex 7010")
+	c.notMSU = update("kb-exe:1", "setup.exe", 14)
+	scripts := map[string][]byte{"tools/check.ps1": []byte("exit 0\r\n")}
+	for _, p := range media.HookPoints {
+		scripts[p+".cmd"] = []byte("@echo off\r\necho " + p + "\r\n")
+	}
+	c.files["checks"] = writeFiles(t, t.TempDir(), scripts)
+	c.checks = f.pushFolder(t, "checks:2", c.files["checks"], catalog.KindHook)
+	c.badPoint = f.pushFolder(t, "bad-point:1", writeFiles(t, t.TempDir(), map[string][]byte{"after-boot.cmd": []byte("exit 0")}), catalog.KindHook)
+	c.noScript = f.pushFolder(t, "no-script:1", writeFiles(t, t.TempDir(), map[string][]byte{"tools/after-apply.cmd": []byte("exit 0"), "readme.txt": nil}), catalog.KindHook)
+	return c
+}
+
+// TestBuildKeyWithUpdatesAndHook builds a key with two update packages and
+// a hook with a script for every point, reads deploy.cmd back with mtools
+// and wants the packages added in order after the image is applied and
+// before the disk is made to boot, and the hook called at each point.
+func TestBuildKeyWithUpdatesAndHook(t *testing.T) {
+	f := newFixture(t)
+	c := f.pushCustom(t)
+	res, img, err := f.build(t, media.Spec{WinPE: f.winpe, WIM: f.wim, Drivers: []catalog.Ref{f.drivers}, Model: model,
+		Updates: []catalog.Ref{c.kb2, c.kb1}, Hooks: []catalog.Ref{c.checks}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := testenv.ReadFATImage(t, img)
+	im.Fsck(t)
+	out := im.CopyOut(t)
+	for key, local := range map[string]string{
+		"updates/01-kb5044284.cab":        c.files["kb5044284:1"],
+		"updates/02-kb5043080.msu":        c.files["kb5043080:1"],
+		"hooks/01-checks/after-apply.cmd": filepath.Join(c.files["checks"], "after-apply.cmd"),
+		"hooks/01-checks/tools/check.ps1": filepath.Join(c.files["checks"], "tools/check.ps1"),
+	} {
+		sameFile(t, filepath.Join(out, filepath.FromSlash(key)), local)
+	}
+	deploy := readScript(t, filepath.Join(out, "deploy.cmd"))
+	// In the order deploy.cmd runs them.
+	steps := []string{
+		`call :hook before-partition "01-checks" "before-partition.cmd" "checks:2" || exit /b 1`,
+		`diskpart /s "%WORK%\partitions.txt"`,
+		`dism /Apply-Image /ImageFile:"%MEDIA%images\install.wim" /Index:%INDEX% /ApplyDir:W:\`,
+		`call :hook after-apply "01-checks" "after-apply.cmd" "checks:2" || exit /b 1`,
+		`call :update "01-kb5044284.cab" "kb5044284:1" || exit /b 1`,
+		`call :update "02-kb5043080.msu" "kb5043080:1" || exit /b 1`,
+		`dism /Image:W:\ /Add-Driver /Driver:"%MEDIA%drivers\Latitude 7440" /Recurse`,
+		`call :hook after-drivers "01-checks" "after-drivers.cmd" "checks:2" || exit /b 1`,
+		`W:\Windows\System32\bcdboot W:\Windows /s S: /f UEFI`,
+		`call :hook before-reboot "01-checks" "before-reboot.cmd" "checks:2" || exit /b 1`,
+		`echo == Done: remove the key and restart.`,
+		`dism /Image:W:\ /Add-Package /PackagePath:"%MEDIA%updates\%~1" /ScratchDir:W:\Scratch`,
+		`echo == FAILED: update package %~1 [%~2] was not added: DISM exit code %RC%.`,
+		`echo == FAILED: hook %~2 [%~4] at %~1 exited with code %RC%: the deploy stopped there.`,
+	}
+	at := 0
+	for _, step := range steps {
+		i := strings.Index(deploy[at:], step)
+		if i < 0 {
+			t.Fatalf("deploy.cmd lacks %q after %q:\n%s", step, deploy[:at], deploy)
+		}
+		at += i + len(step)
+	}
+	if n := strings.Count(deploy, "call :hook "); n != 4 {
+		t.Errorf("deploy.cmd calls hooks %d times, want once at each of the 4 points", n)
+	}
+	labels := res.Labels("v")
+	if labels["media.updates.1"] != "kb5044284:1@"+res.Inputs[3].Digest || labels["media.hook.1"] != "checks:2@"+res.Inputs[5].Digest {
+		t.Errorf("Labels = %v, want the updates and the hook numbered in order", labels)
+	}
+}
+
+// TestBuildRefusesCustomisations covers the update packages and hooks
+// Build refuses, writing nothing.
+func TestBuildRefusesCustomisations(t *testing.T) {
+	f := newFixture(t)
+	c := f.pushCustom(t)
+	for _, tc := range []struct {
+		name  string
+		spec  media.Spec
+		err   error
+		wants []string
+	}{
+		{"an update of another model", media.Spec{Updates: []catalog.Ref{c.kb1, c.kbOther}},
+			media.ErrModelMismatch, []string{`--updates kb-opti:1 is only for "OptiPlex 7010"`, `not for media for "Latitude 7440"`}},
+		{"a model's update on media for no model", media.Spec{Model: "-", Updates: []catalog.Ref{c.kb2}},
+			media.ErrModelMismatch, []string{`--updates kb5044284:1 is only for "Latitude 7440"`, "no model in particular"}},
+		{"an update that is no .msu or .cab", media.Spec{Updates: []catalog.Ref{c.notMSU}},
+			nil, []string{`--updates kb-exe:1: update package "setup.exe" is not a .msu or .cab file`}},
+		{"a hook as an update", media.Spec{Updates: []catalog.Ref{c.checks}},
+			media.ErrWrongKind, []string{"--updates checks:2 is a hook image, want update"}},
+		{"an unknown hook point", media.Spec{Hooks: []catalog.Ref{c.badPoint}},
+			media.ErrBadHook, []string{"--hook bad-point:1", `script after-boot.cmd is for no point of a deploy ("after-boot" is unknown)`, "before-partition.cmd, after-apply.cmd"}},
+		{"a hook folder without a script", media.Spec{Hooks: []catalog.Ref{c.noScript}},
+			media.ErrBadHook, []string{"--hook no-script:1", "the folder holds no script"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.spec.WinPE, tc.spec.WIM, tc.spec.WorkDir = f.winpe, f.wim, t.TempDir()
+			if tc.spec.Model == "-" {
+				tc.spec.Model = ""
+			} else {
+				tc.spec.Model = model
+			}
+			_, img, err := f.build(t, tc.spec)
+			if err == nil || tc.err != nil && !errors.Is(err, tc.err) {
+				t.Fatalf("Build = %v, want %v", err, tc.err)
+			}
+			for _, want := range tc.wants {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Build = %q, want it to say %q", err, want)
+				}
+			}
+			if _, serr := os.Stat(img); serr == nil {
+				t.Errorf("a refused build left %s", img)
+			}
+			if left, _ := os.ReadDir(tc.spec.WorkDir); len(left) != 0 {
+				t.Errorf("a refused build left %v in its work folder", left)
+			}
+		})
+	}
+}

@@ -43,7 +43,10 @@ func writeScripts(b *builder) ([]fatdisk.File, error) {
 		Split               bool
 		PPKGs               []string
 		Partitions          string
-	}{Model: batchSafe(b.spec.Model), Index: 1, Split: b.wimParts > 1, PPKGs: b.ppkgs, Partitions: partitionsName}
+		Updates             []keyUpdate
+		Hooks               map[string][]HookCall
+	}{Model: batchSafe(b.spec.Model), Index: 1, Split: b.wimParts > 1, PPKGs: b.ppkgs, Partitions: partitionsName,
+		Updates: b.updates, Hooks: hookCalls(b.hooks)}
 	if data.Model == "" {
 		data.Model = "any (universal inputs only)"
 	}

@@ -27,6 +27,12 @@ func scriptsFor(t *testing.T, split bool) map[string]string {
 		{Role: "drivers", Ref: ref("drivers-latitude-7440:2026.11"), Digest: "sha256:" + strings.Repeat("c", 64)},
 		{Role: "ppkg", Ref: ref("enroll:3"), Digest: "sha256:" + strings.Repeat("d", 64)},
 	}}
+	b.updates = []keyUpdate{{File: "01-kb5043080.msu", Ref: "kb5043080:1"}, {File: "02-kb5044284.msu", Ref: "kb5044284:1"}}
+	all := map[string]string{}
+	for _, p := range HookPoints {
+		all[p] = p + ".cmd"
+	}
+	b.hooks = []keyHook{{Folder: "01-checks", Ref: "checks:2", Scripts: all}, {Folder: "02-asset-tag", Ref: "asset-tag:1", Scripts: map[string]string{"after-apply": "After-Apply.CMD"}}}
 	if split {
 		b.wimParts = 3
 	}

@@ -53,7 +53,7 @@ func newImagePushCmd(g *globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "push NAME:VERSION FILE|FOLDER",
-		Short: "Push a file (a folder for --kind winpe or drivers) as a new image version; chunks the store has already are not uploaded again",
+		Short: "Push a file (a folder for --kind winpe, drivers, hook or recovery) as a new image version; chunks the store has already are not uploaded again",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref, err := catalog.ParseRef(args[0])
@@ -98,7 +98,7 @@ func newImagePushCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&kind, "kind", string(catalog.KindDisk), fmt.Sprintf("what the file is: %v; winpe and drivers are folders", catalog.Kinds))
+	f.StringVar(&kind, "kind", string(catalog.KindDisk), fmt.Sprintf("what the file is: %v; %s are folders (recovery: a folder or a zip)", catalog.Kinds, folderKinds()))
 	f.StringArrayVar(&models, "model", nil, "exact device model the image applies to (repeatable)")
 	f.StringToStringVar(&labels, "label", nil, "label key=value (repeatable)")
 	f.StringArrayVar(&channels, "channel", nil, "channel to point at this version, such as stable (repeatable)")

@@ -6,13 +6,15 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/imagefarm/imagefarm/media"
 	"github.com/imagefarm/imagefarm/storage/bundle"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
 // pushSource returns the file to push for arg: arg itself, or for a kind
-// that is a folder (winpe, drivers) the folder packed as a bundle in a
+// that is a folder (winpe, drivers, hook, recovery) the folder packed as a bundle in a
 // temporary file, which cleanup removes. source is what the manifest
 // records as the pushed file's name. Packing stops when ctx is done.
 func pushSource(ctx context.Context, arg string, kind catalog.Kind) (path, source string, cleanup func(), err error) {
@@ -22,11 +24,17 @@ func pushSource(ctx context.Context, arg string, kind catalog.Kind) (path, sourc
 	}
 	switch {
 	case !kind.Folder() && fi.IsDir():
-		return "", "", nil, fmt.Errorf("push %s: a folder is pushed with --kind winpe or --kind drivers; a %s is one file", arg, kind)
+		return "", "", nil, fmt.Errorf("push %s: a folder is pushed with --kind %s; a %s is one file", arg, folderKinds(), kind)
 	case !kind.Folder():
+		if err := checkPushed(arg, kind); err != nil {
+			return "", "", nil, err
+		}
 		return arg, "", func() {}, nil
 	case !fi.IsDir():
 		return "", "", nil, fmt.Errorf("push %s: --kind %s takes a folder (it is stored as a bundle)", arg, kind)
+	}
+	if err := checkPushed(arg, kind); err != nil {
+		return "", "", nil, err
 	}
 	f, err := os.CreateTemp("", "imagefarm-bundle-*.tar")
 	if err != nil {
@@ -42,6 +50,34 @@ func pushSource(ctx context.Context, arg string, kind catalog.Kind) (path, sourc
 		return "", "", nil, err
 	}
 	return f.Name(), filepath.Base(filepath.Clean(arg)), cleanup, nil
+}
+
+// folderKinds lists the kinds pushed as folders: "winpe, drivers or hook".
+func folderKinds() string {
+	var names []string
+	for _, k := range catalog.Kinds {
+		if k.Folder() && k != catalog.KindBootEnv {
+			names = append(names, string(k))
+		}
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// checkPushed refuses, before anything is uploaded, what media build
+// would refuse of a kind: an update package not named .msu or .cab, a
+// hook folder whose scripts are not named after their points.
+func checkPushed(arg string, kind catalog.Kind) error {
+	var err error
+	switch kind {
+	case catalog.KindUpdate:
+		_, err = media.UpdateExt(filepath.Base(arg))
+	case catalog.KindHook:
+		_, err = media.HookScripts(arg)
+	}
+	if err != nil {
+		return fmt.Errorf("push %s: %w", arg, err)
+	}
+	return nil
 }
 
 // contextWriter fails writes once ctx is done, so that a long copy into w

@@ -42,16 +42,26 @@ func TestBundlePushPull(t *testing.T) {
 		t.Errorf("tar -tf of the pulled bundle: %v\n%s", err, out)
 	}
 
+	exe := filepath.Join(t.TempDir(), "setup.exe")
+	badHook := t.TempDir()
+	os.WriteFile(exe, []byte("MZ"), 0o644)
+	os.WriteFile(filepath.Join(badHook, "first-boot.cmd"), []byte("exit 0"), 0o644)
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"image", "push", "d:3", tarFile, "--kind", "drivers"}, "--kind drivers takes a folder"},
-		{[]string{"image", "push", "d:3", dir, "--kind", "wim"}, "a folder is pushed with --kind winpe or --kind drivers"},
+		{[]string{"image", "push", "d:3", dir, "--kind", "wim"}, "a folder is pushed with --kind drivers, winpe, hook or recovery; a wim is one file"},
+		{[]string{"image", "push", "d:3", exe, "--kind", "update"}, `update package "setup.exe" is not a .msu or .cab file`},
+		{[]string{"image", "push", "d:3", dir, "--kind", "hook"}, "the folder holds no script: a hook folder holds a .cmd script named after the point it runs at"},
+		{[]string{"image", "push", "d:3", badHook, "--kind", "hook"}, `script first-boot.cmd is for no point of a deploy ("first-boot" is unknown)`},
 		{[]string{"image", "pull", "drivers-7440:1", unpacked}, "already exists; unpack into a new folder"},
 	} {
 		if out, err := run(t, append([]string{"--store", store}, tc.args...)...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("imagefarm %q = %v (%s), want an error containing %q", tc.args, err, out, tc.want)
 		}
+	}
+	if out, err := run(t, "--store", store, "image", "inspect", "d:3"); err == nil {
+		t.Errorf("a refused push left d:3:\n%s", out)
 	}
 }

@@ -20,12 +20,12 @@ func newImagePullCmd(g *globals) *cobra.Command {
 	var asTar, force bool
 	cmd := &cobra.Command{
 		Use:   "pull REF FILE|FOLDER|-",
-		Short: "Write an image's bytes to a file (zero chunks as holes) or to stdout, or unpack a winpe or drivers bundle into a new folder, verifying every chunk",
+		Short: "Write an image's bytes to a file (zero chunks as holes) or to stdout, or unpack a folder bundle (winpe, drivers, hook, recovery) into a new folder, verifying every chunk",
 		Long: `Write an image's bytes to FILE, verifying every chunk; the file appears only once
 complete. FILE must be a new path in a folder that exists, or, with --force, an
 existing regular file: a device, FIFO or socket is refused (imagefarm write
-writes drives), and - streams the bytes to stdout. A winpe or drivers bundle is
-unpacked into FOLDER, which must not exist yet (--tar writes the tar instead).`,
+writes drives), and - streams the bytes to stdout. A folder bundle (winpe,
+drivers, hook, recovery) is unpacked into FOLDER, which must not exist yet (--tar writes the tar instead).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ref, err := openRef(g, args[0])
@@ -54,7 +54,7 @@ unpacked into FOLDER, which must not exist yet (--tar writes the tar instead).`,
 			return printPull(cmd, g, ref, digest, m, dst, time.Since(start))
 		},
 	}
-	cmd.Flags().BoolVar(&asTar, "tar", false, "write a winpe or drivers bundle as its tar file instead of unpacking it")
+	cmd.Flags().BoolVar(&asTar, "tar", false, "write a folder bundle (winpe, drivers, hook, recovery) as its tar file instead of unpacking it")
 	cmd.Flags().BoolVar(&force, "force", false, "replace FILE if it exists (a regular file only)")
 	cmd.Flags().BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -51,7 +53,7 @@ func newMediaCmd(g *globals) *cobra.Command {
 // mediaFlags are the flags of imagefarm media build.
 type mediaFlags struct {
 	winpe, wim, wimIndex, model, splitSize, push, out, workDir, signKey string
-	drivers, ppkgs, channels                                            []string
+	drivers, ppkgs, updates, hooks, channels                            []string
 	force                                                               bool
 	trust                                                               trustFlags
 }
@@ -59,7 +61,7 @@ type mediaFlags struct {
 func newMediaBuildCmd(g *globals) *cobra.Command {
 	var mf mediaFlags
 	cmd := &cobra.Command{
-		Use:   "build --winpe REF --wim REF [--drivers REF]... [--ppkg REF]... --model MODEL (--push NAME:VERSION | --out FILE)",
+		Use:   "build --winpe REF --wim REF [--drivers REF]... [--ppkg REF]... [--updates REF]... [--hook REF]... --model MODEL (--push NAME:VERSION | --out FILE)",
 		Short: "Compose a UEFI-bootable USB key image from catalog items and push it as a disk image; the same inputs give the same image",
 		Long: `Compose a UEFI-bootable USB key image: one FAT32 partition (MBR table) with
 the WinPE files at its root, the WIM under images/ (split into .swm parts when it
@@ -67,8 +69,9 @@ is larger than --split-size), drivers under drivers/<model>/, provisioning packa
 under ppkg/, and deploy.cmd with CreatePartitions-UEFI.txt, which partition the
 disk named on deploy.cmd's command line (or the only internal one) for UEFI/GPT
 after refusing a USB, removable or boot disk and the key's own and asking the
-technician to confirm it, apply the WIM with DISM, add the drivers and packages,
-and run bcdboot. Inputs that list device models are only put on media for one of them.`,
+technician to confirm it, apply the WIM with DISM, add the update packages (in
+order), drivers and packages, and run bcdboot; hooks' scripts run at their points.
+Inputs that list device models are only put on media for one of them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, pushRef, err := mf.spec()
@@ -117,6 +120,8 @@ and run bcdboot. Inputs that list device models are only put on media for one of
 	f.StringVar(&mf.wimIndex, "wim-index", "all", "the WIM's image to put on the key (exported with wimlib-imagex), or all")
 	f.StringArrayVar(&mf.drivers, "drivers", nil, "driver bundle (kind drivers), added with DISM /Add-Driver /Recurse (repeatable)")
 	f.StringArrayVar(&mf.ppkgs, "ppkg", nil, "provisioning package (kind ppkg), added with DISM /Add-ProvisioningPackage (repeatable)")
+	f.StringArrayVar(&mf.updates, "updates", nil, "update package (kind update, .msu or .cab), added with DISM /Add-Package after the image is applied, in the order given (repeatable)")
+	f.StringArrayVar(&mf.hooks, "hook", nil, "hook folder (kind hook): its scripts, named after their points ("+strings.Join(media.HookPoints, ", ")+"), run by deploy.cmd there; a failing one stops the deploy (repeatable)")
 	f.StringVar(&mf.model, "model", "", "the exact device model the key is for; inputs for other models are refused")
 	f.StringVar(&mf.splitSize, "split-size", "4000MiB", "split a WIM larger than this into .swm parts (at most 4095MiB: FAT32 files are under 4 GiB)")
 	f.StringVar(&mf.push, "push", "", "push the image as NAME:VERSION, kind disk, labelled with its inputs")
@@ -138,7 +143,7 @@ func (mf *mediaFlags) verifyInputs(ctx context.Context, c *catalog.Catalog, spec
 	if err != nil || ring == nil {
 		return err
 	}
-	for _, ref := range append(append([]catalog.Ref{spec.WinPE, spec.WIM}, spec.Drivers...), spec.PPKGs...) {
+	for _, ref := range slices.Concat([]catalog.Ref{spec.WinPE, spec.WIM}, spec.Drivers, spec.PPKGs, spec.Updates, spec.Hooks) {
 		m, digest, err := c.Manifest(ctx, ref)
 		if err != nil {
 			return err
@@ -185,6 +190,12 @@ func (mf *mediaFlags) spec() (media.Spec, *catalog.Ref, error) {
 		return spec, nil, err
 	}
 	if spec.PPKGs, err = refs(mf.ppkgs); err != nil {
+		return spec, nil, err
+	}
+	if spec.Updates, err = refs(mf.updates); err != nil {
+		return spec, nil, err
+	}
+	if spec.Hooks, err = refs(mf.hooks); err != nil {
 		return spec, nil, err
 	}
 	if mf.wimIndex != "all" {

@@ -35,11 +35,15 @@ func mediaInputs(t *testing.T, store string) {
 	write("winpe/sources/boot.wim", boot)
 	write("drivers/net/e1d.inf", []byte("[Version]"))
 	write("enroll.ppkg", []byte("ppkg"))
+	write("windows11.0-kb5044284-x64.msu", []byte("MSCF update"))
+	write("hook/after-apply.cmd", []byte("@exit /b 0"))
 	for _, args := range [][]string{
 		{"winpe:1", filepath.Join(dir, "winpe"), "--kind", "winpe"},
 		{"win11:1", wim, "--kind", "wim"},
 		{"drivers-7440:1", filepath.Join(dir, "drivers"), "--kind", "drivers", "--model", "Latitude 7440"},
 		{"enroll:1", filepath.Join(dir, "enroll.ppkg"), "--kind", "ppkg"},
+		{"kb5044284:1", filepath.Join(dir, "windows11.0-kb5044284-x64.msu"), "--kind", "update"},
+		{"tag:1", filepath.Join(dir, "hook"), "--kind", "hook"},
 	} {
 		mustRun(t, append([]string{"--store", store, "image", "push"}, args...)...)
 	}
@@ -49,7 +53,7 @@ func TestMediaBuildPush(t *testing.T) {
 	store := "file://" + t.TempDir()
 	mediaInputs(t, store)
 	build := []string{"--store", store, "media", "build", "--winpe", "winpe:1", "--wim", "win11:1", "--wim-index", "2",
-		"--drivers", "drivers-7440:1", "--ppkg", "enroll:1", "--model", "Latitude 7440", "--json"}
+		"--drivers", "drivers-7440:1", "--ppkg", "enroll:1", "--updates", "kb5044284:1", "--hook", "tag:1", "--model", "Latitude 7440", "--json"}
 	out := filepath.Join(t.TempDir(), "key.img")
 	var res struct {
 		Digest         string `json:"digest"`
@@ -67,7 +71,7 @@ func TestMediaBuildPush(t *testing.T) {
 	if img.Kind != "disk" || len(img.Models) != 1 || img.Models[0] != "Latitude 7440" {
 		t.Errorf("the pushed media are %s for %v, want a disk for Latitude 7440", img.Kind, img.Models)
 	}
-	for _, key := range []string{"media.winpe", "media.wim", "media.drivers.1", "media.ppkg.1"} {
+	for _, key := range []string{"media.winpe", "media.wim", "media.drivers.1", "media.ppkg.1", "media.updates.1", "media.hook.1"} {
 		if !strings.Contains(img.Labels[key], ":1@sha256:") {
 			t.Errorf("label %s = %q, want REF@DIGEST", key, img.Labels[key])
 		}

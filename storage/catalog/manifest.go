@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/imagefarm/imagefarm/internal/ident"
@@ -46,15 +47,39 @@ const (
 	// and an initramfs whose /init is imagefarm (imagefarm netboot
 	// build-env, package deployenv).
 	KindBootEnv Kind = "bootenv"
+	// KindUpdate is a Windows update package (.msu or .cab) that DISM
+	// adds to an applied image.
+	KindUpdate Kind = "update"
+	// KindHook is a folder of customisation scripts, each named after the
+	// point of a deploy it runs at (package media).
+	KindHook Kind = "hook"
+	// KindRecovery is a manufacturer's recovery drive (its files, pushed
+	// from a folder or a zip), laid onto a USB key as it is.
+	KindRecovery Kind = "recovery"
 )
 
 // Kinds lists every valid Kind.
-var Kinds = []Kind{KindDisk, KindWIM, KindDrivers, KindWinPE, KindPPKG, KindFile, KindBootEnv}
+var Kinds = []Kind{KindDisk, KindWIM, KindDrivers, KindWinPE, KindPPKG, KindFile, KindBootEnv, KindUpdate, KindHook, KindRecovery}
+
+// mediaFlags name the imagefarm media build flag that takes each kind that
+// goes on USB media.
+var mediaFlags = map[Kind]string{KindWIM: "--wim", KindWinPE: "--winpe", KindDrivers: "--drivers", KindPPKG: "--ppkg",
+	KindUpdate: "--updates", KindHook: "--hook", KindRecovery: "--recovery"}
+
+// Article returns the kind after "a" or "an", for messages.
+func (k Kind) Article() string {
+	if k != "" && strings.ContainsRune("aeiou", rune(k[0])) {
+		return "an " + string(k)
+	}
+	return "a " + string(k)
+}
 
 // Folder reports whether blobs of kind k are folders of files, pushed and
-// pulled as bundles (package bundle): WinPE media, driver bundles and
-// deploy environments.
-func (k Kind) Folder() bool { return k == KindWinPE || k == KindDrivers || k == KindBootEnv }
+// pulled as bundles (package bundle): WinPE media, driver bundles, deploy
+// environments, hooks and recovery drives.
+func (k Kind) Folder() bool {
+	return k == KindWinPE || k == KindDrivers || k == KindBootEnv || k == KindHook || k == KindRecovery
+}
 
 // ErrNotForDrive is an image that is not written to drives: it is not a
 // disk image, or it is empty.
@@ -69,9 +94,9 @@ var ErrNotForDrive = errors.New("catalog: image does not go on a drive")
 func (m *Manifest) ForDrive() error {
 	ref := m.Name + ":" + m.Version
 	switch {
-	case m.Kind == KindWIM || m.Kind == KindWinPE || m.Kind == KindDrivers || m.Kind == KindPPKG:
-		return fmt.Errorf("image %s is a %s, not a disk image: only disk images are written to drives; "+
-			"build a USB key's disk image from it with imagefarm media build --%s: %w", ref, m.Kind, m.Kind, ErrNotForDrive)
+	case mediaFlags[m.Kind] != "":
+		return fmt.Errorf("image %s is %s, not a disk image: only disk images are written to drives; "+
+			"build a USB key's disk image from it with imagefarm media build %s: %w", ref, m.Kind.Article(), mediaFlags[m.Kind], ErrNotForDrive)
 	case m.Kind == KindBootEnv:
 		return fmt.Errorf("image %s is a bootenv, not a disk image: only disk images are written to drives; "+
 			"a deploy environment is what laptops netboot (imagefarm netboot serve serves it): %w", ref, ErrNotForDrive)

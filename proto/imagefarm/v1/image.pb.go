@@ -43,19 +43,31 @@ const (
 	// A deploy environment that laptops netboot: a kernel and an initramfs
 	// whose /init is imagefarm (imagefarm netboot build-env).
 	ImageKind_IMAGE_KIND_BOOTENV ImageKind = 7
+	// A Windows update package (.msu or .cab), added by DISM after a WIM is
+	// applied.
+	ImageKind_IMAGE_KIND_UPDATE ImageKind = 8
+	// A folder of customisation scripts, each named after the point of a
+	// deploy it runs at.
+	ImageKind_IMAGE_KIND_HOOK ImageKind = 9
+	// A manufacturer's recovery drive (its files), laid onto a USB key as
+	// it is.
+	ImageKind_IMAGE_KIND_RECOVERY ImageKind = 10
 )
 
 // Enum value maps for ImageKind.
 var (
 	ImageKind_name = map[int32]string{
-		0: "IMAGE_KIND_UNSPECIFIED",
-		1: "IMAGE_KIND_DISK",
-		2: "IMAGE_KIND_WIM",
-		3: "IMAGE_KIND_DRIVERS",
-		4: "IMAGE_KIND_WINPE",
-		5: "IMAGE_KIND_PPKG",
-		6: "IMAGE_KIND_FILE",
-		7: "IMAGE_KIND_BOOTENV",
+		0:  "IMAGE_KIND_UNSPECIFIED",
+		1:  "IMAGE_KIND_DISK",
+		2:  "IMAGE_KIND_WIM",
+		3:  "IMAGE_KIND_DRIVERS",
+		4:  "IMAGE_KIND_WINPE",
+		5:  "IMAGE_KIND_PPKG",
+		6:  "IMAGE_KIND_FILE",
+		7:  "IMAGE_KIND_BOOTENV",
+		8:  "IMAGE_KIND_UPDATE",
+		9:  "IMAGE_KIND_HOOK",
+		10: "IMAGE_KIND_RECOVERY",
 	}
 	ImageKind_value = map[string]int32{
 		"IMAGE_KIND_UNSPECIFIED": 0,
@@ -66,6 +78,9 @@ var (
 		"IMAGE_KIND_PPKG":        5,
 		"IMAGE_KIND_FILE":        6,
 		"IMAGE_KIND_BOOTENV":     7,
+		"IMAGE_KIND_UPDATE":      8,
+		"IMAGE_KIND_HOOK":        9,
+		"IMAGE_KIND_RECOVERY":    10,
 	}
 )
 
@@ -458,7 +473,7 @@ const file_imagefarm_v1_image_proto_rawDesc = "" +
 	"\x12service_pack_build\x18\x05 \x01(\rR\x10servicePackBuild\x12\"\n" +
 	"\farchitecture\x18\x06 \x01(\tR\farchitecture\x12\x1d\n" +
 	"\n" +
-	"size_bytes\x18\a \x01(\x04R\tsizeBytes*\xc0\x01\n" +
+	"size_bytes\x18\a \x01(\x04R\tsizeBytes*\x85\x02\n" +
 	"\tImageKind\x12\x1a\n" +
 	"\x16IMAGE_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fIMAGE_KIND_DISK\x10\x01\x12\x12\n" +
@@ -467,7 +482,11 @@ const file_imagefarm_v1_image_proto_rawDesc = "" +
 	"\x10IMAGE_KIND_WINPE\x10\x04\x12\x13\n" +
 	"\x0fIMAGE_KIND_PPKG\x10\x05\x12\x13\n" +
 	"\x0fIMAGE_KIND_FILE\x10\x06\x12\x16\n" +
-	"\x12IMAGE_KIND_BOOTENV\x10\aB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\x12IMAGE_KIND_BOOTENV\x10\a\x12\x15\n" +
+	"\x11IMAGE_KIND_UPDATE\x10\b\x12\x13\n" +
+	"\x0fIMAGE_KIND_HOOK\x10\t\x12\x17\n" +
+	"\x13IMAGE_KIND_RECOVERY\x10\n" +
+	"B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_image_proto_rawDescOnce sync.Once
