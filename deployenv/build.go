@@ -51,6 +51,13 @@ type BuildConfig struct {
 	// Out is the folder to create with the environment's files; it must
 	// not exist, and appears only once complete.
 	Out string
+	// CA is the farm CA's certificate file (ca.crt), put at CAFile: the
+	// environment verifies the controller's TLS against it. "" for none.
+	CA string
+	// TrustedKeys are files of image-signing public keys (signing.pub),
+	// put together at TrustedKeysFile: the environment refuses an image
+	// none of them signed. None: it writes unsigned images and says so.
+	TrustedKeys []string
 }
 
 // Build makes the deploy environment that cfg describes in cfg.Out and
@@ -115,7 +122,17 @@ func buildInto(ctx context.Context, dir string, cfg BuildConfig, tree *kmod.Tree
 	if err != nil {
 		return nil, err
 	}
-	info.Init = initSum
+	ca, keys, trust, err := trustFiles(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if ca != nil {
+		a.file(CAFile, ca, 0o644)
+	}
+	if keys != nil {
+		a.file(TrustedKeysFile, keys, 0o644)
+	}
+	info.Init, info.Trust = initSum, trust
 	if info.Files[InitrdFile], err = writeFile(ctx, filepath.Join(dir, InitrdFile), a.write); err != nil {
 		return nil, err
 	}

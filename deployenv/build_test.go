@@ -3,6 +3,7 @@ package deployenv_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path"
@@ -16,15 +17,19 @@ import (
 	"github.com/u-root/u-root/pkg/cpio"
 
 	"github.com/imagefarm/imagefarm/deployenv"
+	"github.com/imagefarm/imagefarm/internal/pki"
+	"github.com/imagefarm/imagefarm/storage/catalog"
 	"github.com/imagefarm/imagefarm/tests/testenv"
 )
 
-// TestBuildIsDeterministic: two builds from the same kernel, modules and
-// init program give the same bytes, although the second one's init
-// program is a copy with another path, mtime and owner, and the builds
-// run at different times into different folders (and Go's map order
-// differs from run to run).
+// TestBuildIsDeterministic: two builds from the same kernel, modules,
+// init program, farm CA and trusted keys give the same bytes, although the
+// second one's init program is a copy with another path, mtime and owner,
+// its key files come in the other order, and the builds run at different
+// times into different folders (and Go's map order differs from run to
+// run). The initramfs holds the CA and every key once.
 func TestBuildIsDeterministic(t *testing.T) {
+	ca, keys := trustFixtures(t)
 	k := testenv.DebianKernel(t)
 	init1 := testenv.StaticProgram(t)
 	init2 := filepath.Join(t.TempDir(), "other-name")
@@ -44,12 +49,13 @@ func TestBuildIsDeterministic(t *testing.T) {
 		}
 	}
 	out1, out2 := filepath.Join(t.TempDir(), "env"), filepath.Join(t.TempDir(), "env")
-	info1, err := deployenv.Build(t.Context(), deployenv.BuildConfig{Kernel: k, Init: init1, Out: out1})
+	info1, err := deployenv.Build(t.Context(), deployenv.BuildConfig{Kernel: k, Init: init1, Out: out1, CA: ca, TrustedKeys: keys})
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(1100 * time.Millisecond) // a second later: a leaked build time would differ
-	if _, err := deployenv.Build(t.Context(), deployenv.BuildConfig{Kernel: k, Init: init2, Out: out2}); err != nil {
+	if _, err := deployenv.Build(t.Context(), deployenv.BuildConfig{Kernel: k, Init: init2, Out: out2, CA: ca,
+		TrustedKeys: []string{keys[1], keys[0]}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{deployenv.KernelFile, deployenv.InitrdFile, deployenv.InfoFile} {
@@ -58,14 +64,47 @@ func TestBuildIsDeterministic(t *testing.T) {
 			t.Errorf("%s differs between two builds of the same inputs (%d and %d bytes)", name, len(a), len(b))
 		}
 	}
-	checkInitramfs(t, out1, info1, data)
+	recs := checkInitramfs(t, out1, info1, data)
+	if got := content(t, recs[deployenv.CAFile]); !bytes.Equal(got, readFile(t, ca)) {
+		t.Errorf("%s holds %d bytes, want the farm CA's %d", deployenv.CAFile, len(got), len(readFile(t, ca)))
+	}
+	ring, err := catalog.ParsePublicKeys(content(t, recs[deployenv.TrustedKeysFile]))
+	if err != nil || len(ring) != 2 || len(info1.Trust.KeyIDs) != 2 || info1.Trust.CASHA256 == "" {
+		t.Errorf("%s: %d keys (%v), env.json's trust %+v; want the two keys once each, and the CA's hash",
+			deployenv.TrustedKeysFile, len(ring), err, info1.Trust)
+	}
+}
+
+// trustFixtures writes a farm CA and two files of signing keys, the
+// second holding the first's key again and one more.
+func trustFixtures(t *testing.T) (ca string, keys []string) {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := pki.InitCA(dir); err != nil {
+		t.Fatal(err)
+	}
+	var pub []string
+	for i := range 2 {
+		k, err := catalog.GenerateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub = append(pub, k.Public(fmt.Sprintf("key%d", i)).String())
+	}
+	for i, text := range []string{pub[0] + "\n", pub[1] + "\n" + pub[0] + "\n"} {
+		keys = append(keys, filepath.Join(dir, fmt.Sprintf("signing%d.pub", i)))
+		if err := os.WriteFile(keys[i], []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, pki.CACertFile), keys
 }
 
 // checkInitramfs opens the initramfs the way the kernel does and checks
 // what it holds: /init with its bytes, a console, every module of the
 // environment with its modules.dep and load order, folders before their
 // contents, and no time, owner or device number of the build machine.
-func checkInitramfs(t *testing.T, dir string, info *deployenv.Info, initData []byte) {
+func checkInitramfs(t *testing.T, dir string, info *deployenv.Info, initData []byte) map[string]cpio.Record {
 	t.Helper()
 	zr, err := zstd.NewReader(bytes.NewReader(readFile(t, filepath.Join(dir, deployenv.InitrdFile))))
 	if err != nil {
@@ -111,6 +150,7 @@ func checkInitramfs(t *testing.T, dir string, info *deployenv.Info, initData []b
 	if n := strings.Count(dep, "\n"); n != len(info.Modules) {
 		t.Errorf("modules.dep has %d modules, env.json %d", n, len(info.Modules))
 	}
+	return seen
 }
 
 func content(t *testing.T, r cpio.Record) []byte {
@@ -150,6 +190,16 @@ func TestBuildRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	exists := t.TempDir()
+	ca, keys := trustFixtures(t)
+	leaf := filepath.Join(t.TempDir(), "leaf.crt")
+	caObj, _ := pki.LoadCA(filepath.Dir(ca))
+	leafPEM, _, err := caObj.Issue(pki.Request{Kind: pki.KindClient, Name: "ops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(leaf, leafPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		cfg  deployenv.BuildConfig
@@ -161,6 +211,11 @@ func TestBuildRefuses(t *testing.T) {
 		{"missing init", deployenv.BuildConfig{Init: filepath.Join(exists, "nope")}, os.ErrNotExist, "nope"},
 		{"unknown module", deployenv.BuildConfig{Init: init, Modules: []string{"e1000e", "wifi7000"}}, nil, "no module wifi7000, and it is not built in: check its name"},
 		{"output exists", deployenv.BuildConfig{Init: init, Out: exists}, os.ErrExist, "already exists"},
+		{"CA not PEM", deployenv.BuildConfig{Init: init, CA: keys[0]}, deployenv.ErrBadTrust, "give the farm's ca.crt"},
+		{"CA a leaf", deployenv.BuildConfig{Init: init, CA: leaf}, deployenv.ErrBadTrust, "is not a CA"},
+		{"CA missing", deployenv.BuildConfig{Init: init, CA: filepath.Join(exists, "nope.crt")}, os.ErrNotExist, "farm CA"},
+		{"keys not keys", deployenv.BuildConfig{Init: init, TrustedKeys: []string{keys[0], ca}}, deployenv.ErrBadTrust, "give the farm's signing.pub"},
+		{"keys empty", deployenv.BuildConfig{Init: init, TrustedKeys: []string{script}}, deployenv.ErrBadTrust, "signing.pub"},
 	} {
 		if tc.cfg.Out == "" {
 			tc.cfg.Out = filepath.Join(t.TempDir(), "env")

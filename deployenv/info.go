@@ -44,6 +44,8 @@ type Info struct {
 	Builtin []string `json:"builtin,omitempty"`
 	// Files are the folder's files but env.json: KernelFile and InitrdFile.
 	Files map[string]FileInfo `json:"files"`
+	// Trust is the farm CA and signing keys its initramfs holds.
+	Trust Trust `json:"trust"`
 }
 
 // FileInfo is a file's size and SHA-256.

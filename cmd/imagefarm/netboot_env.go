@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,8 +16,8 @@ import (
 
 // buildEnvFlags are the flags of imagefarm netboot build-env.
 type buildEnvFlags struct {
-	kernel, modulesDir, init, out, push, signKey string
-	modules, channels                            []string
+	kernel, modulesDir, init, out, push, signKey, ca string
+	modules, channels, trustedKeys                   []string
 }
 
 func newNetbootBuildEnvCmd(g *globals) *cobra.Command {
@@ -29,7 +31,13 @@ depend on, and an initramfs whose /init is this imagefarm binary (or --init: a
 static Linux x86-64 executable, CGO_ENABLED=0). Two builds from the same inputs
 give the same bytes. --out writes the folder (vmlinuz, initrd, env.json);
 --push stores it in the catalog as an image of kind bootenv, which the boot
-service serves.`,
+service serves.
+
+--ca puts the farm CA in the initramfs, so the environment verifies the
+controller's TLS certificate; --trusted-keys puts the image-signing public keys
+there, so it refuses an image none of them signed, as an imager does. Without
+--trusted-keys it writes unsigned images and says so in its IMAGEFARM-DEPLOY
+line (warnings).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBuildEnv(cmd, g, f) },
 	}
@@ -42,6 +50,8 @@ service serves.`,
 	fl.StringVar(&f.push, "push", "", "push the environment to the catalog as NAME:VERSION (kind bootenv)")
 	fl.StringArrayVar(&f.channels, "channel", nil, "with --push: a channel to point at the version, such as stable (repeatable)")
 	fl.StringVar(&f.signKey, "sign-key", os.Getenv("IMAGEFARM_SIGN_KEY"), signKeyUsage)
+	fl.StringVar(&f.ca, "ca", "", "the farm CA's certificate (ca.crt) to put in the environment: it verifies the controller against it")
+	fl.StringArrayVar(&f.trustedKeys, "trusted-keys", nil, "a file of image-signing public keys (signing.pub) to put in the environment: it refuses images none of them signed (repeatable)")
 	fl.BoolVar(&g.json, "json", false, "print the result as JSON")
 	return cmd
 }
@@ -108,7 +118,7 @@ func buildEnvConfig(f buildEnvFlags) (deployenv.BuildConfig, error) {
 	if err != nil {
 		return deployenv.BuildConfig{}, err
 	}
-	cfg := deployenv.BuildConfig{Kernel: k, Init: f.init, Out: f.out}
+	cfg := deployenv.BuildConfig{Kernel: k, Init: f.init, Out: f.out, CA: f.ca, TrustedKeys: f.trustedKeys}
 	if cfg.Init == "" {
 		if cfg.Init, err = os.Executable(); err != nil {
 			return cfg, fmt.Errorf("find this imagefarm binary: %w; pass --init FILE", err)
@@ -132,7 +142,7 @@ func printBuildEnv(cmd *cobra.Command, g *globals, out string, info *deployenv.I
 	w := cmd.OutOrStdout()
 	if g.json {
 		j := map[string]any{"kernel_release": info.KernelRelease, "init": info.Init, "modules": info.Modules,
-			"files": info.Files, "seconds": took.Seconds()}
+			"files": info.Files, "trust": info.Trust, "seconds": took.Seconds()}
 		if len(info.Builtin) > 0 {
 			j["builtin"] = info.Builtin
 		}
@@ -149,6 +159,7 @@ func printBuildEnv(cmd *cobra.Command, g *globals, out string, info *deployenv.I
 		fi := info.Files[name]
 		fmt.Fprintf(w, "  %-8s %9s  sha256:%s\n", name, bytesIEC(fi.Size), fi.SHA256)
 	}
+	printEnvTrust(w, info.Trust)
 	if out != "" {
 		fmt.Fprintf(w, "  written to %s\n", out)
 	}
@@ -156,4 +167,18 @@ func printBuildEnv(cmd *cobra.Command, g *globals, out string, info *deployenv.I
 		return printPush(w, g, p)
 	}
 	return nil
+}
+
+// printEnvTrust says what the environment trusts.
+func printEnvTrust(w io.Writer, t deployenv.Trust) {
+	if t.CASHA256 != "" {
+		fmt.Fprintf(w, "  farm CA  sha256:%s\n", t.CASHA256)
+	} else {
+		fmt.Fprintln(w, "  no farm CA (--ca): it reaches the controller only with imagefarm.insecure=1")
+	}
+	if len(t.KeyIDs) > 0 {
+		fmt.Fprintf(w, "  trusts   %s\n", strings.Join(t.KeyIDs, ", "))
+	} else {
+		fmt.Fprintln(w, "  no trusted keys (--trusted-keys): it writes unsigned images, and says so")
+	}
 }

@@ -77,6 +77,9 @@ func TestBuildEnvRefuses(t *testing.T) {
 		{[]string{"netboot", "build-env", "--out", filepath.Join(folder, "env"), "--kernel", script}, "not a Linux kernel image"},
 		{[]string{"netboot", "build-env", "--out", filepath.Join(folder, "env"), "--init", init, "--module", "no_such_nic"}, "no module no_such_nic"},
 		{[]string{"image", "push", "deploy:1", folder, "--kind", "bootenv"}, "a deploy environment is built and pushed by imagefarm netboot build-env --push deploy:1"},
+		{[]string{"netboot", "build-env", "--out", filepath.Join(folder, "env"), "--init", init, "--ca", script}, "give the farm's ca.crt"},
+		{[]string{"netboot", "build-env", "--out", filepath.Join(folder, "env"), "--init", init, "--trusted-keys", script}, "give the farm's signing.pub"},
+		{[]string{"netboot", "build-env", "--out", filepath.Join(folder, "env"), "--init", init, "--trusted-keys", filepath.Join(folder, "none.pub")}, "none.pub"},
 	} {
 		if out, err := run(t, append([]string{store}, tc.args...)...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("imagefarm %q = %v (%s), want an error containing %q", tc.args, err, out, tc.want)

@@ -2,7 +2,9 @@ package initproc
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 
@@ -10,15 +12,25 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/imagefarm/imagefarm/deployenv"
 	"github.com/imagefarm/imagefarm/deployenv/device"
 	"github.com/imagefarm/imagefarm/imager/drive"
 	"github.com/imagefarm/imagefarm/internal/pki"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
 // FarmCA is where the deploy environment finds the farm CA's certificate,
-// which it verifies the controller against.
-const FarmCA = "/etc/imagefarm/ca.crt"
+// which it verifies the controller against (build-env --ca).
+const FarmCA = "/" + deployenv.CAFile
+
+// TrustedKeys is where the deploy environment finds the public keys every
+// image it writes must be signed by (build-env --trusted-keys).
+const TrustedKeys = "/" + deployenv.TrustedKeysFile
+
+// UnsignedWarning is the warning an environment built without trusted
+// keys gives in its Deploy line and log.
+const UnsignedWarning = "UNSIGNED IMAGES ALLOWED: this deploy environment holds no trusted keys (build-env --trusted-keys) and writes images without checking who signed them"
 
 // DeployPrefix starts the console line that carries the Deploy result.
 const DeployPrefix = "IMAGEFARM-DEPLOY "
@@ -39,6 +51,9 @@ type Deploy struct {
 	Seconds float64 `json:"seconds"`
 	Then    Then    `json:"then"`
 	Error   string  `json:"error,omitempty"`
+	// Warnings say what this environment does that is not safe:
+	// UnsignedWarning.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // deploy enrolls the device with the boot token and writes its disk, if
@@ -51,6 +66,14 @@ func deploy(ctx context.Context, p Params, rep Report, m machine, logger *slog.L
 	d := Deploy{Then: ThenReboot}
 	if p.Then != ThenWait {
 		d.Then = p.Then
+	}
+	keys, err := loadTrustedKeys(m.keys)
+	if err != nil {
+		d.Error = err.Error()
+		return d
+	}
+	if keys == nil {
+		d.Warnings = append(d.Warnings, UnsignedWarning) // device.Run logs it as it writes
 	}
 	conn, err := dialController(p, m.ca)
 	if err != nil {
@@ -68,7 +91,7 @@ func deploy(ctx context.Context, p Params, rep Report, m machine, logger *slog.L
 	}
 	out, err := device.Run(ctx, device.Config{Conn: conn, Plaintext: p.Insecure, BootToken: p.Token, BootMAC: bootMAC, MACs: macs,
 		Identity: &imagefarmv1.DeviceIdentity{Uuid: rep.UUID, Serial: rep.Serial, Vendor: rep.Vendor, Model: rep.Product},
-		Arch:     firmwareArch(), Drives: m.drives, Log: logger})
+		Arch:     firmwareArch(), Drives: m.drives, TrustedKeys: keys, Log: logger})
 	a := out.Enrolled.GetAssignment()
 	d.DeviceID, d.Reason = out.Enrolled.GetDevice().GetId(), out.Enrolled.GetReason()
 	d.JobID, d.TaskID, d.Disk, d.Digest = a.GetJobId(), a.GetTaskId(), a.GetDrive().GetId(), a.GetManifestDigest()
@@ -87,14 +110,30 @@ func deploy(ctx context.Context, p Params, rep Report, m machine, logger *slog.L
 	return d
 }
 
-// machine is where the deploy environment finds the disks and the farm CA.
+// machine is where the deploy environment finds the disks, the farm CA
+// and the trusted keys.
 type machine struct {
 	drives drive.Config
 	ca     string
+	keys   string
 }
 
 // thisMachine is the machine /init runs on.
-var thisMachine = machine{drives: drive.Config{SysRoot: "/sys"}, ca: FarmCA}
+var thisMachine = machine{drives: drive.Config{SysRoot: "/sys"}, ca: FarmCA, keys: TrustedKeys}
+
+// loadTrustedKeys reads the keys images must be signed by from file; nil
+// when the environment has none. Keys it cannot read stop the deploy: an
+// environment built to check signatures never writes without checking.
+func loadTrustedKeys(file string) (*catalog.KeyRing, error) {
+	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	ring, err := catalog.LoadKeyRing(file)
+	if err != nil {
+		return nil, fmt.Errorf("the deploy environment's %w: rebuild it with build-env --trusted-keys", err)
+	}
+	return ring, nil
+}
 
 // dialController connects to p.Controller: over TLS verified against the
 // farm CA in file ca, or in plaintext with imagefarm.insecure=1.
