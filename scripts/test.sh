@@ -71,6 +71,7 @@ install_debian sfdisk fdisk           # USB media: the partition table, read bac
 install_debian mcopy mtools           # USB media: the FAT32 files, read back
 install_debian fsck.vfat dosfstools   # USB media: the FAT32 checked; mkfs.vfat for the benchmark and the Windows disk fixture
 install_debian mkntfs ntfs-3g         # Windows disk fixture: NTFS volumes made by mkntfs, read back through ntfs-3g
+install_debian hivexsh libhivex-bin   # reset engine: the offline registry read with hivexget/hivexsh
 install_debian_file '/boot/vmlinuz-*' linux-image-amd64 # deploy environment: the kernel and its modules
 install_debian modprobe kmod          # deploy environment: module dependencies checked against modprobe's
 install_debian qemu-system-x86_64 qemu-system-x86 # deploy environment: booted in a VM
