@@ -173,7 +173,7 @@ func mounted(dir string) bool {
 // unmount unmounts and waits for ntfs-3g to exit.
 func (m *mount) unmount() error {
 	uerr := unix.Unmount(m.dir, 0)
-	for uerr == unix.EBUSY { // a file of ours still closing
+	for try := 0; uerr == unix.EBUSY && try < 100; try++ { // a file of ours still closing
 		time.Sleep(50 * time.Millisecond)
 		uerr = unix.Unmount(m.dir, 0)
 	}
