@@ -98,8 +98,8 @@ func TestResetKeepsTheKeepListAndRemovesUsers(t *testing.T) {
 	want := map[string]string{
 		wifiProfile: d.Files[wifiProfile],
 		testenv.WiFiProfileDir + "/{1A2B3C4D-5E6F-4A8B-9C0D-1E2F3A4B5C6D}.xml": d.Files[testenv.WiFiProfileDir+"/{1A2B3C4D-5E6F-4A8B-9C0D-1E2F3A4B5C6D}.xml"],
-		testenv.ProvisioningPackage:          d.Files[testenv.ProvisioningPackage],
-		customization:                        d.Files[customization],
+		testenv.ProvisioningPackage:           d.Files[testenv.ProvisioningPackage],
+		customization:                         d.Files[customization],
 		"Recovery/Customizations/Enroll.ppkg": "PK\x03\x04 package from a USB key\n",
 	}
 	if len(rep.Kept) != len(want) {
