@@ -55,6 +55,10 @@ func (a *apiServer) GetImage(ctx context.Context, req *imagefarmv1.GetImageReque
 // the request id of an earlier one gets that job back when it asks for the
 // same, and is refused when it asks for something else.
 func (a *apiServer) SubmitJob(ctx context.Context, req *imagefarmv1.SubmitJobRequest) (*imagefarmv1.SubmitJobResponse, error) {
+	if req.GetOptions().GetResetSpec() != nil {
+		return nil, fmt.Errorf("options.reset_spec: a reset is submitted with SubmitReset (imagefarm device reset), "+
+			"which checks each device's reset policy: %w", errBadRequest)
+	}
 	job, err := a.newJob(ctx, req)
 	if err != nil {
 		return nil, err

@@ -70,6 +70,12 @@ var policy = map[string]access{
 	imagefarmv1.DeviceService_ReadObject_FullMethodName:     {device: true},
 	imagefarmv1.DeviceService_StatObject_FullMethodName:     {device: true},
 	imagefarmv1.DeviceService_ListObjects_FullMethodName:    {device: true},
+
+	imagefarmv1.ImageFarmService_SubmitReset_FullMethodName:       operator,
+	imagefarmv1.ImageFarmService_ListResetPolicies_FullMethodName: viewer,
+	imagefarmv1.ImageFarmService_SetResetPolicy_FullMethodName:    admin,
+	imagefarmv1.ImageFarmService_SetDeviceFacts_FullMethodName:    admin,
+	imagefarmv1.DeviceService_CheckResetTrigger_FullMethodName:    {device: true}, // and the token typed at the console
 }
 
 // errNoToken is a call to the client API without a known token.

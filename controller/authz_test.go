@@ -36,6 +36,8 @@ var wantPolicy = map[string]string{
 	"Connect":     "node",
 	"ListDevices": "viewer", "GetDevice": "viewer", "PlanBoot": "operator",
 	"Enroll": "boot token", "Report": "device", "ReadObject": "device", "StatObject": "device", "ListObjects": "device",
+	"SubmitReset": "operator", "ListResetPolicies": "viewer", "SetResetPolicy": "admin", "SetDeviceFacts": "admin",
+	"CheckResetTrigger": "device",
 }
 
 // rpc is one method of a service, as its descriptor has it.

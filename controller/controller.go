@@ -222,6 +222,7 @@ func (c *Controller) build(b *backend) (*parts, error) {
 	p.devices = &deviceServer{st: b.st, core: cr, cat: c.cfg.Catalog, imagers: p.imagers, audit: rec, dev: b.dev,
 		ttl: c.cfg.HeartbeatTTL, log: c.log, wake: place.wake}
 	p.api.dev = p.devices
+	p.devices.tokens, p.devices.submitReset = b.tokens, p.api.SubmitReset
 	if c.cfg.CatalogScanInterval > 0 {
 		p.watcher = &catalogWatcher{cat: c.cfg.Catalog, refs: b.refs, audit: rec, interval: c.cfg.CatalogScanInterval, log: c.log}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/devices"
 	"github.com/imagefarm/imagefarm/controller/enroll"
 	"github.com/imagefarm/imagefarm/controller/state"
+	"github.com/imagefarm/imagefarm/controller/tokens"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
 )
@@ -44,9 +45,13 @@ type deviceServer struct {
 	imagers *imagerServer
 	audit   auditor
 	dev     *deviceFarm
-	ttl     time.Duration // a device silent for longer has its task lost
-	log     *slog.Logger
-	wake    func() // asks the placer to run soon
+	tokens  *tokens.Store // what a console's local trigger checks typed tokens against
+	// submitReset is the API's SubmitReset, which a console's local
+	// trigger calls in the name of the token typed.
+	submitReset func(context.Context, *imagefarmv1.SubmitResetRequest) (*imagefarmv1.SubmitResetResponse, error)
+	ttl         time.Duration // a device silent for longer has its task lost
+	log         *slog.Logger
+	wake        func() // asks the placer to run soon
 }
 
 // deviceFarm is what the controller keeps of netbooted devices: their
@@ -54,6 +59,7 @@ type deviceServer struct {
 // was last heard (in memory, like imagers': a restart gives each a TTL).
 type deviceFarm struct {
 	records  *devices.Store
+	policies *devices.Policies // reset policy records
 	tokens   *enroll.Tokens
 	creds    *enroll.Credentials
 	mu       sync.Mutex
@@ -69,6 +75,9 @@ func openDevices(ctx context.Context, js jetstream.JetStream, replicas int, cfg 
 	d := &deviceFarm{seen: map[string]time.Time{}}
 	var err error
 	if d.records, err = devices.Open(ctx, js, replicas); err != nil {
+		return nil, err
+	}
+	if d.policies, err = devices.OpenPolicies(ctx, js, replicas); err != nil {
 		return nil, err
 	}
 	if d.tokens, err = enroll.OpenTokens(ctx, js, replicas, cfg.BootTokenTTL); err != nil {
@@ -172,7 +181,11 @@ func (c *deviceServer) GetDevice(ctx context.Context, req *imagefarmv1.GetDevice
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &imagefarmv1.GetDeviceResponse{Device: d}, nil
+	pol, err := c.dev.policies.Effective(ctx, d)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &imagefarmv1.GetDeviceResponse{Device: d, ResetPolicy: pol}, nil
 }
 
 // oneDevice is the one device that what (an id, a serial or a MAC) names.

@@ -74,6 +74,11 @@ func (c *deviceServer) assignDevice(ctx context.Context, dj deviceJob, dev *imag
 		Epoch: deviceEpoch, Attempt: uint32(len(dj.tasks) + 1), Drive: &imagefarmv1.DriveIdentity{}}
 	reason := imagefarmv1.FailureReason_FAILURE_REASON_GUARD_MODEL_MISMATCH
 	err = modelRule(job.GetImageRef(), m.Models, "device "+dev.GetSerial(), dev.GetModel())
+	if err == nil && job.GetOptions().GetResetSpec() != nil { // the policy or the device may have changed since the submit
+		if reason, err = c.resetAllowed(ctx, dev); err != nil && !errors.Is(err, errDeviceRefused) {
+			return nil, err
+		}
+	}
 	if err == nil {
 		reason = imagefarmv1.FailureReason_FAILURE_REASON_GUARD_POLICY
 		var disk *imagefarmv1.Drive

@@ -91,7 +91,7 @@ var statusCodes = []struct {
 	{codes.OutOfRange, []error{state.ErrRevisionTooOld, state.ErrFutureRevision}},
 	{codes.AlreadyExists, []error{state.ErrExists, tokens.ErrExists, errRequestIDReused, catalog.ErrVersionExists}},
 	{codes.Unauthenticated, []error{errNoDeviceCredential, errNoCertificate, pki.ErrUntrusted, errNoToken}},
-	{codes.PermissionDenied, []error{enroll.ErrRefused, errNotForDevice, errWrongPeer}},
+	{codes.PermissionDenied, []error{enroll.ErrRefused, errNotForDevice, errWrongPeer, errConsoleRefused}},
 	{codes.Aborted, []error{errFenced, state.ErrConflict}},
 	{codes.DataLoss, []error{catalog.ErrBadManifest, catalog.ErrCorruptChunk, audit.ErrUndecodable}},
 	{codes.Unavailable, []error{storage.ErrUnreachable, storage.ErrAccessDenied, storage.ErrNoBucket, state.ErrEventPending,
@@ -110,7 +110,7 @@ func codeOf(err error) codes.Code {
 // explained are the sentinels whose every wrapping message says what was
 // wrong and what to do (the scheduler's promise them): their own text, at
 // the end, would only add an internal tag ("...: scheduler: bad count").
-var explained = []error{devices.ErrInvalid, errDeviceRefused, errNoDeviceCredential, enroll.ErrRefused, errNotForDevice, ident.ErrInvalid, scheduler.ErrBadDriveRef, scheduler.ErrBadTargets, scheduler.ErrBadCount,
+var explained = []error{devices.ErrInvalid, errDeviceRefused, errConsoleRefused, errNoDeviceCredential, enroll.ErrRefused, errNotForDevice, ident.ErrInvalid, scheduler.ErrBadDriveRef, scheduler.ErrBadTargets, scheduler.ErrBadCount,
 	scheduler.ErrBadSelector, scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool,
 	scheduler.ErrNoMatchingNode, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
 	scheduler.ErrDriveTooSmall, errBadRequest, page.ErrInvalidToken, page.ErrInvalidSize, errNoJob, core.ErrJobEnded,

@@ -12,10 +12,12 @@ import (
 
 func newDevicesCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "devices",
-		Short: "List and show the netbooted devices the farm knows: identity, model, last image written",
+		Use:     "devices",
+		Aliases: []string{"device"},
+		Short:   "List, show, reset and refresh the netbooted devices the farm knows; set their reset policy",
 	}
-	cmd.AddCommand(newDevicesLsCmd(g), newDevicesShowCmd(g))
+	cmd.AddCommand(newDevicesLsCmd(g), newDevicesShowCmd(g), newDevicePolicyCmd(g), newDeviceSetCmd(g),
+		newDeviceResetCmd(g, false), newDeviceResetCmd(g, true))
 	return cmd
 }
 
@@ -86,15 +88,19 @@ func newDevicesShowCmd(g *globals) *cobra.Command {
 			if g.json {
 				return printProto(cmd.OutOrStdout(), resp.GetDevice())
 			}
-			return printDevice(cmd.OutOrStdout(), resp.GetDevice())
+			return printDevice(cmd.OutOrStdout(), resp.GetDevice(), resp.GetResetPolicy())
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print as JSON")
 	return cmd
 }
 
-func printDevice(w io.Writer, d *imagefarmv1.Device) error {
+func printDevice(w io.Writer, d *imagefarmv1.Device, pol *imagefarmv1.EffectiveResetPolicy) error {
 	tw := table(w)
+	reset := "-"
+	if pol != nil {
+		reset = pol.GetReason()
+	}
 	for _, row := range [][2]string{
 		{"id", d.GetId()}, {"serial", dash(d.GetSerial())}, {"vendor", dash(d.GetVendor())}, {"model", dash(d.GetModel())},
 		{"smbios uuid", dash(d.GetSmbiosUuid())}, {"macs", dash(strings.Join(d.GetMacs(), " "))}, {"arch", dash(d.GetArch())},
@@ -102,6 +108,7 @@ func printDevice(w io.Writer, d *imagefarmv1.Device) error {
 		{"last image", dash(d.GetLastImageRef())}, {"last digest", dash(d.GetLastImageDigest())},
 		{"written", timeAgo(d.GetLastWriteTime())}, {"by job", dash(d.GetLastJobId())},
 		{"last seen", timeAgo(d.GetLastSeenTime())}, {"enrolled", timeAgo(d.GetEnrollTime())},
+		{"pool", dash(d.GetPool())}, {"hybrid-joined", fmt.Sprint(d.GetHybridJoined())}, {"reset", reset},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 	}

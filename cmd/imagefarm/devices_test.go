@@ -71,4 +71,47 @@ func TestDevicesLsAndShow(t *testing.T) {
 	if _, _, err := as(t, f, viewer, "devices", "show", "NOPE"); err == nil || !strings.Contains(err.Error(), "netbooted into the farm") {
 		t.Errorf("devices show NOPE = %v, want it to say how devices become known", err)
 	}
+	checkResetCommands(t, f, viewer)
+}
+
+// checkResetCommands: device policy set, device set, device show's reset
+// line and device reset's refusals, as the CLI prints them.
+func checkResetCommands(t *testing.T, f *farm.Farm, viewer string) {
+	t.Helper()
+	if text, _, _ := as(t, f, viewer, "device", "show", "5CG0042XYZ"); !strings.Contains(text, "off by default") {
+		t.Errorf("device show = %s, want reset off by default", text)
+	}
+	for _, tc := range []struct {
+		token string
+		args  []string
+		err   string
+	}{
+		{viewer, []string{"device", "policy", "set", "--reset", "allow", "--model", "EliteBook"}, "needs the admin role"},
+		{f.AdminToken, []string{"device", "policy", "set", "--reset", "maybe", "--model", "EliteBook"}, `--reset "maybe": want allow or deny`},
+		{f.AdminToken, []string{"device", "policy", "set", "--reset", "allow"}, "exactly one of --model"},
+		{f.AdminToken, []string{"device", "policy", "set", "--reset", "allow", "--model", "X", "--pool", "p"}, "exactly one of --model"},
+		{f.AdminToken, []string{"device", "policy", "set", "--reset", "allow", "--pool", "a\x1b[2Jb"}, "pool"},
+		{f.AdminToken, []string{"device", "set", "5CG0042XYZ"}, "nothing to set"},
+		{f.AdminToken, []string{"device", "reset", "5CG0042XYZ"}, "--image REF"},
+		{f.AdminToken, []string{"device", "refresh", "5CG0042XYZ", "--image", "img:1", "--keep", "x"}, "unknown flag: --keep"},
+		{f.AdminToken, []string{"device", "reset", "5CG0042XYZ", "--image", "img:1", "--then", "explode"}, `--then "explode"`},
+		{f.AdminToken, []string{"device", "reset", "5CG0042XYZ", "--image", "img:1"}, "is a disk, not a wim"},
+	} {
+		if out, errOut, err := as(t, f, tc.token, tc.args...); err == nil || !strings.Contains(err.Error()+errOut, tc.err) {
+			t.Errorf("%s = %v (%s%s), want an error saying %q", strings.Join(tc.args, " "), err, out, errOut, tc.err)
+		}
+	}
+	if out, errOut, err := as(t, f, f.AdminToken, "device", "set", "5CG0042XYZ", "--pool", "depot-a"); err != nil || !strings.Contains(out, "depot-a") {
+		t.Errorf("device set --pool = %v (%s%s), want the device in depot-a", err, out, errOut)
+	}
+	if out, errOut, err := as(t, f, f.AdminToken, "device", "policy", "set", "--reset", "allow", "--pool", "depot-a"); err != nil ||
+		!strings.Contains(out, "ALLOW") {
+		t.Errorf("device policy set = %v (%s%s), want the record", err, out, errOut)
+	}
+	if text, _, _ := as(t, f, viewer, "device", "show", "5CG0042XYZ"); !strings.Contains(text, `allowed by the policy of pool "depot-a"`) {
+		t.Errorf("device show = %s, want reset allowed by the pool's policy", text)
+	}
+	if ls, _, err := as(t, f, viewer, "device", "policy", "ls"); err != nil || !strings.Contains(ls, "depot-a") {
+		t.Errorf("device policy ls = %v (%s), want the pool's record", err, ls)
+	}
 }

@@ -70,6 +70,13 @@ func TestDeviceMovesAreExactlyThese(t *testing.T) {
 		IMAGING→IMAGING IMAGING→IDLE`)
 }
 
+func TestResetPolicyMovesAreExactlyThese(t *testing.T) {
+	checkMoves(t, policyMoves, `
+		NONE→ALLOW NONE→DENY
+		ALLOW→ALLOW ALLOW→DENY
+		DENY→ALLOW DENY→DENY`)
+}
+
 // checkMoves asserts m.Legal for every pair of the enum's values (and an
 // unknown one), legal exactly when the pair is in want.
 func checkMoves[S enum](t *testing.T, m machine[S], want string) {
@@ -107,14 +114,20 @@ func enumOf[S enum](zero S, n protoreflect.EnumNumber) S {
 	return zero.Type().New(n).(S)
 }
 
-// stateName is "PENDING" for JOB_STATE_PENDING, "NONE" for UNSPECIFIED.
+// stateName is "PENDING" for JOB_STATE_PENDING, "ALLOW" for
+// RESET_PERMISSION_ALLOW, "NONE" for UNSPECIFIED.
 func stateName(s protoreflect.Enum) string {
 	v := s.Descriptor().Values().ByNumber(s.Number())
 	if v == nil {
 		return fmt.Sprint(s.Number())
 	}
 	name := string(v.Name())
-	name = name[strings.Index(name, "_STATE_")+len("_STATE_"):]
+	for _, sep := range []string{"_STATE_", "_PERMISSION_"} {
+		if i := strings.Index(name, sep); i >= 0 {
+			name = name[i+len(sep):]
+			break
+		}
+	}
 	if name == "UNSPECIFIED" {
 		return "NONE"
 	}

@@ -118,20 +118,12 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*imagefarmv1.Devi
 		if err := s.addKeys(ctx, before, d); err != nil {
 			return nil, err
 		}
-		v, err := proto.Marshal(d)
-		if err != nil {
-			return nil, fmt.Errorf("encode device %s: %w", id, err)
-		}
-		if rev == 0 {
-			_, err = s.kv.Create(ctx, id, v)
-		} else {
-			_, err = s.kv.Update(ctx, id, v, rev)
-		}
+		err = putRevision(ctx, s.kv, id, d, rev)
 		if err == nil {
 			return d, s.dropKeys(ctx, before, d)
 		}
 		if !isConflict(err) {
-			return nil, fmt.Errorf("store device %s: %w", id, err)
+			return nil, fmt.Errorf("device: %w", err)
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -128,6 +128,11 @@ func runTask(ctx context.Context, cfg Config, client imagefarmv1.DeviceServiceCl
 // write runs the imager's pipeline on the one disk the assignment names,
 // after the deploy environment's own guard: never a removable or USB disk.
 func write(ctx context.Context, cfg Config, st remoteStore, a *imagefarmv1.TaskAssignment, found []drive.Drive, rep *reporter) *imagefarmv1.TaskResult {
+	if a.GetOptions().GetResetSpec() != nil { // never write a reset's WIM over the disk as if it were a disk image
+		return &imagefarmv1.TaskResult{TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED,
+			Failure: &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_NOT_SUPPORTED,
+				Message: "this deploy environment has no reset engine: nothing was written; boot one built with reset support"}}
+	}
 	for _, d := range found {
 		if d.ID == a.GetDrive().GetId() && (d.Removable || d.Transport == drive.TransportUSB) {
 			return &imagefarmv1.TaskResult{TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED,

@@ -76,6 +76,14 @@ const (
 	// boot token store unavailable): the machine boots its local disk; the
 	// message says why.
 	AuditAction_AUDIT_ACTION_BOOT_PLAN_REFUSED AuditAction = 16
+	// An admin set a reset policy; the message names the scope and the
+	// permission.
+	AuditAction_AUDIT_ACTION_RESET_POLICY AuditAction = 17
+	// An admin set a device's pool or hybrid-join fact.
+	AuditAction_AUDIT_ACTION_DEVICE_FACTS AuditAction = 18
+	// A reset was refused: at submit (policy, hybrid join, model) or at the
+	// device's console (a wrong token); the message says why.
+	AuditAction_AUDIT_ACTION_RESET_REFUSED AuditAction = 19
 )
 
 // Enum value maps for AuditAction.
@@ -98,6 +106,9 @@ var (
 		14: "AUDIT_ACTION_BOOT_TOKEN_REFUSED",
 		15: "AUDIT_ACTION_BOOT_PLANNED",
 		16: "AUDIT_ACTION_BOOT_PLAN_REFUSED",
+		17: "AUDIT_ACTION_RESET_POLICY",
+		18: "AUDIT_ACTION_DEVICE_FACTS",
+		19: "AUDIT_ACTION_RESET_REFUSED",
 	}
 	AuditAction_value = map[string]int32{
 		"AUDIT_ACTION_UNSPECIFIED":        0,
@@ -117,6 +128,9 @@ var (
 		"AUDIT_ACTION_BOOT_TOKEN_REFUSED": 14,
 		"AUDIT_ACTION_BOOT_PLANNED":       15,
 		"AUDIT_ACTION_BOOT_PLAN_REFUSED":  16,
+		"AUDIT_ACTION_RESET_POLICY":       17,
+		"AUDIT_ACTION_DEVICE_FACTS":       18,
+		"AUDIT_ACTION_RESET_REFUSED":      19,
 	}
 )
 
@@ -420,7 +434,7 @@ const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\tprev_hash\x18\x12 \x01(\tR\bprevHash\x12\x12\n" +
 	"\x04hash\x18\x13 \x01(\tR\x04hash\x12\x1b\n" +
 	"\tdevice_id\x18\x14 \x01(\tR\bdeviceId\x12\x10\n" +
-	"\x03mac\x18\x15 \x01(\tR\x03mac*\x9d\x04\n" +
+	"\x03mac\x18\x15 \x01(\tR\x03mac*\xfb\x04\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17AUDIT_ACTION_JOB_SUBMIT\x10\x01\x12\x1b\n" +
@@ -439,7 +453,10 @@ const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\x1aAUDIT_ACTION_DEVICE_ENROLL\x10\r\x12#\n" +
 	"\x1fAUDIT_ACTION_BOOT_TOKEN_REFUSED\x10\x0e\x12\x1d\n" +
 	"\x19AUDIT_ACTION_BOOT_PLANNED\x10\x0f\x12\"\n" +
-	"\x1eAUDIT_ACTION_BOOT_PLAN_REFUSED\x10\x10B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\x1eAUDIT_ACTION_BOOT_PLAN_REFUSED\x10\x10\x12\x1d\n" +
+	"\x19AUDIT_ACTION_RESET_POLICY\x10\x11\x12\x1d\n" +
+	"\x19AUDIT_ACTION_DEVICE_FACTS\x10\x12\x12\x1e\n" +
+	"\x1aAUDIT_ACTION_RESET_REFUSED\x10\x13B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_audit_proto_rawDescOnce sync.Once

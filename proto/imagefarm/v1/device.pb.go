@@ -173,7 +173,13 @@ type Device struct {
 	// When the device first enrolled.
 	EnrollTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=enroll_time,json=enrollTime,proto3" json:"enroll_time,omitempty"`
 	// Firmware architecture of its last network boot (e.g. "x86_64-efi").
-	Arch          string `protobuf:"bytes,17,opt,name=arch,proto3" json:"arch,omitempty"`
+	Arch string `protobuf:"bytes,17,opt,name=arch,proto3" json:"arch,omitempty"`
+	// Pool the device belongs to, as an admin set it; reset policies may
+	// name it.
+	Pool string `protobuf:"bytes,18,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Joined to an on-premises domain and Azure AD, as an admin or an
+	// import set it: never reset (such devices need a full wipe).
+	HybridJoined  bool `protobuf:"varint,19,opt,name=hybrid_joined,json=hybridJoined,proto3" json:"hybrid_joined,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -325,6 +331,20 @@ func (x *Device) GetArch() string {
 		return x.Arch
 	}
 	return ""
+}
+
+func (x *Device) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *Device) GetHybridJoined() bool {
+	if x != nil {
+		return x.HybridJoined
+	}
+	return false
 }
 
 // PlanBootRequest names the machine asking to boot.
@@ -1426,7 +1446,9 @@ func (x *GetDeviceRequest) GetDevice() string {
 type GetDeviceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The device.
-	Device        *Device `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	Device *Device `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	// Whether the device may be reset, and which policy record decides.
+	ResetPolicy   *EffectiveResetPolicy `protobuf:"bytes,2,opt,name=reset_policy,json=resetPolicy,proto3" json:"reset_policy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1468,11 +1490,18 @@ func (x *GetDeviceResponse) GetDevice() *Device {
 	return nil
 }
 
+func (x *GetDeviceResponse) GetResetPolicy() *EffectiveResetPolicy {
+	if x != nil {
+		return x.ResetPolicy
+	}
+	return nil
+}
+
 var File_imagefarm_v1_device_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\x19imagefarm/v1/device.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bimagefarm/v1/dispatch.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x19imagefarm/v1/imager.proto\"\xf3\x04\n" +
+	"\x19imagefarm/v1/device.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bimagefarm/v1/dispatch.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x19imagefarm/v1/imager.proto\x1a\x18imagefarm/v1/reset.proto\"\xac\x05\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vsmbios_uuid\x18\x02 \x01(\tR\n" +
@@ -1494,7 +1523,9 @@ const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"\atask_id\x18\x0f \x01(\tR\x06taskId\x12;\n" +
 	"\venroll_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"enrollTime\x12\x12\n" +
-	"\x04arch\x18\x11 \x01(\tR\x04arch\"7\n" +
+	"\x04arch\x18\x11 \x01(\tR\x04arch\x12\x12\n" +
+	"\x04pool\x18\x12 \x01(\tR\x04pool\x12#\n" +
+	"\rhybrid_joined\x18\x13 \x01(\bR\fhybridJoined\"7\n" +
 	"\x0fPlanBootRequest\x12\x10\n" +
 	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x12\n" +
 	"\x04arch\x18\x02 \x01(\tR\x04arch\"\xd5\x01\n" +
@@ -1565,9 +1596,10 @@ const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"\x13ListDevicesResponse\x12.\n" +
 	"\adevices\x18\x01 \x03(\v2\x14.imagefarm.v1.DeviceR\adevices\"*\n" +
 	"\x10GetDeviceRequest\x12\x16\n" +
-	"\x06device\x18\x01 \x01(\tR\x06device\"A\n" +
+	"\x06device\x18\x01 \x01(\tR\x06device\"\x88\x01\n" +
 	"\x11GetDeviceResponse\x12,\n" +
-	"\x06device\x18\x01 \x01(\v2\x14.imagefarm.v1.DeviceR\x06device*v\n" +
+	"\x06device\x18\x01 \x01(\v2\x14.imagefarm.v1.DeviceR\x06device\x12E\n" +
+	"\freset_policy\x18\x02 \x01(\v2\".imagefarm.v1.EffectiveResetPolicyR\vresetPolicy*v\n" +
 	"\vDeviceState\x12\x1c\n" +
 	"\x18DEVICE_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11DEVICE_STATE_IDLE\x10\x01\x12\x18\n" +
@@ -1577,7 +1609,7 @@ const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"BootAction\x12\x1b\n" +
 	"\x17BOOT_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16BOOT_ACTION_LOCAL_BOOT\x10\x01\x12\x16\n" +
-	"\x12BOOT_ACTION_DEPLOY\x10\x022\xe0\x03\n" +
+	"\x12BOOT_ACTION_DEPLOY\x10\x022\xc6\x04\n" +
 	"\rDeviceService\x12I\n" +
 	"\bPlanBoot\x12\x1d.imagefarm.v1.PlanBootRequest\x1a\x1e.imagefarm.v1.PlanBootResponse\x12C\n" +
 	"\x06Enroll\x12\x1b.imagefarm.v1.EnrollRequest\x1a\x1c.imagefarm.v1.EnrollResponse\x12G\n" +
@@ -1586,7 +1618,8 @@ const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"ReadObject\x12\x1f.imagefarm.v1.ReadObjectRequest\x1a .imagefarm.v1.ReadObjectResponse0\x01\x12O\n" +
 	"\n" +
 	"StatObject\x12\x1f.imagefarm.v1.StatObjectRequest\x1a .imagefarm.v1.StatObjectResponse\x12R\n" +
-	"\vListObjects\x12 .imagefarm.v1.ListObjectsRequest\x1a!.imagefarm.v1.ListObjectsResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\vListObjects\x12 .imagefarm.v1.ListObjectsRequest\x1a!.imagefarm.v1.ListObjectsResponse\x12d\n" +
+	"\x11CheckResetTrigger\x12&.imagefarm.v1.CheckResetTriggerRequest\x1a'.imagefarm.v1.CheckResetTriggerResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_device_proto_rawDescOnce sync.Once
@@ -1603,35 +1636,38 @@ func file_imagefarm_v1_device_proto_rawDescGZIP() []byte {
 var file_imagefarm_v1_device_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_imagefarm_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_imagefarm_v1_device_proto_goTypes = []any{
-	(DeviceState)(0),              // 0: imagefarm.v1.DeviceState
-	(BootAction)(0),               // 1: imagefarm.v1.BootAction
-	(*Device)(nil),                // 2: imagefarm.v1.Device
-	(*PlanBootRequest)(nil),       // 3: imagefarm.v1.PlanBootRequest
-	(*PlanBootResponse)(nil),      // 4: imagefarm.v1.PlanBootResponse
-	(*DeviceIdentity)(nil),        // 5: imagefarm.v1.DeviceIdentity
-	(*EnrollRequest)(nil),         // 6: imagefarm.v1.EnrollRequest
-	(*EnrollResponse)(nil),        // 7: imagefarm.v1.EnrollResponse
-	(*ReportRequest)(nil),         // 8: imagefarm.v1.ReportRequest
-	(*ReportResponse)(nil),        // 9: imagefarm.v1.ReportResponse
-	(*ReadObjectRequest)(nil),     // 10: imagefarm.v1.ReadObjectRequest
-	(*ReadObjectResponse)(nil),    // 11: imagefarm.v1.ReadObjectResponse
-	(*StatObjectRequest)(nil),     // 12: imagefarm.v1.StatObjectRequest
-	(*StatObjectResponse)(nil),    // 13: imagefarm.v1.StatObjectResponse
-	(*ObjectInfo)(nil),            // 14: imagefarm.v1.ObjectInfo
-	(*ListObjectsRequest)(nil),    // 15: imagefarm.v1.ListObjectsRequest
-	(*ListObjectsResponse)(nil),   // 16: imagefarm.v1.ListObjectsResponse
-	(*ListDevicesRequest)(nil),    // 17: imagefarm.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),   // 18: imagefarm.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),      // 19: imagefarm.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),     // 20: imagefarm.v1.GetDeviceResponse
-	(*Drive)(nil),                 // 21: imagefarm.v1.Drive
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(*TaskAssignment)(nil),        // 23: imagefarm.v1.TaskAssignment
-	(*Heartbeat)(nil),             // 24: imagefarm.v1.Heartbeat
-	(*TaskProgress)(nil),          // 25: imagefarm.v1.TaskProgress
-	(*TaskResult)(nil),            // 26: imagefarm.v1.TaskResult
-	(*Ack)(nil),                   // 27: imagefarm.v1.Ack
-	(*StopTask)(nil),              // 28: imagefarm.v1.StopTask
+	(DeviceState)(0),                  // 0: imagefarm.v1.DeviceState
+	(BootAction)(0),                   // 1: imagefarm.v1.BootAction
+	(*Device)(nil),                    // 2: imagefarm.v1.Device
+	(*PlanBootRequest)(nil),           // 3: imagefarm.v1.PlanBootRequest
+	(*PlanBootResponse)(nil),          // 4: imagefarm.v1.PlanBootResponse
+	(*DeviceIdentity)(nil),            // 5: imagefarm.v1.DeviceIdentity
+	(*EnrollRequest)(nil),             // 6: imagefarm.v1.EnrollRequest
+	(*EnrollResponse)(nil),            // 7: imagefarm.v1.EnrollResponse
+	(*ReportRequest)(nil),             // 8: imagefarm.v1.ReportRequest
+	(*ReportResponse)(nil),            // 9: imagefarm.v1.ReportResponse
+	(*ReadObjectRequest)(nil),         // 10: imagefarm.v1.ReadObjectRequest
+	(*ReadObjectResponse)(nil),        // 11: imagefarm.v1.ReadObjectResponse
+	(*StatObjectRequest)(nil),         // 12: imagefarm.v1.StatObjectRequest
+	(*StatObjectResponse)(nil),        // 13: imagefarm.v1.StatObjectResponse
+	(*ObjectInfo)(nil),                // 14: imagefarm.v1.ObjectInfo
+	(*ListObjectsRequest)(nil),        // 15: imagefarm.v1.ListObjectsRequest
+	(*ListObjectsResponse)(nil),       // 16: imagefarm.v1.ListObjectsResponse
+	(*ListDevicesRequest)(nil),        // 17: imagefarm.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),       // 18: imagefarm.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),          // 19: imagefarm.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),         // 20: imagefarm.v1.GetDeviceResponse
+	(*Drive)(nil),                     // 21: imagefarm.v1.Drive
+	(*timestamppb.Timestamp)(nil),     // 22: google.protobuf.Timestamp
+	(*TaskAssignment)(nil),            // 23: imagefarm.v1.TaskAssignment
+	(*Heartbeat)(nil),                 // 24: imagefarm.v1.Heartbeat
+	(*TaskProgress)(nil),              // 25: imagefarm.v1.TaskProgress
+	(*TaskResult)(nil),                // 26: imagefarm.v1.TaskResult
+	(*Ack)(nil),                       // 27: imagefarm.v1.Ack
+	(*StopTask)(nil),                  // 28: imagefarm.v1.StopTask
+	(*EffectiveResetPolicy)(nil),      // 29: imagefarm.v1.EffectiveResetPolicy
+	(*CheckResetTriggerRequest)(nil),  // 30: imagefarm.v1.CheckResetTriggerRequest
+	(*CheckResetTriggerResponse)(nil), // 31: imagefarm.v1.CheckResetTriggerResponse
 }
 var file_imagefarm_v1_device_proto_depIdxs = []int32{
 	21, // 0: imagefarm.v1.Device.disks:type_name -> imagefarm.v1.Drive
@@ -1657,23 +1693,26 @@ var file_imagefarm_v1_device_proto_depIdxs = []int32{
 	0,  // 20: imagefarm.v1.ListDevicesRequest.states:type_name -> imagefarm.v1.DeviceState
 	2,  // 21: imagefarm.v1.ListDevicesResponse.devices:type_name -> imagefarm.v1.Device
 	2,  // 22: imagefarm.v1.GetDeviceResponse.device:type_name -> imagefarm.v1.Device
-	3,  // 23: imagefarm.v1.DeviceService.PlanBoot:input_type -> imagefarm.v1.PlanBootRequest
-	6,  // 24: imagefarm.v1.DeviceService.Enroll:input_type -> imagefarm.v1.EnrollRequest
-	8,  // 25: imagefarm.v1.DeviceService.Report:input_type -> imagefarm.v1.ReportRequest
-	10, // 26: imagefarm.v1.DeviceService.ReadObject:input_type -> imagefarm.v1.ReadObjectRequest
-	12, // 27: imagefarm.v1.DeviceService.StatObject:input_type -> imagefarm.v1.StatObjectRequest
-	15, // 28: imagefarm.v1.DeviceService.ListObjects:input_type -> imagefarm.v1.ListObjectsRequest
-	4,  // 29: imagefarm.v1.DeviceService.PlanBoot:output_type -> imagefarm.v1.PlanBootResponse
-	7,  // 30: imagefarm.v1.DeviceService.Enroll:output_type -> imagefarm.v1.EnrollResponse
-	9,  // 31: imagefarm.v1.DeviceService.Report:output_type -> imagefarm.v1.ReportResponse
-	11, // 32: imagefarm.v1.DeviceService.ReadObject:output_type -> imagefarm.v1.ReadObjectResponse
-	13, // 33: imagefarm.v1.DeviceService.StatObject:output_type -> imagefarm.v1.StatObjectResponse
-	16, // 34: imagefarm.v1.DeviceService.ListObjects:output_type -> imagefarm.v1.ListObjectsResponse
-	29, // [29:35] is the sub-list for method output_type
-	23, // [23:29] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	29, // 23: imagefarm.v1.GetDeviceResponse.reset_policy:type_name -> imagefarm.v1.EffectiveResetPolicy
+	3,  // 24: imagefarm.v1.DeviceService.PlanBoot:input_type -> imagefarm.v1.PlanBootRequest
+	6,  // 25: imagefarm.v1.DeviceService.Enroll:input_type -> imagefarm.v1.EnrollRequest
+	8,  // 26: imagefarm.v1.DeviceService.Report:input_type -> imagefarm.v1.ReportRequest
+	10, // 27: imagefarm.v1.DeviceService.ReadObject:input_type -> imagefarm.v1.ReadObjectRequest
+	12, // 28: imagefarm.v1.DeviceService.StatObject:input_type -> imagefarm.v1.StatObjectRequest
+	15, // 29: imagefarm.v1.DeviceService.ListObjects:input_type -> imagefarm.v1.ListObjectsRequest
+	30, // 30: imagefarm.v1.DeviceService.CheckResetTrigger:input_type -> imagefarm.v1.CheckResetTriggerRequest
+	4,  // 31: imagefarm.v1.DeviceService.PlanBoot:output_type -> imagefarm.v1.PlanBootResponse
+	7,  // 32: imagefarm.v1.DeviceService.Enroll:output_type -> imagefarm.v1.EnrollResponse
+	9,  // 33: imagefarm.v1.DeviceService.Report:output_type -> imagefarm.v1.ReportResponse
+	11, // 34: imagefarm.v1.DeviceService.ReadObject:output_type -> imagefarm.v1.ReadObjectResponse
+	13, // 35: imagefarm.v1.DeviceService.StatObject:output_type -> imagefarm.v1.StatObjectResponse
+	16, // 36: imagefarm.v1.DeviceService.ListObjects:output_type -> imagefarm.v1.ListObjectsResponse
+	31, // 37: imagefarm.v1.DeviceService.CheckResetTrigger:output_type -> imagefarm.v1.CheckResetTriggerResponse
+	31, // [31:38] is the sub-list for method output_type
+	24, // [24:31] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_device_proto_init() }
@@ -1684,6 +1723,7 @@ func file_imagefarm_v1_device_proto_init() {
 	file_imagefarm_v1_dispatch_proto_init()
 	file_imagefarm_v1_farm_proto_init()
 	file_imagefarm_v1_imager_proto_init()
+	file_imagefarm_v1_reset_proto_init()
 	file_imagefarm_v1_device_proto_msgTypes[6].OneofWrappers = []any{
 		(*ReportRequest_Heartbeat)(nil),
 		(*ReportRequest_TaskProgress)(nil),

@@ -19,12 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DeviceService_PlanBoot_FullMethodName    = "/imagefarm.v1.DeviceService/PlanBoot"
-	DeviceService_Enroll_FullMethodName      = "/imagefarm.v1.DeviceService/Enroll"
-	DeviceService_Report_FullMethodName      = "/imagefarm.v1.DeviceService/Report"
-	DeviceService_ReadObject_FullMethodName  = "/imagefarm.v1.DeviceService/ReadObject"
-	DeviceService_StatObject_FullMethodName  = "/imagefarm.v1.DeviceService/StatObject"
-	DeviceService_ListObjects_FullMethodName = "/imagefarm.v1.DeviceService/ListObjects"
+	DeviceService_PlanBoot_FullMethodName          = "/imagefarm.v1.DeviceService/PlanBoot"
+	DeviceService_Enroll_FullMethodName            = "/imagefarm.v1.DeviceService/Enroll"
+	DeviceService_Report_FullMethodName            = "/imagefarm.v1.DeviceService/Report"
+	DeviceService_ReadObject_FullMethodName        = "/imagefarm.v1.DeviceService/ReadObject"
+	DeviceService_StatObject_FullMethodName        = "/imagefarm.v1.DeviceService/StatObject"
+	DeviceService_ListObjects_FullMethodName       = "/imagefarm.v1.DeviceService/ListObjects"
+	DeviceService_CheckResetTrigger_FullMethodName = "/imagefarm.v1.DeviceService/CheckResetTrigger"
 )
 
 // DeviceServiceClient is the client API for DeviceService service.
@@ -66,6 +67,12 @@ type DeviceServiceClient interface {
 	// ListObjects lists the signatures of the manifest the device's task
 	// writes; any other prefix is refused with PERMISSION_DENIED.
 	ListObjects(ctx context.Context, in *ListObjectsRequest, opts ...grpc.CallOption) (*ListObjectsResponse, error)
+	// CheckResetTrigger is the local trigger at the device's console: with
+	// no token it says whether the device's policy allows a reset (the
+	// console offers one only then); with a token it checks the token (an
+	// operator's or admin's) and submits the reset job for this device. A
+	// wrong token is refused with PERMISSION_DENIED and audited.
+	CheckResetTrigger(ctx context.Context, in *CheckResetTriggerRequest, opts ...grpc.CallOption) (*CheckResetTriggerResponse, error)
 }
 
 type deviceServiceClient struct {
@@ -148,6 +155,16 @@ func (c *deviceServiceClient) ListObjects(ctx context.Context, in *ListObjectsRe
 	return out, nil
 }
 
+func (c *deviceServiceClient) CheckResetTrigger(ctx context.Context, in *CheckResetTriggerRequest, opts ...grpc.CallOption) (*CheckResetTriggerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckResetTriggerResponse)
+	err := c.cc.Invoke(ctx, DeviceService_CheckResetTrigger_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeviceServiceServer is the server API for DeviceService service.
 // All implementations must embed UnimplementedDeviceServiceServer
 // for forward compatibility.
@@ -187,6 +204,12 @@ type DeviceServiceServer interface {
 	// ListObjects lists the signatures of the manifest the device's task
 	// writes; any other prefix is refused with PERMISSION_DENIED.
 	ListObjects(context.Context, *ListObjectsRequest) (*ListObjectsResponse, error)
+	// CheckResetTrigger is the local trigger at the device's console: with
+	// no token it says whether the device's policy allows a reset (the
+	// console offers one only then); with a token it checks the token (an
+	// operator's or admin's) and submits the reset job for this device. A
+	// wrong token is refused with PERMISSION_DENIED and audited.
+	CheckResetTrigger(context.Context, *CheckResetTriggerRequest) (*CheckResetTriggerResponse, error)
 	mustEmbedUnimplementedDeviceServiceServer()
 }
 
@@ -214,6 +237,9 @@ func (UnimplementedDeviceServiceServer) StatObject(context.Context, *StatObjectR
 }
 func (UnimplementedDeviceServiceServer) ListObjects(context.Context, *ListObjectsRequest) (*ListObjectsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListObjects not implemented")
+}
+func (UnimplementedDeviceServiceServer) CheckResetTrigger(context.Context, *CheckResetTriggerRequest) (*CheckResetTriggerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckResetTrigger not implemented")
 }
 func (UnimplementedDeviceServiceServer) mustEmbedUnimplementedDeviceServiceServer() {}
 func (UnimplementedDeviceServiceServer) testEmbeddedByValue()                       {}
@@ -326,6 +352,24 @@ func _DeviceService_ListObjects_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeviceService_CheckResetTrigger_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckResetTriggerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DeviceServiceServer).CheckResetTrigger(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DeviceService_CheckResetTrigger_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DeviceServiceServer).CheckResetTrigger(ctx, req.(*CheckResetTriggerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DeviceService_ServiceDesc is the grpc.ServiceDesc for DeviceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -348,6 +392,10 @@ var DeviceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListObjects",
 			Handler:    _DeviceService_ListObjects_Handler,
+		},
+		{
+			MethodName: "CheckResetTrigger",
+			Handler:    _DeviceService_CheckResetTrigger_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

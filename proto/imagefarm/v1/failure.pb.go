@@ -77,6 +77,13 @@ const (
 	// models, and the device's SMBIOS model is not one of them. Nothing was
 	// written; the message names both.
 	FailureReason_FAILURE_REASON_GUARD_MODEL_MISMATCH FailureReason = 20
+	// A reset cannot run on the device: its disk has no Windows Recovery
+	// Environment (ERROR_NOT_SUPPORTED, 0x80070032), or its deploy
+	// environment cannot reset. Nothing was written.
+	FailureReason_FAILURE_REASON_NOT_SUPPORTED FailureReason = 21
+	// A reset was refused: the device is hybrid-joined (on-premises AD and
+	// Azure AD) and needs a full wipe. Nothing was written.
+	FailureReason_FAILURE_REASON_GUARD_HYBRID_JOINED FailureReason = 22
 )
 
 // Enum value maps for FailureReason.
@@ -103,6 +110,8 @@ var (
 		18: "FAILURE_REASON_NODE_LOST",
 		19: "FAILURE_REASON_GUARD_READ_ONLY",
 		20: "FAILURE_REASON_GUARD_MODEL_MISMATCH",
+		21: "FAILURE_REASON_NOT_SUPPORTED",
+		22: "FAILURE_REASON_GUARD_HYBRID_JOINED",
 	}
 	FailureReason_value = map[string]int32{
 		"FAILURE_REASON_UNSPECIFIED":            0,
@@ -126,6 +135,8 @@ var (
 		"FAILURE_REASON_NODE_LOST":              18,
 		"FAILURE_REASON_GUARD_READ_ONLY":        19,
 		"FAILURE_REASON_GUARD_MODEL_MISMATCH":   20,
+		"FAILURE_REASON_NOT_SUPPORTED":          21,
+		"FAILURE_REASON_GUARD_HYBRID_JOINED":    22,
 	}
 )
 
@@ -244,7 +255,7 @@ const file_imagefarm_v1_failure_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1b\n" +
 	"\x06offset\x18\x03 \x01(\x04H\x00R\x06offset\x88\x01\x01\x12\x19\n" +
 	"\bchunk_id\x18\x04 \x01(\tR\achunkIdB\t\n" +
-	"\a_offset*\xf9\x05\n" +
+	"\a_offset*\xc3\x06\n" +
 	"\rFailureReason\x12\x1e\n" +
 	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FAILURE_REASON_INTERNAL\x10\x01\x12$\n" +
@@ -267,7 +278,9 @@ const file_imagefarm_v1_failure_proto_rawDesc = "" +
 	"\x17FAILURE_REASON_ROLLBACK\x10\x11\x12\x1c\n" +
 	"\x18FAILURE_REASON_NODE_LOST\x10\x12\x12\"\n" +
 	"\x1eFAILURE_REASON_GUARD_READ_ONLY\x10\x13\x12'\n" +
-	"#FAILURE_REASON_GUARD_MODEL_MISMATCH\x10\x14B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"#FAILURE_REASON_GUARD_MODEL_MISMATCH\x10\x14\x12 \n" +
+	"\x1cFAILURE_REASON_NOT_SUPPORTED\x10\x15\x12&\n" +
+	"\"FAILURE_REASON_GUARD_HYBRID_JOINED\x10\x16B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_failure_proto_rawDescOnce sync.Once

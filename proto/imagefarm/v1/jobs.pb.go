@@ -932,7 +932,11 @@ type JobOptions struct {
 	CheckCapacity bool `protobuf:"varint,2,opt,name=check_capacity,json=checkCapacity,proto3" json:"check_capacity,omitempty"`
 	// What a netbooted device does once its disk is verified (or its task
 	// ended otherwise); ignored for drives on imagers.
-	AfterWrite    AfterWrite `protobuf:"varint,3,opt,name=after_write,json=afterWrite,proto3,enum=imagefarm.v1.AfterWrite" json:"after_write,omitempty"`
+	AfterWrite AfterWrite `protobuf:"varint,3,opt,name=after_write,json=afterWrite,proto3,enum=imagefarm.v1.AfterWrite" json:"after_write,omitempty"`
+	// Set for a reset or refresh job (SubmitReset): the device's Windows
+	// partition is re-created and the WIM's image applied, keeping what the
+	// keep-list names; the job's image is the WIM.
+	ResetSpec     *ResetSpec `protobuf:"bytes,4,opt,name=reset_spec,json=resetSpec,proto3" json:"reset_spec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -986,6 +990,13 @@ func (x *JobOptions) GetAfterWrite() AfterWrite {
 		return x.AfterWrite
 	}
 	return AfterWrite_AFTER_WRITE_UNSPECIFIED
+}
+
+func (x *JobOptions) GetResetSpec() *ResetSpec {
+	if x != nil {
+		return x.ResetSpec
+	}
+	return nil
 }
 
 // TaskCounts counts a job's tasks per state.
@@ -1148,7 +1159,10 @@ type Task struct {
 	// When the task last changed.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// When the task reached a final state; unset before.
-	FinishTime    *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=finish_time,json=finishTime,proto3" json:"finish_time,omitempty"`
+	FinishTime *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=finish_time,json=finishTime,proto3" json:"finish_time,omitempty"`
+	// A reset task's report: its steps, and the keep-list with every kept
+	// file's hash before and after.
+	ResetReport   *ResetReport `protobuf:"bytes,20,opt,name=reset_report,json=resetReport,proto3" json:"reset_report,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1316,6 +1330,13 @@ func (x *Task) GetFinishTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Task) GetResetReport() *ResetReport {
+	if x != nil {
+		return x.ResetReport
+	}
+	return nil
+}
+
 // JobEvent is one entry of the job event stream that WatchJob serves.
 type JobEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1436,7 +1457,7 @@ var File_imagefarm_v1_jobs_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\n" +
-	"\x17imagefarm/v1/jobs.proto\x12\fimagefarm.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagefarm/v1/failure.proto\x1a\x17imagefarm/v1/farm.proto\"\xe2\x05\n" +
+	"\x17imagefarm/v1/jobs.proto\x12\fimagefarm.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagefarm/v1/failure.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/reset.proto\"\xe2\x05\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\timage_ref\x18\x02 \x01(\tR\bimageRef\x12'\n" +
@@ -1481,13 +1502,15 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\tdrive_ids\x18\x01 \x03(\tR\bdriveIds\"Y\n" +
 	"\rStandingOrder\x122\n" +
 	"\bselector\x18\x01 \x01(\v2\x16.imagefarm.v1.SelectorR\bselector\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"\x88\x01\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\xc0\x01\n" +
 	"\n" +
 	"JobOptions\x12\x18\n" +
 	"\adiscard\x18\x01 \x01(\bR\adiscard\x12%\n" +
 	"\x0echeck_capacity\x18\x02 \x01(\bR\rcheckCapacity\x129\n" +
 	"\vafter_write\x18\x03 \x01(\x0e2\x18.imagefarm.v1.AfterWriteR\n" +
-	"afterWrite\"\xf0\x01\n" +
+	"afterWrite\x126\n" +
+	"\n" +
+	"reset_spec\x18\x04 \x01(\v2\x17.imagefarm.v1.ResetSpecR\tresetSpec\"\xf0\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x16\n" +
 	"\x06queued\x18\x01 \x01(\rR\x06queued\x12\x1a\n" +
@@ -1498,7 +1521,7 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\x04done\x18\x06 \x01(\rR\x04done\x12\x16\n" +
 	"\x06failed\x18\a \x01(\rR\x06failed\x12\x1a\n" +
 	"\bcanceled\x18\b \x01(\rR\bcanceled\x12\x12\n" +
-	"\x04lost\x18\t \x01(\rR\x04lost\"\xee\x05\n" +
+	"\x04lost\x18\t \x01(\rR\x04lost\"\xac\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x17\n" +
@@ -1526,7 +1549,8 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\vupdate_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12;\n" +
 	"\vfinish_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishTime\"\xe3\x01\n" +
+	"finishTime\x12<\n" +
+	"\freset_report\x18\x14 \x01(\v2\x19.imagefarm.v1.ResetReportR\vresetReport\"\xe3\x01\n" +
 	"\bJobEvent\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12.\n" +
@@ -1608,9 +1632,11 @@ var file_imagefarm_v1_jobs_proto_goTypes = []any{
 	nil,                           // 16: imagefarm.v1.Job.LabelsEntry
 	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 	(*Selector)(nil),              // 18: imagefarm.v1.Selector
-	(*DriveIdentity)(nil),         // 19: imagefarm.v1.DriveIdentity
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
-	(*Failure)(nil),               // 21: imagefarm.v1.Failure
+	(*ResetSpec)(nil),             // 19: imagefarm.v1.ResetSpec
+	(*DriveIdentity)(nil),         // 20: imagefarm.v1.DriveIdentity
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
+	(*Failure)(nil),               // 22: imagefarm.v1.Failure
+	(*ResetReport)(nil),           // 23: imagefarm.v1.ResetReport
 }
 var file_imagefarm_v1_jobs_proto_depIdxs = []int32{
 	6,  // 0: imagefarm.v1.Job.targets:type_name -> imagefarm.v1.Targets
@@ -1629,23 +1655,25 @@ var file_imagefarm_v1_jobs_proto_depIdxs = []int32{
 	8,  // 13: imagefarm.v1.DeviceList.devices:type_name -> imagefarm.v1.DeviceTarget
 	18, // 14: imagefarm.v1.StandingOrder.selector:type_name -> imagefarm.v1.Selector
 	0,  // 15: imagefarm.v1.JobOptions.after_write:type_name -> imagefarm.v1.AfterWrite
-	19, // 16: imagefarm.v1.Task.drive:type_name -> imagefarm.v1.DriveIdentity
-	2,  // 17: imagefarm.v1.Task.state:type_name -> imagefarm.v1.TaskState
-	20, // 18: imagefarm.v1.Task.eta:type_name -> google.protobuf.Duration
-	21, // 19: imagefarm.v1.Task.failure:type_name -> imagefarm.v1.Failure
-	17, // 20: imagefarm.v1.Task.create_time:type_name -> google.protobuf.Timestamp
-	17, // 21: imagefarm.v1.Task.start_time:type_name -> google.protobuf.Timestamp
-	17, // 22: imagefarm.v1.Task.update_time:type_name -> google.protobuf.Timestamp
-	17, // 23: imagefarm.v1.Task.finish_time:type_name -> google.protobuf.Timestamp
-	17, // 24: imagefarm.v1.JobEvent.time:type_name -> google.protobuf.Timestamp
-	4,  // 25: imagefarm.v1.JobEvent.kind:type_name -> imagefarm.v1.JobEventKind
-	5,  // 26: imagefarm.v1.JobEvent.job:type_name -> imagefarm.v1.Job
-	14, // 27: imagefarm.v1.JobEvent.task:type_name -> imagefarm.v1.Task
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	19, // 16: imagefarm.v1.JobOptions.reset_spec:type_name -> imagefarm.v1.ResetSpec
+	20, // 17: imagefarm.v1.Task.drive:type_name -> imagefarm.v1.DriveIdentity
+	2,  // 18: imagefarm.v1.Task.state:type_name -> imagefarm.v1.TaskState
+	21, // 19: imagefarm.v1.Task.eta:type_name -> google.protobuf.Duration
+	22, // 20: imagefarm.v1.Task.failure:type_name -> imagefarm.v1.Failure
+	17, // 21: imagefarm.v1.Task.create_time:type_name -> google.protobuf.Timestamp
+	17, // 22: imagefarm.v1.Task.start_time:type_name -> google.protobuf.Timestamp
+	17, // 23: imagefarm.v1.Task.update_time:type_name -> google.protobuf.Timestamp
+	17, // 24: imagefarm.v1.Task.finish_time:type_name -> google.protobuf.Timestamp
+	23, // 25: imagefarm.v1.Task.reset_report:type_name -> imagefarm.v1.ResetReport
+	17, // 26: imagefarm.v1.JobEvent.time:type_name -> google.protobuf.Timestamp
+	4,  // 27: imagefarm.v1.JobEvent.kind:type_name -> imagefarm.v1.JobEventKind
+	5,  // 28: imagefarm.v1.JobEvent.job:type_name -> imagefarm.v1.Job
+	14, // 29: imagefarm.v1.JobEvent.task:type_name -> imagefarm.v1.Task
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_jobs_proto_init() }
@@ -1655,6 +1683,7 @@ func file_imagefarm_v1_jobs_proto_init() {
 	}
 	file_imagefarm_v1_failure_proto_init()
 	file_imagefarm_v1_farm_proto_init()
+	file_imagefarm_v1_reset_proto_init()
 	file_imagefarm_v1_jobs_proto_msgTypes[1].OneofWrappers = []any{
 		(*Targets_Drives)(nil),
 		(*Targets_StandingOrder)(nil),

@@ -1528,7 +1528,7 @@ var File_imagefarm_v1_service_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1aimagefarm/v1/service.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imagefarm/v1/audit.proto\x1a\x19imagefarm/v1/device.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/image.proto\x1a\x17imagefarm/v1/jobs.proto\x1a\x18imagefarm/v1/token.proto\"\xb2\x02\n" +
+	"\x1aimagefarm/v1/service.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imagefarm/v1/audit.proto\x1a\x19imagefarm/v1/device.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/image.proto\x1a\x17imagefarm/v1/jobs.proto\x1a\x1cimagefarm/v1/reset_api.proto\x1a\x18imagefarm/v1/token.proto\"\xb2\x02\n" +
 	"\x10SubmitJobRequest\x12\x1b\n" +
 	"\timage_ref\x18\x01 \x01(\tR\bimageRef\x12/\n" +
 	"\atargets\x18\x02 \x01(\v2\x15.imagefarm.v1.TargetsR\atargets\x122\n" +
@@ -1613,7 +1613,7 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x1c\n" +
 	"\tsignature\x18\x03 \x01(\fR\tsignature\"F\n" +
 	"\x11SignImageResponse\x121\n" +
-	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\xa5\f\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\x99\x0f\n" +
 	"\x10ImageFarmService\x12L\n" +
 	"\tSubmitJob\x12\x1e.imagefarm.v1.SubmitJobRequest\x1a\x1f.imagefarm.v1.SubmitJobResponse\x12C\n" +
 	"\x06GetJob\x12\x1b.imagefarm.v1.GetJobRequest\x1a\x1c.imagefarm.v1.GetJobResponse\x12I\n" +
@@ -1636,7 +1636,11 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"ListTokens\x12\x1f.imagefarm.v1.ListTokensRequest\x1a .imagefarm.v1.ListTokensResponse\x12R\n" +
 	"\vRevokeToken\x12 .imagefarm.v1.RevokeTokenRequest\x1a!.imagefarm.v1.RevokeTokenResponse\x12R\n" +
 	"\vListDevices\x12 .imagefarm.v1.ListDevicesRequest\x1a!.imagefarm.v1.ListDevicesResponse\x12L\n" +
-	"\tGetDevice\x12\x1e.imagefarm.v1.GetDeviceRequest\x1a\x1f.imagefarm.v1.GetDeviceResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\tGetDevice\x12\x1e.imagefarm.v1.GetDeviceRequest\x1a\x1f.imagefarm.v1.GetDeviceResponse\x12[\n" +
+	"\x0eSetResetPolicy\x12#.imagefarm.v1.SetResetPolicyRequest\x1a$.imagefarm.v1.SetResetPolicyResponse\x12d\n" +
+	"\x11ListResetPolicies\x12&.imagefarm.v1.ListResetPoliciesRequest\x1a'.imagefarm.v1.ListResetPoliciesResponse\x12[\n" +
+	"\x0eSetDeviceFacts\x12#.imagefarm.v1.SetDeviceFactsRequest\x1a$.imagefarm.v1.SetDeviceFactsResponse\x12R\n" +
+	"\vSubmitReset\x12 .imagefarm.v1.SubmitResetRequest\x1a!.imagefarm.v1.SubmitResetResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_service_proto_rawDescOnce sync.Once
@@ -1700,11 +1704,19 @@ var file_imagefarm_v1_service_proto_goTypes = []any{
 	(*RevokeTokenRequest)(nil),         // 45: imagefarm.v1.RevokeTokenRequest
 	(*ListDevicesRequest)(nil),         // 46: imagefarm.v1.ListDevicesRequest
 	(*GetDeviceRequest)(nil),           // 47: imagefarm.v1.GetDeviceRequest
-	(*CreateTokenResponse)(nil),        // 48: imagefarm.v1.CreateTokenResponse
-	(*ListTokensResponse)(nil),         // 49: imagefarm.v1.ListTokensResponse
-	(*RevokeTokenResponse)(nil),        // 50: imagefarm.v1.RevokeTokenResponse
-	(*ListDevicesResponse)(nil),        // 51: imagefarm.v1.ListDevicesResponse
-	(*GetDeviceResponse)(nil),          // 52: imagefarm.v1.GetDeviceResponse
+	(*SetResetPolicyRequest)(nil),      // 48: imagefarm.v1.SetResetPolicyRequest
+	(*ListResetPoliciesRequest)(nil),   // 49: imagefarm.v1.ListResetPoliciesRequest
+	(*SetDeviceFactsRequest)(nil),      // 50: imagefarm.v1.SetDeviceFactsRequest
+	(*SubmitResetRequest)(nil),         // 51: imagefarm.v1.SubmitResetRequest
+	(*CreateTokenResponse)(nil),        // 52: imagefarm.v1.CreateTokenResponse
+	(*ListTokensResponse)(nil),         // 53: imagefarm.v1.ListTokensResponse
+	(*RevokeTokenResponse)(nil),        // 54: imagefarm.v1.RevokeTokenResponse
+	(*ListDevicesResponse)(nil),        // 55: imagefarm.v1.ListDevicesResponse
+	(*GetDeviceResponse)(nil),          // 56: imagefarm.v1.GetDeviceResponse
+	(*SetResetPolicyResponse)(nil),     // 57: imagefarm.v1.SetResetPolicyResponse
+	(*ListResetPoliciesResponse)(nil),  // 58: imagefarm.v1.ListResetPoliciesResponse
+	(*SetDeviceFactsResponse)(nil),     // 59: imagefarm.v1.SetDeviceFactsResponse
+	(*SubmitResetResponse)(nil),        // 60: imagefarm.v1.SubmitResetResponse
 }
 var file_imagefarm_v1_service_proto_depIdxs = []int32{
 	29, // 0: imagefarm.v1.SubmitJobRequest.targets:type_name -> imagefarm.v1.Targets
@@ -1749,27 +1761,35 @@ var file_imagefarm_v1_service_proto_depIdxs = []int32{
 	45, // 39: imagefarm.v1.ImageFarmService.RevokeToken:input_type -> imagefarm.v1.RevokeTokenRequest
 	46, // 40: imagefarm.v1.ImageFarmService.ListDevices:input_type -> imagefarm.v1.ListDevicesRequest
 	47, // 41: imagefarm.v1.ImageFarmService.GetDevice:input_type -> imagefarm.v1.GetDeviceRequest
-	1,  // 42: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
-	3,  // 43: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
-	5,  // 44: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
-	7,  // 45: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
-	9,  // 46: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
-	11, // 47: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
-	13, // 48: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
-	15, // 49: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
-	17, // 50: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
-	19, // 51: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
-	21, // 52: imagefarm.v1.ImageFarmService.CreateImageVersion:output_type -> imagefarm.v1.CreateImageVersionResponse
-	23, // 53: imagefarm.v1.ImageFarmService.SetImageChannel:output_type -> imagefarm.v1.SetImageChannelResponse
-	25, // 54: imagefarm.v1.ImageFarmService.RemoveImageRef:output_type -> imagefarm.v1.RemoveImageRefResponse
-	27, // 55: imagefarm.v1.ImageFarmService.SignImage:output_type -> imagefarm.v1.SignImageResponse
-	48, // 56: imagefarm.v1.ImageFarmService.CreateToken:output_type -> imagefarm.v1.CreateTokenResponse
-	49, // 57: imagefarm.v1.ImageFarmService.ListTokens:output_type -> imagefarm.v1.ListTokensResponse
-	50, // 58: imagefarm.v1.ImageFarmService.RevokeToken:output_type -> imagefarm.v1.RevokeTokenResponse
-	51, // 59: imagefarm.v1.ImageFarmService.ListDevices:output_type -> imagefarm.v1.ListDevicesResponse
-	52, // 60: imagefarm.v1.ImageFarmService.GetDevice:output_type -> imagefarm.v1.GetDeviceResponse
-	42, // [42:61] is the sub-list for method output_type
-	23, // [23:42] is the sub-list for method input_type
+	48, // 42: imagefarm.v1.ImageFarmService.SetResetPolicy:input_type -> imagefarm.v1.SetResetPolicyRequest
+	49, // 43: imagefarm.v1.ImageFarmService.ListResetPolicies:input_type -> imagefarm.v1.ListResetPoliciesRequest
+	50, // 44: imagefarm.v1.ImageFarmService.SetDeviceFacts:input_type -> imagefarm.v1.SetDeviceFactsRequest
+	51, // 45: imagefarm.v1.ImageFarmService.SubmitReset:input_type -> imagefarm.v1.SubmitResetRequest
+	1,  // 46: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
+	3,  // 47: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
+	5,  // 48: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
+	7,  // 49: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
+	9,  // 50: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
+	11, // 51: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
+	13, // 52: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
+	15, // 53: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
+	17, // 54: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
+	19, // 55: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
+	21, // 56: imagefarm.v1.ImageFarmService.CreateImageVersion:output_type -> imagefarm.v1.CreateImageVersionResponse
+	23, // 57: imagefarm.v1.ImageFarmService.SetImageChannel:output_type -> imagefarm.v1.SetImageChannelResponse
+	25, // 58: imagefarm.v1.ImageFarmService.RemoveImageRef:output_type -> imagefarm.v1.RemoveImageRefResponse
+	27, // 59: imagefarm.v1.ImageFarmService.SignImage:output_type -> imagefarm.v1.SignImageResponse
+	52, // 60: imagefarm.v1.ImageFarmService.CreateToken:output_type -> imagefarm.v1.CreateTokenResponse
+	53, // 61: imagefarm.v1.ImageFarmService.ListTokens:output_type -> imagefarm.v1.ListTokensResponse
+	54, // 62: imagefarm.v1.ImageFarmService.RevokeToken:output_type -> imagefarm.v1.RevokeTokenResponse
+	55, // 63: imagefarm.v1.ImageFarmService.ListDevices:output_type -> imagefarm.v1.ListDevicesResponse
+	56, // 64: imagefarm.v1.ImageFarmService.GetDevice:output_type -> imagefarm.v1.GetDeviceResponse
+	57, // 65: imagefarm.v1.ImageFarmService.SetResetPolicy:output_type -> imagefarm.v1.SetResetPolicyResponse
+	58, // 66: imagefarm.v1.ImageFarmService.ListResetPolicies:output_type -> imagefarm.v1.ListResetPoliciesResponse
+	59, // 67: imagefarm.v1.ImageFarmService.SetDeviceFacts:output_type -> imagefarm.v1.SetDeviceFactsResponse
+	60, // 68: imagefarm.v1.ImageFarmService.SubmitReset:output_type -> imagefarm.v1.SubmitResetResponse
+	46, // [46:69] is the sub-list for method output_type
+	23, // [23:46] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -1785,6 +1805,7 @@ func file_imagefarm_v1_service_proto_init() {
 	file_imagefarm_v1_farm_proto_init()
 	file_imagefarm_v1_image_proto_init()
 	file_imagefarm_v1_jobs_proto_init()
+	file_imagefarm_v1_reset_api_proto_init()
 	file_imagefarm_v1_token_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

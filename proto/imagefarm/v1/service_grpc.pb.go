@@ -38,6 +38,10 @@ const (
 	ImageFarmService_RevokeToken_FullMethodName        = "/imagefarm.v1.ImageFarmService/RevokeToken"
 	ImageFarmService_ListDevices_FullMethodName        = "/imagefarm.v1.ImageFarmService/ListDevices"
 	ImageFarmService_GetDevice_FullMethodName          = "/imagefarm.v1.ImageFarmService/GetDevice"
+	ImageFarmService_SetResetPolicy_FullMethodName     = "/imagefarm.v1.ImageFarmService/SetResetPolicy"
+	ImageFarmService_ListResetPolicies_FullMethodName  = "/imagefarm.v1.ImageFarmService/ListResetPolicies"
+	ImageFarmService_SetDeviceFacts_FullMethodName     = "/imagefarm.v1.ImageFarmService/SetDeviceFacts"
+	ImageFarmService_SubmitReset_FullMethodName        = "/imagefarm.v1.ImageFarmService/SubmitReset"
 )
 
 // ImageFarmServiceClient is the client API for ImageFarmService service.
@@ -111,6 +115,19 @@ type ImageFarmServiceClient interface {
 	ListDevices(ctx context.Context, in *ListDevicesRequest, opts ...grpc.CallOption) (*ListDevicesResponse, error)
 	// GetDevice returns one device, by id, serial or MAC.
 	GetDevice(ctx context.Context, in *GetDeviceRequest, opts ...grpc.CallOption) (*GetDeviceResponse, error)
+	// SetResetPolicy allows or denies reset for a pool, a model or a device
+	// (admin), and records it as reset.policy.
+	SetResetPolicy(ctx context.Context, in *SetResetPolicyRequest, opts ...grpc.CallOption) (*SetResetPolicyResponse, error)
+	// ListResetPolicies returns every reset policy record.
+	ListResetPolicies(ctx context.Context, in *ListResetPoliciesRequest, opts ...grpc.CallOption) (*ListResetPoliciesResponse, error)
+	// SetDeviceFacts sets a device's pool and whether it is hybrid-joined
+	// (admin), and records it as device.facts.
+	SetDeviceFacts(ctx context.Context, in *SetDeviceFactsRequest, opts ...grpc.CallOption) (*SetDeviceFactsResponse, error)
+	// SubmitReset submits a reset or refresh job for devices. Refused with
+	// FAILED_PRECONDITION, nothing stored, when a device's policy does not
+	// allow reset, when it is hybrid-joined, or when the WIM's models
+	// exclude its model; each refusal is audited as reset.refused.
+	SubmitReset(ctx context.Context, in *SubmitResetRequest, opts ...grpc.CallOption) (*SubmitResetResponse, error)
 }
 
 type imageFarmServiceClient struct {
@@ -329,6 +346,46 @@ func (c *imageFarmServiceClient) GetDevice(ctx context.Context, in *GetDeviceReq
 	return out, nil
 }
 
+func (c *imageFarmServiceClient) SetResetPolicy(ctx context.Context, in *SetResetPolicyRequest, opts ...grpc.CallOption) (*SetResetPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetResetPolicyResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_SetResetPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) ListResetPolicies(ctx context.Context, in *ListResetPoliciesRequest, opts ...grpc.CallOption) (*ListResetPoliciesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListResetPoliciesResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_ListResetPolicies_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) SetDeviceFacts(ctx context.Context, in *SetDeviceFactsRequest, opts ...grpc.CallOption) (*SetDeviceFactsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetDeviceFactsResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_SetDeviceFacts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) SubmitReset(ctx context.Context, in *SubmitResetRequest, opts ...grpc.CallOption) (*SubmitResetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitResetResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_SubmitReset_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ImageFarmServiceServer is the server API for ImageFarmService service.
 // All implementations must embed UnimplementedImageFarmServiceServer
 // for forward compatibility.
@@ -400,6 +457,19 @@ type ImageFarmServiceServer interface {
 	ListDevices(context.Context, *ListDevicesRequest) (*ListDevicesResponse, error)
 	// GetDevice returns one device, by id, serial or MAC.
 	GetDevice(context.Context, *GetDeviceRequest) (*GetDeviceResponse, error)
+	// SetResetPolicy allows or denies reset for a pool, a model or a device
+	// (admin), and records it as reset.policy.
+	SetResetPolicy(context.Context, *SetResetPolicyRequest) (*SetResetPolicyResponse, error)
+	// ListResetPolicies returns every reset policy record.
+	ListResetPolicies(context.Context, *ListResetPoliciesRequest) (*ListResetPoliciesResponse, error)
+	// SetDeviceFacts sets a device's pool and whether it is hybrid-joined
+	// (admin), and records it as device.facts.
+	SetDeviceFacts(context.Context, *SetDeviceFactsRequest) (*SetDeviceFactsResponse, error)
+	// SubmitReset submits a reset or refresh job for devices. Refused with
+	// FAILED_PRECONDITION, nothing stored, when a device's policy does not
+	// allow reset, when it is hybrid-joined, or when the WIM's models
+	// exclude its model; each refusal is audited as reset.refused.
+	SubmitReset(context.Context, *SubmitResetRequest) (*SubmitResetResponse, error)
 	mustEmbedUnimplementedImageFarmServiceServer()
 }
 
@@ -466,6 +536,18 @@ func (UnimplementedImageFarmServiceServer) ListDevices(context.Context, *ListDev
 }
 func (UnimplementedImageFarmServiceServer) GetDevice(context.Context, *GetDeviceRequest) (*GetDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDevice not implemented")
+}
+func (UnimplementedImageFarmServiceServer) SetResetPolicy(context.Context, *SetResetPolicyRequest) (*SetResetPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetResetPolicy not implemented")
+}
+func (UnimplementedImageFarmServiceServer) ListResetPolicies(context.Context, *ListResetPoliciesRequest) (*ListResetPoliciesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListResetPolicies not implemented")
+}
+func (UnimplementedImageFarmServiceServer) SetDeviceFacts(context.Context, *SetDeviceFactsRequest) (*SetDeviceFactsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetDeviceFacts not implemented")
+}
+func (UnimplementedImageFarmServiceServer) SubmitReset(context.Context, *SubmitResetRequest) (*SubmitResetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SubmitReset not implemented")
 }
 func (UnimplementedImageFarmServiceServer) mustEmbedUnimplementedImageFarmServiceServer() {}
 func (UnimplementedImageFarmServiceServer) testEmbeddedByValue()                          {}
@@ -816,6 +898,78 @@ func _ImageFarmService_GetDevice_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ImageFarmService_SetResetPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetResetPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).SetResetPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_SetResetPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).SetResetPolicy(ctx, req.(*SetResetPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_ListResetPolicies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListResetPoliciesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).ListResetPolicies(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_ListResetPolicies_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).ListResetPolicies(ctx, req.(*ListResetPoliciesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_SetDeviceFacts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetDeviceFactsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).SetDeviceFacts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_SetDeviceFacts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).SetDeviceFacts(ctx, req.(*SetDeviceFactsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_SubmitReset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitResetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).SubmitReset(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_SubmitReset_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).SubmitReset(ctx, req.(*SubmitResetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ImageFarmService_ServiceDesc is the grpc.ServiceDesc for ImageFarmService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -890,6 +1044,22 @@ var ImageFarmService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetDevice",
 			Handler:    _ImageFarmService_GetDevice_Handler,
+		},
+		{
+			MethodName: "SetResetPolicy",
+			Handler:    _ImageFarmService_SetResetPolicy_Handler,
+		},
+		{
+			MethodName: "ListResetPolicies",
+			Handler:    _ImageFarmService_ListResetPolicies_Handler,
+		},
+		{
+			MethodName: "SetDeviceFacts",
+			Handler:    _ImageFarmService_SetDeviceFacts_Handler,
+		},
+		{
+			MethodName: "SubmitReset",
+			Handler:    _ImageFarmService_SubmitReset_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
