@@ -21,6 +21,9 @@
 //	CreatePartitions-UEFI.txt                     the diskpart script for UEFI/GPT, run on the
 //	                                              disk deploy.cmd selected
 //
+// A recovery key (Spec.Recovery) is instead a manufacturer's recovery
+// drive, its files at the root as they are, with no scripts.
+//
 // The scripts are in scripts/, as they are on the key but for the template
 // actions and line ends (CRLF on the key).
 //

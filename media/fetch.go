@@ -62,11 +62,16 @@ func (b *builder) fetch(ctx context.Context) error {
 			err = b.update(ctx, in, len(b.updates)+1, "updates")
 		case "hook":
 			err = b.hook(ctx, in, len(b.hooks)+1, "hooks")
+		case "recovery":
+			err = b.recovery(ctx, in)
 		}
 		if err != nil {
 			return fmt.Errorf("--%s %s: %w", in.Role, in.Ref, err)
 		}
 		b.log.Info("media input ready", "role", in.Role, "ref", in.Ref.String(), "digest", in.Digest)
+	}
+	if b.spec.Recovery.Name != "" {
+		return nil // the manufacturer's drive, as it is
 	}
 	scripts, err := writeScripts(b)
 	b.files = append(b.files, scripts...)

@@ -34,24 +34,27 @@ const (
 
 // Spec says what goes on a key.
 type Spec struct {
-	WinPE     catalog.Ref   // a winpe bundle with EFI/Boot/bootx64.efi and sources/boot.wim
-	WIM       catalog.Ref   // the Windows image to deploy
-	WIMIndex  int           // the one image of the WIM to keep; 0 keeps all
-	Drivers   []catalog.Ref // driver bundles
-	PPKGs     []catalog.Ref // provisioning packages
-	Updates   []catalog.Ref // update packages (.msu, .cab), added with DISM in this order after the WIM is applied
-	Hooks     []catalog.Ref // hook folders, their scripts run at their points in this order
-	Model     string        // the exact device model the key is for; empty takes only universal inputs
-	SplitSize int64         // a WIM larger than this is split; DefaultSplitSize when 0
-	Out       string        // the image file to write: a new path, or an existing regular file with Replace (userpath.Create)
-	Replace   bool          // replace Out if it is an existing regular file
-	WorkDir   string        // where the folder that inputs are unpacked in is made; the system's temporary folder when empty
-	Log       *slog.Logger  // steps, at info; nil logs nothing
+	WinPE    catalog.Ref   // a winpe bundle with EFI/Boot/bootx64.efi and sources/boot.wim
+	WIM      catalog.Ref   // the Windows image to deploy
+	WIMIndex int           // the one image of the WIM to keep; 0 keeps all
+	Drivers  []catalog.Ref // driver bundles
+	PPKGs    []catalog.Ref // provisioning packages
+	Updates  []catalog.Ref // update packages (.msu, .cab), added with DISM in this order after the WIM is applied
+	Hooks    []catalog.Ref // hook folders, their scripts run at their points in this order
+	// Recovery, when set, is a manufacturer's recovery drive that makes the
+	// whole key, instead of WinPE, a WIM and the rest.
+	Recovery  catalog.Ref
+	Model     string       // the exact device model the key is for; empty takes only universal inputs
+	SplitSize int64        // a WIM larger than this is split; DefaultSplitSize when 0
+	Out       string       // the image file to write: a new path, or an existing regular file with Replace (userpath.Create)
+	Replace   bool         // replace Out if it is an existing regular file
+	WorkDir   string       // where the folder that inputs are unpacked in is made; the system's temporary folder when empty
+	Log       *slog.Logger // steps, at info; nil logs nothing
 }
 
 // Input is one catalog item that went into a key.
 type Input struct {
-	Role     string // winpe, wim, drivers, ppkg, updates or hook
+	Role     string // winpe, wim, drivers, ppkg, updates, hook or recovery
 	Ref      catalog.Ref
 	Digest   string
 	Manifest *catalog.Manifest
@@ -76,7 +79,10 @@ var repeated = map[string]bool{"drivers": true, "ppkg": true, "updates": true, "
 // Labels say what went into the image, for its manifest: every input's
 // ref and digest, the model and the imagefarm version that built it.
 func (r *Result) Labels(version string) map[string]string {
-	l := map[string]string{"imagefarm.version": version, "media.wim-index": "all"}
+	l := map[string]string{"imagefarm.version": version}
+	if r.WIMParts > 0 { // not a recovery key
+		l["media.wim-index"] = "all"
+	}
 	if r.WIMIndex > 0 {
 		l["media.wim-index"] = strconv.Itoa(r.WIMIndex)
 	}
@@ -164,6 +170,14 @@ func resolve(ctx context.Context, c *catalog.Catalog, spec Spec) ([]Input, error
 		names[role+"/"+ref.Name] = ref
 		inputs = append(inputs, Input{Role: role, Ref: ref, Digest: digest, Manifest: m})
 		return nil
+	}
+	if spec.Recovery.Name != "" {
+		if spec.WinPE.Name != "" || spec.WIM.Name != "" || len(spec.Drivers)+len(spec.PPKGs)+len(spec.Updates)+len(spec.Hooks) > 0 {
+			return nil, errors.New("media: --recovery lays a manufacturer's recovery drive onto the key as it is; " +
+				"it takes no --winpe, --wim, --drivers, --ppkg, --updates or --hook (build a WinPE key for those)")
+		}
+		err := add("recovery", catalog.KindRecovery, spec.Recovery)
+		return inputs, err
 	}
 	if err := add("winpe", catalog.KindWinPE, spec.WinPE); err != nil {
 		return nil, err

@@ -1,12 +1,14 @@
 package media_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -503,5 +505,151 @@ func TestBuildRefusesCustomisations(t *testing.T) {
 				t.Errorf("a refused build left %v in its work folder", left)
 			}
 		})
+	}
+}
+
+// recoveryZip zips files with Info-ZIP's zip and pushes the zip as a
+// recovery drive for models, converted to a bundle as image push does.
+func (f *fixture) recoveryZip(t *testing.T, ref string, files map[string][]byte, models ...string) (catalog.Ref, string) {
+	t.Helper()
+	dir := writeFiles(t, t.TempDir(), files)
+	archive := filepath.Join(t.TempDir(), "recovery.zip")
+	cmd := exec.Command(testenv.Tool(t, "zip", "zip"), "-r", "-q", archive, ".")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("zip: %v\n%s", err, out)
+	}
+	z, err := zip.OpenReader(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	tarFile := filepath.Join(t.TempDir(), "bundle.tar")
+	out, err := os.Create(tarFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bundle.WriteZip(out, &z.Reader); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	return f.push(t, ref, tarFile, catalog.KindRecovery, models...), dir
+}
+
+var recoveryFiles = map[string][]byte{
+	"efi/boot/bootx64.efi":       random(21, 1500),
+	"efi/microsoft/boot/bcd":     random(22, 16384),
+	"sources/boot.wim":           random(23, 300<<10),
+	"sources/install.swm":        random(24, 500<<10),
+	"sources/install2.swm":       random(25, 200<<10),
+	"sources/SurfaceTools/a.cmd": []byte("@echo off\r\n"),
+	"bootmgr.efi":                random(26, 2000),
+	"autorun.inf":                []byte("[AutoRun]\r\n"),
+}
+
+// TestBuildRecoveryKey lays a manufacturer's recovery drive, pushed from
+// a zip, onto a key for its model and reads it back with mtools: every
+// file where the zip had it, with its bytes, and nothing else (no
+// deploy.cmd).
+func TestBuildRecoveryKey(t *testing.T) {
+	f := newFixture(t)
+	ref, dir := f.recoveryZip(t, "surface-laptop-5-bmr:1", recoveryFiles, model)
+	res, img, err := f.build(t, media.Spec{Recovery: ref, Model: model})
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := testenv.ReadFATImage(t, img)
+	im.Fsck(t)
+	if root := im.Dir(t, "/"); !strings.Contains(root, " autorun.inf\n") || !strings.Contains(root, " bootmgr.efi\n") || !strings.Contains(root, " efi\n") || strings.Contains(strings.ToLower(root), "deploy") {
+		t.Errorf("mdir of the key's root:\n%s\nwant the recovery drive's files and no deploy.cmd", root)
+	}
+	if sources := im.Dir(t, "/sources"); !strings.Contains(sources, " install2.swm\n") || !strings.Contains(sources, " SurfaceTools\n") {
+		t.Errorf("mdir /sources:\n%s", sources)
+	}
+	out := im.CopyOut(t)
+	got := map[string]string{}
+	filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(out, p)
+			got[filepath.ToSlash(rel)] = fileSHA256(t, p)
+		}
+		return err
+	})
+	want := map[string]string{}
+	for name := range recoveryFiles {
+		want[name] = fileSHA256(t, filepath.Join(dir, filepath.FromSlash(name)))
+	}
+	if len(got) != len(want) {
+		t.Errorf("the key holds %v, want %v", got, want)
+	}
+	for name, sum := range want {
+		if got[name] != sum {
+			t.Errorf("%s on the key has %q, the zip's file %s", name, got[name], sum)
+		}
+	}
+	if l := res.Labels("v"); l["media.recovery"] != "surface-laptop-5-bmr:1@"+res.Inputs[0].Digest || l["media.wim-index"] != "" || res.WIMParts != 0 {
+		t.Errorf("Labels = %v, WIMParts %d; want the recovery drive and no WIM", l, res.WIMParts)
+	}
+}
+
+// TestBuildRefusesRecovery covers the recovery drives Build refuses,
+// writing nothing.
+func TestBuildRefusesRecovery(t *testing.T) {
+	f := newFixture(t)
+	surface, _ := f.recoveryZip(t, "surface-bmr:1", recoveryFiles, "Surface Laptop 5")
+	noBoot, _ := f.recoveryZip(t, "no-boot:1", map[string][]byte{"sources/install.swm": random(1, 100)})
+	for _, tc := range []struct {
+		name string
+		spec media.Spec
+		err  error
+		want string
+	}{
+		{"another model's", media.Spec{Recovery: surface, Model: model}, media.ErrModelMismatch,
+			`--recovery surface-bmr:1 is only for "Surface Laptop 5", not for media for "Latitude 7440"`},
+		{"a model's on media for no model", media.Spec{Recovery: surface}, media.ErrModelMismatch, "no model in particular"},
+		{"one that cannot boot", media.Spec{Recovery: noBoot}, media.ErrNotBootable, "no EFI/Boot/bootx64.efi"},
+		{"with a WIM", media.Spec{Recovery: noBoot, WIM: f.wim}, nil, "it takes no --winpe, --wim"},
+		{"a WIM as one", media.Spec{Recovery: f.wim}, media.ErrWrongKind, "--recovery universal:2026.11 is a wim image, want recovery"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.spec.WorkDir = t.TempDir()
+			_, img, err := f.build(t, tc.spec)
+			if err == nil || tc.err != nil && !errors.Is(err, tc.err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Build = %v, want %v saying %q", err, tc.err, tc.want)
+			}
+			if _, serr := os.Stat(img); serr == nil {
+				t.Errorf("a refused build left %s", img)
+			}
+			if left, _ := os.ReadDir(tc.spec.WorkDir); len(left) != 0 {
+				t.Errorf("a refused build left %v in its work folder", left)
+			}
+		})
+	}
+}
+
+// TestRecoveryFolderOver4GiB: a file of 4 GiB (a sparse one) is refused
+// for a key's FAT32, naming it and what to do; one byte less is not.
+func TestRecoveryFolderOver4GiB(t *testing.T) {
+	dir := writeFiles(t, t.TempDir(), map[string][]byte{"efi/boot/bootx64.efi": []byte("MZ")})
+	os.MkdirAll(filepath.Join(dir, "sources"), 0o755)
+	big := filepath.Join(dir, "sources", "install.wim")
+	if err := os.WriteFile(big, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(big, 1<<32-1); err != nil {
+		t.Fatal(err)
+	}
+	if err := media.CheckRecoveryFolder(dir); err != nil {
+		t.Errorf("CheckRecoveryFolder with a file of 4 GiB - 1 = %v, want nil", err)
+	}
+	os.Truncate(big, 1<<32)
+	err := media.CheckRecoveryFolder(dir)
+	if !errors.Is(err, media.ErrTooLargeForFAT32) {
+		t.Fatalf("CheckRecoveryFolder with a file of 4 GiB = %v, want %v", err, media.ErrTooLargeForFAT32)
+	}
+	for _, want := range []string{"sources/install.wim is 4.0 GiB (4294967296 bytes)", "wimlib-imagex split install.wim install.swm 4000", "needs an NTFS key"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckRecoveryFolder = %q, want it to say %q", err, want)
+		}
 	}
 }

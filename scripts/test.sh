@@ -70,6 +70,7 @@ install_debian blockdev util-linux
 install_debian sfdisk fdisk           # USB media: the partition table, read back
 install_debian mcopy mtools           # USB media: the FAT32 files, read back
 install_debian fsck.vfat dosfstools   # USB media: the FAT32 checked; mkfs.vfat for the benchmark and the Windows disk fixture
+install_debian zip zip                # recovery keys: a zip made by Info-ZIP becomes a bundle
 install_debian mkntfs ntfs-3g         # Windows disk fixture: NTFS volumes made by mkntfs, read back through ntfs-3g
 install_debian hivexsh libhivex-bin   # reset engine: the offline registry read with hivexget/hivexsh
 install_debian_file '/boot/vmlinuz-*' linux-image-amd64 # deploy environment: the kernel and its modules

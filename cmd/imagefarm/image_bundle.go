@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"context"
 	"fmt"
 	"io"
@@ -14,14 +15,16 @@ import (
 )
 
 // pushSource returns the file to push for arg: arg itself, or for a kind
-// that is a folder (winpe, drivers, hook, recovery) the folder packed as a bundle in a
-// temporary file, which cleanup removes. source is what the manifest
-// records as the pushed file's name. Packing stops when ctx is done.
+// that is a folder (winpe, drivers, hook, recovery) the folder, or for
+// recovery a zip of it, packed as a bundle in a temporary file, which
+// cleanup removes. source is what the manifest records as the pushed
+// file's name. Packing stops when ctx is done.
 func pushSource(ctx context.Context, arg string, kind catalog.Kind) (path, source string, cleanup func(), err error) {
 	fi, err := os.Stat(arg)
 	if err != nil {
 		return "", "", nil, fmt.Errorf("push: %w", err)
 	}
+	pack := func(w io.Writer) error { return bundle.Write(w, arg) }
 	switch {
 	case !kind.Folder() && fi.IsDir():
 		return "", "", nil, fmt.Errorf("push %s: a folder is pushed with --kind %s; a %s is one file", arg, folderKinds(), kind)
@@ -30,26 +33,55 @@ func pushSource(ctx context.Context, arg string, kind catalog.Kind) (path, sourc
 			return "", "", nil, err
 		}
 		return arg, "", func() {}, nil
+	case kind == catalog.KindRecovery && !fi.IsDir():
+		z, err := openRecoveryZip(arg)
+		if err != nil {
+			return "", "", nil, err
+		}
+		defer z.Close()
+		pack = func(w io.Writer) error { return bundle.WriteZip(w, &z.Reader) }
 	case !fi.IsDir():
 		return "", "", nil, fmt.Errorf("push %s: --kind %s takes a folder (it is stored as a bundle)", arg, kind)
-	}
-	if err := checkPushed(arg, kind); err != nil {
-		return "", "", nil, err
+	default:
+		if err := checkPushed(arg, kind); err != nil {
+			return "", "", nil, err
+		}
 	}
 	f, err := os.CreateTemp("", "imagefarm-bundle-*.tar")
 	if err != nil {
 		return "", "", nil, fmt.Errorf("push: %w", err)
 	}
 	cleanup = func() { os.Remove(f.Name()) }
-	err = bundle.Write(contextWriter{ctx, f}, arg)
+	err = pack(contextWriter{ctx, f})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		cleanup()
-		return "", "", nil, err
+		return "", "", nil, fmt.Errorf("push %s: %w", arg, err)
 	}
 	return f.Name(), filepath.Base(filepath.Clean(arg)), cleanup, nil
+}
+
+// openRecoveryZip opens the zip of a recovery drive and checks, from its
+// directory alone, that it can become a folder on a key: every entry a
+// relative path (bundle.ZipEntries), every file under 4 GiB.
+func openRecoveryZip(arg string) (*zip.ReadCloser, error) {
+	z, err := zip.OpenReader(arg)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: --kind recovery takes a folder or a zip of one: %w", arg, err)
+	}
+	entries, err := bundle.ZipEntries(&z.Reader)
+	for _, e := range entries {
+		if err == nil && !e.Dir {
+			err = media.CheckFAT32Size(e.Name, e.Size)
+		}
+	}
+	if err != nil {
+		z.Close()
+		return nil, fmt.Errorf("push %s: %w", arg, err)
+	}
+	return z, nil
 }
 
 // folderKinds lists the kinds pushed as folders: "winpe, drivers or hook".
@@ -65,7 +97,8 @@ func folderKinds() string {
 
 // checkPushed refuses, before anything is uploaded, what media build
 // would refuse of a kind: an update package not named .msu or .cab, a
-// hook folder whose scripts are not named after their points.
+// hook folder whose scripts are not named after their points, a recovery
+// drive with a file too large for a key.
 func checkPushed(arg string, kind catalog.Kind) error {
 	var err error
 	switch kind {
@@ -73,6 +106,8 @@ func checkPushed(arg string, kind catalog.Kind) error {
 		_, err = media.UpdateExt(filepath.Base(arg))
 	case catalog.KindHook:
 		_, err = media.HookScripts(arg)
+	case catalog.KindRecovery:
+		err = media.CheckRecoveryFolder(arg)
 	}
 	if err != nil {
 		return fmt.Errorf("push %s: %w", arg, err)

@@ -52,16 +52,16 @@ func newMediaCmd(g *globals) *cobra.Command {
 
 // mediaFlags are the flags of imagefarm media build.
 type mediaFlags struct {
-	winpe, wim, wimIndex, model, splitSize, push, out, workDir, signKey string
-	drivers, ppkgs, updates, hooks, channels                            []string
-	force                                                               bool
-	trust                                                               trustFlags
+	winpe, wim, wimIndex, model, splitSize, push, out, workDir, signKey, recovery string
+	drivers, ppkgs, updates, hooks, channels                                      []string
+	force                                                                         bool
+	trust                                                                         trustFlags
 }
 
 func newMediaBuildCmd(g *globals) *cobra.Command {
 	var mf mediaFlags
 	cmd := &cobra.Command{
-		Use:   "build --winpe REF --wim REF [--drivers REF]... [--ppkg REF]... [--updates REF]... [--hook REF]... --model MODEL (--push NAME:VERSION | --out FILE)",
+		Use:   "build (--winpe REF --wim REF [--drivers REF]... [--ppkg REF]... [--updates REF]... [--hook REF]... | --recovery REF) --model MODEL (--push NAME:VERSION | --out FILE)",
 		Short: "Compose a UEFI-bootable USB key image from catalog items and push it as a disk image; the same inputs give the same image",
 		Long: `Compose a UEFI-bootable USB key image: one FAT32 partition (MBR table) with
 the WinPE files at its root, the WIM under images/ (split into .swm parts when it
@@ -71,7 +71,9 @@ disk named on deploy.cmd's command line (or the only internal one) for UEFI/GPT
 after refusing a USB, removable or boot disk and the key's own and asking the
 technician to confirm it, apply the WIM with DISM, add the update packages (in
 order), drivers and packages, and run bcdboot; hooks' scripts run at their points.
-Inputs that list device models are only put on media for one of them.`,
+With --recovery, the key is a manufacturer's recovery drive (kind recovery), its
+files laid onto the FAT32 partition as they are. Inputs that list device models
+are only put on media for one of them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, pushRef, err := mf.spec()
@@ -122,6 +124,7 @@ Inputs that list device models are only put on media for one of them.`,
 	f.StringArrayVar(&mf.ppkgs, "ppkg", nil, "provisioning package (kind ppkg), added with DISM /Add-ProvisioningPackage (repeatable)")
 	f.StringArrayVar(&mf.updates, "updates", nil, "update package (kind update, .msu or .cab), added with DISM /Add-Package after the image is applied, in the order given (repeatable)")
 	f.StringArrayVar(&mf.hooks, "hook", nil, "hook folder (kind hook): its scripts, named after their points ("+strings.Join(media.HookPoints, ", ")+"), run by deploy.cmd there; a failing one stops the deploy (repeatable)")
+	f.StringVar(&mf.recovery, "recovery", "", "a manufacturer's recovery drive (kind recovery) that makes the whole key, as it is, instead of --winpe and --wim")
 	f.StringVar(&mf.model, "model", "", "the exact device model the key is for; inputs for other models are refused")
 	f.StringVar(&mf.splitSize, "split-size", "4000MiB", "split a WIM larger than this into .swm parts (at most 4095MiB: FAT32 files are under 4 GiB)")
 	f.StringVar(&mf.push, "push", "", "push the image as NAME:VERSION, kind disk, labelled with its inputs")
@@ -143,7 +146,11 @@ func (mf *mediaFlags) verifyInputs(ctx context.Context, c *catalog.Catalog, spec
 	if err != nil || ring == nil {
 		return err
 	}
-	for _, ref := range slices.Concat([]catalog.Ref{spec.WinPE, spec.WIM}, spec.Drivers, spec.PPKGs, spec.Updates, spec.Hooks) {
+	refs := slices.Concat([]catalog.Ref{spec.WinPE, spec.WIM}, spec.Drivers, spec.PPKGs, spec.Updates, spec.Hooks)
+	if spec.Recovery.Name != "" {
+		refs = []catalog.Ref{spec.Recovery}
+	}
+	for _, ref := range refs {
 		m, digest, err := c.Manifest(ctx, ref)
 		if err != nil {
 			return err
@@ -158,8 +165,8 @@ func (mf *mediaFlags) verifyInputs(ctx context.Context, c *catalog.Catalog, spec
 // spec turns the flags into a media.Spec and the ref to push, if any.
 func (mf *mediaFlags) spec() (media.Spec, *catalog.Ref, error) {
 	spec := media.Spec{Model: mf.model, Out: mf.out, Replace: mf.force, WorkDir: mf.workDir}
-	if mf.winpe == "" || mf.wim == "" {
-		return spec, nil, errors.New("--winpe and --wim are required")
+	if (mf.winpe == "" || mf.wim == "") && mf.recovery == "" {
+		return spec, nil, errors.New("--winpe and --wim are required (or --recovery, for a manufacturer's recovery drive)")
 	}
 	if mf.workDir != "" {
 		if err := userpath.CheckFolder(mf.workDir); err != nil {
@@ -181,11 +188,17 @@ func (mf *mediaFlags) spec() (media.Spec, *catalog.Ref, error) {
 		}
 		return out, nil
 	}
-	one, err := refs([]string{mf.winpe, mf.wim})
-	if err != nil {
-		return spec, nil, err
+	for _, one := range []struct {
+		arg string
+		ref *catalog.Ref
+	}{{mf.winpe, &spec.WinPE}, {mf.wim, &spec.WIM}, {mf.recovery, &spec.Recovery}} {
+		if one.arg == "" {
+			continue
+		}
+		if *one.ref, err = catalog.ParseRef(one.arg); err != nil {
+			return spec, nil, err
+		}
 	}
-	spec.WinPE, spec.WIM = one[0], one[1]
 	if spec.Drivers, err = refs(mf.drivers); err != nil {
 		return spec, nil, err
 	}
@@ -252,8 +265,12 @@ func finishMedia(cmd *cobra.Command, g *globals, c *catalog.Catalog, refs refCha
 	if model == "" {
 		model = "any model (universal inputs)"
 	}
-	fmt.Fprintf(w, "built media for %s: %s %s, WIM in %s; inputs in %.1fs, image in %.1fs\n", model, bytesIEC(res.Size),
-		res.Digest, plural(res.WIMParts, "part"), res.Fetch.Seconds(), res.Write.Seconds())
+	what := "WIM in " + plural(res.WIMParts, "part")
+	if res.WIMParts == 0 {
+		what = "a manufacturer's recovery drive"
+	}
+	fmt.Fprintf(w, "built media for %s: %s %s, %s; inputs in %.1fs, image in %.1fs\n", model, bytesIEC(res.Size),
+		res.Digest, what, res.Fetch.Seconds(), res.Write.Seconds())
 	for _, in := range res.Inputs {
 		fmt.Fprintf(w, "  %-8s %s@%s\n", in.Role, in.Ref, in.Digest)
 	}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"archive/zip"
 	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -162,4 +164,86 @@ func TestMediaBuildSignsAndChecksItsInputs(t *testing.T) {
 	if _, err := c.Verify(t.Context(), m, digest, ring); err != nil {
 		t.Errorf("the pushed media is not signed by --sign-key: %v", err)
 	}
+}
+
+// TestMediaBuildRecovery pushes a manufacturer's recovery drive from a
+// zip Info-ZIP made, builds a key of it for its model and pushes the key
+// as a disk image for that model, so that a standing order writes it like
+// any media; zips that cannot become a key are refused as they are pushed.
+func TestMediaBuildRecovery(t *testing.T) {
+	store := "file://" + t.TempDir()
+	dir := t.TempDir()
+	for name, data := range map[string]string{"efi/boot/bootx64.efi": "MZ", "sources/install.swm": "MSWIM", "sources/install2.swm": "MSWIM"} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte(data), 0o644)
+	}
+	archive := filepath.Join(t.TempDir(), "SurfaceLaptop5_BMR_15_11.0.zip")
+	zipCmd := exec.Command(testenv.Tool(t, "zip", "zip"), "-r", "-q", archive, ".")
+	zipCmd.Dir = dir
+	if out, err := zipCmd.CombinedOutput(); err != nil {
+		t.Fatalf("zip: %v\n%s", err, out)
+	}
+	mustRun(t, "--store", store, "image", "push", "surface-laptop-5-bmr:1", archive, "--kind", "recovery", "--model", "Surface Laptop 5")
+	// The same files from the folder are the same bundle: nothing new.
+	if out := mustRun(t, "--store", store, "image", "push", "surface-laptop-5-bmr:2", dir, "--kind", "recovery", "--model", "Surface Laptop 5"); !strings.Contains(out, "0 B of it new") {
+		t.Errorf("pushing the zip's folder said %q, want 0 B new", out)
+	}
+	key := filepath.Join(t.TempDir(), "key.img")
+	mustRun(t, "--store", store, "media", "build", "--recovery", "surface-laptop-5-bmr:1", "--model", "Surface Laptop 5", "--push", "key-surface:1", "--out", key)
+	var img imageJSON
+	json.Unmarshal([]byte(mustRun(t, "--store", store, "image", "inspect", "key-surface:1", "--json")), &img)
+	if img.Kind != "disk" || len(img.Models) != 1 || img.Models[0] != "Surface Laptop 5" || !strings.HasPrefix(img.Labels["media.recovery"], "surface-laptop-5-bmr:1@sha256:") {
+		t.Errorf("the pushed key is a %s for %v labelled %v, want a disk for Surface Laptop 5 from the recovery drive", img.Kind, img.Models, img.Labels)
+	}
+	if listing := testenv.ReadFATImage(t, key).Dir(t, "/sources"); !strings.Contains(listing, " install2.swm\n") {
+		t.Errorf("the key's sources folder:\n%s", listing)
+	}
+
+	evil := zipOf(t, func(zw *zip.Writer) {
+		w, _ := zw.Create("../../etc/cron.d/x")
+		w.Write([]byte("x"))
+	})
+	// A file of 4 GiB, as its zip's directory says: refused from the
+	// directory alone, before a byte of it is read (the bytes are not there).
+	big := zipOf(t, func(zw *zip.Writer) {
+		w, _ := zw.CreateRaw(&zip.FileHeader{Name: "sources/install.wim", Method: zip.Deflate, CompressedSize64: 4 << 20, UncompressedSize64: 1 << 32})
+		w.Write([]byte("not deflate"))
+	})
+	notZip := filepath.Join(t.TempDir(), "recovery.iso")
+	os.WriteFile(notZip, []byte("CD001"), 0o644)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"image", "push", "r:1", evil, "--kind", "recovery"}, `entry "../../etc/cron.d/x" has a ".." element, which leaves the folder`},
+		{[]string{"image", "push", "r:1", big, "--kind", "recovery"}, "sources/install.wim is 4.0 GiB (4294967296 bytes), and FAT32, the only file system of the keys media build writes, holds files under 4 GiB; if it is a WIM the recovery tool also takes split (.swm), split it with wimlib-imagex split install.wim install.swm 4000"},
+		{[]string{"image", "push", "r:1", notZip, "--kind", "recovery"}, "--kind recovery takes a folder or a zip of one: zip: not a valid zip file"},
+		{[]string{"media", "build", "--recovery", "surface-laptop-5-bmr:1", "--model", "Surface Laptop 6", "--push", "r:1"}, `--recovery surface-laptop-5-bmr:1 is only for "Surface Laptop 5", not for media for "Surface Laptop 6"`},
+		{[]string{"media", "build", "--recovery", "surface-laptop-5-bmr:1", "--winpe", "key-surface:1", "--model", "Surface Laptop 5", "--push", "r:1"}, "it takes no --winpe, --wim"},
+	} {
+		if out, err := run(t, append([]string{"--store", store}, tc.args...)...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("imagefarm %q = %v (%s), want an error containing %q", tc.args, err, out, tc.want)
+		}
+	}
+	if out, err := run(t, "--store", store, "image", "inspect", "r:1"); err == nil {
+		t.Errorf("a refused push or build left r:1:\n%s", out)
+	}
+}
+
+// zipOf writes a zip with fill and returns its path.
+func zipOf(t *testing.T, fill func(*zip.Writer)) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "recovery.zip")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := zip.NewWriter(f)
+	fill(zw)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return p
 }
