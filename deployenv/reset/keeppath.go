@@ -2,6 +2,7 @@ package reset
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -55,8 +56,14 @@ func cleanKeepPath(k string) (string, error) {
 			return bad("has an empty element")
 		}
 	}
-	if strings.EqualFold(strings.Split(p, "/")[0], keepRoot) {
+	top := strings.Split(p, "/")[0]
+	switch {
+	case strings.EqualFold(top, keepRoot):
 		return bad("names the reset's own folder")
+	case strings.EqualFold(top, "Users"):
+		return bad("is under Users: a reset removes user profiles")
+	case !strings.Contains(p, "/") || strings.ContainsAny(top, "*?"):
+		return bad("would keep a whole top-level folder of the old volume over the image's")
 	}
 	return path.Clean(p), nil
 }
@@ -72,8 +79,25 @@ func checkUSBPackage(f string) error {
 	if !st.Mode().IsRegular() || !strings.EqualFold(filepath.Ext(name), ".ppkg") {
 		return fmt.Errorf("%w: USB package %s is not a regular .ppkg file", ErrBadInput, f)
 	}
-	if _, err := cleanKeepPath(name); err != nil {
+	if _, err := cleanKeepPath("Recovery/Customizations/" + name); err != nil {
 		return err
 	}
 	return nil
+}
+
+// checkStage checks that a stage folder holds only folders and regular
+// files, before anything is written.
+func checkStage(dir string) error {
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("%w: stage folder %s is not a folder", ErrBadInput, dir)
+	}
+	return filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("%w: stage folder: %w", ErrBadInput, err)
+		}
+		if !e.IsDir() && !e.Type().IsRegular() {
+			return fmt.Errorf("%w: stage folder %s: %s is not a folder or a regular file (links are not staged)", ErrBadInput, dir, p)
+		}
+		return nil
+	})
 }

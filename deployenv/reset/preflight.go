@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/imagefarm/imagefarm/storage/gpt"
@@ -98,8 +97,8 @@ func checkPlan(ctx context.Context, p Plan) error {
 		}
 	}
 	for _, s := range p.Stage {
-		if st, err := os.Stat(s); err != nil || !st.IsDir() {
-			return fmt.Errorf("%w: stage folder %s is not a folder", ErrBadInput, s)
+		if err := checkStage(s); err != nil {
+			return err
 		}
 	}
 	if p.Index < 1 {
@@ -133,7 +132,7 @@ func role(p, win Partition) string {
 // one basic-data partition whose NTFS volume holds a SYSTEM hive.
 func findWindows(ctx context.Context, p Plan, d *disk) (Partition, error) {
 	var found []Partition
-	var unreadable []string
+	var unreadable []error
 	for _, part := range d.parts {
 		if p.Partition != 0 && part.Number != p.Partition || p.Partition == 0 && part.Type != gpt.TypeBasicData {
 			continue
@@ -145,7 +144,7 @@ func findWindows(ctx context.Context, p Plan, d *disk) (Partition, error) {
 		if _, err := ntfsFind(ctx, dev, systemHive); errors.Is(err, errNoPath) {
 			continue
 		} else if err != nil {
-			unreadable = append(unreadable, volumeErr(part, err).Error())
+			unreadable = append(unreadable, volumeErr(part, err))
 			continue
 		}
 		found = append(found, part)
@@ -156,7 +155,7 @@ func findWindows(ctx context.Context, p Plan, d *disk) (Partition, error) {
 	case len(found) > 1:
 		return Partition{}, fmt.Errorf("%w: %d partitions hold Windows: name the one to reset (Partition)", ErrLayout, len(found))
 	case len(unreadable) > 0:
-		return Partition{}, fmt.Errorf("%s: nothing written", strings.Join(unreadable, "; "))
+		return Partition{}, fmt.Errorf("no readable Windows partition, nothing written: %w", errors.Join(unreadable...))
 	case p.Partition != 0:
 		return Partition{}, fmt.Errorf("%w: partition %d holds no %s (or is not on the disk)", ErrLayout, p.Partition, systemHive)
 	}

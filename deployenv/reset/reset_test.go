@@ -3,6 +3,8 @@ package reset_test
 import (
 	"context"
 	"errors"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,18 +26,11 @@ func withNTFS(t testing.TB, d *testenv.WindowsDisk, n int, ro bool, do func(root
 	t.Helper()
 	dev := d.AttachPartition(t, n)
 	defer dev.Detach(t)
-	dir := t.TempDir()
 	opts := "streams_interface=xattr"
 	if ro {
 		opts += ",ro"
 	}
-	testenv.Run(t, "ntfs-3g", "ntfs-3g", "-o", opts, dev.Path, dir)
-	defer func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	}()
-	do(dir)
+	testenv.MountNTFS(t, dev.Path, opts, do)
 }
 
 // metadata is what NTFS keeps of a file besides its bytes, read through
@@ -61,6 +56,7 @@ func metadata(t testing.TB, file string) [3]string {
 // folder is laid, the volume keeps its label and boot geometry, and the
 // EFI, MSR and recovery partitions are byte-identical.
 func TestResetKeepsTheKeepListAndRemovesUsers(t *testing.T) {
+	t.Parallel()
 	d := newDisk(t, hiveJoins{domain: "corp.example.com"}, testenv.WindowsDiskOptions{})
 	var before [3]string
 	withNTFS(t, d, testenv.WindowsPartition, false, func(root string) {
@@ -148,21 +144,9 @@ func TestResetKeepsTheKeepListAndRemovesUsers(t *testing.T) {
 			t.Errorf("kept %s metadata (attributes, security descriptor, stream) %q, want %q", wifiProfile, after, before)
 		}
 	})
-	if after := partitionHashes(t, d); !maps_equal(after, others) {
+	if after := partitionHashes(t, d); !maps.Equal(after, others) {
 		t.Errorf("partitions other than Windows changed: %v, were %v", after, others)
 	}
-}
-
-func maps_equal(a, b map[int]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // checkBootSector checks the new NTFS boot sector: hidden sectors are the
@@ -195,6 +179,7 @@ func checkBootSector(t testing.TB, d *testenv.WindowsDisk, dev string) {
 // TestResetRefusals are resets refused before anything is written: the
 // disk's bytes and the State stay as they were.
 func TestResetRefusals(t *testing.T) {
+	t.Parallel()
 	image, _ := newImage(t)
 	tests := []struct {
 		name   string
@@ -211,6 +196,7 @@ func TestResetRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			d := newDisk(t, tt.joins, tt.opts)
 			before := diskHash(t, d)
 			p := plan(t, d, image)
@@ -237,9 +223,11 @@ func TestResetRefusals(t *testing.T) {
 // it again with the same State: it takes the keep-list from State and ends
 // with the volume a reset without a crash makes.
 func TestResetResumesAfterACrash(t *testing.T) {
+	t.Parallel()
 	image, imageFiles := newImage(t)
 	for _, at := range []reset.Step{reset.StepFormat, reset.StepApply, reset.StepRestore, reset.StepVerify} {
 		t.Run(string(at), func(t *testing.T) {
+			t.Parallel()
 			d := newDisk(t, hiveJoins{}, testenv.WindowsDiskOptions{})
 			others := partitionHashes(t, d)
 			p := plan(t, d, image)
@@ -278,7 +266,7 @@ func TestResetResumesAfterACrash(t *testing.T) {
 				t.Errorf("%d files on the volume, want the image's %d and 4 kept", len(got), len(imageFiles))
 			}
 			dev.Detach(t)
-			if after := partitionHashes(t, d); !maps_equal(after, others) {
+			if after := partitionHashes(t, d); !maps.Equal(after, others) {
 				t.Errorf("partitions other than Windows changed: %v, were %v", after, others)
 			}
 			again, err := reset.Run(t.Context(), p, nil)
@@ -286,5 +274,45 @@ func TestResetResumesAfterACrash(t *testing.T) {
 				t.Errorf("Run after a finished reset = %v, %v; want its report", again, err)
 			}
 		})
+	}
+}
+
+// TestRefreshKeepsNothing refreshes a disk (an empty keep-list), streaming
+// a pipable WIM: the volume holds the image's files and nothing of the old
+// one, Wi-Fi profiles included, and the other partitions are unchanged.
+func TestRefreshKeepsNothing(t *testing.T) {
+	t.Parallel()
+	d := newDisk(t, hiveJoins{}, testenv.WindowsDiskOptions{})
+	others := partitionHashes(t, d)
+	image, imageFiles := newImage(t)
+	pipable := filepath.Join(t.TempDir(), "pipable.wim")
+	testenv.Run(t, "wimtools", "wimlib-imagex", "export", image, "1", pipable, "--pipable")
+	p := plan(t, d, "")
+	p.Refresh = true
+	opened := 0
+	p.OpenImage = func(context.Context) (io.ReadCloser, error) {
+		opened++
+		return os.Open(pipable)
+	}
+	rep, err := reset.Run(t.Context(), p, nil)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(rep.Kept) != 0 || opened != 1 {
+		t.Errorf("refresh kept %v, opened the image %d times; want nothing kept, opened once", rep.Kept, opened)
+	}
+	dev := d.AttachPartition(t, testenv.WindowsPartition)
+	got := testenv.NTFSFiles(t, dev.Path)
+	if !maps.Equal(got, imageFiles) {
+		t.Errorf("refreshed volume holds %d files, want exactly the image's %d", len(got), len(imageFiles))
+		for k := range got {
+			if _, ok := imageFiles[k]; !ok {
+				t.Errorf("%s is not the image's", k)
+			}
+		}
+	}
+	dev.Detach(t)
+	if after := partitionHashes(t, d); !maps.Equal(after, others) {
+		t.Errorf("partitions other than Windows changed: %v, were %v", after, others)
 	}
 }

@@ -108,11 +108,7 @@ func MountExt4(t testing.TB, dev string) string {
 	if err := unix.Mount(dev, dir, "ext4", unix.MS_NOATIME, ""); err != nil {
 		t.Fatalf("mount %s on %s: %v", dev, dir, err)
 	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
+	t.Cleanup(func() { Unmount(t, dir) })
 	unix.Sync()
 	return dir
 }
