@@ -9,5 +9,7 @@
 // stores a rebuilt environment as chunks it already has. An environment
 // is a folder (KernelFile, InitrdFile, InfoFile) pushed to the catalog as
 // a bundle of kind bootenv; Fetch is how the boot service gets one into
-// its cache, signature and every byte checked, before it serves it.
+// its cache, signature and every byte checked, before it serves it, and a
+// Follower fetches each new version a channel moves to (Service.SetEnv
+// serves it to the next boots).
 package deployenv

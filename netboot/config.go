@@ -71,8 +71,12 @@ type Files struct {
 	// grub-efi-amd64-signed); "" is where Debian installs them.
 	Shim, GRUB string
 	// Kernel and Initramfs are the deploy environment; a plan that deploys
-	// is refused (the machine boots its local disk) while they are "".
+	// is refused (the machine boots its local disk) while they are "" and
+	// Service.SetEnv was not called.
 	Kernel, Initramfs string
+	// EnvID names Kernel and Initramfs in URLs (DeployEnv.ID); "" is
+	// "local".
+	EnvID string
 }
 
 // Where Debian installs the boot files.

@@ -51,7 +51,7 @@ func TestControllerPlannerAsksPlanBoot(t *testing.T) {
 		t.Fatalf("SubmitJob --device: %v", err)
 	}
 	body, _ = script(t, planner)
-	kernel := regexp.MustCompile(`(?m)^kernel \S+/files/vmlinuz initrd=initramfs console=ttyS0 BOOTIF=01-52-54-00-12-34-56 ` +
+	kernel := regexp.MustCompile(`(?m)^kernel \S+/files/local/vmlinuz initrd=initramfs console=ttyS0 BOOTIF=01-52-54-00-12-34-56 ` +
 		`imagefarm\.token=(ifb_[A-Za-z0-9_-]+) imagefarm\.controller=` + regexp.QuoteMeta(f.Addr) + ` imagefarm\.insecure=1 \|\| goto local$`)
 	if !kernel.MatchString(body) || !strings.Contains(body, "echo imagefarm: an unknown machine, and job ") {
 		t.Fatalf("device job with room: script =\n%s\nwant a kernel line matching %s", body, kernel)

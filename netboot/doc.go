@@ -21,4 +21,8 @@
 // controller). The default planner boots every
 // machine from its local disk, so PXE can stay first in a laptop's boot
 // order and a machine nobody planned for is never touched.
+//
+// The deploy environment is served by version (DeployEnv, by id in every
+// URL); SetEnv gives the next boots a new one while the boots that
+// started with an older one still load its files.
 package netboot

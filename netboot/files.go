@@ -20,8 +20,9 @@ var ErrNotBootFile = errors.New("netboot: not a boot file")
 const grubMachineDir = "grub/imagefarm/"
 
 // tftpFiles maps the names TFTP serves to the files they are: the iPXE
-// binaries, and for the signed chain shim, GRUB and the deploy
-// environment, which the signed GRUB can only load over TFTP.
+// binaries, and for the signed chain shim and GRUB. The deploy
+// environment, which the signed GRUB can only load over TFTP, is served
+// by version (envFile).
 func tftpFiles(c Config) map[string]string {
 	files := map[string]string{
 		"undionly.kpxe":    filepath.Join(c.Files.IPXEDir, "undionly.kpxe"),
@@ -30,10 +31,6 @@ func tftpFiles(c Config) map[string]string {
 	if c.Chains.any(ChainSigned) {
 		files["shimx64.efi"] = c.Files.Shim
 		files["grubx64.efi"] = c.Files.GRUB
-		if c.Files.Kernel != "" && c.Files.Initramfs != "" {
-			files["vmlinuz"] = c.Files.Kernel
-			files["initramfs"] = c.Files.Initramfs
-		}
 	}
 	return files
 }
@@ -51,8 +48,8 @@ func (readerCloser) Close() error { return nil }
 
 // tftpSource opens what TFTP sends for the path a client asked for:
 // exactly a name of tftpFiles (one leading '/' allowed, as GRUB sends
-// them), grub/grub.cfg, or a machine's GRUB config; anything else is
-// ErrNotBootFile.
+// them), grub/grub.cfg, a machine's GRUB config, or a deploy
+// environment's file (envFile); anything else is ErrNotBootFile.
 func (s *Service) tftpSource(ctx context.Context, path string, c Client) (source, int64, error) {
 	name := strings.TrimPrefix(path, "/")
 	if p, ok := s.tftp[name]; ok {
@@ -60,6 +57,9 @@ func (s *Service) tftpSource(ctx context.Context, path string, c Client) (source
 	}
 	if !s.cfg.Chains.any(ChainSigned) {
 		return nil, 0, ErrNotBootFile
+	}
+	if p, ok := s.envFile(name); ok {
+		return openFile(p)
 	}
 	if name == "grub/grub.cfg" {
 		return generated([]byte(grubMain))
@@ -96,4 +96,27 @@ func openFile(path string) (source, int64, error) {
 
 func generated(b []byte) (source, int64, error) {
 	return readerCloser{strings.NewReader(string(b))}, int64(len(b)), nil
+}
+
+// envFilePrefix starts the TFTP names of the deploy environment's files:
+// env/ID/vmlinuz and env/ID/initramfs.
+const envFilePrefix = "env/"
+
+// envFile is the path of the deploy environment's file that the TFTP name
+// names: envFilePrefix, a served version's id, vmlinuz or initramfs; or
+// the current version's vmlinuz or initramfs.
+func (s *Service) envFile(name string) (string, bool) {
+	if env, ok := s.envs.current(); ok && !strings.Contains(name, "/") {
+		return env.fileFor(name) // vmlinuz, initramfs: the current version
+	}
+	rest, ok := strings.CutPrefix(name, envFilePrefix)
+	id, file, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 {
+		return "", false
+	}
+	env, ok := s.envs.byID(id)
+	if !ok {
+		return "", false
+	}
+	return env.fileFor(file)
 }

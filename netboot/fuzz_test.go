@@ -2,6 +2,7 @@ package netboot
 
 import (
 	"context"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -74,7 +75,8 @@ func checkFuzzedReply(t *testing.T, h *dhcpHandler, m, r *dhcpv4.DHCPv4) {
 // files or a generated GRUB config, never anything else on disk.
 func FuzzTFTPPath(f *testing.F) {
 	for _, p := range []string{"undionly.kpxe", "/grubx64.efi", "grub/grub.cfg", "grub/imagefarm/52:54:00:12:34:56.cfg",
-		"../etc/passwd", "grub/imagefarm/../../vmlinuz", "/vmlinuz", "grub/imagefarm/.cfg", "\x00"} {
+		"../etc/passwd", "grub/imagefarm/../../vmlinuz", "/vmlinuz", "grub/imagefarm/.cfg", "\x00", "env/local/initramfs",
+		"env/local/../../vmlinuz", "env/other/vmlinuz", "env//vmlinuz"} {
 		f.Add(p)
 	}
 	var log logBuffer
@@ -82,9 +84,14 @@ func FuzzTFTPPath(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	configured := map[string]bool{}
+	configured, want := map[string]bool{}, maps.Clone(s.tftp)
 	for _, p := range s.tftp {
 		configured[p] = true
+	}
+	env, _ := s.envs.current()
+	for _, name := range []string{"vmlinuz", "initramfs"} { // the deploy environment's, by name and by version
+		p, _ := env.fileFor(name)
+		want[name], want[envFilePrefix+env.ID+"/"+name], configured[p] = p, p, true
 	}
 	f.Fuzz(func(t *testing.T, path string) {
 		src, _, err := s.tftpSource(context.Background(), path, Client{})
@@ -95,7 +102,7 @@ func FuzzTFTPPath(f *testing.F) {
 		name := strings.TrimPrefix(path, "/")
 		switch v := src.(type) {
 		case *os.File:
-			if !configured[v.Name()] || s.tftp[name] != v.Name() {
+			if !configured[v.Name()] || want[name] != v.Name() {
 				t.Fatalf("path %q opened %s, which is not the boot file of that name", path, v.Name())
 			}
 		default:

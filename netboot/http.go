@@ -22,9 +22,10 @@ func (s *Service) handler() http.Handler {
 	mux.HandleFunc("GET /boot.ipxe", s.serveIdentify)
 	mux.HandleFunc("GET /plan.ipxe", s.servePlan)
 	mux.HandleFunc("GET /files/{name}", s.serveDeployFile)
+	mux.HandleFunc("GET /files/{env}/{name}", s.serveDeployFile)
 	mux.HandleFunc("GET /ipxe/{name}", s.serveIPXE)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.refuse(w, r, http.StatusNotFound, "not a boot file: this server serves /boot.ipxe, /plan.ipxe, /files/vmlinuz, /files/initramfs and /ipxe/"+s.cfg.Files.UEFIBinary)
+		s.refuse(w, r, http.StatusNotFound, "not a boot file: this server serves /boot.ipxe, /plan.ipxe, /files/[ENV/]vmlinuz, /files/[ENV/]initramfs and /ipxe/"+s.cfg.Files.UEFIBinary)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("http request", "method", r.Method, "uri", ident.Quote(r.URL.RequestURI()), "client", r.RemoteAddr)
@@ -67,18 +68,27 @@ func (s *Service) sendScript(w http.ResponseWriter, r *http.Request, c Client, b
 	s.log.Info("http sent script", "path", r.URL.Path, "client", r.RemoteAddr, "mac", c.MAC.String())
 }
 
-// serveDeployFile serves the deploy environment's kernel or initramfs.
+// serveDeployFile serves the deploy environment's kernel or initramfs:
+// of the version /files/ENV/ names (which scripts give), or of the
+// current one (/files/NAME).
 func (s *Service) serveDeployFile(w http.ResponseWriter, r *http.Request) {
-	paths := map[string]string{"vmlinuz": s.cfg.Files.Kernel, "initramfs": s.cfg.Files.Initramfs}
-	p, ok := paths[r.PathValue("name")]
-	switch {
-	case !ok:
-		s.refuse(w, r, http.StatusNotFound, "not a boot file: the deploy environment is /files/vmlinuz and /files/initramfs")
-	case p == "":
-		s.refuse(w, r, http.StatusNotFound, "this boot service has no deploy environment (kernel and initramfs)")
-	default:
-		s.sendFile(w, r, p)
+	env, ok := s.envs.current()
+	if id := r.PathValue("env"); id != "" {
+		if env, ok = s.envs.byID(id); !ok {
+			s.refuse(w, r, http.StatusNotFound, "no deploy environment "+ident.Quote(id)+" is served any more: netboot again for the current one")
+			return
+		}
 	}
+	if !ok {
+		s.refuse(w, r, http.StatusNotFound, "this boot service has no deploy environment (kernel and initramfs)")
+		return
+	}
+	p, ok := env.fileFor(r.PathValue("name"))
+	if !ok {
+		s.refuse(w, r, http.StatusNotFound, "not a boot file: the deploy environment is /files/[ENV/]vmlinuz and /files/[ENV/]initramfs")
+		return
+	}
+	s.sendFile(w, r, p)
 }
 
 // serveIPXE serves the UEFI iPXE binary to UEFI HTTP boot clients.

@@ -7,23 +7,24 @@ import (
 
 // planFor asks the planner what c's boot does and checks the answer. Every
 // failure is a local boot, logged: a machine is never deployed by mistake.
-func (s *Service) planFor(ctx context.Context, c Client) Plan {
+func (s *Service) planFor(ctx context.Context, c Client) (Plan, DeployEnv) {
 	log := s.log.With("mac", c.MAC.String(), "arch", c.Arch.String(), "chain", c.Chain.String())
 	p, err := s.cfg.Planner.Plan(ctx, c)
 	if err == nil {
 		err = p.check()
 	}
+	env, haveEnv := s.envs.current()
 	switch {
 	case err != nil:
 		log.Error("plan boot: booting the local disk", "err", err)
-		return Plan{Reason: "the farm could not plan this boot, booting the local disk"}
-	case p.Action == BootDeploy && (s.cfg.Files.Kernel == "" || s.cfg.Files.Initramfs == ""):
+		return Plan{Reason: "the farm could not plan this boot, booting the local disk"}, env
+	case p.Action == BootDeploy && !haveEnv:
 		log.Error("plan boot: the plan deploys but the service has no deploy environment (kernel and initramfs): booting the local disk")
-		return Plan{Reason: "no deploy environment on the boot service, booting the local disk"}
+		return Plan{Reason: "no deploy environment on the boot service, booting the local disk"}, env
 	}
-	log.Info("boot planned", "action", p.Action.String(), "reason", p.Reason,
+	log.Info("boot planned", "action", p.Action.String(), "reason", p.Reason, "env", env.ID,
 		"serial", c.Serial, "product", c.Product, "client", c.Addr.String())
-	return p
+	return p, env
 }
 
 // kernelArgs is the deploy environment's kernel command line for c:
@@ -36,17 +37,19 @@ func (s *Service) kernelArgs(c Client, p Plan) []string {
 
 // script is c's iPXE script for this boot.
 func (s *Service) script(ctx context.Context, c Client) ([]byte, error) {
-	p := s.planFor(ctx, c)
-	return render(planScript, s.scriptData(c, p))
+	p, env := s.planFor(ctx, c)
+	return render(planScript, s.scriptData(c, p, env))
 }
 
 // grubConfig is c's GRUB config for this boot.
 func (s *Service) grubConfig(ctx context.Context, c Client) ([]byte, error) {
-	p := s.planFor(ctx, c)
-	return render(grubPlan, s.scriptData(c, p))
+	p, env := s.planFor(ctx, c)
+	return render(grubPlan, s.scriptData(c, p, env))
 }
 
-func (s *Service) scriptData(c Client, p Plan) scriptData {
+// scriptData is what c's script or GRUB config for plan p is written
+// from; a deploy loads env's files, by its id.
+func (s *Service) scriptData(c Client, p Plan, env DeployEnv) scriptData {
 	return scriptData{Base: s.base, MAC: hyphenMAC(c.MAC), Arch: c.Arch.String(), EFI: c.Arch.EFI(),
-		Deploy: p.Action == BootDeploy, Args: s.kernelArgs(c, p), Reason: p.Reason}
+		Deploy: p.Action == BootDeploy, Env: env.ID, Args: s.kernelArgs(c, p), Reason: p.Reason}
 }

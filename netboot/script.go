@@ -28,8 +28,8 @@ echo imagefarm: the boot service did not answer, booting the local disk
 var planScript = template.Must(identifyScript.New("plan").Parse(`#!ipxe
 echo imagefarm: {{reason .Reason}}
 {{- if .Deploy}}
-kernel {{word .Base}}/files/vmlinuz initrd=initramfs{{range .Args}} {{word .}}{{end}} || goto local
-initrd --name initramfs {{word .Base}}/files/initramfs || goto local
+kernel {{word .Base}}/files/{{word .Env}}/vmlinuz initrd=initramfs{{range .Args}} {{word .}}{{end}} || goto local
+initrd --name initramfs {{word .Base}}/files/{{word .Env}}/initramfs || goto local
 boot || goto local
 :local
 echo imagefarm: the deploy environment did not boot, booting the local disk
@@ -50,8 +50,8 @@ exit
 var grubPlan = template.Must(template.New("grub").Funcs(funcs).Parse(`set timeout=0
 echo 'imagefarm: {{reason .Reason}}'
 {{- if .Deploy}}
-linux /vmlinuz{{range .Args}} {{word .}}{{end}}
-initrd /initramfs
+linux /env/{{word .Env}}/vmlinuz{{range .Args}} {{word .}}{{end}}
+initrd /env/{{word .Env}}/initramfs
 boot
 echo 'imagefarm: the deploy environment did not boot, booting the local disk'
 {{- end}}
@@ -67,6 +67,7 @@ type scriptData struct {
 	Arch   string
 	EFI    bool
 	Deploy bool
+	Env    string // the deploy environment's id (DeployEnv.ID)
 	Args   []string
 	Reason string
 }

@@ -1,6 +1,7 @@
 package netboot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ type Service struct {
 	base string            // http://ADDR:PORT, the root of every URL given out
 	tftp map[string]string // the names TFTP serves as files, and their paths
 	dhcp *dhcpHandler
+	envs envSet // the deploy environments served (SetEnv)
 }
 
 // New checks cfg (the interface and its address, the boot files, the DHCP
@@ -39,6 +41,12 @@ func New(cfg Config) (*Service, error) {
 		base: s.base, uefi: cfg.Files.UEFIBinary, chains: cfg.Chains}
 	if cfg.DHCP.Mode == DHCPFull {
 		s.dhcp.leases = newLeases(cfg.DHCP)
+	}
+	if cfg.Files.Kernel != "" || cfg.Files.Initramfs != "" {
+		env := DeployEnv{ID: cmp.Or(cfg.Files.EnvID, "local"), Kernel: cfg.Files.Kernel, Initramfs: cfg.Files.Initramfs}
+		if err := s.SetEnv(env); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -119,7 +119,7 @@ func TestTFTPGeneratesGRUBConfigs(t *testing.T) {
 		t.Fatalf("grub/grub.cfg = %q, %v; want it to load the machine's config", main, err)
 	}
 	deploy, _, err := tftpGet(t, cfg, "/grub/imagefarm/52:54:00:12:34:56.cfg")
-	if err != nil || !strings.Contains(string(deploy), "linux /vmlinuz BOOTIF=01-52-54-00-12-34-56 marker=1\ninitrd /initramfs\nboot\n") {
+	if err != nil || !strings.Contains(string(deploy), "linux /env/local/vmlinuz BOOTIF=01-52-54-00-12-34-56 marker=1\ninitrd /env/local/initramfs\nboot\n") {
 		t.Errorf("the listed machine's config = %q, %v; want its deploy", deploy, err)
 	}
 	local, _, err := tftpGet(t, cfg, "grub/imagefarm/52:54:00:00:00:01.cfg")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/imagefarm/imagefarm/deployenv"
 	"github.com/imagefarm/imagefarm/internal/userpath"
@@ -36,6 +37,7 @@ type netbootServeFlags struct {
 	shim, grub           string
 	kernel, initramfs    string
 	env, envCache        string
+	envCheck             time.Duration
 	trust                trustFlags
 	kernelArgs, deployTo []string
 	deviceController     string
@@ -77,14 +79,18 @@ environment.
 The deploy environment is --env NAME:VERSION, an image imagefarm netboot
 build-env pushed, fetched at start with its signature (--trusted-keys) and
 every byte checked, or --kernel and --initramfs files; --kernel-arg adds
-arguments to its kernel command line.`,
+arguments to its kernel command line. A channel (--env NAME:CHANNEL) is
+followed: every --env-check it is resolved again, and a version it moved to
+is fetched and checked the same way and served to the next boots, without a
+restart; a boot in progress keeps the files it started with.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.config()
 			if err != nil {
 				return err
 			}
-			if err := f.fetchEnv(cmd.Context(), g, &cfg.Files); err != nil {
+			follow, err := f.fetchEnv(cmd.Context(), g, &cfg.Files)
+			if err != nil {
 				return err
 			}
 			if g.controller != "" {
@@ -98,7 +104,7 @@ arguments to its kernel command line.`,
 			if err != nil {
 				return err
 			}
-			return s.Run(cmd.Context())
+			return runServe(cmd.Context(), s, follow)
 		},
 	}
 	fl := cmd.Flags()
@@ -120,6 +126,7 @@ arguments to its kernel command line.`,
 	fl.StringVar(&f.env, "env", "", "the deploy environment from the catalog (--store): NAME:VERSION, NAME:CHANNEL or NAME@DIGEST of an image imagefarm netboot build-env --push made; fetched at start, its signature (--trusted-keys) and every byte checked")
 	cache, _ := os.UserCacheDir()
 	fl.StringVar(&f.envCache, "env-cache", filepath.Join(cache, "imagefarm", "netboot-env"), "folder --env environments are fetched into")
+	durationVar(fl, &f.envCheck, "env-check", deployenv.DefaultFollowInterval, 0, "how often --env is resolved again, a moved channel's version served to the next boots (0: never)")
 	f.trust.addTrustedKeys(cmd)
 	fl.BoolVar(&f.trust.allowUnsigned, "allow-unsigned", false, "serve an --env environment without checking its signature when there is no --trusted-keys (unsafe: anyone who can write the store decides what laptops boot)")
 	fl.StringVar(&f.kernel, "kernel", "", "deploy environment kernel, a file (signed, for the signed chain); --env takes it from the catalog instead")
@@ -253,40 +260,67 @@ func (f *netbootServeFlags) controllerPlanner(g *globals, cfg *netboot.Config) (
 }
 
 // fetchEnv fetches --env from the catalog into --env-cache, checked, and
-// serves its kernel and initramfs.
-func (f *netbootServeFlags) fetchEnv(ctx context.Context, g *globals, files *netboot.Files) error {
+// serves its kernel and initramfs. It returns what follows the ref (nil
+// when there is none to follow).
+func (f *netbootServeFlags) fetchEnv(ctx context.Context, g *globals, files *netboot.Files) (*deployenv.FollowConfig, error) {
 	if f.env == "" {
-		return nil
+		return nil, nil
 	}
 	if f.kernel != "" || f.initramfs != "" {
-		return errors.New("--env and --kernel/--initramfs both name the deploy environment: give one")
+		return nil, errors.New("--env and --kernel/--initramfs both name the deploy environment: give one")
 	}
 	ref, err := catalog.ParseRef(f.env)
 	if err != nil {
-		return fmt.Errorf("--env: %w", err)
+		return nil, fmt.Errorf("--env: %w", err)
 	}
 	keys, err := f.trust.keyRing()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if keys == nil && !f.trust.allowUnsigned {
-		return errors.New("no trusted keys for --env: pass --trusted-keys FILE (the farm's signing.pub from imagefarm key init) or set IMAGEFARM_TRUSTED_KEYS; --allow-unsigned serves an environment nobody signed")
+		return nil, errors.New("no trusted keys for --env: pass --trusted-keys FILE (the farm's signing.pub from imagefarm key init) or set IMAGEFARM_TRUSTED_KEYS; --allow-unsigned serves an environment nobody signed")
 	}
 	cat, err := openCatalog(g, catalog.Options{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := userpath.MakeFolder(f.envCache, 0o755); err != nil {
-		return fmt.Errorf("--env-cache: %w", err)
+		return nil, fmt.Errorf("--env-cache: %w", err)
 	}
-	env, err := deployenv.Fetch(ctx, deployenv.FetchConfig{Catalog: cat, Ref: ref, TrustedKeys: keys,
-		AllowUnsigned: f.trust.allowUnsigned, Dir: f.envCache})
+	fc := deployenv.FetchConfig{Catalog: cat, Ref: ref, TrustedKeys: keys, AllowUnsigned: f.trust.allowUnsigned, Dir: f.envCache}
+	env, err := deployenv.Fetch(ctx, fc)
+	if err != nil {
+		return nil, err
+	}
+	files.Kernel, files.Initramfs, files.EnvID = env.Kernel(), env.Initrd(), envID(env)
+	slog.Info("deploy environment", "ref", ref.String(), "digest", env.Digest, "kernel", env.Info.KernelRelease, "folder", env.Dir)
+	if ref.Digest != "" || f.envCheck == 0 {
+		return nil, nil
+	}
+	return &deployenv.FollowConfig{Fetch: fc, Current: env.Digest, Interval: f.envCheck}, nil
+}
+
+// envID names a deploy environment in the boot service's URLs: its
+// manifest digest, shortened.
+func envID(env *deployenv.Env) string { return strings.TrimPrefix(env.Digest, "sha256:")[:16] }
+
+// runServe runs the boot service s, and the follower of its deploy
+// environment's channel when there is one.
+func runServe(ctx context.Context, s *netboot.Service, follow *deployenv.FollowConfig) error {
+	if follow == nil {
+		return s.Run(ctx)
+	}
+	follow.Serve = func(env *deployenv.Env) error {
+		return s.SetEnv(netboot.DeployEnv{ID: envID(env), Kernel: env.Kernel(), Initramfs: env.Initrd()})
+	}
+	fl, err := deployenv.NewFollower(*follow)
 	if err != nil {
 		return err
 	}
-	files.Kernel, files.Initramfs = env.Kernel(), env.Initrd()
-	slog.Info("deploy environment", "ref", ref.String(), "digest", env.Digest, "kernel", env.Info.KernelRelease, "folder", env.Dir)
-	return nil
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Run(ctx) })
+	g.Go(func() error { return fl.Run(ctx) })
+	return g.Wait()
 }
 
 // optionalAddr parses an IPv4 address flag; "" is none.

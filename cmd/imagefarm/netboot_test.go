@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +81,7 @@ func TestNetbootServe(t *testing.T) {
 		return string(b)
 	}
 	deploy := get("/plan.ipxe?mac=52-54-00-12-34-56&arch=bios")
-	if !strings.Contains(deploy, fmt.Sprintf("kernel http://127.0.0.1:%d/files/vmlinuz initrd=initramfs console=ttyS0 BOOTIF=01-52-54-00-12-34-56 || goto local", httpPort)) {
+	if !strings.Contains(deploy, fmt.Sprintf("kernel http://127.0.0.1:%d/files/local/vmlinuz initrd=initramfs console=ttyS0 BOOTIF=01-52-54-00-12-34-56 || goto local", httpPort)) {
 		t.Errorf("the --deploy machine's script:\n%s\nwant its deploy", deploy)
 	}
 	if local := get("/plan.ipxe?mac=52-54-00-00-00-01&arch=uefi"); strings.Contains(local, "kernel") || !strings.HasSuffix(local, "\nexit\n") {
@@ -202,5 +203,76 @@ func TestNetbootServeBadFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("imagefarm %q = %v (%s), want an error containing %q", tc.args, err, out, tc.want)
 		}
+	}
+}
+
+// TestNetbootServeFollowsTheEnvChannel: netboot serve --env NAME:CHANNEL
+// serves the version the channel names; once build-env --push moves the
+// channel to a new version, the service fetches it into --env-cache and
+// the next boots' scripts load it, without a restart, while the files of
+// the version a boot in progress started with are still served.
+func TestNetbootServeFollowsTheEnvChannel(t *testing.T) {
+	testenv.DebianKernel(t)
+	store := "--store=file://" + t.TempDir()
+	initA := testenv.StaticProgram(t)
+	initB := filepath.Join(t.TempDir(), "init-b")
+	data, err := os.ReadFile(initA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(initB, append(data, "another build"...), 0o755); err != nil { // another version's bytes
+		t.Fatal(err)
+	}
+	mustRun(t, store, "netboot", "build-env", "--init", initA, "--push", "deploy:1", "--channel", "stable")
+	serve, _ := netbootArgs(t)
+	cache := filepath.Join(t.TempDir(), "env-cache")
+	httpPort := freeTCPPort(t)
+	p := startCLI(t, append(serve, store, "--env", "deploy:stable", "--allow-unsigned", "--env-cache", cache, "--env-check", "200ms",
+		"--http-port", fmt.Sprint(httpPort), "--tftp-port", fmt.Sprint(freeUDPPort(t)), "--deploy", "52:54:00:12:34:56")...)
+	p.waitFor(t, "boot service ready")
+	get := func(path string) []byte {
+		t.Helper()
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", httpPort, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s = %d %s", path, resp.StatusCode, b)
+		}
+		return b
+	}
+	envOf := func() string {
+		m := regexp.MustCompile(`/files/([0-9a-f]+)/initramfs `).FindSubmatch(get("/plan.ipxe?mac=52-54-00-12-34-56&arch=bios"))
+		if m == nil {
+			t.Fatal("the plan script loads no versioned initramfs")
+		}
+		return string(m[1])
+	}
+	first := envOf()
+	before := get("/files/" + first + "/initramfs")
+	mustRun(t, store, "netboot", "build-env", "--init", initB, "--push", "deploy:2", "--channel", "stable")
+	var second string
+	testenv.Eventually(t, 30*time.Second, "the next boot's script to load the new version", func() bool {
+		second = envOf()
+		return second != first
+	})
+	initrds, _ := filepath.Glob(filepath.Join(cache, second+"*", "initrd"))
+	if len(initrds) != 1 {
+		t.Fatalf("--env-cache has no folder of the new version %s", second)
+	}
+	want, err := os.ReadFile(initrds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := get("/files/" + second + "/initramfs"); !bytes.Equal(got, want) || bytes.Equal(got, before) {
+		t.Errorf("the new version's initramfs is %d bytes, want the fetched %d, unlike the first version's", len(got), len(want))
+	}
+	if got := get("/files/" + first + "/initramfs"); !bytes.Equal(got, before) {
+		t.Errorf("the first version's initramfs changed under a boot in progress")
+	}
+	if !p.said(`msg="deploy environment updated: the next boots get it" ref=deploy:stable`)() {
+		t.Errorf("the service did not log the update:\n%s", p.out)
 	}
 }
