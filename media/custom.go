@@ -59,15 +59,16 @@ func hookCalls(hooks []keyHook) map[string][]HookCall {
 	return calls
 }
 
-// update pulls the n-th update package (from 1) and puts it under folder.
+// update pulls the n-th update package (from 1) into folder, a slash path
+// both in the work folder and on the key.
 func (b *builder) update(ctx context.Context, in Input, n int, folder string) error {
 	ext, err := UpdateExt(in.Manifest.Source)
 	if err != nil {
 		return err
 	}
 	u := keyUpdate{File: fmt.Sprintf("%02d-%s%s", n, in.Ref.Name, ext), Ref: in.Ref.String()} // ident allows only letters, digits and ._+-:
-	dir := filepath.Join(b.work, fmt.Sprint("update-", n))
-	if err := os.Mkdir(dir, 0o755); err != nil {
+	dir := filepath.Join(b.work, filepath.FromSlash(folder))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	local := filepath.Join(dir, u.File)
@@ -79,11 +80,14 @@ func (b *builder) update(ctx context.Context, in Input, n int, folder string) er
 	return nil
 }
 
-// hook pulls the n-th hook (from 1), checks its scripts and puts it under
-// folder.
+// hook pulls the n-th hook (from 1) into folder, a slash path both in the
+// work folder and on the key, and checks its scripts.
 func (b *builder) hook(ctx context.Context, in Input, n int, folder string) error {
 	h := keyHook{Folder: fmt.Sprintf("%02d-%s", n, in.Ref.Name), Ref: in.Ref.String()} // ident allows only letters, digits and ._+-:
-	dir, err := b.extract(ctx, in, fmt.Sprint("hook-", n))
+	if err := os.MkdirAll(filepath.Join(b.work, filepath.FromSlash(folder)), 0o755); err != nil {
+		return err
+	}
+	dir, err := b.extract(ctx, in, filepath.Join(filepath.FromSlash(folder), h.Folder))
 	if err != nil {
 		return err
 	}

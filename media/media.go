@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/imagefarm/imagefarm/internal/userpath"
@@ -144,99 +143,6 @@ func Build(ctx context.Context, c *catalog.Catalog, spec Spec) (*Result, error) 
 	res.Write = time.Since(start)
 	spec.Log.Info("media image written", "path", spec.Out, "size", res.Size, "digest", res.Digest)
 	return res, nil
-}
-
-// resolve reads every input's manifest and checks its kind, the model and
-// the WIM index, so that a wrong input is refused before any download.
-func resolve(ctx context.Context, c *catalog.Catalog, spec Spec) ([]Input, error) {
-	var inputs []Input
-	names := map[string]catalog.Ref{}
-	add := func(role string, kind catalog.Kind, ref catalog.Ref) error {
-		m, digest, err := c.Manifest(ctx, ref)
-		if err != nil {
-			return fmt.Errorf("media: --%s %s: %w", role, ref, err)
-		}
-		if m.Kind != kind {
-			return fmt.Errorf("%w: --%s %s is a %s image, want %s", ErrWrongKind, role, ref, m.Kind, kind)
-		}
-		if !m.AppliesTo(spec.Model) {
-			return modelMismatch(role, ref, m.Models, spec.Model)
-		}
-		// Bundles and packages are placed by image name, so a name twice
-		// would put two versions of one thing on the key.
-		if prev, ok := names[role+"/"+ref.Name]; ok {
-			return fmt.Errorf("media: --%s %s and %s are versions of one image; give each once", role, prev, ref)
-		}
-		names[role+"/"+ref.Name] = ref
-		inputs = append(inputs, Input{Role: role, Ref: ref, Digest: digest, Manifest: m})
-		return nil
-	}
-	if spec.Recovery.Name != "" {
-		if spec.WinPE.Name != "" || spec.WIM.Name != "" || len(spec.Drivers)+len(spec.PPKGs)+len(spec.Updates)+len(spec.Hooks) > 0 {
-			return nil, errors.New("media: --recovery lays a manufacturer's recovery drive onto the key as it is; " +
-				"it takes no --winpe, --wim, --drivers, --ppkg, --updates or --hook (build a WinPE key for those)")
-		}
-		err := add("recovery", catalog.KindRecovery, spec.Recovery)
-		return inputs, err
-	}
-	if err := add("winpe", catalog.KindWinPE, spec.WinPE); err != nil {
-		return nil, err
-	}
-	if err := add("wim", catalog.KindWIM, spec.WIM); err != nil {
-		return nil, err
-	}
-	if err := checkWIM(inputs[1], spec.WIMIndex); err != nil {
-		return nil, err
-	}
-	for _, ref := range spec.Drivers {
-		if err := add("drivers", catalog.KindDrivers, ref); err != nil {
-			return nil, err
-		}
-	}
-	for _, ref := range spec.PPKGs {
-		if err := add("ppkg", catalog.KindPPKG, ref); err != nil {
-			return nil, err
-		}
-	}
-	for _, ref := range spec.Updates {
-		if err := add("updates", catalog.KindUpdate, ref); err != nil {
-			return nil, err
-		}
-		if _, err := UpdateExt(inputs[len(inputs)-1].Manifest.Source); err != nil {
-			return nil, fmt.Errorf("media: --updates %s: %w", ref, err)
-		}
-	}
-	for _, ref := range spec.Hooks {
-		if err := add("hook", catalog.KindHook, ref); err != nil {
-			return nil, err
-		}
-	}
-	return inputs, nil
-}
-
-func modelMismatch(role string, ref catalog.Ref, models []string, model string) error {
-	quoted := make([]string, len(models))
-	for i, m := range models {
-		quoted[i] = strconv.Quote(m)
-	}
-	for_ := "media for no model in particular; give the model the key is for"
-	if model != "" {
-		for_ = fmt.Sprintf("media for %q", model)
-	}
-	return fmt.Errorf("%w: --%s %s is only for %s, not for %s", ErrModelMismatch, role, ref, strings.Join(quoted, ", "), for_)
-}
-
-func checkWIM(in Input, index int) error {
-	w := in.Manifest.WIM
-	switch {
-	case w == nil:
-		return fmt.Errorf("%w: --wim %s has no WIM metadata; push it again with --kind wim", ErrWrongKind, in.Ref)
-	case w.TotalParts > 1:
-		return fmt.Errorf("%w: --wim %s is part %d of a %d-part split WIM; push the whole WIM", ErrWrongKind, in.Ref, w.Part, w.TotalParts)
-	case index < 0 || index > w.ImageCount:
-		return fmt.Errorf("media: --wim %s has %d images; index %d is not one of them", in.Ref, w.ImageCount, index)
-	}
-	return nil
 }
 
 // imageOptions fixes what fatdisk would otherwise leave open from the

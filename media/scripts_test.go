@@ -127,7 +127,18 @@ func TestDeployNamesNoDisk(t *testing.T) {
 // every goto and call names a label defined once, and parentheses
 // (outside quotes and rem lines) close every block they open.
 func TestDeployIsWellFormed(t *testing.T) {
-	deploy := scriptsFor(t, false)[deployName]
+	checkWellFormed(t, deployName, scriptsFor(t, false)[deployName])
+	b := &builder{updates: []keyUpdate{{File: "01-kb5044284.msu", Ref: "kb5044284:1"}},
+		hooks: []keyHook{{Folder: "01-checks", Ref: "checks:2", Scripts: map[string]string{"after-apply": "after-apply.cmd", "before-reboot": "before-reboot.cmd"}}}}
+	setup, _, err := setupCompleteScript(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkWellFormed(t, "SetupComplete.cmd", string(setup))
+}
+
+func checkWellFormed(t *testing.T, name, deploy string) {
+	t.Helper()
 	labels := map[string]int{}
 	for _, line := range strings.Split(deploy, "\r\n") {
 		if strings.HasPrefix(line, ":") {
@@ -136,12 +147,12 @@ func TestDeployIsWellFormed(t *testing.T) {
 	}
 	for l, n := range labels {
 		if n != 1 {
-			t.Errorf("label %s defined %d times", l, n)
+			t.Errorf("%s: label %s defined %d times", name, l, n)
 		}
 	}
 	for _, m := range regexp.MustCompile(`(?i)(?:goto|call) (:\w+)`).FindAllStringSubmatch(deploy, -1) {
 		if l := strings.ToLower(m[1]); labels[l] != 1 && l != ":eof" {
-			t.Errorf("%q jumps to %s, which is not defined", m[0], m[1])
+			t.Errorf("%s: %q jumps to %s, which is not defined", name, m[0], m[1])
 		}
 	}
 	depth := 0
@@ -160,11 +171,11 @@ func TestDeployIsWellFormed(t *testing.T) {
 				depth--
 			}
 			if depth < 0 {
-				t.Fatalf("line %d closes a block never opened: %s", i+1, line)
+				t.Fatalf("%s: line %d closes a block never opened: %s", name, i+1, line)
 			}
 		}
 	}
 	if depth != 0 {
-		t.Errorf("deploy.cmd leaves %d blocks open", depth)
+		t.Errorf("%s leaves %d blocks open", name, depth)
 	}
 }
