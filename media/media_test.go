@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/imagefarm/imagefarm/media"
+	"github.com/imagefarm/imagefarm/media/fatdisk"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/bundle"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -477,6 +478,8 @@ func TestBuildRefusesCustomisations(t *testing.T) {
 			nil, []string{`--updates kb-exe:1: update package "setup.exe" is not a .msu or .cab file`}},
 		{"a hook as an update", media.Spec{Updates: []catalog.Ref{c.checks}},
 			media.ErrWrongKind, []string{"--updates checks:2 is a hook image, want update"}},
+		{"an update as a hook", media.Spec{Hooks: []catalog.Ref{c.kb1}},
+			media.ErrWrongKind, []string{"--hook kb5043080:1 is an update image, want hook"}},
 		{"an unknown hook point", media.Spec{Hooks: []catalog.Ref{c.badPoint}},
 			media.ErrBadHook, []string{"--hook bad-point:1", `script after-boot.cmd is for no point of a deploy ("after-boot" is unknown)`, "before-partition.cmd, after-apply.cmd"}},
 		{"a hook folder without a script", media.Spec{Hooks: []catalog.Ref{c.noScript}},
@@ -627,9 +630,15 @@ func TestBuildRefusesRecovery(t *testing.T) {
 	}
 }
 
-// TestRecoveryFolderOver4GiB: a file of 4 GiB (a sparse one) is refused
-// for a key's FAT32, naming it and what to do; one byte less is not.
-func TestRecoveryFolderOver4GiB(t *testing.T) {
+// TestRecoveryFolderFitsFAT32: a file of 4 GiB (a sparse one) is refused
+// for a key's FAT32, naming it and what to do, and one byte less is not; a
+// name FAT32 cannot hold is refused too.
+func TestRecoveryFolderFitsFAT32(t *testing.T) {
+	odd := writeFiles(t, t.TempDir(), map[string][]byte{"efi/boot/bootx64.efi": []byte("MZ"), "tools/what?.txt": nil})
+	if err := media.CheckRecoveryFolder(odd); !errors.Is(err, fatdisk.ErrBadFile) || !strings.Contains(err.Error(), `tools/what?.txt: name "what?.txt" has a character FAT32 forbids`) ||
+		!strings.Contains(err.Error(), "rename it in the recovery drive") {
+		t.Errorf("CheckRecoveryFolder with what?.txt = %v, want %v naming it", err, fatdisk.ErrBadFile)
+	}
 	dir := writeFiles(t, t.TempDir(), map[string][]byte{"efi/boot/bootx64.efi": []byte("MZ")})
 	os.MkdirAll(filepath.Join(dir, "sources"), 0o755)
 	big := filepath.Join(dir, "sources", "install.wim")

@@ -19,9 +19,14 @@ var ErrTooLargeForFAT32 = errors.New("media: file too large for FAT32")
 // recoveryBootFile is what UEFI firmware boots a recovery key from.
 const recoveryBootFile = "EFI/Boot/bootx64.efi"
 
-// CheckFAT32Size returns ErrTooLargeForFAT32, saying what to do, when the
-// file name of a recovery drive is size bytes, too large for a key.
-func CheckFAT32Size(name string, size int64) error {
+// CheckKeyFile refuses the file name (a slash path) of a recovery drive,
+// size bytes, when it cannot be on a key's FAT32: fatdisk.ErrBadFile for a
+// name FAT32 cannot hold, ErrTooLargeForFAT32 for a file of 4 GiB or more,
+// each saying what to do.
+func CheckKeyFile(name string, size int64) error {
+	if err := fatdisk.CheckPath(name); err != nil {
+		return fmt.Errorf("%w; rename it in the recovery drive and push it again", err)
+	}
 	if size <= fatdisk.MaxFileSize {
 		return nil
 	}
@@ -35,8 +40,8 @@ func swmName(name string) string {
 	return filepath.Base(name[:len(name)-len(filepath.Ext(name))]) + ".swm"
 }
 
-// CheckRecoveryFolder refuses a recovery drive folder with a file too
-// large for a key's FAT32.
+// CheckRecoveryFolder refuses a recovery drive folder with a file that
+// cannot be on a key's FAT32 (CheckKeyFile).
 func CheckRecoveryFolder(dir string) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
@@ -47,7 +52,7 @@ func CheckRecoveryFolder(dir string) error {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		return CheckFAT32Size(filepath.ToSlash(rel), fi.Size())
+		return CheckKeyFile(filepath.ToSlash(rel), fi.Size())
 	})
 }
 

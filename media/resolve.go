@@ -25,7 +25,7 @@ func (r *resolver) add(ctx context.Context, role string, kind catalog.Kind, ref 
 		return fmt.Errorf("media: --%s %s: %w", role, ref, err)
 	}
 	if m.Kind != kind {
-		return fmt.Errorf("%w: --%s %s is a %s image, want %s", ErrWrongKind, role, ref, m.Kind, kind)
+		return fmt.Errorf("%w: --%s %s is %s image, want %s", ErrWrongKind, role, ref, m.Kind.Article(), kind)
 	}
 	if !m.AppliesTo(r.model) {
 		return modelMismatch(role, ref, m.Models, r.model)

@@ -27,7 +27,7 @@ func pushSource(ctx context.Context, arg string, kind catalog.Kind) (path, sourc
 	pack := func(w io.Writer) error { return bundle.Write(w, arg) }
 	switch {
 	case !kind.Folder() && fi.IsDir():
-		return "", "", nil, fmt.Errorf("push %s: a folder is pushed with --kind %s; a %s is one file", arg, folderKinds(), kind)
+		return "", "", nil, fmt.Errorf("push %s: a folder is pushed with --kind %s; %s is one file", arg, folderKinds(), kind.Article())
 	case !kind.Folder():
 		if err := checkPushed(arg, kind); err != nil {
 			return "", "", nil, err
@@ -65,7 +65,8 @@ func pushSource(ctx context.Context, arg string, kind catalog.Kind) (path, sourc
 
 // openRecoveryZip opens the zip of a recovery drive and checks, from its
 // directory alone, that it can become a folder on a key: every entry a
-// relative path (bundle.ZipEntries), every file under 4 GiB.
+// relative path (bundle.ZipEntries), every file one FAT32 can hold
+// (media.CheckKeyFile).
 func openRecoveryZip(arg string) (*zip.ReadCloser, error) {
 	z, err := zip.OpenReader(arg)
 	if err != nil {
@@ -74,7 +75,7 @@ func openRecoveryZip(arg string) (*zip.ReadCloser, error) {
 	entries, err := bundle.ZipEntries(&z.Reader)
 	for _, e := range entries {
 		if err == nil && !e.Dir {
-			err = media.CheckFAT32Size(e.Name, e.Size)
+			err = media.CheckKeyFile(e.Name, e.Size)
 		}
 	}
 	if err != nil {

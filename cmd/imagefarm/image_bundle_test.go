@@ -52,6 +52,7 @@ func TestBundlePushPull(t *testing.T) {
 	}{
 		{[]string{"image", "push", "d:3", tarFile, "--kind", "drivers"}, "--kind drivers takes a folder"},
 		{[]string{"image", "push", "d:3", dir, "--kind", "wim"}, "a folder is pushed with --kind drivers, winpe, hook or recovery; a wim is one file"},
+		{[]string{"image", "push", "d:3", dir, "--kind", "update"}, "; an update is one file"},
 		{[]string{"image", "push", "d:3", exe, "--kind", "update"}, `update package "setup.exe" is not a .msu or .cab file`},
 		{[]string{"image", "push", "d:3", dir, "--kind", "hook"}, "the folder holds no script: a hook folder holds a .cmd script named after the point it runs at"},
 		{[]string{"image", "push", "d:3", badHook, "--kind", "hook"}, `script first-boot.cmd is for no point of a deploy ("first-boot" is unknown)`},

@@ -210,6 +210,10 @@ func TestMediaBuildRecovery(t *testing.T) {
 		w, _ := zw.CreateRaw(&zip.FileHeader{Name: "sources/install.wim", Method: zip.Deflate, CompressedSize64: 4 << 20, UncompressedSize64: 1 << 32})
 		w.Write([]byte("not deflate"))
 	})
+	oddName := zipOf(t, func(zw *zip.Writer) {
+		w, _ := zw.Create("sources/con<1>.txt")
+		w.Write([]byte("x"))
+	})
 	notZip := filepath.Join(t.TempDir(), "recovery.iso")
 	os.WriteFile(notZip, []byte("CD001"), 0o644)
 	for _, tc := range []struct {
@@ -218,6 +222,7 @@ func TestMediaBuildRecovery(t *testing.T) {
 	}{
 		{[]string{"image", "push", "r:1", evil, "--kind", "recovery"}, `entry "../../etc/cron.d/x" has a ".." element, which leaves the folder`},
 		{[]string{"image", "push", "r:1", big, "--kind", "recovery"}, "sources/install.wim is 4.0 GiB (4294967296 bytes), and FAT32, the only file system of the keys media build writes, holds files under 4 GiB; if it is a WIM the recovery tool also takes split (.swm), split it with wimlib-imagex split install.wim install.swm 4000"},
+		{[]string{"image", "push", "r:1", oddName, "--kind", "recovery"}, `sources/con<1>.txt: name "con<1>.txt" has a character FAT32 forbids`},
 		{[]string{"image", "push", "r:1", notZip, "--kind", "recovery"}, "--kind recovery takes a folder or a zip of one: zip: not a valid zip file"},
 		{[]string{"media", "build", "--recovery", "surface-laptop-5-bmr:1", "--model", "Surface Laptop 6", "--push", "r:1"}, `--recovery surface-laptop-5-bmr:1 is only for "Surface Laptop 5", not for media for "Surface Laptop 6"`},
 		{[]string{"media", "build", "--recovery", "surface-laptop-5-bmr:1", "--winpe", "key-surface:1", "--model", "Surface Laptop 5", "--push", "r:1"}, "it takes no --winpe, --wim"},

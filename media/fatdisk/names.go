@@ -23,6 +23,18 @@ const (
 	unitsPerSlot = 13  // UTF-16 units in one long-name entry
 )
 
+// CheckPath returns ErrBadFile, saying why, when a file at the slash path
+// p could not be on a FAT32 volume because of a name in it: for checking
+// files before they are downloaded to be written.
+func CheckPath(p string) error {
+	for _, name := range strings.Split(p, "/") {
+		if err := checkName(name); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrBadFile, p, err)
+		}
+	}
+	return nil
+}
+
 // checkName refuses a name that Windows could not open on FAT32.
 func checkName(name string) error {
 	switch {
