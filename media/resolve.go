@@ -72,9 +72,9 @@ func (r *resolver) customisations(ctx context.Context, updates, hooks []catalog.
 func resolve(ctx context.Context, c *catalog.Catalog, spec Spec) ([]Input, error) {
 	r := &resolver{c: c, model: spec.Model}
 	if spec.Recovery.Name != "" {
-		if spec.WinPE.Name != "" || spec.WIM.Name != "" || len(spec.Drivers)+len(spec.PPKGs)+len(spec.Updates)+len(spec.Hooks) > 0 {
+		if spec.WinPE.Name != "" || spec.WIM.Name != "" || spec.WIMIndex != 0 || len(spec.Drivers)+len(spec.PPKGs)+len(spec.Updates)+len(spec.Hooks) > 0 {
 			return nil, errors.New("media: --recovery lays a manufacturer's recovery drive onto the key as it is; " +
-				"it takes no --winpe, --wim, --drivers, --ppkg, --updates or --hook (build a WinPE key for those)")
+				"it takes no --winpe, --wim, --wim-index, --drivers, --ppkg, --updates or --hook (build a WinPE key for those)")
 		}
 		err := r.add(ctx, "recovery", catalog.KindRecovery, spec.Recovery)
 		return r.inputs, err

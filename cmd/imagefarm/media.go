@@ -80,6 +80,9 @@ are only put on media for one of them.`,
 			if err != nil {
 				return err
 			}
+			if mf.recovery != "" && cmd.Flags().Changed("split-size") {
+				return errors.New("--split-size: --recovery lays the recovery drive onto the key as it is and splits nothing; leave it out")
+			}
 			c, err := openCatalog(g, catalog.Options{})
 			if err != nil {
 				return err

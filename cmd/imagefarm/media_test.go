@@ -226,6 +226,8 @@ func TestMediaBuildRecovery(t *testing.T) {
 		{[]string{"image", "push", "r:1", notZip, "--kind", "recovery"}, "--kind recovery takes a folder or a zip of one: zip: not a valid zip file"},
 		{[]string{"media", "build", "--recovery", "surface-laptop-5-bmr:1", "--model", "Surface Laptop 6", "--push", "r:1"}, `--recovery surface-laptop-5-bmr:1 is only for "Surface Laptop 5", not for media for "Surface Laptop 6"`},
 		{[]string{"media", "build", "--recovery", "surface-laptop-5-bmr:1", "--winpe", "key-surface:1", "--model", "Surface Laptop 5", "--push", "r:1"}, "it takes no --winpe, --wim"},
+		{[]string{"media", "build", "--recovery", "surface-laptop-5-bmr:1", "--wim-index", "2", "--model", "Surface Laptop 5", "--push", "r:1"}, "it takes no --winpe, --wim, --wim-index"},
+		{[]string{"media", "build", "--recovery", "surface-laptop-5-bmr:1", "--split-size", "1GiB", "--model", "Surface Laptop 5", "--push", "r:1"}, "--split-size: --recovery lays the recovery drive onto the key as it is and splits nothing"},
 	} {
 		if out, err := run(t, append([]string{"--store", store}, tc.args...)...); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("imagefarm %q = %v (%s), want an error containing %q", tc.args, err, out, tc.want)
