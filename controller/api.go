@@ -38,6 +38,7 @@ type apiServer struct {
 	log     *slog.Logger
 	wake    func() // asks the placer to run soon
 	dev     *deviceServer
+	fleet   *fleetServer
 }
 
 // ListImages implements ImageFarmService.ListImages.

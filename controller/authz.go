@@ -76,6 +76,17 @@ var policy = map[string]access{
 	imagefarmv1.ImageFarmService_SetResetPolicy_FullMethodName:    admin,
 	imagefarmv1.ImageFarmService_SetDeviceFacts_FullMethodName:    admin,
 	imagefarmv1.DeviceService_CheckResetTrigger_FullMethodName:    {device: true}, // and the token typed at the console
+
+	imagefarmv1.ImageFarmService_ListModels_FullMethodName:     viewer,
+	imagefarmv1.ImageFarmService_GetModel_FullMethodName:       viewer,
+	imagefarmv1.ImageFarmService_ListRollouts_FullMethodName:   viewer,
+	imagefarmv1.ImageFarmService_AddModel_FullMethodName:       admin,
+	imagefarmv1.ImageFarmService_UpdateModel_FullMethodName:    admin,
+	imagefarmv1.ImageFarmService_StartRollout_FullMethodName:   operator,
+	imagefarmv1.ImageFarmService_ApproveRollout_FullMethodName: operator,
+	imagefarmv1.ImageFarmService_PauseRollout_FullMethodName:   operator,
+	imagefarmv1.ImageFarmService_ResumeRollout_FullMethodName:  operator,
+	imagefarmv1.ImageFarmService_AbortRollout_FullMethodName:   operator,
 }
 
 // errNoToken is a call to the client API without a known token.

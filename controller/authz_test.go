@@ -38,6 +38,9 @@ var wantPolicy = map[string]string{
 	"Enroll": "boot token", "Report": "device", "ReadObject": "device", "StatObject": "device", "ListObjects": "device",
 	"SubmitReset": "operator", "ListResetPolicies": "viewer", "SetResetPolicy": "admin", "SetDeviceFacts": "admin",
 	"CheckResetTrigger": "device",
+	"ListModels":        "viewer", "GetModel": "viewer", "ListRollouts": "viewer", "AddModel": "admin", "UpdateModel": "admin",
+	"StartRollout": "operator", "ApproveRollout": "operator", "PauseRollout": "operator", "ResumeRollout": "operator",
+	"AbortRollout": "operator",
 }
 
 // rpc is one method of a service, as its descriptor has it.

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -20,6 +21,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/audit"
 	"github.com/imagefarm/imagefarm/controller/catalogrefs"
 	"github.com/imagefarm/imagefarm/controller/core"
+	"github.com/imagefarm/imagefarm/controller/fleet"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/controller/tokens"
@@ -77,6 +79,9 @@ type Config struct {
 	CatalogScanInterval time.Duration
 	// Devices tunes network boot (devices.go).
 	Devices DevicesConfig
+	// RolloutTick is how often the rollout loop runs when nothing asks it
+	// to (a device's report, an operator's action do); 2 s when 0.
+	RolloutTick time.Duration
 }
 
 // Controller accepts jobs over gRPC, places them on the imagers' drives,
@@ -163,6 +168,7 @@ type backend struct {
 	tokens *tokens.Store
 	refs   *catalogrefs.Store
 	dev    *deviceFarm
+	fleet  *fleet.Store
 }
 
 // open creates or opens the controller's buckets and streams.
@@ -187,6 +193,9 @@ func (c *Controller) open(ctx context.Context, js jetstream.JetStream) (*backend
 	if b.dev, err = openDevices(ctx, js, c.cfg.State.Replicas, c.cfg.Devices); err != nil {
 		return nil, fmt.Errorf("controller: devices: %w", err)
 	}
+	if b.fleet, err = fleet.Open(ctx, js, c.cfg.State.Replicas); err != nil {
+		return nil, fmt.Errorf("controller: fleet: %w", err)
+	}
 	return &b, nil
 }
 
@@ -200,13 +209,15 @@ type parts struct {
 	place   *placer
 	alive   *liveness
 	watcher *catalogWatcher // nil when the catalog is never scanned
+	fleet   *fleetServer
 }
 
 // build makes the controller's parts on b.
 func (c *Controller) build(b *backend) (*parts, error) {
 	rec := auditor{trail: b.trail, log: c.log}
 	live := newFarmView()
-	cr, err := core.New(core.Config{Store: b.st, Audit: rec, Stop: taskStopper{pub: b.pub, live: live, log: c.log}, Log: c.log})
+	cr, err := core.New(core.Config{Store: b.st, Audit: rec, Stop: taskStopper{pub: b.pub, live: live, log: c.log}, Log: c.log,
+		Fleet: b.fleet})
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
@@ -219,10 +230,13 @@ func (c *Controller) build(b *backend) (*parts, error) {
 			insecure: c.cfg.TLS == nil, log: c.log, wake: place.wake},
 		alive: &liveness{st: b.st, core: cr, view: view, live: live, audit: rec, ttl: c.cfg.HeartbeatTTL, log: c.log, wake: place.wake},
 	}
-	p.devices = &deviceServer{st: b.st, core: cr, cat: c.cfg.Catalog, imagers: p.imagers, audit: rec, dev: b.dev,
+	p.devices = &deviceServer{st: b.st, core: cr, cat: c.cfg.Catalog, imagers: p.imagers, audit: rec, dev: b.dev, fleet: b.fleet,
 		ttl: c.cfg.HeartbeatTTL, log: c.log, wake: place.wake}
 	p.api.dev = p.devices
 	p.devices.tokens, p.devices.submitReset = b.tokens, p.api.SubmitReset
+	p.fleet = &fleetServer{st: b.st, core: cr, fleet: b.fleet, cat: c.cfg.Catalog, view: view, dev: p.devices, audit: rec, log: c.log,
+		wake: place.wake, kicks: make(chan struct{}, 1), tick: cmp.Or(c.cfg.RolloutTick, defaultRolloutTick)}
+	p.api.fleet, p.devices.kickRollouts = p.fleet, p.fleet.kick
 	if c.cfg.CatalogScanInterval > 0 {
 		p.watcher = &catalogWatcher{cat: c.cfg.Catalog, refs: b.refs, audit: rec, interval: c.cfg.CatalogScanInterval, log: c.log}
 	}
@@ -258,6 +272,7 @@ func (c *Controller) serve(ctx context.Context, p *parts) error {
 	g.Go(func() error { return p.place.Run(gctx) })
 	g.Go(func() error { return p.alive.Run(gctx) })
 	g.Go(func() error { return p.devices.Run(gctx) })
+	g.Go(func() error { return p.fleet.Run(gctx) })
 	if p.watcher != nil {
 		g.Go(func() error { return p.watcher.Run(gctx) })
 	}

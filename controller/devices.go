@@ -15,6 +15,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/core"
 	"github.com/imagefarm/imagefarm/controller/devices"
 	"github.com/imagefarm/imagefarm/controller/enroll"
+	"github.com/imagefarm/imagefarm/controller/fleet"
 	"github.com/imagefarm/imagefarm/controller/state"
 	"github.com/imagefarm/imagefarm/controller/tokens"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
@@ -49,9 +50,13 @@ type deviceServer struct {
 	// submitReset is the API's SubmitReset, which a console's local
 	// trigger calls in the name of the token typed.
 	submitReset func(context.Context, *imagefarmv1.SubmitResetRequest) (*imagefarmv1.SubmitResetResponse, error)
+	fleet       *fleet.Store
 	ttl         time.Duration // a device silent for longer has its task lost
 	log         *slog.Logger
 	wake        func() // asks the placer to run soon
+	// kickRollouts asks the rollout loop to run soon: a device's task
+	// ended, or it booted.
+	kickRollouts func()
 }
 
 // deviceFarm is what the controller keeps of netbooted devices: their
@@ -156,6 +161,13 @@ func (c *deviceServer) ListDevices(ctx context.Context, req *imagefarmv1.ListDev
 	all, err := c.dev.records.List(ctx)
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	if req.GetUnknownModel() {
+		models, err := c.fleet.Models(ctx)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		all = unknownModel(all, models)
 	}
 	var out []*imagefarmv1.Device
 	for _, d := range all {

@@ -73,7 +73,13 @@ func (c *deviceServer) assignDevice(ctx context.Context, dj deviceJob, dev *imag
 		SlotLabel: "device " + dev.GetSerial(), State: imagefarmv1.TaskState_TASK_STATE_ASSIGNED,
 		Epoch: deviceEpoch, Attempt: uint32(len(dj.tasks) + 1), Drive: &imagefarmv1.DriveIdentity{}}
 	reason := imagefarmv1.FailureReason_FAILURE_REASON_GUARD_MODEL_MISMATCH
-	err = modelRule(job.GetImageRef(), m.Models, "device "+dev.GetSerial(), dev.GetModel())
+	err = dj.deviceModelRule(m.Models, dev)
+	if err == nil {
+		reason = imagefarmv1.FailureReason_FAILURE_REASON_GUARD_POLICY
+		if err = c.firstArticleGuard(ctx, dj, dev); err != nil && !errors.Is(err, errDeviceRefused) {
+			return nil, err
+		}
+	}
 	if err == nil && job.GetOptions().GetResetSpec() != nil { // the policy or the device may have changed since the submit
 		if reason, err = c.resetAllowed(ctx, dev); err != nil && !errors.Is(err, errDeviceRefused) {
 			return nil, err

@@ -62,6 +62,7 @@ func (c *deviceServer) planBoot(ctx context.Context, req *imagefarmv1.PlanBootRe
 	}
 	if dev != nil {
 		c.touchDevice(ctx, dev.GetId(), req.GetArch(), w.deploy)
+		c.kickRollouts() // a first-article device booting back passes
 	}
 	return resp, w.jobID, nil
 }
@@ -149,7 +150,7 @@ func (c *deviceServer) bootWork(ctx context.Context, dev *imagefarmv1.Device) (b
 // touchDevice records that a known device asked to boot.
 func (c *deviceServer) touchDevice(ctx context.Context, id, arch string, deploy bool) {
 	_, err := c.updateDevice(ctx, id, func(d *imagefarmv1.Device) error {
-		d.LastSeenTime, d.Arch = now(), cmp.Or(arch, d.Arch)
+		d.LastSeenTime, d.LastBootTime, d.Arch = now(), now(), cmp.Or(arch, d.Arch)
 		if deploy && d.State == imagefarmv1.DeviceState_DEVICE_STATE_IDLE {
 			d.State = imagefarmv1.DeviceState_DEVICE_STATE_BOOTING
 		}

@@ -24,10 +24,13 @@ var errDeviceRefused = errors.New("controller: refused for the device")
 // isDeviceJob reports whether j writes netbooted devices.
 func isDeviceJob(j *imagefarmv1.Job) bool { return core.IsDeviceJob(j) }
 
-// deviceJob is an open job that writes devices, with its tasks.
+// deviceJob is an open job that writes devices, with its tasks; a
+// rollout's wave also has its rollout and model (rollout_place.go).
 type deviceJob struct {
 	job   *imagefarmv1.Job
 	tasks []*imagefarmv1.Task
+	roll  *imagefarmv1.Rollout
+	model *imagefarmv1.Model
 }
 
 // openDeviceJobs are the open device jobs, oldest first.
@@ -46,7 +49,11 @@ func (c *deviceServer) openDeviceJobs(ctx context.Context) ([]deviceJob, error) 
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, deviceJob{job: j, tasks: tasks})
+			dj := deviceJob{job: j, tasks: tasks}
+			if err := c.withRollout(ctx, &dj); err != nil {
+				return nil, err
+			}
+			out = append(out, dj)
 		}
 		if token = next; token == "" {
 			break
@@ -77,6 +84,9 @@ func (dj deviceJob) wants(d *imagefarmv1.Device) (bool, string) {
 		return false, ""
 	}
 	o := dj.job.GetTargets().GetDeviceOrder()
+	if o.GetRolloutId() != "" {
+		return dj.rolloutWants(d) && dj.holding() < int(o.GetCount()), ""
+	}
 	return d.GetModel() == o.GetModel() && dj.holding() < int(o.GetCount()), ""
 }
 
@@ -86,7 +96,8 @@ func (dj deviceJob) room() bool {
 	if l := dj.job.GetTargets().GetDevices(); l != nil {
 		return dj.holdingTargets() < len(l.GetDevices())
 	}
-	return dj.holding() < int(dj.job.GetTargets().GetDeviceOrder().GetCount())
+	o := dj.job.GetTargets().GetDeviceOrder()
+	return dj.holding() < int(o.GetCount()) && (o.GetRolloutId() == "" || dj.rolloutTaking())
 }
 
 // holding counts the tasks done or under way, which count towards a
@@ -117,6 +128,10 @@ func (c *deviceServer) checkDeviceJob(ctx context.Context, job *imagefarmv1.Job)
 		return err
 	}
 	if o := job.GetTargets().GetDeviceOrder(); o != nil {
+		if o.GetRolloutId() != "" {
+			return fmt.Errorf("device order: rollout_id is the controller's, for a rollout's waves: start a rollout with imagefarm rollout start MODEL: %w",
+				scheduler.ErrBadTargets)
+		}
 		if err := cmp.Or(checkModel(o.GetModel()), checkDeviceCount(o.GetCount())); err != nil {
 			return err
 		}

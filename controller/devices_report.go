@@ -131,6 +131,7 @@ func (c *deviceServer) stopEnded(ctx context.Context, s *session, deviceID strin
 // verified write becomes its last image, and the device is idle, so that
 // its next network boot boots its local disk.
 func (c *deviceServer) deviceTaskEnded(ctx context.Context, deviceID, taskID string) {
+	defer c.kickRollouts()
 	t, err := c.st.GetTask(ctx, core.JobOf(taskID), taskID)
 	if err != nil || !t.GetState().Final() || t.GetNodeId() != deviceNode(deviceID) {
 		return

@@ -77,6 +77,7 @@ func (a *apiServer) SetImageChannel(ctx context.Context, req *imagefarmv1.SetIma
 	if err != nil {
 		return nil, err
 	}
+	a.fleet.channelMoved()
 	return &imagefarmv1.SetImageChannelResponse{Record: rec}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/imagefarm/imagefarm/controller/core"
 	"github.com/imagefarm/imagefarm/controller/devices"
 	"github.com/imagefarm/imagefarm/controller/enroll"
+	"github.com/imagefarm/imagefarm/controller/fleet"
 	"github.com/imagefarm/imagefarm/controller/page"
 	"github.com/imagefarm/imagefarm/controller/scheduler"
 	"github.com/imagefarm/imagefarm/controller/state"
@@ -80,16 +81,16 @@ var statusCodes = []struct {
 	errs []error
 }{
 	{codes.Internal, []error{errNotRecorded}},
-	{codes.NotFound, []error{devices.ErrNotFound, catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, errNoJob,
+	{codes.NotFound, []error{devices.ErrNotFound, fleet.ErrNotFound, catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, errNoJob,
 		scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode}},
 	{codes.InvalidArgument, []error{devices.ErrInvalid, errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, page.ErrInvalidToken, page.ErrInvalidSize,
 		errProtocol, catalog.ErrBadRef, catalog.ErrSignatureInvalid, state.ErrInvalidID, ident.ErrInvalid, scheduler.ErrBadDriveRef,
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector}},
 	{codes.FailedPrecondition, []error{errDeviceRefused, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
 		scheduler.ErrDriveTooSmall, core.ErrJobEnded, core.ErrIllegalMove, catalog.ErrNotForDrive, tokens.ErrLastAdmin, catalog.ErrNameTaken, errUntrustedKey,
-		errStoreReadOnly}},
+		errStoreReadOnly, errRolloutState}},
 	{codes.OutOfRange, []error{state.ErrRevisionTooOld, state.ErrFutureRevision}},
-	{codes.AlreadyExists, []error{state.ErrExists, tokens.ErrExists, errRequestIDReused, catalog.ErrVersionExists}},
+	{codes.AlreadyExists, []error{state.ErrExists, tokens.ErrExists, errRequestIDReused, catalog.ErrVersionExists, errNameTaken}},
 	{codes.Unauthenticated, []error{errNoDeviceCredential, errNoCertificate, pki.ErrUntrusted, errNoToken}},
 	{codes.PermissionDenied, []error{enroll.ErrRefused, errNotForDevice, errWrongPeer, errConsoleRefused}},
 	{codes.Aborted, []error{errFenced, state.ErrConflict}},
@@ -115,7 +116,7 @@ var explained = []error{devices.ErrInvalid, errDeviceRefused, errConsoleRefused,
 	scheduler.ErrNoMatchingNode, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
 	scheduler.ErrDriveTooSmall, errBadRequest, page.ErrInvalidToken, page.ErrInvalidSize, errNoJob, core.ErrJobEnded,
 	errRequestIDReused, errStoreReadOnly, tokens.ErrInvalid, tokens.ErrUnknown, tokens.ErrAmbiguous, tokens.ErrLastAdmin,
-	state.ErrInvalidID, catalog.ErrNotForDrive}
+	state.ErrInvalidID, catalog.ErrNotForDrive, errRolloutState, errNameTaken}
 
 // message is err's text for a person: an explained sentinel's text goes,
 // any other's package tag ("catalog: image not found: x:1" reads "image not

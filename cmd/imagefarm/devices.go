@@ -23,8 +23,9 @@ func newDevicesCmd(g *globals) *cobra.Command {
 
 func newDevicesLsCmd(g *globals) *cobra.Command {
 	var (
-		model  string
-		states []string
+		model   string
+		states  []string
+		unknown bool
 	)
 	cmd := &cobra.Command{
 		Use:   "ls",
@@ -40,7 +41,7 @@ func newDevicesLsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			resp, err := c.ListDevices(cmd.Context(), &imagefarmv1.ListDevicesRequest{Model: model, States: st})
+			resp, err := c.ListDevices(cmd.Context(), &imagefarmv1.ListDevicesRequest{Model: model, States: st, UnknownModel: unknown})
 			if err != nil {
 				return err
 			}
@@ -51,6 +52,7 @@ func newDevicesLsCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&model, "model", "", "only devices of exactly this model")
+	cmd.Flags().BoolVar(&unknown, "unknown-model", false, "only devices whose product name is no model's name or alias (never imaged by a rollout)")
 	cmd.Flags().StringSliceVar(&states, "state", nil, "only devices in these states: idle, booting, imaging (repeatable)")
 	cmd.Flags().BoolVar(&g.json, "json", false, "print as JSON")
 	return cmd

@@ -74,7 +74,7 @@ func newRootCmd() *cobra.Command {
 	addTLSFlags(root, &g.tls)
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(newCACmd(), newNATSConfigCmd(), newKeyCmd())
-	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g), newControllerCmd(g), newJobCmd(g), newNodesCmd(g), newImagerCmd(g), newMediaCmd(g), newAuditCmd(g), newTokenCmd(g), newNetbootCmd(g), newDevicesCmd(g))
+	root.AddCommand(newImageCmd(g), newDevCmd(g), newDrivesCmd(g), newWriteCmd(g), newControllerCmd(g), newJobCmd(g), newNodesCmd(g), newImagerCmd(g), newMediaCmd(g), newAuditCmd(g), newTokenCmd(g), newNetbootCmd(g), newDevicesCmd(g), newModelCmd(g), newRolloutCmd(g))
 	return root
 }
 

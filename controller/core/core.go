@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/imagefarm/imagefarm/controller/fleet"
 	"github.com/imagefarm/imagefarm/controller/state"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
@@ -31,6 +32,8 @@ type Config struct {
 	Audit Recorder
 	Stop  Stopper
 	Log   *slog.Logger
+	// Fleet keeps the models and rollouts; without it their changes fail.
+	Fleet *fleet.Store
 }
 
 // Core owns the job, task and drive records: every change of one is a
@@ -40,6 +43,7 @@ type Core struct {
 	audit Recorder
 	stop  Stopper
 	log   *slog.Logger
+	fleet *fleet.Store
 	// placing is held while a task is placed and while CancelJob ends a
 	// job's tasks, so that no task is placed on a job being canceled.
 	placing sync.Mutex
@@ -53,7 +57,7 @@ func New(cfg Config) (*Core, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Core{st: cfg.Store, audit: cfg.Audit, stop: cfg.Stop, log: cfg.Log}, nil
+	return &Core{st: cfg.Store, audit: cfg.Audit, stop: cfg.Stop, log: cfg.Log, fleet: cfg.Fleet}, nil
 }
 
 // The typed writes: each is apply over one of the store's writes.

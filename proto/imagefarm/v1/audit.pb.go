@@ -84,6 +84,12 @@ const (
 	// A reset was refused: at submit (policy, hybrid join, model) or at the
 	// device's console (a wrong token); the message says why.
 	AuditAction_AUDIT_ACTION_RESET_REFUSED AuditAction = 19
+	// A device model was added or changed (model, message: what).
+	AuditAction_AUDIT_ACTION_MODEL_CHANGE AuditAction = 20
+	// A rollout was started, approved, paused, resumed, aborted, or changed
+	// state by itself (rollout_id, model, image_digest; message: what and
+	// why, who approved).
+	AuditAction_AUDIT_ACTION_ROLLOUT AuditAction = 21
 )
 
 // Enum value maps for AuditAction.
@@ -109,6 +115,8 @@ var (
 		17: "AUDIT_ACTION_RESET_POLICY",
 		18: "AUDIT_ACTION_DEVICE_FACTS",
 		19: "AUDIT_ACTION_RESET_REFUSED",
+		20: "AUDIT_ACTION_MODEL_CHANGE",
+		21: "AUDIT_ACTION_ROLLOUT",
 	}
 	AuditAction_value = map[string]int32{
 		"AUDIT_ACTION_UNSPECIFIED":        0,
@@ -131,6 +139,8 @@ var (
 		"AUDIT_ACTION_RESET_POLICY":       17,
 		"AUDIT_ACTION_DEVICE_FACTS":       18,
 		"AUDIT_ACTION_RESET_REFUSED":      19,
+		"AUDIT_ACTION_MODEL_CHANGE":       20,
+		"AUDIT_ACTION_ROLLOUT":            21,
 	}
 )
 
@@ -222,7 +232,11 @@ type AuditRecord struct {
 	// The device concerned, if any (Device.id).
 	DeviceId string `protobuf:"bytes,20,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// The MAC address concerned, if any: the one a boot token was issued for.
-	Mac           string `protobuf:"bytes,21,opt,name=mac,proto3" json:"mac,omitempty"`
+	Mac string `protobuf:"bytes,21,opt,name=mac,proto3" json:"mac,omitempty"`
+	// Device model (Model.name) of a model or rollout record.
+	Model string `protobuf:"bytes,22,opt,name=model,proto3" json:"model,omitempty"`
+	// Rollout of a rollout record.
+	RolloutId     string `protobuf:"bytes,23,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -404,11 +418,25 @@ func (x *AuditRecord) GetMac() string {
 	return ""
 }
 
+func (x *AuditRecord) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *AuditRecord) GetRolloutId() string {
+	if x != nil {
+		return x.RolloutId
+	}
+	return ""
+}
+
 var File_imagefarm_v1_audit_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x18imagefarm/v1/audit.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagefarm/v1/failure.proto\x1a\x17imagefarm/v1/jobs.proto\"\xb1\x05\n" +
+	"\x18imagefarm/v1/audit.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagefarm/v1/failure.proto\x1a\x17imagefarm/v1/jobs.proto\"\xe6\x05\n" +
 	"\vAuditRecord\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
@@ -434,7 +462,10 @@ const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\tprev_hash\x18\x12 \x01(\tR\bprevHash\x12\x12\n" +
 	"\x04hash\x18\x13 \x01(\tR\x04hash\x12\x1b\n" +
 	"\tdevice_id\x18\x14 \x01(\tR\bdeviceId\x12\x10\n" +
-	"\x03mac\x18\x15 \x01(\tR\x03mac*\xfb\x04\n" +
+	"\x03mac\x18\x15 \x01(\tR\x03mac\x12\x14\n" +
+	"\x05model\x18\x16 \x01(\tR\x05model\x12\x1d\n" +
+	"\n" +
+	"rollout_id\x18\x17 \x01(\tR\trolloutId*\xb4\x05\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17AUDIT_ACTION_JOB_SUBMIT\x10\x01\x12\x1b\n" +
@@ -456,7 +487,9 @@ const file_imagefarm_v1_audit_proto_rawDesc = "" +
 	"\x1eAUDIT_ACTION_BOOT_PLAN_REFUSED\x10\x10\x12\x1d\n" +
 	"\x19AUDIT_ACTION_RESET_POLICY\x10\x11\x12\x1d\n" +
 	"\x19AUDIT_ACTION_DEVICE_FACTS\x10\x12\x12\x1e\n" +
-	"\x1aAUDIT_ACTION_RESET_REFUSED\x10\x13B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\x1aAUDIT_ACTION_RESET_REFUSED\x10\x13\x12\x1d\n" +
+	"\x19AUDIT_ACTION_MODEL_CHANGE\x10\x14\x12\x18\n" +
+	"\x14AUDIT_ACTION_ROLLOUT\x10\x15B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_audit_proto_rawDescOnce sync.Once

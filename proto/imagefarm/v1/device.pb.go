@@ -179,7 +179,10 @@ type Device struct {
 	Pool string `protobuf:"bytes,18,opt,name=pool,proto3" json:"pool,omitempty"`
 	// Joined to an on-premises domain and Azure AD, as an admin or an
 	// import set it: never reset (such devices need a full wipe).
-	HybridJoined  bool `protobuf:"varint,19,opt,name=hybrid_joined,json=hybridJoined,proto3" json:"hybrid_joined,omitempty"`
+	HybridJoined bool `protobuf:"varint,19,opt,name=hybrid_joined,json=hybridJoined,proto3" json:"hybrid_joined,omitempty"`
+	// When the device last asked the boot service how to boot (PlanBoot):
+	// after a write, the proof it booted back.
+	LastBootTime  *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=last_boot_time,json=lastBootTime,proto3" json:"last_boot_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -345,6 +348,13 @@ func (x *Device) GetHybridJoined() bool {
 		return x.HybridJoined
 	}
 	return false
+}
+
+func (x *Device) GetLastBootTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastBootTime
+	}
+	return nil
 }
 
 // PlanBootRequest names the machine asking to boot.
@@ -1301,7 +1311,10 @@ type ListDevicesRequest struct {
 	// Only devices of exactly this model.
 	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	// Only devices in one of these states; empty means any state.
-	States        []DeviceState `protobuf:"varint,2,rep,packed,name=states,proto3,enum=imagefarm.v1.DeviceState" json:"states,omitempty"`
+	States []DeviceState `protobuf:"varint,2,rep,packed,name=states,proto3,enum=imagefarm.v1.DeviceState" json:"states,omitempty"`
+	// Only devices whose SMBIOS product name is no model's name or alias
+	// (imagefarm model ls).
+	UnknownModel  bool `protobuf:"varint,3,opt,name=unknown_model,json=unknownModel,proto3" json:"unknown_model,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1348,6 +1361,13 @@ func (x *ListDevicesRequest) GetStates() []DeviceState {
 		return x.States
 	}
 	return nil
+}
+
+func (x *ListDevicesRequest) GetUnknownModel() bool {
+	if x != nil {
+		return x.UnknownModel
+	}
+	return false
 }
 
 // ListDevicesResponse returns the devices.
@@ -1501,7 +1521,7 @@ var File_imagefarm_v1_device_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\x19imagefarm/v1/device.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bimagefarm/v1/dispatch.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x19imagefarm/v1/imager.proto\x1a\x18imagefarm/v1/reset.proto\"\xac\x05\n" +
+	"\x19imagefarm/v1/device.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bimagefarm/v1/dispatch.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x19imagefarm/v1/imager.proto\x1a\x18imagefarm/v1/reset.proto\"\xee\x05\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vsmbios_uuid\x18\x02 \x01(\tR\n" +
@@ -1525,7 +1545,8 @@ const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"enrollTime\x12\x12\n" +
 	"\x04arch\x18\x11 \x01(\tR\x04arch\x12\x12\n" +
 	"\x04pool\x18\x12 \x01(\tR\x04pool\x12#\n" +
-	"\rhybrid_joined\x18\x13 \x01(\bR\fhybridJoined\"7\n" +
+	"\rhybrid_joined\x18\x13 \x01(\bR\fhybridJoined\x12@\n" +
+	"\x0elast_boot_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\flastBootTime\"7\n" +
 	"\x0fPlanBootRequest\x12\x10\n" +
 	"\x03mac\x18\x01 \x01(\tR\x03mac\x12\x12\n" +
 	"\x04arch\x18\x02 \x01(\tR\x04arch\"\xd5\x01\n" +
@@ -1589,10 +1610,11 @@ const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"\x12ListObjectsRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"I\n" +
 	"\x13ListObjectsResponse\x122\n" +
-	"\aobjects\x18\x01 \x03(\v2\x18.imagefarm.v1.ObjectInfoR\aobjects\"]\n" +
+	"\aobjects\x18\x01 \x03(\v2\x18.imagefarm.v1.ObjectInfoR\aobjects\"\x82\x01\n" +
 	"\x12ListDevicesRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x121\n" +
-	"\x06states\x18\x02 \x03(\x0e2\x19.imagefarm.v1.DeviceStateR\x06states\"E\n" +
+	"\x06states\x18\x02 \x03(\x0e2\x19.imagefarm.v1.DeviceStateR\x06states\x12#\n" +
+	"\runknown_model\x18\x03 \x01(\bR\funknownModel\"E\n" +
 	"\x13ListDevicesResponse\x12.\n" +
 	"\adevices\x18\x01 \x03(\v2\x14.imagefarm.v1.DeviceR\adevices\"*\n" +
 	"\x10GetDeviceRequest\x12\x16\n" +
@@ -1675,44 +1697,45 @@ var file_imagefarm_v1_device_proto_depIdxs = []int32{
 	22, // 2: imagefarm.v1.Device.last_seen_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: imagefarm.v1.Device.state:type_name -> imagefarm.v1.DeviceState
 	22, // 4: imagefarm.v1.Device.enroll_time:type_name -> google.protobuf.Timestamp
-	1,  // 5: imagefarm.v1.PlanBootResponse.action:type_name -> imagefarm.v1.BootAction
-	22, // 6: imagefarm.v1.PlanBootResponse.expire_time:type_name -> google.protobuf.Timestamp
-	5,  // 7: imagefarm.v1.EnrollRequest.identity:type_name -> imagefarm.v1.DeviceIdentity
-	21, // 8: imagefarm.v1.EnrollRequest.disks:type_name -> imagefarm.v1.Drive
-	2,  // 9: imagefarm.v1.EnrollResponse.device:type_name -> imagefarm.v1.Device
-	22, // 10: imagefarm.v1.EnrollResponse.credential_expire_time:type_name -> google.protobuf.Timestamp
-	23, // 11: imagefarm.v1.EnrollResponse.assignment:type_name -> imagefarm.v1.TaskAssignment
-	24, // 12: imagefarm.v1.ReportRequest.heartbeat:type_name -> imagefarm.v1.Heartbeat
-	25, // 13: imagefarm.v1.ReportRequest.task_progress:type_name -> imagefarm.v1.TaskProgress
-	26, // 14: imagefarm.v1.ReportRequest.task_result:type_name -> imagefarm.v1.TaskResult
-	27, // 15: imagefarm.v1.ReportResponse.ack:type_name -> imagefarm.v1.Ack
-	28, // 16: imagefarm.v1.ReportResponse.stop_task:type_name -> imagefarm.v1.StopTask
-	14, // 17: imagefarm.v1.StatObjectResponse.object:type_name -> imagefarm.v1.ObjectInfo
-	22, // 18: imagefarm.v1.ObjectInfo.mod_time:type_name -> google.protobuf.Timestamp
-	14, // 19: imagefarm.v1.ListObjectsResponse.objects:type_name -> imagefarm.v1.ObjectInfo
-	0,  // 20: imagefarm.v1.ListDevicesRequest.states:type_name -> imagefarm.v1.DeviceState
-	2,  // 21: imagefarm.v1.ListDevicesResponse.devices:type_name -> imagefarm.v1.Device
-	2,  // 22: imagefarm.v1.GetDeviceResponse.device:type_name -> imagefarm.v1.Device
-	29, // 23: imagefarm.v1.GetDeviceResponse.reset_policy:type_name -> imagefarm.v1.EffectiveResetPolicy
-	3,  // 24: imagefarm.v1.DeviceService.PlanBoot:input_type -> imagefarm.v1.PlanBootRequest
-	6,  // 25: imagefarm.v1.DeviceService.Enroll:input_type -> imagefarm.v1.EnrollRequest
-	8,  // 26: imagefarm.v1.DeviceService.Report:input_type -> imagefarm.v1.ReportRequest
-	10, // 27: imagefarm.v1.DeviceService.ReadObject:input_type -> imagefarm.v1.ReadObjectRequest
-	12, // 28: imagefarm.v1.DeviceService.StatObject:input_type -> imagefarm.v1.StatObjectRequest
-	15, // 29: imagefarm.v1.DeviceService.ListObjects:input_type -> imagefarm.v1.ListObjectsRequest
-	30, // 30: imagefarm.v1.DeviceService.CheckResetTrigger:input_type -> imagefarm.v1.CheckResetTriggerRequest
-	4,  // 31: imagefarm.v1.DeviceService.PlanBoot:output_type -> imagefarm.v1.PlanBootResponse
-	7,  // 32: imagefarm.v1.DeviceService.Enroll:output_type -> imagefarm.v1.EnrollResponse
-	9,  // 33: imagefarm.v1.DeviceService.Report:output_type -> imagefarm.v1.ReportResponse
-	11, // 34: imagefarm.v1.DeviceService.ReadObject:output_type -> imagefarm.v1.ReadObjectResponse
-	13, // 35: imagefarm.v1.DeviceService.StatObject:output_type -> imagefarm.v1.StatObjectResponse
-	16, // 36: imagefarm.v1.DeviceService.ListObjects:output_type -> imagefarm.v1.ListObjectsResponse
-	31, // 37: imagefarm.v1.DeviceService.CheckResetTrigger:output_type -> imagefarm.v1.CheckResetTriggerResponse
-	31, // [31:38] is the sub-list for method output_type
-	24, // [24:31] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	22, // 5: imagefarm.v1.Device.last_boot_time:type_name -> google.protobuf.Timestamp
+	1,  // 6: imagefarm.v1.PlanBootResponse.action:type_name -> imagefarm.v1.BootAction
+	22, // 7: imagefarm.v1.PlanBootResponse.expire_time:type_name -> google.protobuf.Timestamp
+	5,  // 8: imagefarm.v1.EnrollRequest.identity:type_name -> imagefarm.v1.DeviceIdentity
+	21, // 9: imagefarm.v1.EnrollRequest.disks:type_name -> imagefarm.v1.Drive
+	2,  // 10: imagefarm.v1.EnrollResponse.device:type_name -> imagefarm.v1.Device
+	22, // 11: imagefarm.v1.EnrollResponse.credential_expire_time:type_name -> google.protobuf.Timestamp
+	23, // 12: imagefarm.v1.EnrollResponse.assignment:type_name -> imagefarm.v1.TaskAssignment
+	24, // 13: imagefarm.v1.ReportRequest.heartbeat:type_name -> imagefarm.v1.Heartbeat
+	25, // 14: imagefarm.v1.ReportRequest.task_progress:type_name -> imagefarm.v1.TaskProgress
+	26, // 15: imagefarm.v1.ReportRequest.task_result:type_name -> imagefarm.v1.TaskResult
+	27, // 16: imagefarm.v1.ReportResponse.ack:type_name -> imagefarm.v1.Ack
+	28, // 17: imagefarm.v1.ReportResponse.stop_task:type_name -> imagefarm.v1.StopTask
+	14, // 18: imagefarm.v1.StatObjectResponse.object:type_name -> imagefarm.v1.ObjectInfo
+	22, // 19: imagefarm.v1.ObjectInfo.mod_time:type_name -> google.protobuf.Timestamp
+	14, // 20: imagefarm.v1.ListObjectsResponse.objects:type_name -> imagefarm.v1.ObjectInfo
+	0,  // 21: imagefarm.v1.ListDevicesRequest.states:type_name -> imagefarm.v1.DeviceState
+	2,  // 22: imagefarm.v1.ListDevicesResponse.devices:type_name -> imagefarm.v1.Device
+	2,  // 23: imagefarm.v1.GetDeviceResponse.device:type_name -> imagefarm.v1.Device
+	29, // 24: imagefarm.v1.GetDeviceResponse.reset_policy:type_name -> imagefarm.v1.EffectiveResetPolicy
+	3,  // 25: imagefarm.v1.DeviceService.PlanBoot:input_type -> imagefarm.v1.PlanBootRequest
+	6,  // 26: imagefarm.v1.DeviceService.Enroll:input_type -> imagefarm.v1.EnrollRequest
+	8,  // 27: imagefarm.v1.DeviceService.Report:input_type -> imagefarm.v1.ReportRequest
+	10, // 28: imagefarm.v1.DeviceService.ReadObject:input_type -> imagefarm.v1.ReadObjectRequest
+	12, // 29: imagefarm.v1.DeviceService.StatObject:input_type -> imagefarm.v1.StatObjectRequest
+	15, // 30: imagefarm.v1.DeviceService.ListObjects:input_type -> imagefarm.v1.ListObjectsRequest
+	30, // 31: imagefarm.v1.DeviceService.CheckResetTrigger:input_type -> imagefarm.v1.CheckResetTriggerRequest
+	4,  // 32: imagefarm.v1.DeviceService.PlanBoot:output_type -> imagefarm.v1.PlanBootResponse
+	7,  // 33: imagefarm.v1.DeviceService.Enroll:output_type -> imagefarm.v1.EnrollResponse
+	9,  // 34: imagefarm.v1.DeviceService.Report:output_type -> imagefarm.v1.ReportResponse
+	11, // 35: imagefarm.v1.DeviceService.ReadObject:output_type -> imagefarm.v1.ReadObjectResponse
+	13, // 36: imagefarm.v1.DeviceService.StatObject:output_type -> imagefarm.v1.StatObjectResponse
+	16, // 37: imagefarm.v1.DeviceService.ListObjects:output_type -> imagefarm.v1.ListObjectsResponse
+	31, // 38: imagefarm.v1.DeviceService.CheckResetTrigger:output_type -> imagefarm.v1.CheckResetTriggerResponse
+	32, // [32:39] is the sub-list for method output_type
+	25, // [25:32] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_device_proto_init() }

@@ -769,7 +769,10 @@ type DeviceOrder struct {
 	// SMBIOS product name the devices must have, exactly.
 	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	// How many devices to write successfully; at least 1.
-	Count         uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// Rollout whose wave the order is: the rollout says which devices of its
+	// model it takes (set by the controller only).
+	RolloutId     string `protobuf:"bytes,3,opt,name=rollout_id,json=rolloutId,proto3" json:"rollout_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -816,6 +819,13 @@ func (x *DeviceOrder) GetCount() uint32 {
 		return x.Count
 	}
 	return 0
+}
+
+func (x *DeviceOrder) GetRolloutId() string {
+	if x != nil {
+		return x.RolloutId
+	}
+	return ""
 }
 
 // DriveList names drives explicitly.
@@ -936,9 +946,12 @@ type JobOptions struct {
 	// Set for a reset or refresh job (SubmitReset): the device's Windows
 	// partition is re-created and the WIM's image applied, keeping what the
 	// keep-list names; the job's image is the WIM.
-	ResetSpec     *ResetSpec `protobuf:"bytes,4,opt,name=reset_spec,json=resetSpec,proto3" json:"reset_spec,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ResetSpec *ResetSpec `protobuf:"bytes,4,opt,name=reset_spec,json=resetSpec,proto3" json:"reset_spec,omitempty"`
+	// Driver bundle ref a netbooted device stages after its image (a
+	// rollout's model's); none when empty.
+	DriverBundleRef string `protobuf:"bytes,5,opt,name=driver_bundle_ref,json=driverBundleRef,proto3" json:"driver_bundle_ref,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *JobOptions) Reset() {
@@ -997,6 +1010,13 @@ func (x *JobOptions) GetResetSpec() *ResetSpec {
 		return x.ResetSpec
 	}
 	return nil
+}
+
+func (x *JobOptions) GetDriverBundleRef() string {
+	if x != nil {
+		return x.DriverBundleRef
+	}
+	return ""
 }
 
 // TaskCounts counts a job's tasks per state.
@@ -1494,15 +1514,17 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\fDeviceTarget\x12\x16\n" +
 	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x1f\n" +
 	"\vdisk_serial\x18\x02 \x01(\tR\n" +
-	"diskSerial\"9\n" +
+	"diskSerial\"X\n" +
 	"\vDeviceOrder\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"(\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\x12\x1d\n" +
+	"\n" +
+	"rollout_id\x18\x03 \x01(\tR\trolloutId\"(\n" +
 	"\tDriveList\x12\x1b\n" +
 	"\tdrive_ids\x18\x01 \x03(\tR\bdriveIds\"Y\n" +
 	"\rStandingOrder\x122\n" +
 	"\bselector\x18\x01 \x01(\v2\x16.imagefarm.v1.SelectorR\bselector\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"\xc0\x01\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\xec\x01\n" +
 	"\n" +
 	"JobOptions\x12\x18\n" +
 	"\adiscard\x18\x01 \x01(\bR\adiscard\x12%\n" +
@@ -1510,7 +1532,8 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\vafter_write\x18\x03 \x01(\x0e2\x18.imagefarm.v1.AfterWriteR\n" +
 	"afterWrite\x126\n" +
 	"\n" +
-	"reset_spec\x18\x04 \x01(\v2\x17.imagefarm.v1.ResetSpecR\tresetSpec\"\xf0\x01\n" +
+	"reset_spec\x18\x04 \x01(\v2\x17.imagefarm.v1.ResetSpecR\tresetSpec\x12*\n" +
+	"\x11driver_bundle_ref\x18\x05 \x01(\tR\x0fdriverBundleRef\"\xf0\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x16\n" +
 	"\x06queued\x18\x01 \x01(\rR\x06queued\x12\x1a\n" +

@@ -1528,7 +1528,7 @@ var File_imagefarm_v1_service_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1aimagefarm/v1/service.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imagefarm/v1/audit.proto\x1a\x19imagefarm/v1/device.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/image.proto\x1a\x17imagefarm/v1/jobs.proto\x1a\x1cimagefarm/v1/reset_api.proto\x1a\x18imagefarm/v1/token.proto\"\xb2\x02\n" +
+	"\x1aimagefarm/v1/service.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imagefarm/v1/audit.proto\x1a\x19imagefarm/v1/device.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/fleet.proto\x1a\x18imagefarm/v1/image.proto\x1a\x17imagefarm/v1/jobs.proto\x1a\x1cimagefarm/v1/reset_api.proto\x1a\x18imagefarm/v1/token.proto\"\xb2\x02\n" +
 	"\x10SubmitJobRequest\x12\x1b\n" +
 	"\timage_ref\x18\x01 \x01(\tR\bimageRef\x12/\n" +
 	"\atargets\x18\x02 \x01(\v2\x15.imagefarm.v1.TargetsR\atargets\x122\n" +
@@ -1613,7 +1613,7 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x1c\n" +
 	"\tsignature\x18\x03 \x01(\fR\tsignature\"F\n" +
 	"\x11SignImageResponse\x121\n" +
-	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\x99\x0f\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\xe7\x15\n" +
 	"\x10ImageFarmService\x12L\n" +
 	"\tSubmitJob\x12\x1e.imagefarm.v1.SubmitJobRequest\x1a\x1f.imagefarm.v1.SubmitJobResponse\x12C\n" +
 	"\x06GetJob\x12\x1b.imagefarm.v1.GetJobRequest\x1a\x1c.imagefarm.v1.GetJobResponse\x12I\n" +
@@ -1640,7 +1640,18 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\x0eSetResetPolicy\x12#.imagefarm.v1.SetResetPolicyRequest\x1a$.imagefarm.v1.SetResetPolicyResponse\x12d\n" +
 	"\x11ListResetPolicies\x12&.imagefarm.v1.ListResetPoliciesRequest\x1a'.imagefarm.v1.ListResetPoliciesResponse\x12[\n" +
 	"\x0eSetDeviceFacts\x12#.imagefarm.v1.SetDeviceFactsRequest\x1a$.imagefarm.v1.SetDeviceFactsResponse\x12R\n" +
-	"\vSubmitReset\x12 .imagefarm.v1.SubmitResetRequest\x1a!.imagefarm.v1.SubmitResetResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\vSubmitReset\x12 .imagefarm.v1.SubmitResetRequest\x1a!.imagefarm.v1.SubmitResetResponse\x12I\n" +
+	"\bAddModel\x12\x1d.imagefarm.v1.AddModelRequest\x1a\x1e.imagefarm.v1.AddModelResponse\x12R\n" +
+	"\vUpdateModel\x12 .imagefarm.v1.UpdateModelRequest\x1a!.imagefarm.v1.UpdateModelResponse\x12O\n" +
+	"\n" +
+	"ListModels\x12\x1f.imagefarm.v1.ListModelsRequest\x1a .imagefarm.v1.ListModelsResponse\x12I\n" +
+	"\bGetModel\x12\x1d.imagefarm.v1.GetModelRequest\x1a\x1e.imagefarm.v1.GetModelResponse\x12U\n" +
+	"\fStartRollout\x12!.imagefarm.v1.StartRolloutRequest\x1a\".imagefarm.v1.StartRolloutResponse\x12U\n" +
+	"\fListRollouts\x12!.imagefarm.v1.ListRolloutsRequest\x1a\".imagefarm.v1.ListRolloutsResponse\x12[\n" +
+	"\x0eApproveRollout\x12#.imagefarm.v1.ApproveRolloutRequest\x1a$.imagefarm.v1.ApproveRolloutResponse\x12U\n" +
+	"\fPauseRollout\x12!.imagefarm.v1.PauseRolloutRequest\x1a\".imagefarm.v1.PauseRolloutResponse\x12X\n" +
+	"\rResumeRollout\x12\".imagefarm.v1.ResumeRolloutRequest\x1a#.imagefarm.v1.ResumeRolloutResponse\x12U\n" +
+	"\fAbortRollout\x12!.imagefarm.v1.AbortRolloutRequest\x1a\".imagefarm.v1.AbortRolloutResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_service_proto_rawDescOnce sync.Once
@@ -1708,15 +1719,35 @@ var file_imagefarm_v1_service_proto_goTypes = []any{
 	(*ListResetPoliciesRequest)(nil),   // 49: imagefarm.v1.ListResetPoliciesRequest
 	(*SetDeviceFactsRequest)(nil),      // 50: imagefarm.v1.SetDeviceFactsRequest
 	(*SubmitResetRequest)(nil),         // 51: imagefarm.v1.SubmitResetRequest
-	(*CreateTokenResponse)(nil),        // 52: imagefarm.v1.CreateTokenResponse
-	(*ListTokensResponse)(nil),         // 53: imagefarm.v1.ListTokensResponse
-	(*RevokeTokenResponse)(nil),        // 54: imagefarm.v1.RevokeTokenResponse
-	(*ListDevicesResponse)(nil),        // 55: imagefarm.v1.ListDevicesResponse
-	(*GetDeviceResponse)(nil),          // 56: imagefarm.v1.GetDeviceResponse
-	(*SetResetPolicyResponse)(nil),     // 57: imagefarm.v1.SetResetPolicyResponse
-	(*ListResetPoliciesResponse)(nil),  // 58: imagefarm.v1.ListResetPoliciesResponse
-	(*SetDeviceFactsResponse)(nil),     // 59: imagefarm.v1.SetDeviceFactsResponse
-	(*SubmitResetResponse)(nil),        // 60: imagefarm.v1.SubmitResetResponse
+	(*AddModelRequest)(nil),            // 52: imagefarm.v1.AddModelRequest
+	(*UpdateModelRequest)(nil),         // 53: imagefarm.v1.UpdateModelRequest
+	(*ListModelsRequest)(nil),          // 54: imagefarm.v1.ListModelsRequest
+	(*GetModelRequest)(nil),            // 55: imagefarm.v1.GetModelRequest
+	(*StartRolloutRequest)(nil),        // 56: imagefarm.v1.StartRolloutRequest
+	(*ListRolloutsRequest)(nil),        // 57: imagefarm.v1.ListRolloutsRequest
+	(*ApproveRolloutRequest)(nil),      // 58: imagefarm.v1.ApproveRolloutRequest
+	(*PauseRolloutRequest)(nil),        // 59: imagefarm.v1.PauseRolloutRequest
+	(*ResumeRolloutRequest)(nil),       // 60: imagefarm.v1.ResumeRolloutRequest
+	(*AbortRolloutRequest)(nil),        // 61: imagefarm.v1.AbortRolloutRequest
+	(*CreateTokenResponse)(nil),        // 62: imagefarm.v1.CreateTokenResponse
+	(*ListTokensResponse)(nil),         // 63: imagefarm.v1.ListTokensResponse
+	(*RevokeTokenResponse)(nil),        // 64: imagefarm.v1.RevokeTokenResponse
+	(*ListDevicesResponse)(nil),        // 65: imagefarm.v1.ListDevicesResponse
+	(*GetDeviceResponse)(nil),          // 66: imagefarm.v1.GetDeviceResponse
+	(*SetResetPolicyResponse)(nil),     // 67: imagefarm.v1.SetResetPolicyResponse
+	(*ListResetPoliciesResponse)(nil),  // 68: imagefarm.v1.ListResetPoliciesResponse
+	(*SetDeviceFactsResponse)(nil),     // 69: imagefarm.v1.SetDeviceFactsResponse
+	(*SubmitResetResponse)(nil),        // 70: imagefarm.v1.SubmitResetResponse
+	(*AddModelResponse)(nil),           // 71: imagefarm.v1.AddModelResponse
+	(*UpdateModelResponse)(nil),        // 72: imagefarm.v1.UpdateModelResponse
+	(*ListModelsResponse)(nil),         // 73: imagefarm.v1.ListModelsResponse
+	(*GetModelResponse)(nil),           // 74: imagefarm.v1.GetModelResponse
+	(*StartRolloutResponse)(nil),       // 75: imagefarm.v1.StartRolloutResponse
+	(*ListRolloutsResponse)(nil),       // 76: imagefarm.v1.ListRolloutsResponse
+	(*ApproveRolloutResponse)(nil),     // 77: imagefarm.v1.ApproveRolloutResponse
+	(*PauseRolloutResponse)(nil),       // 78: imagefarm.v1.PauseRolloutResponse
+	(*ResumeRolloutResponse)(nil),      // 79: imagefarm.v1.ResumeRolloutResponse
+	(*AbortRolloutResponse)(nil),       // 80: imagefarm.v1.AbortRolloutResponse
 }
 var file_imagefarm_v1_service_proto_depIdxs = []int32{
 	29, // 0: imagefarm.v1.SubmitJobRequest.targets:type_name -> imagefarm.v1.Targets
@@ -1765,31 +1796,51 @@ var file_imagefarm_v1_service_proto_depIdxs = []int32{
 	49, // 43: imagefarm.v1.ImageFarmService.ListResetPolicies:input_type -> imagefarm.v1.ListResetPoliciesRequest
 	50, // 44: imagefarm.v1.ImageFarmService.SetDeviceFacts:input_type -> imagefarm.v1.SetDeviceFactsRequest
 	51, // 45: imagefarm.v1.ImageFarmService.SubmitReset:input_type -> imagefarm.v1.SubmitResetRequest
-	1,  // 46: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
-	3,  // 47: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
-	5,  // 48: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
-	7,  // 49: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
-	9,  // 50: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
-	11, // 51: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
-	13, // 52: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
-	15, // 53: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
-	17, // 54: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
-	19, // 55: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
-	21, // 56: imagefarm.v1.ImageFarmService.CreateImageVersion:output_type -> imagefarm.v1.CreateImageVersionResponse
-	23, // 57: imagefarm.v1.ImageFarmService.SetImageChannel:output_type -> imagefarm.v1.SetImageChannelResponse
-	25, // 58: imagefarm.v1.ImageFarmService.RemoveImageRef:output_type -> imagefarm.v1.RemoveImageRefResponse
-	27, // 59: imagefarm.v1.ImageFarmService.SignImage:output_type -> imagefarm.v1.SignImageResponse
-	52, // 60: imagefarm.v1.ImageFarmService.CreateToken:output_type -> imagefarm.v1.CreateTokenResponse
-	53, // 61: imagefarm.v1.ImageFarmService.ListTokens:output_type -> imagefarm.v1.ListTokensResponse
-	54, // 62: imagefarm.v1.ImageFarmService.RevokeToken:output_type -> imagefarm.v1.RevokeTokenResponse
-	55, // 63: imagefarm.v1.ImageFarmService.ListDevices:output_type -> imagefarm.v1.ListDevicesResponse
-	56, // 64: imagefarm.v1.ImageFarmService.GetDevice:output_type -> imagefarm.v1.GetDeviceResponse
-	57, // 65: imagefarm.v1.ImageFarmService.SetResetPolicy:output_type -> imagefarm.v1.SetResetPolicyResponse
-	58, // 66: imagefarm.v1.ImageFarmService.ListResetPolicies:output_type -> imagefarm.v1.ListResetPoliciesResponse
-	59, // 67: imagefarm.v1.ImageFarmService.SetDeviceFacts:output_type -> imagefarm.v1.SetDeviceFactsResponse
-	60, // 68: imagefarm.v1.ImageFarmService.SubmitReset:output_type -> imagefarm.v1.SubmitResetResponse
-	46, // [46:69] is the sub-list for method output_type
-	23, // [23:46] is the sub-list for method input_type
+	52, // 46: imagefarm.v1.ImageFarmService.AddModel:input_type -> imagefarm.v1.AddModelRequest
+	53, // 47: imagefarm.v1.ImageFarmService.UpdateModel:input_type -> imagefarm.v1.UpdateModelRequest
+	54, // 48: imagefarm.v1.ImageFarmService.ListModels:input_type -> imagefarm.v1.ListModelsRequest
+	55, // 49: imagefarm.v1.ImageFarmService.GetModel:input_type -> imagefarm.v1.GetModelRequest
+	56, // 50: imagefarm.v1.ImageFarmService.StartRollout:input_type -> imagefarm.v1.StartRolloutRequest
+	57, // 51: imagefarm.v1.ImageFarmService.ListRollouts:input_type -> imagefarm.v1.ListRolloutsRequest
+	58, // 52: imagefarm.v1.ImageFarmService.ApproveRollout:input_type -> imagefarm.v1.ApproveRolloutRequest
+	59, // 53: imagefarm.v1.ImageFarmService.PauseRollout:input_type -> imagefarm.v1.PauseRolloutRequest
+	60, // 54: imagefarm.v1.ImageFarmService.ResumeRollout:input_type -> imagefarm.v1.ResumeRolloutRequest
+	61, // 55: imagefarm.v1.ImageFarmService.AbortRollout:input_type -> imagefarm.v1.AbortRolloutRequest
+	1,  // 56: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
+	3,  // 57: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
+	5,  // 58: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
+	7,  // 59: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
+	9,  // 60: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
+	11, // 61: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
+	13, // 62: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
+	15, // 63: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
+	17, // 64: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
+	19, // 65: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
+	21, // 66: imagefarm.v1.ImageFarmService.CreateImageVersion:output_type -> imagefarm.v1.CreateImageVersionResponse
+	23, // 67: imagefarm.v1.ImageFarmService.SetImageChannel:output_type -> imagefarm.v1.SetImageChannelResponse
+	25, // 68: imagefarm.v1.ImageFarmService.RemoveImageRef:output_type -> imagefarm.v1.RemoveImageRefResponse
+	27, // 69: imagefarm.v1.ImageFarmService.SignImage:output_type -> imagefarm.v1.SignImageResponse
+	62, // 70: imagefarm.v1.ImageFarmService.CreateToken:output_type -> imagefarm.v1.CreateTokenResponse
+	63, // 71: imagefarm.v1.ImageFarmService.ListTokens:output_type -> imagefarm.v1.ListTokensResponse
+	64, // 72: imagefarm.v1.ImageFarmService.RevokeToken:output_type -> imagefarm.v1.RevokeTokenResponse
+	65, // 73: imagefarm.v1.ImageFarmService.ListDevices:output_type -> imagefarm.v1.ListDevicesResponse
+	66, // 74: imagefarm.v1.ImageFarmService.GetDevice:output_type -> imagefarm.v1.GetDeviceResponse
+	67, // 75: imagefarm.v1.ImageFarmService.SetResetPolicy:output_type -> imagefarm.v1.SetResetPolicyResponse
+	68, // 76: imagefarm.v1.ImageFarmService.ListResetPolicies:output_type -> imagefarm.v1.ListResetPoliciesResponse
+	69, // 77: imagefarm.v1.ImageFarmService.SetDeviceFacts:output_type -> imagefarm.v1.SetDeviceFactsResponse
+	70, // 78: imagefarm.v1.ImageFarmService.SubmitReset:output_type -> imagefarm.v1.SubmitResetResponse
+	71, // 79: imagefarm.v1.ImageFarmService.AddModel:output_type -> imagefarm.v1.AddModelResponse
+	72, // 80: imagefarm.v1.ImageFarmService.UpdateModel:output_type -> imagefarm.v1.UpdateModelResponse
+	73, // 81: imagefarm.v1.ImageFarmService.ListModels:output_type -> imagefarm.v1.ListModelsResponse
+	74, // 82: imagefarm.v1.ImageFarmService.GetModel:output_type -> imagefarm.v1.GetModelResponse
+	75, // 83: imagefarm.v1.ImageFarmService.StartRollout:output_type -> imagefarm.v1.StartRolloutResponse
+	76, // 84: imagefarm.v1.ImageFarmService.ListRollouts:output_type -> imagefarm.v1.ListRolloutsResponse
+	77, // 85: imagefarm.v1.ImageFarmService.ApproveRollout:output_type -> imagefarm.v1.ApproveRolloutResponse
+	78, // 86: imagefarm.v1.ImageFarmService.PauseRollout:output_type -> imagefarm.v1.PauseRolloutResponse
+	79, // 87: imagefarm.v1.ImageFarmService.ResumeRollout:output_type -> imagefarm.v1.ResumeRolloutResponse
+	80, // 88: imagefarm.v1.ImageFarmService.AbortRollout:output_type -> imagefarm.v1.AbortRolloutResponse
+	56, // [56:89] is the sub-list for method output_type
+	23, // [23:56] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -1803,6 +1854,7 @@ func file_imagefarm_v1_service_proto_init() {
 	file_imagefarm_v1_audit_proto_init()
 	file_imagefarm_v1_device_proto_init()
 	file_imagefarm_v1_farm_proto_init()
+	file_imagefarm_v1_fleet_proto_init()
 	file_imagefarm_v1_image_proto_init()
 	file_imagefarm_v1_jobs_proto_init()
 	file_imagefarm_v1_reset_api_proto_init()

@@ -42,6 +42,16 @@ const (
 	ImageFarmService_ListResetPolicies_FullMethodName  = "/imagefarm.v1.ImageFarmService/ListResetPolicies"
 	ImageFarmService_SetDeviceFacts_FullMethodName     = "/imagefarm.v1.ImageFarmService/SetDeviceFacts"
 	ImageFarmService_SubmitReset_FullMethodName        = "/imagefarm.v1.ImageFarmService/SubmitReset"
+	ImageFarmService_AddModel_FullMethodName           = "/imagefarm.v1.ImageFarmService/AddModel"
+	ImageFarmService_UpdateModel_FullMethodName        = "/imagefarm.v1.ImageFarmService/UpdateModel"
+	ImageFarmService_ListModels_FullMethodName         = "/imagefarm.v1.ImageFarmService/ListModels"
+	ImageFarmService_GetModel_FullMethodName           = "/imagefarm.v1.ImageFarmService/GetModel"
+	ImageFarmService_StartRollout_FullMethodName       = "/imagefarm.v1.ImageFarmService/StartRollout"
+	ImageFarmService_ListRollouts_FullMethodName       = "/imagefarm.v1.ImageFarmService/ListRollouts"
+	ImageFarmService_ApproveRollout_FullMethodName     = "/imagefarm.v1.ImageFarmService/ApproveRollout"
+	ImageFarmService_PauseRollout_FullMethodName       = "/imagefarm.v1.ImageFarmService/PauseRollout"
+	ImageFarmService_ResumeRollout_FullMethodName      = "/imagefarm.v1.ImageFarmService/ResumeRollout"
+	ImageFarmService_AbortRollout_FullMethodName       = "/imagefarm.v1.ImageFarmService/AbortRollout"
 )
 
 // ImageFarmServiceClient is the client API for ImageFarmService service.
@@ -128,6 +138,27 @@ type ImageFarmServiceClient interface {
 	// allow reset, when it is hybrid-joined, or when the WIM's models
 	// exclude its model; each refusal is audited as reset.refused.
 	SubmitReset(ctx context.Context, in *SubmitResetRequest, opts ...grpc.CallOption) (*SubmitResetResponse, error)
+	// AddModel adds a device model; a name or alias another model has is
+	// refused naming both.
+	AddModel(ctx context.Context, in *AddModelRequest, opts ...grpc.CallOption) (*AddModelResponse, error)
+	// UpdateModel changes a model's aliases and what its devices get.
+	UpdateModel(ctx context.Context, in *UpdateModelRequest, opts ...grpc.CallOption) (*UpdateModelResponse, error)
+	// ListModels returns the models and the devices of no known model.
+	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
+	// GetModel returns one model, by name or alias.
+	GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (*GetModelResponse, error)
+	// StartRollout starts a rollout (a first article) for a model, or all.
+	StartRollout(ctx context.Context, in *StartRolloutRequest, opts ...grpc.CallOption) (*StartRolloutResponse, error)
+	// ListRollouts returns rollouts with their devices.
+	ListRollouts(ctx context.Context, in *ListRolloutsRequest, opts ...grpc.CallOption) (*ListRolloutsResponse, error)
+	// ApproveRollout approves a first article that passed.
+	ApproveRollout(ctx context.Context, in *ApproveRolloutRequest, opts ...grpc.CallOption) (*ApproveRolloutResponse, error)
+	// PauseRollout stops a rollout taking devices.
+	PauseRollout(ctx context.Context, in *PauseRolloutRequest, opts ...grpc.CallOption) (*PauseRolloutResponse, error)
+	// ResumeRollout resumes a paused rollout.
+	ResumeRollout(ctx context.Context, in *ResumeRolloutRequest, opts ...grpc.CallOption) (*ResumeRolloutResponse, error)
+	// AbortRollout ends a rollout and its open job.
+	AbortRollout(ctx context.Context, in *AbortRolloutRequest, opts ...grpc.CallOption) (*AbortRolloutResponse, error)
 }
 
 type imageFarmServiceClient struct {
@@ -386,6 +417,106 @@ func (c *imageFarmServiceClient) SubmitReset(ctx context.Context, in *SubmitRese
 	return out, nil
 }
 
+func (c *imageFarmServiceClient) AddModel(ctx context.Context, in *AddModelRequest, opts ...grpc.CallOption) (*AddModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddModelResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_AddModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) UpdateModel(ctx context.Context, in *UpdateModelRequest, opts ...grpc.CallOption) (*UpdateModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateModelResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_UpdateModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListModelsResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_ListModels_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (*GetModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetModelResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_GetModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) StartRollout(ctx context.Context, in *StartRolloutRequest, opts ...grpc.CallOption) (*StartRolloutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartRolloutResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_StartRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) ListRollouts(ctx context.Context, in *ListRolloutsRequest, opts ...grpc.CallOption) (*ListRolloutsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRolloutsResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_ListRollouts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) ApproveRollout(ctx context.Context, in *ApproveRolloutRequest, opts ...grpc.CallOption) (*ApproveRolloutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveRolloutResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_ApproveRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) PauseRollout(ctx context.Context, in *PauseRolloutRequest, opts ...grpc.CallOption) (*PauseRolloutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PauseRolloutResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_PauseRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) ResumeRollout(ctx context.Context, in *ResumeRolloutRequest, opts ...grpc.CallOption) (*ResumeRolloutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeRolloutResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_ResumeRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) AbortRollout(ctx context.Context, in *AbortRolloutRequest, opts ...grpc.CallOption) (*AbortRolloutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AbortRolloutResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_AbortRollout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ImageFarmServiceServer is the server API for ImageFarmService service.
 // All implementations must embed UnimplementedImageFarmServiceServer
 // for forward compatibility.
@@ -470,6 +601,27 @@ type ImageFarmServiceServer interface {
 	// allow reset, when it is hybrid-joined, or when the WIM's models
 	// exclude its model; each refusal is audited as reset.refused.
 	SubmitReset(context.Context, *SubmitResetRequest) (*SubmitResetResponse, error)
+	// AddModel adds a device model; a name or alias another model has is
+	// refused naming both.
+	AddModel(context.Context, *AddModelRequest) (*AddModelResponse, error)
+	// UpdateModel changes a model's aliases and what its devices get.
+	UpdateModel(context.Context, *UpdateModelRequest) (*UpdateModelResponse, error)
+	// ListModels returns the models and the devices of no known model.
+	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
+	// GetModel returns one model, by name or alias.
+	GetModel(context.Context, *GetModelRequest) (*GetModelResponse, error)
+	// StartRollout starts a rollout (a first article) for a model, or all.
+	StartRollout(context.Context, *StartRolloutRequest) (*StartRolloutResponse, error)
+	// ListRollouts returns rollouts with their devices.
+	ListRollouts(context.Context, *ListRolloutsRequest) (*ListRolloutsResponse, error)
+	// ApproveRollout approves a first article that passed.
+	ApproveRollout(context.Context, *ApproveRolloutRequest) (*ApproveRolloutResponse, error)
+	// PauseRollout stops a rollout taking devices.
+	PauseRollout(context.Context, *PauseRolloutRequest) (*PauseRolloutResponse, error)
+	// ResumeRollout resumes a paused rollout.
+	ResumeRollout(context.Context, *ResumeRolloutRequest) (*ResumeRolloutResponse, error)
+	// AbortRollout ends a rollout and its open job.
+	AbortRollout(context.Context, *AbortRolloutRequest) (*AbortRolloutResponse, error)
 	mustEmbedUnimplementedImageFarmServiceServer()
 }
 
@@ -548,6 +700,36 @@ func (UnimplementedImageFarmServiceServer) SetDeviceFacts(context.Context, *SetD
 }
 func (UnimplementedImageFarmServiceServer) SubmitReset(context.Context, *SubmitResetRequest) (*SubmitResetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SubmitReset not implemented")
+}
+func (UnimplementedImageFarmServiceServer) AddModel(context.Context, *AddModelRequest) (*AddModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddModel not implemented")
+}
+func (UnimplementedImageFarmServiceServer) UpdateModel(context.Context, *UpdateModelRequest) (*UpdateModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateModel not implemented")
+}
+func (UnimplementedImageFarmServiceServer) ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListModels not implemented")
+}
+func (UnimplementedImageFarmServiceServer) GetModel(context.Context, *GetModelRequest) (*GetModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetModel not implemented")
+}
+func (UnimplementedImageFarmServiceServer) StartRollout(context.Context, *StartRolloutRequest) (*StartRolloutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartRollout not implemented")
+}
+func (UnimplementedImageFarmServiceServer) ListRollouts(context.Context, *ListRolloutsRequest) (*ListRolloutsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRollouts not implemented")
+}
+func (UnimplementedImageFarmServiceServer) ApproveRollout(context.Context, *ApproveRolloutRequest) (*ApproveRolloutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveRollout not implemented")
+}
+func (UnimplementedImageFarmServiceServer) PauseRollout(context.Context, *PauseRolloutRequest) (*PauseRolloutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PauseRollout not implemented")
+}
+func (UnimplementedImageFarmServiceServer) ResumeRollout(context.Context, *ResumeRolloutRequest) (*ResumeRolloutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeRollout not implemented")
+}
+func (UnimplementedImageFarmServiceServer) AbortRollout(context.Context, *AbortRolloutRequest) (*AbortRolloutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AbortRollout not implemented")
 }
 func (UnimplementedImageFarmServiceServer) mustEmbedUnimplementedImageFarmServiceServer() {}
 func (UnimplementedImageFarmServiceServer) testEmbeddedByValue()                          {}
@@ -970,6 +1152,186 @@ func _ImageFarmService_SubmitReset_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ImageFarmService_AddModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).AddModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_AddModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).AddModel(ctx, req.(*AddModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_UpdateModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).UpdateModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_UpdateModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).UpdateModel(ctx, req.(*UpdateModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_ListModels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListModelsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).ListModels(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_ListModels_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).ListModels(ctx, req.(*ListModelsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_GetModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).GetModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_GetModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).GetModel(ctx, req.(*GetModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_StartRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartRolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).StartRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_StartRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).StartRollout(ctx, req.(*StartRolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_ListRollouts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRolloutsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).ListRollouts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_ListRollouts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).ListRollouts(ctx, req.(*ListRolloutsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_ApproveRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveRolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).ApproveRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_ApproveRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).ApproveRollout(ctx, req.(*ApproveRolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_PauseRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PauseRolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).PauseRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_PauseRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).PauseRollout(ctx, req.(*PauseRolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_ResumeRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeRolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).ResumeRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_ResumeRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).ResumeRollout(ctx, req.(*ResumeRolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_AbortRollout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AbortRolloutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).AbortRollout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_AbortRollout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).AbortRollout(ctx, req.(*AbortRolloutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ImageFarmService_ServiceDesc is the grpc.ServiceDesc for ImageFarmService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1060,6 +1422,46 @@ var ImageFarmService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SubmitReset",
 			Handler:    _ImageFarmService_SubmitReset_Handler,
+		},
+		{
+			MethodName: "AddModel",
+			Handler:    _ImageFarmService_AddModel_Handler,
+		},
+		{
+			MethodName: "UpdateModel",
+			Handler:    _ImageFarmService_UpdateModel_Handler,
+		},
+		{
+			MethodName: "ListModels",
+			Handler:    _ImageFarmService_ListModels_Handler,
+		},
+		{
+			MethodName: "GetModel",
+			Handler:    _ImageFarmService_GetModel_Handler,
+		},
+		{
+			MethodName: "StartRollout",
+			Handler:    _ImageFarmService_StartRollout_Handler,
+		},
+		{
+			MethodName: "ListRollouts",
+			Handler:    _ImageFarmService_ListRollouts_Handler,
+		},
+		{
+			MethodName: "ApproveRollout",
+			Handler:    _ImageFarmService_ApproveRollout_Handler,
+		},
+		{
+			MethodName: "PauseRollout",
+			Handler:    _ImageFarmService_PauseRollout_Handler,
+		},
+		{
+			MethodName: "ResumeRollout",
+			Handler:    _ImageFarmService_ResumeRollout_Handler,
+		},
+		{
+			MethodName: "AbortRollout",
+			Handler:    _ImageFarmService_AbortRollout_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

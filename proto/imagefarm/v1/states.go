@@ -25,3 +25,14 @@ func (s TaskState) Final() bool {
 	}
 	return false
 }
+
+// Final reports whether a rollout in state s will never change again:
+// DONE, ABORTED or SUPERSEDED.
+func (s RolloutState) Final() bool {
+	switch s {
+	case RolloutState_ROLLOUT_STATE_DONE, RolloutState_ROLLOUT_STATE_ABORTED,
+		RolloutState_ROLLOUT_STATE_SUPERSEDED:
+		return true
+	}
+	return false
+}
