@@ -52,12 +52,13 @@ func metadata(t testing.TB, file string) [3]string {
 // TestResetKeepsTheKeepListAndRemovesUsers resets a Windows disk: the new
 // image's files are on the volume as ntfs-3g reads them back, alice's
 // profile is gone, every kept file (Wi-Fi profiles, provisioning packages,
-// a USB key's package) is there by hash with its NTFS metadata, the stage
+// a USB key's package, an admin's keep path) is there by hash with its NTFS metadata, the stage
 // folder is laid, the volume keeps its label and boot geometry, and the
 // EFI, MSR and recovery partitions are byte-identical.
 func TestResetKeepsTheKeepListAndRemovesUsers(t *testing.T) {
 	t.Parallel()
-	d := newDisk(t, hiveJoins{domain: "corp.example.com"}, testenv.WindowsDiskOptions{})
+	const region = "ProgramData/Contoso/Region/intl.xml" // an admin's keep path
+	d := newDisk(t, hiveJoins{domain: "corp.example.com"}, testenv.WindowsDiskOptions{Files: map[string]string{region: "<gs:GlobalizationServices/>\n"}})
 	var before [3]string
 	withNTFS(t, d, testenv.WindowsPartition, false, func(root string) {
 		f := filepath.Join(root, wifiProfile)
@@ -81,7 +82,7 @@ func TestResetKeepsTheKeepListAndRemovesUsers(t *testing.T) {
 		"Drivers/Contoso/contoso.inf":             "[Version]\r\n",
 	})
 	p := plan(t, d, image)
-	p.USBPackages, p.Stage = []string{usb}, []string{stage}
+	p.USBPackages, p.Stage, p.Keep = []string{usb}, []string{stage}, []string{"ProgramData/Contoso/**"}
 	var steps []reset.Step
 	rep, err := reset.Run(t.Context(), p, func(s reset.Step) { steps = append(steps, s) })
 	if err != nil {
@@ -97,6 +98,7 @@ func TestResetKeepsTheKeepListAndRemovesUsers(t *testing.T) {
 		testenv.ProvisioningPackage:           d.Files[testenv.ProvisioningPackage],
 		customization:                         d.Files[customization],
 		"Recovery/Customizations/Enroll.ppkg": "PK\x03\x04 package from a USB key\n",
+		region:                                d.Files[region],
 	}
 	if len(rep.Kept) != len(want) {
 		t.Errorf("kept %d files, want %d: %+v", len(rep.Kept), len(want), rep.Kept)
