@@ -28,14 +28,14 @@ func Preflight(ctx context.Context, plan Plan) (*Layout, error) {
 		return nil, err
 	}
 	defer d.close()
+	if err := checkPlan(ctx, plan); err != nil {
+		return nil, err
+	}
 	return preflight(ctx, plan, d, scratch)
 }
 
-// preflight is Preflight on an open disk.
+// preflight is Preflight on an open disk, for a plan checkPlan passed.
 func preflight(ctx context.Context, p Plan, d *disk, scratch string) (*Layout, error) {
-	if err := checkPlan(ctx, p); err != nil {
-		return nil, err
-	}
 	l := &Layout{SectorSize: d.table.SectorSize}
 	win, err := findWindows(ctx, p, d)
 	if err != nil {
