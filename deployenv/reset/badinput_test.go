@@ -167,8 +167,12 @@ func TestResetRefusesADamagedState(t *testing.T) {
 		t.Errorf("Run with a damaged keep-list = %v, want ErrBadInput saying damaged", err)
 	}
 
-	other := newDisk(t, hiveJoins{}, testenv.WindowsDiskOptions{WindowsSize: 112 << 20})
-	p.Disk = other.Path
+	other := filepath.Join(t.TempDir(), "other.img") // a GPT disk, nothing on it
+	if err := os.WriteFile(other, nil, 0o644); err != nil || os.Truncate(other, 64<<20) != nil {
+		t.Fatal("make another disk")
+	}
+	testenv.RunStdin(t, "label: gpt\nsize=32MiB, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\n", "fdisk", "sfdisk", "--quiet", other)
+	p.Disk = other
 	if _, err := reset.Run(t.Context(), p, nil); !errors.Is(err, reset.ErrBadInput) || !strings.Contains(err.Error(), "give this reset its own State") {
 		t.Errorf("Run with another disk's State = %v, want ErrBadInput", err)
 	}
