@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"slices"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
 	"github.com/imagefarm/imagefarm/tests/testenv"
 	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
@@ -390,4 +392,38 @@ func TestModelBadInput(t *testing.T) {
 	_, err = f.API.SubmitJob(t.Context(), &imagefarmv1.SubmitJobRequest{ImageRef: "img:1", Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_DeviceOrder{
 		DeviceOrder: &imagefarmv1.DeviceOrder{Model: latitude, Count: 1, RolloutId: "r1"}}}})
 	wantCode(t, "SubmitJob(order with a rollout id)", err, codes.InvalidArgument, "rollout start")
+}
+
+// TestChannelMoveStartsNewFirstArticle: a model follows img:stable; once
+// its rollout is done, moving the channel to another digest starts a new
+// first article of that digest for the model, and a device already on the
+// old digest gets the new one only as the new rollout's sample.
+func TestChannelMoveStartsNewFirstArticle(t *testing.T) {
+	f := rolloutFarm(t)
+	boot := bootService(t, f)
+	if _, err := f.API.SetImageChannel(t.Context(), &imagefarmv1.SetImageChannelRequest{ImageRef: "img:1", Channel: "stable"}); err != nil {
+		t.Fatal(err)
+	}
+	a1 := newLaptop(t, 1, elitebook)
+	addModel(t, f, &imagefarmv1.Model{Name: elitebook, ImageRef: "img:stable"})
+	first := startRollout(t, f, elitebook, &imagefarmv1.RolloutPolicy{AutoApprove: true})
+	deployNow(t, f, boot, a1)
+	planBoot(t, boot, a1.mac)
+	waitRollout(t, f, elitebook, "done", inState(imagefarmv1.RolloutState_ROLLOUT_STATE_DONE))
+
+	img2 := bytes.Repeat([]byte("img2"), 100000)
+	res, err := f.Catalog.Push(t.Context(), bytes.NewReader(img2), int64(len(img2)), catalog.PushOptions{Name: "img", Version: "2", Kind: catalog.KindDisk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.API.SetImageChannel(t.Context(), &imagefarmv1.SetImageChannelRequest{ImageRef: "img:2", Channel: "stable"}); err != nil {
+		t.Fatal(err)
+	}
+	next := waitRollout(t, f, elitebook, "a new first article", func(r *imagefarmv1.Rollout) bool { return r.GetId() != first.GetId() })
+	if next.GetManifestDigest() != res.Digest || next.GetState() != imagefarmv1.RolloutState_ROLLOUT_STATE_FIRST_ARTICLE || next.GetStartedBy() != "controller" {
+		t.Fatalf("after the channel moved: %v, want a first article of %s started by the controller", next, res.Digest)
+	}
+	if out := deployNow(t, f, boot, a1); out.Enrolled.GetAssignment().GetManifestDigest() != res.Digest {
+		t.Errorf("a1 after the move: assignment %v, want the new digest as the sample", out.Enrolled.GetAssignment())
+	}
 }
