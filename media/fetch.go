@@ -110,10 +110,17 @@ func (b *builder) winPE(ctx context.Context, in Input) error {
 // existsFold reports whether the slash path rel is a file under dir,
 // ignoring case.
 func existsFold(dir, rel string) bool {
+	_, ok := findFold(dir, rel)
+	return ok
+}
+
+// findFold is the path of the file the slash path rel names under dir,
+// ignoring case; ok is false when there is none.
+func findFold(dir, rel string) (string, bool) {
 	for _, name := range strings.Split(rel, "/") {
 		entries, err := os.ReadDir(dir)
 		if err != nil {
-			return false
+			return "", false
 		}
 		found := false
 		for _, e := range entries {
@@ -123,11 +130,11 @@ func existsFold(dir, rel string) bool {
 			}
 		}
 		if !found {
-			return false
+			return "", false
 		}
 	}
 	fi, err := os.Stat(dir)
-	return err == nil && fi.Mode().IsRegular()
+	return dir, err == nil && fi.Mode().IsRegular()
 }
 
 // addTree puts every file and folder under dir on the key under prefix.

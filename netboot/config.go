@@ -135,6 +135,9 @@ type Config struct {
 	// KernelArgs start every deploy's kernel command line (console=ttyS0);
 	// see CheckKernelArg.
 	KernelArgs []string
+	// WinPE is what a plan that boots WinPE loads; nil refuses such plans
+	// (the machine boots its local disk).
+	WinPE *WinPE
 	// Planner decides each boot; nil is LocalDisk.
 	Planner Planner
 	// Log gets one line per answer, transfer and refusal; nil is
@@ -225,6 +228,11 @@ func (c Config) check(subnet netip.Prefix) error {
 	}
 	if err := c.checkFiles(); err != nil {
 		return err
+	}
+	if c.WinPE != nil {
+		if err := c.WinPE.check(); err != nil {
+			return err
+		}
 	}
 	for _, a := range c.KernelArgs {
 		if err := CheckKernelArg(a); err != nil {

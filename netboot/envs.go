@@ -95,13 +95,22 @@ func (e DeployEnv) fileFor(name string) (string, bool) {
 // check refuses an environment whose id cannot go in a URL or whose files
 // are not there.
 func (e DeployEnv) check() error {
-	if e.ID == "" || len(e.ID) > 64 || strings.Trim(e.ID, "0123456789abcdefghijklmnopqrstuvwxyz") != "" {
-		return fmt.Errorf("deploy environment id %q: want 1 to 64 of a-z and 0-9 (a digest's hex)", e.ID)
+	if err := checkVersionID(e.ID); err != nil {
+		return fmt.Errorf("deploy environment id: %w", err)
 	}
 	for _, p := range []string{e.Kernel, e.Initramfs} {
 		if err := userpath.CheckFile(p); err != nil {
 			return fmt.Errorf("deploy environment file %s: %w", p, err)
 		}
+	}
+	return nil
+}
+
+// checkVersionID checks the id of a version of files in URLs and TFTP
+// names: 1 to 64 of a-z and 0-9 (a digest's hex).
+func checkVersionID(id string) error {
+	if id == "" || len(id) > 64 || strings.Trim(id, "0123456789abcdefghijklmnopqrstuvwxyz") != "" {
+		return fmt.Errorf("%q: want 1 to 64 of a-z and 0-9 (a digest's hex)", id)
 	}
 	return nil
 }

@@ -115,42 +115,50 @@ func FuzzTFTPPath(f *testing.F) {
 }
 
 // FuzzScriptRendering renders the plan script and the GRUB config for any
-// plan a planner could return: a plan that fails its check becomes the
-// local disk, and whatever the plan, every line is one the template wrote:
-// no value added a line, a command or an expansion.
+// plan a planner could return (local, deploy, WinPE, or an action no
+// planner has): a plan that fails its check becomes the local disk, and
+// whatever the plan, every line is one the template wrote: no value added
+// a line, a command or an expansion. WinPE loads wimboot over iPXE only.
 func FuzzScriptRendering(f *testing.F) {
-	f.Add([]byte{0x52, 0x54, 0, 0x12, 0x34, 0x56}, true, true, "job j1", "imagefarm.token=abc", "console=ttyS0")
-	f.Add([]byte{1, 2, 3, 4, 5, 6}, false, false, "x\nshell", "a b", "${x}")
-	f.Add([]byte{1, 2, 3, 4, 5, 6}, true, false, "'; exit; '", "x;reboot", "a&&b")
+	f.Add([]byte{0x52, 0x54, 0, 0x12, 0x34, 0x56}, true, uint8(1), "job j1", "imagefarm.token=abc", "console=ttyS0")
+	f.Add([]byte{1, 2, 3, 4, 5, 6}, false, uint8(0), "x\nshell", "a b", "${x}")
+	f.Add([]byte{1, 2, 3, 4, 5, 6}, true, uint8(1), "'; exit; '", "x;reboot", "a&&b")
+	f.Add([]byte{1, 2, 3, 4, 5, 6}, false, uint8(2), "winpe for job j2", "x", "y")
+	f.Add([]byte{1, 2, 3, 4, 5, 6}, true, uint8(2), "boot.wim\nshell", "x", "y")
+	f.Add([]byte{1, 2, 3, 4, 5, 6}, true, uint8(9), "unknown action", "x", "y")
 	var log logBuffer
-	s, err := New(loopbackConfig(&testing.T{}, newBootFiles(&testing.T{}).files, &log))
+	cfg := loopbackConfig(&testing.T{}, newBootFiles(&testing.T{}).files, &log)
+	cfg.WinPE, _ = testWinPE(&testing.T{})
+	s, err := New(cfg)
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Fuzz(func(t *testing.T, mac []byte, efi, deploy bool, reason, arg1, arg2 string) {
+	f.Fuzz(func(t *testing.T, mac []byte, efi bool, action uint8, reason, arg1, arg2 string) {
 		if len(mac) != 6 {
 			return
 		}
-		p := &recordingPlanner{plan: Plan{Reason: reason, Args: []string{arg1, arg2}}}
-		if deploy {
-			p.plan.Action = BootDeploy
-		}
+		p := &recordingPlanner{plan: Plan{Action: Action(action), Reason: reason, Args: []string{arg1, arg2}}}
 		s.cfg.Planner = p // the fuzz function runs one input at a time
-		client := Client{MAC: mac, Arch: ArchBIOS}
+		client := Client{MAC: mac, Arch: ArchBIOS, Chain: ChainIPXE}
 		if efi {
 			client.Arch = ArchUEFI
 		}
 		valid := p.plan.check() == nil
+		deploy, winpe := valid && p.plan.Action == BootDeploy, valid && p.plan.Action == BootWinPE
 		script, err := s.script(context.Background(), client)
 		if err != nil {
 			t.Fatalf("script: %v", err)
 		}
-		checkLines(t, string(script), valid && deploy, reason, []string{"#!ipxe", "echo ", "kernel ", "initrd ", "boot ", ":local", "sanboot ", "exit"})
+		checkLines(t, string(script), deploy || winpe, reason, []string{"#!ipxe", "echo ", "kernel ", "initrd ", "boot ", ":local", "sanboot ", "exit"})
+		if hasWimboot := strings.Contains(string(script), "/wimboot || goto local\n"); hasWimboot != winpe {
+			t.Fatalf("wimboot loaded: %v, want %v:\n%s", hasWimboot, winpe, script)
+		}
+		client.Chain = ChainSigned
 		grub, err := s.grubConfig(context.Background(), client)
 		if err != nil {
 			t.Fatalf("grub config: %v", err)
 		}
-		checkLines(t, string(grub), valid && deploy, reason, []string{"set timeout=0", "echo '", "linux ", "initrd ", "boot", "exit"})
+		checkLines(t, string(grub), deploy, reason, []string{"set timeout=0", "echo '", "linux ", "initrd ", "boot", "exit"})
 		if strings.Count(string(grub), "'") != 2*strings.Count(string(grub), "echo '") {
 			t.Fatalf("grub config has a quote of its own:\n%s", grub)
 		}
@@ -175,7 +183,7 @@ func checkLines(t *testing.T, out string, deploy bool, reason string, starts []s
 	if strings.Contains(out, "$") {
 		t.Fatalf("script has '$':\n%s", out)
 	}
-	if len(lines) > 12 {
+	if len(lines) > 16 {
 		t.Fatalf("script has %d lines:\n%s", len(lines), out)
 	}
 }

@@ -24,6 +24,7 @@ func (s *Service) handler() http.Handler {
 	mux.HandleFunc("GET /files/{name}", s.serveDeployFile)
 	mux.HandleFunc("GET /files/{env}/{name}", s.serveDeployFile)
 	mux.HandleFunc("GET /ipxe/{name}", s.serveIPXE)
+	mux.HandleFunc("GET /winpe/{id}/{name}", s.serveWinPE)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusNotFound, "not a boot file: this server serves /boot.ipxe, /plan.ipxe, /files/[ENV/]vmlinuz, /files/[ENV/]initramfs and /ipxe/"+s.cfg.Files.UEFIBinary)
 	})
@@ -86,6 +87,25 @@ func (s *Service) serveDeployFile(w http.ResponseWriter, r *http.Request) {
 	p, ok := env.fileFor(r.PathValue("name"))
 	if !ok {
 		s.refuse(w, r, http.StatusNotFound, "not a boot file: the deploy environment is /files/[ENV/]vmlinuz and /files/[ENV/]initramfs")
+		return
+	}
+	s.sendFile(w, r, p)
+}
+
+// serveWinPE serves wimboot and the WinPE files it is handed.
+func (s *Service) serveWinPE(w http.ResponseWriter, r *http.Request) {
+	wp := s.cfg.WinPE
+	if wp == nil {
+		s.refuse(w, r, http.StatusNotFound, "this boot service has no WinPE: start netboot serve with --wimboot FILE and --winpe NAME:VERSION")
+		return
+	}
+	if r.PathValue("id") != wp.ID {
+		s.refuse(w, r, http.StatusNotFound, "no WinPE "+ident.Quote(r.PathValue("id"))+" is served: netboot again for the current one")
+		return
+	}
+	p, ok := wp.file(r.PathValue("name"))
+	if !ok {
+		s.refuse(w, r, http.StatusNotFound, "not a boot file: WinPE's are /winpe/ID/wimboot and "+strings.Join(wp.names(), ", "))
 		return
 	}
 	s.sendFile(w, r, p)

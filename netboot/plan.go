@@ -21,6 +21,12 @@ func (s *Service) planFor(ctx context.Context, c Client) (Plan, DeployEnv) {
 	case p.Action == BootDeploy && !haveEnv:
 		log.Error("plan boot: the plan deploys but the service has no deploy environment (kernel and initramfs): booting the local disk")
 		return Plan{Reason: "no deploy environment on the boot service, booting the local disk"}, env
+	case p.Action == BootWinPE && s.cfg.WinPE == nil:
+		log.Error("plan boot: the plan boots WinPE but the service has none: start netboot serve with --wimboot FILE and --winpe NAME:VERSION; booting the local disk")
+		return Plan{Reason: "no WinPE on the boot service (start netboot serve with --wimboot FILE), booting the local disk"}, env
+	case p.Action == BootWinPE && c.Chain == ChainSigned:
+		log.Error("plan boot: the plan boots WinPE, which boots through iPXE and wimboot, not the signed chain: give this machine the ipxe chain (--chain MAC=ipxe); booting the local disk")
+		return Plan{Reason: "WinPE needs the iPXE chain, booting the local disk"}, env
 	}
 	log.Info("boot planned", "action", p.Action.String(), "reason", p.Reason, "env", env.ID,
 		"serial", c.Serial, "product", c.Product, "client", c.Addr.String())
@@ -50,6 +56,10 @@ func (s *Service) grubConfig(ctx context.Context, c Client) ([]byte, error) {
 // scriptData is what c's script or GRUB config for plan p is written
 // from; a deploy loads env's files, by its id.
 func (s *Service) scriptData(c Client, p Plan, env DeployEnv) scriptData {
-	return scriptData{Base: s.base, MAC: hyphenMAC(c.MAC), Arch: c.Arch.String(), EFI: c.Arch.EFI(),
+	d := scriptData{Base: s.base, MAC: hyphenMAC(c.MAC), Arch: c.Arch.String(), EFI: c.Arch.EFI(),
 		Deploy: p.Action == BootDeploy, Env: env.ID, Args: s.kernelArgs(c, p), Reason: p.Reason}
+	if p.Action == BootWinPE && s.cfg.WinPE != nil {
+		d.WinPE, d.WinPEID, d.WinPEFiles = true, s.cfg.WinPE.ID, s.cfg.WinPE.names()
+	}
+	return d
 }

@@ -24,12 +24,16 @@ type Action int
 const (
 	BootLocal  Action = iota // leave the machine alone: boot its own disk
 	BootDeploy               // boot the deploy environment (Config.Kernel, Config.Initramfs)
+	BootWinPE                // boot WinPE through wimboot (Config.WinPE), over iPXE only
 )
 
 // String returns the action's name in logs.
 func (a Action) String() string {
-	if a == BootDeploy {
+	switch a {
+	case BootDeploy:
 		return "deploy"
+	case BootWinPE:
+		return "winpe"
 	}
 	return "local"
 }
@@ -74,12 +78,18 @@ type Static struct {
 	Deploy map[string]bool
 	// Args are added to every deploy's kernel command line.
 	Args []string
+	// WinPE holds the MACs to boot into WinPE, written as Deploy's.
+	WinPE map[string]bool
 }
 
-// Plan returns BootDeploy for a listed MAC, else BootLocal.
+// Plan returns BootDeploy for a MAC Deploy lists, BootWinPE for one WinPE
+// lists, else BootLocal.
 func (s Static) Plan(_ context.Context, c Client) (Plan, error) {
 	if s.Deploy[c.MAC.String()] {
 		return Plan{Action: BootDeploy, Args: s.Args, Reason: "listed by --deploy"}, nil
+	}
+	if s.WinPE[c.MAC.String()] {
+		return Plan{Action: BootWinPE, Reason: "listed by --deploy-winpe"}, nil
 	}
 	return Plan{Action: BootLocal, Reason: "no work for this device (not listed by --deploy)"}, nil
 }

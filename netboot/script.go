@@ -34,6 +34,15 @@ boot || goto local
 :local
 echo imagefarm: the deploy environment did not boot, booting the local disk
 {{- end}}
+{{- if .WinPE}}
+kernel {{word .Base}}/winpe/{{word .WinPEID}}/wimboot || goto local
+{{- range .WinPEFiles}}
+initrd --name {{word .}} {{word $.Base}}/winpe/{{word $.WinPEID}}/{{word .}} || goto local
+{{- end}}
+boot || goto local
+:local
+echo imagefarm: WinPE did not boot, booting the local disk
+{{- end}}
 {{template "local" .}}
 `))
 
@@ -68,8 +77,13 @@ type scriptData struct {
 	EFI    bool
 	Deploy bool
 	Env    string // the deploy environment's id (DeployEnv.ID)
-	Args   []string
-	Reason string
+	// WinPE boots WinPE through wimboot: WinPEID names the version,
+	// WinPEFiles the files iPXE hands wimboot, in order.
+	WinPE      bool
+	WinPEID    string
+	WinPEFiles []string
+	Args       []string
+	Reason     string
 }
 
 // checkWord passes s if it is a word no script or config reads as syntax:

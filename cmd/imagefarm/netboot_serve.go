@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/imagefarm/imagefarm/deployenv"
-	"github.com/imagefarm/imagefarm/internal/userpath"
 	"github.com/imagefarm/imagefarm/netboot"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
@@ -38,6 +37,7 @@ type netbootServeFlags struct {
 	kernel, initramfs    string
 	env, envCache        string
 	envCheck             time.Duration
+	winpe                winpeFlags
 	trust                trustFlags
 	kernelArgs, deployTo []string
 	deviceController     string
@@ -93,6 +93,12 @@ restart; a boot in progress keeps the files it started with.`,
 			if err != nil {
 				return err
 			}
+			winpe, removeScripts, err := f.fetchWinPE(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer removeScripts()
+			cfg.WinPE = winpe
 			if g.controller != "" {
 				c, err := f.controllerPlanner(g, &cfg)
 				if err != nil {
@@ -133,6 +139,11 @@ restart; a boot in progress keeps the files it started with.`,
 	fl.StringVar(&f.initramfs, "initramfs", "", "deploy environment initramfs, a file; --env takes it from the catalog instead")
 	fl.StringArrayVar(&f.kernelArgs, "kernel-arg", nil, "argument of the deploy environment's kernel command line, such as console=ttyS0 (repeatable)")
 	fl.StringArrayVar(&f.deployTo, "deploy", nil, "MAC of a machine to boot into the deploy environment on every netboot (repeatable)")
+	fl.StringVar(&f.winpe.winpe, "winpe", "", "WinPE to boot through wimboot: NAME:VERSION of a winpe bundle in the catalog (--store), fetched at start, checked as --env is")
+	fl.StringVar(&f.winpe.wim, "winpe-wim", "", "with --winpe: the Windows image the deploy scripts apply, as media build --wim")
+	fl.StringVar(&f.winpe.model, "winpe-model", "", "with --winpe: the exact model the deploy scripts are for, as media build --model")
+	fl.StringVar(&f.winpe.wimboot, "wimboot", "", "wimboot binary (https://ipxe.org/wimboot; not in Debian, not shipped with imagefarm) that boots --winpe")
+	fl.StringArrayVar(&f.winpe.deploy, "deploy-winpe", nil, "MAC of a machine to boot into WinPE on every netboot (repeatable; the iPXE chain)")
 	fl.StringVar(&f.deviceController, "device-controller", "", "controller HOST:PORT as deploy environments reach it (default: --controller)")
 	return cmd
 }
@@ -213,19 +224,28 @@ func (f *netbootServeFlags) chainConfig() (netboot.Chains, error) {
 
 // planner is the default planner, or Static when --deploy names MACs.
 func (f *netbootServeFlags) planner() (netboot.Planner, error) {
-	if len(f.deployTo) == 0 {
+	if len(f.deployTo) == 0 && len(f.winpe.deploy) == 0 {
 		return netboot.LocalDisk{}, nil
 	}
-	if (f.kernel == "" || f.initramfs == "") && f.env == "" {
+	if len(f.deployTo) > 0 && (f.kernel == "" || f.initramfs == "") && f.env == "" {
 		return nil, fmt.Errorf("--deploy boots the deploy environment: give it with --env NAME:VERSION (from the catalog), or --kernel FILE and --initramfs FILE")
 	}
-	st := netboot.Static{Deploy: map[string]bool{}}
-	for _, s := range f.deployTo {
-		mac, err := netboot.ParseMAC(s)
-		if err != nil {
-			return nil, fmt.Errorf("--deploy: %w", err)
+	st := netboot.Static{Deploy: map[string]bool{}, WinPE: map[string]bool{}}
+	for flag, list := range map[string][]string{"--deploy": f.deployTo, "--deploy-winpe": f.winpe.deploy} {
+		for _, s := range list {
+			mac, err := netboot.ParseMAC(s)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", flag, err)
+			}
+			if st.Deploy[mac.String()] || st.WinPE[mac.String()] {
+				return nil, fmt.Errorf("%s %s: the MAC is given twice (--deploy and --deploy-winpe): give each machine one", flag, s)
+			}
+			if flag == "--deploy" {
+				st.Deploy[mac.String()] = true
+			} else {
+				st.WinPE[mac.String()] = true
+			}
 		}
-		st.Deploy[mac.String()] = true
 	}
 	return st, nil
 }
@@ -234,8 +254,8 @@ func (f *netbootServeFlags) planner() (netboot.Planner, error) {
 // ask it. The deploy environment verifies the controller as this command
 // does: in plaintext with --insecure (imagefarm.insecure=1), else over TLS.
 func (f *netbootServeFlags) controllerPlanner(g *globals, cfg *netboot.Config) (*controllerClient, error) {
-	if len(f.deployTo) > 0 {
-		return nil, fmt.Errorf("--deploy and --controller both choose which machines deploy: give one (with --controller, submit a job with --device SERIAL)")
+	if len(f.deployTo) > 0 || len(f.winpe.deploy) > 0 {
+		return nil, fmt.Errorf("--deploy (or --deploy-winpe) and --controller both choose which machines deploy: give one (with --controller, submit a job with --device SERIAL)")
 	}
 	if cfg.Files.Kernel == "" || cfg.Files.Initramfs == "" {
 		return nil, fmt.Errorf("--controller plans deploys: give the deploy environment with --env NAME:VERSION (from the catalog), or --kernel FILE and --initramfs FILE")
@@ -273,21 +293,10 @@ func (f *netbootServeFlags) fetchEnv(ctx context.Context, g *globals, files *net
 	if err != nil {
 		return nil, fmt.Errorf("--env: %w", err)
 	}
-	keys, err := f.trust.keyRing()
+	fc, err := f.fetchConfig(g, ref)
 	if err != nil {
 		return nil, err
 	}
-	if keys == nil && !f.trust.allowUnsigned {
-		return nil, errors.New("no trusted keys for --env: pass --trusted-keys FILE (the farm's signing.pub from imagefarm key init) or set IMAGEFARM_TRUSTED_KEYS; --allow-unsigned serves an environment nobody signed")
-	}
-	cat, err := openCatalog(g, catalog.Options{})
-	if err != nil {
-		return nil, err
-	}
-	if err := userpath.MakeFolder(f.envCache, 0o755); err != nil {
-		return nil, fmt.Errorf("--env-cache: %w", err)
-	}
-	fc := deployenv.FetchConfig{Catalog: cat, Ref: ref, TrustedKeys: keys, AllowUnsigned: f.trust.allowUnsigned, Dir: f.envCache}
 	env, err := deployenv.Fetch(ctx, fc)
 	if err != nil {
 		return nil, err

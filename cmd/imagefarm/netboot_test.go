@@ -122,7 +122,7 @@ func TestNetbootServeEnvFromCatalog(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--env", "deploy:1"}, "no trusted keys for --env: pass --trusted-keys FILE"},
+		{[]string{"--env", "deploy:1"}, "no trusted keys for --env and --winpe: pass --trusted-keys FILE"},
 		{[]string{"--env", "nothing:1", "--allow-unsigned"}, "not found: nothing:1"},
 		{[]string{"--env", "disk:1", "--allow-unsigned"}, "it is a disk; build one with imagefarm netboot build-env --push"},
 		{[]string{"--env", "deploy:1", "--allow-unsigned", "--kernel", "/boot/vmlinuz"}, "--env and --kernel/--initramfs both name the deploy environment"},
@@ -187,7 +187,7 @@ func TestNetbootServeBadFlags(t *testing.T) {
 		{[]string{"--chain", "52:54:00:12:34:56=grub"}, `--chain 52:54:00:12:34:56: chain "grub"`},
 		{[]string{"--deploy", "nope"}, `--deploy: MAC address "nope"`},
 		{[]string{"--kernel", "", "--deploy", "52:54:00:12:34:56"}, "--deploy boots the deploy environment: give it with --env NAME:VERSION (from the catalog), or --kernel FILE and --initramfs FILE"},
-		{[]string{"--controller", "127.0.0.1:1", "--insecure", "--deploy", "52:54:00:12:34:56"}, "--deploy and --controller both choose which machines deploy: give one"},
+		{[]string{"--controller", "127.0.0.1:1", "--insecure", "--deploy", "52:54:00:12:34:56"}, "and --controller both choose which machines deploy: give one"},
 		{[]string{"--controller", "127.0.0.1:1", "--insecure", "--initramfs", ""}, "--controller plans deploys: give the deploy environment with --env NAME:VERSION (from the catalog), or --kernel FILE and --initramfs FILE"},
 		{[]string{"--controller", "127.0.0.1:1", "--insecure", "--device-controller", "ctl.lan:7443;reboot"}, `--device-controller: kernel argument "imagefarm.controller=ctl.lan:7443;reboot" has ';'`},
 		{[]string{"--controller", "127.0.0.1:1", "--insecure", "--device-controller", "ctl.lan"}, `--device-controller "ctl.lan": want HOST:PORT`},
