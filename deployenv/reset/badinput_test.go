@@ -80,6 +80,27 @@ func TestResetRefusesBadInput(t *testing.T) {
 			}
 		})
 	}
+	mbr := filepath.Join(tmp, "mbr.img")
+	if err := os.WriteFile(mbr, nil, 0o644); err != nil || os.Truncate(mbr, 8<<20) != nil {
+		t.Fatal("make an MBR disk")
+	}
+	testenv.RunStdin(t, "label: dos\ntype=7\n", "fdisk", "sfdisk", "--quiet", mbr)
+	layouts := []struct {
+		name   string
+		change func(*reset.Plan)
+	}{
+		{"MBR disk", func(p *reset.Plan) { p.Disk = mbr }},
+		{"MSR named as Windows", func(p *reset.Plan) { p.Partition = testenv.MSRPartition }},
+		{"no such partition", func(p *reset.Plan) { p.Partition = 9 }},
+	}
+	for _, tt := range layouts {
+		p := plan(t, d, image)
+		tt.change(&p)
+		if _, err := reset.Run(t.Context(), p, nil); !errors.Is(err, reset.ErrLayout) {
+			t.Errorf("%s: Run = %v, want ErrLayout", tt.name, err)
+		}
+		stateEmpty(t, p)
+	}
 	if after := diskHash(t, d); after != before {
 		t.Error("a refused reset changed the disk")
 	}

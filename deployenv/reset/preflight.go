@@ -137,6 +137,9 @@ func findWindows(ctx context.Context, p Plan, d *disk) (Partition, error) {
 		if p.Partition != 0 && part.Number != p.Partition || p.Partition == 0 && part.Type != gpt.TypeBasicData {
 			continue
 		}
+		if r := role(part, Partition{}); r != "data" {
+			return Partition{}, fmt.Errorf("%w: partition %d is the %s partition (%s), which a reset never writes: name the Windows partition", ErrLayout, part.Number, r, gpt.TypeName(part.Type))
+		}
 		dev, err := d.device(part, false)
 		if err != nil {
 			return Partition{}, err
