@@ -44,6 +44,10 @@ type devFlags struct {
 	natsPort      int
 	listen        string
 	heartbeatTTL  time.Duration
+	// The boot service (dev_netboot.go): off unless --netboot.
+	netboot, netbootEnv string
+	netbootEnvCheck     time.Duration
+	netbootHTTPPort     uint16
 }
 
 func newDevCmd(g *globals) *cobra.Command {
@@ -65,7 +69,14 @@ and ends with the verified table and an independent check of every drive.
 The farm lives in --data: run it again on the same folder and it is the same
 farm; with a fixed --listen port the printed exports stay valid too. Standing
 orders take only freshly inserted drives; imagefarm dev reinsert swaps written
-virtual drives for blank ones.`,
+virtual drives for blank ones.
+
+--netboot INTERFACE|ADDRESS also starts the boot service (as netboot serve
+--controller does, needing root for DHCP and TFTP): proxyDHCP on the interface
+(or no DHCP, at the address), the iPXE chain, the deploy environment
+--netboot-env from the dev store (signed with the dev farm's key), every boot
+planned by the dev controller. Laptops reach the controller at --listen: give
+an address on the boot network.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error { return runDev(cmd, g, &f) },
 	}
@@ -81,6 +92,10 @@ virtual drives for blank ones.`,
 	fl.IntVar(&f.natsPort, "nats-port", -1, "port of the embedded NATS server (-1: any free port)")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:0", "controller gRPC address (port 0: any free port)")
 	durationVar(fl, &f.heartbeatTTL, "heartbeat-ttl", scheduler.DefaultHeartbeatTTL, 1, "a node silent for this long is lost")
+	fl.StringVar(&f.netboot, "netboot", "", "also start the boot service: proxyDHCP on this network interface, or no DHCP at this IPv4 address (needs root; off by default)")
+	fl.StringVar(&f.netbootEnv, "netboot-env", "", "with --netboot: the deploy environment, NAME:VERSION or NAME:CHANNEL in the dev store, signed with the dev farm's key")
+	durationVar(fl, &f.netbootEnvCheck, "netboot-env-check", time.Minute, 0, "with --netboot: how often a --netboot-env channel is resolved again (0: never)")
+	fl.Uint16Var(&f.netbootHTTPPort, "netboot-http-port", 8080, "with --netboot: HTTP port of the scripts, the kernel and the initramfs")
 	return cmd
 }
 
@@ -108,7 +123,7 @@ func (f *devFlags) check() error {
 		return fmt.Errorf("--drive-size %s is smaller than the demo's sample image (--size %s): give --drive-size %d or more, or a smaller --size",
 			f.driveSizeText, f.sizeText, f.size)
 	}
-	return nil
+	return f.checkNetboot()
 }
 
 // parseSize reads a size flag: bytes, or a size such as 64MiB or 1GB.
@@ -193,6 +208,16 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	}
 	grp.Go(func() error { return agent.Run(ctx) })
 	g.tls = certs.client
+	if f.netboot != "" {
+		run, closeConn, err := devNetboot(ctx, g, f)
+		if err != nil {
+			cancel()
+			grp.Wait()
+			return err
+		}
+		defer closeConn()
+		grp.Go(func() error { return run(ctx) })
+	}
 	fmt.Fprintf(out, "dev farm in %s\n  NATS:       %s (users and credentials files in %s)\n  controller: %s (TLS; imagers need a certificate of the CA in %s)\n  store:      %s\n  drives:     %d × %s virtual drives on node %s (pool dev)\n",
 		f.dataDir, ns.ClientURL(), creds, g.controller, filepath.Dir(g.tls.ca), g.store, len(drives), bytesIEC(f.driveSize), devNode)
 	fmt.Fprintf(out, "from another terminal:\n  export IMAGEFARM_CONTROLLER=%s IMAGEFARM_STORE=%s \\\n    IMAGEFARM_CA=%s IMAGEFARM_TLS_CERT=%s IMAGEFARM_TLS_KEY=%s \\\n    IMAGEFARM_SIGN_KEY=%s IMAGEFARM_TOKEN=$(cat %s)\n",
