@@ -42,12 +42,20 @@
 //     profiles are checked gone, and the other partitions hashed again.
 //
 // The EFI, MSR and recovery partitions are only ever opened read-only. A
-// refused reset writes nothing: no disk byte and no State.
+// refused reset writes nothing: no disk byte and no State. Keep paths are
+// relative to the volume's root, wimlib globs allowed below the first
+// element; a path that escapes the volume (.., absolute, a drive, a
+// stream), keeps a whole top-level folder, or is under Users is refused, as
+// is a link or junction among what the keep-list matches.
+//
+// The format is quick (mkntfs -Q): the old volume's clusters are not
+// overwritten, only no longer reachable.
 //
 // Resuming: once the keep step has saved State, a Run after a crash at any
 // later step (or a cancelled context) takes the keep-list from State, never
 // from the half-written volume, and redoes format, apply, restore, stage and
-// verify, ending in the same volume. A Run after a finished reset returns the
+// verify (announcing only those), ending in the same volume; a State saved
+// for another disk or partition, or a damaged capture, is refused. A Run after a finished reset returns the
 // saved Report. The farm gives each reset its own State; DirState is a folder
 // (tests, a node cache).
 package reset
