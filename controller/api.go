@@ -156,6 +156,9 @@ func (a *apiServer) newJob(ctx context.Context, req *imagefarmv1.SubmitJobReques
 	if err := a.view.checkDriveImage(ctx, digest); err != nil {
 		return nil, err
 	}
+	if err := a.view.checkPartitions(ctx, digest, req.GetOptions()); err != nil {
+		return nil, err
+	}
 	return &imagefarmv1.Job{Id: core.NewJobID(req.GetRequestId()), ImageRef: ref.String(), ManifestDigest: digest, Targets: req.GetTargets(),
 		Options: req.GetOptions(), Labels: req.GetLabels(), State: imagefarmv1.JobState_JOB_STATE_PENDING}, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/imagefarm/imagefarm/internal/pki"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/storage/gpt"
 )
 
 // Errors of the controller's own checks; toStatus maps them.
@@ -85,7 +86,7 @@ var statusCodes = []struct {
 		scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode}},
 	{codes.InvalidArgument, []error{devices.ErrInvalid, errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, page.ErrInvalidToken, page.ErrInvalidSize,
 		errProtocol, catalog.ErrBadRef, catalog.ErrSignatureInvalid, state.ErrInvalidID, ident.ErrInvalid, scheduler.ErrBadDriveRef,
-		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector}},
+		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector, gpt.ErrBadSelection, gpt.ErrNotGPT, gpt.ErrCorrupt}},
 	{codes.FailedPrecondition, []error{errDeviceRefused, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
 		scheduler.ErrDriveTooSmall, core.ErrJobEnded, core.ErrIllegalMove, catalog.ErrNotForDrive, tokens.ErrLastAdmin, catalog.ErrNameTaken, errUntrustedKey,
 		errStoreReadOnly, errRolloutState}},

@@ -80,6 +80,9 @@ func (f *fanout) drive(ctx context.Context, r *run, digest string) {
 			err = &IOError{Op: "read back", Offset: f.m.Size, Err: gone}
 		}
 	}
+	if err == nil {
+		err = f.checkKept(ctx, r)
+	}
 	f.finish(ctx, r, digest, err)
 }
 
@@ -109,7 +112,10 @@ func (f *fanout) finish(ctx context.Context, r *run, digest string, err error) {
 // if r fell behind, the rest from a stream of its own. A drive that fails
 // leaves the stream at once: its result does not wait for the others.
 func (f *fanout) writeAll(ctx context.Context, r *run) error {
-	err := f.checkCapacity(ctx, r)
+	err := f.checkDriveLayout(ctx, r)
+	if err == nil {
+		err = f.checkCapacity(ctx, r)
+	}
 	var zeroed bool
 	if err == nil {
 		zeroed, err = f.zeroRuns(r)
@@ -191,12 +197,14 @@ func (f *fanout) writeChunk(ctx context.Context, r *run, ch catalog.Chunk, b *ca
 	if b != nil {
 		data = b.Data
 	}
-	if b != nil || !zeroed {
-		if _, err := r.t.Dev.WriteAt(data, ch.Offset); err != nil {
-			return f.ioError(r, "write", ch.Offset, err)
+	for _, sp := range f.spans(ch) {
+		if b != nil || !zeroed {
+			if _, err := r.t.Dev.WriteAt(data[sp.Start-ch.Offset:sp.End-ch.Offset], sp.Start); err != nil {
+				return f.ioError(r, "write", sp.Start, err)
+			}
 		}
+		r.res.BytesWritten += sp.End - sp.Start
 	}
-	r.res.BytesWritten += ch.Length
 	r.done.Add(1)
 	f.signal()
 	f.progress(r, PhaseWriting, ch.Offset+ch.Length)
@@ -243,13 +251,15 @@ func (f *fanout) zeroRuns(r *run) (bool, error) {
 		for j < len(chunks) && chunks[j].Zero {
 			j++
 		}
-		off, end := chunks[i].Offset, chunks[j-1].Offset+chunks[j-1].Length
-		if err := r.t.Dev.Zero(off, end-off); err != nil {
-			if errors.Is(err, ErrZeroUnsupported) {
-				r.res.Zeros = "written (the device cannot zero ranges)"
-				return false, nil
+		run := catalog.Chunk{Offset: chunks[i].Offset, Length: chunks[j-1].Offset + chunks[j-1].Length - chunks[i].Offset}
+		for _, sp := range f.spans(run) {
+			if err := r.t.Dev.Zero(sp.Start, sp.End-sp.Start); err != nil {
+				if errors.Is(err, ErrZeroUnsupported) {
+					r.res.Zeros = "written (the device cannot zero ranges)"
+					return false, nil
+				}
+				return false, f.ioError(r, "zero", sp.Start, err)
 			}
-			return false, f.ioError(r, "zero", off, err)
 		}
 		i = j
 	}
@@ -266,6 +276,10 @@ func (f *fanout) verify(ctx context.Context, r *run) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		spans := f.spans(ch)
+		if len(spans) == 0 {
+			continue
+		}
 		data := buf[:ch.Length]
 		if n, err := r.t.Dev.ReadAt(data, ch.Offset); n < len(data) {
 			if err == nil || err == io.EOF {
@@ -273,7 +287,11 @@ func (f *fanout) verify(ctx context.Context, r *run) error {
 			}
 			return f.ioError(r, "read back", ch.Offset+int64(n), err)
 		}
-		if ch.Zero && !catalog.IsZero(data) || !ch.Zero && catalog.CheckSum(data) != ch.Check {
+		if !whole(ch, spans) {
+			if err := f.verifySpans(ctx, i, data, spans); err != nil {
+				return err
+			}
+		} else if ch.Zero && !catalog.IsZero(data) || !ch.Zero && catalog.CheckSum(data) != ch.Check {
 			return f.mismatch(ctx, i, data)
 		}
 		f.progress(r, PhaseVerifying, ch.Offset+ch.Length)

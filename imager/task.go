@@ -13,6 +13,7 @@ import (
 	"github.com/imagefarm/imagefarm/imager/drive"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/storage/gpt"
 )
 
 // RunTasks runs assignments that write one image (all with the same
@@ -60,6 +61,7 @@ func (w *Writer) RunTasks(ctx context.Context, digest string, tasks []*imagefarm
 	if len(tasks) > 0 { // a batch is one job's: its tasks share the options
 		opts.Discard = tasks[0].GetOptions().GetDiscard()
 		opts.CheckCapacity = tasks[0].GetOptions().GetCheckCapacity()
+		opts.Partitions = gpt.Select(tasks[0].GetOptions().GetPartitions(), tasks[0].GetOptions().GetKeepPartitions())
 	}
 	byTarget := make([]int, len(targets)) // target index -> task index
 	for i, p := range plans {
@@ -159,6 +161,8 @@ func failure(err error) *imagefarmv1.Failure {
 		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_ROLLBACK
 	case errors.Is(err, catalog.ErrNotFound):
 		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND
+	case IsLayoutError(err):
+		f.Reason = imagefarmv1.FailureReason_FAILURE_REASON_PARTITION_MISMATCH
 	case errors.As(err, &fake): // offset: the first byte found not to hold
 		f.Reason, f.Offset = imagefarmv1.FailureReason_FAILURE_REASON_FAKE_CAPACITY, ptr(uint64(max(fake.Usable, 0)))
 	case errors.As(err, &re):

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/storage/gpt"
 )
 
 // Phase is where one drive's write is.
@@ -54,6 +55,12 @@ type WriteOptions struct {
 	// PhaseChecking, of the probe's I/O). It is called from several
 	// goroutines.
 	Progress func(target int, phase Phase, done, total int64)
+	// Partitions, unless it is the whole image, writes only part of a disk
+	// image with a GPT (gpt.Selection): each drive must have the selected
+	// partitions where the image has them, or it fails with nothing
+	// written, and what the write keeps is hashed before and after
+	// (Result.Kept). It excludes CheckCapacity.
+	Partitions gpt.Selection
 	// Done, if set, is called once for each drive with its index in
 	// targets and its result as soon as that is final: a drive that fails
 	// is reported then, not when the others are done. It is called from
@@ -63,20 +70,21 @@ type WriteOptions struct {
 
 // Result is what happened to one drive.
 type Result struct {
-	ID             string    `json:"id"`
-	Path           string    `json:"path"`
-	Phase          Phase     `json:"result"`
-	BytesWritten   int64     `json:"bytes_written"`
-	WriteSeconds   float64   `json:"write_seconds"`
-	VerifySeconds  float64   `json:"verify_seconds"`
-	MBps           float64   `json:"mb_per_s"` // write rate, 10^6 bytes a second
-	VerifiedDigest string    `json:"verified_digest,omitempty"`
-	ReadBack       string    `json:"read_back"`          // "direct" (O_DIRECT) or "buffered"
-	Zeros          string    `json:"zeros"`              // "written", or "zeroed" with --discard
-	OwnStream      bool      `json:"own_stream"`         // fell behind and decompressed on its own
-	Capacity       *Capacity `json:"capacity,omitempty"` // what the capacity check found, if one ran
-	Error          string    `json:"error,omitempty"`    // why it failed
-	Err            error     `json:"-"`
+	ID             string      `json:"id"`
+	Path           string      `json:"path"`
+	Phase          Phase       `json:"result"`
+	BytesWritten   int64       `json:"bytes_written"`
+	WriteSeconds   float64     `json:"write_seconds"`
+	VerifySeconds  float64     `json:"verify_seconds"`
+	MBps           float64     `json:"mb_per_s"` // write rate, 10^6 bytes a second
+	VerifiedDigest string      `json:"verified_digest,omitempty"`
+	ReadBack       string      `json:"read_back"`          // "direct" (O_DIRECT) or "buffered"
+	Zeros          string      `json:"zeros"`              // "written", or "zeroed" with --discard
+	OwnStream      bool        `json:"own_stream"`         // fell behind and decompressed on its own
+	Capacity       *Capacity   `json:"capacity,omitempty"` // what the capacity check found, if one ran
+	Kept           []KeptRange `json:"kept,omitempty"`     // what a partition-aware write kept, proven by hashes
+	Error          string      `json:"error,omitempty"`    // why it failed
+	Err            error       `json:"-"`
 }
 
 // Writer writes images from a catalog to drives.
@@ -139,7 +147,11 @@ func (w *Writer) Write(ctx context.Context, m *catalog.Manifest, digest string, 
 		}
 		f.runs = append(f.runs, r)
 	}
-	if err := f.prefetch(ctx); err != nil {
+	err := f.readLayout(ctx)
+	if err == nil {
+		err = f.prefetch(ctx)
+	}
+	if err != nil {
 		for _, r := range f.runs {
 			f.finish(ctx, r, digest, err)
 		}
@@ -230,6 +242,10 @@ type fanout struct {
 	wake  chan struct{}  // a drive made progress
 	zeros []byte         // one chunk of zeros, aligned, shared read-only
 	ready sync.WaitGroup // drives done preparing
+	// ranges are the bytes of the image written, in order: all of it
+	// unless opts.Partitions selects some (readLayout).
+	ranges []gpt.Range
+	image  *gpt.Table // the image's partition table, read when opts.Partitions selects some
 }
 
 var errNoneAttached = errors.New("imager: no drive shares the stream")

@@ -10,6 +10,7 @@ import (
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/bundle"
 	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/storage/gpt"
 	"github.com/imagefarm/imagefarm/storage/wim"
 )
 
@@ -24,5 +25,5 @@ var cliErrors = errtext.Rules{
 		storage.ErrUnreachable, storage.ErrNoBucket, storage.ErrInvalidKey, storage.ErrBadURL, storage.ErrExists,
 		bundle.ErrNotBundle, wim.ErrNotWIM, drive.ErrRefused, drive.ErrBusy, drive.ErrIdentityChanged, drive.ErrNotFound,
 		imager.ErrRollback, imager.ErrZeroUnsupported, natsauth.ErrBadCreds, fatdisk.ErrBadFile, media.ErrModelMismatch,
-		media.ErrWrongKind, media.ErrNotBootable},
+		media.ErrWrongKind, media.ErrNotBootable, gpt.ErrBadSelection, gpt.ErrNotGPT, gpt.ErrCorrupt, gpt.ErrMismatch},
 }

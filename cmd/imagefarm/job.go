@@ -34,6 +34,7 @@ type submitFlags struct {
 	removable     bool
 	discard       bool
 	checkCapacity bool
+	parts         partitionFlags // partitions.go
 	jobLabels     map[string]string
 	requestID     string
 	watch         bool
@@ -98,6 +99,7 @@ func (sf *submitFlags) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&sf.removable, "removable", false, "selector: only removable drives (--removable=false: only fixed ones)")
 	f.BoolVar(&sf.discard, "discard", false, "discard each drive first and skip writing all-zero chunks")
 	f.BoolVar(&sf.checkCapacity, "check-capacity", false, "check each drive's real capacity first and refuse counterfeit drives")
+	sf.parts.add(f)
 	f.StringToStringVar(&sf.jobLabels, "label-job", nil, "label key=value kept with the job, such as a ticket number (repeatable)")
 	f.StringVar(&sf.requestID, "request-id", "", "id that makes the submit idempotent across retries (default: a new random id)")
 	sf.devices.addFlags(f)
@@ -112,10 +114,15 @@ func (sf *submitFlags) request(cmd *cobra.Command, ref string) (*imagefarmv1.Sub
 	if err := sf.checkNames(ref); err != nil {
 		return nil, err
 	}
+	parts, err := sf.parts.selection(sf.checkCapacity)
+	if err != nil {
+		return nil, err
+	}
 	changed := cmd.Flags().Changed
 	req := &imagefarmv1.SubmitJobRequest{
-		ImageRef:  ref,
-		Options:   &imagefarmv1.JobOptions{Discard: sf.discard, CheckCapacity: sf.checkCapacity},
+		ImageRef: ref,
+		Options: &imagefarmv1.JobOptions{Discard: sf.discard, CheckCapacity: sf.checkCapacity,
+			Partitions: uint32s(parts.Restore), KeepPartitions: uint32s(parts.Keep)},
 		Labels:    sf.jobLabels,
 		RequestId: sf.requestID,
 	}

@@ -265,6 +265,8 @@ func TestSubmitBuildsRequest(t *testing.T) {
 			Options: &imagefarmv1.JobOptions{CheckCapacity: true}, Targets: order(1, &imagefarmv1.Selector{MinSizeBytes: 32 << 30, Removable: proto.Bool(false)}),
 		}},
 		{[]string{"--count", "3"}, &imagefarmv1.SubmitJobRequest{Options: &imagefarmv1.JobOptions{}, Targets: order(3, &imagefarmv1.Selector{})}},
+		{[]string{"--count", "3", "--partition", "3"}, &imagefarmv1.SubmitJobRequest{Options: &imagefarmv1.JobOptions{Partitions: []uint32{3}}, Targets: order(3, &imagefarmv1.Selector{})}},
+		{[]string{"--count", "3", "--keep", "4,5", "--keep", "1"}, &imagefarmv1.SubmitJobRequest{Options: &imagefarmv1.JobOptions{KeepPartitions: []uint32{4, 5, 1}}, Targets: order(3, &imagefarmv1.Selector{})}},
 		{[]string{"--device", "5CG1", "--device", "5CG2"}, &imagefarmv1.SubmitJobRequest{
 			Options: &imagefarmv1.JobOptions{AfterWrite: imagefarmv1.AfterWrite_AFTER_WRITE_REBOOT},
 			Targets: &imagefarmv1.Targets{Kind: &imagefarmv1.Targets_Devices{Devices: &imagefarmv1.DeviceList{
@@ -319,6 +321,13 @@ func TestSubmitRefusesUnclearTargets(t *testing.T) {
 		{[]string{"--device", "bad\x1b[2J"}, "want a device's SMBIOS serial"},
 		{[]string{"--drive", "n1/d1", "--then", "poweroff"}, "--then is for netbooted devices"},
 		{[]string{"--count", "2", "--disk", "S"}, "--disk is for netbooted devices"},
+		{[]string{"--count", "2", "--partition", "0"}, "bad partition selection: partition 0: partitions are numbered from 1"},
+		{[]string{"--count", "2", "--keep", "-1"}, "bad partition selection: partition -1: partitions are numbered from 1"},
+		{[]string{"--count", "2", "--keep", "4294967300"}, "partition 4294967300: partitions are numbered from 1"},
+		{[]string{"--count", "2", "--keep", "4,4"}, "partition 4 is named twice"},
+		{[]string{"--count", "2", "--keep", "4", "--partition", "3"}, "--partition and --keep exclude each other"},
+		{[]string{"--count", "2", "--keep", "4", "--check-capacity"}, "cannot be asked with --partition or --keep"},
+		{[]string{"--count", "2", "--partition", "three"}, "--partition"},
 	} {
 		out, err := runFarm(t, addr, append([]string{"job", "submit", "fleet:1"}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

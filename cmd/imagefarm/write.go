@@ -24,6 +24,7 @@ type writeFlags struct {
 	drives    []string
 	discard   bool
 	checkCap  bool
+	parts     partitionFlags // partitions.go
 	dryRun    bool
 	cacheDir  string
 	cacheSize string
@@ -55,6 +56,7 @@ The exit code is 0 only if every drive verified.`,
 	f.StringArrayVar(&wf.drives, "drive", nil, "drive to write, by id or device path (repeatable)")
 	f.BoolVar(&wf.discard, "discard", false, "zero runs of zero chunks with BLKZEROOUT (or punch holes) and skip them instead of writing zeros")
 	f.BoolVar(&wf.checkCap, "check-capacity", false, "first write and read back sentinels across each drive's advertised size, and refuse counterfeit drives (the probe overwrites them)")
+	wf.parts.add(f)
 	f.BoolVar(&wf.dryRun, "dry-run", false, "print the plan and what each guard said; write nothing")
 	cache, _ := os.UserCacheDir()
 	f.StringVar(&wf.cacheDir, "cache", filepath.Join(cache, "imagefarm", "node-cache"), "node cache folder (chunks downloaded once for all drives and jobs)")
@@ -70,6 +72,10 @@ The exit code is 0 only if every drive verified.`,
 
 func runWrite(cmd *cobra.Command, g *globals, wf *writeFlags, refArg string) error {
 	ctx := cmd.Context()
+	sel, err := wf.parts.selection(wf.checkCap)
+	if err != nil {
+		return err
+	}
 	cat, m, digest, cfg, err := openForWrite(g, wf, refArg)
 	if err != nil {
 		return err
@@ -95,7 +101,7 @@ func runWrite(cmd *cobra.Command, g *globals, wf *writeFlags, refArg string) err
 	defer cat.Cache().Close()
 	bars := newDriveBars(plan, targets, m.Size)
 	w := imager.NewWriter(imager.WriterConfig{Catalog: cat, WriteWhileFetching: wf.trust.writeWhileFetching})
-	results := w.Write(ctx, m, digest, targets, imager.WriteOptions{Discard: wf.discard, CheckCapacity: wf.checkCap, Window: wf.window, Progress: bars.update})
+	results := w.Write(ctx, m, digest, targets, imager.WriteOptions{Discard: wf.discard, CheckCapacity: wf.checkCap, Partitions: sel, Window: wf.window, Progress: bars.update})
 	bars.wait()
 	return printResults(cmd.OutOrStdout(), g, plan, results)
 }

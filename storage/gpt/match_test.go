@@ -23,8 +23,8 @@ func TestMatch(t *testing.T) {
 		{"start", buildGPT(512, 128, []part{{3, 20, gpt.TypeEFISystem}, {21, 100, gpt.TypeBasicData}, {102, 121, gpt.TypeWindowsRecovery}}), []int{1, 3}, "partition 3: image starts at sector 101, drive at 102"},
 		{"size", buildGPT(512, 128, []part{{3, 20, gpt.TypeEFISystem}, {21, 100, gpt.TypeBasicData}, {101, 119, gpt.TypeWindowsRecovery}}), []int{3}, "partition 3: image has 20 sectors, drive 19"},
 		{"type", buildGPT(512, 128, []part{{3, 20, gpt.TypeEFISystem}, {21, 100, gpt.TypeLinux}}), []int{2}, "partition 2: image has type Microsoft basic data, drive Linux filesystem"},
-		{"missing on drive", buildGPT(512, 128, []part{{3, 20, gpt.TypeEFISystem}}), []int{2}, "partition 2: the drive has no partition 2"},
-		{"missing in image", buildGPT(512, 128, []part{{3, 20, gpt.TypeEFISystem}}), []int{4}, "partition 4: the image has no partition 4"},
+		{"missing on drive", buildGPT(512, 128, []part{{3, 20, gpt.TypeEFISystem}}), []int{2}, "partition 2: the drive has no such partition"},
+		{"missing in image", buildGPT(512, 128, []part{{3, 20, gpt.TypeEFISystem}}), []int{4}, "partition 4: the image has no such partition"},
 		{"sector size", buildGPT(4096, 128, []part{{3, 20, gpt.TypeEFISystem}}), []int{1}, "image has 512-byte sectors, drive 4096-byte"},
 	}
 	for _, tt := range tests {

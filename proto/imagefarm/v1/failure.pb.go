@@ -84,6 +84,12 @@ const (
 	// A reset was refused: the device is hybrid-joined (on-premises AD and
 	// Azure AD) and needs a full wipe. Nothing was written.
 	FailureReason_FAILURE_REASON_GUARD_HYBRID_JOINED FailureReason = 22
+	// A partition-aware task refused the drive: it has no valid GUID
+	// partition table, or a partition the job writes or keeps is not where
+	// the image has it. Nothing was written; the message names the
+	// difference. Also when a kept partition changed while the drive was
+	// written (the message names it and both hashes).
+	FailureReason_FAILURE_REASON_PARTITION_MISMATCH FailureReason = 23
 )
 
 // Enum value maps for FailureReason.
@@ -112,6 +118,7 @@ var (
 		20: "FAILURE_REASON_GUARD_MODEL_MISMATCH",
 		21: "FAILURE_REASON_NOT_SUPPORTED",
 		22: "FAILURE_REASON_GUARD_HYBRID_JOINED",
+		23: "FAILURE_REASON_PARTITION_MISMATCH",
 	}
 	FailureReason_value = map[string]int32{
 		"FAILURE_REASON_UNSPECIFIED":            0,
@@ -137,6 +144,7 @@ var (
 		"FAILURE_REASON_GUARD_MODEL_MISMATCH":   20,
 		"FAILURE_REASON_NOT_SUPPORTED":          21,
 		"FAILURE_REASON_GUARD_HYBRID_JOINED":    22,
+		"FAILURE_REASON_PARTITION_MISMATCH":     23,
 	}
 )
 
@@ -255,7 +263,7 @@ const file_imagefarm_v1_failure_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1b\n" +
 	"\x06offset\x18\x03 \x01(\x04H\x00R\x06offset\x88\x01\x01\x12\x19\n" +
 	"\bchunk_id\x18\x04 \x01(\tR\achunkIdB\t\n" +
-	"\a_offset*\xc3\x06\n" +
+	"\a_offset*\xea\x06\n" +
 	"\rFailureReason\x12\x1e\n" +
 	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17FAILURE_REASON_INTERNAL\x10\x01\x12$\n" +
@@ -280,7 +288,8 @@ const file_imagefarm_v1_failure_proto_rawDesc = "" +
 	"\x1eFAILURE_REASON_GUARD_READ_ONLY\x10\x13\x12'\n" +
 	"#FAILURE_REASON_GUARD_MODEL_MISMATCH\x10\x14\x12 \n" +
 	"\x1cFAILURE_REASON_NOT_SUPPORTED\x10\x15\x12&\n" +
-	"\"FAILURE_REASON_GUARD_HYBRID_JOINED\x10\x16B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\"FAILURE_REASON_GUARD_HYBRID_JOINED\x10\x16\x12%\n" +
+	"!FAILURE_REASON_PARTITION_MISMATCH\x10\x17B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_failure_proto_rawDescOnce sync.Once

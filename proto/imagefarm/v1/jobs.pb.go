@@ -950,8 +950,19 @@ type JobOptions struct {
 	// Driver bundle ref a netbooted device stages after its image (a
 	// rollout's model's); none when empty.
 	DriverBundleRef string `protobuf:"bytes,5,opt,name=driver_bundle_ref,json=driverBundleRef,proto3" json:"driver_bundle_ref,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Write only these partitions of a disk image with a GUID partition
+	// table (numbered from 1, as sfdisk and Linux number them); the rest of
+	// the drive is not written. Each must be at the same place on the drive
+	// as in the image (same start, size and type), or the task fails with
+	// nothing written. Excludes keep_partitions and check_capacity.
+	Partitions []uint32 `protobuf:"varint,6,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	// Keep these partitions of the drive byte for byte and write the rest of
+	// the disk image. Each must be at the same place on the drive as in the
+	// image, or the task fails with nothing written. Excludes partitions and
+	// check_capacity.
+	KeepPartitions []uint32 `protobuf:"varint,7,rep,packed,name=keep_partitions,json=keepPartitions,proto3" json:"keep_partitions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JobOptions) Reset() {
@@ -1017,6 +1028,20 @@ func (x *JobOptions) GetDriverBundleRef() string {
 		return x.DriverBundleRef
 	}
 	return ""
+}
+
+func (x *JobOptions) GetPartitions() []uint32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *JobOptions) GetKeepPartitions() []uint32 {
+	if x != nil {
+		return x.KeepPartitions
+	}
+	return nil
 }
 
 // TaskCounts counts a job's tasks per state.
@@ -1524,7 +1549,7 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\tdrive_ids\x18\x01 \x03(\tR\bdriveIds\"Y\n" +
 	"\rStandingOrder\x122\n" +
 	"\bselector\x18\x01 \x01(\v2\x16.imagefarm.v1.SelectorR\bselector\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\rR\x05count\"\xec\x01\n" +
+	"\x05count\x18\x02 \x01(\rR\x05count\"\xb5\x02\n" +
 	"\n" +
 	"JobOptions\x12\x18\n" +
 	"\adiscard\x18\x01 \x01(\bR\adiscard\x12%\n" +
@@ -1533,7 +1558,11 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"afterWrite\x126\n" +
 	"\n" +
 	"reset_spec\x18\x04 \x01(\v2\x17.imagefarm.v1.ResetSpecR\tresetSpec\x12*\n" +
-	"\x11driver_bundle_ref\x18\x05 \x01(\tR\x0fdriverBundleRef\"\xf0\x01\n" +
+	"\x11driver_bundle_ref\x18\x05 \x01(\tR\x0fdriverBundleRef\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x06 \x03(\rR\n" +
+	"partitions\x12'\n" +
+	"\x0fkeep_partitions\x18\a \x03(\rR\x0ekeepPartitions\"\xf0\x01\n" +
 	"\n" +
 	"TaskCounts\x12\x16\n" +
 	"\x06queued\x18\x01 \x01(\rR\x06queued\x12\x1a\n" +
