@@ -31,6 +31,9 @@ type deviceJob struct {
 	tasks []*imagefarmv1.Task
 	roll  *imagefarmv1.Rollout
 	model *imagefarmv1.Model
+	// inFlight counts a rollout wave's tasks under way by their device's
+	// pool.
+	inFlight map[string]int
 }
 
 // openDeviceJobs are the open device jobs, oldest first.
@@ -97,7 +100,7 @@ func (dj deviceJob) room() bool {
 		return dj.holdingTargets() < len(l.GetDevices())
 	}
 	o := dj.job.GetTargets().GetDeviceOrder()
-	return dj.holding() < int(o.GetCount()) && (o.GetRolloutId() == "" || dj.rolloutTaking())
+	return dj.holding() < int(o.GetCount()) && (o.GetRolloutId() == "" || dj.rolloutTaking(""))
 }
 
 // holding counts the tasks done or under way, which count towards a

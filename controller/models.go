@@ -272,7 +272,14 @@ func (f *fleetServer) GetModel(ctx context.Context, req *imagefarmv1.GetModelReq
 	if err != nil {
 		return nil, err
 	}
-	return &imagefarmv1.GetModelResponse{Model: m, Devices: uint32(len(devs))}, nil
+	pols, err := f.dev.dev.policies.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pols = slices.DeleteFunc(pols, func(p *imagefarmv1.ResetPolicy) bool {
+		return p.GetScope() != imagefarmv1.PolicyScope_POLICY_SCOPE_MODEL || !slices.Contains(modelNames(m), p.GetName())
+	})
+	return &imagefarmv1.GetModelResponse{Model: m, Devices: uint32(len(devs)), ResetPolicies: pols}, nil
 }
 
 // modelDevices are the known devices of m.

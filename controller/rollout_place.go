@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
+	"github.com/imagefarm/imagefarm/controller/devices"
 	"github.com/imagefarm/imagefarm/controller/fleet"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
@@ -16,8 +18,9 @@ import (
 // first article or rolling with this job as its current wave, and only a
 // device of the rollout's model (its name or an alias) that the rollout
 // has not taken and that is not already on its digest, with no more than
-// the policy's devices in flight. And no other job writes the rollout's
-// digest to a device of its model before the first article is approved.
+// the policy's devices in flight per pool (the device's, an admin's fact).
+// And no other job writes the rollout's digest to a device of its model
+// before the first article is approved.
 
 // withRollout gives a rollout's wave its rollout and model.
 func (c *deviceServer) withRollout(ctx context.Context, dj *deviceJob) error {
@@ -33,32 +36,37 @@ func (c *deviceServer) withRollout(ctx context.Context, dj *deviceJob) error {
 		return err
 	}
 	dj.roll = r
-	dj.model, err = modelFor(ctx, c.fleet, r.GetModel())
-	return err
+	if dj.model, err = modelFor(ctx, c.fleet, r.GetModel()); err != nil {
+		return err
+	}
+	dj.inFlight = map[string]int{}
+	for _, t := range dj.tasks {
+		if t.GetState().Final() {
+			continue
+		}
+		d, err := c.dev.records.Get(ctx, strings.TrimPrefix(t.GetNodeId(), deviceNodePrefix))
+		if err != nil && !errors.Is(err, devices.ErrNotFound) {
+			return err
+		}
+		dj.inFlight[d.GetPool()]++
+	}
+	return nil
 }
 
-// rolloutTaking reports whether a rollout's wave takes devices now.
-func (dj deviceJob) rolloutTaking() bool {
+// rolloutTaking reports whether a rollout's wave takes a device of pool
+// now ("" for a device the farm does not know yet, or of no pool).
+func (dj deviceJob) rolloutTaking(pool string) bool {
 	r := dj.roll
 	if r == nil || r.GetJobId() != dj.job.GetId() || (r.GetState() != rFirst && r.GetState() != rRolling) {
 		return false
 	}
 	limit := r.GetPolicy().GetMaxInFlight()
-	if limit == 0 {
-		return true
-	}
-	inFlight := 0
-	for _, t := range dj.tasks {
-		if !t.GetState().Final() {
-			inFlight++
-		}
-	}
-	return inFlight < int(limit)
+	return limit == 0 || dj.inFlight[pool] < int(limit)
 }
 
 // rolloutWants reports whether a rollout's wave takes device d now.
 func (dj deviceJob) rolloutWants(d *imagefarmv1.Device) bool {
-	return dj.rolloutTaking() && rolloutTakes(dj.roll, dj.model, d)
+	return dj.rolloutTaking(d.GetPool()) && rolloutTakes(dj.roll, dj.model, d)
 }
 
 // deviceModelRule is modelRule for dj's device: a rollout's wave accepts

@@ -427,3 +427,34 @@ func TestChannelMoveStartsNewFirstArticle(t *testing.T) {
 		t.Errorf("a1 after the move: assignment %v, want the new digest as the sample", out.Enrolled.GetAssignment())
 	}
 }
+
+// TestRolloutMaxInFlightPerPool: with at most one device in flight per
+// pool, a second device of a pool waits (it boots its local disk) while
+// the first is written, and a device of another pool is taken meanwhile.
+func TestRolloutMaxInFlightPerPool(t *testing.T) {
+	f := rolloutFarm(t)
+	boot := bootService(t, f)
+	a1, a2, b1 := newLaptop(t, 1, elitebook), newLaptop(t, 2, elitebook), newLaptop(t, 3, elitebook)
+	knowDevices(t, f, boot, a1, a2, b1)
+	for l, pool := range map[*laptop]string{a1: "depot-a", a2: "depot-a", b1: "depot-b"} {
+		if _, err := f.API.SetDeviceFacts(t.Context(), &imagefarmv1.SetDeviceFactsRequest{Device: l.id.GetSerial(), Pool: &pool}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addModel(t, f, &imagefarmv1.Model{Name: elitebook, ImageRef: "img:1"})
+	startRollout(t, f, elitebook, &imagefarmv1.RolloutPolicy{SampleSize: 3, MaxInFlight: 1})
+	// a1 enrolls and gets its task, and is still writing it.
+	p := planBoot(t, boot, a1.mac)
+	resp, err := imagefarmv1.NewDeviceServiceClient(deviceConn(t, f)).Enroll(t.Context(), &imagefarmv1.EnrollRequest{BootToken: p.GetBootToken(),
+		BootMac: a1.mac, Identity: a1.id, Arch: "x86_64-efi", Disks: []*imagefarmv1.Drive{{Id: "nvme0n1", SizeBytes: 1 << 30,
+			Transport: imagefarmv1.Transport_TRANSPORT_NVME}}})
+	if err != nil || resp.GetAssignment() == nil {
+		t.Fatalf("Enroll(a1) = %v, %v; want a task", resp, err)
+	}
+	if p := planBoot(t, boot, a2.mac); p.GetAction() != imagefarmv1.BootAction_BOOT_ACTION_LOCAL_BOOT {
+		t.Errorf("PlanBoot(a2, a1's pool, one in flight) = %v, want LOCAL_BOOT", p)
+	}
+	if out := deployNow(t, f, boot, b1); out.Result.GetState() != imagefarmv1.TaskState_TASK_STATE_DONE {
+		t.Errorf("b1 of another pool: %v, want DONE", out.Result)
+	}
+}

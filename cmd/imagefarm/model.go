@@ -217,7 +217,13 @@ func newModelShowCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printModel(cmd.OutOrStdout(), g, resp.GetModel(), int(resp.GetDevices()))
+			if g.json {
+				return printProto(cmd.OutOrStdout(), resp)
+			}
+			if err := printModel(cmd.OutOrStdout(), g, resp.GetModel(), int(resp.GetDevices())); err != nil {
+				return err
+			}
+			return printModelPolicy(cmd.OutOrStdout(), resp.GetResetPolicies())
 		},
 	}
 	cmd.Flags().BoolVar(&g.json, "json", false, "print as JSON")
@@ -242,4 +248,16 @@ func printModel(w io.Writer, g *globals, m *imagefarmv1.Model, devices int) erro
 		fmt.Fprintf(tw, "%s:\t%s\n", r[0], oneLine(r[1]))
 	}
 	return tw.Flush()
+}
+
+// printModelPolicy says what the reset policy records say of a model.
+func printModelPolicy(w io.Writer, ps []*imagefarmv1.ResetPolicy) error {
+	if len(ps) == 0 {
+		_, err := fmt.Fprintln(w, "reset policy: none for the model (its pools' or devices' records decide; off by default)")
+		return err
+	}
+	for _, p := range ps {
+		fmt.Fprintf(w, "reset policy: %s for %q, set by %s %s\n", enumName(p.GetState()), oneLine(p.GetName()), dash(p.GetSetBy()), timeAgo(p.GetSetTime()))
+	}
+	return nil
 }

@@ -42,6 +42,15 @@ func TestModelAndRolloutCommands(t *testing.T) {
 	if out, err := run("model", "show", "EB840"); err != nil || !strings.Contains(out, "drv:1") || !strings.Contains(out, "img:1") {
 		t.Errorf("model show EB840 = %v (%s), want the model by its alias", err, out)
 	}
+	if out, err := run("model", "show", "EB840"); err != nil || !strings.Contains(out, "reset policy: none") {
+		t.Errorf("model show = %v (%s), want no reset policy", err, out)
+	}
+	if out, err := run("device", "policy", "set", "--reset", "allow", "--model", "EliteBook 840"); err != nil {
+		t.Fatalf("device policy set = %v (%s)", err, out)
+	}
+	if out, err := run("model", "show", "EB840"); err != nil || !strings.Contains(out, "reset policy: ALLOW") {
+		t.Errorf("model show = %v (%s), want the model's reset policy", err, out)
+	}
 	if out, err := run("rollout", "start", "EB840", "--sample", "0"); err == nil {
 		t.Errorf("rollout start --sample 0 = %s, want refused", out)
 	}

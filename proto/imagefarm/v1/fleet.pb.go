@@ -1189,7 +1189,11 @@ type GetModelResponse struct {
 	// The model.
 	Model *Model `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	// Devices of the model the farm knows.
-	Devices       uint32 `protobuf:"varint,2,opt,name=devices,proto3" json:"devices,omitempty"`
+	Devices uint32 `protobuf:"varint,2,opt,name=devices,proto3" json:"devices,omitempty"`
+	// The reset policy records of the model's names (its name, its
+	// aliases); none when reset for it is decided by its pools or devices,
+	// or is off (the default).
+	ResetPolicies []*ResetPolicy `protobuf:"bytes,3,rep,name=reset_policies,json=resetPolicies,proto3" json:"reset_policies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1236,6 +1240,13 @@ func (x *GetModelResponse) GetDevices() uint32 {
 		return x.Devices
 	}
 	return 0
+}
+
+func (x *GetModelResponse) GetResetPolicies() []*ResetPolicy {
+	if x != nil {
+		return x.ResetPolicies
+	}
+	return nil
 }
 
 // StartRolloutRequest starts a rollout for one model or all.
@@ -1866,7 +1877,7 @@ var File_imagefarm_v1_fleet_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_fleet_proto_rawDesc = "" +
 	"\n" +
-	"\x18imagefarm/v1/fleet.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\x03\n" +
+	"\x18imagefarm/v1/fleet.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18imagefarm/v1/reset.proto\"\xca\x03\n" +
 	"\x05Model\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06vendor\x18\x02 \x01(\tR\x06vendor\x12\x18\n" +
@@ -1951,10 +1962,11 @@ const file_imagefarm_v1_fleet_proto_rawDesc = "" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x18\n" +
 	"\aserials\x18\x03 \x03(\tR\aserials\"%\n" +
 	"\x0fGetModelRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"W\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x99\x01\n" +
 	"\x10GetModelResponse\x12)\n" +
 	"\x05model\x18\x01 \x01(\v2\x13.imagefarm.v1.ModelR\x05model\x12\x18\n" +
-	"\adevices\x18\x02 \x01(\rR\adevices\"\x8f\x01\n" +
+	"\adevices\x18\x02 \x01(\rR\adevices\x12@\n" +
+	"\x0ereset_policies\x18\x03 \x03(\v2\x19.imagefarm.v1.ResetPolicyR\rresetPolicies\"\x8f\x01\n" +
 	"\x13StartRolloutRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x10\n" +
 	"\x03all\x18\x02 \x01(\bR\x03all\x12\x1b\n" +
@@ -2052,6 +2064,7 @@ var file_imagefarm_v1_fleet_proto_goTypes = []any{
 	(*AbortRolloutRequest)(nil),    // 26: imagefarm.v1.AbortRolloutRequest
 	(*AbortRolloutResponse)(nil),   // 27: imagefarm.v1.AbortRolloutResponse
 	(*timestamppb.Timestamp)(nil),  // 28: google.protobuf.Timestamp
+	(*ResetPolicy)(nil),            // 29: imagefarm.v1.ResetPolicy
 }
 var file_imagefarm_v1_fleet_proto_depIdxs = []int32{
 	0,  // 0: imagefarm.v1.Model.state:type_name -> imagefarm.v1.ModelState
@@ -2074,18 +2087,19 @@ var file_imagefarm_v1_fleet_proto_depIdxs = []int32{
 	3,  // 17: imagefarm.v1.ListModelsResponse.models:type_name -> imagefarm.v1.Model
 	13, // 18: imagefarm.v1.ListModelsResponse.unknown:type_name -> imagefarm.v1.UnknownModel
 	3,  // 19: imagefarm.v1.GetModelResponse.model:type_name -> imagefarm.v1.Model
-	5,  // 20: imagefarm.v1.StartRolloutRequest.policy:type_name -> imagefarm.v1.RolloutPolicy
-	4,  // 21: imagefarm.v1.StartRolloutResponse.rollouts:type_name -> imagefarm.v1.Rollout
-	4,  // 22: imagefarm.v1.ListRolloutsResponse.rollouts:type_name -> imagefarm.v1.Rollout
-	4,  // 23: imagefarm.v1.ApproveRolloutResponse.rollout:type_name -> imagefarm.v1.Rollout
-	4,  // 24: imagefarm.v1.PauseRolloutResponse.rollout:type_name -> imagefarm.v1.Rollout
-	4,  // 25: imagefarm.v1.ResumeRolloutResponse.rollout:type_name -> imagefarm.v1.Rollout
-	4,  // 26: imagefarm.v1.AbortRolloutResponse.rollout:type_name -> imagefarm.v1.Rollout
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	29, // 20: imagefarm.v1.GetModelResponse.reset_policies:type_name -> imagefarm.v1.ResetPolicy
+	5,  // 21: imagefarm.v1.StartRolloutRequest.policy:type_name -> imagefarm.v1.RolloutPolicy
+	4,  // 22: imagefarm.v1.StartRolloutResponse.rollouts:type_name -> imagefarm.v1.Rollout
+	4,  // 23: imagefarm.v1.ListRolloutsResponse.rollouts:type_name -> imagefarm.v1.Rollout
+	4,  // 24: imagefarm.v1.ApproveRolloutResponse.rollout:type_name -> imagefarm.v1.Rollout
+	4,  // 25: imagefarm.v1.PauseRolloutResponse.rollout:type_name -> imagefarm.v1.Rollout
+	4,  // 26: imagefarm.v1.ResumeRolloutResponse.rollout:type_name -> imagefarm.v1.Rollout
+	4,  // 27: imagefarm.v1.AbortRolloutResponse.rollout:type_name -> imagefarm.v1.Rollout
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_fleet_proto_init() }
@@ -2093,6 +2107,7 @@ func file_imagefarm_v1_fleet_proto_init() {
 	if File_imagefarm_v1_fleet_proto != nil {
 		return
 	}
+	file_imagefarm_v1_reset_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
