@@ -93,8 +93,8 @@ func TestReadAgreesWithSfdisk(t *testing.T) {
 // TestReadRefusesBadTables damages tables sfdisk wrote and checks that each
 // is refused with an error saying what is wrong.
 func TestReadRefusesBadTables(t *testing.T) {
-	const size = 64 << 20
-	good := sfdiskImage(t, size, 512, "label: gpt\nsize=8MiB, type=L\ntype=L\n")
+	const size = 8 << 20
+	good := sfdiskImage(t, size, 512, "label: gpt\nsize=2MiB, type=L\ntype=L\n")
 	data, err := os.ReadFile(good.Backing)
 	if err != nil {
 		t.Fatal(err)
@@ -109,9 +109,9 @@ func TestReadRefusesBadTables(t *testing.T) {
 		{"primary header CRC", func(b []byte) []byte { b[512+40]++; return b }, gpt.ErrCorrupt, "primary header at LBA 1: bad CRC"},
 		{"primary header CRC names the valid backup", func(b []byte) []byte { b[512+40]++; return b }, gpt.ErrCorrupt, "backup header at the end of the disk is valid"},
 		{"primary entries CRC", func(b []byte) []byte { b[1024+60]++; return b }, gpt.ErrCorrupt, "primary partition entries at LBA 2: bad CRC"},
-		{"backup header CRC", func(b []byte) []byte { b[last+40]++; return b }, gpt.ErrCorrupt, "backup header at LBA 131071: bad CRC"},
-		{"backup entries CRC", func(b []byte) []byte { b[last-32*512+60]++; return b }, gpt.ErrCorrupt, "backup partition entries at LBA 131039: bad CRC"},
-		{"disk truncated", func(b []byte) []byte { return b[:size/2] }, gpt.ErrCorrupt, "backup header at LBA 131071 is past the end of the disk"},
+		{"backup header CRC", func(b []byte) []byte { b[last+40]++; return b }, gpt.ErrCorrupt, "backup header at LBA 16383: bad CRC"},
+		{"backup entries CRC", func(b []byte) []byte { b[last-32*512+60]++; return b }, gpt.ErrCorrupt, "backup partition entries at LBA 16351: bad CRC"},
+		{"disk truncated", func(b []byte) []byte { return b[:size/2] }, gpt.ErrCorrupt, "backup header at LBA 16383 is past the end of the disk"},
 		{"protective MBR only", func(b []byte) []byte { clear(b[512:1024]); return b }, gpt.ErrNotGPT, "protective MBR only"},
 		{"nothing", func(b []byte) []byte { return make([]byte, len(b)) }, gpt.ErrNotGPT, "no partition table"},
 		{"tiny", func(b []byte) []byte { return b[:100] }, gpt.ErrNotGPT, "too small"},
