@@ -57,7 +57,7 @@ func metadata(t testing.TB, file string) [3]string {
 // EFI, MSR and recovery partitions are byte-identical.
 func TestResetKeepsTheKeepListAndRemovesUsers(t *testing.T) {
 	t.Parallel()
-	const region = "ProgramData/Contoso/Region/intl.xml" // an admin's keep path
+	const region = "ProgramData/Contoso Corp/Région/intl.xml" // an admin's keep path
 	d := newDisk(t, hiveJoins{domain: "corp.example.com"}, testenv.WindowsDiskOptions{Files: map[string]string{region: "<gs:GlobalizationServices/>\n"}})
 	var before [3]string
 	withNTFS(t, d, testenv.WindowsPartition, false, func(root string) {
@@ -82,7 +82,7 @@ func TestResetKeepsTheKeepListAndRemovesUsers(t *testing.T) {
 		"Drivers/Contoso/contoso.inf":             "[Version]\r\n",
 	})
 	p := plan(t, d, image)
-	p.USBPackages, p.Stage, p.Keep = []string{usb}, []string{stage}, []string{"ProgramData/Contoso/**"}
+	p.USBPackages, p.Stage, p.Keep = []string{usb}, []string{stage}, []string{"ProgramData/Contoso Corp/**"}
 	var steps []reset.Step
 	rep, err := reset.Run(t.Context(), p, func(s reset.Step) { steps = append(steps, s) })
 	if err != nil {
