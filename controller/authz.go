@@ -76,6 +76,8 @@ var policy = map[string]access{
 	imagefarmv1.ImageFarmService_SetResetPolicy_FullMethodName:    admin,
 	imagefarmv1.ImageFarmService_SetDeviceFacts_FullMethodName:    admin,
 	imagefarmv1.DeviceService_CheckResetTrigger_FullMethodName:    {device: true}, // and the token typed at the console
+	imagefarmv1.DeviceService_PutResetState_FullMethodName:        {device: true},
+	imagefarmv1.DeviceService_GetResetState_FullMethodName:        {device: true},
 
 	imagefarmv1.ImageFarmService_ListModels_FullMethodName:     viewer,
 	imagefarmv1.ImageFarmService_GetModel_FullMethodName:       viewer,

@@ -37,8 +37,8 @@ var wantPolicy = map[string]string{
 	"ListDevices": "viewer", "GetDevice": "viewer", "PlanBoot": "operator",
 	"Enroll": "boot token", "Report": "device", "ReadObject": "device", "StatObject": "device", "ListObjects": "device",
 	"SubmitReset": "operator", "ListResetPolicies": "viewer", "SetResetPolicy": "admin", "SetDeviceFacts": "admin",
-	"CheckResetTrigger": "device",
-	"ListModels":        "viewer", "GetModel": "viewer", "ListRollouts": "viewer", "AddModel": "admin", "UpdateModel": "admin",
+	"CheckResetTrigger": "device", "PutResetState": "device", "GetResetState": "device",
+	"ListModels": "viewer", "GetModel": "viewer", "ListRollouts": "viewer", "AddModel": "admin", "UpdateModel": "admin",
 	"StartRollout": "operator", "ApproveRollout": "operator", "PauseRollout": "operator", "ResumeRollout": "operator",
 	"AbortRollout": "operator",
 }

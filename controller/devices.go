@@ -65,11 +65,14 @@ type deviceServer struct {
 type deviceFarm struct {
 	records  *devices.Store
 	policies *devices.Policies // reset policy records
-	tokens   *enroll.Tokens
-	creds    *enroll.Credentials
-	mu       sync.Mutex
-	seen     map[string]time.Time // device id -> last heard
-	readSets sync.Map             // manifest digest -> *catalog.ReadSet
+	// resetState keeps what a device's reset must not lose to a power
+	// cut, by device (PutResetState).
+	resetState jetstream.ObjectStore
+	tokens     *enroll.Tokens
+	creds      *enroll.Credentials
+	mu         sync.Mutex
+	seen       map[string]time.Time // device id -> last heard
+	readSets   sync.Map             // manifest digest -> *catalog.ReadSet
 	// placing makes enrollments place one at a time, so that two devices
 	// enrolling at once cannot both take an order's last place.
 	placing sync.Mutex
@@ -83,6 +86,9 @@ func openDevices(ctx context.Context, js jetstream.JetStream, replicas int, cfg 
 		return nil, err
 	}
 	if d.policies, err = devices.OpenPolicies(ctx, js, replicas); err != nil {
+		return nil, err
+	}
+	if d.resetState, err = openResetState(ctx, js, replicas); err != nil {
 		return nil, err
 	}
 	if d.tokens, err = enroll.OpenTokens(ctx, js, replicas, cfg.BootTokenTTL); err != nil {

@@ -155,6 +155,9 @@ func (c *deviceServer) deviceTaskEnded(ctx context.Context, deviceID, taskID str
 	if err != nil {
 		c.log.Warn("record device task end", "device_id", deviceID, "task_id", taskID, "error", err)
 	}
+	if t.GetState() == imagefarmv1.TaskState_TASK_STATE_DONE && job.GetOptions().GetResetSpec() != nil {
+		c.dropResetState(ctx, deviceID)
+	}
 }
 
 // Run ends LOST, until ctx ends, the task of a device silent for the

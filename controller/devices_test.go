@@ -37,6 +37,7 @@ type laptop struct {
 	id   *imagefarmv1.DeviceIdentity
 	dir  string // its disks: one virtual drive, "internal"
 	disk string
+	usb  []string // .ppkg files on a USB key attached at boot
 }
 
 func newLaptop(t *testing.T, n int, model string) *laptop {
@@ -86,9 +87,15 @@ func planBoot(t *testing.T, boot imagefarmv1.DeviceServiceClient, mac string) *i
 // deploy boots l into the deploy environment with token and runs it.
 func deploy(t *testing.T, f *farm.Farm, l *laptop, token string) (device.Outcome, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // a hang fails the test, naming where
+	return deployCtx(t.Context(), t, f, l, token)
+}
+
+// deployCtx is deploy until ctx ends: a power cut.
+func deployCtx(ctx context.Context, t *testing.T, f *farm.Farm, l *laptop, token string) (device.Outcome, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute) // a hang fails the test, naming where
 	defer cancel()
-	return device.Run(ctx, device.Config{Conn: deviceConn(t, f), BootToken: token, BootMAC: l.mac, MACs: []string{l.mac},
+	return device.Run(ctx, device.Config{Scratch: t.TempDir(), USBPackages: l.usb, Conn: deviceConn(t, f), BootToken: token, BootMAC: l.mac, MACs: []string{l.mac},
 		Identity: l.id, Arch: "x86_64-efi", Drives: drive.Config{VirtualDir: l.dir, VirtualOnly: true},
 		HeartbeatInterval: 200 * time.Millisecond})
 }

@@ -228,8 +228,9 @@ func TestResetPolicyAndSubmitRefusals(t *testing.T) {
 	if r := done.GetTasks()[0].GetFailure().GetReason(); r != imagefarmv1.FailureReason_FAILURE_REASON_GUARD_POLICY {
 		t.Errorf("refused reset task's failure %v, want GUARD_POLICY", r)
 	}
-	// A deploy environment without the reset engine refuses the task
-	// rather than write the WIM over the disk.
+	// The deploy environment's engine refuses a disk with no GPT (this
+	// laptop's disk is plain bytes) before writing anything, and the WIM
+	// is never written over the disk as if it were a disk image.
 	if err := setPolicy(t, f.API, byDev, hp.id.GetSerial(), allow); err != nil {
 		t.Fatal(err)
 	}
@@ -237,8 +238,9 @@ func TestResetPolicyAndSubmitRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := deployNow(t, f, boot, hp)
-	if out.Result.GetFailure().GetReason() != imagefarmv1.FailureReason_FAILURE_REASON_NOT_SUPPORTED {
-		t.Errorf("reset on a deploy environment without the engine: %v, want NOT_SUPPORTED", out.Result)
+	if out.Result.GetFailure().GetReason() != imagefarmv1.FailureReason_FAILURE_REASON_GUARD_POLICY ||
+		!strings.Contains(out.Result.GetFailure().GetMessage(), "no GUID partition table") {
+		t.Errorf("reset of a disk without a GPT: %v, want refused naming the missing partition table", out.Result)
 	}
 	if hp.diskSum(t) != before {
 		t.Error("the disk changed: a refused reset wrote it")

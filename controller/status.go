@@ -82,7 +82,7 @@ var statusCodes = []struct {
 	errs []error
 }{
 	{codes.Internal, []error{errNotRecorded}},
-	{codes.NotFound, []error{devices.ErrNotFound, fleet.ErrNotFound, catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, errNoJob,
+	{codes.NotFound, []error{errNoResetState, devices.ErrNotFound, fleet.ErrNotFound, catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, errNoJob,
 		scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode}},
 	{codes.InvalidArgument, []error{devices.ErrInvalid, errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, page.ErrInvalidToken, page.ErrInvalidSize,
 		errProtocol, catalog.ErrBadRef, catalog.ErrSignatureInvalid, state.ErrInvalidID, ident.ErrInvalid, scheduler.ErrBadDriveRef,

@@ -29,6 +29,18 @@ type reportRow struct {
 	Failure        string    `json:"failure,omitempty"`
 	Message        string    `json:"message,omitempty"`
 	Task           string    `json:"task"`
+	// Kept is a reset's keep-list: every kept file's hash before and after.
+	Kept []keptRow `json:"kept,omitempty"`
+	// ProfilesRemoved: a reset removed user profiles, apps and settings.
+	ProfilesRemoved bool `json:"profiles_removed,omitempty"`
+}
+
+// keptRow is one file a reset kept.
+type keptRow struct {
+	Path         string `json:"path"`
+	SizeBytes    uint64 `json:"size_bytes"`
+	SHA256Before string `json:"sha256_before"`
+	SHA256After  string `json:"sha256_after"`
 }
 
 // reportColumns are the CSV header, in the order of reportRow.csv.
@@ -57,6 +69,10 @@ func report(job *imagefarmv1.Job) []reportRow {
 		if f := t.GetFailure(); f != nil {
 			row.Failure, row.Message = enumName(f.GetReason()), f.GetMessage()
 		}
+		for _, k := range t.GetResetReport().GetKept() {
+			row.Kept = append(row.Kept, keptRow{Path: k.GetPath(), SizeBytes: k.GetSizeBytes(), SHA256Before: k.GetSha256Before(), SHA256After: k.GetSha256After()})
+		}
+		row.ProfilesRemoved = t.GetResetReport().GetProfilesRemoved()
 		rows = append(rows, row)
 	}
 	slices.SortStableFunc(rows, func(a, b reportRow) int {
@@ -128,6 +144,28 @@ func printReport(w io.Writer, job *imagefarmv1.Job, rows []reportRow) error {
 		}
 		tw.rowf("%s\t%s/%s\t%s\t%s\t%s\t%s", r.Finished.Local().Format(time.DateTime), r.Node, cmp.Or(r.SlotLabel, r.Slot, r.Drive),
 			r.Serial, bytesIEC(int64(r.SizeBytes)), r.Result, detail)
+	}
+	if err := tw.flush(); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if err := printKept(w, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// printKept prints a reset task's keep-list.
+func printKept(w io.Writer, r reportRow) error {
+	if len(r.Kept) == 0 && !r.ProfilesRemoved {
+		return nil
+	}
+	fmt.Fprintf(w, "\ntask %s (%s) kept %s; user profiles, apps and settings removed: %v\n", r.Task, r.Node, plural(len(r.Kept), "file"), r.ProfilesRemoved)
+	tw := newNotedTable(w)
+	tw.rowf("PATH\tSIZE\tSHA-256 BEFORE\tSHA-256 AFTER")
+	for _, k := range r.Kept {
+		tw.rowf("%s\t%s\t%s\t%s", k.Path, bytesIEC(int64(k.SizeBytes)), k.SHA256Before, k.SHA256After)
 	}
 	return tw.flush()
 }

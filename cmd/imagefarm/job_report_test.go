@@ -63,3 +63,24 @@ func TestJobReportListsFinishedDrivesInTheOrderTheyEnded(t *testing.T) {
 		t.Errorf("report --csv --json succeeded, want a refusal")
 	}
 }
+
+// TestJobReportShowsAResetsKeepList: a reset task's record prints its
+// keep-list, each file with its hash before and after, and says profiles
+// were removed; --json carries the same.
+func TestJobReportShowsAResetsKeepList(t *testing.T) {
+	d1 := testTask("t1", "d1", imagefarmv1.TaskState_TASK_STATE_DONE)
+	d1.VerifiedDigest, d1.FinishTime = "sha256:feed", testTime
+	d1.ResetReport = &imagefarmv1.ResetReport{ProfilesRemoved: true, Kept: []*imagefarmv1.KeptFile{
+		{Path: "ProgramData/Microsoft/Provisioning/Company.ppkg", SizeBytes: 42, Sha256Before: "ab12", Sha256After: "ab12"}}}
+	addr := serveFakeAPI(t, &fakeAPI{jobs: []*imagefarmv1.Job{testJob(imagefarmv1.JobState_JOB_STATE_SUCCEEDED, 1, d1)}})
+	out, err := runFarm(t, addr, "job", "report", "j1")
+	if err != nil || !strings.Contains(out, "kept 1 file; user profiles, apps and settings removed: true") ||
+		!strings.Contains(out, "ProgramData/Microsoft/Provisioning/Company.ppkg") || !strings.Contains(out, "ab12") {
+		t.Errorf("job report = %v\n%s\nwant the keep-list with its hashes", err, out)
+	}
+	js, err := runFarm(t, addr, "job", "report", "j1", "--json")
+	var rows []reportRow
+	if err != nil || json.Unmarshal([]byte(js), &rows) != nil || len(rows) != 1 || len(rows[0].Kept) != 1 || rows[0].Kept[0].SHA256After != "ab12" {
+		t.Errorf("job report --json = %v\n%s\nwant the keep-list", err, js)
+	}
+}

@@ -42,6 +42,12 @@ type Config struct {
 	// TrustedKeys are the keys an image must be signed by; nil writes
 	// unsigned images (logged loudly), like imagefarm imager --allow-unsigned.
 	TrustedKeys *catalog.KeyRing
+	// USBPackages are the .ppkg files found on USB keys attached when the
+	// deploy environment started; a reset keeps them.
+	USBPackages []string
+	// Scratch is where a reset keeps its temporary files (the WIM it
+	// applies among them); os.TempDir() when "".
+	Scratch string
 	// HeartbeatInterval is how often the device says it is alive; 5s when 0.
 	HeartbeatInterval time.Duration
 	// Log is where Run logs; slog.Default() when nil.
@@ -128,17 +134,15 @@ func runTask(ctx context.Context, cfg Config, client imagefarmv1.DeviceServiceCl
 // write runs the imager's pipeline on the one disk the assignment names,
 // after the deploy environment's own guard: never a removable or USB disk.
 func write(ctx context.Context, cfg Config, st remoteStore, a *imagefarmv1.TaskAssignment, found []drive.Drive, rep *reporter) *imagefarmv1.TaskResult {
-	if a.GetOptions().GetResetSpec() != nil { // never write a reset's WIM over the disk as if it were a disk image
-		return &imagefarmv1.TaskResult{TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED,
-			Failure: &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_NOT_SUPPORTED,
-				Message: "this deploy environment has no reset engine: nothing was written; boot one built with reset support"}}
-	}
 	for _, d := range found {
 		if d.ID == a.GetDrive().GetId() && (d.Removable || d.Transport == drive.TransportUSB) {
 			return &imagefarmv1.TaskResult{TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: imagefarmv1.TaskState_TASK_STATE_FAILED,
 				Failure: &imagefarmv1.Failure{Reason: imagefarmv1.FailureReason_FAILURE_REASON_GUARD_POLICY,
 					Message: fmt.Sprintf("disk %s is removable or USB: the deploy environment writes only the device's internal disk", d.ID)}}
 		}
+	}
+	if a.GetOptions().GetResetSpec() != nil { // a reset, never the WIM written over the disk as if it were a disk image
+		return resetOn(ctx, cfg, st, a, found, rep)
 	}
 	cat, err := catalog.New(st, catalog.Options{})
 	if err != nil {

@@ -1631,7 +1631,7 @@ const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"BootAction\x12\x1b\n" +
 	"\x17BOOT_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16BOOT_ACTION_LOCAL_BOOT\x10\x01\x12\x16\n" +
-	"\x12BOOT_ACTION_DEPLOY\x10\x022\xc6\x04\n" +
+	"\x12BOOT_ACTION_DEPLOY\x10\x022\xfe\x05\n" +
 	"\rDeviceService\x12I\n" +
 	"\bPlanBoot\x12\x1d.imagefarm.v1.PlanBootRequest\x1a\x1e.imagefarm.v1.PlanBootResponse\x12C\n" +
 	"\x06Enroll\x12\x1b.imagefarm.v1.EnrollRequest\x1a\x1c.imagefarm.v1.EnrollResponse\x12G\n" +
@@ -1641,7 +1641,9 @@ const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"\n" +
 	"StatObject\x12\x1f.imagefarm.v1.StatObjectRequest\x1a .imagefarm.v1.StatObjectResponse\x12R\n" +
 	"\vListObjects\x12 .imagefarm.v1.ListObjectsRequest\x1a!.imagefarm.v1.ListObjectsResponse\x12d\n" +
-	"\x11CheckResetTrigger\x12&.imagefarm.v1.CheckResetTriggerRequest\x1a'.imagefarm.v1.CheckResetTriggerResponseB?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\x11CheckResetTrigger\x12&.imagefarm.v1.CheckResetTriggerRequest\x1a'.imagefarm.v1.CheckResetTriggerResponse\x12Z\n" +
+	"\rPutResetState\x12\".imagefarm.v1.PutResetStateRequest\x1a#.imagefarm.v1.PutResetStateResponse(\x01\x12Z\n" +
+	"\rGetResetState\x12\".imagefarm.v1.GetResetStateRequest\x1a#.imagefarm.v1.GetResetStateResponse0\x01B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_device_proto_rawDescOnce sync.Once
@@ -1689,7 +1691,11 @@ var file_imagefarm_v1_device_proto_goTypes = []any{
 	(*StopTask)(nil),                  // 28: imagefarm.v1.StopTask
 	(*EffectiveResetPolicy)(nil),      // 29: imagefarm.v1.EffectiveResetPolicy
 	(*CheckResetTriggerRequest)(nil),  // 30: imagefarm.v1.CheckResetTriggerRequest
-	(*CheckResetTriggerResponse)(nil), // 31: imagefarm.v1.CheckResetTriggerResponse
+	(*PutResetStateRequest)(nil),      // 31: imagefarm.v1.PutResetStateRequest
+	(*GetResetStateRequest)(nil),      // 32: imagefarm.v1.GetResetStateRequest
+	(*CheckResetTriggerResponse)(nil), // 33: imagefarm.v1.CheckResetTriggerResponse
+	(*PutResetStateResponse)(nil),     // 34: imagefarm.v1.PutResetStateResponse
+	(*GetResetStateResponse)(nil),     // 35: imagefarm.v1.GetResetStateResponse
 }
 var file_imagefarm_v1_device_proto_depIdxs = []int32{
 	21, // 0: imagefarm.v1.Device.disks:type_name -> imagefarm.v1.Drive
@@ -1724,15 +1730,19 @@ var file_imagefarm_v1_device_proto_depIdxs = []int32{
 	12, // 29: imagefarm.v1.DeviceService.StatObject:input_type -> imagefarm.v1.StatObjectRequest
 	15, // 30: imagefarm.v1.DeviceService.ListObjects:input_type -> imagefarm.v1.ListObjectsRequest
 	30, // 31: imagefarm.v1.DeviceService.CheckResetTrigger:input_type -> imagefarm.v1.CheckResetTriggerRequest
-	4,  // 32: imagefarm.v1.DeviceService.PlanBoot:output_type -> imagefarm.v1.PlanBootResponse
-	7,  // 33: imagefarm.v1.DeviceService.Enroll:output_type -> imagefarm.v1.EnrollResponse
-	9,  // 34: imagefarm.v1.DeviceService.Report:output_type -> imagefarm.v1.ReportResponse
-	11, // 35: imagefarm.v1.DeviceService.ReadObject:output_type -> imagefarm.v1.ReadObjectResponse
-	13, // 36: imagefarm.v1.DeviceService.StatObject:output_type -> imagefarm.v1.StatObjectResponse
-	16, // 37: imagefarm.v1.DeviceService.ListObjects:output_type -> imagefarm.v1.ListObjectsResponse
-	31, // 38: imagefarm.v1.DeviceService.CheckResetTrigger:output_type -> imagefarm.v1.CheckResetTriggerResponse
-	32, // [32:39] is the sub-list for method output_type
-	25, // [25:32] is the sub-list for method input_type
+	31, // 32: imagefarm.v1.DeviceService.PutResetState:input_type -> imagefarm.v1.PutResetStateRequest
+	32, // 33: imagefarm.v1.DeviceService.GetResetState:input_type -> imagefarm.v1.GetResetStateRequest
+	4,  // 34: imagefarm.v1.DeviceService.PlanBoot:output_type -> imagefarm.v1.PlanBootResponse
+	7,  // 35: imagefarm.v1.DeviceService.Enroll:output_type -> imagefarm.v1.EnrollResponse
+	9,  // 36: imagefarm.v1.DeviceService.Report:output_type -> imagefarm.v1.ReportResponse
+	11, // 37: imagefarm.v1.DeviceService.ReadObject:output_type -> imagefarm.v1.ReadObjectResponse
+	13, // 38: imagefarm.v1.DeviceService.StatObject:output_type -> imagefarm.v1.StatObjectResponse
+	16, // 39: imagefarm.v1.DeviceService.ListObjects:output_type -> imagefarm.v1.ListObjectsResponse
+	33, // 40: imagefarm.v1.DeviceService.CheckResetTrigger:output_type -> imagefarm.v1.CheckResetTriggerResponse
+	34, // 41: imagefarm.v1.DeviceService.PutResetState:output_type -> imagefarm.v1.PutResetStateResponse
+	35, // 42: imagefarm.v1.DeviceService.GetResetState:output_type -> imagefarm.v1.GetResetStateResponse
+	34, // [34:43] is the sub-list for method output_type
+	25, // [25:34] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
 	25, // [25:25] is the sub-list for extension extendee
 	0,  // [0:25] is the sub-list for field type_name

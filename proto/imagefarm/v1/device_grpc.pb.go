@@ -26,6 +26,8 @@ const (
 	DeviceService_StatObject_FullMethodName        = "/imagefarm.v1.DeviceService/StatObject"
 	DeviceService_ListObjects_FullMethodName       = "/imagefarm.v1.DeviceService/ListObjects"
 	DeviceService_CheckResetTrigger_FullMethodName = "/imagefarm.v1.DeviceService/CheckResetTrigger"
+	DeviceService_PutResetState_FullMethodName     = "/imagefarm.v1.DeviceService/PutResetState"
+	DeviceService_GetResetState_FullMethodName     = "/imagefarm.v1.DeviceService/GetResetState"
 )
 
 // DeviceServiceClient is the client API for DeviceService service.
@@ -73,6 +75,15 @@ type DeviceServiceClient interface {
 	// operator's or admin's) and submits the reset job for this device. A
 	// wrong token is refused with PERMISSION_DENIED and audited.
 	CheckResetTrigger(ctx context.Context, in *CheckResetTriggerRequest, opts ...grpc.CallOption) (*CheckResetTriggerResponse, error)
+	// PutResetState saves, for the device's reset task under way, what the
+	// reset must not lose to a power cut (the keep-list before the Windows
+	// volume is re-created); once it returns the controller holds it. The
+	// state is the device's: a later reset task of the device finds it, and
+	// it is deleted when a reset of the device ends DONE.
+	PutResetState(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PutResetStateRequest, PutResetStateResponse], error)
+	// GetResetState streams what PutResetState saved under a name; NOT_FOUND
+	// when nothing was.
+	GetResetState(ctx context.Context, in *GetResetStateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetResetStateResponse], error)
 }
 
 type deviceServiceClient struct {
@@ -165,6 +176,38 @@ func (c *deviceServiceClient) CheckResetTrigger(ctx context.Context, in *CheckRe
 	return out, nil
 }
 
+func (c *deviceServiceClient) PutResetState(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PutResetStateRequest, PutResetStateResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DeviceService_ServiceDesc.Streams[2], DeviceService_PutResetState_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[PutResetStateRequest, PutResetStateResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DeviceService_PutResetStateClient = grpc.ClientStreamingClient[PutResetStateRequest, PutResetStateResponse]
+
+func (c *deviceServiceClient) GetResetState(ctx context.Context, in *GetResetStateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetResetStateResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DeviceService_ServiceDesc.Streams[3], DeviceService_GetResetState_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GetResetStateRequest, GetResetStateResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DeviceService_GetResetStateClient = grpc.ServerStreamingClient[GetResetStateResponse]
+
 // DeviceServiceServer is the server API for DeviceService service.
 // All implementations must embed UnimplementedDeviceServiceServer
 // for forward compatibility.
@@ -210,6 +253,15 @@ type DeviceServiceServer interface {
 	// operator's or admin's) and submits the reset job for this device. A
 	// wrong token is refused with PERMISSION_DENIED and audited.
 	CheckResetTrigger(context.Context, *CheckResetTriggerRequest) (*CheckResetTriggerResponse, error)
+	// PutResetState saves, for the device's reset task under way, what the
+	// reset must not lose to a power cut (the keep-list before the Windows
+	// volume is re-created); once it returns the controller holds it. The
+	// state is the device's: a later reset task of the device finds it, and
+	// it is deleted when a reset of the device ends DONE.
+	PutResetState(grpc.ClientStreamingServer[PutResetStateRequest, PutResetStateResponse]) error
+	// GetResetState streams what PutResetState saved under a name; NOT_FOUND
+	// when nothing was.
+	GetResetState(*GetResetStateRequest, grpc.ServerStreamingServer[GetResetStateResponse]) error
 	mustEmbedUnimplementedDeviceServiceServer()
 }
 
@@ -240,6 +292,12 @@ func (UnimplementedDeviceServiceServer) ListObjects(context.Context, *ListObject
 }
 func (UnimplementedDeviceServiceServer) CheckResetTrigger(context.Context, *CheckResetTriggerRequest) (*CheckResetTriggerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CheckResetTrigger not implemented")
+}
+func (UnimplementedDeviceServiceServer) PutResetState(grpc.ClientStreamingServer[PutResetStateRequest, PutResetStateResponse]) error {
+	return status.Error(codes.Unimplemented, "method PutResetState not implemented")
+}
+func (UnimplementedDeviceServiceServer) GetResetState(*GetResetStateRequest, grpc.ServerStreamingServer[GetResetStateResponse]) error {
+	return status.Error(codes.Unimplemented, "method GetResetState not implemented")
 }
 func (UnimplementedDeviceServiceServer) mustEmbedUnimplementedDeviceServiceServer() {}
 func (UnimplementedDeviceServiceServer) testEmbeddedByValue()                       {}
@@ -370,6 +428,24 @@ func _DeviceService_CheckResetTrigger_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DeviceService_PutResetState_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DeviceServiceServer).PutResetState(&grpc.GenericServerStream[PutResetStateRequest, PutResetStateResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DeviceService_PutResetStateServer = grpc.ClientStreamingServer[PutResetStateRequest, PutResetStateResponse]
+
+func _DeviceService_GetResetState_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(GetResetStateRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DeviceServiceServer).GetResetState(m, &grpc.GenericServerStream[GetResetStateRequest, GetResetStateResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DeviceService_GetResetStateServer = grpc.ServerStreamingServer[GetResetStateResponse]
+
 // DeviceService_ServiceDesc is the grpc.ServiceDesc for DeviceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -408,6 +484,16 @@ var DeviceService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ReadObject",
 			Handler:       _DeviceService_ReadObject_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "PutResetState",
+			Handler:       _DeviceService_PutResetState_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "GetResetState",
+			Handler:       _DeviceService_GetResetState_Handler,
 			ServerStreams: true,
 		},
 	},

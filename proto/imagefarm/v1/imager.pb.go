@@ -785,7 +785,10 @@ type TaskResult struct {
 	// verification failure; set when state is FAILED.
 	Failure *Failure `protobuf:"bytes,7,opt,name=failure,proto3" json:"failure,omitempty"`
 	// When the task ended, by the imager's clock.
-	FinishTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=finish_time,json=finishTime,proto3" json:"finish_time,omitempty"`
+	FinishTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=finish_time,json=finishTime,proto3" json:"finish_time,omitempty"`
+	// A reset task's report: the keep-list with every kept file's hash
+	// before and after, and its steps.
+	ResetReport   *ResetReport `protobuf:"bytes,9,opt,name=reset_report,json=resetReport,proto3" json:"reset_report,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -872,6 +875,13 @@ func (x *TaskResult) GetFailure() *Failure {
 func (x *TaskResult) GetFinishTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.FinishTime
+	}
+	return nil
+}
+
+func (x *TaskResult) GetResetReport() *ResetReport {
+	if x != nil {
+		return x.ResetReport
 	}
 	return nil
 }
@@ -1001,7 +1011,7 @@ var File_imagefarm_v1_imager_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_imager_proto_rawDesc = "" +
 	"\n" +
-	"\x19imagefarm/v1/imager.proto\x12\fimagefarm.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagefarm/v1/failure.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x17imagefarm/v1/jobs.proto\"\x99\x03\n" +
+	"\x19imagefarm/v1/imager.proto\x12\fimagefarm.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagefarm/v1/failure.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x17imagefarm/v1/jobs.proto\x1a\x18imagefarm/v1/reset.proto\"\x99\x03\n" +
 	"\x0eConnectRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12+\n" +
 	"\x05hello\x18\x02 \x01(\v2\x13.imagefarm.v1.HelloH\x00R\x05hello\x127\n" +
@@ -1053,7 +1063,7 @@ const file_imagefarm_v1_imager_proto_rawDesc = "" +
 	"bytes_done\x18\x04 \x01(\x04R\tbytesDone\x12\x1f\n" +
 	"\vbytes_total\x18\x05 \x01(\x04R\n" +
 	"bytesTotal\x12(\n" +
-	"\x10bytes_per_second\x18\x06 \x01(\x04R\x0ebytesPerSecond\"\xdd\x02\n" +
+	"\x10bytes_per_second\x18\x06 \x01(\x04R\x0ebytesPerSecond\"\x9b\x03\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
@@ -1064,7 +1074,8 @@ const file_imagefarm_v1_imager_proto_rawDesc = "" +
 	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12/\n" +
 	"\afailure\x18\a \x01(\v2\x15.imagefarm.v1.FailureR\afailure\x12;\n" +
 	"\vfinish_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"finishTime\"\x17\n" +
+	"finishTime\x12<\n" +
+	"\freset_report\x18\t \x01(\v2\x19.imagefarm.v1.ResetReportR\vresetReport\"\x17\n" +
 	"\x03Ack\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x85\x01\n" +
 	"\bStopTask\x12\x17\n" +
@@ -1107,7 +1118,8 @@ var file_imagefarm_v1_imager_proto_goTypes = []any{
 	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 	(*Failure)(nil),               // 17: imagefarm.v1.Failure
-	(StopReason)(0),               // 18: imagefarm.v1.StopReason
+	(*ResetReport)(nil),           // 18: imagefarm.v1.ResetReport
+	(StopReason)(0),               // 19: imagefarm.v1.StopReason
 }
 var file_imagefarm_v1_imager_proto_depIdxs = []int32{
 	2,  // 0: imagefarm.v1.ConnectRequest.hello:type_name -> imagefarm.v1.Hello
@@ -1132,14 +1144,15 @@ var file_imagefarm_v1_imager_proto_depIdxs = []int32{
 	15, // 19: imagefarm.v1.TaskResult.duration:type_name -> google.protobuf.Duration
 	17, // 20: imagefarm.v1.TaskResult.failure:type_name -> imagefarm.v1.Failure
 	16, // 21: imagefarm.v1.TaskResult.finish_time:type_name -> google.protobuf.Timestamp
-	18, // 22: imagefarm.v1.StopTask.reason:type_name -> imagefarm.v1.StopReason
-	0,  // 23: imagefarm.v1.ImagerService.Connect:input_type -> imagefarm.v1.ConnectRequest
-	1,  // 24: imagefarm.v1.ImagerService.Connect:output_type -> imagefarm.v1.ConnectResponse
-	24, // [24:25] is the sub-list for method output_type
-	23, // [23:24] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	18, // 22: imagefarm.v1.TaskResult.reset_report:type_name -> imagefarm.v1.ResetReport
+	19, // 23: imagefarm.v1.StopTask.reason:type_name -> imagefarm.v1.StopReason
+	0,  // 24: imagefarm.v1.ImagerService.Connect:input_type -> imagefarm.v1.ConnectRequest
+	1,  // 25: imagefarm.v1.ImagerService.Connect:output_type -> imagefarm.v1.ConnectResponse
+	25, // [25:26] is the sub-list for method output_type
+	24, // [24:25] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_imager_proto_init() }
@@ -1150,6 +1163,7 @@ func file_imagefarm_v1_imager_proto_init() {
 	file_imagefarm_v1_failure_proto_init()
 	file_imagefarm_v1_farm_proto_init()
 	file_imagefarm_v1_jobs_proto_init()
+	file_imagefarm_v1_reset_proto_init()
 	file_imagefarm_v1_imager_proto_msgTypes[0].OneofWrappers = []any{
 		(*ConnectRequest_Hello)(nil),
 		(*ConnectRequest_Heartbeat)(nil),

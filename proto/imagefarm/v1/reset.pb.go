@@ -641,6 +641,219 @@ func (x *CheckResetTriggerResponse) GetJobId() string {
 	return ""
 }
 
+// PutResetStateRequest is one piece of a reset's saved state (the engine's
+// record, the keep-list capture): the first message names the task and
+// the name, every message carries the next bytes.
+type PutResetStateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device's reset task, under way.
+	TaskId string `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// What is saved: 1 to 64 of a-z, 0-9, '.', '_', '-'.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The next bytes.
+	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutResetStateRequest) Reset() {
+	*x = PutResetStateRequest{}
+	mi := &file_imagefarm_v1_reset_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutResetStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutResetStateRequest) ProtoMessage() {}
+
+func (x *PutResetStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_reset_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutResetStateRequest.ProtoReflect.Descriptor instead.
+func (*PutResetStateRequest) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_reset_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PutResetStateRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *PutResetStateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PutResetStateRequest) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// PutResetStateResponse says the state is stored.
+type PutResetStateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Bytes stored.
+	SizeBytes     uint64 `protobuf:"varint,1,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutResetStateResponse) Reset() {
+	*x = PutResetStateResponse{}
+	mi := &file_imagefarm_v1_reset_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutResetStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutResetStateResponse) ProtoMessage() {}
+
+func (x *PutResetStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_reset_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutResetStateResponse.ProtoReflect.Descriptor instead.
+func (*PutResetStateResponse) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_reset_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *PutResetStateResponse) GetSizeBytes() uint64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+// GetResetStateRequest asks for a reset's saved state by name.
+type GetResetStateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device's reset task, under way.
+	TaskId string `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// What was saved.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetResetStateRequest) Reset() {
+	*x = GetResetStateRequest{}
+	mi := &file_imagefarm_v1_reset_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetResetStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetResetStateRequest) ProtoMessage() {}
+
+func (x *GetResetStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_reset_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetResetStateRequest.ProtoReflect.Descriptor instead.
+func (*GetResetStateRequest) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_reset_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetResetStateRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *GetResetStateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// GetResetStateResponse is one piece of the saved state, in order.
+type GetResetStateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next bytes.
+	Data          []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetResetStateResponse) Reset() {
+	*x = GetResetStateResponse{}
+	mi := &file_imagefarm_v1_reset_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetResetStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetResetStateResponse) ProtoMessage() {}
+
+func (x *GetResetStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_reset_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetResetStateResponse.ProtoReflect.Descriptor instead.
+func (*GetResetStateResponse) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_reset_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetResetStateResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 var File_imagefarm_v1_reset_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_reset_proto_rawDesc = "" +
@@ -681,7 +894,19 @@ const file_imagefarm_v1_reset_proto_rawDesc = "" +
 	"\x19CheckResetTriggerResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x15\n" +
-	"\x06job_id\x18\x03 \x01(\tR\x05jobId*j\n" +
+	"\x06job_id\x18\x03 \x01(\tR\x05jobId\"W\n" +
+	"\x14PutResetStateRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"6\n" +
+	"\x15PutResetStateResponse\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x01 \x01(\x04R\tsizeBytes\"C\n" +
+	"\x14GetResetStateRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"+\n" +
+	"\x15GetResetStateResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data*j\n" +
 	"\x0fResetPermission\x12 \n" +
 	"\x1cRESET_PERMISSION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16RESET_PERMISSION_ALLOW\x10\x01\x12\x19\n" +
@@ -705,7 +930,7 @@ func file_imagefarm_v1_reset_proto_rawDescGZIP() []byte {
 }
 
 var file_imagefarm_v1_reset_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_imagefarm_v1_reset_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_imagefarm_v1_reset_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_imagefarm_v1_reset_proto_goTypes = []any{
 	(ResetPermission)(0),              // 0: imagefarm.v1.ResetPermission
 	(PolicyScope)(0),                  // 1: imagefarm.v1.PolicyScope
@@ -716,19 +941,23 @@ var file_imagefarm_v1_reset_proto_goTypes = []any{
 	(*ResetReport)(nil),               // 6: imagefarm.v1.ResetReport
 	(*CheckResetTriggerRequest)(nil),  // 7: imagefarm.v1.CheckResetTriggerRequest
 	(*CheckResetTriggerResponse)(nil), // 8: imagefarm.v1.CheckResetTriggerResponse
-	(*timestamppb.Timestamp)(nil),     // 9: google.protobuf.Timestamp
+	(*PutResetStateRequest)(nil),      // 9: imagefarm.v1.PutResetStateRequest
+	(*PutResetStateResponse)(nil),     // 10: imagefarm.v1.PutResetStateResponse
+	(*GetResetStateRequest)(nil),      // 11: imagefarm.v1.GetResetStateRequest
+	(*GetResetStateResponse)(nil),     // 12: imagefarm.v1.GetResetStateResponse
+	(*timestamppb.Timestamp)(nil),     // 13: google.protobuf.Timestamp
 }
 var file_imagefarm_v1_reset_proto_depIdxs = []int32{
-	1, // 0: imagefarm.v1.ResetPolicy.scope:type_name -> imagefarm.v1.PolicyScope
-	0, // 1: imagefarm.v1.ResetPolicy.state:type_name -> imagefarm.v1.ResetPermission
-	9, // 2: imagefarm.v1.ResetPolicy.set_time:type_name -> google.protobuf.Timestamp
-	2, // 3: imagefarm.v1.EffectiveResetPolicy.decided_by:type_name -> imagefarm.v1.ResetPolicy
-	5, // 4: imagefarm.v1.ResetReport.kept:type_name -> imagefarm.v1.KeptFile
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	1,  // 0: imagefarm.v1.ResetPolicy.scope:type_name -> imagefarm.v1.PolicyScope
+	0,  // 1: imagefarm.v1.ResetPolicy.state:type_name -> imagefarm.v1.ResetPermission
+	13, // 2: imagefarm.v1.ResetPolicy.set_time:type_name -> google.protobuf.Timestamp
+	2,  // 3: imagefarm.v1.EffectiveResetPolicy.decided_by:type_name -> imagefarm.v1.ResetPolicy
+	5,  // 4: imagefarm.v1.ResetReport.kept:type_name -> imagefarm.v1.KeptFile
+	5,  // [5:5] is the sub-list for method output_type
+	5,  // [5:5] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_reset_proto_init() }
@@ -742,7 +971,7 @@ func file_imagefarm_v1_reset_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagefarm_v1_reset_proto_rawDesc), len(file_imagefarm_v1_reset_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
