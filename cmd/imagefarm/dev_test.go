@@ -37,6 +37,9 @@ func TestDevRefusesFlagsThatMakeNoFarm(t *testing.T) {
 		{[]string{"--drive-size", "1e9"}, `--drive-size "1e9": want a size`},
 		{[]string{"--drive-size", "99EiB"}, `--drive-size "99EiB": want a size`},
 		{[]string{"--demo", "--size", "0"}, "--size 0: the demo's sample image needs at least 1 MiB"},
+		{[]string{"--netboot", "br0"}, "--netboot needs --netboot-env NAME:VERSION"},
+		{[]string{"--netboot-env", "deploy:1"}, "start it with --netboot INTERFACE|ADDRESS"},
+		{[]string{"--netboot", "br0", "--netboot-env", "deploy:1", "--netboot-env-check", "-1s"}, "--netboot-env-check"},
 	} {
 		data := filepath.Join(t.TempDir(), "dev")
 		out, err := run(t, append([]string{"dev", "--data", data}, tc.args...)...)
