@@ -55,6 +55,9 @@ func (f *fleetServer) round(ctx context.Context, channels bool) error {
 			f.log.Warn("follow channels", "error", err)
 		}
 	}
+	if !slices.ContainsFunc(all, func(r *imagefarmv1.Rollout) bool { return !r.GetState().Final() }) {
+		return nil // nothing open: no device record to read
+	}
 	devs, err := f.dev.dev.records.List(ctx)
 	if err != nil {
 		return err

@@ -189,6 +189,7 @@ func rolloutRun(b *testing.B, models, perModel, wavePct int, retry time.Duration
 	f, c := start(b)
 	devs, names := newDevices(models, perModel)
 	know(b, f, c, devs)
+	progress("rollout: %d devices known", len(devs))
 	for _, n := range names {
 		if _, err := f.API.AddModel(b.Context(), &imagefarmv1.AddModelRequest{Model: &imagefarmv1.Model{Name: n, ImageRef: "img:1"}}); err != nil {
 			b.Fatal(err)
@@ -209,6 +210,7 @@ func rolloutRun(b *testing.B, models, perModel, wavePct int, retry time.Duration
 		c.boot.PlanBoot(b.Context(), &imagefarmv1.PlanBootRequest{Mac: d.mac})
 	}
 	waitAll(b, f, imagefarmv1.RolloutState_ROLLOUT_STATE_AWAITING_APPROVAL, models)
+	progress("rollout: %d first articles passed; approving", models)
 	rest := slices.DeleteFunc(slices.Clone(devs), func(d *simDevice) bool { return slices.Contains(samples, d) })
 	t0, c0 := time.Now(), cpu()
 	for _, n := range names {
@@ -221,6 +223,7 @@ func rolloutRun(b *testing.B, models, perModel, wavePct int, retry time.Duration
 		b.Fatal(err)
 	}
 	fig := figures{toLast: last.Sub(t0), cpu: cpu() - c0}
+	progress("rollout: last assignment %v after the approvals", fig.toLast)
 	waitAll(b, f, imagefarmv1.RolloutState_ROLLOUT_STATE_DONE, models)
 	return fig
 }
@@ -242,7 +245,13 @@ func ordersRun(b *testing.B, models, perModel int, retry time.Duration) figures 
 	if err != nil {
 		b.Fatal(err)
 	}
+	progress("baseline: last assignment %v after the submits", last.Sub(t0))
 	return figures{toLast: last.Sub(t0), cpu: cpu() - c0}
+}
+
+// progress says where a run is, as it goes (b.Logf prints at the end).
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format(time.TimeOnly)+" "+format+"\n", args...)
 }
 
 func waitAll(b *testing.B, f *farm.Farm, s imagefarmv1.RolloutState, n int) {
