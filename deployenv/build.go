@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 
 	"github.com/u-root/u-root/pkg/cpio"
 	"golang.org/x/sys/unix"
@@ -58,6 +59,11 @@ type BuildConfig struct {
 	// put together at TrustedKeysFile: the environment refuses an image
 	// none of them signed. None: it writes unsigned images and says so.
 	TrustedKeys []string
+	// ResetTools adds the reset engine's programs (ResetTools), with their
+	// ELF interpreter and shared libraries, and its kernel modules
+	// (ResetModules): a deploy environment that can reset devices, about
+	// 15 MiB larger.
+	ResetTools bool
 }
 
 // Build makes the deploy environment that cfg describes in cfg.Out and
@@ -66,6 +72,9 @@ type BuildConfig struct {
 func Build(ctx context.Context, cfg BuildConfig) (*Info, error) {
 	if cfg.Modules == nil {
 		cfg.Modules = DefaultModules
+	}
+	if cfg.ResetTools {
+		cfg.Modules = append(slices.Clone(cfg.Modules), ResetModules...)
 	}
 	if err := checkNewFolder(cfg.Out); err != nil {
 		return nil, err
@@ -128,6 +137,11 @@ func buildInto(ctx context.Context, dir string, cfg BuildConfig, tree *kmod.Tree
 	}
 	if ca != nil {
 		a.file(CAFile, ca, 0o644)
+	}
+	if cfg.ResetTools {
+		if err := a.addTools(ResetTools); err != nil {
+			return nil, err
+		}
 	}
 	if keys != nil {
 		a.file(TrustedKeysFile, keys, 0o644)

@@ -61,6 +61,9 @@ func IsInit(pid int, argv0 string) bool {
 // Main is the deploy environment's init. It never returns: PID 1
 // exiting panics the kernel.
 func Main() {
+	// The kernel starts init without a PATH; the reset engine runs the
+	// tools build-env --reset-tools put in these folders.
+	os.Setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
 	mountAll()
 	console := os.Stdout // the kernel opened /dev/console for init
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
