@@ -59,12 +59,12 @@ func TestIdentifyScriptAsksForThePlanWithSMBIOS(t *testing.T) {
 	cfg := loopbackConfig(t, newBootFiles(t).files, &log)
 	start(t, cfg)
 	base := fmt.Sprintf("http://127.0.0.1:%d", cfg.HTTPPort)
-	for arch, local := range map[string]string{"bios": "sanboot --no-describe --drive 0x80 || exit", "uefi": "exit"} {
+	for arch, local := range map[string]string{"bios": "sanboot --no-describe --drive 0x80 || exit", "uefi": "exit 1"} {
 		code, body := httpGet(t, cfg, "/boot.ipxe?mac=52-54-00-12-34-56&arch="+arch)
 		want := "#!ipxe\necho imagefarm: 52-54-00-12-34-56 (" + arch + ") asks what to boot\n" +
-			"chain " + base + "/plan.ipxe?mac=52-54-00-12-34-56&arch=" + arch +
+			"imgfetch --name plan " + base + "/plan.ipxe?mac=52-54-00-12-34-56&arch=" + arch +
 			"&uuid=${uuid}&serial=${serial:uristring}&manufacturer=${manufacturer:uristring}&product=${product:uristring} || goto local\n" +
-			"exit\n:local\necho imagefarm: the boot service did not answer, booting the local disk\n" + local + "\n"
+			"imgexec plan\n" + local + "\n:local\necho imagefarm: the boot service did not answer, booting the local disk\n" + local + "\n"
 		if code != 200 || body != want {
 			t.Errorf("identify script for %s = %d\n%s\nwant 200\n%s", arch, code, body, want)
 		}
@@ -86,20 +86,20 @@ func TestPlanScripts(t *testing.T) {
 		not     string   // what it must not have
 	}{
 		{"default planner, BIOS", nil, false, "bios", []string{"echo imagefarm: no work for this device", "sanboot --no-describe --drive 0x80 || exit"}, "kernel"},
-		{"default planner, UEFI", nil, false, "uefi", []string{"echo imagefarm: no work for this device", "exit"}, "sanboot"},
+		{"default planner, UEFI", nil, false, "uefi", []string{"echo imagefarm: no work for this device", "exit 1"}, "sanboot"},
 		{"deploy, UEFI", &recordingPlanner{plan: deploy}, false, "uefi", []string{
 			"echo imagefarm: job j1 (disk:1)",
 			"kernel BASE/files/local/vmlinuz initrd=initramfs console=ttyS0 BOOTIF=01-52-54-00-12-34-56 imagefarm.token=abc quiet || goto local",
-			"initrd --name initramfs BASE/files/local/initramfs || goto local", "boot || goto local", ":local", "exit"}, "sanboot"},
+			"initrd --name initramfs BASE/files/local/initramfs || goto local", "boot || goto local", ":local", "exit 1"}, "sanboot"},
 		{"deploy, BIOS", &recordingPlanner{plan: deploy}, false, "bios", []string{"boot || goto local", "sanboot --no-describe --drive 0x80 || exit"}, ""},
 		{"planner fails", &recordingPlanner{err: errors.New("controller unreachable")}, false, "uefi",
-			[]string{"echo imagefarm: the farm could not plan this boot, booting the local disk", "exit"}, "kernel"},
+			[]string{"echo imagefarm: the farm could not plan this boot, booting the local disk", "exit 1"}, "kernel"},
 		{"planner returns an argument that would inject a command", &recordingPlanner{plan: Plan{Action: BootDeploy, Args: []string{"x\nshell"}}}, false, "bios",
 			[]string{"echo imagefarm: the farm could not plan this boot, booting the local disk"}, "shell"},
 		{"planner returns a reason with ${...}", &recordingPlanner{plan: Plan{Reason: "${net0/mac}"}}, false, "bios",
 			[]string{"echo imagefarm: the farm could not plan this boot, booting the local disk"}, "${"},
 		{"deploy without a deploy environment", &recordingPlanner{plan: deploy}, true, "uefi",
-			[]string{"echo imagefarm: no deploy environment on the boot service, booting the local disk", "exit"}, "kernel"},
+			[]string{"echo imagefarm: no deploy environment on the boot service, booting the local disk", "exit 1"}, "kernel"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

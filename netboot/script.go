@@ -14,15 +14,25 @@ import (
 
 // identifyScript is the first script iPXE fetches: it asks again with the
 // machine's SMBIOS fields, which only iPXE can read, and boots the local
-// disk if the service cannot be reached.
+// disk if the service cannot be reached. The plan is fetched, then run:
+// a plan that ends in "exit 1" (the local disk, on UEFI) fails imgexec,
+// which ends this script with that failure too, without the message of
+// an unreachable service.
+//
+// On UEFI, booting the local disk is "exit 1": iPXE returns an error to
+// the firmware, which goes on to the next entry of its boot order. Had it
+// returned success ("exit", status 0), the firmware would stop there and
+// show its boot menu (UEFI 2.x, 3.1.1: OVMF does), and a laptop with no
+// work would wait at that menu instead of booting its disk.
 var identifyScript = template.Must(template.New("identify").Funcs(funcs).Parse(`#!ipxe
 echo imagefarm: {{word .MAC}} ({{word .Arch}}) asks what to boot
-chain {{word .Base}}/plan.ipxe?mac={{word .MAC}}&arch={{word .Arch}}&uuid=${uuid}&serial=${serial:uristring}&manufacturer=${manufacturer:uristring}&product=${product:uristring} || goto local
-exit
+imgfetch --name plan {{word .Base}}/plan.ipxe?mac={{word .MAC}}&arch={{word .Arch}}&uuid=${uuid}&serial=${serial:uristring}&manufacturer=${manufacturer:uristring}&product=${product:uristring} || goto local
+imgexec plan
+{{template "local" .}}
 :local
 echo imagefarm: the boot service did not answer, booting the local disk
 {{template "local" .}}
-{{define "local"}}{{if .EFI}}exit{{else}}sanboot --no-describe --drive 0x80 || exit{{end}}{{end}}`))
+{{define "local"}}{{if .EFI}}exit 1{{else}}sanboot --no-describe --drive 0x80 || exit{{end}}{{end}}`))
 
 // planScript is a machine's script for one boot: its plan.
 var planScript = template.Must(identifyScript.New("plan").Parse(`#!ipxe
