@@ -36,6 +36,8 @@ type Params struct {
 	// Disk is the disk the plan names (imagefarm.disk_serial and
 	// imagefarm.disk_size, both or neither); nil when not given.
 	Disk *Want
+	// DebugDD is imagefarm.debug.dd: a benchmark's baseline (DD).
+	DebugDD string
 }
 
 // ParseParams reads Params from the kernel command line. A value that
@@ -67,6 +69,13 @@ func ParseParams(cmdline string) (Params, error) {
 		errs = append(errs, err)
 	} else {
 		p.Disk = disk
+	}
+	if url, ok := args["imagefarm.debug.dd"]; ok {
+		if err := checkDebugDD(url); err != nil {
+			errs = append(errs, err)
+		} else {
+			p.DebugDD = url
+		}
 	}
 	if bootif, ok := args["BOOTIF"]; ok {
 		mac, err := parseBootIF(bootif)

@@ -86,6 +86,9 @@ func Main() {
 		printLine(console, DeployPrefix, d)
 		then = d.Then
 	}
+	if params.DebugDD != "" {
+		printLine(console, DDPrefix, debugDD(context.Background(), params.DebugDD, rep.Target))
+	}
 	finish(then, logger)
 }
 

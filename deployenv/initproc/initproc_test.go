@@ -41,6 +41,9 @@ func TestParseParams(t *testing.T) {
 		{"imagefarm.disk_size=512110190592", Params{}, "want a disk's serial and its size in bytes, both"},
 		{"imagefarm.disk_serial=S4EWNX0R imagefarm.disk_size=-1", Params{}, "want a disk's serial and its size"},
 		{"imagefarm.disk_serial=S4EWNX0R imagefarm.disk_size=1e9", Params{}, "want a disk's serial and its size"},
+		{"imagefarm.debug.dd=http://198.18.0.1:8099/image", Params{DebugDD: "http://198.18.0.1:8099/image"}, ""},
+		{"imagefarm.debug.dd=/dev/sda", Params{}, `imagefarm.debug.dd="/dev/sda": want an http:// URL`},
+		{"imagefarm.debug.dd=", Params{}, "imagefarm.debug.dd=\"\": want an http:// URL"},
 	} {
 		got, err := ParseParams(tc.cmdline)
 		if !reflect.DeepEqual(got, tc.want) || (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
