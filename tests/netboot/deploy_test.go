@@ -46,7 +46,7 @@ func TestNetbootDeploysADevice(t *testing.T) {
 	}
 	var farm *testenv.Proc
 	var cli []string // the dev farm's exports
-	l := newLab(t, e, labConfig{kernelArgs: []string{"console=ttyS0", "quiet", "panic=-1"}, controller: func(l *lab) []string {
+	l := newLab(t, e, labConfig{kernelArgs: []string{"console=ttyS0", "quiet", "panic=-1", "no_timer_check"}, controller: func(l *lab) []string {
 		farm = testenv.Start(t, "imagefarm-dev", l.ns.Command(t, e.imagefarm, "dev", "--data", filepath.Join(l.dir, "farm"), "--listen", controllerAddr,
 			"--drives", "1", "--drive-size", "16MiB"))
 		t.Cleanup(func() {

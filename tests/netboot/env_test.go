@@ -20,6 +20,7 @@ type bootEnv struct {
 	trusted   string // the public key it is signed with
 	env       string // the environment's folder, as build-env wrote it
 	localDisk string // a disk whose MBR prints localMarker and exits QEMU
+	espDisk   string // a disk whose EFI system partition's BOOTX64.EFI does the same
 	shim      string
 	grub      string
 }
@@ -116,6 +117,14 @@ func buildEnv() string {
 	}
 	env.localDisk = filepath.Join(dir, "local-disk.img")
 	if err := os.WriteFile(env.localDisk, mbrDisk(), 0o644); err != nil {
+		return err.Error()
+	}
+	esp, err := espDisk()
+	if err != nil {
+		return "the UEFI local disk: " + err.Error()
+	}
+	env.espDisk = filepath.Join(dir, "esp-disk.img")
+	if err := os.WriteFile(env.espDisk, esp, 0o644); err != nil {
 		return err.Error()
 	}
 	return ""
