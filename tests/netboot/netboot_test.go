@@ -81,8 +81,21 @@ func TestSecureBootSignedChain(t *testing.T) {
 	if _, ok := r.seen["Secure boot enabled"]; !ok {
 		t.Errorf("%s: the kernel did not say \"Secure boot enabled\"", sb.name)
 	}
-	sizes := map[string]int64{"shimx64.efi": fileSize(t, e.shim), "grubx64.efi": fileSize(t, e.grub),
-		"/vmlinuz": fileSize(t, e.kernel()), "/initramfs": fileSize(t, e.initrd())}
+	sizes := map[string]int64{"shimx64.efi": fileSize(t, e.shim), "grubx64.efi": fileSize(t, e.grub)}
+	// The kernel and initramfs are under /env/ID/, ID naming the
+	// environment's version.
+	for _, s := range l.records("tftp sent", map[string]string{"client": l.leaseOf(sb.mac)}) {
+		path := strings.Trim(s["path"], `"`)
+		if strings.HasPrefix(path, "/env/") && strings.HasSuffix(path, "/vmlinuz") {
+			sizes[path] = fileSize(t, e.kernel())
+		}
+		if strings.HasPrefix(path, "/env/") && strings.HasSuffix(path, "/initramfs") {
+			sizes[path] = fileSize(t, e.initrd())
+		}
+	}
+	if len(sizes) != 4 {
+		t.Errorf("TFTP sent no /env/ID/vmlinuz or /env/ID/initramfs: %v", sizes)
+	}
 	for _, cfg := range []string{"/grub/grub.cfg", "/grub/imagefarm/" + sb.mac + ".cfg"} {
 		recs := l.records("tftp sent", map[string]string{"path": fmt.Sprintf("%q", cfg)})
 		if len(recs) != 1 {
