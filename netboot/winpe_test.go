@@ -75,7 +75,7 @@ func TestWinPEScriptAndFiles(t *testing.T) {
 		"initrd --name boot.wim " + base + "boot.wim || goto local\ninitrd --name startnet.cmd " + base + "startnet.cmd || goto local\n" +
 		"initrd --name deploy.cmd " + base + "deploy.cmd || goto local\n" +
 		"initrd --name CreatePartitions-UEFI.txt " + base + "CreatePartitions-UEFI.txt || goto local\n" +
-		"boot || goto local\n:local\necho imagefarm: WinPE did not boot, booting the local disk\nexit\n"
+		"boot || goto local\n:local\necho imagefarm: WinPE did not boot, booting the local disk\nexit 1\n"
 	if code != http.StatusOK || body != golden {
 		t.Errorf("WinPE script = %d\n%s\nwant\n%s", code, body, golden)
 	}
