@@ -9,7 +9,7 @@
 # on the machines this was written on, so it runs on the host's loop devices.
 # Two series of 3 on a shared 2-core machine (load 24-44), 4 GiB of files in
 # a 1.7 GiB XPRESS WIM: reset 170 s and 121 s against apply alone 98 s and
-# 110 s (ratios 1.74 and 1.10); the steps but apply took 27 s and 20 s.
+# 110 s (ratios 1.74 and 1.10); the steps but apply took 25 s and 20 s (medians).
 #
 #   tests/bench/reset.sh                       # SIZE=4GiB RUNS=3 COMPRESS=fast (XPRESS)
 #   SIZE=512MiB RUNS=1 COMPRESS=lzx tests/bench/reset.sh
