@@ -84,7 +84,7 @@ func TestNetbootServe(t *testing.T) {
 	if !strings.Contains(deploy, fmt.Sprintf("kernel http://127.0.0.1:%d/files/local/vmlinuz initrd=initramfs console=ttyS0 BOOTIF=01-52-54-00-12-34-56 || goto local", httpPort)) {
 		t.Errorf("the --deploy machine's script:\n%s\nwant its deploy", deploy)
 	}
-	if local := get("/plan.ipxe?mac=52-54-00-00-00-01&arch=uefi"); strings.Contains(local, "kernel") || !strings.HasSuffix(local, "\nexit\n") {
+	if local := get("/plan.ipxe?mac=52-54-00-00-00-01&arch=uefi"); strings.Contains(local, "kernel") || !strings.HasSuffix(local, "\nexit 1\n") {
 		t.Errorf("another machine's script:\n%s\nwant its local disk", local)
 	}
 	if got := get("/files/initramfs"); got != "initramfs" {
