@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"encoding/csv"
 	"fmt"
 	"io"
 	"slices"
@@ -110,7 +109,7 @@ it failed if it did. Drives still being written are left out until they end.
 			case g.json:
 				return printJSON(w, rows)
 			case asCSV:
-				return printReportCSV(w, rows)
+				return printCSV(w, reportColumns, rows)
 			}
 			return printReport(w, resp.GetJob(), rows)
 		},
@@ -118,16 +117,6 @@ it failed if it did. Drives still being written are left out until they end.
 	cmd.Flags().BoolVar(&asCSV, "csv", false, "print CSV with a header row")
 	cmd.Flags().BoolVar(&g.json, "json", false, "print a JSON array")
 	return cmd
-}
-
-func printReportCSV(w io.Writer, rows []reportRow) error {
-	cw := csv.NewWriter(w)
-	cw.Write(reportColumns)
-	for _, r := range rows {
-		cw.Write(r.csv())
-	}
-	cw.Flush()
-	return cw.Error()
 }
 
 func printReport(w io.Writer, job *imagefarmv1.Job, rows []reportRow) error {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/csv"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -75,21 +73,11 @@ the wave (0 is the first article), and the result with why it failed.`,
 			if g.json {
 				return printJSON(cmd.OutOrStdout(), rows)
 			}
-			return printRolloutCSV(cmd.OutOrStdout(), rows)
+			return printCSV(cmd.OutOrStdout(), rolloutColumns, rows)
 		},
 	}
 	cmd.Flags().BoolVar(&asCSV, "csv", false, "print CSV with a header row")
 	cmd.Flags().BoolVar(&all, "all", false, "ended rollouts too")
 	cmd.Flags().BoolVar(&g.json, "json", false, "print a JSON array")
 	return cmd
-}
-
-func printRolloutCSV(w io.Writer, rows []rolloutRow) error {
-	cw := csv.NewWriter(w)
-	cw.Write(rolloutColumns)
-	for _, r := range rows {
-		cw.Write(r.csv())
-	}
-	cw.Flush()
-	return cw.Error()
 }
