@@ -120,30 +120,40 @@ func (c *Catalog) push(ctx context.Context, src io.ReaderAt, size int64, opts Pu
 }
 
 func (c *Catalog) pushMarked(ctx context.Context, mk *marker, src io.ReaderAt, m *Manifest, opts PushOptions, beforeCommit func() error) (*PushResult, error) {
-	res, err := c.pushChunks(ctx, src, m, opts.Progress)
+	res, err := pushChunks(ctx, src, m, opts.Progress, c.window(m.ChunkSize), c.storeChunk)
 	if err != nil {
 		return nil, fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
 	}
-	if err := c.checkChunks(ctx, mk, m); err != nil {
-		return nil, fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
-	}
-	data, digest, err := m.Encode()
+	digest, err := c.storeManifest(ctx, mk, m, opts, beforeCommit)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.store.Put(ctx, manifestKey(digest), bytes.NewReader(data), int64(len(data))); err != nil {
-		return nil, fmt.Errorf("push %s:%s: manifest: %w", m.Name, m.Version, err)
-	}
-	if beforeCommit != nil {
-		if err := beforeCommit(); err != nil {
-			return nil, err
-		}
-	}
-	if err := c.commit(ctx, mk, m, digest, opts); err != nil {
 		return nil, err
 	}
 	res.Digest, res.Manifest = digest, m
 	return res, nil
+}
+
+// storeManifest is the end of every push, whoever cut its chunks: it
+// makes sure every chunk m uses is stored, stores m, and commits its refs.
+func (c *Catalog) storeManifest(ctx context.Context, mk *marker, m *Manifest, opts PushOptions, beforeCommit func() error) (string, error) {
+	if err := c.checkChunks(ctx, mk, m); err != nil {
+		return "", fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
+	}
+	data, digest, err := m.Encode()
+	if err != nil {
+		return "", err
+	}
+	if err := c.store.Put(ctx, manifestKey(digest), bytes.NewReader(data), int64(len(data))); err != nil {
+		return "", fmt.Errorf("push %s:%s: manifest: %w", m.Name, m.Version, err)
+	}
+	if beforeCommit != nil {
+		if err := beforeCommit(); err != nil {
+			return "", err
+		}
+	}
+	if err := c.commit(ctx, mk, m, digest, opts); err != nil {
+		return "", err
+	}
+	return digest, nil
 }
 
 // commit points refs at the pushed manifest through opts.Refs (the
@@ -221,17 +231,7 @@ func (c *Catalog) checkChunks(ctx context.Context, mk *marker, m *Manifest) erro
 // newManifest checks everything that can be checked before a byte is
 // uploaded and returns the manifest without its chunks.
 func (c *Catalog) newManifest(ctx context.Context, src io.ReaderAt, size int64, opts *PushOptions) (*Manifest, error) {
-	m := &Manifest{
-		SchemaVersion: SchemaVersion, Name: opts.Name, Version: opts.Version, Kind: opts.Kind,
-		Size: size, ChunkSize: opts.ChunkSize, Created: time.Now().UTC(),
-		Models: opts.Models, Labels: opts.Labels, Source: opts.Source,
-	}
-	if m.Kind == "" {
-		m.Kind = KindFile
-	}
-	if m.ChunkSize == 0 {
-		m.ChunkSize = DefaultChunkSize
-	}
+	m := manifestHeader(size, opts)
 	if err := c.checkNew(ctx, m, opts.Channels); err != nil {
 		return nil, err
 	}
@@ -243,6 +243,22 @@ func (c *Catalog) newManifest(ctx context.Context, src io.ReaderAt, size int64, 
 		m.WIM = info
 	}
 	return m, nil
+}
+
+// manifestHeader is the manifest opts describe, without its chunks.
+func manifestHeader(size int64, opts *PushOptions) *Manifest {
+	m := &Manifest{
+		SchemaVersion: SchemaVersion, Name: opts.Name, Version: opts.Version, Kind: opts.Kind,
+		Size: size, ChunkSize: opts.ChunkSize, Created: time.Now().UTC(),
+		Models: opts.Models, Labels: opts.Labels, Source: opts.Source,
+	}
+	if m.Kind == "" {
+		m.Kind = KindFile
+	}
+	if m.ChunkSize == 0 {
+		m.ChunkSize = DefaultChunkSize
+	}
+	return m
 }
 
 // CheckNewVersion returns the error a push of name:version with those
@@ -257,6 +273,14 @@ func (c *Catalog) CheckNewVersion(ctx context.Context, name, version string, cha
 }
 
 func (c *Catalog) checkNew(ctx context.Context, m *Manifest, channels []string) error {
+	if err := checkHeader(m); err != nil {
+		return err
+	}
+	return c.checkNames(ctx, m.Name, m.Version, channels)
+}
+
+// checkHeader checks the fields of m but its chunks.
+func checkHeader(m *Manifest) error {
 	// Validate the header fields with a placeholder chunk list.
 	probe := *m
 	probe.Size, probe.Chunks = 0, nil
@@ -266,7 +290,7 @@ func (c *Catalog) checkNew(ctx context.Context, m *Manifest, channels []string) 
 	if err := ident.Labels(m.Labels); err != nil {
 		return fmt.Errorf("push %s:%s: %w", m.Name, m.Version, err)
 	}
-	return c.checkNames(ctx, m.Name, m.Version, channels)
+	return nil
 }
 
 // checkNames checks that version and channels may name a new image of
@@ -297,7 +321,7 @@ func (c *Catalog) checkNames(ctx context.Context, name, version string, channels
 // chunkPusher uploads the chunks of one push in parallel, each distinct
 // chunk once even when the blob repeats it.
 type chunkPusher struct {
-	c       *Catalog
+	put     putFunc
 	bufs    sync.Pool
 	mu      sync.Mutex
 	pending map[string]*upload
@@ -312,13 +336,25 @@ type upload struct {
 	err    error
 }
 
-func (c *Catalog) pushChunks(ctx context.Context, src io.ReaderAt, m *Manifest, progress func(int64)) (*PushResult, error) {
-	p := &chunkPusher{c: c, pending: map[string]*upload{}}
+// putFunc stores chunk ch, whose bytes are data, unless it is stored
+// already; scratch is room for its compressed bytes. It returns the stored
+// size and whether bytes were uploaded.
+type putFunc func(ctx context.Context, ch *Chunk, data, scratch []byte) (stored int64, uploaded bool, err error)
+
+// storeChunk is the putFunc of a push into the catalog's own store.
+func (c *Catalog) storeChunk(ctx context.Context, ch *Chunk, data, scratch []byte) (int64, bool, error) {
+	return c.putChunk(ctx, ch.ID, data, scratch)
+}
+
+// pushChunks cuts m.Size bytes of src into m's chunks, window of them at
+// once, and hands each distinct chunk that is not all zero to put.
+func pushChunks(ctx context.Context, src io.ReaderAt, m *Manifest, progress func(int64), window int, put putFunc) (*PushResult, error) {
+	p := &chunkPusher{put: put, pending: map[string]*upload{}}
 	p.bufs.New = func() any { b := make([]byte, 2*m.ChunkSize+4096); return &b }
 	n := (m.Size + m.ChunkSize - 1) / m.ChunkSize
 	m.Chunks = make([]Chunk, n)
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.window(m.ChunkSize))
+	g.SetLimit(window)
 	for i := range m.Chunks {
 		off := int64(i) * m.ChunkSize
 		m.Chunks[i] = Chunk{Offset: off, Length: min(m.ChunkSize, m.Size-off)}
@@ -366,7 +402,7 @@ func (p *chunkPusher) one(ctx context.Context, src io.ReaderAt, ch *Chunk) error
 	p.mu.Unlock()
 	if !seen {
 		var uploaded bool
-		u.stored, uploaded, u.err = p.c.putChunk(ctx, ch.ID, data, scratch)
+		u.stored, uploaded, u.err = p.put(ctx, ch, data, scratch)
 		if uploaded {
 			p.newN.Add(1)
 			p.newB.Add(u.stored)

@@ -133,6 +133,581 @@ func (BootAction) EnumDescriptor() ([]byte, []int) {
 	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{1}
 }
 
+// CaptureRequest is one message of a device's capture upload.
+type CaptureRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message.
+	//
+	// Types that are valid to be assigned to Body:
+	//
+	//	*CaptureRequest_Begin
+	//	*CaptureRequest_Offer
+	//	*CaptureRequest_Piece
+	//	*CaptureRequest_Manifest
+	Body          isCaptureRequest_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureRequest) Reset() {
+	*x = CaptureRequest{}
+	mi := &file_imagefarm_v1_device_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureRequest) ProtoMessage() {}
+
+func (x *CaptureRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_device_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureRequest.ProtoReflect.Descriptor instead.
+func (*CaptureRequest) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CaptureRequest) GetBody() isCaptureRequest_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *CaptureRequest) GetBegin() *CaptureBegin {
+	if x != nil {
+		if x, ok := x.Body.(*CaptureRequest_Begin); ok {
+			return x.Begin
+		}
+	}
+	return nil
+}
+
+func (x *CaptureRequest) GetOffer() *ChunkOffer {
+	if x != nil {
+		if x, ok := x.Body.(*CaptureRequest_Offer); ok {
+			return x.Offer
+		}
+	}
+	return nil
+}
+
+func (x *CaptureRequest) GetPiece() *ChunkPiece {
+	if x != nil {
+		if x, ok := x.Body.(*CaptureRequest_Piece); ok {
+			return x.Piece
+		}
+	}
+	return nil
+}
+
+func (x *CaptureRequest) GetManifest() *ManifestPiece {
+	if x != nil {
+		if x, ok := x.Body.(*CaptureRequest_Manifest); ok {
+			return x.Manifest
+		}
+	}
+	return nil
+}
+
+type isCaptureRequest_Body interface {
+	isCaptureRequest_Body()
+}
+
+type CaptureRequest_Begin struct {
+	// First: the task.
+	Begin *CaptureBegin `protobuf:"bytes,1,opt,name=begin,proto3,oneof"`
+}
+
+type CaptureRequest_Offer struct {
+	// A chunk the device has read.
+	Offer *ChunkOffer `protobuf:"bytes,2,opt,name=offer,proto3,oneof"`
+}
+
+type CaptureRequest_Piece struct {
+	// Bytes of a wanted chunk, in order; a chunk's pieces are sent one
+	// after the other, with no other chunk's between them.
+	Piece *ChunkPiece `protobuf:"bytes,3,opt,name=piece,proto3,oneof"`
+}
+
+type CaptureRequest_Manifest struct {
+	// Part of the capture's manifest, in order; the last piece commits.
+	Manifest *ManifestPiece `protobuf:"bytes,4,opt,name=manifest,proto3,oneof"`
+}
+
+func (*CaptureRequest_Begin) isCaptureRequest_Body() {}
+
+func (*CaptureRequest_Offer) isCaptureRequest_Body() {}
+
+func (*CaptureRequest_Piece) isCaptureRequest_Body() {}
+
+func (*CaptureRequest_Manifest) isCaptureRequest_Body() {}
+
+// CaptureBegin names the capture task the upload is for.
+type CaptureBegin struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the device's capture task.
+	TaskId string `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// Epoch of its assignment.
+	Epoch         uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureBegin) Reset() {
+	*x = CaptureBegin{}
+	mi := &file_imagefarm_v1_device_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureBegin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureBegin) ProtoMessage() {}
+
+func (x *CaptureBegin) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_device_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureBegin.ProtoReflect.Descriptor instead.
+func (*CaptureBegin) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CaptureBegin) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *CaptureBegin) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+// ChunkOffer offers one chunk of the disk.
+type ChunkOffer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hex SHA-256 of the chunk's bytes: its name in the catalog.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Offset of the chunk on the disk, for messages.
+	Offset int64 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Length of the chunk in bytes.
+	Length        int64 `protobuf:"varint,3,opt,name=length,proto3" json:"length,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChunkOffer) Reset() {
+	*x = ChunkOffer{}
+	mi := &file_imagefarm_v1_device_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChunkOffer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChunkOffer) ProtoMessage() {}
+
+func (x *ChunkOffer) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_device_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChunkOffer.ProtoReflect.Descriptor instead.
+func (*ChunkOffer) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ChunkOffer) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ChunkOffer) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ChunkOffer) GetLength() int64 {
+	if x != nil {
+		return x.Length
+	}
+	return 0
+}
+
+// ChunkPiece is part of a wanted chunk's bytes.
+type ChunkPiece struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chunk's id, as offered.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The bytes, at most 1 MiB.
+	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	// Whether this is the chunk's last piece.
+	Last          bool `protobuf:"varint,3,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChunkPiece) Reset() {
+	*x = ChunkPiece{}
+	mi := &file_imagefarm_v1_device_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChunkPiece) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChunkPiece) ProtoMessage() {}
+
+func (x *ChunkPiece) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_device_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChunkPiece.ProtoReflect.Descriptor instead.
+func (*ChunkPiece) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ChunkPiece) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ChunkPiece) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ChunkPiece) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+// ManifestPiece is part of the capture's manifest (the catalog's JSON).
+type ManifestPiece struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The bytes, at most 1 MiB.
+	Data []byte `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// Whether this is the last piece.
+	Last          bool `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ManifestPiece) Reset() {
+	*x = ManifestPiece{}
+	mi := &file_imagefarm_v1_device_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ManifestPiece) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ManifestPiece) ProtoMessage() {}
+
+func (x *ManifestPiece) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_device_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ManifestPiece.ProtoReflect.Descriptor instead.
+func (*ManifestPiece) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ManifestPiece) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ManifestPiece) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+// CaptureResponse is one message from the controller to a capturing
+// device.
+type CaptureResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The message.
+	//
+	// Types that are valid to be assigned to Body:
+	//
+	//	*CaptureResponse_Stored
+	//	*CaptureResponse_Wanted
+	//	*CaptureResponse_Result
+	Body          isCaptureResponse_Body `protobuf_oneof:"body"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureResponse) Reset() {
+	*x = CaptureResponse{}
+	mi := &file_imagefarm_v1_device_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureResponse) ProtoMessage() {}
+
+func (x *CaptureResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_device_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureResponse.ProtoReflect.Descriptor instead.
+func (*CaptureResponse) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CaptureResponse) GetBody() isCaptureResponse_Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *CaptureResponse) GetStored() *ChunkStored {
+	if x != nil {
+		if x, ok := x.Body.(*CaptureResponse_Stored); ok {
+			return x.Stored
+		}
+	}
+	return nil
+}
+
+func (x *CaptureResponse) GetWanted() *ChunkWanted {
+	if x != nil {
+		if x, ok := x.Body.(*CaptureResponse_Wanted); ok {
+			return x.Wanted
+		}
+	}
+	return nil
+}
+
+func (x *CaptureResponse) GetResult() *CaptureResult {
+	if x != nil {
+		if x, ok := x.Body.(*CaptureResponse_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+type isCaptureResponse_Body interface {
+	isCaptureResponse_Body()
+}
+
+type CaptureResponse_Stored struct {
+	// The chunk is in the catalog (sent now, or already there).
+	Stored *ChunkStored `protobuf:"bytes,1,opt,name=stored,proto3,oneof"`
+}
+
+type CaptureResponse_Wanted struct {
+	// The catalog does not have the offered chunk: send it.
+	Wanted *ChunkWanted `protobuf:"bytes,2,opt,name=wanted,proto3,oneof"`
+}
+
+type CaptureResponse_Result struct {
+	// The capture is committed and its task DONE.
+	Result *CaptureResult `protobuf:"bytes,3,opt,name=result,proto3,oneof"`
+}
+
+func (*CaptureResponse_Stored) isCaptureResponse_Body() {}
+
+func (*CaptureResponse_Wanted) isCaptureResponse_Body() {}
+
+func (*CaptureResponse_Result) isCaptureResponse_Body() {}
+
+// ChunkStored says a chunk is in the catalog.
+type ChunkStored struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chunk's id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Size of its stored (compressed) object.
+	Stored int64 `protobuf:"varint,2,opt,name=stored,proto3" json:"stored,omitempty"`
+	// Whether the catalog had it already (nothing was sent).
+	Deduplicated  bool `protobuf:"varint,3,opt,name=deduplicated,proto3" json:"deduplicated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChunkStored) Reset() {
+	*x = ChunkStored{}
+	mi := &file_imagefarm_v1_device_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChunkStored) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChunkStored) ProtoMessage() {}
+
+func (x *ChunkStored) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_device_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChunkStored.ProtoReflect.Descriptor instead.
+func (*ChunkStored) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ChunkStored) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ChunkStored) GetStored() int64 {
+	if x != nil {
+		return x.Stored
+	}
+	return 0
+}
+
+func (x *ChunkStored) GetDeduplicated() bool {
+	if x != nil {
+		return x.Deduplicated
+	}
+	return false
+}
+
+// ChunkWanted asks for an offered chunk's bytes.
+type ChunkWanted struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chunk's id.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChunkWanted) Reset() {
+	*x = ChunkWanted{}
+	mi := &file_imagefarm_v1_device_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChunkWanted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChunkWanted) ProtoMessage() {}
+
+func (x *ChunkWanted) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_device_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChunkWanted.ProtoReflect.Descriptor instead.
+func (*ChunkWanted) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ChunkWanted) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 // Device is a machine the farm knows because it netbooted into the deploy
 // environment and enrolled: a laptop known by its SMBIOS identity. Its one
 // drive is its internal disk.
@@ -189,7 +764,7 @@ type Device struct {
 
 func (x *Device) Reset() {
 	*x = Device{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[0]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +776,7 @@ func (x *Device) String() string {
 func (*Device) ProtoMessage() {}
 
 func (x *Device) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[0]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,7 +789,7 @@ func (x *Device) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Device.ProtoReflect.Descriptor instead.
 func (*Device) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{0}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Device) GetId() string {
@@ -371,7 +946,7 @@ type PlanBootRequest struct {
 
 func (x *PlanBootRequest) Reset() {
 	*x = PlanBootRequest{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[1]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +958,7 @@ func (x *PlanBootRequest) String() string {
 func (*PlanBootRequest) ProtoMessage() {}
 
 func (x *PlanBootRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[1]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +971,7 @@ func (x *PlanBootRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanBootRequest.ProtoReflect.Descriptor instead.
 func (*PlanBootRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{1}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PlanBootRequest) GetMac() string {
@@ -434,7 +1009,7 @@ type PlanBootResponse struct {
 
 func (x *PlanBootResponse) Reset() {
 	*x = PlanBootResponse{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[2]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +1021,7 @@ func (x *PlanBootResponse) String() string {
 func (*PlanBootResponse) ProtoMessage() {}
 
 func (x *PlanBootResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[2]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +1034,7 @@ func (x *PlanBootResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanBootResponse.ProtoReflect.Descriptor instead.
 func (*PlanBootResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{2}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PlanBootResponse) GetAction() BootAction {
@@ -515,7 +1090,7 @@ type DeviceIdentity struct {
 
 func (x *DeviceIdentity) Reset() {
 	*x = DeviceIdentity{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[3]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -527,7 +1102,7 @@ func (x *DeviceIdentity) String() string {
 func (*DeviceIdentity) ProtoMessage() {}
 
 func (x *DeviceIdentity) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[3]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -540,7 +1115,7 @@ func (x *DeviceIdentity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceIdentity.ProtoReflect.Descriptor instead.
 func (*DeviceIdentity) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{3}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeviceIdentity) GetUuid() string {
@@ -593,7 +1168,7 @@ type EnrollRequest struct {
 
 func (x *EnrollRequest) Reset() {
 	*x = EnrollRequest{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[4]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +1180,7 @@ func (x *EnrollRequest) String() string {
 func (*EnrollRequest) ProtoMessage() {}
 
 func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[4]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +1193,7 @@ func (x *EnrollRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollRequest.ProtoReflect.Descriptor instead.
 func (*EnrollRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{4}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EnrollRequest) GetBootToken() string {
@@ -684,7 +1259,7 @@ type EnrollResponse struct {
 
 func (x *EnrollResponse) Reset() {
 	*x = EnrollResponse{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[5]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +1271,7 @@ func (x *EnrollResponse) String() string {
 func (*EnrollResponse) ProtoMessage() {}
 
 func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[5]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +1284,7 @@ func (x *EnrollResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollResponse.ProtoReflect.Descriptor instead.
 func (*EnrollResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{5}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EnrollResponse) GetDevice() *Device {
@@ -766,7 +1341,7 @@ type ReportRequest struct {
 
 func (x *ReportRequest) Reset() {
 	*x = ReportRequest{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[6]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -778,7 +1353,7 @@ func (x *ReportRequest) String() string {
 func (*ReportRequest) ProtoMessage() {}
 
 func (x *ReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[6]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -791,7 +1366,7 @@ func (x *ReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
 func (*ReportRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{6}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportRequest) GetSeq() uint64 {
@@ -876,7 +1451,7 @@ type ReportResponse struct {
 
 func (x *ReportResponse) Reset() {
 	*x = ReportResponse{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[7]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +1463,7 @@ func (x *ReportResponse) String() string {
 func (*ReportResponse) ProtoMessage() {}
 
 func (x *ReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[7]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +1476,7 @@ func (x *ReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
 func (*ReportResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{7}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReportResponse) GetBody() isReportResponse_Body {
@@ -962,7 +1537,7 @@ type ReadObjectRequest struct {
 
 func (x *ReadObjectRequest) Reset() {
 	*x = ReadObjectRequest{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[8]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1549,7 @@ func (x *ReadObjectRequest) String() string {
 func (*ReadObjectRequest) ProtoMessage() {}
 
 func (x *ReadObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[8]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1562,7 @@ func (x *ReadObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadObjectRequest.ProtoReflect.Descriptor instead.
 func (*ReadObjectRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{8}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReadObjectRequest) GetKey() string {
@@ -1022,7 +1597,7 @@ type ReadObjectResponse struct {
 
 func (x *ReadObjectResponse) Reset() {
 	*x = ReadObjectResponse{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[9]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1609,7 @@ func (x *ReadObjectResponse) String() string {
 func (*ReadObjectResponse) ProtoMessage() {}
 
 func (x *ReadObjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[9]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1622,7 @@ func (x *ReadObjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadObjectResponse.ProtoReflect.Descriptor instead.
 func (*ReadObjectResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{9}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadObjectResponse) GetData() []byte {
@@ -1068,7 +1643,7 @@ type StatObjectRequest struct {
 
 func (x *StatObjectRequest) Reset() {
 	*x = StatObjectRequest{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[10]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1655,7 @@ func (x *StatObjectRequest) String() string {
 func (*StatObjectRequest) ProtoMessage() {}
 
 func (x *StatObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[10]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1668,7 @@ func (x *StatObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatObjectRequest.ProtoReflect.Descriptor instead.
 func (*StatObjectRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{10}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StatObjectRequest) GetKey() string {
@@ -1114,7 +1689,7 @@ type StatObjectResponse struct {
 
 func (x *StatObjectResponse) Reset() {
 	*x = StatObjectResponse{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[11]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1701,7 @@ func (x *StatObjectResponse) String() string {
 func (*StatObjectResponse) ProtoMessage() {}
 
 func (x *StatObjectResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[11]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1714,7 @@ func (x *StatObjectResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatObjectResponse.ProtoReflect.Descriptor instead.
 func (*StatObjectResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{11}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StatObjectResponse) GetObject() *ObjectInfo {
@@ -1164,7 +1739,7 @@ type ObjectInfo struct {
 
 func (x *ObjectInfo) Reset() {
 	*x = ObjectInfo{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[12]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1751,7 @@ func (x *ObjectInfo) String() string {
 func (*ObjectInfo) ProtoMessage() {}
 
 func (x *ObjectInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[12]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1764,7 @@ func (x *ObjectInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectInfo.ProtoReflect.Descriptor instead.
 func (*ObjectInfo) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{12}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ObjectInfo) GetKey() string {
@@ -1224,7 +1799,7 @@ type ListObjectsRequest struct {
 
 func (x *ListObjectsRequest) Reset() {
 	*x = ListObjectsRequest{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[13]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1236,7 +1811,7 @@ func (x *ListObjectsRequest) String() string {
 func (*ListObjectsRequest) ProtoMessage() {}
 
 func (x *ListObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[13]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1249,7 +1824,7 @@ func (x *ListObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListObjectsRequest.ProtoReflect.Descriptor instead.
 func (*ListObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{13}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListObjectsRequest) GetPrefix() string {
@@ -1270,7 +1845,7 @@ type ListObjectsResponse struct {
 
 func (x *ListObjectsResponse) Reset() {
 	*x = ListObjectsResponse{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[14]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1857,7 @@ func (x *ListObjectsResponse) String() string {
 func (*ListObjectsResponse) ProtoMessage() {}
 
 func (x *ListObjectsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[14]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1870,7 @@ func (x *ListObjectsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListObjectsResponse.ProtoReflect.Descriptor instead.
 func (*ListObjectsResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{14}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListObjectsResponse) GetObjects() []*ObjectInfo {
@@ -1321,7 +1896,7 @@ type ListDevicesRequest struct {
 
 func (x *ListDevicesRequest) Reset() {
 	*x = ListDevicesRequest{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[15]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1333,7 +1908,7 @@ func (x *ListDevicesRequest) String() string {
 func (*ListDevicesRequest) ProtoMessage() {}
 
 func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[15]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1346,7 +1921,7 @@ func (x *ListDevicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesRequest.ProtoReflect.Descriptor instead.
 func (*ListDevicesRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{15}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListDevicesRequest) GetModel() string {
@@ -1381,7 +1956,7 @@ type ListDevicesResponse struct {
 
 func (x *ListDevicesResponse) Reset() {
 	*x = ListDevicesResponse{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[16]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1968,7 @@ func (x *ListDevicesResponse) String() string {
 func (*ListDevicesResponse) ProtoMessage() {}
 
 func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[16]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1981,7 @@ func (x *ListDevicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDevicesResponse.ProtoReflect.Descriptor instead.
 func (*ListDevicesResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{16}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListDevicesResponse) GetDevices() []*Device {
@@ -1427,7 +2002,7 @@ type GetDeviceRequest struct {
 
 func (x *GetDeviceRequest) Reset() {
 	*x = GetDeviceRequest{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[17]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1439,7 +2014,7 @@ func (x *GetDeviceRequest) String() string {
 func (*GetDeviceRequest) ProtoMessage() {}
 
 func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[17]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1452,7 +2027,7 @@ func (x *GetDeviceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceRequest.ProtoReflect.Descriptor instead.
 func (*GetDeviceRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{17}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetDeviceRequest) GetDevice() string {
@@ -1475,7 +2050,7 @@ type GetDeviceResponse struct {
 
 func (x *GetDeviceResponse) Reset() {
 	*x = GetDeviceResponse{}
-	mi := &file_imagefarm_v1_device_proto_msgTypes[18]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +2062,7 @@ func (x *GetDeviceResponse) String() string {
 func (*GetDeviceResponse) ProtoMessage() {}
 
 func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_device_proto_msgTypes[18]
+	mi := &file_imagefarm_v1_device_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +2075,7 @@ func (x *GetDeviceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeviceResponse.ProtoReflect.Descriptor instead.
 func (*GetDeviceResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{18}
+	return file_imagefarm_v1_device_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetDeviceResponse) GetDevice() *Device {
@@ -1521,7 +2096,40 @@ var File_imagefarm_v1_device_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\x19imagefarm/v1/device.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bimagefarm/v1/dispatch.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x19imagefarm/v1/imager.proto\x1a\x18imagefarm/v1/reset.proto\"\xee\x05\n" +
+	"\x19imagefarm/v1/device.proto\x12\fimagefarm.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bimagefarm/v1/dispatch.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x19imagefarm/v1/imager.proto\x1a\x17imagefarm/v1/jobs.proto\x1a\x18imagefarm/v1/reset.proto\"\xeb\x01\n" +
+	"\x0eCaptureRequest\x122\n" +
+	"\x05begin\x18\x01 \x01(\v2\x1a.imagefarm.v1.CaptureBeginH\x00R\x05begin\x120\n" +
+	"\x05offer\x18\x02 \x01(\v2\x18.imagefarm.v1.ChunkOfferH\x00R\x05offer\x120\n" +
+	"\x05piece\x18\x03 \x01(\v2\x18.imagefarm.v1.ChunkPieceH\x00R\x05piece\x129\n" +
+	"\bmanifest\x18\x04 \x01(\v2\x1b.imagefarm.v1.ManifestPieceH\x00R\bmanifestB\x06\n" +
+	"\x04body\"=\n" +
+	"\fCaptureBegin\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"L\n" +
+	"\n" +
+	"ChunkOffer\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\x12\x16\n" +
+	"\x06length\x18\x03 \x01(\x03R\x06length\"D\n" +
+	"\n" +
+	"ChunkPiece\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\x12\x12\n" +
+	"\x04last\x18\x03 \x01(\bR\x04last\"7\n" +
+	"\rManifestPiece\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\bR\x04last\"\xba\x01\n" +
+	"\x0fCaptureResponse\x123\n" +
+	"\x06stored\x18\x01 \x01(\v2\x19.imagefarm.v1.ChunkStoredH\x00R\x06stored\x123\n" +
+	"\x06wanted\x18\x02 \x01(\v2\x19.imagefarm.v1.ChunkWantedH\x00R\x06wanted\x125\n" +
+	"\x06result\x18\x03 \x01(\v2\x1b.imagefarm.v1.CaptureResultH\x00R\x06resultB\x06\n" +
+	"\x04body\"Y\n" +
+	"\vChunkStored\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06stored\x18\x02 \x01(\x03R\x06stored\x12\"\n" +
+	"\fdeduplicated\x18\x03 \x01(\bR\fdeduplicated\"\x1d\n" +
+	"\vChunkWanted\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xee\x05\n" +
 	"\x06Device\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vsmbios_uuid\x18\x02 \x01(\tR\n" +
@@ -1631,7 +2239,7 @@ const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"BootAction\x12\x1b\n" +
 	"\x17BOOT_ACTION_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16BOOT_ACTION_LOCAL_BOOT\x10\x01\x12\x16\n" +
-	"\x12BOOT_ACTION_DEPLOY\x10\x022\xfe\x05\n" +
+	"\x12BOOT_ACTION_DEPLOY\x10\x022\xca\x06\n" +
 	"\rDeviceService\x12I\n" +
 	"\bPlanBoot\x12\x1d.imagefarm.v1.PlanBootRequest\x1a\x1e.imagefarm.v1.PlanBootResponse\x12C\n" +
 	"\x06Enroll\x12\x1b.imagefarm.v1.EnrollRequest\x1a\x1c.imagefarm.v1.EnrollResponse\x12G\n" +
@@ -1643,7 +2251,8 @@ const file_imagefarm_v1_device_proto_rawDesc = "" +
 	"\vListObjects\x12 .imagefarm.v1.ListObjectsRequest\x1a!.imagefarm.v1.ListObjectsResponse\x12d\n" +
 	"\x11CheckResetTrigger\x12&.imagefarm.v1.CheckResetTriggerRequest\x1a'.imagefarm.v1.CheckResetTriggerResponse\x12Z\n" +
 	"\rPutResetState\x12\".imagefarm.v1.PutResetStateRequest\x1a#.imagefarm.v1.PutResetStateResponse(\x01\x12Z\n" +
-	"\rGetResetState\x12\".imagefarm.v1.GetResetStateRequest\x1a#.imagefarm.v1.GetResetStateResponse0\x01B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
+	"\rGetResetState\x12\".imagefarm.v1.GetResetStateRequest\x1a#.imagefarm.v1.GetResetStateResponse0\x01\x12J\n" +
+	"\aCapture\x12\x1c.imagefarm.v1.CaptureRequest\x1a\x1d.imagefarm.v1.CaptureResponse(\x010\x01B?Z=github.com/imagefarm/imagefarm/proto/imagefarm/v1;imagefarmv1b\x06proto3"
 
 var (
 	file_imagefarm_v1_device_proto_rawDescOnce sync.Once
@@ -1658,94 +2267,112 @@ func file_imagefarm_v1_device_proto_rawDescGZIP() []byte {
 }
 
 var file_imagefarm_v1_device_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_imagefarm_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_imagefarm_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_imagefarm_v1_device_proto_goTypes = []any{
 	(DeviceState)(0),                  // 0: imagefarm.v1.DeviceState
 	(BootAction)(0),                   // 1: imagefarm.v1.BootAction
-	(*Device)(nil),                    // 2: imagefarm.v1.Device
-	(*PlanBootRequest)(nil),           // 3: imagefarm.v1.PlanBootRequest
-	(*PlanBootResponse)(nil),          // 4: imagefarm.v1.PlanBootResponse
-	(*DeviceIdentity)(nil),            // 5: imagefarm.v1.DeviceIdentity
-	(*EnrollRequest)(nil),             // 6: imagefarm.v1.EnrollRequest
-	(*EnrollResponse)(nil),            // 7: imagefarm.v1.EnrollResponse
-	(*ReportRequest)(nil),             // 8: imagefarm.v1.ReportRequest
-	(*ReportResponse)(nil),            // 9: imagefarm.v1.ReportResponse
-	(*ReadObjectRequest)(nil),         // 10: imagefarm.v1.ReadObjectRequest
-	(*ReadObjectResponse)(nil),        // 11: imagefarm.v1.ReadObjectResponse
-	(*StatObjectRequest)(nil),         // 12: imagefarm.v1.StatObjectRequest
-	(*StatObjectResponse)(nil),        // 13: imagefarm.v1.StatObjectResponse
-	(*ObjectInfo)(nil),                // 14: imagefarm.v1.ObjectInfo
-	(*ListObjectsRequest)(nil),        // 15: imagefarm.v1.ListObjectsRequest
-	(*ListObjectsResponse)(nil),       // 16: imagefarm.v1.ListObjectsResponse
-	(*ListDevicesRequest)(nil),        // 17: imagefarm.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),       // 18: imagefarm.v1.ListDevicesResponse
-	(*GetDeviceRequest)(nil),          // 19: imagefarm.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),         // 20: imagefarm.v1.GetDeviceResponse
-	(*Drive)(nil),                     // 21: imagefarm.v1.Drive
-	(*timestamppb.Timestamp)(nil),     // 22: google.protobuf.Timestamp
-	(*TaskAssignment)(nil),            // 23: imagefarm.v1.TaskAssignment
-	(*Heartbeat)(nil),                 // 24: imagefarm.v1.Heartbeat
-	(*TaskProgress)(nil),              // 25: imagefarm.v1.TaskProgress
-	(*TaskResult)(nil),                // 26: imagefarm.v1.TaskResult
-	(*Ack)(nil),                       // 27: imagefarm.v1.Ack
-	(*StopTask)(nil),                  // 28: imagefarm.v1.StopTask
-	(*EffectiveResetPolicy)(nil),      // 29: imagefarm.v1.EffectiveResetPolicy
-	(*CheckResetTriggerRequest)(nil),  // 30: imagefarm.v1.CheckResetTriggerRequest
-	(*PutResetStateRequest)(nil),      // 31: imagefarm.v1.PutResetStateRequest
-	(*GetResetStateRequest)(nil),      // 32: imagefarm.v1.GetResetStateRequest
-	(*CheckResetTriggerResponse)(nil), // 33: imagefarm.v1.CheckResetTriggerResponse
-	(*PutResetStateResponse)(nil),     // 34: imagefarm.v1.PutResetStateResponse
-	(*GetResetStateResponse)(nil),     // 35: imagefarm.v1.GetResetStateResponse
+	(*CaptureRequest)(nil),            // 2: imagefarm.v1.CaptureRequest
+	(*CaptureBegin)(nil),              // 3: imagefarm.v1.CaptureBegin
+	(*ChunkOffer)(nil),                // 4: imagefarm.v1.ChunkOffer
+	(*ChunkPiece)(nil),                // 5: imagefarm.v1.ChunkPiece
+	(*ManifestPiece)(nil),             // 6: imagefarm.v1.ManifestPiece
+	(*CaptureResponse)(nil),           // 7: imagefarm.v1.CaptureResponse
+	(*ChunkStored)(nil),               // 8: imagefarm.v1.ChunkStored
+	(*ChunkWanted)(nil),               // 9: imagefarm.v1.ChunkWanted
+	(*Device)(nil),                    // 10: imagefarm.v1.Device
+	(*PlanBootRequest)(nil),           // 11: imagefarm.v1.PlanBootRequest
+	(*PlanBootResponse)(nil),          // 12: imagefarm.v1.PlanBootResponse
+	(*DeviceIdentity)(nil),            // 13: imagefarm.v1.DeviceIdentity
+	(*EnrollRequest)(nil),             // 14: imagefarm.v1.EnrollRequest
+	(*EnrollResponse)(nil),            // 15: imagefarm.v1.EnrollResponse
+	(*ReportRequest)(nil),             // 16: imagefarm.v1.ReportRequest
+	(*ReportResponse)(nil),            // 17: imagefarm.v1.ReportResponse
+	(*ReadObjectRequest)(nil),         // 18: imagefarm.v1.ReadObjectRequest
+	(*ReadObjectResponse)(nil),        // 19: imagefarm.v1.ReadObjectResponse
+	(*StatObjectRequest)(nil),         // 20: imagefarm.v1.StatObjectRequest
+	(*StatObjectResponse)(nil),        // 21: imagefarm.v1.StatObjectResponse
+	(*ObjectInfo)(nil),                // 22: imagefarm.v1.ObjectInfo
+	(*ListObjectsRequest)(nil),        // 23: imagefarm.v1.ListObjectsRequest
+	(*ListObjectsResponse)(nil),       // 24: imagefarm.v1.ListObjectsResponse
+	(*ListDevicesRequest)(nil),        // 25: imagefarm.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),       // 26: imagefarm.v1.ListDevicesResponse
+	(*GetDeviceRequest)(nil),          // 27: imagefarm.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),         // 28: imagefarm.v1.GetDeviceResponse
+	(*CaptureResult)(nil),             // 29: imagefarm.v1.CaptureResult
+	(*Drive)(nil),                     // 30: imagefarm.v1.Drive
+	(*timestamppb.Timestamp)(nil),     // 31: google.protobuf.Timestamp
+	(*TaskAssignment)(nil),            // 32: imagefarm.v1.TaskAssignment
+	(*Heartbeat)(nil),                 // 33: imagefarm.v1.Heartbeat
+	(*TaskProgress)(nil),              // 34: imagefarm.v1.TaskProgress
+	(*TaskResult)(nil),                // 35: imagefarm.v1.TaskResult
+	(*Ack)(nil),                       // 36: imagefarm.v1.Ack
+	(*StopTask)(nil),                  // 37: imagefarm.v1.StopTask
+	(*EffectiveResetPolicy)(nil),      // 38: imagefarm.v1.EffectiveResetPolicy
+	(*CheckResetTriggerRequest)(nil),  // 39: imagefarm.v1.CheckResetTriggerRequest
+	(*PutResetStateRequest)(nil),      // 40: imagefarm.v1.PutResetStateRequest
+	(*GetResetStateRequest)(nil),      // 41: imagefarm.v1.GetResetStateRequest
+	(*CheckResetTriggerResponse)(nil), // 42: imagefarm.v1.CheckResetTriggerResponse
+	(*PutResetStateResponse)(nil),     // 43: imagefarm.v1.PutResetStateResponse
+	(*GetResetStateResponse)(nil),     // 44: imagefarm.v1.GetResetStateResponse
 }
 var file_imagefarm_v1_device_proto_depIdxs = []int32{
-	21, // 0: imagefarm.v1.Device.disks:type_name -> imagefarm.v1.Drive
-	22, // 1: imagefarm.v1.Device.last_write_time:type_name -> google.protobuf.Timestamp
-	22, // 2: imagefarm.v1.Device.last_seen_time:type_name -> google.protobuf.Timestamp
-	0,  // 3: imagefarm.v1.Device.state:type_name -> imagefarm.v1.DeviceState
-	22, // 4: imagefarm.v1.Device.enroll_time:type_name -> google.protobuf.Timestamp
-	22, // 5: imagefarm.v1.Device.last_boot_time:type_name -> google.protobuf.Timestamp
-	1,  // 6: imagefarm.v1.PlanBootResponse.action:type_name -> imagefarm.v1.BootAction
-	22, // 7: imagefarm.v1.PlanBootResponse.expire_time:type_name -> google.protobuf.Timestamp
-	5,  // 8: imagefarm.v1.EnrollRequest.identity:type_name -> imagefarm.v1.DeviceIdentity
-	21, // 9: imagefarm.v1.EnrollRequest.disks:type_name -> imagefarm.v1.Drive
-	2,  // 10: imagefarm.v1.EnrollResponse.device:type_name -> imagefarm.v1.Device
-	22, // 11: imagefarm.v1.EnrollResponse.credential_expire_time:type_name -> google.protobuf.Timestamp
-	23, // 12: imagefarm.v1.EnrollResponse.assignment:type_name -> imagefarm.v1.TaskAssignment
-	24, // 13: imagefarm.v1.ReportRequest.heartbeat:type_name -> imagefarm.v1.Heartbeat
-	25, // 14: imagefarm.v1.ReportRequest.task_progress:type_name -> imagefarm.v1.TaskProgress
-	26, // 15: imagefarm.v1.ReportRequest.task_result:type_name -> imagefarm.v1.TaskResult
-	27, // 16: imagefarm.v1.ReportResponse.ack:type_name -> imagefarm.v1.Ack
-	28, // 17: imagefarm.v1.ReportResponse.stop_task:type_name -> imagefarm.v1.StopTask
-	14, // 18: imagefarm.v1.StatObjectResponse.object:type_name -> imagefarm.v1.ObjectInfo
-	22, // 19: imagefarm.v1.ObjectInfo.mod_time:type_name -> google.protobuf.Timestamp
-	14, // 20: imagefarm.v1.ListObjectsResponse.objects:type_name -> imagefarm.v1.ObjectInfo
-	0,  // 21: imagefarm.v1.ListDevicesRequest.states:type_name -> imagefarm.v1.DeviceState
-	2,  // 22: imagefarm.v1.ListDevicesResponse.devices:type_name -> imagefarm.v1.Device
-	2,  // 23: imagefarm.v1.GetDeviceResponse.device:type_name -> imagefarm.v1.Device
-	29, // 24: imagefarm.v1.GetDeviceResponse.reset_policy:type_name -> imagefarm.v1.EffectiveResetPolicy
-	3,  // 25: imagefarm.v1.DeviceService.PlanBoot:input_type -> imagefarm.v1.PlanBootRequest
-	6,  // 26: imagefarm.v1.DeviceService.Enroll:input_type -> imagefarm.v1.EnrollRequest
-	8,  // 27: imagefarm.v1.DeviceService.Report:input_type -> imagefarm.v1.ReportRequest
-	10, // 28: imagefarm.v1.DeviceService.ReadObject:input_type -> imagefarm.v1.ReadObjectRequest
-	12, // 29: imagefarm.v1.DeviceService.StatObject:input_type -> imagefarm.v1.StatObjectRequest
-	15, // 30: imagefarm.v1.DeviceService.ListObjects:input_type -> imagefarm.v1.ListObjectsRequest
-	30, // 31: imagefarm.v1.DeviceService.CheckResetTrigger:input_type -> imagefarm.v1.CheckResetTriggerRequest
-	31, // 32: imagefarm.v1.DeviceService.PutResetState:input_type -> imagefarm.v1.PutResetStateRequest
-	32, // 33: imagefarm.v1.DeviceService.GetResetState:input_type -> imagefarm.v1.GetResetStateRequest
-	4,  // 34: imagefarm.v1.DeviceService.PlanBoot:output_type -> imagefarm.v1.PlanBootResponse
-	7,  // 35: imagefarm.v1.DeviceService.Enroll:output_type -> imagefarm.v1.EnrollResponse
-	9,  // 36: imagefarm.v1.DeviceService.Report:output_type -> imagefarm.v1.ReportResponse
-	11, // 37: imagefarm.v1.DeviceService.ReadObject:output_type -> imagefarm.v1.ReadObjectResponse
-	13, // 38: imagefarm.v1.DeviceService.StatObject:output_type -> imagefarm.v1.StatObjectResponse
-	16, // 39: imagefarm.v1.DeviceService.ListObjects:output_type -> imagefarm.v1.ListObjectsResponse
-	33, // 40: imagefarm.v1.DeviceService.CheckResetTrigger:output_type -> imagefarm.v1.CheckResetTriggerResponse
-	34, // 41: imagefarm.v1.DeviceService.PutResetState:output_type -> imagefarm.v1.PutResetStateResponse
-	35, // 42: imagefarm.v1.DeviceService.GetResetState:output_type -> imagefarm.v1.GetResetStateResponse
-	34, // [34:43] is the sub-list for method output_type
-	25, // [25:34] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	3,  // 0: imagefarm.v1.CaptureRequest.begin:type_name -> imagefarm.v1.CaptureBegin
+	4,  // 1: imagefarm.v1.CaptureRequest.offer:type_name -> imagefarm.v1.ChunkOffer
+	5,  // 2: imagefarm.v1.CaptureRequest.piece:type_name -> imagefarm.v1.ChunkPiece
+	6,  // 3: imagefarm.v1.CaptureRequest.manifest:type_name -> imagefarm.v1.ManifestPiece
+	8,  // 4: imagefarm.v1.CaptureResponse.stored:type_name -> imagefarm.v1.ChunkStored
+	9,  // 5: imagefarm.v1.CaptureResponse.wanted:type_name -> imagefarm.v1.ChunkWanted
+	29, // 6: imagefarm.v1.CaptureResponse.result:type_name -> imagefarm.v1.CaptureResult
+	30, // 7: imagefarm.v1.Device.disks:type_name -> imagefarm.v1.Drive
+	31, // 8: imagefarm.v1.Device.last_write_time:type_name -> google.protobuf.Timestamp
+	31, // 9: imagefarm.v1.Device.last_seen_time:type_name -> google.protobuf.Timestamp
+	0,  // 10: imagefarm.v1.Device.state:type_name -> imagefarm.v1.DeviceState
+	31, // 11: imagefarm.v1.Device.enroll_time:type_name -> google.protobuf.Timestamp
+	31, // 12: imagefarm.v1.Device.last_boot_time:type_name -> google.protobuf.Timestamp
+	1,  // 13: imagefarm.v1.PlanBootResponse.action:type_name -> imagefarm.v1.BootAction
+	31, // 14: imagefarm.v1.PlanBootResponse.expire_time:type_name -> google.protobuf.Timestamp
+	13, // 15: imagefarm.v1.EnrollRequest.identity:type_name -> imagefarm.v1.DeviceIdentity
+	30, // 16: imagefarm.v1.EnrollRequest.disks:type_name -> imagefarm.v1.Drive
+	10, // 17: imagefarm.v1.EnrollResponse.device:type_name -> imagefarm.v1.Device
+	31, // 18: imagefarm.v1.EnrollResponse.credential_expire_time:type_name -> google.protobuf.Timestamp
+	32, // 19: imagefarm.v1.EnrollResponse.assignment:type_name -> imagefarm.v1.TaskAssignment
+	33, // 20: imagefarm.v1.ReportRequest.heartbeat:type_name -> imagefarm.v1.Heartbeat
+	34, // 21: imagefarm.v1.ReportRequest.task_progress:type_name -> imagefarm.v1.TaskProgress
+	35, // 22: imagefarm.v1.ReportRequest.task_result:type_name -> imagefarm.v1.TaskResult
+	36, // 23: imagefarm.v1.ReportResponse.ack:type_name -> imagefarm.v1.Ack
+	37, // 24: imagefarm.v1.ReportResponse.stop_task:type_name -> imagefarm.v1.StopTask
+	22, // 25: imagefarm.v1.StatObjectResponse.object:type_name -> imagefarm.v1.ObjectInfo
+	31, // 26: imagefarm.v1.ObjectInfo.mod_time:type_name -> google.protobuf.Timestamp
+	22, // 27: imagefarm.v1.ListObjectsResponse.objects:type_name -> imagefarm.v1.ObjectInfo
+	0,  // 28: imagefarm.v1.ListDevicesRequest.states:type_name -> imagefarm.v1.DeviceState
+	10, // 29: imagefarm.v1.ListDevicesResponse.devices:type_name -> imagefarm.v1.Device
+	10, // 30: imagefarm.v1.GetDeviceResponse.device:type_name -> imagefarm.v1.Device
+	38, // 31: imagefarm.v1.GetDeviceResponse.reset_policy:type_name -> imagefarm.v1.EffectiveResetPolicy
+	11, // 32: imagefarm.v1.DeviceService.PlanBoot:input_type -> imagefarm.v1.PlanBootRequest
+	14, // 33: imagefarm.v1.DeviceService.Enroll:input_type -> imagefarm.v1.EnrollRequest
+	16, // 34: imagefarm.v1.DeviceService.Report:input_type -> imagefarm.v1.ReportRequest
+	18, // 35: imagefarm.v1.DeviceService.ReadObject:input_type -> imagefarm.v1.ReadObjectRequest
+	20, // 36: imagefarm.v1.DeviceService.StatObject:input_type -> imagefarm.v1.StatObjectRequest
+	23, // 37: imagefarm.v1.DeviceService.ListObjects:input_type -> imagefarm.v1.ListObjectsRequest
+	39, // 38: imagefarm.v1.DeviceService.CheckResetTrigger:input_type -> imagefarm.v1.CheckResetTriggerRequest
+	40, // 39: imagefarm.v1.DeviceService.PutResetState:input_type -> imagefarm.v1.PutResetStateRequest
+	41, // 40: imagefarm.v1.DeviceService.GetResetState:input_type -> imagefarm.v1.GetResetStateRequest
+	2,  // 41: imagefarm.v1.DeviceService.Capture:input_type -> imagefarm.v1.CaptureRequest
+	12, // 42: imagefarm.v1.DeviceService.PlanBoot:output_type -> imagefarm.v1.PlanBootResponse
+	15, // 43: imagefarm.v1.DeviceService.Enroll:output_type -> imagefarm.v1.EnrollResponse
+	17, // 44: imagefarm.v1.DeviceService.Report:output_type -> imagefarm.v1.ReportResponse
+	19, // 45: imagefarm.v1.DeviceService.ReadObject:output_type -> imagefarm.v1.ReadObjectResponse
+	21, // 46: imagefarm.v1.DeviceService.StatObject:output_type -> imagefarm.v1.StatObjectResponse
+	24, // 47: imagefarm.v1.DeviceService.ListObjects:output_type -> imagefarm.v1.ListObjectsResponse
+	42, // 48: imagefarm.v1.DeviceService.CheckResetTrigger:output_type -> imagefarm.v1.CheckResetTriggerResponse
+	43, // 49: imagefarm.v1.DeviceService.PutResetState:output_type -> imagefarm.v1.PutResetStateResponse
+	44, // 50: imagefarm.v1.DeviceService.GetResetState:output_type -> imagefarm.v1.GetResetStateResponse
+	7,  // 51: imagefarm.v1.DeviceService.Capture:output_type -> imagefarm.v1.CaptureResponse
+	42, // [42:52] is the sub-list for method output_type
+	32, // [32:42] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_device_proto_init() }
@@ -1756,13 +2383,25 @@ func file_imagefarm_v1_device_proto_init() {
 	file_imagefarm_v1_dispatch_proto_init()
 	file_imagefarm_v1_farm_proto_init()
 	file_imagefarm_v1_imager_proto_init()
+	file_imagefarm_v1_jobs_proto_init()
 	file_imagefarm_v1_reset_proto_init()
-	file_imagefarm_v1_device_proto_msgTypes[6].OneofWrappers = []any{
+	file_imagefarm_v1_device_proto_msgTypes[0].OneofWrappers = []any{
+		(*CaptureRequest_Begin)(nil),
+		(*CaptureRequest_Offer)(nil),
+		(*CaptureRequest_Piece)(nil),
+		(*CaptureRequest_Manifest)(nil),
+	}
+	file_imagefarm_v1_device_proto_msgTypes[5].OneofWrappers = []any{
+		(*CaptureResponse_Stored)(nil),
+		(*CaptureResponse_Wanted)(nil),
+		(*CaptureResponse_Result)(nil),
+	}
+	file_imagefarm_v1_device_proto_msgTypes[14].OneofWrappers = []any{
 		(*ReportRequest_Heartbeat)(nil),
 		(*ReportRequest_TaskProgress)(nil),
 		(*ReportRequest_TaskResult)(nil),
 	}
-	file_imagefarm_v1_device_proto_msgTypes[7].OneofWrappers = []any{
+	file_imagefarm_v1_device_proto_msgTypes[15].OneofWrappers = []any{
 		(*ReportResponse_Ack)(nil),
 		(*ReportResponse_StopTask)(nil),
 	}
@@ -1772,7 +2411,7 @@ func file_imagefarm_v1_device_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagefarm_v1_device_proto_rawDesc), len(file_imagefarm_v1_device_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	DeviceService_CheckResetTrigger_FullMethodName = "/imagefarm.v1.DeviceService/CheckResetTrigger"
 	DeviceService_PutResetState_FullMethodName     = "/imagefarm.v1.DeviceService/PutResetState"
 	DeviceService_GetResetState_FullMethodName     = "/imagefarm.v1.DeviceService/GetResetState"
+	DeviceService_Capture_FullMethodName           = "/imagefarm.v1.DeviceService/Capture"
 )
 
 // DeviceServiceClient is the client API for DeviceService service.
@@ -84,6 +85,19 @@ type DeviceServiceClient interface {
 	// GetResetState streams what PutResetState saved under a name; NOT_FOUND
 	// when nothing was.
 	GetResetState(ctx context.Context, in *GetResetStateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetResetStateResponse], error)
+	// Capture is how a device uploads its disk for its capture task, and
+	// the only way a device writes the catalog: it never holds store
+	// credentials. The first message is a CaptureBegin naming the device's
+	// capture task under way; then, for each chunk, the device offers it
+	// (the controller answers stored when the catalog has it, wanted
+	// otherwise) and sends a wanted one in pieces, which the controller
+	// checks against the chunk's SHA-256 before storing it; last, the
+	// manifest. The controller writes the manifest, tags it with the
+	// device's model, signs it when it has a key, creates NAME:VERSION and
+	// ends the task DONE. A chunk whose bytes do not match its id fails the
+	// task naming the chunk, with nothing stored for it; anything outside
+	// the task is refused with PERMISSION_DENIED.
+	Capture(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CaptureRequest, CaptureResponse], error)
 }
 
 type deviceServiceClient struct {
@@ -208,6 +222,19 @@ func (c *deviceServiceClient) GetResetState(ctx context.Context, in *GetResetSta
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DeviceService_GetResetStateClient = grpc.ServerStreamingClient[GetResetStateResponse]
 
+func (c *deviceServiceClient) Capture(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CaptureRequest, CaptureResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DeviceService_ServiceDesc.Streams[4], DeviceService_Capture_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[CaptureRequest, CaptureResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DeviceService_CaptureClient = grpc.BidiStreamingClient[CaptureRequest, CaptureResponse]
+
 // DeviceServiceServer is the server API for DeviceService service.
 // All implementations must embed UnimplementedDeviceServiceServer
 // for forward compatibility.
@@ -262,6 +289,19 @@ type DeviceServiceServer interface {
 	// GetResetState streams what PutResetState saved under a name; NOT_FOUND
 	// when nothing was.
 	GetResetState(*GetResetStateRequest, grpc.ServerStreamingServer[GetResetStateResponse]) error
+	// Capture is how a device uploads its disk for its capture task, and
+	// the only way a device writes the catalog: it never holds store
+	// credentials. The first message is a CaptureBegin naming the device's
+	// capture task under way; then, for each chunk, the device offers it
+	// (the controller answers stored when the catalog has it, wanted
+	// otherwise) and sends a wanted one in pieces, which the controller
+	// checks against the chunk's SHA-256 before storing it; last, the
+	// manifest. The controller writes the manifest, tags it with the
+	// device's model, signs it when it has a key, creates NAME:VERSION and
+	// ends the task DONE. A chunk whose bytes do not match its id fails the
+	// task naming the chunk, with nothing stored for it; anything outside
+	// the task is refused with PERMISSION_DENIED.
+	Capture(grpc.BidiStreamingServer[CaptureRequest, CaptureResponse]) error
 	mustEmbedUnimplementedDeviceServiceServer()
 }
 
@@ -298,6 +338,9 @@ func (UnimplementedDeviceServiceServer) PutResetState(grpc.ClientStreamingServer
 }
 func (UnimplementedDeviceServiceServer) GetResetState(*GetResetStateRequest, grpc.ServerStreamingServer[GetResetStateResponse]) error {
 	return status.Error(codes.Unimplemented, "method GetResetState not implemented")
+}
+func (UnimplementedDeviceServiceServer) Capture(grpc.BidiStreamingServer[CaptureRequest, CaptureResponse]) error {
+	return status.Error(codes.Unimplemented, "method Capture not implemented")
 }
 func (UnimplementedDeviceServiceServer) mustEmbedUnimplementedDeviceServiceServer() {}
 func (UnimplementedDeviceServiceServer) testEmbeddedByValue()                       {}
@@ -446,6 +489,13 @@ func _DeviceService_GetResetState_Handler(srv interface{}, stream grpc.ServerStr
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DeviceService_GetResetStateServer = grpc.ServerStreamingServer[GetResetStateResponse]
 
+func _DeviceService_Capture_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(DeviceServiceServer).Capture(&grpc.GenericServerStream[CaptureRequest, CaptureResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DeviceService_CaptureServer = grpc.BidiStreamingServer[CaptureRequest, CaptureResponse]
+
 // DeviceService_ServiceDesc is the grpc.ServiceDesc for DeviceService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -495,6 +545,12 @@ var DeviceService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "GetResetState",
 			Handler:       _DeviceService_GetResetState_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "Capture",
+			Handler:       _DeviceService_Capture_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "imagefarm/v1/device.proto",

@@ -135,7 +135,11 @@ type TaskAssignment struct {
 	// How to write the drive.
 	Options *JobOptions `protobuf:"bytes,8,opt,name=options,proto3" json:"options,omitempty"`
 	// When the controller assigned the task.
-	AssignTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=assign_time,json=assignTime,proto3" json:"assign_time,omitempty"`
+	AssignTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=assign_time,json=assignTime,proto3" json:"assign_time,omitempty"`
+	// Set for a capture task: read the drive and upload it through
+	// DeviceService.Capture instead of writing it; manifest_digest is then
+	// empty. Only netbooted devices get capture tasks.
+	Capture       *CaptureSpec `protobuf:"bytes,10,opt,name=capture,proto3" json:"capture,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,6 +237,13 @@ func (x *TaskAssignment) GetAssignTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *TaskAssignment) GetCapture() *CaptureSpec {
+	if x != nil {
+		return x.Capture
+	}
+	return nil
+}
+
 // TaskCancel tells a node to stop a task.
 type TaskCancel struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -316,7 +327,7 @@ const file_imagefarm_v1_dispatch_proto_rawDesc = "" +
 	"assignment\x18\x01 \x01(\v2\x1c.imagefarm.v1.TaskAssignmentH\x00R\n" +
 	"assignment\x122\n" +
 	"\x06cancel\x18\x02 \x01(\v2\x18.imagefarm.v1.TaskCancelH\x00R\x06cancelB\x06\n" +
-	"\x04body\"\xd9\x02\n" +
+	"\x04body\"\x8e\x03\n" +
 	"\x0eTaskAssignment\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x17\n" +
@@ -327,7 +338,9 @@ const file_imagefarm_v1_dispatch_proto_rawDesc = "" +
 	"\timage_ref\x18\a \x01(\tR\bimageRef\x122\n" +
 	"\aoptions\x18\b \x01(\v2\x18.imagefarm.v1.JobOptionsR\aoptions\x12;\n" +
 	"\vassign_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"assignTime\"\x84\x01\n" +
+	"assignTime\x123\n" +
+	"\acapture\x18\n" +
+	" \x01(\v2\x19.imagefarm.v1.CaptureSpecR\acapture\"\x84\x01\n" +
 	"\n" +
 	"TaskCancel\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x15\n" +
@@ -355,7 +368,8 @@ var file_imagefarm_v1_dispatch_proto_goTypes = []any{
 	(*DriveIdentity)(nil),         // 3: imagefarm.v1.DriveIdentity
 	(*JobOptions)(nil),            // 4: imagefarm.v1.JobOptions
 	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(StopReason)(0),               // 6: imagefarm.v1.StopReason
+	(*CaptureSpec)(nil),           // 6: imagefarm.v1.CaptureSpec
+	(StopReason)(0),               // 7: imagefarm.v1.StopReason
 }
 var file_imagefarm_v1_dispatch_proto_depIdxs = []int32{
 	1, // 0: imagefarm.v1.DispatchMessage.assignment:type_name -> imagefarm.v1.TaskAssignment
@@ -363,12 +377,13 @@ var file_imagefarm_v1_dispatch_proto_depIdxs = []int32{
 	3, // 2: imagefarm.v1.TaskAssignment.drive:type_name -> imagefarm.v1.DriveIdentity
 	4, // 3: imagefarm.v1.TaskAssignment.options:type_name -> imagefarm.v1.JobOptions
 	5, // 4: imagefarm.v1.TaskAssignment.assign_time:type_name -> google.protobuf.Timestamp
-	6, // 5: imagefarm.v1.TaskCancel.reason:type_name -> imagefarm.v1.StopReason
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6, // 5: imagefarm.v1.TaskAssignment.capture:type_name -> imagefarm.v1.CaptureSpec
+	7, // 6: imagefarm.v1.TaskCancel.reason:type_name -> imagefarm.v1.StopReason
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_dispatch_proto_init() }

@@ -788,7 +788,10 @@ type TaskResult struct {
 	FinishTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=finish_time,json=finishTime,proto3" json:"finish_time,omitempty"`
 	// A reset task's report: the keep-list with every kept file's hash
 	// before and after, and its steps.
-	ResetReport   *ResetReport `protobuf:"bytes,9,opt,name=reset_report,json=resetReport,proto3" json:"reset_report,omitempty"`
+	ResetReport *ResetReport `protobuf:"bytes,9,opt,name=reset_report,json=resetReport,proto3" json:"reset_report,omitempty"`
+	// What a capture stored; set only by the controller, which ends a
+	// capture task DONE itself once it has committed the capture.
+	Capture       *CaptureResult `protobuf:"bytes,10,opt,name=capture,proto3" json:"capture,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -882,6 +885,13 @@ func (x *TaskResult) GetFinishTime() *timestamppb.Timestamp {
 func (x *TaskResult) GetResetReport() *ResetReport {
 	if x != nil {
 		return x.ResetReport
+	}
+	return nil
+}
+
+func (x *TaskResult) GetCapture() *CaptureResult {
+	if x != nil {
+		return x.Capture
 	}
 	return nil
 }
@@ -1063,7 +1073,7 @@ const file_imagefarm_v1_imager_proto_rawDesc = "" +
 	"bytes_done\x18\x04 \x01(\x04R\tbytesDone\x12\x1f\n" +
 	"\vbytes_total\x18\x05 \x01(\x04R\n" +
 	"bytesTotal\x12(\n" +
-	"\x10bytes_per_second\x18\x06 \x01(\x04R\x0ebytesPerSecond\"\x9b\x03\n" +
+	"\x10bytes_per_second\x18\x06 \x01(\x04R\x0ebytesPerSecond\"\xd2\x03\n" +
 	"\n" +
 	"TaskResult\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x14\n" +
@@ -1075,7 +1085,9 @@ const file_imagefarm_v1_imager_proto_rawDesc = "" +
 	"\afailure\x18\a \x01(\v2\x15.imagefarm.v1.FailureR\afailure\x12;\n" +
 	"\vfinish_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishTime\x12<\n" +
-	"\freset_report\x18\t \x01(\v2\x19.imagefarm.v1.ResetReportR\vresetReport\"\x17\n" +
+	"\freset_report\x18\t \x01(\v2\x19.imagefarm.v1.ResetReportR\vresetReport\x125\n" +
+	"\acapture\x18\n" +
+	" \x01(\v2\x1b.imagefarm.v1.CaptureResultR\acapture\"\x17\n" +
 	"\x03Ack\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"\x85\x01\n" +
 	"\bStopTask\x12\x17\n" +
@@ -1119,7 +1131,8 @@ var file_imagefarm_v1_imager_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 	(*Failure)(nil),               // 17: imagefarm.v1.Failure
 	(*ResetReport)(nil),           // 18: imagefarm.v1.ResetReport
-	(StopReason)(0),               // 19: imagefarm.v1.StopReason
+	(*CaptureResult)(nil),         // 19: imagefarm.v1.CaptureResult
+	(StopReason)(0),               // 20: imagefarm.v1.StopReason
 }
 var file_imagefarm_v1_imager_proto_depIdxs = []int32{
 	2,  // 0: imagefarm.v1.ConnectRequest.hello:type_name -> imagefarm.v1.Hello
@@ -1145,14 +1158,15 @@ var file_imagefarm_v1_imager_proto_depIdxs = []int32{
 	17, // 20: imagefarm.v1.TaskResult.failure:type_name -> imagefarm.v1.Failure
 	16, // 21: imagefarm.v1.TaskResult.finish_time:type_name -> google.protobuf.Timestamp
 	18, // 22: imagefarm.v1.TaskResult.reset_report:type_name -> imagefarm.v1.ResetReport
-	19, // 23: imagefarm.v1.StopTask.reason:type_name -> imagefarm.v1.StopReason
-	0,  // 24: imagefarm.v1.ImagerService.Connect:input_type -> imagefarm.v1.ConnectRequest
-	1,  // 25: imagefarm.v1.ImagerService.Connect:output_type -> imagefarm.v1.ConnectResponse
-	25, // [25:26] is the sub-list for method output_type
-	24, // [24:25] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	19, // 23: imagefarm.v1.TaskResult.capture:type_name -> imagefarm.v1.CaptureResult
+	20, // 24: imagefarm.v1.StopTask.reason:type_name -> imagefarm.v1.StopReason
+	0,  // 25: imagefarm.v1.ImagerService.Connect:input_type -> imagefarm.v1.ConnectRequest
+	1,  // 26: imagefarm.v1.ImagerService.Connect:output_type -> imagefarm.v1.ConnectResponse
+	26, // [26:27] is the sub-list for method output_type
+	25, // [25:26] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_imager_proto_init() }

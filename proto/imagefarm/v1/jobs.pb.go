@@ -399,6 +399,11 @@ type Job struct {
 	// is away). Empty otherwise. The controller updates it as the farm
 	// changes, each change a JOB_STATE_CHANGED event.
 	WaitingReason string `protobuf:"bytes,15,opt,name=waiting_reason,json=waitingReason,proto3" json:"waiting_reason,omitempty"`
+	// Set for a capture job (SubmitCapture): the job reads one device's
+	// internal disk into the catalog as image_ref (NAME:VERSION, created by
+	// the job) instead of writing an image; manifest_digest is then empty
+	// and each task's capture says what was stored.
+	Capture       *CaptureSpec `protobuf:"bytes,16,opt,name=capture,proto3" json:"capture,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -538,6 +543,216 @@ func (x *Job) GetWaitingReason() string {
 	return ""
 }
 
+func (x *Job) GetCapture() *CaptureSpec {
+	if x != nil {
+		return x.Capture
+	}
+	return nil
+}
+
+// CaptureSpec is what a capture job makes of the device's disk.
+type CaptureSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Image name of the capture.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Version the capture creates; refused at submit when it exists.
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// SMBIOS model of the device when the job was submitted: the capture
+	// is tagged with the device's model (the exact-model rule).
+	Model         string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CaptureSpec) Reset() {
+	*x = CaptureSpec{}
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureSpec) ProtoMessage() {}
+
+func (x *CaptureSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureSpec.ProtoReflect.Descriptor instead.
+func (*CaptureSpec) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CaptureSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CaptureSpec) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *CaptureSpec) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+// CaptureResult is what a capture stored, on its task.
+type CaptureResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Image ref created ("NAME:VERSION").
+	ImageRef string `protobuf:"bytes,1,opt,name=image_ref,json=imageRef,proto3" json:"image_ref,omitempty"`
+	// Manifest digest of the capture.
+	Digest string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Model the image is tagged with (the device's SMBIOS product name).
+	Model string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	// Bytes read from the disk: its whole size.
+	BytesRead uint64 `protobuf:"varint,4,opt,name=bytes_read,json=bytesRead,proto3" json:"bytes_read,omitempty"`
+	// Chunks of the disk in all.
+	Chunks uint32 `protobuf:"varint,5,opt,name=chunks,proto3" json:"chunks,omitempty"`
+	// Chunks the device sent, stored by this capture.
+	ChunksSent uint32 `protobuf:"varint,6,opt,name=chunks_sent,json=chunksSent,proto3" json:"chunks_sent,omitempty"`
+	// Chunks the catalog already held, not sent again.
+	ChunksDeduplicated uint32 `protobuf:"varint,7,opt,name=chunks_deduplicated,json=chunksDeduplicated,proto3" json:"chunks_deduplicated,omitempty"`
+	// All-zero chunks, neither sent nor stored.
+	ZeroChunks uint32 `protobuf:"varint,8,opt,name=zero_chunks,json=zeroChunks,proto3" json:"zero_chunks,omitempty"`
+	// Compressed bytes stored by this capture.
+	BytesStored uint64 `protobuf:"varint,9,opt,name=bytes_stored,json=bytesStored,proto3" json:"bytes_stored,omitempty"`
+	// Id of the key the controller signed the capture with; empty when it
+	// is unsigned.
+	SignedBy string `protobuf:"bytes,10,opt,name=signed_by,json=signedBy,proto3" json:"signed_by,omitempty"`
+	// Why the capture is unsigned (the controller has no signing key); empty
+	// when signed.
+	UnsignedReason string `protobuf:"bytes,11,opt,name=unsigned_reason,json=unsignedReason,proto3" json:"unsigned_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CaptureResult) Reset() {
+	*x = CaptureResult{}
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CaptureResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CaptureResult) ProtoMessage() {}
+
+func (x *CaptureResult) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CaptureResult.ProtoReflect.Descriptor instead.
+func (*CaptureResult) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CaptureResult) GetImageRef() string {
+	if x != nil {
+		return x.ImageRef
+	}
+	return ""
+}
+
+func (x *CaptureResult) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *CaptureResult) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *CaptureResult) GetBytesRead() uint64 {
+	if x != nil {
+		return x.BytesRead
+	}
+	return 0
+}
+
+func (x *CaptureResult) GetChunks() uint32 {
+	if x != nil {
+		return x.Chunks
+	}
+	return 0
+}
+
+func (x *CaptureResult) GetChunksSent() uint32 {
+	if x != nil {
+		return x.ChunksSent
+	}
+	return 0
+}
+
+func (x *CaptureResult) GetChunksDeduplicated() uint32 {
+	if x != nil {
+		return x.ChunksDeduplicated
+	}
+	return 0
+}
+
+func (x *CaptureResult) GetZeroChunks() uint32 {
+	if x != nil {
+		return x.ZeroChunks
+	}
+	return 0
+}
+
+func (x *CaptureResult) GetBytesStored() uint64 {
+	if x != nil {
+		return x.BytesStored
+	}
+	return 0
+}
+
+func (x *CaptureResult) GetSignedBy() string {
+	if x != nil {
+		return x.SignedBy
+	}
+	return ""
+}
+
+func (x *CaptureResult) GetUnsignedReason() string {
+	if x != nil {
+		return x.UnsignedReason
+	}
+	return ""
+}
+
 // Targets says which drives a job writes.
 type Targets struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -556,7 +771,7 @@ type Targets struct {
 
 func (x *Targets) Reset() {
 	*x = Targets{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[1]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +783,7 @@ func (x *Targets) String() string {
 func (*Targets) ProtoMessage() {}
 
 func (x *Targets) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[1]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +796,7 @@ func (x *Targets) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Targets.ProtoReflect.Descriptor instead.
 func (*Targets) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{1}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Targets) GetKind() isTargets_Kind {
@@ -670,7 +885,7 @@ type DeviceList struct {
 
 func (x *DeviceList) Reset() {
 	*x = DeviceList{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[2]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +897,7 @@ func (x *DeviceList) String() string {
 func (*DeviceList) ProtoMessage() {}
 
 func (x *DeviceList) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[2]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +910,7 @@ func (x *DeviceList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceList.ProtoReflect.Descriptor instead.
 func (*DeviceList) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{2}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DeviceList) GetDevices() []*DeviceTarget {
@@ -720,7 +935,7 @@ type DeviceTarget struct {
 
 func (x *DeviceTarget) Reset() {
 	*x = DeviceTarget{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[3]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +947,7 @@ func (x *DeviceTarget) String() string {
 func (*DeviceTarget) ProtoMessage() {}
 
 func (x *DeviceTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[3]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +960,7 @@ func (x *DeviceTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceTarget.ProtoReflect.Descriptor instead.
 func (*DeviceTarget) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{3}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeviceTarget) GetSerial() string {
@@ -779,7 +994,7 @@ type DeviceOrder struct {
 
 func (x *DeviceOrder) Reset() {
 	*x = DeviceOrder{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[4]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -791,7 +1006,7 @@ func (x *DeviceOrder) String() string {
 func (*DeviceOrder) ProtoMessage() {}
 
 func (x *DeviceOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[4]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -804,7 +1019,7 @@ func (x *DeviceOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeviceOrder.ProtoReflect.Descriptor instead.
 func (*DeviceOrder) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{4}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeviceOrder) GetModel() string {
@@ -839,7 +1054,7 @@ type DriveList struct {
 
 func (x *DriveList) Reset() {
 	*x = DriveList{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[5]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +1066,7 @@ func (x *DriveList) String() string {
 func (*DriveList) ProtoMessage() {}
 
 func (x *DriveList) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[5]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +1079,7 @@ func (x *DriveList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DriveList.ProtoReflect.Descriptor instead.
 func (*DriveList) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{5}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DriveList) GetDriveIds() []string {
@@ -888,7 +1103,7 @@ type StandingOrder struct {
 
 func (x *StandingOrder) Reset() {
 	*x = StandingOrder{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[6]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1115,7 @@ func (x *StandingOrder) String() string {
 func (*StandingOrder) ProtoMessage() {}
 
 func (x *StandingOrder) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[6]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1128,7 @@ func (x *StandingOrder) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StandingOrder.ProtoReflect.Descriptor instead.
 func (*StandingOrder) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{6}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StandingOrder) GetSelector() *Selector {
@@ -967,7 +1182,7 @@ type JobOptions struct {
 
 func (x *JobOptions) Reset() {
 	*x = JobOptions{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[7]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1194,7 @@ func (x *JobOptions) String() string {
 func (*JobOptions) ProtoMessage() {}
 
 func (x *JobOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[7]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1207,7 @@ func (x *JobOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobOptions.ProtoReflect.Descriptor instead.
 func (*JobOptions) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{7}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *JobOptions) GetDiscard() bool {
@@ -1071,7 +1286,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[8]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1298,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[8]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1311,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{8}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *TaskCounts) GetQueued() uint32 {
@@ -1207,14 +1422,16 @@ type Task struct {
 	FinishTime *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=finish_time,json=finishTime,proto3" json:"finish_time,omitempty"`
 	// A reset task's report: its steps, and the keep-list with every kept
 	// file's hash before and after.
-	ResetReport   *ResetReport `protobuf:"bytes,20,opt,name=reset_report,json=resetReport,proto3" json:"reset_report,omitempty"`
+	ResetReport *ResetReport `protobuf:"bytes,20,opt,name=reset_report,json=resetReport,proto3" json:"reset_report,omitempty"`
+	// What a capture task stored; set when a capture job's task is DONE.
+	Capture       *CaptureResult `protobuf:"bytes,21,opt,name=capture,proto3" json:"capture,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[9]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1226,7 +1443,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[9]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1239,7 +1456,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{9}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Task) GetId() string {
@@ -1382,6 +1599,13 @@ func (x *Task) GetResetReport() *ResetReport {
 	return nil
 }
 
+func (x *Task) GetCapture() *CaptureResult {
+	if x != nil {
+		return x.Capture
+	}
+	return nil
+}
+
 // JobEvent is one entry of the job event stream that WatchJob serves.
 type JobEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1406,7 +1630,7 @@ type JobEvent struct {
 
 func (x *JobEvent) Reset() {
 	*x = JobEvent{}
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[10]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1418,7 +1642,7 @@ func (x *JobEvent) String() string {
 func (*JobEvent) ProtoMessage() {}
 
 func (x *JobEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_jobs_proto_msgTypes[10]
+	mi := &file_imagefarm_v1_jobs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1431,7 +1655,7 @@ func (x *JobEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobEvent.ProtoReflect.Descriptor instead.
 func (*JobEvent) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{10}
+	return file_imagefarm_v1_jobs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *JobEvent) GetRevision() uint64 {
@@ -1502,7 +1726,7 @@ var File_imagefarm_v1_jobs_proto protoreflect.FileDescriptor
 
 const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\n" +
-	"\x17imagefarm/v1/jobs.proto\x12\fimagefarm.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagefarm/v1/failure.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/reset.proto\"\xe2\x05\n" +
+	"\x17imagefarm/v1/jobs.proto\x12\fimagefarm.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aimagefarm/v1/failure.proto\x1a\x17imagefarm/v1/farm.proto\x1a\x18imagefarm/v1/reset.proto\"\x97\x06\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\timage_ref\x18\x02 \x01(\tR\bimageRef\x12'\n" +
@@ -1523,10 +1747,31 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"taskCounts\x12(\n" +
 	"\x05tasks\x18\r \x03(\v2\x12.imagefarm.v1.TaskR\x05tasks\x12\x1a\n" +
 	"\brevision\x18\x0e \x01(\x04R\brevision\x12%\n" +
-	"\x0ewaiting_reason\x18\x0f \x01(\tR\rwaitingReason\x1a9\n" +
+	"\x0ewaiting_reason\x18\x0f \x01(\tR\rwaitingReason\x123\n" +
+	"\acapture\x18\x10 \x01(\v2\x19.imagefarm.v1.CaptureSpecR\acapture\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x80\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Q\n" +
+	"\vCaptureSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\tR\aversion\x12\x14\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\"\xed\x02\n" +
+	"\rCaptureResult\x12\x1b\n" +
+	"\timage_ref\x18\x01 \x01(\tR\bimageRef\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x14\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\x12\x1d\n" +
+	"\n" +
+	"bytes_read\x18\x04 \x01(\x04R\tbytesRead\x12\x16\n" +
+	"\x06chunks\x18\x05 \x01(\rR\x06chunks\x12\x1f\n" +
+	"\vchunks_sent\x18\x06 \x01(\rR\n" +
+	"chunksSent\x12/\n" +
+	"\x13chunks_deduplicated\x18\a \x01(\rR\x12chunksDeduplicated\x12\x1f\n" +
+	"\vzero_chunks\x18\b \x01(\rR\n" +
+	"zeroChunks\x12!\n" +
+	"\fbytes_stored\x18\t \x01(\x04R\vbytesStored\x12\x1b\n" +
+	"\tsigned_by\x18\n" +
+	" \x01(\tR\bsignedBy\x12'\n" +
+	"\x0funsigned_reason\x18\v \x01(\tR\x0eunsignedReason\"\x80\x02\n" +
 	"\aTargets\x121\n" +
 	"\x06drives\x18\x01 \x01(\v2\x17.imagefarm.v1.DriveListH\x00R\x06drives\x12D\n" +
 	"\x0estanding_order\x18\x02 \x01(\v2\x1b.imagefarm.v1.StandingOrderH\x00R\rstandingOrder\x124\n" +
@@ -1573,7 +1818,7 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"\x04done\x18\x06 \x01(\rR\x04done\x12\x16\n" +
 	"\x06failed\x18\a \x01(\rR\x06failed\x12\x1a\n" +
 	"\bcanceled\x18\b \x01(\rR\bcanceled\x12\x12\n" +
-	"\x04lost\x18\t \x01(\rR\x04lost\"\xac\x06\n" +
+	"\x04lost\x18\t \x01(\rR\x04lost\"\xe3\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12\x17\n" +
@@ -1602,7 +1847,8 @@ const file_imagefarm_v1_jobs_proto_rawDesc = "" +
 	"updateTime\x12;\n" +
 	"\vfinish_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishTime\x12<\n" +
-	"\freset_report\x18\x14 \x01(\v2\x19.imagefarm.v1.ResetReportR\vresetReport\"\xe3\x01\n" +
+	"\freset_report\x18\x14 \x01(\v2\x19.imagefarm.v1.ResetReportR\vresetReport\x125\n" +
+	"\acapture\x18\x15 \x01(\v2\x1b.imagefarm.v1.CaptureResultR\acapture\"\xe3\x01\n" +
 	"\bJobEvent\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x04R\brevision\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12.\n" +
@@ -1663,7 +1909,7 @@ func file_imagefarm_v1_jobs_proto_rawDescGZIP() []byte {
 }
 
 var file_imagefarm_v1_jobs_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_imagefarm_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_imagefarm_v1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_imagefarm_v1_jobs_proto_goTypes = []any{
 	(AfterWrite)(0),               // 0: imagefarm.v1.AfterWrite
 	(JobState)(0),                 // 1: imagefarm.v1.JobState
@@ -1671,61 +1917,65 @@ var file_imagefarm_v1_jobs_proto_goTypes = []any{
 	(StopReason)(0),               // 3: imagefarm.v1.StopReason
 	(JobEventKind)(0),             // 4: imagefarm.v1.JobEventKind
 	(*Job)(nil),                   // 5: imagefarm.v1.Job
-	(*Targets)(nil),               // 6: imagefarm.v1.Targets
-	(*DeviceList)(nil),            // 7: imagefarm.v1.DeviceList
-	(*DeviceTarget)(nil),          // 8: imagefarm.v1.DeviceTarget
-	(*DeviceOrder)(nil),           // 9: imagefarm.v1.DeviceOrder
-	(*DriveList)(nil),             // 10: imagefarm.v1.DriveList
-	(*StandingOrder)(nil),         // 11: imagefarm.v1.StandingOrder
-	(*JobOptions)(nil),            // 12: imagefarm.v1.JobOptions
-	(*TaskCounts)(nil),            // 13: imagefarm.v1.TaskCounts
-	(*Task)(nil),                  // 14: imagefarm.v1.Task
-	(*JobEvent)(nil),              // 15: imagefarm.v1.JobEvent
-	nil,                           // 16: imagefarm.v1.Job.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*Selector)(nil),              // 18: imagefarm.v1.Selector
-	(*ResetSpec)(nil),             // 19: imagefarm.v1.ResetSpec
-	(*DriveIdentity)(nil),         // 20: imagefarm.v1.DriveIdentity
-	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
-	(*Failure)(nil),               // 22: imagefarm.v1.Failure
-	(*ResetReport)(nil),           // 23: imagefarm.v1.ResetReport
+	(*CaptureSpec)(nil),           // 6: imagefarm.v1.CaptureSpec
+	(*CaptureResult)(nil),         // 7: imagefarm.v1.CaptureResult
+	(*Targets)(nil),               // 8: imagefarm.v1.Targets
+	(*DeviceList)(nil),            // 9: imagefarm.v1.DeviceList
+	(*DeviceTarget)(nil),          // 10: imagefarm.v1.DeviceTarget
+	(*DeviceOrder)(nil),           // 11: imagefarm.v1.DeviceOrder
+	(*DriveList)(nil),             // 12: imagefarm.v1.DriveList
+	(*StandingOrder)(nil),         // 13: imagefarm.v1.StandingOrder
+	(*JobOptions)(nil),            // 14: imagefarm.v1.JobOptions
+	(*TaskCounts)(nil),            // 15: imagefarm.v1.TaskCounts
+	(*Task)(nil),                  // 16: imagefarm.v1.Task
+	(*JobEvent)(nil),              // 17: imagefarm.v1.JobEvent
+	nil,                           // 18: imagefarm.v1.Job.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*Selector)(nil),              // 20: imagefarm.v1.Selector
+	(*ResetSpec)(nil),             // 21: imagefarm.v1.ResetSpec
+	(*DriveIdentity)(nil),         // 22: imagefarm.v1.DriveIdentity
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
+	(*Failure)(nil),               // 24: imagefarm.v1.Failure
+	(*ResetReport)(nil),           // 25: imagefarm.v1.ResetReport
 }
 var file_imagefarm_v1_jobs_proto_depIdxs = []int32{
-	6,  // 0: imagefarm.v1.Job.targets:type_name -> imagefarm.v1.Targets
-	12, // 1: imagefarm.v1.Job.options:type_name -> imagefarm.v1.JobOptions
-	16, // 2: imagefarm.v1.Job.labels:type_name -> imagefarm.v1.Job.LabelsEntry
+	8,  // 0: imagefarm.v1.Job.targets:type_name -> imagefarm.v1.Targets
+	14, // 1: imagefarm.v1.Job.options:type_name -> imagefarm.v1.JobOptions
+	18, // 2: imagefarm.v1.Job.labels:type_name -> imagefarm.v1.Job.LabelsEntry
 	1,  // 3: imagefarm.v1.Job.state:type_name -> imagefarm.v1.JobState
-	17, // 4: imagefarm.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	17, // 5: imagefarm.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	17, // 6: imagefarm.v1.Job.finish_time:type_name -> google.protobuf.Timestamp
-	13, // 7: imagefarm.v1.Job.task_counts:type_name -> imagefarm.v1.TaskCounts
-	14, // 8: imagefarm.v1.Job.tasks:type_name -> imagefarm.v1.Task
-	10, // 9: imagefarm.v1.Targets.drives:type_name -> imagefarm.v1.DriveList
-	11, // 10: imagefarm.v1.Targets.standing_order:type_name -> imagefarm.v1.StandingOrder
-	7,  // 11: imagefarm.v1.Targets.devices:type_name -> imagefarm.v1.DeviceList
-	9,  // 12: imagefarm.v1.Targets.device_order:type_name -> imagefarm.v1.DeviceOrder
-	8,  // 13: imagefarm.v1.DeviceList.devices:type_name -> imagefarm.v1.DeviceTarget
-	18, // 14: imagefarm.v1.StandingOrder.selector:type_name -> imagefarm.v1.Selector
-	0,  // 15: imagefarm.v1.JobOptions.after_write:type_name -> imagefarm.v1.AfterWrite
-	19, // 16: imagefarm.v1.JobOptions.reset_spec:type_name -> imagefarm.v1.ResetSpec
-	20, // 17: imagefarm.v1.Task.drive:type_name -> imagefarm.v1.DriveIdentity
-	2,  // 18: imagefarm.v1.Task.state:type_name -> imagefarm.v1.TaskState
-	21, // 19: imagefarm.v1.Task.eta:type_name -> google.protobuf.Duration
-	22, // 20: imagefarm.v1.Task.failure:type_name -> imagefarm.v1.Failure
-	17, // 21: imagefarm.v1.Task.create_time:type_name -> google.protobuf.Timestamp
-	17, // 22: imagefarm.v1.Task.start_time:type_name -> google.protobuf.Timestamp
-	17, // 23: imagefarm.v1.Task.update_time:type_name -> google.protobuf.Timestamp
-	17, // 24: imagefarm.v1.Task.finish_time:type_name -> google.protobuf.Timestamp
-	23, // 25: imagefarm.v1.Task.reset_report:type_name -> imagefarm.v1.ResetReport
-	17, // 26: imagefarm.v1.JobEvent.time:type_name -> google.protobuf.Timestamp
-	4,  // 27: imagefarm.v1.JobEvent.kind:type_name -> imagefarm.v1.JobEventKind
-	5,  // 28: imagefarm.v1.JobEvent.job:type_name -> imagefarm.v1.Job
-	14, // 29: imagefarm.v1.JobEvent.task:type_name -> imagefarm.v1.Task
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	19, // 4: imagefarm.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	19, // 5: imagefarm.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	19, // 6: imagefarm.v1.Job.finish_time:type_name -> google.protobuf.Timestamp
+	15, // 7: imagefarm.v1.Job.task_counts:type_name -> imagefarm.v1.TaskCounts
+	16, // 8: imagefarm.v1.Job.tasks:type_name -> imagefarm.v1.Task
+	6,  // 9: imagefarm.v1.Job.capture:type_name -> imagefarm.v1.CaptureSpec
+	12, // 10: imagefarm.v1.Targets.drives:type_name -> imagefarm.v1.DriveList
+	13, // 11: imagefarm.v1.Targets.standing_order:type_name -> imagefarm.v1.StandingOrder
+	9,  // 12: imagefarm.v1.Targets.devices:type_name -> imagefarm.v1.DeviceList
+	11, // 13: imagefarm.v1.Targets.device_order:type_name -> imagefarm.v1.DeviceOrder
+	10, // 14: imagefarm.v1.DeviceList.devices:type_name -> imagefarm.v1.DeviceTarget
+	20, // 15: imagefarm.v1.StandingOrder.selector:type_name -> imagefarm.v1.Selector
+	0,  // 16: imagefarm.v1.JobOptions.after_write:type_name -> imagefarm.v1.AfterWrite
+	21, // 17: imagefarm.v1.JobOptions.reset_spec:type_name -> imagefarm.v1.ResetSpec
+	22, // 18: imagefarm.v1.Task.drive:type_name -> imagefarm.v1.DriveIdentity
+	2,  // 19: imagefarm.v1.Task.state:type_name -> imagefarm.v1.TaskState
+	23, // 20: imagefarm.v1.Task.eta:type_name -> google.protobuf.Duration
+	24, // 21: imagefarm.v1.Task.failure:type_name -> imagefarm.v1.Failure
+	19, // 22: imagefarm.v1.Task.create_time:type_name -> google.protobuf.Timestamp
+	19, // 23: imagefarm.v1.Task.start_time:type_name -> google.protobuf.Timestamp
+	19, // 24: imagefarm.v1.Task.update_time:type_name -> google.protobuf.Timestamp
+	19, // 25: imagefarm.v1.Task.finish_time:type_name -> google.protobuf.Timestamp
+	25, // 26: imagefarm.v1.Task.reset_report:type_name -> imagefarm.v1.ResetReport
+	7,  // 27: imagefarm.v1.Task.capture:type_name -> imagefarm.v1.CaptureResult
+	19, // 28: imagefarm.v1.JobEvent.time:type_name -> google.protobuf.Timestamp
+	4,  // 29: imagefarm.v1.JobEvent.kind:type_name -> imagefarm.v1.JobEventKind
+	5,  // 30: imagefarm.v1.JobEvent.job:type_name -> imagefarm.v1.Job
+	16, // 31: imagefarm.v1.JobEvent.task:type_name -> imagefarm.v1.Task
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_jobs_proto_init() }
@@ -1736,13 +1986,13 @@ func file_imagefarm_v1_jobs_proto_init() {
 	file_imagefarm_v1_failure_proto_init()
 	file_imagefarm_v1_farm_proto_init()
 	file_imagefarm_v1_reset_proto_init()
-	file_imagefarm_v1_jobs_proto_msgTypes[1].OneofWrappers = []any{
+	file_imagefarm_v1_jobs_proto_msgTypes[3].OneofWrappers = []any{
 		(*Targets_Drives)(nil),
 		(*Targets_StandingOrder)(nil),
 		(*Targets_Devices)(nil),
 		(*Targets_DeviceOrder)(nil),
 	}
-	file_imagefarm_v1_jobs_proto_msgTypes[10].OneofWrappers = []any{
+	file_imagefarm_v1_jobs_proto_msgTypes[12].OneofWrappers = []any{
 		(*JobEvent_Job)(nil),
 		(*JobEvent_Task)(nil),
 	}
@@ -1752,7 +2002,7 @@ func file_imagefarm_v1_jobs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagefarm_v1_jobs_proto_rawDesc), len(file_imagefarm_v1_jobs_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -152,6 +152,135 @@ func (x *SubmitJobResponse) GetJob() *Job {
 	return nil
 }
 
+// SubmitCaptureRequest asks for a device's internal disk to be captured.
+type SubmitCaptureRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SMBIOS serial of the device, as `imagefarm devices ls` lists it.
+	DeviceSerial string `protobuf:"bytes,1,opt,name=device_serial,json=deviceSerial,proto3" json:"device_serial,omitempty"`
+	// Serial of the disk to read; empty lets the controller choose the one
+	// internal disk the device has.
+	DiskSerial string `protobuf:"bytes,2,opt,name=disk_serial,json=diskSerial,proto3" json:"disk_serial,omitempty"`
+	// The image to create: "NAME:VERSION", a version that does not exist.
+	ImageRef string `protobuf:"bytes,3,opt,name=image_ref,json=imageRef,proto3" json:"image_ref,omitempty"`
+	// What the device does once the capture is stored (reboot by default).
+	After AfterWrite `protobuf:"varint,4,opt,name=after,proto3,enum=imagefarm.v1.AfterWrite" json:"after,omitempty"`
+	// Free-form labels to keep with the job.
+	Labels        map[string]string `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitCaptureRequest) Reset() {
+	*x = SubmitCaptureRequest{}
+	mi := &file_imagefarm_v1_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitCaptureRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitCaptureRequest) ProtoMessage() {}
+
+func (x *SubmitCaptureRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitCaptureRequest.ProtoReflect.Descriptor instead.
+func (*SubmitCaptureRequest) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SubmitCaptureRequest) GetDeviceSerial() string {
+	if x != nil {
+		return x.DeviceSerial
+	}
+	return ""
+}
+
+func (x *SubmitCaptureRequest) GetDiskSerial() string {
+	if x != nil {
+		return x.DiskSerial
+	}
+	return ""
+}
+
+func (x *SubmitCaptureRequest) GetImageRef() string {
+	if x != nil {
+		return x.ImageRef
+	}
+	return ""
+}
+
+func (x *SubmitCaptureRequest) GetAfter() AfterWrite {
+	if x != nil {
+		return x.After
+	}
+	return AfterWrite_AFTER_WRITE_UNSPECIFIED
+}
+
+func (x *SubmitCaptureRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// SubmitCaptureResponse returns the created job.
+type SubmitCaptureResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The capture job.
+	Job           *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitCaptureResponse) Reset() {
+	*x = SubmitCaptureResponse{}
+	mi := &file_imagefarm_v1_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitCaptureResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitCaptureResponse) ProtoMessage() {}
+
+func (x *SubmitCaptureResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_imagefarm_v1_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitCaptureResponse.ProtoReflect.Descriptor instead.
+func (*SubmitCaptureResponse) Descriptor() ([]byte, []int) {
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SubmitCaptureResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
 // GetJobRequest names a job.
 type GetJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -163,7 +292,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[2]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -175,7 +304,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[2]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -188,7 +317,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{2}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -209,7 +338,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[3]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -221,7 +350,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[3]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -234,7 +363,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{3}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -264,7 +393,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[4]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +405,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[4]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +418,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{4}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListJobsRequest) GetStates() []JobState {
@@ -340,7 +469,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[5]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +481,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[5]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +494,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{5}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -399,7 +528,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[6]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -411,7 +540,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[6]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -424,7 +553,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{6}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WatchJobRequest) GetJobId() string {
@@ -452,7 +581,7 @@ type WatchJobResponse struct {
 
 func (x *WatchJobResponse) Reset() {
 	*x = WatchJobResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[7]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +593,7 @@ func (x *WatchJobResponse) String() string {
 func (*WatchJobResponse) ProtoMessage() {}
 
 func (x *WatchJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[7]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +606,7 @@ func (x *WatchJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobResponse.ProtoReflect.Descriptor instead.
 func (*WatchJobResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{7}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchJobResponse) GetEvent() *JobEvent {
@@ -498,7 +627,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[8]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +639,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[8]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +652,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{8}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -544,7 +673,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[9]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +685,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[9]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +698,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{9}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -592,7 +721,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[10]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +733,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[10]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +746,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{10}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListNodesRequest) GetPool() string {
@@ -645,7 +774,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[11]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +786,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[11]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +799,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{11}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -694,7 +823,7 @@ type ListDrivesRequest struct {
 
 func (x *ListDrivesRequest) Reset() {
 	*x = ListDrivesRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[12]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +835,7 @@ func (x *ListDrivesRequest) String() string {
 func (*ListDrivesRequest) ProtoMessage() {}
 
 func (x *ListDrivesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[12]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +848,7 @@ func (x *ListDrivesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDrivesRequest.ProtoReflect.Descriptor instead.
 func (*ListDrivesRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{12}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListDrivesRequest) GetSelector() *Selector {
@@ -747,7 +876,7 @@ type ListDrivesResponse struct {
 
 func (x *ListDrivesResponse) Reset() {
 	*x = ListDrivesResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[13]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -759,7 +888,7 @@ func (x *ListDrivesResponse) String() string {
 func (*ListDrivesResponse) ProtoMessage() {}
 
 func (x *ListDrivesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[13]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -772,7 +901,7 @@ func (x *ListDrivesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDrivesResponse.ProtoReflect.Descriptor instead.
 func (*ListDrivesResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{13}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListDrivesResponse) GetDrives() []*Drive {
@@ -799,7 +928,7 @@ type ListImagesRequest struct {
 
 func (x *ListImagesRequest) Reset() {
 	*x = ListImagesRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[14]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +940,7 @@ func (x *ListImagesRequest) String() string {
 func (*ListImagesRequest) ProtoMessage() {}
 
 func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[14]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +953,7 @@ func (x *ListImagesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesRequest.ProtoReflect.Descriptor instead.
 func (*ListImagesRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{14}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListImagesRequest) GetName() string {
@@ -868,7 +997,7 @@ type ListImagesResponse struct {
 
 func (x *ListImagesResponse) Reset() {
 	*x = ListImagesResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[15]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1009,7 @@ func (x *ListImagesResponse) String() string {
 func (*ListImagesResponse) ProtoMessage() {}
 
 func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[15]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1022,7 @@ func (x *ListImagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListImagesResponse.ProtoReflect.Descriptor instead.
 func (*ListImagesResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{15}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListImagesResponse) GetImages() []*Image {
@@ -921,7 +1050,7 @@ type GetImageRequest struct {
 
 func (x *GetImageRequest) Reset() {
 	*x = GetImageRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[16]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1062,7 @@ func (x *GetImageRequest) String() string {
 func (*GetImageRequest) ProtoMessage() {}
 
 func (x *GetImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[16]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1075,7 @@ func (x *GetImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetImageRequest.ProtoReflect.Descriptor instead.
 func (*GetImageRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{16}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetImageRequest) GetRef() string {
@@ -967,7 +1096,7 @@ type GetImageResponse struct {
 
 func (x *GetImageResponse) Reset() {
 	*x = GetImageResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[17]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1108,7 @@ func (x *GetImageResponse) String() string {
 func (*GetImageResponse) ProtoMessage() {}
 
 func (x *GetImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[17]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1121,7 @@ func (x *GetImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetImageResponse.ProtoReflect.Descriptor instead.
 func (*GetImageResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{17}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetImageResponse) GetImage() *Image {
@@ -1015,7 +1144,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[18]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1027,7 +1156,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[18]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1040,7 +1169,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{18}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListAuditRequest) GetSince() *timestamppb.Timestamp {
@@ -1068,7 +1197,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[19]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1209,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[19]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1222,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{19}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListAuditResponse) GetRecord() *AuditRecord {
@@ -1122,7 +1251,7 @@ type CreateImageVersionRequest struct {
 
 func (x *CreateImageVersionRequest) Reset() {
 	*x = CreateImageVersionRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[20]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1263,7 @@ func (x *CreateImageVersionRequest) String() string {
 func (*CreateImageVersionRequest) ProtoMessage() {}
 
 func (x *CreateImageVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[20]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1276,7 @@ func (x *CreateImageVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateImageVersionRequest.ProtoReflect.Descriptor instead.
 func (*CreateImageVersionRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{20}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateImageVersionRequest) GetImageRef() string {
@@ -1182,7 +1311,7 @@ type CreateImageVersionResponse struct {
 
 func (x *CreateImageVersionResponse) Reset() {
 	*x = CreateImageVersionResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[21]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1323,7 @@ func (x *CreateImageVersionResponse) String() string {
 func (*CreateImageVersionResponse) ProtoMessage() {}
 
 func (x *CreateImageVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[21]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1336,7 @@ func (x *CreateImageVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateImageVersionResponse.ProtoReflect.Descriptor instead.
 func (*CreateImageVersionResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{21}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateImageVersionResponse) GetRecord() *AuditRecord {
@@ -1231,7 +1360,7 @@ type SetImageChannelRequest struct {
 
 func (x *SetImageChannelRequest) Reset() {
 	*x = SetImageChannelRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[22]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1372,7 @@ func (x *SetImageChannelRequest) String() string {
 func (*SetImageChannelRequest) ProtoMessage() {}
 
 func (x *SetImageChannelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[22]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1385,7 @@ func (x *SetImageChannelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetImageChannelRequest.ProtoReflect.Descriptor instead.
 func (*SetImageChannelRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{22}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetImageChannelRequest) GetImageRef() string {
@@ -1285,7 +1414,7 @@ type SetImageChannelResponse struct {
 
 func (x *SetImageChannelResponse) Reset() {
 	*x = SetImageChannelResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[23]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1297,7 +1426,7 @@ func (x *SetImageChannelResponse) String() string {
 func (*SetImageChannelResponse) ProtoMessage() {}
 
 func (x *SetImageChannelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[23]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1310,7 +1439,7 @@ func (x *SetImageChannelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetImageChannelResponse.ProtoReflect.Descriptor instead.
 func (*SetImageChannelResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{23}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetImageChannelResponse) GetRecord() *AuditRecord {
@@ -1332,7 +1461,7 @@ type RemoveImageRefRequest struct {
 
 func (x *RemoveImageRefRequest) Reset() {
 	*x = RemoveImageRefRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[24]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1344,7 +1473,7 @@ func (x *RemoveImageRefRequest) String() string {
 func (*RemoveImageRefRequest) ProtoMessage() {}
 
 func (x *RemoveImageRefRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[24]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1357,7 +1486,7 @@ func (x *RemoveImageRefRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveImageRefRequest.ProtoReflect.Descriptor instead.
 func (*RemoveImageRefRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{24}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RemoveImageRefRequest) GetImageRef() string {
@@ -1378,7 +1507,7 @@ type RemoveImageRefResponse struct {
 
 func (x *RemoveImageRefResponse) Reset() {
 	*x = RemoveImageRefResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[25]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1390,7 +1519,7 @@ func (x *RemoveImageRefResponse) String() string {
 func (*RemoveImageRefResponse) ProtoMessage() {}
 
 func (x *RemoveImageRefResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[25]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1403,7 +1532,7 @@ func (x *RemoveImageRefResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveImageRefResponse.ProtoReflect.Descriptor instead.
 func (*RemoveImageRefResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{25}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RemoveImageRefResponse) GetRecords() []*AuditRecord {
@@ -1429,7 +1558,7 @@ type SignImageRequest struct {
 
 func (x *SignImageRequest) Reset() {
 	*x = SignImageRequest{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[26]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1441,7 +1570,7 @@ func (x *SignImageRequest) String() string {
 func (*SignImageRequest) ProtoMessage() {}
 
 func (x *SignImageRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[26]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1454,7 +1583,7 @@ func (x *SignImageRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignImageRequest.ProtoReflect.Descriptor instead.
 func (*SignImageRequest) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{26}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SignImageRequest) GetImageDigest() string {
@@ -1489,7 +1618,7 @@ type SignImageResponse struct {
 
 func (x *SignImageResponse) Reset() {
 	*x = SignImageResponse{}
-	mi := &file_imagefarm_v1_service_proto_msgTypes[27]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1501,7 +1630,7 @@ func (x *SignImageResponse) String() string {
 func (*SignImageResponse) ProtoMessage() {}
 
 func (x *SignImageResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_imagefarm_v1_service_proto_msgTypes[27]
+	mi := &file_imagefarm_v1_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1514,7 +1643,7 @@ func (x *SignImageResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignImageResponse.ProtoReflect.Descriptor instead.
 func (*SignImageResponse) Descriptor() ([]byte, []int) {
-	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{27}
+	return file_imagefarm_v1_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SignImageResponse) GetRecord() *AuditRecord {
@@ -1540,6 +1669,18 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"8\n" +
 	"\x11SubmitJobResponse\x12#\n" +
+	"\x03job\x18\x01 \x01(\v2\x11.imagefarm.v1.JobR\x03job\"\xac\x02\n" +
+	"\x14SubmitCaptureRequest\x12#\n" +
+	"\rdevice_serial\x18\x01 \x01(\tR\fdeviceSerial\x12\x1f\n" +
+	"\vdisk_serial\x18\x02 \x01(\tR\n" +
+	"diskSerial\x12\x1b\n" +
+	"\timage_ref\x18\x03 \x01(\tR\bimageRef\x12.\n" +
+	"\x05after\x18\x04 \x01(\x0e2\x18.imagefarm.v1.AfterWriteR\x05after\x12F\n" +
+	"\x06labels\x18\x05 \x03(\v2..imagefarm.v1.SubmitCaptureRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"<\n" +
+	"\x15SubmitCaptureResponse\x12#\n" +
 	"\x03job\x18\x01 \x01(\v2\x11.imagefarm.v1.JobR\x03job\"&\n" +
 	"\rGetJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"5\n" +
@@ -1613,10 +1754,11 @@ const file_imagefarm_v1_service_proto_rawDesc = "" +
 	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x1c\n" +
 	"\tsignature\x18\x03 \x01(\fR\tsignature\"F\n" +
 	"\x11SignImageResponse\x121\n" +
-	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\xe7\x15\n" +
+	"\x06record\x18\x01 \x01(\v2\x19.imagefarm.v1.AuditRecordR\x06record2\xc1\x16\n" +
 	"\x10ImageFarmService\x12L\n" +
 	"\tSubmitJob\x12\x1e.imagefarm.v1.SubmitJobRequest\x1a\x1f.imagefarm.v1.SubmitJobResponse\x12C\n" +
-	"\x06GetJob\x12\x1b.imagefarm.v1.GetJobRequest\x1a\x1c.imagefarm.v1.GetJobResponse\x12I\n" +
+	"\x06GetJob\x12\x1b.imagefarm.v1.GetJobRequest\x1a\x1c.imagefarm.v1.GetJobResponse\x12X\n" +
+	"\rSubmitCapture\x12\".imagefarm.v1.SubmitCaptureRequest\x1a#.imagefarm.v1.SubmitCaptureResponse\x12I\n" +
 	"\bListJobs\x12\x1d.imagefarm.v1.ListJobsRequest\x1a\x1e.imagefarm.v1.ListJobsResponse\x12K\n" +
 	"\bWatchJob\x12\x1d.imagefarm.v1.WatchJobRequest\x1a\x1e.imagefarm.v1.WatchJobResponse0\x01\x12L\n" +
 	"\tCancelJob\x12\x1e.imagefarm.v1.CancelJobRequest\x1a\x1f.imagefarm.v1.CancelJobResponse\x12L\n" +
@@ -1665,185 +1807,194 @@ func file_imagefarm_v1_service_proto_rawDescGZIP() []byte {
 	return file_imagefarm_v1_service_proto_rawDescData
 }
 
-var file_imagefarm_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_imagefarm_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_imagefarm_v1_service_proto_goTypes = []any{
 	(*SubmitJobRequest)(nil),           // 0: imagefarm.v1.SubmitJobRequest
 	(*SubmitJobResponse)(nil),          // 1: imagefarm.v1.SubmitJobResponse
-	(*GetJobRequest)(nil),              // 2: imagefarm.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 3: imagefarm.v1.GetJobResponse
-	(*ListJobsRequest)(nil),            // 4: imagefarm.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 5: imagefarm.v1.ListJobsResponse
-	(*WatchJobRequest)(nil),            // 6: imagefarm.v1.WatchJobRequest
-	(*WatchJobResponse)(nil),           // 7: imagefarm.v1.WatchJobResponse
-	(*CancelJobRequest)(nil),           // 8: imagefarm.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 9: imagefarm.v1.CancelJobResponse
-	(*ListNodesRequest)(nil),           // 10: imagefarm.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),          // 11: imagefarm.v1.ListNodesResponse
-	(*ListDrivesRequest)(nil),          // 12: imagefarm.v1.ListDrivesRequest
-	(*ListDrivesResponse)(nil),         // 13: imagefarm.v1.ListDrivesResponse
-	(*ListImagesRequest)(nil),          // 14: imagefarm.v1.ListImagesRequest
-	(*ListImagesResponse)(nil),         // 15: imagefarm.v1.ListImagesResponse
-	(*GetImageRequest)(nil),            // 16: imagefarm.v1.GetImageRequest
-	(*GetImageResponse)(nil),           // 17: imagefarm.v1.GetImageResponse
-	(*ListAuditRequest)(nil),           // 18: imagefarm.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),          // 19: imagefarm.v1.ListAuditResponse
-	(*CreateImageVersionRequest)(nil),  // 20: imagefarm.v1.CreateImageVersionRequest
-	(*CreateImageVersionResponse)(nil), // 21: imagefarm.v1.CreateImageVersionResponse
-	(*SetImageChannelRequest)(nil),     // 22: imagefarm.v1.SetImageChannelRequest
-	(*SetImageChannelResponse)(nil),    // 23: imagefarm.v1.SetImageChannelResponse
-	(*RemoveImageRefRequest)(nil),      // 24: imagefarm.v1.RemoveImageRefRequest
-	(*RemoveImageRefResponse)(nil),     // 25: imagefarm.v1.RemoveImageRefResponse
-	(*SignImageRequest)(nil),           // 26: imagefarm.v1.SignImageRequest
-	(*SignImageResponse)(nil),          // 27: imagefarm.v1.SignImageResponse
-	nil,                                // 28: imagefarm.v1.SubmitJobRequest.LabelsEntry
-	(*Targets)(nil),                    // 29: imagefarm.v1.Targets
-	(*JobOptions)(nil),                 // 30: imagefarm.v1.JobOptions
-	(*Job)(nil),                        // 31: imagefarm.v1.Job
-	(JobState)(0),                      // 32: imagefarm.v1.JobState
-	(*JobEvent)(nil),                   // 33: imagefarm.v1.JobEvent
-	(NodeState)(0),                     // 34: imagefarm.v1.NodeState
-	(*Node)(nil),                       // 35: imagefarm.v1.Node
-	(*Selector)(nil),                   // 36: imagefarm.v1.Selector
-	(DriveState)(0),                    // 37: imagefarm.v1.DriveState
-	(*Drive)(nil),                      // 38: imagefarm.v1.Drive
-	(ImageKind)(0),                     // 39: imagefarm.v1.ImageKind
-	(*Image)(nil),                      // 40: imagefarm.v1.Image
-	(*timestamppb.Timestamp)(nil),      // 41: google.protobuf.Timestamp
-	(*AuditRecord)(nil),                // 42: imagefarm.v1.AuditRecord
-	(*CreateTokenRequest)(nil),         // 43: imagefarm.v1.CreateTokenRequest
-	(*ListTokensRequest)(nil),          // 44: imagefarm.v1.ListTokensRequest
-	(*RevokeTokenRequest)(nil),         // 45: imagefarm.v1.RevokeTokenRequest
-	(*ListDevicesRequest)(nil),         // 46: imagefarm.v1.ListDevicesRequest
-	(*GetDeviceRequest)(nil),           // 47: imagefarm.v1.GetDeviceRequest
-	(*SetResetPolicyRequest)(nil),      // 48: imagefarm.v1.SetResetPolicyRequest
-	(*ListResetPoliciesRequest)(nil),   // 49: imagefarm.v1.ListResetPoliciesRequest
-	(*SetDeviceFactsRequest)(nil),      // 50: imagefarm.v1.SetDeviceFactsRequest
-	(*SubmitResetRequest)(nil),         // 51: imagefarm.v1.SubmitResetRequest
-	(*AddModelRequest)(nil),            // 52: imagefarm.v1.AddModelRequest
-	(*UpdateModelRequest)(nil),         // 53: imagefarm.v1.UpdateModelRequest
-	(*ListModelsRequest)(nil),          // 54: imagefarm.v1.ListModelsRequest
-	(*GetModelRequest)(nil),            // 55: imagefarm.v1.GetModelRequest
-	(*StartRolloutRequest)(nil),        // 56: imagefarm.v1.StartRolloutRequest
-	(*ListRolloutsRequest)(nil),        // 57: imagefarm.v1.ListRolloutsRequest
-	(*ApproveRolloutRequest)(nil),      // 58: imagefarm.v1.ApproveRolloutRequest
-	(*PauseRolloutRequest)(nil),        // 59: imagefarm.v1.PauseRolloutRequest
-	(*ResumeRolloutRequest)(nil),       // 60: imagefarm.v1.ResumeRolloutRequest
-	(*AbortRolloutRequest)(nil),        // 61: imagefarm.v1.AbortRolloutRequest
-	(*CreateTokenResponse)(nil),        // 62: imagefarm.v1.CreateTokenResponse
-	(*ListTokensResponse)(nil),         // 63: imagefarm.v1.ListTokensResponse
-	(*RevokeTokenResponse)(nil),        // 64: imagefarm.v1.RevokeTokenResponse
-	(*ListDevicesResponse)(nil),        // 65: imagefarm.v1.ListDevicesResponse
-	(*GetDeviceResponse)(nil),          // 66: imagefarm.v1.GetDeviceResponse
-	(*SetResetPolicyResponse)(nil),     // 67: imagefarm.v1.SetResetPolicyResponse
-	(*ListResetPoliciesResponse)(nil),  // 68: imagefarm.v1.ListResetPoliciesResponse
-	(*SetDeviceFactsResponse)(nil),     // 69: imagefarm.v1.SetDeviceFactsResponse
-	(*SubmitResetResponse)(nil),        // 70: imagefarm.v1.SubmitResetResponse
-	(*AddModelResponse)(nil),           // 71: imagefarm.v1.AddModelResponse
-	(*UpdateModelResponse)(nil),        // 72: imagefarm.v1.UpdateModelResponse
-	(*ListModelsResponse)(nil),         // 73: imagefarm.v1.ListModelsResponse
-	(*GetModelResponse)(nil),           // 74: imagefarm.v1.GetModelResponse
-	(*StartRolloutResponse)(nil),       // 75: imagefarm.v1.StartRolloutResponse
-	(*ListRolloutsResponse)(nil),       // 76: imagefarm.v1.ListRolloutsResponse
-	(*ApproveRolloutResponse)(nil),     // 77: imagefarm.v1.ApproveRolloutResponse
-	(*PauseRolloutResponse)(nil),       // 78: imagefarm.v1.PauseRolloutResponse
-	(*ResumeRolloutResponse)(nil),      // 79: imagefarm.v1.ResumeRolloutResponse
-	(*AbortRolloutResponse)(nil),       // 80: imagefarm.v1.AbortRolloutResponse
+	(*SubmitCaptureRequest)(nil),       // 2: imagefarm.v1.SubmitCaptureRequest
+	(*SubmitCaptureResponse)(nil),      // 3: imagefarm.v1.SubmitCaptureResponse
+	(*GetJobRequest)(nil),              // 4: imagefarm.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 5: imagefarm.v1.GetJobResponse
+	(*ListJobsRequest)(nil),            // 6: imagefarm.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 7: imagefarm.v1.ListJobsResponse
+	(*WatchJobRequest)(nil),            // 8: imagefarm.v1.WatchJobRequest
+	(*WatchJobResponse)(nil),           // 9: imagefarm.v1.WatchJobResponse
+	(*CancelJobRequest)(nil),           // 10: imagefarm.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 11: imagefarm.v1.CancelJobResponse
+	(*ListNodesRequest)(nil),           // 12: imagefarm.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),          // 13: imagefarm.v1.ListNodesResponse
+	(*ListDrivesRequest)(nil),          // 14: imagefarm.v1.ListDrivesRequest
+	(*ListDrivesResponse)(nil),         // 15: imagefarm.v1.ListDrivesResponse
+	(*ListImagesRequest)(nil),          // 16: imagefarm.v1.ListImagesRequest
+	(*ListImagesResponse)(nil),         // 17: imagefarm.v1.ListImagesResponse
+	(*GetImageRequest)(nil),            // 18: imagefarm.v1.GetImageRequest
+	(*GetImageResponse)(nil),           // 19: imagefarm.v1.GetImageResponse
+	(*ListAuditRequest)(nil),           // 20: imagefarm.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),          // 21: imagefarm.v1.ListAuditResponse
+	(*CreateImageVersionRequest)(nil),  // 22: imagefarm.v1.CreateImageVersionRequest
+	(*CreateImageVersionResponse)(nil), // 23: imagefarm.v1.CreateImageVersionResponse
+	(*SetImageChannelRequest)(nil),     // 24: imagefarm.v1.SetImageChannelRequest
+	(*SetImageChannelResponse)(nil),    // 25: imagefarm.v1.SetImageChannelResponse
+	(*RemoveImageRefRequest)(nil),      // 26: imagefarm.v1.RemoveImageRefRequest
+	(*RemoveImageRefResponse)(nil),     // 27: imagefarm.v1.RemoveImageRefResponse
+	(*SignImageRequest)(nil),           // 28: imagefarm.v1.SignImageRequest
+	(*SignImageResponse)(nil),          // 29: imagefarm.v1.SignImageResponse
+	nil,                                // 30: imagefarm.v1.SubmitJobRequest.LabelsEntry
+	nil,                                // 31: imagefarm.v1.SubmitCaptureRequest.LabelsEntry
+	(*Targets)(nil),                    // 32: imagefarm.v1.Targets
+	(*JobOptions)(nil),                 // 33: imagefarm.v1.JobOptions
+	(*Job)(nil),                        // 34: imagefarm.v1.Job
+	(AfterWrite)(0),                    // 35: imagefarm.v1.AfterWrite
+	(JobState)(0),                      // 36: imagefarm.v1.JobState
+	(*JobEvent)(nil),                   // 37: imagefarm.v1.JobEvent
+	(NodeState)(0),                     // 38: imagefarm.v1.NodeState
+	(*Node)(nil),                       // 39: imagefarm.v1.Node
+	(*Selector)(nil),                   // 40: imagefarm.v1.Selector
+	(DriveState)(0),                    // 41: imagefarm.v1.DriveState
+	(*Drive)(nil),                      // 42: imagefarm.v1.Drive
+	(ImageKind)(0),                     // 43: imagefarm.v1.ImageKind
+	(*Image)(nil),                      // 44: imagefarm.v1.Image
+	(*timestamppb.Timestamp)(nil),      // 45: google.protobuf.Timestamp
+	(*AuditRecord)(nil),                // 46: imagefarm.v1.AuditRecord
+	(*CreateTokenRequest)(nil),         // 47: imagefarm.v1.CreateTokenRequest
+	(*ListTokensRequest)(nil),          // 48: imagefarm.v1.ListTokensRequest
+	(*RevokeTokenRequest)(nil),         // 49: imagefarm.v1.RevokeTokenRequest
+	(*ListDevicesRequest)(nil),         // 50: imagefarm.v1.ListDevicesRequest
+	(*GetDeviceRequest)(nil),           // 51: imagefarm.v1.GetDeviceRequest
+	(*SetResetPolicyRequest)(nil),      // 52: imagefarm.v1.SetResetPolicyRequest
+	(*ListResetPoliciesRequest)(nil),   // 53: imagefarm.v1.ListResetPoliciesRequest
+	(*SetDeviceFactsRequest)(nil),      // 54: imagefarm.v1.SetDeviceFactsRequest
+	(*SubmitResetRequest)(nil),         // 55: imagefarm.v1.SubmitResetRequest
+	(*AddModelRequest)(nil),            // 56: imagefarm.v1.AddModelRequest
+	(*UpdateModelRequest)(nil),         // 57: imagefarm.v1.UpdateModelRequest
+	(*ListModelsRequest)(nil),          // 58: imagefarm.v1.ListModelsRequest
+	(*GetModelRequest)(nil),            // 59: imagefarm.v1.GetModelRequest
+	(*StartRolloutRequest)(nil),        // 60: imagefarm.v1.StartRolloutRequest
+	(*ListRolloutsRequest)(nil),        // 61: imagefarm.v1.ListRolloutsRequest
+	(*ApproveRolloutRequest)(nil),      // 62: imagefarm.v1.ApproveRolloutRequest
+	(*PauseRolloutRequest)(nil),        // 63: imagefarm.v1.PauseRolloutRequest
+	(*ResumeRolloutRequest)(nil),       // 64: imagefarm.v1.ResumeRolloutRequest
+	(*AbortRolloutRequest)(nil),        // 65: imagefarm.v1.AbortRolloutRequest
+	(*CreateTokenResponse)(nil),        // 66: imagefarm.v1.CreateTokenResponse
+	(*ListTokensResponse)(nil),         // 67: imagefarm.v1.ListTokensResponse
+	(*RevokeTokenResponse)(nil),        // 68: imagefarm.v1.RevokeTokenResponse
+	(*ListDevicesResponse)(nil),        // 69: imagefarm.v1.ListDevicesResponse
+	(*GetDeviceResponse)(nil),          // 70: imagefarm.v1.GetDeviceResponse
+	(*SetResetPolicyResponse)(nil),     // 71: imagefarm.v1.SetResetPolicyResponse
+	(*ListResetPoliciesResponse)(nil),  // 72: imagefarm.v1.ListResetPoliciesResponse
+	(*SetDeviceFactsResponse)(nil),     // 73: imagefarm.v1.SetDeviceFactsResponse
+	(*SubmitResetResponse)(nil),        // 74: imagefarm.v1.SubmitResetResponse
+	(*AddModelResponse)(nil),           // 75: imagefarm.v1.AddModelResponse
+	(*UpdateModelResponse)(nil),        // 76: imagefarm.v1.UpdateModelResponse
+	(*ListModelsResponse)(nil),         // 77: imagefarm.v1.ListModelsResponse
+	(*GetModelResponse)(nil),           // 78: imagefarm.v1.GetModelResponse
+	(*StartRolloutResponse)(nil),       // 79: imagefarm.v1.StartRolloutResponse
+	(*ListRolloutsResponse)(nil),       // 80: imagefarm.v1.ListRolloutsResponse
+	(*ApproveRolloutResponse)(nil),     // 81: imagefarm.v1.ApproveRolloutResponse
+	(*PauseRolloutResponse)(nil),       // 82: imagefarm.v1.PauseRolloutResponse
+	(*ResumeRolloutResponse)(nil),      // 83: imagefarm.v1.ResumeRolloutResponse
+	(*AbortRolloutResponse)(nil),       // 84: imagefarm.v1.AbortRolloutResponse
 }
 var file_imagefarm_v1_service_proto_depIdxs = []int32{
-	29, // 0: imagefarm.v1.SubmitJobRequest.targets:type_name -> imagefarm.v1.Targets
-	30, // 1: imagefarm.v1.SubmitJobRequest.options:type_name -> imagefarm.v1.JobOptions
-	28, // 2: imagefarm.v1.SubmitJobRequest.labels:type_name -> imagefarm.v1.SubmitJobRequest.LabelsEntry
-	31, // 3: imagefarm.v1.SubmitJobResponse.job:type_name -> imagefarm.v1.Job
-	31, // 4: imagefarm.v1.GetJobResponse.job:type_name -> imagefarm.v1.Job
-	32, // 5: imagefarm.v1.ListJobsRequest.states:type_name -> imagefarm.v1.JobState
-	31, // 6: imagefarm.v1.ListJobsResponse.jobs:type_name -> imagefarm.v1.Job
-	33, // 7: imagefarm.v1.WatchJobResponse.event:type_name -> imagefarm.v1.JobEvent
-	31, // 8: imagefarm.v1.CancelJobResponse.job:type_name -> imagefarm.v1.Job
-	34, // 9: imagefarm.v1.ListNodesRequest.states:type_name -> imagefarm.v1.NodeState
-	35, // 10: imagefarm.v1.ListNodesResponse.nodes:type_name -> imagefarm.v1.Node
-	36, // 11: imagefarm.v1.ListDrivesRequest.selector:type_name -> imagefarm.v1.Selector
-	37, // 12: imagefarm.v1.ListDrivesRequest.states:type_name -> imagefarm.v1.DriveState
-	38, // 13: imagefarm.v1.ListDrivesResponse.drives:type_name -> imagefarm.v1.Drive
-	39, // 14: imagefarm.v1.ListImagesRequest.kind:type_name -> imagefarm.v1.ImageKind
-	40, // 15: imagefarm.v1.ListImagesResponse.images:type_name -> imagefarm.v1.Image
-	40, // 16: imagefarm.v1.GetImageResponse.image:type_name -> imagefarm.v1.Image
-	41, // 17: imagefarm.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
-	42, // 18: imagefarm.v1.ListAuditResponse.record:type_name -> imagefarm.v1.AuditRecord
-	42, // 19: imagefarm.v1.CreateImageVersionResponse.record:type_name -> imagefarm.v1.AuditRecord
-	42, // 20: imagefarm.v1.SetImageChannelResponse.record:type_name -> imagefarm.v1.AuditRecord
-	42, // 21: imagefarm.v1.RemoveImageRefResponse.records:type_name -> imagefarm.v1.AuditRecord
-	42, // 22: imagefarm.v1.SignImageResponse.record:type_name -> imagefarm.v1.AuditRecord
-	0,  // 23: imagefarm.v1.ImageFarmService.SubmitJob:input_type -> imagefarm.v1.SubmitJobRequest
-	2,  // 24: imagefarm.v1.ImageFarmService.GetJob:input_type -> imagefarm.v1.GetJobRequest
-	4,  // 25: imagefarm.v1.ImageFarmService.ListJobs:input_type -> imagefarm.v1.ListJobsRequest
-	6,  // 26: imagefarm.v1.ImageFarmService.WatchJob:input_type -> imagefarm.v1.WatchJobRequest
-	8,  // 27: imagefarm.v1.ImageFarmService.CancelJob:input_type -> imagefarm.v1.CancelJobRequest
-	10, // 28: imagefarm.v1.ImageFarmService.ListNodes:input_type -> imagefarm.v1.ListNodesRequest
-	12, // 29: imagefarm.v1.ImageFarmService.ListDrives:input_type -> imagefarm.v1.ListDrivesRequest
-	14, // 30: imagefarm.v1.ImageFarmService.ListImages:input_type -> imagefarm.v1.ListImagesRequest
-	16, // 31: imagefarm.v1.ImageFarmService.GetImage:input_type -> imagefarm.v1.GetImageRequest
-	18, // 32: imagefarm.v1.ImageFarmService.ListAudit:input_type -> imagefarm.v1.ListAuditRequest
-	20, // 33: imagefarm.v1.ImageFarmService.CreateImageVersion:input_type -> imagefarm.v1.CreateImageVersionRequest
-	22, // 34: imagefarm.v1.ImageFarmService.SetImageChannel:input_type -> imagefarm.v1.SetImageChannelRequest
-	24, // 35: imagefarm.v1.ImageFarmService.RemoveImageRef:input_type -> imagefarm.v1.RemoveImageRefRequest
-	26, // 36: imagefarm.v1.ImageFarmService.SignImage:input_type -> imagefarm.v1.SignImageRequest
-	43, // 37: imagefarm.v1.ImageFarmService.CreateToken:input_type -> imagefarm.v1.CreateTokenRequest
-	44, // 38: imagefarm.v1.ImageFarmService.ListTokens:input_type -> imagefarm.v1.ListTokensRequest
-	45, // 39: imagefarm.v1.ImageFarmService.RevokeToken:input_type -> imagefarm.v1.RevokeTokenRequest
-	46, // 40: imagefarm.v1.ImageFarmService.ListDevices:input_type -> imagefarm.v1.ListDevicesRequest
-	47, // 41: imagefarm.v1.ImageFarmService.GetDevice:input_type -> imagefarm.v1.GetDeviceRequest
-	48, // 42: imagefarm.v1.ImageFarmService.SetResetPolicy:input_type -> imagefarm.v1.SetResetPolicyRequest
-	49, // 43: imagefarm.v1.ImageFarmService.ListResetPolicies:input_type -> imagefarm.v1.ListResetPoliciesRequest
-	50, // 44: imagefarm.v1.ImageFarmService.SetDeviceFacts:input_type -> imagefarm.v1.SetDeviceFactsRequest
-	51, // 45: imagefarm.v1.ImageFarmService.SubmitReset:input_type -> imagefarm.v1.SubmitResetRequest
-	52, // 46: imagefarm.v1.ImageFarmService.AddModel:input_type -> imagefarm.v1.AddModelRequest
-	53, // 47: imagefarm.v1.ImageFarmService.UpdateModel:input_type -> imagefarm.v1.UpdateModelRequest
-	54, // 48: imagefarm.v1.ImageFarmService.ListModels:input_type -> imagefarm.v1.ListModelsRequest
-	55, // 49: imagefarm.v1.ImageFarmService.GetModel:input_type -> imagefarm.v1.GetModelRequest
-	56, // 50: imagefarm.v1.ImageFarmService.StartRollout:input_type -> imagefarm.v1.StartRolloutRequest
-	57, // 51: imagefarm.v1.ImageFarmService.ListRollouts:input_type -> imagefarm.v1.ListRolloutsRequest
-	58, // 52: imagefarm.v1.ImageFarmService.ApproveRollout:input_type -> imagefarm.v1.ApproveRolloutRequest
-	59, // 53: imagefarm.v1.ImageFarmService.PauseRollout:input_type -> imagefarm.v1.PauseRolloutRequest
-	60, // 54: imagefarm.v1.ImageFarmService.ResumeRollout:input_type -> imagefarm.v1.ResumeRolloutRequest
-	61, // 55: imagefarm.v1.ImageFarmService.AbortRollout:input_type -> imagefarm.v1.AbortRolloutRequest
-	1,  // 56: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
-	3,  // 57: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
-	5,  // 58: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
-	7,  // 59: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
-	9,  // 60: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
-	11, // 61: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
-	13, // 62: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
-	15, // 63: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
-	17, // 64: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
-	19, // 65: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
-	21, // 66: imagefarm.v1.ImageFarmService.CreateImageVersion:output_type -> imagefarm.v1.CreateImageVersionResponse
-	23, // 67: imagefarm.v1.ImageFarmService.SetImageChannel:output_type -> imagefarm.v1.SetImageChannelResponse
-	25, // 68: imagefarm.v1.ImageFarmService.RemoveImageRef:output_type -> imagefarm.v1.RemoveImageRefResponse
-	27, // 69: imagefarm.v1.ImageFarmService.SignImage:output_type -> imagefarm.v1.SignImageResponse
-	62, // 70: imagefarm.v1.ImageFarmService.CreateToken:output_type -> imagefarm.v1.CreateTokenResponse
-	63, // 71: imagefarm.v1.ImageFarmService.ListTokens:output_type -> imagefarm.v1.ListTokensResponse
-	64, // 72: imagefarm.v1.ImageFarmService.RevokeToken:output_type -> imagefarm.v1.RevokeTokenResponse
-	65, // 73: imagefarm.v1.ImageFarmService.ListDevices:output_type -> imagefarm.v1.ListDevicesResponse
-	66, // 74: imagefarm.v1.ImageFarmService.GetDevice:output_type -> imagefarm.v1.GetDeviceResponse
-	67, // 75: imagefarm.v1.ImageFarmService.SetResetPolicy:output_type -> imagefarm.v1.SetResetPolicyResponse
-	68, // 76: imagefarm.v1.ImageFarmService.ListResetPolicies:output_type -> imagefarm.v1.ListResetPoliciesResponse
-	69, // 77: imagefarm.v1.ImageFarmService.SetDeviceFacts:output_type -> imagefarm.v1.SetDeviceFactsResponse
-	70, // 78: imagefarm.v1.ImageFarmService.SubmitReset:output_type -> imagefarm.v1.SubmitResetResponse
-	71, // 79: imagefarm.v1.ImageFarmService.AddModel:output_type -> imagefarm.v1.AddModelResponse
-	72, // 80: imagefarm.v1.ImageFarmService.UpdateModel:output_type -> imagefarm.v1.UpdateModelResponse
-	73, // 81: imagefarm.v1.ImageFarmService.ListModels:output_type -> imagefarm.v1.ListModelsResponse
-	74, // 82: imagefarm.v1.ImageFarmService.GetModel:output_type -> imagefarm.v1.GetModelResponse
-	75, // 83: imagefarm.v1.ImageFarmService.StartRollout:output_type -> imagefarm.v1.StartRolloutResponse
-	76, // 84: imagefarm.v1.ImageFarmService.ListRollouts:output_type -> imagefarm.v1.ListRolloutsResponse
-	77, // 85: imagefarm.v1.ImageFarmService.ApproveRollout:output_type -> imagefarm.v1.ApproveRolloutResponse
-	78, // 86: imagefarm.v1.ImageFarmService.PauseRollout:output_type -> imagefarm.v1.PauseRolloutResponse
-	79, // 87: imagefarm.v1.ImageFarmService.ResumeRollout:output_type -> imagefarm.v1.ResumeRolloutResponse
-	80, // 88: imagefarm.v1.ImageFarmService.AbortRollout:output_type -> imagefarm.v1.AbortRolloutResponse
-	56, // [56:89] is the sub-list for method output_type
-	23, // [23:56] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	32, // 0: imagefarm.v1.SubmitJobRequest.targets:type_name -> imagefarm.v1.Targets
+	33, // 1: imagefarm.v1.SubmitJobRequest.options:type_name -> imagefarm.v1.JobOptions
+	30, // 2: imagefarm.v1.SubmitJobRequest.labels:type_name -> imagefarm.v1.SubmitJobRequest.LabelsEntry
+	34, // 3: imagefarm.v1.SubmitJobResponse.job:type_name -> imagefarm.v1.Job
+	35, // 4: imagefarm.v1.SubmitCaptureRequest.after:type_name -> imagefarm.v1.AfterWrite
+	31, // 5: imagefarm.v1.SubmitCaptureRequest.labels:type_name -> imagefarm.v1.SubmitCaptureRequest.LabelsEntry
+	34, // 6: imagefarm.v1.SubmitCaptureResponse.job:type_name -> imagefarm.v1.Job
+	34, // 7: imagefarm.v1.GetJobResponse.job:type_name -> imagefarm.v1.Job
+	36, // 8: imagefarm.v1.ListJobsRequest.states:type_name -> imagefarm.v1.JobState
+	34, // 9: imagefarm.v1.ListJobsResponse.jobs:type_name -> imagefarm.v1.Job
+	37, // 10: imagefarm.v1.WatchJobResponse.event:type_name -> imagefarm.v1.JobEvent
+	34, // 11: imagefarm.v1.CancelJobResponse.job:type_name -> imagefarm.v1.Job
+	38, // 12: imagefarm.v1.ListNodesRequest.states:type_name -> imagefarm.v1.NodeState
+	39, // 13: imagefarm.v1.ListNodesResponse.nodes:type_name -> imagefarm.v1.Node
+	40, // 14: imagefarm.v1.ListDrivesRequest.selector:type_name -> imagefarm.v1.Selector
+	41, // 15: imagefarm.v1.ListDrivesRequest.states:type_name -> imagefarm.v1.DriveState
+	42, // 16: imagefarm.v1.ListDrivesResponse.drives:type_name -> imagefarm.v1.Drive
+	43, // 17: imagefarm.v1.ListImagesRequest.kind:type_name -> imagefarm.v1.ImageKind
+	44, // 18: imagefarm.v1.ListImagesResponse.images:type_name -> imagefarm.v1.Image
+	44, // 19: imagefarm.v1.GetImageResponse.image:type_name -> imagefarm.v1.Image
+	45, // 20: imagefarm.v1.ListAuditRequest.since:type_name -> google.protobuf.Timestamp
+	46, // 21: imagefarm.v1.ListAuditResponse.record:type_name -> imagefarm.v1.AuditRecord
+	46, // 22: imagefarm.v1.CreateImageVersionResponse.record:type_name -> imagefarm.v1.AuditRecord
+	46, // 23: imagefarm.v1.SetImageChannelResponse.record:type_name -> imagefarm.v1.AuditRecord
+	46, // 24: imagefarm.v1.RemoveImageRefResponse.records:type_name -> imagefarm.v1.AuditRecord
+	46, // 25: imagefarm.v1.SignImageResponse.record:type_name -> imagefarm.v1.AuditRecord
+	0,  // 26: imagefarm.v1.ImageFarmService.SubmitJob:input_type -> imagefarm.v1.SubmitJobRequest
+	4,  // 27: imagefarm.v1.ImageFarmService.GetJob:input_type -> imagefarm.v1.GetJobRequest
+	2,  // 28: imagefarm.v1.ImageFarmService.SubmitCapture:input_type -> imagefarm.v1.SubmitCaptureRequest
+	6,  // 29: imagefarm.v1.ImageFarmService.ListJobs:input_type -> imagefarm.v1.ListJobsRequest
+	8,  // 30: imagefarm.v1.ImageFarmService.WatchJob:input_type -> imagefarm.v1.WatchJobRequest
+	10, // 31: imagefarm.v1.ImageFarmService.CancelJob:input_type -> imagefarm.v1.CancelJobRequest
+	12, // 32: imagefarm.v1.ImageFarmService.ListNodes:input_type -> imagefarm.v1.ListNodesRequest
+	14, // 33: imagefarm.v1.ImageFarmService.ListDrives:input_type -> imagefarm.v1.ListDrivesRequest
+	16, // 34: imagefarm.v1.ImageFarmService.ListImages:input_type -> imagefarm.v1.ListImagesRequest
+	18, // 35: imagefarm.v1.ImageFarmService.GetImage:input_type -> imagefarm.v1.GetImageRequest
+	20, // 36: imagefarm.v1.ImageFarmService.ListAudit:input_type -> imagefarm.v1.ListAuditRequest
+	22, // 37: imagefarm.v1.ImageFarmService.CreateImageVersion:input_type -> imagefarm.v1.CreateImageVersionRequest
+	24, // 38: imagefarm.v1.ImageFarmService.SetImageChannel:input_type -> imagefarm.v1.SetImageChannelRequest
+	26, // 39: imagefarm.v1.ImageFarmService.RemoveImageRef:input_type -> imagefarm.v1.RemoveImageRefRequest
+	28, // 40: imagefarm.v1.ImageFarmService.SignImage:input_type -> imagefarm.v1.SignImageRequest
+	47, // 41: imagefarm.v1.ImageFarmService.CreateToken:input_type -> imagefarm.v1.CreateTokenRequest
+	48, // 42: imagefarm.v1.ImageFarmService.ListTokens:input_type -> imagefarm.v1.ListTokensRequest
+	49, // 43: imagefarm.v1.ImageFarmService.RevokeToken:input_type -> imagefarm.v1.RevokeTokenRequest
+	50, // 44: imagefarm.v1.ImageFarmService.ListDevices:input_type -> imagefarm.v1.ListDevicesRequest
+	51, // 45: imagefarm.v1.ImageFarmService.GetDevice:input_type -> imagefarm.v1.GetDeviceRequest
+	52, // 46: imagefarm.v1.ImageFarmService.SetResetPolicy:input_type -> imagefarm.v1.SetResetPolicyRequest
+	53, // 47: imagefarm.v1.ImageFarmService.ListResetPolicies:input_type -> imagefarm.v1.ListResetPoliciesRequest
+	54, // 48: imagefarm.v1.ImageFarmService.SetDeviceFacts:input_type -> imagefarm.v1.SetDeviceFactsRequest
+	55, // 49: imagefarm.v1.ImageFarmService.SubmitReset:input_type -> imagefarm.v1.SubmitResetRequest
+	56, // 50: imagefarm.v1.ImageFarmService.AddModel:input_type -> imagefarm.v1.AddModelRequest
+	57, // 51: imagefarm.v1.ImageFarmService.UpdateModel:input_type -> imagefarm.v1.UpdateModelRequest
+	58, // 52: imagefarm.v1.ImageFarmService.ListModels:input_type -> imagefarm.v1.ListModelsRequest
+	59, // 53: imagefarm.v1.ImageFarmService.GetModel:input_type -> imagefarm.v1.GetModelRequest
+	60, // 54: imagefarm.v1.ImageFarmService.StartRollout:input_type -> imagefarm.v1.StartRolloutRequest
+	61, // 55: imagefarm.v1.ImageFarmService.ListRollouts:input_type -> imagefarm.v1.ListRolloutsRequest
+	62, // 56: imagefarm.v1.ImageFarmService.ApproveRollout:input_type -> imagefarm.v1.ApproveRolloutRequest
+	63, // 57: imagefarm.v1.ImageFarmService.PauseRollout:input_type -> imagefarm.v1.PauseRolloutRequest
+	64, // 58: imagefarm.v1.ImageFarmService.ResumeRollout:input_type -> imagefarm.v1.ResumeRolloutRequest
+	65, // 59: imagefarm.v1.ImageFarmService.AbortRollout:input_type -> imagefarm.v1.AbortRolloutRequest
+	1,  // 60: imagefarm.v1.ImageFarmService.SubmitJob:output_type -> imagefarm.v1.SubmitJobResponse
+	5,  // 61: imagefarm.v1.ImageFarmService.GetJob:output_type -> imagefarm.v1.GetJobResponse
+	3,  // 62: imagefarm.v1.ImageFarmService.SubmitCapture:output_type -> imagefarm.v1.SubmitCaptureResponse
+	7,  // 63: imagefarm.v1.ImageFarmService.ListJobs:output_type -> imagefarm.v1.ListJobsResponse
+	9,  // 64: imagefarm.v1.ImageFarmService.WatchJob:output_type -> imagefarm.v1.WatchJobResponse
+	11, // 65: imagefarm.v1.ImageFarmService.CancelJob:output_type -> imagefarm.v1.CancelJobResponse
+	13, // 66: imagefarm.v1.ImageFarmService.ListNodes:output_type -> imagefarm.v1.ListNodesResponse
+	15, // 67: imagefarm.v1.ImageFarmService.ListDrives:output_type -> imagefarm.v1.ListDrivesResponse
+	17, // 68: imagefarm.v1.ImageFarmService.ListImages:output_type -> imagefarm.v1.ListImagesResponse
+	19, // 69: imagefarm.v1.ImageFarmService.GetImage:output_type -> imagefarm.v1.GetImageResponse
+	21, // 70: imagefarm.v1.ImageFarmService.ListAudit:output_type -> imagefarm.v1.ListAuditResponse
+	23, // 71: imagefarm.v1.ImageFarmService.CreateImageVersion:output_type -> imagefarm.v1.CreateImageVersionResponse
+	25, // 72: imagefarm.v1.ImageFarmService.SetImageChannel:output_type -> imagefarm.v1.SetImageChannelResponse
+	27, // 73: imagefarm.v1.ImageFarmService.RemoveImageRef:output_type -> imagefarm.v1.RemoveImageRefResponse
+	29, // 74: imagefarm.v1.ImageFarmService.SignImage:output_type -> imagefarm.v1.SignImageResponse
+	66, // 75: imagefarm.v1.ImageFarmService.CreateToken:output_type -> imagefarm.v1.CreateTokenResponse
+	67, // 76: imagefarm.v1.ImageFarmService.ListTokens:output_type -> imagefarm.v1.ListTokensResponse
+	68, // 77: imagefarm.v1.ImageFarmService.RevokeToken:output_type -> imagefarm.v1.RevokeTokenResponse
+	69, // 78: imagefarm.v1.ImageFarmService.ListDevices:output_type -> imagefarm.v1.ListDevicesResponse
+	70, // 79: imagefarm.v1.ImageFarmService.GetDevice:output_type -> imagefarm.v1.GetDeviceResponse
+	71, // 80: imagefarm.v1.ImageFarmService.SetResetPolicy:output_type -> imagefarm.v1.SetResetPolicyResponse
+	72, // 81: imagefarm.v1.ImageFarmService.ListResetPolicies:output_type -> imagefarm.v1.ListResetPoliciesResponse
+	73, // 82: imagefarm.v1.ImageFarmService.SetDeviceFacts:output_type -> imagefarm.v1.SetDeviceFactsResponse
+	74, // 83: imagefarm.v1.ImageFarmService.SubmitReset:output_type -> imagefarm.v1.SubmitResetResponse
+	75, // 84: imagefarm.v1.ImageFarmService.AddModel:output_type -> imagefarm.v1.AddModelResponse
+	76, // 85: imagefarm.v1.ImageFarmService.UpdateModel:output_type -> imagefarm.v1.UpdateModelResponse
+	77, // 86: imagefarm.v1.ImageFarmService.ListModels:output_type -> imagefarm.v1.ListModelsResponse
+	78, // 87: imagefarm.v1.ImageFarmService.GetModel:output_type -> imagefarm.v1.GetModelResponse
+	79, // 88: imagefarm.v1.ImageFarmService.StartRollout:output_type -> imagefarm.v1.StartRolloutResponse
+	80, // 89: imagefarm.v1.ImageFarmService.ListRollouts:output_type -> imagefarm.v1.ListRolloutsResponse
+	81, // 90: imagefarm.v1.ImageFarmService.ApproveRollout:output_type -> imagefarm.v1.ApproveRolloutResponse
+	82, // 91: imagefarm.v1.ImageFarmService.PauseRollout:output_type -> imagefarm.v1.PauseRolloutResponse
+	83, // 92: imagefarm.v1.ImageFarmService.ResumeRollout:output_type -> imagefarm.v1.ResumeRolloutResponse
+	84, // 93: imagefarm.v1.ImageFarmService.AbortRollout:output_type -> imagefarm.v1.AbortRolloutResponse
+	60, // [60:94] is the sub-list for method output_type
+	26, // [26:60] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_imagefarm_v1_service_proto_init() }
@@ -1865,7 +2016,7 @@ func file_imagefarm_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_imagefarm_v1_service_proto_rawDesc), len(file_imagefarm_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

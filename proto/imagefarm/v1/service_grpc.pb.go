@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ImageFarmService_SubmitJob_FullMethodName          = "/imagefarm.v1.ImageFarmService/SubmitJob"
 	ImageFarmService_GetJob_FullMethodName             = "/imagefarm.v1.ImageFarmService/GetJob"
+	ImageFarmService_SubmitCapture_FullMethodName      = "/imagefarm.v1.ImageFarmService/SubmitCapture"
 	ImageFarmService_ListJobs_FullMethodName           = "/imagefarm.v1.ImageFarmService/ListJobs"
 	ImageFarmService_WatchJob_FullMethodName           = "/imagefarm.v1.ImageFarmService/WatchJob"
 	ImageFarmService_CancelJob_FullMethodName          = "/imagefarm.v1.ImageFarmService/CancelJob"
@@ -74,6 +75,15 @@ type ImageFarmServiceClient interface {
 	SubmitJob(ctx context.Context, in *SubmitJobRequest, opts ...grpc.CallOption) (*SubmitJobResponse, error)
 	// GetJob returns a job with all its tasks.
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error)
+	// SubmitCapture creates a capture job: the device, when it netboots and
+	// enrolls, reads its internal disk (the one the controller chooses by
+	// serial and size, as for a write) and uploads it through
+	// DeviceService.Capture; the controller stores it as NAME:VERSION,
+	// tagged with the device's model and signed with the controller's key
+	// when it has one. Refused, with nothing created, for a device the farm
+	// has no record of, a serial several devices share, a version that
+	// exists, and a device whose disk cannot be chosen.
+	SubmitCapture(ctx context.Context, in *SubmitCaptureRequest, opts ...grpc.CallOption) (*SubmitCaptureResponse, error)
 	// ListJobs returns jobs, newest first, without their tasks.
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
 	// WatchJob streams job and task events, first the stored ones from a
@@ -183,6 +193,16 @@ func (c *imageFarmServiceClient) GetJob(ctx context.Context, in *GetJobRequest, 
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetJobResponse)
 	err := c.cc.Invoke(ctx, ImageFarmService_GetJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *imageFarmServiceClient) SubmitCapture(ctx context.Context, in *SubmitCaptureRequest, opts ...grpc.CallOption) (*SubmitCaptureResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitCaptureResponse)
+	err := c.cc.Invoke(ctx, ImageFarmService_SubmitCapture_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -537,6 +557,15 @@ type ImageFarmServiceServer interface {
 	SubmitJob(context.Context, *SubmitJobRequest) (*SubmitJobResponse, error)
 	// GetJob returns a job with all its tasks.
 	GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error)
+	// SubmitCapture creates a capture job: the device, when it netboots and
+	// enrolls, reads its internal disk (the one the controller chooses by
+	// serial and size, as for a write) and uploads it through
+	// DeviceService.Capture; the controller stores it as NAME:VERSION,
+	// tagged with the device's model and signed with the controller's key
+	// when it has one. Refused, with nothing created, for a device the farm
+	// has no record of, a serial several devices share, a version that
+	// exists, and a device whose disk cannot be chosen.
+	SubmitCapture(context.Context, *SubmitCaptureRequest) (*SubmitCaptureResponse, error)
 	// ListJobs returns jobs, newest first, without their tasks.
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
 	// WatchJob streams job and task events, first the stored ones from a
@@ -637,6 +666,9 @@ func (UnimplementedImageFarmServiceServer) SubmitJob(context.Context, *SubmitJob
 }
 func (UnimplementedImageFarmServiceServer) GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetJob not implemented")
+}
+func (UnimplementedImageFarmServiceServer) SubmitCapture(context.Context, *SubmitCaptureRequest) (*SubmitCaptureResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SubmitCapture not implemented")
 }
 func (UnimplementedImageFarmServiceServer) ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListJobs not implemented")
@@ -784,6 +816,24 @@ func _ImageFarmService_GetJob_Handler(srv interface{}, ctx context.Context, dec 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ImageFarmServiceServer).GetJob(ctx, req.(*GetJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ImageFarmService_SubmitCapture_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitCaptureRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ImageFarmServiceServer).SubmitCapture(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ImageFarmService_SubmitCapture_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ImageFarmServiceServer).SubmitCapture(ctx, req.(*SubmitCaptureRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1346,6 +1396,10 @@ var ImageFarmService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetJob",
 			Handler:    _ImageFarmService_GetJob_Handler,
+		},
+		{
+			MethodName: "SubmitCapture",
+			Handler:    _ImageFarmService_SubmitCapture_Handler,
 		},
 		{
 			MethodName: "ListJobs",
