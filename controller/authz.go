@@ -49,8 +49,9 @@ var policy = map[string]access{
 	imagefarmv1.ImageFarmService_GetImage_FullMethodName:   viewer,
 	imagefarmv1.ImageFarmService_ListAudit_FullMethodName:  viewer,
 
-	imagefarmv1.ImageFarmService_SubmitJob_FullMethodName: operator,
-	imagefarmv1.ImageFarmService_CancelJob_FullMethodName: operator,
+	imagefarmv1.ImageFarmService_SubmitJob_FullMethodName:     operator,
+	imagefarmv1.ImageFarmService_SubmitCapture_FullMethodName: operator,
+	imagefarmv1.ImageFarmService_CancelJob_FullMethodName:     operator,
 
 	imagefarmv1.ImageFarmService_CreateImageVersion_FullMethodName: admin,
 	imagefarmv1.ImageFarmService_SetImageChannel_FullMethodName:    admin,
@@ -70,6 +71,7 @@ var policy = map[string]access{
 	imagefarmv1.DeviceService_ReadObject_FullMethodName:     {device: true},
 	imagefarmv1.DeviceService_StatObject_FullMethodName:     {device: true},
 	imagefarmv1.DeviceService_ListObjects_FullMethodName:    {device: true},
+	imagefarmv1.DeviceService_Capture_FullMethodName:        {device: true},
 
 	imagefarmv1.ImageFarmService_SubmitReset_FullMethodName:       operator,
 	imagefarmv1.ImageFarmService_ListResetPolicies_FullMethodName: viewer,

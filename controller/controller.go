@@ -60,6 +60,10 @@ type Config struct {
 	// signatures by (the imagers' --trusted-keys); any key whose signature
 	// verifies when nil.
 	TrustedKeys *catalog.KeyRing
+	// SignKey, when set, signs what the controller itself stores in the
+	// catalog: the captures of devices (SubmitCapture). Without it a
+	// capture is stored unsigned, and its job result says so.
+	SignKey *catalog.SigningKey
 	// HeartbeatTTL is how long a node may stay silent before it is lost;
 	// scheduler.DefaultHeartbeatTTL when 0.
 	HeartbeatTTL time.Duration
@@ -231,7 +235,7 @@ func (c *Controller) build(b *backend) (*parts, error) {
 		alive: &liveness{st: b.st, core: cr, view: view, live: live, audit: rec, ttl: c.cfg.HeartbeatTTL, log: c.log, wake: place.wake},
 	}
 	p.devices = &deviceServer{st: b.st, core: cr, cat: c.cfg.Catalog, imagers: p.imagers, audit: rec, dev: b.dev, fleet: b.fleet,
-		ttl: c.cfg.HeartbeatTTL, log: c.log, wake: place.wake}
+		refs: b.refs, signKey: c.cfg.SignKey, ttl: c.cfg.HeartbeatTTL, log: c.log, wake: place.wake}
 	p.api.dev = p.devices
 	p.devices.tokens, p.devices.submitReset = b.tokens, p.api.SubmitReset
 	p.fleet = &fleetServer{st: b.st, core: cr, fleet: b.fleet, cat: c.cfg.Catalog, view: view, dev: p.devices, audit: rec, log: c.log,

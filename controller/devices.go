@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/imagefarm/imagefarm/controller/catalogrefs"
 	"github.com/imagefarm/imagefarm/controller/core"
 	"github.com/imagefarm/imagefarm/controller/devices"
 	"github.com/imagefarm/imagefarm/controller/enroll"
@@ -51,7 +52,9 @@ type deviceServer struct {
 	// trigger calls in the name of the token typed.
 	submitReset func(context.Context, *imagefarmv1.SubmitResetRequest) (*imagefarmv1.SubmitResetResponse, error)
 	fleet       *fleet.Store
-	ttl         time.Duration // a device silent for longer has its task lost
+	refs        *catalogrefs.Store  // what the catalog watcher knows of the refs the controller changed
+	signKey     *catalog.SigningKey // signs captures; nil stores them unsigned
+	ttl         time.Duration       // a device silent for longer has its task lost
 	log         *slog.Logger
 	wake        func() // asks the placer to run soon
 	// kickRollouts asks the rollout loop to run soon: a device's task

@@ -8,6 +8,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller/core"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/storage/catalog"
 )
 
 // deviceEpoch is the epoch of every device task: a device is fenced by its
@@ -65,7 +66,7 @@ func (c *deviceServer) endCutShort(ctx context.Context, dev *imagefarmv1.Device)
 // errDeviceRefused.
 func (c *deviceServer) assignDevice(ctx context.Context, dj deviceJob, dev *imagefarmv1.Device, diskSerial string) (*imagefarmv1.TaskAssignment, error) {
 	job := dj.job
-	m, err := c.cat.ManifestByDigest(ctx, job.GetManifestDigest())
+	m, err := c.imageOf(ctx, job)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +106,16 @@ func (c *deviceServer) assignDevice(ctx context.Context, dj deviceJob, dev *imag
 	c.setDeviceTask(ctx, dev.GetId(), t.GetId())
 	return &imagefarmv1.TaskAssignment{TaskId: t.GetId(), JobId: job.GetId(), NodeId: t.GetNodeId(), Epoch: deviceEpoch,
 		Drive: t.GetDrive(), ManifestDigest: job.GetManifestDigest(), ImageRef: job.GetImageRef(), Options: job.GetOptions(),
-		AssignTime: now()}, nil
+		AssignTime: now(), Capture: job.GetCapture()}, nil
+}
+
+// imageOf is the manifest a device job writes; a capture job's is an
+// empty one of no model, which the device's model and any disk take.
+func (c *deviceServer) imageOf(ctx context.Context, job *imagefarmv1.Job) (*catalog.Manifest, error) {
+	if isCaptureJob(job) {
+		return &catalog.Manifest{}, nil
+	}
+	return c.cat.ManifestByDigest(ctx, job.GetManifestDigest())
 }
 
 // setDeviceTask records the task a device runs ("" for none).

@@ -126,6 +126,9 @@ func (dj deviceJob) holdingTargets() int {
 // no single choice. A device the farm does not know yet is accepted: the
 // job waits for it to netboot, and the same checks run when it enrolls.
 func (c *deviceServer) checkDeviceJob(ctx context.Context, job *imagefarmv1.Job) error {
+	if isCaptureJob(job) {
+		return c.checkCapture(ctx, job)
+	}
 	m, err := c.cat.ManifestByDigest(ctx, job.GetManifestDigest())
 	if err != nil {
 		return err

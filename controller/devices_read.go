@@ -41,6 +41,9 @@ func (c *deviceServer) readSet(ctx context.Context) (*catalog.ReadSet, error) {
 	if err != nil {
 		return nil, err
 	}
+	if isCaptureJob(job) {
+		return nil, fmt.Errorf("device %s captures its disk: it may read nothing from the catalog: %w", id, errNotForDevice)
+	}
 	digest := job.GetManifestDigest()
 	if rs, ok := c.dev.readSets.Load(digest); ok {
 		return rs.(*catalog.ReadSet), nil

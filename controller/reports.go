@@ -142,7 +142,11 @@ func (im *imagerServer) plausible(ctx context.Context, s *session, t *imagefarmv
 		im.log.Warn("image size unknown, bytes written not checked", "task_id", t.GetId(), "error", err)
 		size = math.MaxUint64
 	}
-	if why := implausible(r, job.GetManifestDigest(), size); why != "" {
+	why := implausible(r, job.GetManifestDigest(), size)
+	if isCaptureJob(job) && r.GetState() == imagefarmv1.TaskState_TASK_STATE_DONE {
+		why = "a capture DONE: only the controller ends a capture DONE, once it has stored it"
+	}
+	if why != "" {
 		im.log.Warn("imager result that cannot be true: task failed", "node_id", s.nodeID, "task_id", t.GetId(), "reason", why)
 		r = &imagefarmv1.TaskResult{State: imagefarmv1.TaskState_TASK_STATE_FAILED, Failure: &imagefarmv1.Failure{
 			Reason: imagefarmv1.FailureReason_FAILURE_REASON_INTERNAL, Message: "the imager reported " + why}}

@@ -85,7 +85,7 @@ var statusCodes = []struct {
 	{codes.NotFound, []error{errNoResetState, devices.ErrNotFound, fleet.ErrNotFound, catalog.ErrNotFound, tokens.ErrUnknown, storage.ErrNotFound, state.ErrNotFound, errNoJob,
 		scheduler.ErrUnknownNode, scheduler.ErrUnknownDrive, scheduler.ErrUnknownPool, scheduler.ErrNoMatchingNode}},
 	{codes.InvalidArgument, []error{devices.ErrInvalid, errBadRequest, tokens.ErrInvalid, tokens.ErrAmbiguous, page.ErrInvalidToken, page.ErrInvalidSize,
-		errProtocol, catalog.ErrBadRef, catalog.ErrSignatureInvalid, state.ErrInvalidID, ident.ErrInvalid, scheduler.ErrBadDriveRef,
+		errProtocol, catalog.ErrBadRef, catalog.ErrChunkMismatch, catalog.ErrSignatureInvalid, state.ErrInvalidID, ident.ErrInvalid, scheduler.ErrBadDriveRef,
 		scheduler.ErrBadTargets, scheduler.ErrBadCount, scheduler.ErrBadSelector, gpt.ErrBadSelection, gpt.ErrNotGPT, gpt.ErrCorrupt}},
 	{codes.FailedPrecondition, []error{errDeviceRefused, scheduler.ErrNodeUnavailable, scheduler.ErrDriveRefused, scheduler.ErrDriveBusy,
 		scheduler.ErrDriveTooSmall, core.ErrJobEnded, core.ErrIllegalMove, catalog.ErrNotForDrive, tokens.ErrLastAdmin, catalog.ErrNameTaken, errUntrustedKey,

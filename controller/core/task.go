@@ -120,7 +120,7 @@ func (c *Core) Progress(ctx context.Context, t *imagefarmv1.Task, p *imagefarmv1
 func (c *Core) EndTask(ctx context.Context, who string, t *imagefarmv1.Task, r *imagefarmv1.TaskResult) error {
 	ended, err := c.updateTask(ctx, t.GetJobId(), t.GetId(), func(t *imagefarmv1.Task) error {
 		t.State, t.VerifiedDigest, t.Failure, t.FinishTime = r.GetState(), r.GetVerifiedDigest(), r.GetFailure(), timestamppb.Now()
-		t.BytesDone, t.ResetReport = r.GetBytesWritten(), r.GetResetReport()
+		t.BytesDone, t.ResetReport, t.Capture = r.GetBytesWritten(), r.GetResetReport(), r.GetCapture()
 		if d := r.GetDuration().AsDuration(); d > 0 {
 			t.BytesPerSecond = uint64(float64(r.GetBytesWritten()) / d.Seconds())
 		}

@@ -30,11 +30,28 @@ type reporter struct {
 	acked   uint64
 	unacked []*imagefarmv1.ReportRequest
 	changed chan struct{} // closed and replaced when a message is added or acknowledged
+	sent    map[imagefarmv1.TaskState]time.Time // when progress in each state was last queued
+}
+
+// progress queues a task's progress in state, at most once a second per
+// state. It is called from several goroutines.
+func (r *reporter) progress(a *imagefarmv1.TaskAssignment, state imagefarmv1.TaskState, done, total int64) {
+	r.mu.Lock()
+	due := time.Since(r.sent[state]) >= time.Second
+	if due {
+		r.sent[state] = time.Now()
+	}
+	r.mu.Unlock()
+	if due {
+		r.add(&imagefarmv1.ReportRequest{Body: &imagefarmv1.ReportRequest_TaskProgress{TaskProgress: &imagefarmv1.TaskProgress{
+			TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: state, BytesDone: uint64(max(done, 0)), BytesTotal: uint64(max(total, 0))}}})
+	}
 }
 
 func newReporter(c imagefarmv1.DeviceServiceClient, cred grpc.CallOption, interval time.Duration, log *slog.Logger,
 	onStop func(*imagefarmv1.StopTask)) *reporter {
-	return &reporter{c: c, cred: cred, interval: interval, log: log, onStop: onStop, changed: make(chan struct{})}
+	return &reporter{c: c, cred: cred, interval: interval, log: log, onStop: onStop, changed: make(chan struct{}),
+		sent: map[imagefarmv1.TaskState]time.Time{}}
 }
 
 // add queues m with the next seq and returns that seq.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -103,8 +102,9 @@ func Run(ctx context.Context, cfg Config) (Outcome, error) {
 	return out, err
 }
 
-// runTask writes the assignment's disk while a reporter streams its
-// progress, and returns once the controller has the result.
+// runTask writes the assignment's disk (or captures it, for a capture
+// task) while a reporter streams its progress, and returns once the
+// controller has the result.
 func runTask(ctx context.Context, cfg Config, client imagefarmv1.DeviceServiceClient, cred grpc.CallOption,
 	a *imagefarmv1.TaskAssignment, found []drive.Drive) (*imagefarmv1.TaskResult, error) {
 	wctx, stop := context.WithCancel(ctx)
@@ -121,7 +121,11 @@ func runTask(ctx context.Context, cfg Config, client imagefarmv1.DeviceServiceCl
 	var res *imagefarmv1.TaskResult
 	g.Go(func() error {
 		defer endReports()
-		res = write(wctx, cfg, remoteStore{c: client, opts: []grpc.CallOption{cred}}, a, found, rep)
+		if a.GetCapture() != nil {
+			res = capture(wctx, client, cred, a, found, rep)
+		} else {
+			res = write(wctx, cfg, remoteStore{c: client, opts: []grpc.CallOption{cred}}, a, found, rep)
+		}
 		return rep.deliver(gctx, &imagefarmv1.ReportRequest{Body: &imagefarmv1.ReportRequest_TaskResult{TaskResult: res}})
 	})
 	err := g.Wait()
@@ -155,19 +159,9 @@ func write(ctx context.Context, cfg Config, st remoteStore, a *imagefarmv1.TaskA
 	w := imager.NewWriter(imager.WriterConfig{Catalog: cat, Trust: imager.Trust{Keys: cfg.TrustedKeys}, Log: cfg.Log})
 	dcfg := cfg.Drives
 	dcfg.Allow = []string{a.GetDrive().GetId()} // the internal disk the controller chose, and no other
-	var mu sync.Mutex
-	last := map[imagefarmv1.TaskState]time.Time{}
 	progress := func(_ int, phase imager.Phase, done, total int64) {
-		state, ok := imager.PhaseState(phase)
-		mu.Lock()
-		due := ok && time.Since(last[state]) >= time.Second
-		if due {
-			last[state] = time.Now()
-		}
-		mu.Unlock()
-		if due {
-			rep.add(&imagefarmv1.ReportRequest{Body: &imagefarmv1.ReportRequest_TaskProgress{TaskProgress: &imagefarmv1.TaskProgress{
-				TaskId: a.GetTaskId(), Epoch: a.GetEpoch(), State: state, BytesDone: uint64(max(done, 0)), BytesTotal: uint64(max(total, 0))}}})
+		if state, ok := imager.PhaseState(phase); ok {
+			rep.progress(a, state, done, total)
 		}
 	}
 	return w.RunTasks(ctx, a.GetManifestDigest(), []*imagefarmv1.TaskAssignment{a}, dcfg, progress, nil)[0]

@@ -231,15 +231,8 @@ func openVirtual(d Drive, flag int, lock bool) (*os.File, bool, error) {
 		return nil, false, fmt.Errorf("open %s: %w", d.Path, err)
 	}
 	fail := func(err error) (*os.File, bool, error) { f.Close(); return nil, false, err }
-	fi, err := f.Stat()
-	if err != nil {
-		return fail(fmt.Errorf("stat %s: %w", d.Path, err))
-	}
-	if !fi.Mode().IsRegular() {
-		return fail(&IdentityError{Path: d.Path, Mismatches: []Mismatch{{Field: "kind", Got: fi.Mode().Type().String(), Want: "regular file"}}})
-	}
-	if fi.Size() != d.Size {
-		return fail(&IdentityError{Path: d.Path, Mismatches: []Mismatch{{Field: "size", Got: sizeString(fi.Size()), Want: sizeString(d.Size)}}})
+	if err := sameVirtual(f, d); err != nil {
+		return fail(err)
 	}
 	if lock {
 		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
@@ -252,4 +245,40 @@ func openVirtual(d Drive, flag int, lock bool) (*os.File, bool, error) {
 		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED) // best effort
 	}
 	return f, direct, nil
+}
+
+// sameVirtual checks that an opened virtual drive is the one d describes:
+// a regular file of d's size.
+func sameVirtual(f *os.File, d Drive) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", d.Path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return &IdentityError{Path: d.Path, Mismatches: []Mismatch{{Field: "kind", Got: fi.Mode().Type().String(), Want: "regular file"}}}
+	}
+	if fi.Size() != d.Size {
+		return &IdentityError{Path: d.Path, Mismatches: []Mismatch{{Field: "size", Got: sizeString(fi.Size()), Want: sizeString(d.Size)}}}
+	}
+	return nil
+}
+
+// OpenSource opens d read-only to read it whole (a netbooted device
+// capturing its disk): O_RDONLY, never for writing, and without O_DIRECT
+// so that any buffer reads it. The file opened is checked to be the drive
+// d describes.
+func OpenSource(d Drive) (*os.File, error) {
+	flag, same := os.O_RDONLY, sameBlock
+	if !d.IsBlock() {
+		flag, same = flag|unix.O_NOFOLLOW, sameVirtual
+	}
+	f, err := os.OpenFile(d.Path, flag, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", d.Path, err)
+	}
+	if err := same(f, d); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }

@@ -2,6 +2,7 @@ package leastpriv_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"net/url"
@@ -130,7 +131,7 @@ func refsAndSignatures(t *testing.T, s storage.Store) []string {
 // but every write to refs/ and every put to signatures/ is refused with
 // ErrAccessDenied and changes nothing: refs and signatures are the
 // controller's to write (deploy/minio/controller-policy.json), which in
-// turn may not write chunks/ or manifests/.
+// turn may not delete chunks (it stores device captures, never collects).
 func TestAdminS3CredentialsWriteNoRefs(t *testing.T) {
 	m := minioServer.Get(t)
 	bucket := newBucket(t, m)
@@ -181,8 +182,6 @@ func TestAdminS3CredentialsWriteNoRefs(t *testing.T) {
 		t.Errorf("refused writes changed refs/ or signatures/:\nbefore %q\nafter  %q", before, after)
 	}
 	for name, write := range map[string]func() error{
-		"Put a chunk":    func() error { return ctlStore.Put(t.Context(), "chunks/ab/evil", strings.NewReader("evil"), 4) },
-		"Put a manifest": func() error { return ctlStore.Put(t.Context(), "manifests/sha256/evil", strings.NewReader("{}"), 2) },
 		"Delete a chunk": func() error {
 			return ctlStore.Delete(t.Context(), "chunks/"+v1.Manifest.Chunks[0].ID[:2]+"/"+v1.Manifest.Chunks[0].ID)
 		},
@@ -200,5 +199,57 @@ func TestAdminS3CredentialsWriteNoRefs(t *testing.T) {
 	res, err := admin.GC(t.Context(), 0, false)
 	if err != nil || res.Manifests != 2 || res.Chunks < 3 || res.Signatures != 1 {
 		t.Errorf("GC with the admin policy = %+v, %v; want the 2 manifests (universal:1, the refused universal:2), their chunks and the signature deleted", res, err)
+	}
+}
+
+// captureSink hands a cut disk's chunks to a Receiver, as the controller
+// does for a capturing device.
+type captureSink struct{ r *catalog.Receiver }
+
+func (s captureSink) PutChunk(ctx context.Context, id string, _ int64, data []byte) (int64, bool, error) {
+	if stored, ok, err := s.r.Have(ctx, id); ok || err != nil {
+		return stored, false, err
+	}
+	stored, err := s.r.Put(ctx, id, data)
+	return stored, true, err
+}
+
+// TestControllerS3CredentialsStoreACapture: with deploy/minio's
+// controller policy the controller stores a device's capture whole (its
+// push marker, chunks, manifest, signature and version), which reads back
+// with the imager policy.
+func TestControllerS3CredentialsStoreACapture(t *testing.T) {
+	m := minioServer.Get(t)
+	bucket := newBucket(t, m)
+	ctl, _ := scopedCatalog(t, m, bucket, "controller-policy.json")
+	key, err := catalog.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := make([]byte, 3<<20)
+	rand.Read(disk[:1<<20]) // and two zero chunks
+	err = ctl.Receive(t.Context(), "capture", "1", func(ctx context.Context, r *catalog.Receiver) error {
+		man, _, err := catalog.Cut(ctx, bytes.NewReader(disk), int64(len(disk)),
+			catalog.PushOptions{Name: "capture", Version: "1", Kind: catalog.KindDisk, ChunkSize: 1 << 20}, captureSink{r})
+		if err != nil {
+			return err
+		}
+		_, err = r.Commit(ctx, man, catalog.PushOptions{SignKey: key})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("capture with the controller policy: %v", err)
+	}
+	imager, _ := scopedCatalog(t, m, bucket, "imager-policy.json")
+	man, digest, err := imager.Manifest(t.Context(), catalog.Ref{Name: "capture", Tag: "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if err := imager.Pull(t.Context(), man, &got, nil); err != nil || !bytes.Equal(got.Bytes(), disk) {
+		t.Fatalf("Pull(capture:1) with the imager policy = %d bytes, %v; want the %d captured", got.Len(), err, len(disk))
+	}
+	if _, err := imager.Verify(t.Context(), man, digest, catalog.NewKeyRing(key.Public(""))); err != nil {
+		t.Errorf("capture:1's signature: %v", err)
 	}
 }
