@@ -31,7 +31,7 @@ import (
 var wantPolicy = map[string]string{
 	"GetJob": "viewer", "ListJobs": "viewer", "WatchJob": "viewer", "ListNodes": "viewer", "ListDrives": "viewer",
 	"ListImages": "viewer", "GetImage": "viewer", "ListAudit": "viewer",
-	"SubmitJob": "operator", "CancelJob": "operator",
+	"SubmitJob": "operator", "SubmitCapture": "operator", "CancelJob": "operator",
 	"CreateImageVersion": "admin", "SetImageChannel": "admin", "RemoveImageRef": "admin", "SignImage": "admin", "CreateToken": "admin", "ListTokens": "admin", "RevokeToken": "admin",
 	"Connect":     "node",
 	"ListDevices": "viewer", "GetDevice": "viewer", "PlanBoot": "operator",
@@ -41,6 +41,7 @@ var wantPolicy = map[string]string{
 	"ListModels": "viewer", "GetModel": "viewer", "ListRollouts": "viewer", "AddModel": "admin", "UpdateModel": "admin",
 	"StartRollout": "operator", "ApproveRollout": "operator", "PauseRollout": "operator", "ResumeRollout": "operator",
 	"AbortRollout": "operator",
+	"Capture":      "device",
 }
 
 // rpc is one method of a service, as its descriptor has it.

@@ -27,7 +27,7 @@ func (a *apiServer) SubmitCapture(ctx context.Context, req *imagefarmv1.SubmitCa
 	if err != nil {
 		return nil, err
 	}
-	if err := checkEnums("after", req.GetAfter()); err != nil {
+	if err := checkAfter(req.GetAfter()); err != nil {
 		return nil, err
 	}
 	if err := ident.Labels(req.GetLabels()); err != nil {

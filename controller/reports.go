@@ -137,21 +137,29 @@ func (im *imagerServer) plausible(ctx context.Context, s *session, t *imagefarmv
 	if err != nil {
 		return nil, err
 	}
+	if isCaptureJob(job) { // it writes nothing, and only the controller ends it DONE, once it has stored it
+		if r.GetState() == imagefarmv1.TaskState_TASK_STATE_DONE || r.GetBytesWritten() > 0 {
+			return im.implausibleResult(s, t, "a capture DONE, or bytes written by a capture"), nil
+		}
+		return r, nil
+	}
 	size, err := im.view.imageSize(ctx, job.GetManifestDigest())
 	if err != nil { // the image was removed, or storage is away: the result still counts
 		im.log.Warn("image size unknown, bytes written not checked", "task_id", t.GetId(), "error", err)
 		size = math.MaxUint64
 	}
-	why := implausible(r, job.GetManifestDigest(), size)
-	if isCaptureJob(job) && r.GetState() == imagefarmv1.TaskState_TASK_STATE_DONE {
-		why = "a capture DONE: only the controller ends a capture DONE, once it has stored it"
-	}
-	if why != "" {
-		im.log.Warn("imager result that cannot be true: task failed", "node_id", s.nodeID, "task_id", t.GetId(), "reason", why)
-		r = &imagefarmv1.TaskResult{State: imagefarmv1.TaskState_TASK_STATE_FAILED, Failure: &imagefarmv1.Failure{
-			Reason: imagefarmv1.FailureReason_FAILURE_REASON_INTERNAL, Message: "the imager reported " + why}}
+	if why := implausible(r, job.GetManifestDigest(), size); why != "" {
+		return im.implausibleResult(s, t, why), nil
 	}
 	return r, nil
+}
+
+// implausibleResult is the FAILED result that replaces one that cannot be
+// true of task t, for the reason why.
+func (im *imagerServer) implausibleResult(s *session, t *imagefarmv1.Task, why string) *imagefarmv1.TaskResult {
+	im.log.Warn("imager result that cannot be true: task failed", "node_id", s.nodeID, "task_id", t.GetId(), "reason", why)
+	return &imagefarmv1.TaskResult{State: imagefarmv1.TaskState_TASK_STATE_FAILED, Failure: &imagefarmv1.Failure{
+		Reason: imagefarmv1.FailureReason_FAILURE_REASON_INTERNAL, Message: "the imager reported " + why}}
 }
 
 // implausible says why a result cannot be true of a task writing the image

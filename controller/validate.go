@@ -36,7 +36,16 @@ func checkSubmit(req *imagefarmv1.SubmitJobRequest) error {
 	if req.GetTargets().GetKind() == nil {
 		return fmt.Errorf("targets: none given; name drives as NODE/DRIVE or give a selector with a count: %w", scheduler.ErrBadTargets)
 	}
-	return nil
+	return checkAfter(req.GetOptions().GetAfterWrite())
+}
+
+// checkAfter refuses an after-write value the enum does not have; unset
+// is reboot.
+func checkAfter(a imagefarmv1.AfterWrite) error {
+	if a == imagefarmv1.AfterWrite_AFTER_WRITE_UNSPECIFIED {
+		return nil
+	}
+	return checkEnums("after write", a)
 }
 
 // checkHello refuses a Hello before anything of it is stored: a node id,

@@ -30,15 +30,18 @@ func newControllerCmd(g *globals) *cobra.Command {
 		ttl, ackWait       time.Duration
 		scanEvery          time.Duration
 		trustedKeys        string
+		signKey            string
 		devices            controller.DevicesConfig
 	)
 	cmd := &cobra.Command{
 		Use: "controller --nats URL --store URL --listen ADDR --tls-cert FILE --tls-key FILE --client-ca FILE",
 		Long: `Run the controller. It alone writes the catalog's refs and signatures
 (image push, tag, rm and sign ask it, and it records each change in the
-audit trail), so its store credentials (--store; S3 keys from the
-environment or the URL's credentials file) must write refs/ and
-signatures/: deploy/minio/controller-policy.json.`,
+audit trail), and it stores the captures of netbooted devices (job
+capture), signed with --sign-key when given; so its store credentials
+(--store; S3 keys from the environment or the URL's credentials file)
+must write refs/ and signatures/, and put chunks/ and manifests/:
+deploy/minio/controller-policy.json.`,
 		Short: "Run the controller: the client API, scheduling, dispatch over NATS JetStream",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -64,8 +67,12 @@ signatures/: deploy/minio/controller-policy.json.`,
 					return err
 				}
 			}
+			key, err := loadSignKey(signKey)
+			if err != nil {
+				return fmt.Errorf("--sign-key: %w", err)
+			}
 			c, err := controller.New(controller.Config{NATSURL: natsURL, NATSCreds: natsCreds, Listen: listen, Catalog: cat,
-				TLS: tlsCfg, ClientCAs: clientCAs, Insecure: g.tls.insecure, BootstrapTokenFile: bootstrap,
+				TLS: tlsCfg, ClientCAs: clientCAs, Insecure: g.tls.insecure, BootstrapTokenFile: bootstrap, SignKey: key,
 				HeartbeatTTL: ttl, CatalogScanInterval: scanEvery, TrustedKeys: ring, Dispatch: wire.Config{AckWait: ackWait}, Devices: devices, Log: slog.Default()})
 			if err != nil {
 				return err
@@ -85,6 +92,8 @@ signatures/: deploy/minio/controller-policy.json.`,
 		"compare the catalog's refs with the audit trail this often, and record a change nobody reported as image.unrecorded at the next scan (0: never)")
 	cmd.Flags().StringVar(&trustedKeys, "trusted-keys", os.Getenv("IMAGEFARM_TRUSTED_KEYS"),
 		"file of public keys (as in signing.pub) that image sign may sign with; any key whose signature verifies when unset (env IMAGEFARM_TRUSTED_KEYS)")
+	cmd.Flags().StringVar(&signKey, "sign-key", os.Getenv("IMAGEFARM_SIGN_KEY"),
+		"private key (as imagefarm key init writes) that signs the devices' captures (job capture); unsigned without it (env IMAGEFARM_SIGN_KEY)")
 	addAckWaitFlag(cmd, &ackWait)
 	durationVar(cmd.Flags(), &devices.BootTokenTTL, "boot-token-ttl", enroll.DefaultTokenTTL, time.Second,
 		"a netbooting machine's one-time boot token is accepted this long after the boot service got it")

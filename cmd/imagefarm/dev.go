@@ -186,10 +186,15 @@ func runDev(cmd *cobra.Command, g *globals, f *devFlags) error {
 	if err != nil {
 		return err
 	}
+	signKey, err := catalog.LoadSigningKey(devSignKey(f))
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(cmd.Context())
 	defer cancel()
 	ctl, err := controller.New(controller.Config{NATSURL: ns.ClientURL(), NATSCreds: ctlCreds, Listen: f.listen, Catalog: cat,
-		TLS: certs.server, ClientCAs: certs.clientCAs, HeartbeatTTL: f.heartbeatTTL, CatalogScanInterval: controller.DefaultCatalogScanInterval, TrustedKeys: keys, Log: slog.Default()})
+		TLS: certs.server, ClientCAs: certs.clientCAs, HeartbeatTTL: f.heartbeatTTL, CatalogScanInterval: controller.DefaultCatalogScanInterval,
+		TrustedKeys: keys, SignKey: signKey, Log: slog.Default()})
 	if err != nil {
 		return err
 	}

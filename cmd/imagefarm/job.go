@@ -19,7 +19,7 @@ func newJobCmd(g *globals) *cobra.Command {
 		Use:   "job",
 		Short: "Submit, follow, list and cancel jobs on the farm's controller",
 	}
-	cmd.AddCommand(newJobSubmitCmd(g), newJobWatchCmd(g), newJobLsCmd(g), newJobCancelCmd(g), newJobReportCmd(g))
+	cmd.AddCommand(newJobSubmitCmd(g), newJobCaptureCmd(g), newJobWatchCmd(g), newJobLsCmd(g), newJobCancelCmd(g), newJobReportCmd(g))
 	return cmd
 }
 
@@ -380,6 +380,9 @@ func printSummary(w io.Writer, job *imagefarmv1.Job) error {
 	}
 	if err := tw.flush(); err != nil {
 		return err
+	}
+	for _, t := range job.GetTasks() {
+		printCapture(w, t)
 	}
 	_, err := fmt.Fprintf(w, "job %s %s: %d of %s verified\n", job.GetId(), enumName(job.GetState()), done, plural(wanted(job), "drive"))
 	return err

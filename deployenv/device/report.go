@@ -29,7 +29,7 @@ type reporter struct {
 	seq     uint64
 	acked   uint64
 	unacked []*imagefarmv1.ReportRequest
-	changed chan struct{} // closed and replaced when a message is added or acknowledged
+	changed chan struct{}                       // closed and replaced when a message is added or acknowledged
 	sent    map[imagefarmv1.TaskState]time.Time // when progress in each state was last queued
 }
 

@@ -41,16 +41,18 @@ type Deploy struct {
 	DeviceID string `json:"device_id,omitempty"`
 	// Reason is the controller's word on the enrollment: the job that
 	// wants the device, or why none does.
-	Reason  string  `json:"reason,omitempty"`
-	JobID   string  `json:"job_id,omitempty"`
-	TaskID  string  `json:"task_id,omitempty"`
-	Disk    string  `json:"disk,omitempty"`
-	Digest  string  `json:"manifest_digest,omitempty"`
-	State   string  `json:"state,omitempty"` // the task's end: TASK_STATE_DONE, TASK_STATE_FAILED
-	Failure string  `json:"failure,omitempty"`
-	Seconds float64 `json:"seconds"`
-	Then    Then    `json:"then"`
-	Error   string  `json:"error,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	JobID  string `json:"job_id,omitempty"`
+	TaskID string `json:"task_id,omitempty"`
+	Disk   string `json:"disk,omitempty"`
+	Digest string `json:"manifest_digest,omitempty"`
+	// Captured is the image a capture task stored (Digest is its digest).
+	Captured string  `json:"captured,omitempty"`
+	State    string  `json:"state,omitempty"` // the task's end: TASK_STATE_DONE, TASK_STATE_FAILED
+	Failure  string  `json:"failure,omitempty"`
+	Seconds  float64 `json:"seconds"`
+	Then     Then    `json:"then"`
+	Error    string  `json:"error,omitempty"`
 	// Warnings say what this environment does that is not safe:
 	// UnsignedWarning.
 	Warnings []string `json:"warnings,omitempty"`
@@ -96,6 +98,9 @@ func deploy(ctx context.Context, p Params, rep Report, m machine, logger *slog.L
 	d.DeviceID, d.Reason = out.Enrolled.GetDevice().GetId(), out.Enrolled.GetReason()
 	d.JobID, d.TaskID, d.Disk, d.Digest = a.GetJobId(), a.GetTaskId(), a.GetDrive().GetId(), a.GetManifestDigest()
 	d.State, d.Failure = out.Result.GetState().String(), out.Result.GetFailure().GetMessage()
+	if c := out.Result.GetCapture(); c != nil {
+		d.Digest, d.Captured = c.GetDigest(), c.GetImageRef()
+	}
 	if out.Result == nil {
 		d.State = ""
 	}
