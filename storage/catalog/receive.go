@@ -64,6 +64,7 @@ type Receiver struct {
 	name, version string
 	mu            sync.Mutex
 	checks        map[string]string // id -> check hash of the chunks received
+	sizes         map[string]int64  // id -> stored size of the chunks offered (received, or held already)
 }
 
 // Receive runs fn with a Receiver for a new version name:version, while a
@@ -74,7 +75,7 @@ func (c *Catalog) Receive(ctx context.Context, name, version string, fn func(con
 		return err
 	}
 	return c.whileMarked(ctx, uploadsPrefix, func(ctx context.Context, mk *marker) error {
-		return fn(ctx, &Receiver{c: c, mk: mk, name: name, version: version, checks: map[string]string{}})
+		return fn(ctx, &Receiver{c: c, mk: mk, name: name, version: version, checks: map[string]string{}, sizes: map[string]int64{}})
 	})
 }
 
@@ -91,7 +92,13 @@ func (r *Receiver) Have(ctx context.Context, id string) (stored int64, ok bool, 
 	if err != nil {
 		return 0, false, err
 	}
-	return info.Size, true, r.c.store.Touch(ctx, chunkKey(id))
+	if err := r.c.store.Touch(ctx, chunkKey(id)); err != nil {
+		return 0, false, err
+	}
+	r.mu.Lock()
+	r.sizes[id] = info.Size
+	r.mu.Unlock()
+	return info.Size, true, nil
 }
 
 // Put stores data as the chunk named id once it has checked that data is
@@ -113,15 +120,16 @@ func (r *Receiver) Put(ctx context.Context, id string, data []byte) (int64, erro
 		return 0, fmt.Errorf("store chunk %s: %w", shortID(id), err)
 	}
 	r.mu.Lock()
-	r.checks[id] = CheckSum(data)
+	r.checks[id], r.sizes[id] = CheckSum(data), stored
 	r.mu.Unlock()
 	return stored, nil
 }
 
 // Commit stores m, the manifest of the push, and points name:version at
 // it, signing it first with opts.SignKey when set, through opts.Refs as
-// Push does. m must be name:version, and the chunks received must have
-// the check hashes m says; every chunk m uses must be stored.
+// Push does. m must be name:version; every chunk it uses must have been
+// offered to this Receiver (Have or Put), with the stored size it answered,
+// and those received must have the check hashes m says.
 func (r *Receiver) Commit(ctx context.Context, m *Manifest, opts PushOptions) (string, error) {
 	if m.Name != r.name || m.Version != r.version {
 		return "", fmt.Errorf("%w: the manifest is %s:%s, the push %s:%s", ErrBadManifest, m.Name, m.Version, r.name, r.version)
@@ -129,14 +137,31 @@ func (r *Receiver) Commit(ctx context.Context, m *Manifest, opts PushOptions) (s
 	if err := m.Validate(); err != nil {
 		return "", err
 	}
+	if err := r.checkChunks(m); err != nil {
+		return "", err
+	}
+	return r.c.storeManifest(ctx, r.mk, m, opts, nil)
+}
+
+// checkChunks checks m's chunks against what this Receiver was offered.
+func (r *Receiver) checkChunks(m *Manifest) error {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for i, ch := range m.Chunks {
-		if want, ok := r.checks[ch.ID]; ok && !ch.Zero && ch.Check != want {
-			r.mu.Unlock()
-			return "", fmt.Errorf("%w: chunk %d at offset %d (%s) has check hash %s, its bytes %s",
+		if ch.Zero {
+			continue
+		}
+		size, offered := r.sizes[ch.ID]
+		want, received := r.checks[ch.ID]
+		switch {
+		case !offered:
+			return fmt.Errorf("%w: chunk %d at offset %d (%s) was never offered in this push", ErrBadManifest, i, ch.Offset, shortID(ch.ID))
+		case ch.Stored != size:
+			return fmt.Errorf("%w: chunk %d at offset %d (%s) says %d bytes stored, the store %d", ErrBadManifest, i, ch.Offset, shortID(ch.ID), ch.Stored, size)
+		case received && ch.Check != want:
+			return fmt.Errorf("%w: chunk %d at offset %d (%s) has check hash %s, its bytes %s",
 				ErrBadManifest, i, ch.Offset, shortID(ch.ID), shortID(ch.Check), shortID(want))
 		}
 	}
-	r.mu.Unlock()
-	return r.c.storeManifest(ctx, r.mk, m, opts, nil)
+	return nil
 }

@@ -167,3 +167,37 @@ func TestReceiverRefusesAChunkThatIsNotItsID(t *testing.T) {
 		t.Errorf("capture:1 = %v, want ErrNotFound", err)
 	}
 }
+
+// TestReceiverRefusesAManifestOfChunksNotOffered: a manifest that uses a
+// chunk the catalog holds (another image's) but that was never offered in
+// this push, or says another stored size than the store's, is refused and
+// no version is made.
+func TestReceiverRefusesAManifestOfChunksNotOffered(t *testing.T) {
+	c, _ := fileCatalog(t)
+	other := push(t, c, "other:1", bytes.Repeat([]byte("another image "), testChunk/14+1)[:testChunk], catalog.PushOptions{})
+	data := captureDisk(2 * testChunk)
+	for name, tc := range map[string]struct {
+		change func(m *catalog.Manifest)
+		says   string
+	}{
+		"another image's chunk": {func(m *catalog.Manifest) { m.Chunks[0] = other.Manifest.Chunks[0] }, "never offered"},
+		"a wrong stored size":   {func(m *catalog.Manifest) { m.Chunks[0].Stored++ }, "stored"},
+	} {
+		err := c.Receive(t.Context(), "capture", "1", func(ctx context.Context, r *catalog.Receiver) error {
+			m, _, err := catalog.Cut(ctx, bytes.NewReader(data), int64(len(data)),
+				catalog.PushOptions{Name: "capture", Version: "1", Kind: catalog.KindDisk, ChunkSize: testChunk}, &receiverSink{r: r})
+			if err != nil {
+				return err
+			}
+			tc.change(m)
+			_, err = r.Commit(ctx, m, catalog.PushOptions{})
+			return err
+		})
+		if !errors.Is(err, catalog.ErrBadManifest) || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: Commit = %v, want ErrBadManifest saying %q", name, err, tc.says)
+		}
+		if _, _, err := c.Manifest(t.Context(), catalog.Ref{Name: "capture", Tag: "1"}); !errors.Is(err, catalog.ErrNotFound) {
+			t.Errorf("%s: capture:1 = %v, want ErrNotFound", name, err)
+		}
+	}
+}
