@@ -20,6 +20,7 @@ import (
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 	"github.com/imagefarm/imagefarm/storage"
 	"github.com/imagefarm/imagefarm/storage/catalog"
+	"github.com/imagefarm/imagefarm/tests/testenv"
 	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
@@ -168,6 +169,10 @@ func TestCaptureRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testenv.Eventually(t, 10*time.Second, "the capture job says it waits for its device", func() bool {
+		resp, err := f.API.GetJob(t.Context(), &imagefarmv1.GetJobRequest{JobId: taken.GetId()})
+		return err == nil && strings.Contains(resp.GetJob().GetWaitingReason(), "device "+l.id.GetSerial()+" to netboot")
+	})
 	before := jobCount(t, f)
 	for _, tc := range []struct {
 		name        string

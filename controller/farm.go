@@ -144,6 +144,9 @@ func (v *storeView) openJobs(ctx context.Context, tasks []*imagefarmv1.Task) ([]
 
 // schedJob turns a stored job into the scheduler's form.
 func (v *storeView) schedJob(ctx context.Context, j *imagefarmv1.Job) (scheduler.Job, error) {
+	if isCaptureJob(j) { // it has no image: it makes one
+		return toSchedJob(j, 0)
+	}
 	size, err := v.imageSize(ctx, j.GetManifestDigest())
 	if err != nil {
 		return scheduler.Job{}, err
