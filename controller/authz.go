@@ -8,7 +8,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionpbalpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
 	"github.com/imagefarm/imagefarm/controller/enroll"
@@ -29,6 +32,8 @@ type access struct {
 	// device: a device credential from Enroll, not a token; the handler
 	// gets the device it names (callDevice).
 	device bool
+	// public: nothing; anyone who reaches the listener (health probes).
+	public bool
 }
 
 var (
@@ -91,6 +96,12 @@ var policy = map[string]access{
 	imagefarmv1.ImageFarmService_PauseRollout_FullMethodName:   operator,
 	imagefarmv1.ImageFarmService_ResumeRollout_FullMethodName:  operator,
 	imagefarmv1.ImageFarmService_AbortRollout_FullMethodName:   operator,
+
+	healthpb.Health_Check_FullMethodName:                                   {public: true}, // load balancers and probes have no token
+	healthpb.Health_List_FullMethodName:                                    {public: true},
+	healthpb.Health_Watch_FullMethodName:                                   {public: true},
+	reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName:      viewer,
+	reflectionpbalpha.ServerReflection_ServerReflectionInfo_FullMethodName: viewer,
 }
 
 // errNoToken is a call to the client API without a known token.
@@ -137,7 +148,7 @@ func (az authorizer) authorize(ctx context.Context, method string) (context.Cont
 		return nil, status.Errorf(codes.PermissionDenied, "%s has no access policy: nobody may call it", method)
 	}
 	switch {
-	case need.nodeCert || need.bootToken:
+	case need.nodeCert || need.bootToken || need.public:
 		return ctx, nil
 	case need.device:
 		return az.authorizeDevice(ctx)

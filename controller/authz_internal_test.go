@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
 )
@@ -12,7 +14,7 @@ import (
 // access policy would be refused to everyone; this names it first.
 func TestPolicyCoversEveryMethod(t *testing.T) {
 	for _, sd := range []grpc.ServiceDesc{imagefarmv1.ImageFarmService_ServiceDesc, imagefarmv1.ImagerService_ServiceDesc,
-		imagefarmv1.DeviceService_ServiceDesc} {
+		imagefarmv1.DeviceService_ServiceDesc, healthpb.Health_ServiceDesc, reflectionpb.ServerReflection_ServiceDesc} {
 		var names []string
 		for _, m := range sd.Methods {
 			names = append(names, m.MethodName)

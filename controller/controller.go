@@ -161,7 +161,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			return fmt.Errorf("controller: bootstrap token: %w", err)
 		}
 	}
-	return c.serve(ctx, p)
+	return c.serve(ctx, nc, p)
 }
 
 // backend is what the controller keeps in JetStream.
@@ -247,8 +247,9 @@ func (c *Controller) build(b *backend) (*parts, error) {
 	return p, nil
 }
 
-// serve serves the gRPC services and runs the loops until ctx ends.
-func (c *Controller) serve(ctx context.Context, p *parts) error {
+// serve serves the gRPC services and runs the loops until ctx ends; its
+// health service follows nc.
+func (c *Controller) serve(ctx context.Context, nc *nats.Conn, p *parts) error {
 	lis := c.cfg.Listener
 	if lis == nil {
 		var err error
@@ -268,11 +269,13 @@ func (c *Controller) serve(ctx context.Context, p *parts) error {
 	imagefarmv1.RegisterImageFarmServiceServer(srv, p.api)
 	imagefarmv1.RegisterImagerServiceServer(srv, p.imagers)
 	imagefarmv1.RegisterDeviceServiceServer(srv, p.devices)
+	hs := registerProbes(srv)
 	c.addr <- lis.Addr()
 	c.log.Info("controller serving", "addr", lis.Addr().String(), "nats", redact.URL(c.cfg.NATSURL), "tls", c.cfg.TLS != nil)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(lis) })
 	g.Go(func() error { <-gctx.Done(); srv.Stop(); return nil })
+	g.Go(func() error { trackHealth(gctx, nc, hs); return nil })
 	g.Go(func() error { return p.place.Run(gctx) })
 	g.Go(func() error { return p.alive.Run(gctx) })
 	g.Go(func() error { return p.devices.Run(gctx) })
