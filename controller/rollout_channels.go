@@ -37,7 +37,7 @@ func (f *fleetServer) followChannels(ctx context.Context, all []*imagefarmv1.Rol
 		if err != nil || digest == latest.GetManifestDigest() {
 			continue
 		}
-		if err := f.supersede(ctx, m, latest, digest); err != nil {
+		if err := f.supersede(ctx, m, latest, digest); err != nil && ctx.Err() == nil {
 			f.log.Warn("follow channel", "model", m.GetName(), "ref", m.GetImageRef(), "error", err)
 		}
 	}

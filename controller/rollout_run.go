@@ -51,7 +51,7 @@ func (f *fleetServer) round(ctx context.Context, channels bool) error {
 		return err
 	}
 	if channels {
-		if err := f.followChannels(ctx, all); err != nil {
+		if err := f.followChannels(ctx, all); err != nil && ctx.Err() == nil {
 			f.log.Warn("follow channels", "error", err)
 		}
 	}
@@ -66,7 +66,7 @@ func (f *fleetServer) round(ctx context.Context, channels bool) error {
 		if r.GetState().Final() {
 			continue
 		}
-		if err := f.step(ctx, r, devs); err != nil && !errors.Is(err, errStale) {
+		if err := f.step(ctx, r, devs); err != nil && !errors.Is(err, errStale) && ctx.Err() == nil {
 			f.log.Warn("rollout step", "rollout_id", r.GetId(), "error", err)
 		}
 	}
