@@ -69,7 +69,7 @@ func TestBootReportsIdentity(t *testing.T) {
 	start := time.Now()
 	vm := testenv.Start(t, "vm", ns.Command(t, qemu, "-accel", "tcg", "-m", "512", "-nographic", "-no-reboot",
 		"-kernel", env.Kernel(), "-initrd", env.Initrd(),
-		"-append", "console=ttyS0 panic=-1 quiet imagefarm.then=poweroff imagefarm.controller=198.18.0.1:8443 "+
+		"-append", "console=ttyS0 panic=-1 quiet no_timer_check imagefarm.then=poweroff imagefarm.controller=198.18.0.1:8443 "+
 			"imagefarm.token="+token+" BOOTIF=01-"+strings.ReplaceAll(mac, ":", "-")+
 			" imagefarm.disk_serial=VIRTIO-DISK-1 imagefarm.disk_size=67108864",
 		"-smbios", "type=1,manufacturer="+vendor+",product="+product+",serial="+serial+",uuid="+uuid,
