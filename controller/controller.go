@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -86,6 +87,9 @@ type Config struct {
 	// RolloutTick is how often the rollout loop runs when nothing asks it
 	// to (a device's report, an operator's action do); 2 s when 0.
 	RolloutTick time.Duration
+	// Metrics is the private registry the controller's Prometheus
+	// metrics (imagefarm_...) are registered on; none are served when nil.
+	Metrics prometheus.Registerer
 }
 
 // Controller accepts jobs over gRPC, places them on the imagers' drives,
@@ -263,9 +267,13 @@ func (c *Controller) serve(ctx context.Context, nc *nats.Conn, p *parts) error {
 	} else {
 		c.log.Warn(insecureWarning)
 	}
+	m, err := newAPIMetrics(c.cfg.Metrics)
+	if err != nil {
+		return fmt.Errorf("controller: metrics: %w", err)
+	}
 	srv := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(maxRequestBytes),
-		grpc.ChainUnaryInterceptor(c.recoverUnary, statusUnary, c.authUnary, p.auth.authorizeUnary),
-		grpc.ChainStreamInterceptor(c.recoverStream, statusStream, c.authStream, p.auth.authorizeStream))
+		grpc.ChainUnaryInterceptor(c.recoverUnary, m.unary, statusUnary, c.authUnary, p.auth.authorizeUnary),
+		grpc.ChainStreamInterceptor(c.recoverStream, m.stream, statusStream, c.authStream, p.auth.authorizeStream))
 	imagefarmv1.RegisterImageFarmServiceServer(srv, p.api)
 	imagefarmv1.RegisterImagerServiceServer(srv, p.imagers)
 	imagefarmv1.RegisterDeviceServiceServer(srv, p.devices)

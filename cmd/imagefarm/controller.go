@@ -26,6 +26,7 @@ func newControllerCmd(g *globals) *cobra.Command {
 	var (
 		natsURL, natsCreds string
 		listen, clientCA   string
+		metricsListen      string
 		bootstrap          string
 		ttl, ackWait       time.Duration
 		scanEvery          time.Duration
@@ -71,7 +72,11 @@ deploy/minio/controller-policy.json.`,
 			if err != nil {
 				return fmt.Errorf("--sign-key: %w", err)
 			}
-			c, err := controller.New(controller.Config{NATSURL: natsURL, NATSCreds: natsCreds, Listen: listen, Catalog: cat,
+			reg, err := serveMetrics(metricsListen)
+			if err != nil {
+				return err
+			}
+			c, err := controller.New(controller.Config{Metrics: reg, NATSURL: natsURL, NATSCreds: natsCreds, Listen: listen, Catalog: cat,
 				TLS: tlsCfg, ClientCAs: clientCAs, Insecure: g.tls.insecure, BootstrapTokenFile: bootstrap, SignKey: key,
 				HeartbeatTTL: ttl, CatalogScanInterval: scanEvery, TrustedKeys: ring, Dispatch: wire.Config{AckWait: ackWait}, Devices: devices, Log: slog.Default()})
 			if err != nil {
@@ -83,6 +88,7 @@ deploy/minio/controller-policy.json.`,
 	cmd.Flags().StringVar(&natsURL, "nats", "", "NATS server URL (JetStream enabled)")
 	addNATSCredsFlag(cmd, &natsCreds, "controller.nats-creds")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:7700", "gRPC listen address")
+	cmd.Flags().StringVar(&metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics, without TLS or tokens: keep it on a trusted network (off when empty)")
 	cmd.Flags().StringVar(&clientCA, "client-ca", os.Getenv("IMAGEFARM_CLIENT_CA"),
 		"the farm CA certificate (ca.crt) that imagers' and clients' certificates are verified against (env IMAGEFARM_CLIENT_CA)")
 	cmd.Flags().StringVar(&bootstrap, "bootstrap-token-file", "",
