@@ -218,6 +218,7 @@ type parts struct {
 	alive   *liveness
 	watcher *catalogWatcher // nil when the catalog is never scanned
 	fleet   *fleetServer
+	metrics *apiMetrics
 }
 
 // build makes the controller's parts on b.
@@ -248,6 +249,10 @@ func (c *Controller) build(b *backend) (*parts, error) {
 	if c.cfg.CatalogScanInterval > 0 {
 		p.watcher = &catalogWatcher{cat: c.cfg.Catalog, refs: b.refs, audit: rec, interval: c.cfg.CatalogScanInterval, log: c.log}
 	}
+	if p.metrics, err = newAPIMetrics(c.cfg.Metrics); err != nil {
+		return nil, fmt.Errorf("controller: metrics: %w", err)
+	}
+	p.imagers.metrics = p.metrics
 	return p, nil
 }
 
@@ -267,10 +272,7 @@ func (c *Controller) serve(ctx context.Context, nc *nats.Conn, p *parts) error {
 	} else {
 		c.log.Warn(insecureWarning)
 	}
-	m, err := newAPIMetrics(c.cfg.Metrics)
-	if err != nil {
-		return fmt.Errorf("controller: metrics: %w", err)
-	}
+	m := p.metrics
 	srv := grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(maxRequestBytes),
 		grpc.ChainUnaryInterceptor(c.recoverUnary, m.unary, statusUnary, c.authUnary, p.auth.authorizeUnary),
 		grpc.ChainStreamInterceptor(c.recoverStream, m.stream, statusStream, c.authStream, p.auth.authorizeStream))

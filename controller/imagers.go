@@ -22,12 +22,13 @@ import (
 // errors become gRPC codes in statusStream.
 type imagerServer struct {
 	imagefarmv1.UnimplementedImagerServiceServer
-	st    *state.Store
-	core  *core.Core
-	view  *storeView
-	live  *farmView
-	audit auditor
-	ttl   time.Duration // a node silent for longer is lost
+	metrics *apiMetrics // counts the tasks that end
+	st      *state.Store
+	core    *core.Core
+	view    *storeView
+	live    *farmView
+	audit   auditor
+	ttl     time.Duration // a node silent for longer is lost
 	// insecure serves imagers without certificates (Config.Insecure), so
 	// their node ids are not checked against one.
 	insecure bool

@@ -119,7 +119,8 @@ func (im *imagerServer) result(ctx context.Context, s *session, r *imagefarmv1.T
 	if t == nil || err != nil {
 		return err
 	}
-	if !t.GetState().Final() { // a result sent again is not checked again: the task stays as it ended
+	first := !t.GetState().Final()
+	if first { // a result sent again is not checked again: the task stays as it ended
 		if r, err = im.plausible(ctx, s, t, r); err != nil {
 			return err
 		}
@@ -127,6 +128,9 @@ func (im *imagerServer) result(ctx context.Context, s *session, r *imagefarmv1.T
 	defer im.wake()
 	err = im.core.EndTask(ctx, nodeActor(s.nodeID), t, r)
 	im.live.dropProgress(t.GetId())
+	if err == nil && first {
+		im.metrics.taskEnded(r)
+	}
 	return err
 }
 
