@@ -252,7 +252,7 @@ func (c *Controller) build(b *backend) (*parts, error) {
 	if p.metrics, err = newAPIMetrics(c.cfg.Metrics); err != nil {
 		return nil, fmt.Errorf("controller: metrics: %w", err)
 	}
-	p.imagers.metrics = p.metrics
+	p.imagers.metrics, p.alive.metrics = p.metrics, p.metrics
 	return p, nil
 }
 

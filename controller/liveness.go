@@ -15,14 +15,15 @@ import (
 // liveness declares lost the nodes silent for longer than the heartbeat
 // TTL, through the core.
 type liveness struct {
-	st    *state.Store
-	core  *core.Core
-	view  *storeView
-	live  *farmView
-	audit auditor
-	ttl   time.Duration
-	log   *slog.Logger
-	wake  func() // asks the placer to run soon
+	metrics *apiMetrics // counts the nodes lost
+	st      *state.Store
+	core    *core.Core
+	view    *storeView
+	live    *farmView
+	audit   auditor
+	ttl     time.Duration
+	log     *slog.Logger
+	wake    func() // asks the placer to run soon
 }
 
 // Run declares lost the nodes silent for longer than the TTL.
@@ -69,6 +70,7 @@ func (l *liveness) loseNode(ctx context.Context, nodeID string, jobs []scheduler
 		return err
 	}
 	l.log.Warn("node lost: no heartbeat", "node_id", nodeID, "ttl", l.ttl)
+	l.metrics.nodeLost()
 	l.audit.Record(ctx, &imagefarmv1.AuditRecord{Actor: controllerActor, Action: imagefarmv1.AuditAction_AUDIT_ACTION_NODE_FENCED,
 		NodeId: nodeID, Message: fmt.Sprintf("no heartbeat for %s: epoch raised to %d", l.ttl, node.GetEpoch())})
 	l.live.fence(nodeID)

@@ -19,6 +19,7 @@ type apiMetrics struct {
 	ended    *prometheus.CounterVec // tasks by final state
 	written  prometheus.Counter
 	verified prometheus.Counter
+	lost     prometheus.Counter // nodes declared lost
 }
 
 // newAPIMetrics registers the API counters on reg; on a registry of their
@@ -43,13 +44,29 @@ func newAPIMetrics(reg prometheus.Registerer) (*apiMetrics, error) {
 			Name: "imagefarm_verified_bytes_total",
 			Help: "Bytes of the tasks that ended DONE: written, read back and matched against the image.",
 		}),
+		lost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "imagefarm_nodes_lost_total",
+			Help: "Imager nodes declared lost: silent for longer than the heartbeat TTL, fenced and their tasks ended LOST.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.ended, m.written, m.verified} {
+	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// collectors are every metric of m.
+func (m *apiMetrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.calls, m.ended, m.written, m.verified, m.lost}
+}
+
+// nodeLost counts a node declared lost; nothing on a nil m.
+func (m *apiMetrics) nodeLost() {
+	if m != nil {
+		m.lost.Inc()
+	}
 }
 
 // taskEnded counts a task's first end, r; nothing on a nil m.
