@@ -16,6 +16,7 @@ import (
 
 	"github.com/imagefarm/imagefarm/controller"
 	imagefarmv1 "github.com/imagefarm/imagefarm/proto/imagefarm/v1"
+	"github.com/imagefarm/imagefarm/tests/testenv"
 	"github.com/imagefarm/imagefarm/tests/testenv/farm"
 )
 
@@ -141,4 +142,17 @@ func scrape(t *testing.T, url string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// TestNodesLostMetric: a node silent past the heartbeat TTL moves
+// imagefarm_nodes_lost_total by one.
+func TestNodesLostMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := farm.Start(t, farm.Options{HeartbeatTTL: time.Second, Controller: func(c *controller.Config) { c.Metrics = reg }})
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	f.Connect(t, "n1", usbDrive("a")) // and never beats
+	testenv.Eventually(t, 20*time.Second, "imagefarm_nodes_lost_total 1", func() bool {
+		return scrape(t, srv.URL)["imagefarm_nodes_lost_total"] == 1
+	})
 }
