@@ -46,15 +46,33 @@ func (a *apiServer) WatchJob(req *imagefarmv1.WatchJobRequest, stream imagefarmv
 	watchCtx, stop := context.WithCancel(gctx)
 	g.Go(func() error {
 		defer stop()
+		end := jobEnd{sent: map[string]imagefarmv1.TaskState{}}
 		err := a.st.Watch(watchCtx, req.GetJobId(), req.GetFromRevision(), func(ev *imagefarmv1.JobEvent) error {
 			if err := send(ev); err != nil {
 				return err
 			}
-			if j := ev.GetJob(); req.GetJobId() != "" && j != nil && j.GetState().Final() {
+			if req.GetJobId() == "" {
+				return nil
+			}
+			if t := ev.GetTask(); t != nil {
+				end.sent[t.GetId()] = t.GetState()
+			}
+			if j := ev.GetJob(); j != nil && j.GetState().Final() && end.record == nil {
+				job, err := a.st.GetJob(watchCtx, req.GetJobId())
+				if err != nil {
+					return err
+				}
+				end.record = job
+				end.timer = time.AfterFunc(jobEndWait, stop) // an event whose append failed may come much later
+			}
+			if end.done() {
 				return state.ErrStopWatch
 			}
 			return nil
 		})
+		if end.timer != nil {
+			end.timer.Stop()
+		}
 		if errors.Is(err, context.Canceled) {
 			return nil
 		}
@@ -130,4 +148,33 @@ func (a *apiServer) ListDrives(ctx context.Context, req *imagefarmv1.ListDrivesR
 		}
 	}
 	return &imagefarmv1.ListDrivesResponse{Drives: out}, nil
+}
+
+// jobEndWait bounds how long the watch of an ended job waits for the last
+// events of its tasks.
+const jobEndWait = 30 * time.Second
+
+// jobEnd says when the watch of one job has sent all there is. A job's
+// final event can reach the stream before the last event of one of its
+// tasks (each record announces its own changes, and another task's report
+// may end the job meanwhile), so the watch ends only once every task of
+// the ended job's record has been sent in the state the record holds.
+type jobEnd struct {
+	sent   map[string]imagefarmv1.TaskState // last state sent, by task id
+	record *imagefarmv1.Job                 // the job as stored once its final event was sent
+	timer  *time.Timer                      // ends the watch jobEndWait after the job's final event
+}
+
+// done reports whether the job's final event and the final events of all
+// its tasks have been sent.
+func (e *jobEnd) done() bool {
+	if e.record == nil {
+		return false
+	}
+	for _, t := range e.record.GetTasks() {
+		if e.sent[t.GetId()] != t.GetState() {
+			return false
+		}
+	}
+	return true
 }
