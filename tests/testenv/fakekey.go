@@ -108,7 +108,7 @@ func (fs *fakeFS) serve() {
 		switch {
 		case errors.Is(err, unix.EINTR) || errors.Is(err, unix.ENOENT): // ENOENT: a request interrupted meanwhile
 			continue
-		case errors.Is(err, unix.ENODEV): // unmounted
+		case errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ECONNABORTED): // unmounted (the kernel may mark an unmounted connection aborted)
 			return
 		case err != nil:
 			fs.err = err
